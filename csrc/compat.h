@@ -1,0 +1,47 @@
+/* compat.h: the few Lua C API differences between 5.1/LuaJIT, 5.2, 5.3 and 5.4 that the core
+ * uses, papered over in one place so every other file is written against the 5.4 API. */
+#ifndef FACESWAP_COMPAT_H
+#define FACESWAP_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 502
+/* LuaJIT 2.1 (OpenResty's target): no uservalues, but every userdata has an environment table;
+ * luaL_setfuncs and luaL_testudata it already has. */
+#define lua_rawlen(L, i) lua_objlen(L, (i))
+#define compat_getuservalue(L, i) lua_getfenv(L, (i))
+#define compat_setuservalue(L, i) lua_setfenv(L, (i))
+#define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, l, 0))
+#else
+#define compat_getuservalue(L, i) ((void)lua_getuservalue(L, (i)))
+#define compat_setuservalue(L, i) lua_setuservalue(L, (i))
+#endif
+
+#if LUA_VERSION_NUM < 504
+/* Before 5.4 a userdata carries exactly one user value (or an fenv table). */
+#define compat_newuserdata(L, size) lua_newuserdata(L, (size))
+#else
+#define compat_newuserdata(L, size) lua_newuserdatauv(L, (size), 1)
+#endif
+
+#if LUA_VERSION_NUM < 503
+#define compat_isinteger(L, i) 0
+#else
+#define compat_isinteger(L, i) lua_isinteger(L, (i))
+#endif
+
+/* Push a number as an integer when it is one, so 5.3+ shows `200`, not `200.0`. */
+static inline void compat_pushnumber(lua_State *L, lua_Number n) {
+#if LUA_VERSION_NUM >= 503
+  /* the range check comes first: only then is the cast defined; it also keeps NaN out */
+  if (n >= (lua_Number)LUA_MININTEGER && n < -(lua_Number)LUA_MININTEGER &&
+      (lua_Number)(lua_Integer)n == n) {
+    lua_pushinteger(L, (lua_Integer)n);
+    return;
+  }
+#endif
+  lua_pushnumber(L, n);
+}
+
+#endif

@@ -1,0 +1,64 @@
+/* module.c: luaopen_faceswap_core, the one exported symbol. It registers the metatables,
+ * and returns the core's functions. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include "core.h"
+
+/* core.type(v): "job", "error", "transport" or nil, never raising (like io.type). */
+static int core_type(lua_State *L) {
+  lua_settop(L, 1);
+  if (job_is(L, 1))
+    lua_pushliteral(L, "job");
+  else if (error_is(L, 1))
+    lua_pushliteral(L, "error");
+  else if (luaL_testudata(L, 1, FACESWAP_TRANSPORT_MT))
+    lua_pushliteral(L, "transport");
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+/* core.now(): seconds on the monotonic clock, which wall-clock changes never move. */
+static int core_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.sleep(seconds): blocks the thread, resuming after signals until the time is up. */
+static int core_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  struct timespec ts, left;
+  luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "seconds must be from 0 to 1e9");
+  ts.tv_sec = (time_t)secs;
+  ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &left) != 0 && errno == EINTR)
+    ts = left;
+  return 0;
+}
+
+__attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    {"build_get", core_build_get},
+    {"read_response", core_read_response},
+    {"decode", core_decode},
+    {"error", core_error_new},
+    {"transport", core_transport_new},
+    {"type", core_type},
+    {"now", core_now},
+    {"sleep", core_sleep},
+    {NULL, NULL}
+  };
+  job_open(L);
+  error_open(L);
+  transport_open(L);
+  luaL_newlib(L, funcs);
+  request_push_rng(L);
+  lua_pushcclosure(L, core_build_headshot, 1);
+  lua_setfield(L, -2, "build_headshot");
+  lua_pushliteral(L, "lua-faceswap " FACESWAP_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}
