@@ -1,0 +1,149 @@
+-- Job objects: read-only userdata with every upstream field by name, credits parsed from
+-- `content`, done(), urls(), json() and equality; faceswap.decode for callback bodies.
+local faceswap = require "faceswap"
+
+local COMPLETED = [[{
+  "jobid": "8a1f574fdbf79e8cd57e070476d9d5f3", "verb": "faceswap-headshot",
+  "status": "completed", "prompt": "portrait --no green --square",
+  "created": "2023-09-09T02:04:49.667Z", "updated": "2023-09-09T02:05:31.002Z",
+  "discord": "ABC…secured…xyz", "server": "1000000000000000001",
+  "channel": "1100000000000000001", "replyUrl": "https://example.com/cb", "replyRef": "r-1",
+  "messageId": "1149891234567890123", "timestamp": "2023-09-09T02:04:50.123000+00:00",
+  "content": "<@1> Picsi.Ai Headshot Job Submitted [jobid: 8a1f574fdbf79e8cd57e070476d9d5f3] [credits: 4] [prompt: 'portrait'] [time: 12s] [SaveID: 'me'] (796/800 credits remaining)",
+  "error": null, "errorDetails": null, "code": 200,
+  "attachments": [
+    {"id": "1", "filename": "a_1.png", "size": 1234, "url": "https://cdn.example/a_1.png?ex=1&is=2&hm=3",
+     "proxy_url": "https://media.example/a_1.png", "width": 512, "height": 512, "content_type": "image/png"},
+    {"id": "2", "filename": "a_2.png", "size": 99, "url": "https://cdn.example/a_2.png",
+     "proxy_url": null, "width": 8, "height": 8, "content_type": "image/png"}
+  ],
+  "embeds": [{"type": "rich", "description": "done", "image": {"url": "https://cdn.example/e.png", "width": 1}}],
+  "future_field": {"kept": true}
+}]]
+
+describe("job objects", function()
+  local job
+  before_each(function() job = assert(faceswap.decode(COMPLETED)) end)
+
+  it("has every upstream field by name, exactly as sent", function()
+    assert.equal("job", faceswap.type(job))
+    assert.equal("8a1f574fdbf79e8cd57e070476d9d5f3", job.jobid)
+    assert.equal("faceswap-headshot", job.verb)
+    assert.equal("completed", job.status)
+    assert.equal("portrait --no green --square", job.prompt)
+    assert.equal("2023-09-09T02:04:49.667Z", job.created)
+    assert.equal("2023-09-09T02:05:31.002Z", job.updated)
+    assert.equal("ABC…secured…xyz", job.discord)
+    assert.equal("1000000000000000001", job.server)
+    assert.equal("1100000000000000001", job.channel)
+    assert.equal("https://example.com/cb", job.replyUrl)
+    assert.equal("r-1", job.replyRef)
+    assert.equal("1149891234567890123", job.messageId)
+    assert.equal("2023-09-09T02:04:50.123000+00:00", job.timestamp)
+    assert.equal(200, job.code)
+    assert.equal("integer", math.type(job.code))
+  end)
+
+  it("gives nil for absent and null fields and for names a job does not have", function()
+    assert.is_nil(job.error)
+    assert.is_nil(job.errorDetails)
+    assert.is_nil(job.future_field)
+    assert.is_nil(job.nonsense)
+    assert.is_nil(job[1])
+  end)
+
+  it("gives attachments and embeds as arrays, nulls dropped", function()
+    assert.same({
+      { id = "1", filename = "a_1.png", size = 1234, url = "https://cdn.example/a_1.png?ex=1&is=2&hm=3",
+        proxy_url = "https://media.example/a_1.png", width = 512, height = 512,
+        content_type = "image/png" },
+      { id = "2", filename = "a_2.png", size = 99, url = "https://cdn.example/a_2.png", width = 8,
+        height = 8, content_type = "image/png" },
+    }, job.attachments)
+    assert.same({ { type = "rich", description = "done",
+                    image = { url = "https://cdn.example/e.png", width = 1 } } }, job.embeds)
+  end)
+
+  it("hands out copies of nested tables, so the job cannot be changed through them", function()
+    job.attachments[1].url = "changed"
+    assert.equal("https://cdn.example/a_1.png?ex=1&is=2&hm=3", job.attachments[1].url)
+  end)
+
+  it("parses credits from content", function()
+    assert.equal(4, job.credits)
+    assert.equal(796, job.credits_left)
+    assert.equal(800, job.credits_total)
+    local plain = assert(faceswap.decode('{"jobid":"j","content":"no numbers here (1/x credits remaining)"}'))
+    assert.is_nil(plain.credits)
+    assert.is_nil(plain.credits_left)
+    assert.is_nil(plain.credits_total)
+  end)
+
+  it("lists the attachment URLs", function()
+    assert.same({ "https://cdn.example/a_1.png?ex=1&is=2&hm=3", "https://cdn.example/a_2.png" },
+      job:urls())
+    assert.same({}, assert(faceswap.decode('{"jobid":"j","status":"started"}')):urls())
+  end)
+
+  it("knows which statuses are terminal", function()
+    for status, done in pairs { created = false, started = false, progress = false,
+                                completed = true, failed = true, moderated = true,
+                                cancelled = true, unheard_of = false } do
+      local j = assert(faceswap.decode('{"jobid":"j","status":"' .. status .. '"}'))
+      assert.equal(done, j:done(), status)
+    end
+  end)
+
+  it("round-trips through json() and decode() to an equal job", function()
+    assert.equal(COMPLETED, job:json())
+    local again = assert(faceswap.decode(job:json()))
+    assert.is_true(again == job)
+    local reordered = assert(faceswap.decode('{"status":"started","jobid":"x"}'))
+    assert.is_true(reordered == assert(faceswap.decode('{"jobid":"x","status":"started"}')))
+    assert.is_false(reordered == assert(faceswap.decode('{"jobid":"x","status":"progress"}')))
+  end)
+
+  it("is read-only", function()
+    assert.has_error(function() job.status = "failed" end,
+      "faceswap.job is read-only (attempt to set field 'status')")
+    assert.equal("faceswap.job is read-only", getmetatable(job))
+  end)
+
+  it("shows type, jobid and status in tostring", function()
+    assert.equal("faceswap.job: 8a1f574fdbf79e8cd57e070476d9d5f3 (completed)", tostring(job))
+  end)
+end)
+
+describe("faceswap.decode", function()
+  local function decode_error(text)
+    local job, err = faceswap.decode(text)
+    assert.is_nil(job)
+    assert.equal("error", faceswap.type(err))
+    assert.equal("bad_response", err.kind)
+    assert.is_nil(err.code)
+    return err.error
+  end
+
+  it("rejects what is not a job with a clear bad_response", function()
+    assert.equal("invalid JSON: unexpected end of text at byte 13", decode_error('{"jobid":"a"'))
+    assert.equal("invalid JSON: text after the value at byte 15", decode_error('{"jobid":"a"} x'))
+    assert.equal("not a job: JSON is not an object", decode_error('["a"]'))
+    assert.equal("not a job: no jobid string", decode_error('{"jobid":12}'))
+    assert.equal("field embeds is not an array", decode_error('{"jobid":"a","embeds":"x"}'))
+    assert.equal("invalid JSON: bad number at byte 10", decode_error('{"jobid":NaN}'))
+    assert.equal("invalid JSON: nested too deeply at byte 66",
+      decode_error(('['):rep(66) .. (']'):rep(66)))
+  end)
+
+  it("reads escapes and surrogate pairs", function()
+    local job = assert(faceswap.decode('{"jobid":"a\\u00e9\\ud83d\\ude00\\n\\"\\/"}'))
+    assert.equal('aé😀\n"/', job.jobid)
+    assert.equal("invalid JSON: lone surrogate in \\u escape at byte 17",
+      decode_error('{"jobid":"\\ud83d"}'))
+  end)
+
+  it("raises when given something other than a string", function()
+    assert.has_error(function() faceswap.decode(nil) end,
+      "bad argument #1 to 'decode' (string expected, got nil)")
+  end)
+end)
