@@ -12,7 +12,6 @@ description = {
 }
 dependencies = {
    "lua >= 5.1",
-   "lua-cjson",
 }
 external_dependencies = {
    CURL = { header = "curl/curl.h", library = "curl" },
