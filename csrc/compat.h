@@ -25,11 +25,25 @@
 #define compat_newuserdata(L, size) lua_newuserdatauv(L, (size), 1)
 #endif
 
-#if LUA_VERSION_NUM < 503
-#define compat_isinteger(L, i) 0
+/* A userdata's user value as any Lua value (5.3+), or wrapped in a table where it must be one. */
+#if LUA_VERSION_NUM >= 503
+#define compat_setuservalue_any(L, i) lua_setuservalue(L, (i))
+#define compat_getuservalue_any(L, i) ((void)lua_getuservalue(L, (i)))
 #else
-#define compat_isinteger(L, i) lua_isinteger(L, (i))
+static inline void compat_setuservalue_any(lua_State *L, int i) {
+  i = i < 0 ? i - 1 : i;
+  lua_createtable(L, 1, 0);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, 1);
+  compat_setuservalue(L, i);
+}
+static inline void compat_getuservalue_any(lua_State *L, int i) {
+  compat_getuservalue(L, i);
+  lua_rawgeti(L, -1, 1);
+  lua_remove(L, -2);
+}
 #endif
+
 
 /* Push a number as an integer when it is one, so 5.3+ shows `200`, not `200.0`. */
 static inline void compat_pushnumber(lua_State *L, lua_Number n) {

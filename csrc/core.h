@@ -22,8 +22,22 @@
 /* The operations the core knows; they decide response reading and retry safety. */
 typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL } faceswap_op;
 
-/* json.c: pushes the value of JSON text and returns 1, or pushes a message and returns 0. */
+/* json.c */
+enum { JSON_ABSENT, JSON_STRING, JSON_NUMBER, JSON_ARRAY, JSON_OBJECT, JSON_BOOLEAN };
+typedef struct {
+  size_t off, len;              /* where the value lies (a string's body, without quotes) */
+  unsigned char kind;           /* JSON_*; JSON_ABSENT for a missing or null member */
+  unsigned char escaped;        /* a string with escapes: unescape before use */
+  unsigned char all_objects;    /* an array whose every element is an object */
+} json_span;
+/* Pushes the value of JSON text and returns 1, or pushes "<problem> at byte N" and returns 0. */
 int core_json_decode(lua_State *L, const char *s, size_t len);
+/* Validates JSON text that must be an object, recording the top-level members named in names
+ * (the last one wins). Returns 0 with *msg and *pos (1-based) on failure. Needs no Lua. */
+int json_scan_object(const char *s, size_t len, const char *const *names, int nnames,
+                     json_span *spans, const char **msg, size_t *pos);
+/* Pushes the value at a span that json_scan_object recorded in s. */
+void json_push_span(lua_State *L, const char *s, const json_span *sp);
 
 /* error.c */
 typedef struct {
@@ -41,9 +55,9 @@ void error_open(lua_State *L);
 int core_error_new(lua_State *L);
 
 /* job.c */
-/* Validates the decoded JSON table at idx and pushes a job made of it and the raw JSON text at
- * json_idx. On a wrong field type pushes nothing and returns 0 with *why set. */
-int job_push(lua_State *L, int idx, int json_idx, const char **why, const char **field);
+/* Makes a job of the JSON text at json_idx: pushes it and returns 1, or pushes why the text is
+ * not a job (a string) and returns 0. */
+int job_push_json(lua_State *L, int json_idx);
 int job_is(lua_State *L, int idx);
 void job_open(lua_State *L);
 int core_decode(lua_State *L);

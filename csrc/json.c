@@ -1,11 +1,14 @@
-/* json.c: a strict RFC 8259 reader that builds Lua values directly. Objects and arrays become
- * tables, numbers integers where they are integral, strings must be valid UTF-8. An object
- * member whose value is null is left out (for a job, null means absent); a null inside an
- * array stays as a NULL lightuserdata so indices do not shift.
+/* json.c: a strict RFC 8259 reader with two modes sharing one set of checks.
+ *   core_json_decode  builds Lua values: objects and arrays become tables, numbers integers
+ *                     where integral; an object member whose value is null is left out (null
+ *                     means absent), a null array element stays as a NULL lightuserdata.
+ *   json_scan_object  builds nothing: it validates the text and records where each wanted
+ *                     top-level member's value lies, so a job can be made without creating a
+ *                     Lua string for every field it will never be asked for.
+ * Strings must be valid UTF-8; nesting is limited to JSON_MAX_DEPTH.
  *
- * Why not lua-cjson: measured with spec/bench/run.sh, cjson.decode of one job answer cost
- * about 25,000 instructions, a fifth of a whole headshot round trip; this reader does the same
- * work in a fraction of that, and reports a position with each error. */
+ * Why not lua-cjson: in spec/bench/run.sh, building every field of a job answer was the
+ * largest cost of a round trip outside libcurl; scanning is a fraction of it. */
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
@@ -13,9 +16,14 @@
 #define JSON_MAX_DEPTH 64
 
 typedef struct {
-  lua_State *L;
+  lua_State *L;                 /* NULL: scan mode, nothing is pushed */
   const char *p, *end, *start;
   const char *err;
+  /* scan mode: the members to record, and facts about the value just read */
+  const char *const *names;
+  json_span *spans;
+  int nnames;
+  int escaped, all_objects;
 } reader;
 
 static int fail(reader *r, const char *msg) {
@@ -44,6 +52,25 @@ static int hex4(const char *s, unsigned *out) {
   return 1;
 }
 
+/* Reads the \u escape at s (pointing at the 'u'), joining a surrogate pair, into *cp; *used
+ * is how many bytes it spans. Returns NULL, or what is wrong with it. */
+static const char *unicode_escape(const char *s, const char *end, unsigned *cp, size_t *used) {
+  unsigned lo;
+  if (end - s < 5 || !hex4(s + 1, cp))
+    return "bad \\u escape";
+  *used = 5;
+  if (*cp >= 0xD800 && *cp <= 0xDBFF) {
+    if (end - s < 11 || s[5] != '\\' || s[6] != 'u' || !hex4(s + 7, &lo) || lo < 0xDC00 ||
+        lo > 0xDFFF)
+      return "lone surrogate in \\u escape";
+    *used = 11;
+    *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
+  } else if (*cp >= 0xDC00 && *cp <= 0xDFFF) {
+    return "lone surrogate in \\u escape";
+  }
+  return NULL;
+}
+
 static size_t utf8_encode(char *out, unsigned cp) {
   if (cp < 0x80) { out[0] = (char)cp; return 1; }
   if (cp < 0x800) {
@@ -64,35 +91,15 @@ static size_t utf8_encode(char *out, unsigned cp) {
   return 4;
 }
 
-/* Reads one \u escape (r->p at the 'u'), joining a surrogate pair, into out. */
-static size_t read_unicode_escape(reader *r, char *out) {
-  unsigned cp, lo;
-  if (r->end - r->p < 5 || !hex4(r->p + 1, &cp))
-    return fail(r, "bad \\u escape");
-  r->p += 5;
-  if (cp >= 0xD800 && cp <= 0xDBFF) {
-    if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' || !hex4(r->p + 2, &lo) ||
-        lo < 0xDC00 || lo > 0xDFFF)
-      return fail(r, "lone surrogate in \\u escape");
-    r->p += 6;
-    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-  } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-    return fail(r, "lone surrogate in \\u escape");
-  }
-  return utf8_encode(out, cp);
-}
-
 /* Bytes that end the plain run of a string: the quote, a backslash, control bytes, and bytes
  * >= 0x80 (which need the UTF-8 check). Tested eight at a time, without a branch per byte. */
-static size_t plain_run(const char *s, const char *end) {
+static const char *plain_run(const char *p, const char *end) {
   const unsigned long long ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  const char *p = s;
   while (end - p >= 8) {
     unsigned long long w, quote, slash;
     memcpy(&w, p, 8);
     quote = w ^ (ones * '"');
     slash = w ^ (ones * '\\');
-    /* a zero byte in quote/slash, a byte < 0x20, or a high bit: stop and look byte by byte */
     if ((((quote - ones) & ~quote) | ((slash - ones) & ~slash) | ((w - ones * 0x20) & ~w) | w) &
         highs)
       break;
@@ -101,75 +108,92 @@ static size_t plain_run(const char *s, const char *end) {
   while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 &&
          (unsigned char)*p < 0x80)
     p++;
-  return (size_t)(p - s);
+  return p;
 }
 
-/* Pushes the string starting after the opening quote. The common case, no escapes, is pushed
- * straight from the input; only escaped strings go through a buffer. */
-static int read_string(reader *r) {
-  const char *s = r->p, *q = s + plain_run(s, r->end);
+/* Unescapes the validated string body [s, e) into a Lua string. */
+static void push_unescaped(lua_State *L, const char *s, const char *e) {
   luaL_Buffer b;
-  int valid = 1;
-  if (q < r->end && (unsigned char)*q >= 0x80) {
-    /* text beyond ASCII: find the end the slow way, then check it is UTF-8 */
-    while (q < r->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-      q++;
-    if (q < r->end && *q == '"')
-      utf8_length(s, (size_t)(q - s), &valid);
-  }
-  if (q < r->end && *q == '"') {
-    if (!valid)
-      return fail(r, "invalid UTF-8 in string");
-    lua_pushlstring(r->L, s, (size_t)(q - s));
-    r->p = q + 1;
-    return 1;
-  }
-  luaL_buffinit(r->L, &b);
-  r->p = q;
-  luaL_addlstring(&b, s, (size_t)(q - s));
-  for (;;) {
-    char c, out[4];
-    size_t n;
-    if (r->p >= r->end)
-      return fail(r, "unterminated string");
-    c = *r->p;
-    if (c == '"')
+  luaL_buffinit(L, &b);
+  while (s < e) {
+    const char *q = memchr(s, '\\', (size_t)(e - s));
+    char out[4];
+    size_t used = 2;
+    if (!q) q = e;
+    luaL_addlstring(&b, s, (size_t)(q - s));
+    if (q == e)
       break;
-    if ((unsigned char)c < 0x20)
-      return fail(r, "control character in string");
-    if (c != '\\') {
-      luaL_addchar(&b, c);
-      r->p++;
-      continue;
-    }
-    if (++r->p >= r->end)
-      return fail(r, "unterminated string");
-    switch (*r->p) {
-    case '"': case '\\': case '/': luaL_addchar(&b, *r->p); r->p++; break;
-    case 'b': luaL_addchar(&b, '\b'); r->p++; break;
-    case 'f': luaL_addchar(&b, '\f'); r->p++; break;
-    case 'n': luaL_addchar(&b, '\n'); r->p++; break;
-    case 'r': luaL_addchar(&b, '\r'); r->p++; break;
-    case 't': luaL_addchar(&b, '\t'); r->p++; break;
-    case 'u':
-      n = read_unicode_escape(r, out);
-      if (!n)
-        return 0;
-      luaL_addlstring(&b, out, n);
+    switch (q[1]) {
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      unsigned cp = 0;
+      unicode_escape(q + 1, e, &cp, &used); /* validated when the string was read */
+      luaL_addlstring(&b, out, utf8_encode(out, cp));
+      used++;
       break;
-    default: return fail(r, "bad escape in string");
     }
+    default: luaL_addchar(&b, q[1]); break; /* \" \\ \/ */
+    }
+    s = q + used;
   }
-  r->p++;
   luaL_pushresult(&b);
-  {
-    size_t len;
-    const char *str = lua_tolstring(r->L, -1, &len);
-    utf8_length(str, len, &valid);
-    if (!valid) {
-      lua_pop(r->L, 1);
-      return fail(r, "invalid UTF-8 in string");
+}
+
+/* Reads the string after its opening quote: validates escapes, control bytes and UTF-8,
+ * sets r->escaped, and in build mode pushes it (straight from the input when unescaped). */
+static int read_string(reader *r, const char **body, const char **body_end) {
+  const char *s = r->p, *q = s;
+  int high = 0, valid = 1;
+  r->escaped = 0;
+  for (;;) {
+    q = plain_run(q, r->end);
+    if (q >= r->end)
+      return fail(r, "unterminated string");
+    if (*q == '"')
+      break;
+    if ((unsigned char)*q >= 0x80) {
+      high = 1;
+      q++;
+    } else if (*q == '\\') {
+      size_t used = 1;
+      r->escaped = 1;
+      if (q + 1 >= r->end)
+        return fail(r, "unterminated string");
+      if (q[1] == 'u') {
+        unsigned cp;
+        const char *problem = unicode_escape(q + 1, r->end, &cp, &used);
+        if (problem) {
+          r->p = q;
+          return fail(r, problem);
+        }
+      } else if (!strchr("\"\\/bfnrt", q[1]) || q[1] == '\0') {
+        r->p = q;
+        return fail(r, "bad escape in string");
+      }
+      q += 1 + used;
+    } else {
+      r->p = q;
+      return fail(r, "control character in string");
     }
+  }
+  if (high)
+    utf8_length(s, (size_t)(q - s), &valid); /* escapes are ASCII, so this checks the rest */
+  if (!valid)
+    return fail(r, "invalid UTF-8 in string");
+  r->p = q + 1;
+  if (body) {
+    *body = s;
+    *body_end = q;
+  }
+  if (r->L) {
+    if (r->escaped)
+      push_unescaped(r->L, s, q);
+    else
+      lua_pushlstring(r->L, s, (size_t)(q - s));
   }
   return 1;
 }
@@ -182,7 +206,7 @@ static int read_number(reader *r) {
   if (p >= r->end) return fail(r, "bad number");
   if (*p == '0') p++;
   else if (*p >= '1' && *p <= '9') while (p < r->end && *p >= '0' && *p <= '9') p++;
-  else return fail(r, "bad number");
+  else return fail(r, "unexpected character");
   if (p < r->end && *p == '.') {
     integral = 0;
     if (++p >= r->end || *p < '0' || *p > '9') return fail(r, "bad number");
@@ -196,14 +220,15 @@ static int read_number(reader *r) {
   }
   if ((size_t)(p - s) >= sizeof buf)
     return fail(r, "number too long");
+  r->p = p;
+  if (!r->L)
+    return 1;
   memcpy(buf, s, (size_t)(p - s));
   buf[p - s] = '\0';
-  r->p = p;
-  if (integral && p - s <= 18) {
+  if (integral && p - s <= 18)
     lua_pushinteger(r->L, (lua_Integer)strtoll(buf, NULL, 10));
-    return 1;
-  }
-  compat_pushnumber(r->L, (lua_Number)strtod(buf, NULL));
+  else
+    compat_pushnumber(r->L, (lua_Number)strtod(buf, NULL));
   return 1;
 }
 
@@ -216,32 +241,86 @@ static int read_literal(reader *r, const char *word, size_t n) {
 
 static int read_value(reader *r, int depth);
 
+/* Scan mode, top level: which wanted name the member name [s, e) is, or -1. */
+static int wanted_member(reader *r, const char *s, const char *e) {
+  char plain[32];
+  size_t n = (size_t)(e - s);
+  int i;
+  if (r->escaped) {
+    /* a name spelled with escapes is matched as what it means; wanted names are short */
+    size_t used;
+    unsigned cp;
+    for (n = 0; s < e; s += used) {
+      char c = *s;
+      used = 1;
+      if (c == '\\') {
+        c = s[1];
+        used = 2;
+        if (c == 'u') {
+          unicode_escape(s + 1, e, &cp, &used);
+          used++;
+          c = cp < 0x80 ? (char)cp : '\0'; /* wanted names are ASCII: anything else differs */
+        } else if (strchr("bfnrt", c)) {
+          c = '\0';
+        }
+      }
+      if (c == '\0' || n == sizeof plain)
+        return -1;
+      plain[n++] = c;
+    }
+    s = plain;
+  }
+  for (i = 0; i < r->nnames; i++)
+    if (strlen(r->names[i]) == n && memcmp(r->names[i], s, n) == 0)
+      return i;
+  return -1;
+}
+
 static int read_object(reader *r, int depth) {
   lua_State *L = r->L;
-  /* sized for a job at the top, so building it never rehashes */
-  lua_createtable(L, 0, depth == 0 ? 24 : 8);
+  if (L) /* sized for a job at the top, so building it never rehashes */
+    lua_createtable(L, 0, depth == 0 ? 24 : 8);
   skip_space(r);
   if (r->p < r->end && *r->p == '}') {
     r->p++;
     return 1;
   }
   for (;;) {
+    const char *name = NULL, *name_end = NULL, *value;
+    int which = -1;
     skip_space(r);
     if (r->p >= r->end || *r->p != '"')
       return fail(r, "expected a member name");
     r->p++;
-    if (!read_string(r))
+    if (!read_string(r, &name, &name_end))
       return 0;
+    if (!L && depth == 0 && r->nnames)
+      which = wanted_member(r, name, name_end);
     skip_space(r);
     if (r->p >= r->end || *r->p != ':')
       return fail(r, "expected ':'");
     r->p++;
+    skip_space(r);
+    value = r->p;
     if (!read_value(r, depth + 1))
       return 0;
-    if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) /* null: the member is absent */
-      lua_pop(L, 2);
-    else
-      lua_rawset(L, -3);
+    if (which >= 0) {
+      json_span *sp = &r->spans[which];
+      sp->kind = *value == '"' ? JSON_STRING : *value == '[' ? JSON_ARRAY :
+                 *value == '{' ? JSON_OBJECT : *value == 'n' ? JSON_ABSENT :
+                 *value == 't' || *value == 'f' ? JSON_BOOLEAN : JSON_NUMBER;
+      sp->escaped = sp->kind == JSON_STRING && r->escaped;
+      sp->all_objects = sp->kind == JSON_ARRAY && r->all_objects;
+      /* a string's span is its body, without the quotes */
+      sp->off = (size_t)(value - r->start) + (sp->kind == JSON_STRING);
+      sp->len = (size_t)(r->p - value) - (sp->kind == JSON_STRING ? 2 : 0);
+    }
+    if (L) {
+      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) /* null: the member is absent */
+        lua_pop(L, 2);
+      else
+        lua_rawset(L, -3);
+    }
     skip_space(r);
     if (r->p < r->end && *r->p == ',') { r->p++; continue; }
     if (r->p < r->end && *r->p == '}') { r->p++; return 1; }
@@ -252,19 +331,29 @@ static int read_object(reader *r, int depth) {
 static int read_array(reader *r, int depth) {
   lua_State *L = r->L;
   lua_Integer n = 0;
-  lua_newtable(L);
+  int all_objects = 1;
+  if (L)
+    lua_newtable(L);
   skip_space(r);
   if (r->p < r->end && *r->p == ']') {
     r->p++;
+    r->all_objects = 1;
     return 1;
   }
   for (;;) {
+    skip_space(r);
+    all_objects = all_objects && r->p < r->end && *r->p == '{';
     if (!read_value(r, depth + 1))
       return 0;
-    lua_rawseti(L, -2, ++n);
+    if (L)
+      lua_rawseti(L, -2, ++n);
     skip_space(r);
     if (r->p < r->end && *r->p == ',') { r->p++; continue; }
-    if (r->p < r->end && *r->p == ']') { r->p++; return 1; }
+    if (r->p < r->end && *r->p == ']') {
+      r->p++;
+      r->all_objects = all_objects;
+      return 1;
+    }
     return fail(r, "expected ',' or ']'");
   }
 }
@@ -272,48 +361,102 @@ static int read_array(reader *r, int depth) {
 static int read_value(reader *r, int depth) {
   if (depth > JSON_MAX_DEPTH)
     return fail(r, "nested too deeply");
-  luaL_checkstack(r->L, 4, "nested too deeply");
+  if (r->L)
+    luaL_checkstack(r->L, 4, "nested too deeply");
   skip_space(r);
   if (r->p >= r->end)
     return fail(r, "unexpected end of text");
   switch (*r->p) {
   case '{': r->p++; return read_object(r, depth);
   case '[': r->p++; return read_array(r, depth);
-  case '"': r->p++; return read_string(r);
+  case '"': r->p++; return read_string(r, NULL, NULL);
   case 't':
     if (!read_literal(r, "true", 4)) return 0;
-    lua_pushboolean(r->L, 1);
+    if (r->L) lua_pushboolean(r->L, 1);
     return 1;
   case 'f':
     if (!read_literal(r, "false", 5)) return 0;
-    lua_pushboolean(r->L, 0);
+    if (r->L) lua_pushboolean(r->L, 0);
     return 1;
   case 'n':
     if (!read_literal(r, "null", 4)) return 0;
-    lua_pushlightuserdata(r->L, NULL);
+    if (r->L) lua_pushlightuserdata(r->L, NULL);
     return 1;
   default:
     return read_number(r);
   }
 }
 
+/* Runs the reader over all of [s, s+len); on failure sets *msg and *pos (1-based byte). */
+static int read_all(reader *r, const char *s, size_t len, const char **msg, size_t *pos) {
+  r->p = r->start = s;
+  r->end = s + len;
+  r->err = NULL;
+  if (read_value(r, 0)) {
+    skip_space(r);
+    if (r->p == r->end)
+      return 1;
+    fail(r, "text after the value");
+  }
+  /* whatever was expected, running out of text is the thing to report: truncated answers */
+  *msg = r->p >= r->end ? "unexpected end of text" : r->err;
+  *pos = (size_t)(r->p - r->start) + 1;
+  return 0;
+}
+
 int core_json_decode(lua_State *L, const char *s, size_t len) {
   reader r;
+  const char *msg;
+  size_t pos;
   int top = lua_gettop(L);
+  memset(&r, 0, sizeof r);
   r.L = L;
-  r.p = r.start = s;
-  r.end = s + len;
-  r.err = NULL;
-  if (read_value(&r, 0)) {
-    skip_space(&r);
-    if (r.p == r.end)
-      return 1;
-    fail(&r, "text after the value");
-  }
+  if (read_all(&r, s, len, &msg, &pos))
+    return 1;
   lua_settop(L, top);
-  /* whatever was expected, running out of text is the thing to report: truncated answers */
-  if (r.p >= r.end)
-    r.err = "unexpected end of text";
-  lua_pushfstring(L, "%s at byte %d", r.err, (int)(r.p - r.start) + 1);
+  lua_pushfstring(L, "%s at byte %d", msg, (int)pos);
   return 0;
+}
+
+int json_scan_object(const char *s, size_t len, const char *const *names, int nnames,
+                     json_span *spans, const char **msg, size_t *pos) {
+  reader r;
+  const char *p = s + strspn(s, " \t\r\n");
+  memset(&r, 0, sizeof r);
+  memset(spans, 0, sizeof *spans * (size_t)nnames);
+  r.names = names;
+  r.nnames = nnames;
+  r.spans = spans;
+  if (!read_all(&r, s, len, msg, pos))
+    return 0;
+  if (*p != '{') {
+    *msg = "not an object";
+    *pos = (size_t)(p - s) + 1;
+    return 0;
+  }
+  return 1;
+}
+
+/* Pushes the value of a span found by json_scan_object (already validated). */
+void json_push_span(lua_State *L, const char *s, const json_span *sp) {
+  reader r;
+  memset(&r, 0, sizeof r);
+  r.L = L;
+  switch (sp->kind) {
+  case JSON_STRING:
+    if (sp->escaped)
+      push_unescaped(L, s + sp->off, s + sp->off + sp->len);
+    else
+      lua_pushlstring(L, s + sp->off, sp->len);
+    return;
+  case JSON_ABSENT:
+    lua_pushnil(L);
+    return;
+  default: {
+    const char *msg;
+    size_t pos;
+    if (!read_all(&r, s + sp->off, sp->len, &msg, &pos))
+      lua_pushnil(L); /* cannot happen: the span was validated when the job was made */
+  }
+  }
 }

@@ -108,31 +108,19 @@ int core_read_response(lua_State *L) {
   /* a GET may always be asked again; a POST answered badly may still have made a job */
   error_info info = {"server", status, 1, op != OP_HEADSHOT, -1};
   lua_settop(L, 4);
+
+  if (status >= 200 && status < 300) {
+    if (job_push_json(L, 4))
+      return 1;
+    lua_pushfstring(L, "HTTP %d answer: %s", status, lua_tostring(L, -1));
+    return bad_response(L, &info);
+  }
+
   decoded = core_json_decode(L, body, blen) && lua_istable(L, 5);
   if (!decoded) {
     lua_settop(L, 4);
     lua_pushnil(L); /* keeps index 5 meaning "the decoded body" */
   }
-
-  if (status >= 200 && status < 300) {
-    const char *why, *field;
-    if (!decoded) {
-      lua_pushfstring(L, "HTTP %d answer is not JSON", status);
-      return bad_response(L, &info);
-    }
-    lua_getfield(L, 5, "jobid");
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      lua_pushfstring(L, "HTTP %d answer is not a job (no jobid)", status);
-      return bad_response(L, &info);
-    }
-    lua_pop(L, 1);
-    if (!job_push(L, 5, 4, &why, &field)) {
-      lua_pushfstring(L, "HTTP %d answer: field %s is not %s", status, field, why);
-      return bad_response(L, &info);
-    }
-    return 1;
-  }
-
   if (decoded) {
     lua_getfield(L, 5, "error");        /* 6 */
     lua_getfield(L, 5, "errorDetails"); /* 7 */

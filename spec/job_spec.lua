@@ -130,7 +130,7 @@ describe("faceswap.decode", function()
     assert.equal("not a job: JSON is not an object", decode_error('["a"]'))
     assert.equal("not a job: no jobid string", decode_error('{"jobid":12}'))
     assert.equal("field embeds is not an array", decode_error('{"jobid":"a","embeds":"x"}'))
-    assert.equal("invalid JSON: bad number at byte 10", decode_error('{"jobid":NaN}'))
+    assert.equal("invalid JSON: unexpected character at byte 10", decode_error('{"jobid":NaN}'))
     assert.equal("invalid JSON: nested too deeply at byte 66",
       decode_error(('['):rep(66) .. (']'):rep(66)))
   end)
@@ -138,8 +138,32 @@ describe("faceswap.decode", function()
   it("reads escapes and surrogate pairs", function()
     local job = assert(faceswap.decode('{"jobid":"a\\u00e9\\ud83d\\ude00\\n\\"\\/"}'))
     assert.equal('aé😀\n"/', job.jobid)
-    assert.equal("invalid JSON: lone surrogate in \\u escape at byte 17",
+    assert.equal("invalid JSON: lone surrogate in \\u escape at byte 11",
       decode_error('{"jobid":"\\ud83d"}'))
+  end)
+
+  it("reads member names spelled with escapes as what they mean", function()
+    local job = assert(faceswap.decode('{"job\\u0069d":"x","st\\u0061tus":"completed"}'))
+    assert.equal("x", job.jobid)
+    assert.is_true(job:done())
+  end)
+
+  it("lets the last of duplicate members win, a null one included", function()
+    local job = assert(faceswap.decode('{"jobid":"a","status":"started","status":"failed",' ..
+      '"prompt":"p","prompt":null}'))
+    assert.equal("failed", job.status)
+    assert.is_nil(job.prompt)
+  end)
+
+  it("parses credits from content that carries escapes", function()
+    local job = assert(faceswap.decode('{"jobid":"a","content":"[prompt: \\"x\\"] ' ..
+      '[credits: 6] (10/20 credits remaining) \\u00e9"}'))
+    assert.equal('[prompt: "x"] [credits: 6] (10/20 credits remaining) é', job.content)
+    assert.same({ 6, 10, 20 }, { job.credits, job.credits_left, job.credits_total })
+  end)
+
+  it("keeps a NUL escaped as \\u0000", function()
+    assert.equal("a\0b", assert(faceswap.decode('{"jobid":"a\\u0000b"}')).jobid)
   end)
 
   it("raises when given something other than a string", function()

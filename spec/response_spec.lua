@@ -97,10 +97,11 @@ describe("core.read_response", function()
   end)
 
   it("reads a 2xx that is not a job as bad_response with the status", function()
-    assert.same({ kind = "bad_response", code = 200, error = "HTTP 200 answer is not JSON",
-                  retryable = true, sent = true }, read("job", 200, '{"jobid": "abc", "status": '))
+    assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
+                  error = "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
+      read("job", 200, '{"jobid": "abc", "status": '))
     assert.same({ kind = "bad_response", code = 200, retryable = false, sent = true,
-                  error = "HTTP 200 answer is not a job (no jobid)" },
+                  error = "HTTP 200 answer: not a job: no jobid string" },
       read("headshot", 200, '{"error":"Unauthorized","code":200}'))
     assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
                   error = "HTTP 200 answer: field status is not a string" },
@@ -124,7 +125,7 @@ describe("core.read_response", function()
   end)
 
   it("treats invalid UTF-8 inside a JSON string as not JSON", function()
-    assert.equal("HTTP 200 answer is not JSON",
+    assert.equal("HTTP 200 answer: invalid JSON: invalid UTF-8 in string at byte 11",
       read("job", 200, '{"jobid":"a\xff","status":"started"}').error)
   end)
 
