@@ -241,34 +241,44 @@ static int read_literal(reader *r, const char *word, size_t n) {
 
 static int read_value(reader *r, int depth);
 
+/* Unescapes a short member name [s, e) into out (cap bytes); returns its length, or -1 when
+ * it is too long or holds what no wanted name has (control or non-ASCII characters). */
+static int unescape_name(const char *s, const char *e, char *out, int cap) {
+  int n = 0;
+  size_t used;
+  unsigned cp;
+  for (; s < e; s += used) {
+    char c = *s;
+    used = 1;
+    if (c == '\\') {
+      c = s[1];
+      used = 2;
+      if (c == 'u') {
+        unicode_escape(s + 1, e, &cp, &used); /* validated when the name was read */
+        used++;
+        c = cp < 0x80 ? (char)cp : '\0';
+      } else if (strchr("bfnrt", c)) {
+        c = '\0';
+      }
+    }
+    if (c == '\0' || n == cap)
+      return -1;
+    out[n++] = c;
+  }
+  return n;
+}
+
 /* Scan mode, top level: which wanted name the member name [s, e) is, or -1. */
 static int wanted_member(reader *r, const char *s, const char *e) {
-  char plain[32];
+  char plain[32] = {0};
   size_t n = (size_t)(e - s);
   int i;
-  if (r->escaped) {
-    /* a name spelled with escapes is matched as what it means; wanted names are short */
-    size_t used;
-    unsigned cp;
-    for (n = 0; s < e; s += used) {
-      char c = *s;
-      used = 1;
-      if (c == '\\') {
-        c = s[1];
-        used = 2;
-        if (c == 'u') {
-          unicode_escape(s + 1, e, &cp, &used);
-          used++;
-          c = cp < 0x80 ? (char)cp : '\0'; /* wanted names are ASCII: anything else differs */
-        } else if (strchr("bfnrt", c)) {
-          c = '\0';
-        }
-      }
-      if (c == '\0' || n == sizeof plain)
-        return -1;
-      plain[n++] = c;
-    }
+  if (r->escaped) { /* a name spelled with escapes is matched as what it means */
+    int len = unescape_name(s, e, plain, (int)sizeof plain);
+    if (len < 0)
+      return -1;
     s = plain;
+    n = (size_t)len;
   }
   for (i = 0; i < r->nnames; i++)
     if (strlen(r->names[i]) == n && memcmp(r->names[i], s, n) == 0)
