@@ -1,0 +1,877 @@
+-- Specs for the simulator itself (spec/support/simulator.lua and its helper sim.lua).
+-- They talk raw HTTP/1.1 over luasocket so that what is checked is exactly what goes over the
+-- wire: documented answers, strictness, keep-alive, job progression, callbacks and every
+-- scripted misbehaviour. Run from the repository root: lua5.4 /usr/bin/busted spec/simulator_spec.lua
+
+local socket = require "socket"
+local cjson = require "cjson"
+local sim = require "spec.support.sim"
+
+local TOKEN = "test-token"
+
+---------------------------------------------------------------------------------------------
+-- A tiny raw HTTP client
+---------------------------------------------------------------------------------------------
+local s   -- the simulator shared by most specs (reset before each)
+
+local function connect(timeout)
+  local c = assert(socket.connect(s.host, s.port))
+  c:settimeout(timeout or 5)
+  return c
+end
+
+-- Builds request bytes. opts: headers (name -> value; false drops a default), body, token.
+local function build(method, target, opts)
+  opts = opts or {}
+  local headers = { Host = s.host .. ":" .. s.port, Authorization = "Bearer " .. (opts.token or TOKEN) }
+  if opts.body then headers["Content-Length"] = tostring(#opts.body) end
+  for k, v in pairs(opts.headers or {}) do headers[k] = v or nil end
+  local lines = { method .. " " .. target .. " HTTP/1.1" }
+  local names = {}
+  for k in pairs(headers) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do lines[#lines + 1] = k .. ": " .. headers[k] end
+  return table.concat(lines, "\r\n") .. "\r\n\r\n" .. (opts.body or "")
+end
+
+-- Reads one response; returns {status, headers, body, json} or nil and the receive error.
+local function read_response(c)
+  local line, err = c:receive("*l")
+  if not line then return nil, err end
+  local res = { status = tonumber(line:match("^HTTP/1%.1 (%d%d%d)")), headers = {} }
+  while true do
+    local h = assert(c:receive("*l"))
+    if h == "" then break end
+    local k, v = h:match("^([^:]+):%s*(.*)$")
+    k = k:lower()
+    res.headers[k] = res.headers[k] and (res.headers[k] .. ", " .. v) or v
+  end
+  local n = tonumber(res.headers["content-length"] or "0")
+  local body, berr, partial = c:receive(n)
+  res.body, res.err = body or partial, berr
+  local ok, json = pcall(cjson.decode, res.body)
+  if ok then res.json = json end
+  return res
+end
+
+-- One request on a connection (a fresh one unless opts.conn); returns the response and conn.
+local function http(method, target, opts)
+  opts = opts or {}
+  local c = opts.conn or connect()
+  assert(c:send(build(method, target, opts)))
+  local res, err = read_response(c)
+  if not opts.conn and not opts.keep then c:close() end
+  return res, err, c
+end
+
+local function multipart(parts, boundary)
+  boundary = boundary or "sImBoUnDaRy42"
+  local out = {}
+  for _, p in ipairs(parts) do
+    out[#out + 1] = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"" .. p[1]
+      .. "\"\r\n\r\n" .. p[2] .. "\r\n"
+  end
+  out[#out + 1] = "--" .. boundary .. "--\r\n"
+  return table.concat(out), "multipart/form-data; boundary=" .. boundary
+end
+
+local function headshot_form(parts, opts)
+  local body, ct = multipart(parts)
+  opts = opts or {}
+  opts.body, opts.headers = body, opts.headers or {}
+  opts.headers["Content-Type"] = ct
+  return http("POST", opts.path or "/headshot", opts)
+end
+
+local function headshot_json(fields, opts)
+  opts = opts or {}
+  opts.body = type(fields) == "string" and fields or cjson.encode(fields)
+  opts.headers = { ["Content-Type"] = "application/json" }
+  return http("POST", "/headshot", opts)
+end
+
+local function get_job(jobid)
+  return http("GET", "/jobs/?jobid=" .. jobid)
+end
+
+local function assert_error(res, status, message)
+  assert.equals(status, res.status)
+  assert.equals("application/json", res.headers["content-type"])
+  assert.equals(#res.body, tonumber(res.headers["content-length"]))
+  assert.same({ error = message, code = status }, res.json)
+end
+
+-- receive(1) without its third ("partial") result, for assert.same.
+local function recv1(c)
+  local data, err = c:receive(1)
+  return { data, err }
+end
+
+local function elapsed(fn)
+  local t = socket.gettime()
+  local a, b, c = fn()
+  return socket.gettime() - t, a, b, c
+end
+
+local function has_curl()
+  return os.execute("command -v curl >/dev/null 2>&1") == true
+end
+
+-- Runs curl; returns its exit code.
+local function curl(args)
+  local _, _, code = os.execute("curl -s -o /dev/null --max-time 5 " .. args .. " 2>/dev/null")
+  return code
+end
+
+---------------------------------------------------------------------------------------------
+-- The stats once every connection the spec closed is seen closed by the simulator too.
+local function closed_stats()
+  return sim.wait_for(function()
+    local stats = s:stats()
+    return stats.open == 0 and stats
+  end, 5)
+end
+
+describe("simulator", function()
+  setup(function() s = sim.start() end)
+  teardown(function() s:stop() end)
+  before_each(function() s:reset() end)
+
+  describe("startup and helper", function()
+    it("exposes base_url without a trailing slash, port and pid", function()
+      assert.matches("^http://127%.0%.0%.1:%d+$", s.base_url)
+      assert.equals(s.base_url, "http://127.0.0.1:" .. s.port)
+      assert.is_number(s.pid)
+    end)
+
+    it("stop() shuts the child down, reaps it and is safe twice", function()
+      local other = sim.start { job_seconds = 0.1 }
+      local pid = other.pid
+      assert.is_true(os.execute("kill -0 " .. pid .. " 2>/dev/null"))
+      local ok, how, code = other:stop()
+      assert.same({ true, "exit", 0 }, { ok, how, code })
+      assert.is_nil(other:stop())
+      assert.is_falsy(os.execute("kill -0 " .. pid .. " 2>/dev/null"))
+    end)
+
+    it("passes start options through and restores them on reset", function()
+      local other = sim.start { token = "tok", channels = { "42" }, subscription = false }
+      local cfg = other:config {}
+      assert.equals("tok", cfg.token)
+      assert.same({ "42" }, cfg.channels)
+      assert.is_false(cfg.subscription)
+      other:config { subscription = true, token = "x" }
+      other:reset()
+      cfg = other:config {}
+      assert.is_false(cfg.subscription)
+      assert.equals("tok", cfg.token)
+      other:stop()
+    end)
+
+    it("works from any cwd", function()
+      local cmd = "cd / && lua5.4 -e 'package.path=\"" .. os.getenv("PWD") .. "/?.lua;\"..package.path; "
+        .. "local s=require(\"spec.support.sim\").start(); print(s.port); s:stop()'"
+      local p = io.popen(cmd)
+      local out = p:read("a")
+      assert.is_true(p:close())
+      assert.matches("^%d+\n$", out)
+    end)
+  end)
+
+  describe("authorization", function()
+    it("answers 401 without, with a wrong, or with a non-Bearer Authorization", function()
+      assert_error(http("GET", "/jobs/?jobid=x", { headers = { Authorization = false } }), 401, "Unauthorized")
+      assert_error(http("GET", "/jobs/?jobid=x", { token = "nope" }), 401, "Unauthorized")
+      assert_error(http("GET", "/jobs/?jobid=x", { headers = { Authorization = "Basic " .. TOKEN } }),
+        401, "Unauthorized")
+    end)
+
+    it("accepts the scheme in any case and follows the configured token", function()
+      assert.equals(404, http("GET", "/jobs/?jobid=x", { headers = { Authorization = "bearer " .. TOKEN } }).status)
+      s:config { token = "other" }
+      assert.equals(401, http("GET", "/jobs/?jobid=x").status)
+      assert.equals(404, http("GET", "/jobs/?jobid=x", { token = "other" }).status)
+    end)
+  end)
+
+  describe("POST /headshot", function()
+    it("creates a job from a multipart body", function()
+      local res = headshot_form { { "prompt", "hello world --no green" } }
+      assert.equals(200, res.status)
+      assert.equals("application/json", res.headers["content-type"])
+      assert.equals(#res.body, tonumber(res.headers["content-length"]))
+      local job = res.json
+      assert.matches("^%x+$", job.jobid)
+      assert.equals(32, #job.jobid)
+      assert.equals(job.jobid:lower(), job.jobid)
+      assert.equals("faceswap-headshot", job.verb)
+      assert.equals("started", job.status)
+      assert.equals("hello world --no green", job.prompt)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", job.created)
+      assert.equals(job.created, job.updated)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d%d%d%d%+00:00$", job.timestamp)
+      assert.equals("ABC\u{2026}secured\u{2026}xyz", job.discord)
+      assert.equals("1000000000000000001", job.server)
+      assert.equals("1100000000000000001", job.channel)
+      assert.matches("^%d+$", job.messageId)
+      assert.equals(200, job.code)
+      assert.is_nil(job.replyUrl)
+      assert.is_nil(job.replyRef)
+      assert.equals("<@100000000000000001> Picsi.Ai Headshot Job Submitted [jobid: " .. job.jobid
+        .. "] [credits: 4] [prompt: 'hello world --no green'] [time: 12s] [SaveID: 'me'] "
+        .. "(796/800 credits remaining)", job.content)
+    end)
+
+    it("counts credits down by 4 per job", function()
+      headshot_form { { "prompt", "a" } }
+      local job = headshot_form({ { "prompt", "b" } }).json
+      assert.matches("%(792/800 credits remaining%)$", job.content)
+    end)
+
+    it("creates a job from a JSON body and echoes channel, replyUrl and replyRef", function()
+      local res = headshot_json { prompt = "p", channel = "1100000000000000001",
+                                  replyUrl = "https://example.com/cb", replyRef = "ref-1" }
+      assert.equals(200, res.status)
+      assert.equals("https://example.com/cb", res.json.replyUrl)
+      assert.equals("ref-1", res.json.replyRef)
+      assert.equals("1100000000000000001", res.json.channel)
+    end)
+
+    it("is also served under /v1/faceswap", function()
+      assert.equals(200, headshot_form({ { "prompt", "p" } }, { path = "/v1/faceswap/headshot" }).status)
+    end)
+
+    it("keeps the exact bytes of multipart values", function()
+      local value = "line1\r\nline2\0\255 --sImBoUnDaRy4 end\r\n"
+      assert.equals(200, headshot_form({ { "prompt", "p" }, { "options", value } }).status)
+      assert.equals(value, s:requests()[1].fields.options)
+    end)
+
+    it("accepts a preamble, a quoted boundary, file parts and an epilogue", function()
+      local body = "preamble\r\n--a b\r\nContent-Disposition: form-data; name=\"prompt\"\r\n"
+        .. "Content-Type: text/plain\r\n\r\nhi\r\n--a b\r\nContent-Disposition: form-data; name=\"img\"; "
+        .. "filename=\"x.png\"\r\n\r\n\137PNG\r\n--a b--\r\nepilogue"
+      local res = http("POST", "/headshot", { body = body,
+        headers = { ["Content-Type"] = 'multipart/form-data; boundary="a b"' } })
+      assert.equals(200, res.status)
+      assert.same({ prompt = "hi", img = "\137PNG" }, s:requests()[1].fields)
+    end)
+
+    local function malformed(body, ct)
+      local res = http("POST", "/headshot", { body = body,
+        headers = { ["Content-Type"] = ct or "multipart/form-data; boundary=B" } })
+      assert_error(res, 400, "Malformed multipart/form-data body")
+    end
+
+    it("rejects malformed multipart bodies", function()
+      local good = "--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n--B--\r\n"
+      malformed(good, "multipart/form-data")                                  -- no boundary
+      malformed((good:gsub("\r\n", "\n")))                                   -- bare LF
+      malformed("--B\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nhi\r\n")  -- no close
+      malformed("--B\r\nContent-Disposition: form-data\r\n\r\nhi\r\n--B--\r\n")           -- no name
+      malformed("--B\r\nContent-Disposition: attachment; name=\"p\"\r\n\r\nhi\r\n--B--\r\n")
+      malformed("--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B--\r\n")    -- no disposition
+      malformed("--B\r\nContent-Disposition: form-data; name=\"prompt\r\n\r\nhi\r\n--B--\r\n")
+      malformed("")
+      assert.is_nil(s:requests()[1].fields)
+    end)
+
+    it("rejects malformed JSON and JSON that is not an object", function()
+      assert_error(headshot_json('{"prompt": '), 400, "Malformed JSON body")
+      assert_error(headshot_json('["prompt"]'), 400, "Malformed JSON body")
+      assert_error(headshot_json('{"prompt":"a"} x'), 400, "Malformed JSON body")
+    end)
+
+    it("rejects other content types", function()
+      assert_error(http("POST", "/headshot", { body = "prompt=a",
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }),
+        400, "Unsupported Content-Type application/x-www-form-urlencoded")
+      assert_error(http("POST", "/headshot", { body = "" }), 400, "Unsupported Content-Type undefined")
+    end)
+
+    it("requires a non-empty prompt", function()
+      assert_error(headshot_form { { "channel", "1100000000000000001" } }, 400,
+        "Required param prompt is missing or empty")
+      assert_error(headshot_json { prompt = "" }, 400, "Required param prompt is missing or empty")
+    end)
+
+    it("limits replyRef and replyUrl to 1024 characters, not bytes", function()
+      local ok = headshot_json { prompt = "p", replyRef = string.rep("é", 1024), replyUrl = string.rep("ü", 1024) }
+      assert.equals(200, ok.status)
+      assert.equals(string.rep("é", 1024), ok.json.replyRef)
+      assert_error(headshot_json { prompt = "p", replyRef = string.rep("é", 1025) }, 400,
+        "Optional param replyRef is too long")
+      assert_error(headshot_json { prompt = "p", replyUrl = "http://x/" .. string.rep("a", 1016) }, 400,
+        "Optional param replyUrl is too long")
+    end)
+
+    it("only accepts configured channels", function()
+      assert_error(headshot_json { prompt = "p", channel = "123" }, 400,
+        "Configuration not found for channel 123, to create POST v1/faceswap/account/123")
+      s:config { channels = { "123", "456" } }
+      local res = headshot_json { prompt = "p", channel = "456" }
+      assert.equals("456", res.json.channel)
+      assert.equals("123", headshot_json({ prompt = "p" }).json.channel)
+    end)
+
+    it("answers 402 without subscription or credits", function()
+      s:config { subscription = false }
+      assert_error(headshot_json { prompt = "p" }, 402, "Account has no subscription or subscription expired")
+      s:config { subscription = true, credits_used = 796 }
+      assert.matches("%(0/800 credits remaining%)$", headshot_json({ prompt = "p" }).json.content)
+      assert_error(headshot_json { prompt = "p" }, 402, "Account has no subscription or subscription expired")
+      assert.equals(1, #s:jobs())
+    end)
+
+    it("validates in the documented order", function()
+      local long = string.rep("x", 1025)
+      assert_error(headshot_json { replyRef = long, replyUrl = long, channel = "9" }, 400,
+        "Required param prompt is missing or empty")
+      assert_error(headshot_json { prompt = "p", replyRef = long, replyUrl = long, channel = "9" }, 400,
+        "Optional param replyRef is too long")
+      assert_error(headshot_json { prompt = "p", replyUrl = long, channel = "9" }, 400,
+        "Optional param replyUrl is too long")
+      s:config { subscription = false }
+      assert_error(headshot_json { prompt = "p", channel = "9" }, 400,
+        "Configuration not found for channel 9, to create POST v1/faceswap/account/9")
+    end)
+  end)
+
+  describe("GET /jobs and /jobs/cancel", function()
+    it("needs a jobid and reports unknown ones", function()
+      for _, path in ipairs { "/jobs/", "/jobs", "/jobs/cancel/", "/jobs/cancel", "/v1/faceswap/jobs/" } do
+        assert_error(http("GET", path), 400, "Query param jobid not provided")
+        assert_error(http("GET", path .. "?jobid="), 400, "Query param jobid not provided")
+        assert_error(http("GET", path .. "?jobid=%41b+c%2f"), 404, "Unable to locate job Ab c/")
+      end
+    end)
+
+    it("returns the job", function()
+      local job = headshot_json({ prompt = "p" }).json
+      local res = http("GET", "/jobs?x=1&jobid=" .. job.jobid)
+      assert.equals(200, res.status)
+      assert.same(job, res.json)
+    end)
+
+    it("cancels a running job, which then stays cancelled", function()
+      s:config { job_seconds = 0.2 }
+      local job = headshot_json({ prompt = "p" }).json
+      local res = http("GET", "/jobs/cancel/?jobid=" .. job.jobid)
+      assert.equals(200, res.status)
+      assert.same({ jobid = job.jobid, status = "cancelled", code = 200 }, res.json)
+      socket.sleep(0.3)
+      local now = get_job(job.jobid).json
+      assert.equals("cancelled", now.status)
+      assert.is_nil(now.attachments)
+      assert.is_true(now.updated > job.updated)
+    end)
+
+    it("leaves a finished job alone and reports its status", function()
+      local job = headshot_json({ prompt = "p" }).json
+      s:advance(job.jobid, "completed")
+      assert.same({ jobid = job.jobid, status = "completed", code = 200 },
+        http("GET", "/jobs/cancel/?jobid=" .. job.jobid).json)
+    end)
+  end)
+
+  describe("job progression", function()
+    it("goes started -> progress -> completed, changing updated each time", function()
+      s:config { job_seconds = 0.3 }
+      local job = headshot_json({ prompt = "p" }).json
+      local seen, updated = { job.status }, { job.updated }
+      sim.wait_for(function()
+        local cur = get_job(job.jobid).json
+        if cur.status ~= seen[#seen] then
+          seen[#seen + 1], updated[#updated + 1] = cur.status, cur.updated
+        end
+        return cur.status == "completed"
+      end, 3)
+      assert.same({ "started", "progress", "completed" }, seen)
+      assert.is_true(updated[1] < updated[2] and updated[2] < updated[3])
+      local done = get_job(job.jobid).json
+      assert.equals(job.created, done.created)
+      assert.equals(job.content:gsub("Submitted", "Completed"), done.content)
+      assert.same({ { type = "rich", description = "Headshot done" } }, done.embeds)
+      assert.equals(2, #done.attachments)
+      for n, a in ipairs(done.attachments) do
+        assert.equals(job.jobid .. "_" .. n .. ".png", a.filename)
+        assert.equals(s.base_url .. "/attachments/" .. job.jobid .. "/" .. n .. ".png?ex=65f1&is=65de&hm=abc123", a.url)
+        assert.equals(s.base_url .. "/proxy/attachments/" .. job.jobid .. "/" .. n .. ".png?ex=65f1&is=65de&hm=abc123",
+          a.proxy_url)
+        assert.same({ "image/png", 8, 8 }, { a.content_type, a.width, a.height })
+        assert.is_string(a.id)
+        assert.is_number(a.size)
+      end
+    end)
+
+    it("ends failed or moderated on request of the prompt", function()
+      s:config { job_seconds = 0.05 }
+      local failed = headshot_json({ prompt = "x sim:fail" }).json
+      local moderated = headshot_json({ prompt = "sim:moderate" }).json
+      socket.sleep(0.2)
+      local f = get_job(failed.jobid).json
+      assert.equals("failed", f.status)
+      assert.equals("Job failed", f.error)
+      assert.equals("moderated", get_job(moderated.jobid).json.status)
+    end)
+
+    it("can be forced with advance()", function()
+      local job = headshot_json({ prompt = "p" }).json
+      assert.equals("progress", s:advance(job.jobid, "progress").status)
+      assert.equals("progress", s:job(job.jobid).status)
+      local done = s:advance(job.jobid, "completed")
+      assert.equals(2, #done.attachments)
+      assert.same(done, get_job(job.jobid).json)
+      assert.is_nil(s:job("0123"))
+    end)
+
+    it("serves the attachments as PNG files without auth", function()
+      local job = headshot_json({ prompt = "p" }).json
+      local path = "/attachments/" .. job.jobid .. "/1.png?ex=65f1&is=65de&hm=abc123"
+      assert.equals(404, http("GET", path).status)           -- not completed yet
+      local done = s:advance(job.jobid, "completed")
+      for n, a in ipairs(done.attachments) do
+        for _, url in ipairs { a.url, a.proxy_url } do
+          local res = http("GET", url:sub(#s.base_url + 1), { headers = { Authorization = false } })
+          assert.equals(200, res.status)
+          assert.equals("image/png", res.headers["content-type"])
+          assert.equals(a.size, #res.body)
+          assert.equals("\137PNG\r\n\26\n", res.body:sub(1, 8))
+          assert.equals("IHDR", res.body:sub(13, 16))
+        end
+        assert.is_true(n <= 2)
+      end
+    end)
+  end)
+
+  describe("callbacks", function()
+    local function receiver()
+      local srv = assert(socket.bind("127.0.0.1", 0))
+      srv:settimeout(5)
+      local _, port = srv:getsockname()
+      return srv, port
+    end
+
+    -- Accepts one callback and answers it with status; returns the request text.
+    local function take_callback(srv, status)
+      local c = assert(srv:accept())
+      c:settimeout(5)
+      local head = {}
+      while true do
+        local line = assert(c:receive("*l"))
+        if line == "" then break end
+        head[#head + 1] = line
+      end
+      local n = tonumber(table.concat(head, "\n"):match("[Cc]ontent%-[Ll]ength: (%d+)"))
+      local body = c:receive(n)
+      c:send("HTTP/1.1 " .. status .. " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+      c:close()
+      return head, body
+    end
+
+    it("POSTs the finished job to replyUrl and records the attempt", function()
+      local srv, port = receiver()
+      s:config { job_seconds = 0.05 }
+      local url = "http://127.0.0.1:" .. port .. "/hook?ref=1"
+      local job = headshot_json({ prompt = "p", replyUrl = url, replyRef = "r" }).json
+      local head, body = take_callback(srv, 200)
+      srv:close()
+      assert.equals("POST /hook?ref=1 HTTP/1.1", head[1])
+      assert.truthy(table.concat(head, "\n"):find("Content-Type: application/json", 1, true))
+      local sent = cjson.decode(body)
+      assert.equals(job.jobid, sent.jobid)
+      assert.equals("completed", sent.status)
+      assert.equals("r", sent.replyRef)
+      local cbs = sim.wait_for(function()
+        local list = s:callbacks()
+        return list[1] and list[1].done and list
+      end)
+      assert.equals(1, #cbs)
+      assert.same({ url, body, 200 }, { cbs[1].url, cbs[1].body, cbs[1].status })
+      assert.is_nil(cbs[1].error)
+    end)
+
+    it("calls back on cancel and records the receiver's status", function()
+      local srv, port = receiver()
+      local job = headshot_json({ prompt = "p", replyUrl = "http://127.0.0.1:" .. port .. "/" }).json
+      http("GET", "/jobs/cancel/?jobid=" .. job.jobid)
+      local _, body = take_callback(srv, 500)
+      srv:close()
+      assert.equals("cancelled", cjson.decode(body).status)
+      local cb = sim.wait_for(function() return s:callbacks()[1].done and s:callbacks()[1] end)
+      assert.equals(500, cb.status)
+    end)
+
+    it("survives a receiver that refuses connections", function()
+      local srv, port = receiver()
+      srv:close()
+      local job = headshot_json({ prompt = "p", replyUrl = "http://127.0.0.1:" .. port .. "/x" }).json
+      s:advance(job.jobid, "failed")
+      local cb = sim.wait_for(function() return s:callbacks()[1].done and s:callbacks()[1] end)
+      assert.is_nil(cb.status)
+      assert.is_string(cb.error)
+      assert.equals(200, get_job(job.jobid).status)
+    end)
+
+    it("does not call non-http URLs", function()
+      local job = headshot_json({ prompt = "p", replyUrl = "https://example.com/" }).json
+      s:advance(job.jobid, "completed")
+      assert.same({}, s:callbacks())
+    end)
+  end)
+
+  describe("HTTP", function()
+    it("serves many requests on one keep-alive connection and numbers connections", function()
+      local c = connect()
+      for _ = 1, 3 do
+        local res = http("GET", "/jobs/?jobid=a", { conn = c })
+        assert.equals(404, res.status)
+        assert.is_nil(res.headers.connection)
+      end
+      http("GET", "/jobs/?jobid=b")
+      c:close()
+      assert.same({ connections = 2, requests = 4, open = 0 }, closed_stats())
+      local conns = {}
+      for i, r in ipairs(s:requests()) do conns[i] = r.conn end
+      assert.same({ 1, 1, 1, 2 }, conns)
+    end)
+
+    it("handles pipelined requests in order", function()
+      local c = connect()
+      c:send(build("GET", "/jobs/?jobid=one") .. build("GET", "/jobs/?jobid=two"))
+      assert.equals("Unable to locate job one", read_response(c).json.error)
+      assert.equals("Unable to locate job two", read_response(c).json.error)
+      c:close()
+    end)
+
+    it("honours Connection: close", function()
+      local res, _, c = http("GET", "/jobs/?jobid=a", { keep = true, headers = { Connection = "close" } })
+      assert.equals("close", res.headers.connection)
+      assert.same({ nil, "closed" }, recv1(c))
+      c:close()
+    end)
+
+    it("closes idle connections after keepalive_timeout", function()
+      s:config { keepalive_timeout = 0.2 }
+      local c = connect()
+      assert.equals(404, http("GET", "/jobs/?jobid=a", { conn = c }).status)
+      local t, data, err = elapsed(function() return c:receive(1) end)
+      assert.same({ nil, "closed" }, { data, err })
+      assert.is_true(t > 0.1 and t < 2, "closed after " .. t)
+      c:close()
+    end)
+
+    it("reads the whole body before answering", function()
+      local c = connect()
+      local body = cjson.encode { prompt = "slow" }
+      c:send(build("POST", "/headshot", { body = body, headers = { ["Content-Type"] = "application/json" } })
+        :sub(1, -6))
+      c:settimeout(0.3)
+      assert.same({ nil, "timeout" }, recv1(c))
+      c:settimeout(5)
+      c:send(body:sub(-5))
+      assert.equals(200, read_response(c).status)
+      c:close()
+      assert.equals(body, s:requests()[1].body)
+    end)
+
+    it("reads a 10 MiB request body", function()
+      local big = string.rep("z", 10 * 1024 * 1024)
+      local res = headshot_json { prompt = "p", options = big }
+      assert.equals(200, res.status)
+      assert.equals(big, s:requests()[1].fields.options)
+    end)
+
+    it("answers Expect: 100-continue", function()
+      local c = connect()
+      local body = cjson.encode { prompt = "p" }
+      c:send(build("POST", "/headshot", { body = body,
+        headers = { Expect = "100-continue", ["Content-Type"] = "application/json" } }):sub(1, -#body - 1))
+      assert.equals("HTTP/1.1 100 Continue", c:receive("*l"))
+      assert.equals("", c:receive("*l"))
+      c:send(body)
+      assert.equals(200, read_response(c).status)
+      c:close()
+    end)
+
+    it("answers 411 to a body without Content-Length and closes", function()
+      local res, _, c = http("POST", "/headshot", { keep = true, body = nil,
+        headers = { ["Transfer-Encoding"] = "chunked", ["Content-Type"] = "application/json" } })
+      assert_error(res, 411, "Length Required")
+      assert.same({ nil, "closed" }, recv1(c))
+      c:close()
+      assert.equals(1, #s:requests())
+    end)
+
+    it("rejects bad framing and bad request heads", function()
+      assert.equals(400, http("POST", "/headshot", { headers = { ["Content-Length"] = "x1" } }).status)
+      assert.equals(400, http("GET", "/jobs/?jobid=a", { headers = { Host = false } }).status)
+      local c = connect()
+      c:send("BROKEN\r\n\r\n")
+      assert.equals(400, read_response(c).status)
+      c:close()
+    end)
+
+    it("records requests with lowercase headers, duplicates joined", function()
+      local c = connect()
+      c:send("POST /headshot?a=1&b=%20 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " .. TOKEN
+        .. "\r\nX-Dup: one\r\nx-dup: two\r\nCONTENT-type: application/json\r\nContent-Length: 14\r\n\r\n"
+        .. '{"prompt":"p"}')
+      assert.equals(200, read_response(c).status)
+      c:close()
+      local r = s:requests()[1]
+      assert.equals("POST", r.method)
+      assert.equals("/headshot", r.path)
+      assert.equals("a=1&b=%20", r.query)
+      assert.equals("one, two", r.headers["x-dup"])
+      assert.equals("application/json", r.headers["content-type"])
+      assert.equals("application/json", r.content_type)
+      assert.equals('{"prompt":"p"}', r.body)
+      assert.same({ prompt = "p" }, r.fields)
+      assert.equals(1, r.conn)
+      http("GET", "/jobs/")
+      assert.equals("", s:requests()[2].query)
+      assert.is_nil(s:requests()[2].fields)
+    end)
+
+    it("does not record or count control requests", function()
+      s:stats()
+      s:requests()
+      s:config {}
+      assert.same({ connections = 0, requests = 0, open = 0 }, closed_stats())
+    end)
+
+    it("answers 404 for unknown paths and 405 for wrong methods", function()
+      assert_error(http("GET", "/nope"), 404, "Not found")
+      assert_error(http("GET", "/headshot"), 405, "Method not allowed")
+      assert_error(http("POST", "/jobs/?jobid=a", { body = "" }), 405, "Method not allowed")
+    end)
+
+    it("serves other connections while one answer is delayed", function()
+      s:script { action = "delay", seconds = 0.8, match = "slow" }
+      local a = connect()
+      a:send(build("GET", "/jobs/?jobid=slow"))
+      socket.sleep(0.05)
+      local t = elapsed(function() assert.equals(404, http("GET", "/jobs/?jobid=fast").status) end)
+      assert.is_true(t < 0.4, "fast request took " .. t)
+      assert.equals("Unable to locate job slow", read_response(a).json.error)
+      a:close()
+    end)
+
+    it("serves 50 concurrent connections", function()
+      local conns = {}
+      for i = 1, 50 do
+        conns[i] = connect()
+        conns[i]:send(build("GET", "/jobs/?jobid=c" .. i))
+      end
+      for i = 1, 50 do
+        assert.equals("Unable to locate job c" .. i, read_response(conns[i]).json.error)
+        conns[i]:close()
+      end
+      assert.same({ connections = 50, requests = 50, open = 0 }, closed_stats())
+    end)
+
+    it("waits config.latency before every API answer", function()
+      s:config { latency = 0.3 }
+      local t = elapsed(function() return http("GET", "/jobs/?jobid=a") end)
+      assert.is_true(t >= 0.3, "took " .. t)
+    end)
+  end)
+
+  describe("control endpoints", function()
+    it("reset forgets requests, stats, scripts, jobs and config", function()
+      s:config { job_seconds = 0.05 }
+      s:script { action = "queue_full", count = 5 }
+      http("GET", "/jobs/?jobid=a")
+      s:reset()
+      assert.same({ connections = 0, requests = 0, open = 0 }, closed_stats())
+      assert.same({}, s:requests())
+      assert.same({}, s:jobs())
+      assert.equals(2, s:config({}).job_seconds)
+      assert.equals(404, http("GET", "/jobs/?jobid=a").status)
+    end)
+
+    it("rejects unknown settings and actions", function()
+      assert.equals(400, (s:request("POST", "/__sim/config", { bogus = 1 })))
+      assert.equals(400, (s:request("POST", "/__sim/config", { job_seconds = "fast" })))
+      assert.equals(400, (s:request("POST", "/__sim/script", { { action = "explode" } })))
+      assert.equals(400, (s:request("POST", "/__sim/script", { { action = "queue_full", match = "[" } })))
+      assert.equals(400, (s:request("POST", "/__sim/advance", { jobid = "x", status = "weird" })))
+      assert.equals(404, (s:request("GET", "/__sim/nothing")))
+      assert.has_error(function() s:config { bogus = 1 } end)
+    end)
+  end)
+
+  describe("scripted misbehaviour", function()
+    it("queue_full answers 429 and creates no job", function()
+      s:script { action = "queue_full" }
+      assert_error(headshot_json { prompt = "p" }, 429, "Unable to lock Discord after 3 attempts")
+      assert.same({}, s:jobs())
+      assert.equals(1, #s:requests())
+      assert.equals(200, headshot_json({ prompt = "p" }).status)
+    end)
+
+    it("discord_429 carries Discord's JSON as a string", function()
+      s:script { { action = "discord_429" }, { action = "discord_429", retry_after = 0.5 } }
+      for _, want in ipairs { 10, 0.5 } do
+        local res = headshot_json { prompt = "p" }
+        assert.equals(429, res.status)
+        assert.equals("Discord /interactions failed with HTTP status 429", res.json.error)
+        assert.equals(429, res.json.code)
+        assert.is_string(res.json.errorDetails)
+        assert.same({ global = true, message = "You are being rate limited.", retry_after = want },
+          cjson.decode(res.json.errorDetails))
+      end
+    end)
+
+    it("status sends any answer with extra headers", function()
+      s:script { { action = "status", status = 503, body = '{"error":"busy","code":503}',
+                   headers = { ["Retry-After"] = "7" } },
+                 { action = "status", status = 500, body = "oops", content_type = "text/plain" } }
+      local res = http("GET", "/jobs/?jobid=a")
+      assert.equals(503, res.status)
+      assert.equals("7", res.headers["retry-after"])
+      assert.equals('{"error":"busy","code":503}', res.body)
+      res = http("GET", "/jobs/?jobid=a")
+      assert.same({ 500, "text/plain", "oops" }, { res.status, res.headers["content-type"], res.body })
+    end)
+
+    it("html_502 sends an HTML page", function()
+      s:script { action = "html_502" }
+      local res = http("GET", "/jobs/?jobid=a")
+      assert.equals(502, res.status)
+      assert.equals("text/html", res.headers["content-type"])
+      assert.truthy(res.body:find("502 Bad Gateway", 1, true))
+      assert.is_nil(res.json)
+    end)
+
+    it("delay answers normally after the pause", function()
+      s:script { action = "delay", seconds = 0.3 }
+      local t, res = elapsed(function() return headshot_json { prompt = "p" } end)
+      assert.equals(200, res.status)
+      assert.is_true(t >= 0.3, "took " .. t)
+    end)
+
+    it("hang never answers but keeps serving others", function()
+      s:script { action = "hang" }
+      local c = connect(0.4)
+      c:send(build("GET", "/jobs/?jobid=a"))
+      assert.same({ nil, "timeout" }, recv1(c))
+      assert.equals(404, http("GET", "/jobs/?jobid=b").status)
+      c:close()
+      assert.equals(2, s:stats().requests)
+    end)
+
+    it("reset_before drops the connection without an answer or a job", function()
+      s:script { action = "reset_before" }
+      local res, err = headshot_json { prompt = "p" }
+      assert.is_nil(res)
+      assert.equals("closed", err)
+      assert.equals(1, #s:requests())
+      assert.same({}, s:jobs())
+    end)
+
+    it("close_after_body closes without an answer, but the job exists", function()
+      s:script { action = "close_after_body" }
+      local res, err = headshot_json { prompt = "p" }
+      assert.is_nil(res)
+      assert.equals("closed", err)
+      assert.equals(1, #s:jobs())
+    end)
+
+    it("process overrides whether the request is acted on", function()
+      s:script { { action = "queue_full", process = true }, { action = "close_after_body", process = false } }
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.is_nil((headshot_json { prompt = "p" }))
+      assert.equals(1, #s:jobs())
+    end)
+
+    if has_curl() then
+      it("resets (RST) for reset_before, closes (FIN) for close_after_body", function()
+        s:script { { action = "reset_before" }, { action = "close_after_body" } }
+        local url = s.base_url .. "/jobs/?jobid=a"
+        assert.equals(56, curl("-H 'Authorization: Bearer test-token' '" .. url .. "'"))   -- recv failure
+        assert.equals(52, curl("-H 'Authorization: Bearer test-token' '" .. url .. "'"))   -- empty reply
+      end)
+    end
+
+    it("reset_during sends the head and half the body, then resets", function()
+      s:script { action = "reset_during" }
+      local c = connect()
+      c:send(build("POST", "/headshot", { body = '{"prompt":"p"}',
+        headers = { ["Content-Type"] = "application/json" } }))
+      assert.equals("HTTP/1.1 200 OK", c:receive("*l"))
+      local n
+      repeat
+        local line = c:receive("*l")
+        n = n or tonumber(line:match("^Content%-Length: (%d+)"))
+      until line == ""
+      local body, err, partial = c:receive(n)
+      c:close()
+      assert.is_nil(body)
+      assert.equals("closed", err)
+      assert.equals(n // 2, #partial)
+      assert.equals(1, #s:jobs())
+      assert.truthy(partial:find("[jobid: " .. s:jobs()[1].jobid .. "]", 1, true))   -- in "content"
+    end)
+
+    it("truncate claims the whole body but sends half", function()
+      s:script { action = "truncate" }
+      local res = headshot_json { prompt = "p" }
+      local n = tonumber(res.headers["content-length"])
+      assert.equals("closed", res.err)
+      assert.equals(n // 2, #res.body)
+    end)
+
+    it("invalid_json sends a 200 that does not parse", function()
+      s:script { action = "invalid_json" }
+      local res = headshot_json { prompt = "p" }
+      assert.equals(200, res.status)
+      assert.equals('{"jobid": "abc", "status": ', res.body)
+      assert.equals(#res.body, tonumber(res.headers["content-length"]))
+      assert.is_nil(res.json)
+    end)
+
+    it("oversized sends a complete huge JSON body", function()
+      s:script { { action = "oversized" }, { action = "oversized", bytes = 10 * 1024 * 1024 } }
+      for _, n in ipairs { 9437184, 10 * 1024 * 1024 } do
+        local res = http("GET", "/jobs/?jobid=a")
+        assert.equals(200, res.status)
+        assert.equals(n, tonumber(res.headers["content-length"]))
+        assert.equals(n, #res.body)
+        assert.is_table(res.json)
+      end
+    end)
+
+    it("raw writes exact bytes and closes", function()
+      local data = "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 99999\r\n\r\n{}"
+      s:script { action = "raw", data = data }
+      local c = connect()
+      c:send(build("GET", "/jobs/?jobid=a"))
+      assert.equals(data, c:receive("*a"))
+      c:close()
+    end)
+
+    it("drip sends the normal answer one byte at a time", function()
+      s:script { action = "drip", seconds = 0.001 }
+      local t, res = elapsed(function() return http("GET", "/jobs/?jobid=a") end)
+      assert_error(res, 404, "Unable to locate job a")
+      assert.is_true(t > 0.15, "took " .. t)   -- well over 150 bytes
+    end)
+
+    it("match and count choose which requests misbehave", function()
+      s:script { { action = "queue_full", match = "^POST /headshot$", count = 2 }, { action = "html_502" } }
+      assert.equals(502, http("GET", "/jobs/?jobid=a").status)     -- first matching action wins
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.equals(404, http("GET", "/jobs/?jobid=a").status)
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.equals(200, headshot_json({ prompt = "p" }).status)
+    end)
+
+    it("records the request before misbehaving", function()
+      s:script { action = "reset_before" }
+      headshot_form { { "prompt", "seen" } }
+      assert.same({ prompt = "seen" }, s:requests()[1].fields)
+    end)
+  end)
+end)
