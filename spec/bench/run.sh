@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Round-trip cost benchmark: lua-faceswap headshot vs. a bare libcurl mime POST.
+#
+# Usage (from anywhere, no make needed):
+#
+#   bash spec/bench/run.sh
+#
+# Environment overrides:
+#   N1, N2         the two request counts (default 200 and 1200, N2 > N1)
+#   LUA            Lua 5.4 interpreter (default lua5.4)
+#   CC             C compiler for the helpers (default gcc)
+#   LUA_BASE_URL   base_url given to faceswap.new (default http://127.0.0.1:PORT/v1/faceswap)
+#   BARE_PATH      path the bare client POSTs to (default /v1/faceswap/headshot)
+#
+# What it measures: instructions executed by the CLIENT process only
+# (valgrind --tool=callgrind --trace-children=no; the server runs natively)
+# at N1 and N2 requests; per-request cost is the slope
+# (I(N2) - I(N1)) / (N2 - N1), so start-up, module loading and teardown
+# cancel out.  Both clients talk to the same loopback server
+# (spec/bench/server.c), which reads every request body in full before it
+# answers with a fixed, realistic job JSON.
+#
+#   bare C  = spec/bench/bare_mime.c: one reused easy handle, body built with
+#             curl_mime_* per request, response appended to a buffer and
+#             dropped, nothing parsed.
+#   lua     = spec/bench/headshot.lua: faceswap.new{...}; N x c:headshot(...)
+#             (submit, receive, decode into a job object, check jobid).
+#
+# The Lua client is skipped (with a message) if build/5.4/faceswap/core.so
+# has not been built yet.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+OUT="$ROOT/build/bench"
+
+N1="${N1:-200}"
+N2="${N2:-1200}"
+LUA="${LUA:-lua5.4}"
+CC="${CC:-gcc}"
+BARE_PATH="${BARE_PATH:-/v1/faceswap/headshot}"
+
+# The command line as given, for the report.
+INVOCATION="N1=$N1 N2=$N2"
+[[ "$LUA" == lua5.4 ]] || INVOCATION+=" LUA=$LUA"
+INVOCATION+=" bash spec/bench/run.sh"
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+[[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || die "N1/N2 must be non-negative integers"
+(( N2 > N1 )) || die "need N2 > N1 (got N1=$N1 N2=$N2)"
+command -v valgrind >/dev/null || die "valgrind not found"
+command -v pkg-config >/dev/null || die "pkg-config not found"
+
+mkdir -p "$OUT"
+
+# --- build the helpers ------------------------------------------------------
+CURL_FLAGS="$(pkg-config --cflags --libs libcurl)" || die "pkg-config: libcurl not found"
+"$CC" -O2 -Wall -Wextra -Werror -o "$OUT/server" "$HERE/server.c"
+# shellcheck disable=SC2086  # CURL_FLAGS is a list of words on purpose
+"$CC" -O2 -Wall -Wextra -Werror -o "$OUT/bare_mime" "$HERE/bare_mime.c" $CURL_FLAGS
+
+# --- start the loopback server ---------------------------------------------
+SERVER_PID=""
+cleanup() {
+    if [[ -n "$SERVER_PID" ]]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PORT_FILE="$OUT/server.port"
+SERVER_LOG="$OUT/server.log"
+: > "$PORT_FILE"
+: > "$SERVER_LOG"
+"$OUT/server" 0 > "$PORT_FILE" 2> "$SERVER_LOG" &
+SERVER_PID=$!
+
+PORT=""
+for _ in $(seq 1 100); do
+    if [[ -s "$PORT_FILE" ]]; then
+        PORT="$(head -n 1 "$PORT_FILE")"
+        [[ "$PORT" =~ ^[0-9]+$ ]] && break
+        PORT=""
+    fi
+    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited before listening"
+    sleep 0.05
+done
+[[ -n "$PORT" ]] || die "server did not report its port"
+
+BASE="http://127.0.0.1:$PORT"
+BARE_URL="$BASE$BARE_PATH"
+LUA_BASE_URL="${LUA_BASE_URL:-$BASE/v1/faceswap}"  # the same URL as the bare client
+
+# --- measuring --------------------------------------------------------------
+# Number of requests the server has answered so far (asks it with SIGUSR1).
+served_count() {
+    local before after
+    before="$(grep -c '^served ' "$SERVER_LOG" || true)"
+    kill -USR1 "$SERVER_PID" || die "server is gone"
+    for _ in $(seq 1 200); do
+        after="$(grep -c '^served ' "$SERVER_LOG" || true)"
+        if (( after > before )); then
+            awk '/^served / { n = $2 } END { print n }' "$SERVER_LOG"
+            return
+        fi
+        sleep 0.01
+    done
+    die "server did not report its request count"
+}
+
+VG=(valgrind --tool=callgrind --trace-children=no)
+
+# total instructions recorded in a callgrind out file
+total_ir() {
+    local f="$1" v
+    v="$(awk '/^(summary|totals):/ { print $2; exit }' "$f")"
+    if [[ -z "$v" ]] && command -v callgrind_annotate >/dev/null; then
+        v="$(callgrind_annotate "$f" 2>/dev/null |
+             awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }')"
+    fi
+    [[ "$v" =~ ^[0-9]+$ ]] || die "no instruction total in $f"
+    echo "$v"
+}
+
+declare -A IR CMD
+
+# measure NAME N cmd...
+measure() {
+    local name="$1" n="$2"; shift 2
+    local out="$OUT/callgrind.$name.$n.out" log="$OUT/callgrind.$name.$n.log"
+    rm -f "$out"
+    local cmd=("${VG[@]}" "--callgrind-out-file=$out" "$@")
+    echo "  $name x $n ..." >&2
+    local s0 s1
+    s0="$(served_count)"
+    if ! "${cmd[@]}" > "$log" 2>&1; then
+        cat "$log" >&2
+        die "$name at N=$n failed (log: $log)"
+    fi
+    s1="$(served_count)"
+    # A client that answers from anywhere but the wire, or sends extra
+    # requests, would make the slope meaningless.
+    (( s1 - s0 == n )) ||
+        die "$name at N=$n: server answered $((s1 - s0)) requests, expected $n"
+    IR["$name,$n"]="$(total_ir "$out")"
+    CMD["$name,$n"]="${cmd[*]}"
+}
+
+CLIENTS=(bare)
+measure bare "$N1" "$OUT/bare_mime" "$BARE_URL" "$N1"
+measure bare "$N2" "$OUT/bare_mime" "$BARE_URL" "$N2"
+
+CORE_SO="$ROOT/build/5.4/faceswap/core.so"
+if [[ -f "$CORE_SO" ]]; then
+    command -v "$LUA" >/dev/null || die "$LUA not found"
+    CLIENTS+=(lua)
+    # run from the repo root so the command line is the documented one
+    cd "$ROOT"
+    measure lua "$N1" "$LUA" spec/bench/headshot.lua "$LUA_BASE_URL" "$N1"
+    measure lua "$N2" "$LUA" spec/bench/headshot.lua "$LUA_BASE_URL" "$N2"
+else
+    echo "run.sh: skipping the Lua client: ${CORE_SO#"$ROOT"/} not built yet" >&2
+fi
+
+# --- report -----------------------------------------------------------------
+per_req() { # I(N1) I(N2) -> slope with one decimal
+    awk -v a="$1" -v b="$2" -v n1="$N1" -v n2="$N2" \
+        'BEGIN { printf "%.1f", (b - a) / (n2 - n1) }'
+}
+
+BARE_PER="$(per_req "${IR[bare,$N1]}" "${IR[bare,$N2]}")"
+
+echo
+echo "Round trip cost, instructions of the client process (callgrind), slope over N1=$N1 and N2=$N2 requests"
+echo
+echo "| client | Ir at N1=$N1 | Ir at N2=$N2 | Ir per request | ratio to bare C |"
+echo "|---|--:|--:|--:|--:|"
+for c in "${CLIENTS[@]}"; do
+    case "$c" in
+        bare) label="bare C (libcurl mime, parses nothing)" ;;
+        lua)  label="lua-faceswap c:headshot()" ;;
+    esac
+    per="$(per_req "${IR[$c,$N1]}" "${IR[$c,$N2]}")"
+    ratio="$(awk -v p="$per" -v b="$BARE_PER" 'BEGIN { printf "%.2f", p / b }')"
+    printf '| %s | %s | %s | %s | %s |\n' "$label" "${IR[$c,$N1]}" "${IR[$c,$N2]}" "$per" "$ratio"
+done
+echo
+echo "Command: \`$INVOCATION\`"
+echo
+echo "Measured with:"
+echo
+for c in "${CLIENTS[@]}"; do
+    for n in "$N1" "$N2"; do
+        echo "    ${CMD[$c,$n]}"
+    done
+done

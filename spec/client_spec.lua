@@ -1,0 +1,427 @@
+-- The client against the simulator on loopback: what a user calls and sees, and what
+-- arrives at the server.
+local faceswap = require "faceswap"
+local sim = require "spec.support.sim"
+
+local TOKEN = "test-token"
+
+-- A loopback URL where nothing listens: a port the kernel just handed out and took back.
+local function refused_url()
+  local socket = require "socket"
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return "http://127.0.0.1:" .. port
+end
+
+describe("client", function()
+  local s, client
+
+  setup(function() s = sim.start { job_seconds = 0.3, token = TOKEN } end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    client = faceswap.new { token = TOKEN, base_url = s.base_url }
+  end)
+  after_each(function() client:close() end)
+
+  local function api_requests()
+    return s:requests()
+  end
+
+  describe("headshot", function()
+    it("submits a multipart POST and returns the started job", function()
+      local job = assert(client:headshot("portrait of a cat"))
+      assert.equal("job", faceswap.type(job))
+      assert.equal("started", job.status)
+      assert.equal("faceswap-headshot", job.verb)
+      assert.equal("portrait of a cat", job.prompt)
+      assert.matches("^%x+$", job.jobid)
+      assert.equal(32, #job.jobid)
+      assert.equal(4, job.credits)
+      assert.equal(796, job.credits_left)
+      assert.equal(800, job.credits_total)
+      local r = api_requests()
+      assert.equal(1, #r)
+      assert.equal("POST", r[1].method)
+      assert.equal("/headshot", r[1].path)
+      assert.equal("Bearer " .. TOKEN, r[1].headers.authorization)
+      assert.matches("^multipart/form%-data; boundary=faceswap%-%w+$", r[1].headers["content-type"])
+      assert.same({ prompt = "portrait of a cat" }, r[1].fields)
+    end)
+
+    local tricky = {
+      'quotes " and \' and \\backslash\\',
+      "CRLF\r\nline two\r\n",
+      "UTF-8: héllo wörld 😀 日本語",
+      "a line that looks like a boundary:\r\n--faceswap-AAAAAAAAAAAAAAAAAAAAAAAA\r\nafter",
+      "--faceswap-AAAAAAAAAAAAAAAAAAAAAAAA--",
+      "tab\there --no green --square",
+    }
+    for _, encoding in ipairs { "multipart", "json" } do
+      it("delivers tricky prompts byte-exact with " .. encoding .. " encoding", function()
+        local c = faceswap.new { token = TOKEN, base_url = s.base_url, encoding = encoding }
+        for _, prompt in ipairs(tricky) do
+          local job = assert(c:headshot { prompt = prompt, replyRef = prompt:match("^[^\r\n\t]*") })
+          assert.equal(prompt, job.prompt)
+        end
+        c:close()
+        local r = api_requests()
+        assert.equal(#tricky, #r)
+        for i, prompt in ipairs(tricky) do
+          assert.equal(prompt, r[i].fields.prompt)
+          assert.equal(prompt:match("^[^\r\n\t]*"), r[i].fields.replyRef)
+          if encoding == "json" then assert.equal("application/json", r[i].headers["content-type"]) end
+        end
+      end)
+    end
+
+    it("sends every param, and the client's defaults where params leave them out", function()
+      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+                               channel = "1100000000000000001", reply_url = "http://127.0.0.1:9/cb" }
+      assert(c:headshot { prompt = "p1", replyRef = "ref", options = "--square" })
+      assert(c:headshot { prompt = "p2", replyUrl = "http://127.0.0.1:9/other" })
+      c:close()
+      local r = api_requests()
+      assert.same({ prompt = "p1", channel = "1100000000000000001",
+                    replyUrl = "http://127.0.0.1:9/cb", replyRef = "ref", options = "--square" },
+        r[1].fields)
+      assert.same({ prompt = "p2", channel = "1100000000000000001",
+                    replyUrl = "http://127.0.0.1:9/other" }, r[2].fields)
+    end)
+
+    it("fails locally, sending nothing, where the server would answer 400", function()
+      local job, err = client:headshot {}
+      assert.is_nil(job)
+      assert.equal("invalid_request", err.kind)
+      assert.equal(400, err.code)
+      assert.equal("Required param prompt is missing or empty", err.error)
+      assert.is_false(err.sent)
+      job, err = client:headshot { prompt = "p", replyUrl = "http://x/" .. ("é"):rep(1020) }
+      assert.is_nil(job)
+      assert.equal("Optional param replyUrl is too long", err.error)
+      job, err = client:job("")
+      assert.is_nil(job)
+      assert.equal("Query param jobid not provided", err.error)
+      assert.same({}, api_requests())
+      assert.equal(0, s:stats().connections)
+    end)
+  end)
+
+  describe("job, cancel and wait", function()
+    it("reads a job's status and cancels it", function()
+      local started = assert(client:headshot("p"))
+      local job = assert(client:job(started.jobid))
+      assert.equal(started.jobid, job.jobid)
+      local cancelled = assert(client:cancel(job))
+      assert.equal("cancelled", cancelled.status)
+      assert.is_true(cancelled:done())
+      assert.equal("cancelled", assert(client:job(started.jobid)).status)
+      local r = api_requests()
+      assert.equal("/jobs/", r[2].path)
+      assert.equal("jobid=" .. started.jobid, r[2].query)
+      assert.equal("/jobs/cancel/", r[3].path)
+    end)
+
+    it("follows a job to completion, reporting each status change once", function()
+      local started = assert(client:headshot("portrait"))
+      local seen = {}
+      local job = assert(client:wait(started, {
+        interval = 0.05, max_interval = 0.1, timeout = 10,
+        on_update = function(j) seen[#seen + 1] = j.status end,
+      }))
+      assert.equal("completed", job.status)
+      assert.same({ "progress", "completed" }, seen)
+      assert.equal(2, #job:urls())
+      assert.matches("^http://127%.0%.0%.1:%d+/attachments/" .. started.jobid .. "/1%.png%?", job:urls()[1])
+    end)
+
+    it("waits by jobid too, and returns a failed job as a job", function()
+      local started = assert(client:headshot("this one will sim:fail"))
+      local job = assert(client:wait(started.jobid, { interval = 0.05, timeout = 10 }))
+      assert.equal("failed", job.status)
+      assert.is_true(job:done())
+    end)
+
+    it("returns a timeout error carrying the last job seen", function()
+      s:config { job_seconds = 60 }
+      local started = assert(client:headshot("slow"))
+      local t0 = faceswap.now()
+      local job, err = client:wait(started, { interval = 0.05, timeout = 0.3 })
+      assert.is_nil(job)
+      assert.equal("timeout", err.kind)
+      assert.equal("job " .. started.jobid .. " not done after 0.3 seconds (status started)",
+        err.error)
+      assert.equal(started.jobid, err.job.jobid)
+      assert.is_true(faceswap.now() - t0 >= 0.3)
+    end)
+
+    it("returns at once on an error a retry cannot fix", function()
+      local job, err = client:wait("0123456789abcdef0123456789abcdef", { interval = 0.05 })
+      assert.is_nil(job)
+      assert.equal("not_found", err.kind)
+      assert.equal("Unable to locate job 0123456789abcdef0123456789abcdef", err.error)
+      assert.equal(1, #api_requests())
+    end)
+
+    it("raises on bad wait options", function()
+      assert.has_error(function() client:wait("x", { intervall = 1 }) end,
+        "bad argument #2 to 'wait' (unknown option 'intervall')")
+      assert.has_error(function() client:wait("x", { timeout = -1 }) end,
+        "bad argument #2 to 'wait' (option 'timeout' must be a positive number)")
+    end)
+  end)
+
+  describe("connections", function()
+    it("sends 20 sequential requests over one kept-alive connection", function()
+      local started = assert(client:headshot("p"))
+      for _ = 1, 19 do assert(client:job(started.jobid)) end
+      local stats = s:stats()
+      assert.equal(20, stats.requests)
+      assert.equal(1, stats.connections)
+    end)
+
+    it("never resends a POST whose body may have reached the server", function()
+      assert(client:headshot("warm up the connection"))
+      s:script { action = "close_after_body", match = "^POST /headshot" }
+      local job, err = client:headshot("the server takes this one, then drops the connection")
+      assert.is_nil(job)
+      assert.equal("transport", err.kind)
+      assert.is_false(err.retryable)
+      assert.is_true(err.sent)
+      local posts = 0
+      for _, r in ipairs(api_requests()) do
+        if r.method == "POST" then posts = posts + 1 end
+      end
+      assert.equal(2, posts)
+      -- and the client carries on with a fresh connection
+      assert(client:headshot("next"))
+    end)
+
+    it("lets libcurl resend a GET on a fresh connection, which is harmless", function()
+      local started = assert(client:headshot("p"))
+      s:script { action = "close_after_body", match = "^GET /jobs" }
+      assert.equal(started.jobid, assert(client:job(started.jobid)).jobid)
+      assert.equal(2, s:stats().connections)
+    end)
+  end)
+
+  describe("errors", function()
+    local function fails(job, err)
+      assert.is_nil(job)
+      assert.equal("error", faceswap.type(err))
+      return err
+    end
+
+    it("maps each documented answer to its kind and the server's text", function()
+      local bad = faceswap.new { token = "wrong", base_url = s.base_url }
+      local err = fails(bad:headshot("p"))
+      bad:close()
+      assert.same({ "unauthorized", 401, "Unauthorized" }, { err.kind, err.code, err.error })
+      err = fails(client:headshot { prompt = "p", channel = "42" })
+      assert.same({ "invalid_request", 400, "Configuration not found for channel 42, to " ..
+                    "create POST v1/faceswap/account/42" }, { err.kind, err.code, err.error })
+      s:config { subscription = false }
+      err = fails(client:headshot("p"))
+      assert.same({ "payment_required", 402,
+                    "Account has no subscription or subscription expired" },
+        { err.kind, err.code, err.error })
+      err = fails(client:job("nope"))
+      assert.same({ "not_found", 404, "Unable to locate job nope" },
+        { err.kind, err.code, err.error })
+    end)
+
+    it("reads both kinds of 429", function()
+      s:config { subscription = true }
+      s:script { { action = "queue_full" }, { action = "discord_429", retry_after = 2.5 } }
+      local err = fails(client:headshot("p"))
+      assert.same({ "rate_limited", 429, "Unable to lock Discord after 3 attempts", true },
+        { err.kind, err.code, err.error, err.retryable })
+      assert.is_nil(err.retry_after)
+      err = fails(client:headshot("p"))
+      assert.same({ "rate_limited", 429, "Discord /interactions failed with HTTP status 429",
+                    2.5, true }, { err.kind, err.code, err.error, err.retry_after, err.retryable })
+      assert.equal('{"global":true,"message":"You are being rate limited.","retry_after":2.5}',
+        err.errorDetails)
+    end)
+
+    it("reads a Retry-After header on a 429", function()
+      s:script { action = "status", status = 429, headers = { ["Retry-After"] = "17" },
+                 body = '{"error":"Unable to lock Discord after 3 attempts","code":429}' }
+      assert.equal(17, fails(client:headshot("p")).retry_after)
+    end)
+
+    it("reads an HTML 502 as server and invalid JSON as bad_response", function()
+      local started = assert(client:headshot("p"))
+      s:script { { action = "html_502" }, { action = "invalid_json" } }
+      local err = fails(client:job(started.jobid))
+      assert.same({ "server", 502, "HTTP 502", true }, { err.kind, err.code, err.error, err.retryable })
+      err = fails(client:job(started.jobid))
+      assert.same({ "bad_response", 200,
+                    "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
+        { err.kind, err.code, err.error })
+      assert(client:job(started.jobid))
+    end)
+
+    it("fails a truncated or reset answer as transport, and goes on working", function()
+      local started = assert(client:headshot("p"))
+      s:script { { action = "truncate" }, { action = "reset_during" }, { action = "reset_before" } }
+      for _ = 1, 3 do
+        local err = fails(client:job(started.jobid))
+        assert.equal("transport", err.kind)
+        assert.is_true(err.retryable)
+      end
+      assert(client:job(started.jobid))
+    end)
+
+    it("stops reading past max_response, with memory bounded", function()
+      local c = faceswap.new { token = TOKEN, base_url = s.base_url, max_response = 65536 }
+      s:script { action = "oversized", bytes = 1048576 }
+      local err = fails(c:headshot("p"))
+      assert.same({ "bad_response", 200, "answer larger than max_response (65536 bytes)", false },
+        { err.kind, err.code, err.error, err.retryable })
+      assert(c:headshot("still works"))
+      c:close()
+    end)
+
+    it("times out a server that never answers", function()
+      local c = faceswap.new { token = TOKEN, base_url = s.base_url, timeout = 0.3 }
+      s:script { action = "hang" }
+      local t0 = faceswap.now()
+      local err = fails(c:job("anything"))
+      assert.equal("timeout", err.kind)
+      assert.is_nil(err.code)
+      assert.is_true(err.retryable)
+      assert.is_true(faceswap.now() - t0 < 5)
+      c:close()
+    end)
+
+    it("reports a refused connection as transport, surely not sent", function()
+      local c = faceswap.new { token = TOKEN, base_url = refused_url() }
+      local err = fails(c:headshot("p"))
+      assert.equal("transport", err.kind)
+      assert.is_nil(err.code)
+      assert.is_false(err.sent)
+      assert.is_true(err.retryable)
+      assert.matches("^transport: .*127%.0%.0%.1", tostring(err))
+      c:close()
+    end)
+  end)
+
+  describe("the token", function()
+    it("appears in no string the library makes", function()
+      local secret = "tok-SECRET-8d1e"
+      s:config { token = secret }
+      local c = faceswap.new { token = secret, base_url = s.base_url, timeout = 0.3 }
+      local seen = { tostring(c) }
+      local job = assert(c:headshot("p"))
+      seen[#seen + 1] = tostring(job)
+      seen[#seen + 1] = job:json()
+      s:script { { action = "queue_full" }, { action = "html_502" }, { action = "hang" } }
+      for _ = 1, 3 do
+        local _, err = c:job(job.jobid)
+        seen[#seen + 1] = tostring(err)
+        seen[#seen + 1] = err.error
+      end
+      local _, err = faceswap.new { token = secret, base_url = refused_url() }:job("x")
+      seen[#seen + 1] = tostring(err)
+      for _, bad in ipairs { "http://example.com", "https://u:p@h/", "ftp://h" } do
+        local ok, msg = pcall(faceswap.new, { token = secret, base_url = bad })
+        assert.is_false(ok)
+        seen[#seen + 1] = msg
+      end
+      c:close()
+      for _, text in ipairs(seen) do
+        assert.is_nil(text:find(secret, 1, true), text)
+      end
+    end)
+  end)
+end)
+
+describe("faceswap.new", function()
+  it("raises on bad options, naming them", function()
+    assert.has_error(function() faceswap.new { token = "t", tokn = "x" } end,
+      "bad argument #1 to 'new' (unknown option 'tokn')")
+    assert.has_error(function() faceswap.new { token = 5 } end,
+      "bad argument #1 to 'new' (option 'token' must be a string, got number)")
+    assert.has_error(function() faceswap.new { token = "t", encoding = "xml" } end,
+      "bad argument #1 to 'new' (option 'encoding' must be \"multipart\" or \"json\")")
+    assert.has_error(function() faceswap.new { token = "t", base_url = "http://example.com" } end,
+      "bad argument #1 to 'new' (bad option 'base_url' (plain http:// is only for loopback hosts))")
+    assert.has_error(function() faceswap.new { token = "t", base_url = "https://a:b@h" } end,
+      "bad argument #1 to 'new' (bad option 'base_url' (credentials in the URL are not " ..
+      "allowed; use token))")
+    assert.has_error(function() faceswap.new { token = "a\r\nb" } end,
+      "bad argument #1 to 'new' (bad option 'token' (contains a space or control byte))")
+    assert.has_error(function() faceswap.new { token = "t", timeout = 0 } end,
+      "bad argument #1 to 'new' (bad option 'timeout' (a number from 0.001 to 1e9 expected))")
+  end)
+
+  it("takes the token from USEAPI_TOKEN, and raises when there is none", function()
+    local env = os.getenv("USEAPI_TOKEN")
+    if env then
+      assert.equal("client", faceswap.type(faceswap.new {}))
+    else
+      assert.has_error(function() faceswap.new {} end,
+        "bad argument #1 to 'new' (no token: pass token= or set USEAPI_TOKEN)")
+    end
+    local pipe = io.popen([[USEAPI_TOKEN=from-env lua5.4 -e '
+      package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./build/5.4/?.so;" .. package.cpath
+      print(require("faceswap").type(require("faceswap").new{}))' 2>&1]])
+    assert.equal("client\n", pipe:read("a"))
+    pipe:close()
+  end)
+
+  it("closes: methods on a closed client raise, and closing twice is harmless", function()
+    local c = faceswap.new { token = "t", base_url = refused_url() }
+    c:close()
+    c:close()
+    assert.has_error(function() c:job("x") end, "attempt to use a closed faceswap client")
+    do
+      local scoped <close> = faceswap.new { token = "t", base_url = refused_url() }
+      c = scoped
+    end
+    assert.has_error(function() c:headshot("x") end, "attempt to use a closed faceswap client")
+  end)
+
+  it("releases a collected client and its connection", function()
+    local s = sim.start {}
+    local weak = setmetatable({}, { __mode = "v" })
+    do
+      local c = faceswap.new { token = "test-token", base_url = s.base_url }
+      assert(c:headshot("p"))
+      weak[1] = c
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak[1])
+    assert.equal(0, sim.wait_for(function()
+      local open = s:stats().open
+      return open == 0 and open
+    end, 5))
+    s:stop()
+  end)
+end)
+
+describe("module", function()
+  it("tells types apart without raising", function()
+    local c = faceswap.new { token = "t", base_url = refused_url() }
+    assert.equal("client", faceswap.type(c))
+    assert.equal("job", faceswap.type(assert(faceswap.decode('{"jobid":"j"}'))))
+    assert.equal("error", faceswap.type(select(2, faceswap.decode("x"))))
+    assert.is_nil(faceswap.type(c._transport))
+    assert.is_nil(faceswap.type({}))
+    assert.is_nil(faceswap.type(nil))
+    c:close()
+  end)
+
+  it("has a monotonic clock and a sleep on it", function()
+    local t0 = faceswap.now()
+    faceswap.sleep(0.05)
+    local t1 = faceswap.now()
+    assert.is_true(t1 - t0 >= 0.05)
+    assert.has_error(function() faceswap.sleep(-1) end,
+      "bad argument #1 to 'sleep' (non-negative number expected, got -1)")
+  end)
+end)
