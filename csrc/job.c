@@ -297,6 +297,9 @@ void job_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"done", job_done}, {"urls", job_urls}, {"json", job_json}, {NULL, NULL}
   };
+  static const luaL_Reg metamethods[] = {
+    {"__newindex", job_newindex}, {"__tostring", job_tostring}, {"__eq", job_eq}, {NULL, NULL}
+  };
   static const char *const derived[] = {"credits", "credits_left", "credits_total"};
   int i;
   luaL_newmetatable(L, FACESWAP_JOB_MT);
@@ -313,12 +316,7 @@ void job_open(lua_State *L) {
   }
   lua_pushcclosure(L, job_index, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, job_newindex);
-  lua_setfield(L, -2, "__newindex");
-  lua_pushcfunction(L, job_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, job_eq);
-  lua_setfield(L, -2, "__eq");
+  luaL_setfuncs(L, metamethods, 0);
   lua_pushliteral(L, "faceswap.job is read-only");
   lua_setfield(L, -2, "__metatable");
   lua_pop(L, 1);

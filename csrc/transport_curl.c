@@ -410,6 +410,10 @@ void transport_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"perform", transport_perform}, {"close", transport_close}, {NULL, NULL}
   };
+  static const luaL_Reg metamethods[] = {
+    {"__gc", transport_gc}, {"__close", transport_close}, {"__tostring", transport_tostring},
+    {NULL, NULL}
+  };
   static int curl_ready = 0;
   if (!curl_ready) {
     /* once per process; never cleaned up, as other Lua states may still use libcurl */
@@ -420,11 +424,6 @@ void transport_open(lua_State *L) {
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);
   luaL_newlib(L, methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, transport_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, transport_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, transport_tostring);
-  lua_setfield(L, -2, "__tostring");
+  luaL_setfuncs(L, metamethods, 0);
   lua_pop(L, 1);
 }

@@ -373,6 +373,11 @@ describe("faceswap.new", function()
     pipe:close()
   end)
 
+  it("raises when a method is called with a dot instead of a colon", function()
+    assert.has_error(function() local c = faceswap.new { token = "t" }; c.job("x") end,
+      "bad argument #1 to 'job' (faceswap.client expected, got string; call it as client:job(...))")
+  end)
+
   it("closes: methods on a closed client raise, and closing twice is harmless", function()
     local c = faceswap.new { token = "t", base_url = refused_url() }
     c:close()

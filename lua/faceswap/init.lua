@@ -94,10 +94,10 @@ function M.new(opts)
   }, client_mt)
 end
 
-local function check_client(self, method)
+local function check_client(self, method, level)
   if getmetatable(self) ~= client_mt then
     error("bad argument #1 to '" .. method .. "' (faceswap.client expected, got " ..
-      type(self) .. "; call it as client:" .. method .. "(...))", 3)
+      type(self) .. "; call it as client:" .. method .. "(...))", level or 3)
   end
 end
 
@@ -116,19 +116,16 @@ function client:headshot(params)
   return exchange(self, "headshot", method, path, content_type, body)
 end
 
-function client:job(jobid)
-  check_client(self, "job")
-  local method, path = build_get("job", jobid)
+-- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
+local function get(self, op, target)
+  check_client(self, op, 4)
+  local method, path = build_get(op, target)
   if not method then return nil, path end
-  return exchange(self, "job", method, path)
+  return exchange(self, op, method, path)
 end
 
-function client:cancel(jobid)
-  check_client(self, "cancel")
-  local method, path = build_get("cancel", jobid)
-  if not method then return nil, path end
-  return exchange(self, "cancel", method, path)
-end
+function client:job(jobid) return get(self, "job", jobid) end
+function client:cancel(jobid) return get(self, "cancel", jobid) end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900 }
 
