@@ -38,8 +38,7 @@ end
 
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
-  encoding = "string", timeout = "number", connect_timeout = "number", retry = "table",
-  max_response = "number",
+  encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
 }
 
 local function check_options(opts)
@@ -51,7 +50,7 @@ local function check_options(opts)
     if not want then
       error("bad argument #1 to 'new' (unknown option '" .. tostring(name) .. "')", 3)
     end
-    if type(value) ~= want and not (name == "retry" and value == false) then
+    if type(value) ~= want then
       error("bad argument #1 to 'new' (option '" .. name .. "' must be a " .. want ..
         ", got " .. type(value) .. ")", 3)
     end
@@ -90,7 +89,6 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = opts.encoding or "multipart",
-    _retry = opts.retry,
   }, client_mt)
 end
 

@@ -26,7 +26,7 @@ end
 local EXPECTED = "8a1f574fdbf79e8cd57e070476d9d5f3"
 
 local faceswap = require "faceswap"
-local c = faceswap.new{ token = "test-token", base_url = url, retry = false }
+local c = faceswap.new{ token = "test-token", base_url = url }
 
 for i = 1, n do
   local job = assert(c:headshot("portrait of a cat"))
