@@ -18,7 +18,7 @@ CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG     ?= -shared
 
-BUILD       := build/$(LUA_VERSION)
+BUILD       ?= build/$(LUA_VERSION)
 MODULE      := $(BUILD)/faceswap/core.so
 SOURCES     := $(wildcard csrc/*.c)
 OBJECTS     := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))

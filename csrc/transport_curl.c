@@ -282,7 +282,11 @@ int core_transport_new(lua_State *L) {
   curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
   curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -165,6 +165,8 @@ describe("client", function()
     end)
 
     it("raises on bad wait options", function()
+      assert.has_error(function() client:wait(42) end,
+        "bad argument #1 to 'wait' (jobid or job expected, got number)")
       assert.has_error(function() client:wait("x", { intervall = 1 }) end,
         "bad argument #2 to 'wait' (unknown option 'intervall')")
       assert.has_error(function() client:wait("x", { timeout = -1 }) end,

@@ -161,8 +161,10 @@ function client:wait(target, opts)
   if M.type(target) == "job" then
     last, jobid = target, target.jobid
     if last:done() then return last end
-  else
+  elseif type(target) == "string" then
     jobid = target
+  else
+    error("bad argument #1 to 'wait' (jobid or job expected, got " .. type(target) .. ")", 2)
   end
   local delay = last and interval or 0
   while true do
