@@ -317,9 +317,9 @@ static void push_transfer_error(lua_State *L, transport_t *t, CURLcode res, int 
   curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
   info.code = (int)status;
-  /* nothing of the request left this machine: sending it again is always safe */
-  info.sent = t->refused_rewind || !(request_bytes == 0 || res == CURLE_COULDNT_CONNECT ||
-                                     res == CURLE_COULDNT_RESOLVE_HOST);
+  /* sent unless nothing of the request left this machine: libcurl counts request bytes once
+   * per perform, so a resend's failed connect still shows the first attempt's bytes */
+  info.sent = t->refused_rewind || request_bytes > 0 || t->upload_pos > 0;
   info.retryable = !info.sent || !post;
   if (t->oversize || res == CURLE_FILESIZE_EXCEEDED) {
     info.kind = "bad_response";
@@ -375,6 +375,7 @@ static int transport_perform(lua_State *L) {
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER,
                      t->upload_len >= LARGE_BODY_BYTES ? &t->expect_node : &t->ct_node);
   } else {
+    t->upload_pos = 0;
     curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
   }

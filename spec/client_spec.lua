@@ -30,6 +30,11 @@ describe("client", function()
   end
 
   describe("headshot", function()
+    it("reads the balance from the bot's message, not from the quoted prompt", function()
+      local job = assert(client:headshot("studio portrait (0/5 credits remaining)"))
+      assert.same({ 4, 796, 800 }, { job.credits, job.credits_left, job.credits_total })
+    end)
+
     it("submits a multipart POST and returns the started job", function()
       local job = assert(client:headshot("portrait of a cat"))
       assert.equal("job", faceswap.type(job))
@@ -156,6 +161,23 @@ describe("client", function()
       assert.is_true(faceswap.now() - t0 >= 0.3)
     end)
 
+    it("polls once more at the deadline rather than give up unasked", function()
+      local started = assert(client:headshot("p"))   -- completes after 0.3 s
+      local job = assert(client:wait(started, { interval = 10, timeout = 0.6 }))
+      assert.equal("completed", job.status)
+      assert.equal(2, #api_requests())
+    end)
+
+    it("returns at once on an error page a retry cannot fix", function()
+      local started = assert(client:headshot("p"))
+      s:script { action = "status", status = 401, content_type = "text/html",
+                 body = "<html>Unauthorized</html>", match = "^GET" }
+      local job, err = client:wait(started, { interval = 0.05, timeout = 5 })
+      assert.is_nil(job)
+      assert.same({ "bad_response", 401, false }, { err.kind, err.code, err.retryable })
+      assert.equal(2, #api_requests())
+    end)
+
     it("returns at once on an error a retry cannot fix", function()
       local job, err = client:wait("0123456789abcdef0123456789abcdef", { interval = 0.05 })
       assert.is_nil(job)
@@ -170,7 +192,7 @@ describe("client", function()
       assert.has_error(function() client:wait("x", { intervall = 1 }) end,
         "bad argument #2 to 'wait' (unknown option 'intervall')")
       assert.has_error(function() client:wait("x", { timeout = -1 }) end,
-        "bad argument #2 to 'wait' (option 'timeout' must be a positive number)")
+        "bad argument #2 to 'wait' (option 'timeout' must be a positive number of seconds, at most 1e9)")
     end)
   end)
 
@@ -198,6 +220,41 @@ describe("client", function()
       assert.equal(2, posts)
       -- and the client carries on with a fresh connection
       assert(client:headshot("next"))
+    end)
+
+    it("knows a POST was sent even when the resend's connection is refused", function()
+      -- a server that answers one GET, takes the POST, then stops listening and hangs up:
+      -- libcurl's silent resend finds no listener, and the error must still say "sent"
+      local pipe = io.popen([[lua5.4 -e '
+        local socket = require "socket"
+        local srv = assert(socket.bind("127.0.0.1", 0))
+        local _, port = srv:getsockname()
+        print(port); io.stdout:flush()
+        srv:settimeout(5)
+        local c = assert(srv:accept()); c:settimeout(5)
+        local function request()
+          local line, len = c:receive("*l"), 0
+          repeat
+            local h = c:receive("*l")
+            len = tonumber(h:lower():match("^content%-length:%s*(%d+)")) or len
+          until h == ""
+          if len > 0 then c:receive(len) end
+          return line
+        end
+        request()
+        local body = [=[{"jobid":"j1","status":"started"}]=]
+        c:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
+        print(request()); io.stdout:flush()
+        srv:close(); c:close()']])
+      local port = pipe:read("l")
+      local c = faceswap.new { token = TOKEN, base_url = "http://127.0.0.1:" .. port }
+      assert(c:job("j1"))
+      local job, err = c:headshot("p")
+      c:close()
+      assert.equal("POST /headshot HTTP/1.1", pipe:read("l"))
+      pipe:close()
+      assert.is_nil(job)
+      assert.same({ "transport", true, false }, { err.kind, err.sent, err.retryable })
     end)
 
     it("lets libcurl resend a GET on a fresh connection, which is harmless", function()
