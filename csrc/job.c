@@ -44,7 +44,9 @@ static int parse_digits(const char **p, const char *end, lua_Integer *out) {
   return 1;
 }
 
-/* "[credits: 4]" and "(796/800 credits remaining)" as the bot writes them. */
+/* "[credits: 4]" and "(796/800 credits remaining)" as the bot writes them. The message
+ * quotes the user's prompt between the two, so the charge is the first "[credits: N]" (it
+ * precedes the prompt) and the balance the last "(L/T credits remaining)" (it follows it). */
 static void parse_credits(job_t *job, const char *s, size_t len) {
   static const char tag[] = "[credits: ", tail[] = " credits remaining)";
   const char *end = s + len, *p;
@@ -58,8 +60,12 @@ static void parse_credits(job_t *job, const char *s, size_t len) {
       break;
     }
   }
-  for (p = s; (p = memchr(p, '(', (size_t)(end - p))) != NULL; p++) {
-    const char *q = p + 1;
+  for (p = end; p > s;) {
+    const char *q;
+    p--;
+    if (*p != '(')
+      continue;
+    q = p + 1;
     if (parse_digits(&q, end, &a) && q < end && *q == '/' && (q++, 1) &&
         parse_digits(&q, end, &b) && (size_t)(end - q) >= sizeof tail - 1 &&
         memcmp(q, tail, sizeof tail - 1) == 0) {

@@ -79,6 +79,13 @@ describe("job objects", function()
     assert.is_nil(plain.credits_total)
   end)
 
+  it("reads the balance from the end, whatever the quoted prompt says", function()
+    local j = assert(faceswap.decode('{"jobid":"j","content":"<@1> Picsi.Ai Headshot Job ' ..
+      'Submitted [jobid: j] [credits: 4] [prompt: \'me (0/5 credits remaining) [credits: 9]\'] ' ..
+      '[time: 12s] [SaveID: \'me\'] (796/800 credits remaining)"}'))
+    assert.same({ 4, 796, 800 }, { j.credits, j.credits_left, j.credits_total })
+  end)
+
   it("lists the attachment URLs", function()
     assert.same({ "https://cdn.example/a_1.png?ex=1&is=2&hm=3", "https://cdn.example/a_2.png" },
       job:urls())
