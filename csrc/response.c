@@ -8,6 +8,8 @@
 #include <curl/curl.h>
 #include "core.h"
 
+#define MAX_RETRY_AFTER 86400.0
+
 faceswap_op op_check(lua_State *L, int idx) {
   static const char *const ops[] = {"headshot", "job", "cancel", NULL};
   return (faceswap_op)luaL_checkoption(L, idx, NULL, ops);
@@ -45,6 +47,8 @@ static double header_retry_after(const char *h, size_t len) {
       memcpy(value, v, (size_t)(ve - v));
       value[ve - v] = '\0';
       if (value[0] >= '0' && value[0] <= '9') {
+        if (value[strspn(value, "0123456789.")] != '\0')
+          return -1; /* delta-seconds only: no hex, exponents or signs */
         secs = strtod(value, &stop);
         return *stop == '\0' ? secs : -1;
       } else {
@@ -146,6 +150,8 @@ int core_read_response(lua_State *L) {
       info.retryable = 0;
   } else {
     if (!has_error) {
+      /* an error page from something in between: asking again will not change it */
+      info.retryable = 0;
       lua_pushfstring(L, "HTTP %d answer is not a documented error (%s)", status,
                       decoded ? "no error string, or a field of the wrong type" : "not JSON");
       return bad_response(L, &info);
@@ -159,6 +165,10 @@ int core_read_response(lua_State *L) {
         info.retry_after = header_retry_after(headers, hlen);
     }
   }
+  /* a wait the server asks for is honoured up to a day; beyond that (or not finite) it is
+   * not a wait anyone can make, so it counts as unknown */
+  if (!(info.retry_after <= MAX_RETRY_AFTER))
+    info.retry_after = -1;
   lua_pushnil(L);
   error_push(L, &info, NULL, 6, lua_type(L, 7) == LUA_TSTRING ? 7 : 0);
   return 2;

@@ -80,6 +80,21 @@ describe("core.read_response", function()
       .retry_after)
   end)
 
+  it("counts a wait that is not finite, not plain seconds, or over a day as unknown", function()
+    local function details(v)
+      return '{"error":"Discord /interactions failed with HTTP status 429","errorDetails":' ..
+        '"{\\"retry_after\\":' .. v .. '}","code":429}'
+    end
+    assert.is_nil(read("headshot", 429, details("1e999")).retry_after)
+    assert.is_nil(read("headshot", 429, details("90000")).retry_after)
+    assert.equal(86400, read("headshot", 429, details("86400")).retry_after)
+    local body = '{"error":"Unable to lock Discord after 3 attempts","code":429}'
+    assert.is_nil(read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: 0x10\r\n\r\n")
+      .retry_after)
+    assert.is_nil(read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: 1e9\r\n\r\n")
+      .retry_after)
+  end)
+
   it("reads any 5xx as server, whatever its body, retryable only for a GET", function()
     assert.same({ kind = "server", code = 502, error = "HTTP 502", retryable = false,
                   sent = true },
@@ -118,6 +133,10 @@ describe("core.read_response", function()
     assert.same({ kind = "bad_response", code = 404, retryable = false, sent = true,
                   error = "HTTP 404 answer is not a documented error (not JSON)" },
       read("headshot", 404, "<html>Not Found</html>"))
+    -- not retryable for a GET either: a proxy's error page does not change when asked again
+    assert.same({ kind = "bad_response", code = 401, retryable = false, sent = true,
+                  error = "HTTP 401 answer is not a documented error (not JSON)" },
+      read("job", 401, "<html>Unauthorized</html>"))
     assert.same({ kind = "bad_response", code = 400, retryable = false, sent = true,
                   error = "HTTP 400 answer is not a documented error (no error string, or a " ..
                     "field of the wrong type)" },
