@@ -92,10 +92,10 @@ function M.new(opts)
   }, client_mt)
 end
 
-local function check_client(self, method, level)
+local function check_client(self, method)
   if getmetatable(self) ~= client_mt then
     error("bad argument #1 to '" .. method .. "' (faceswap.client expected, got " ..
-      type(self) .. "; call it as client:" .. method .. "(...))", level or 3)
+      type(self) .. "; call it as client:" .. method .. "(...))", 3)
   end
 end
 
@@ -116,14 +116,20 @@ end
 
 -- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
 local function get(self, op, target)
-  check_client(self, op, 4)
   local method, path = build_get(op, target)
   if not method then return nil, path end
   return exchange(self, op, method, path)
 end
 
-function client:job(jobid) return get(self, "job", jobid) end
-function client:cancel(jobid) return get(self, "cancel", jobid) end
+function client:job(jobid)
+  check_client(self, "job")
+  return get(self, "job", jobid)
+end
+
+function client:cancel(jobid)
+  check_client(self, "cancel")
+  return get(self, "cancel", jobid)
+end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900 }
 
@@ -135,8 +141,9 @@ local function check_wait_options(opts)
       end
     elseif not wait_defaults[name] then
       error("bad argument #2 to 'wait' (unknown option '" .. tostring(name) .. "')", 3)
-    elseif type(value) ~= "number" or value ~= value or value <= 0 then
-      error("bad argument #2 to 'wait' (option '" .. name .. "' must be a positive number)", 3)
+    elseif type(value) ~= "number" or value ~= value or value <= 0 or value > 1e9 then
+      error("bad argument #2 to 'wait' (option '" .. name .. "' must be a positive number " ..
+        "of seconds, at most 1e9)", 3)
     end
   end
 end
@@ -168,17 +175,8 @@ function client:wait(target, opts)
   end
   local delay = last and interval or 0
   while true do
-    local left = deadline - M.now()
-    if delay >= left then
-      if left > 0 then M.sleep(left) end
-      return nil, core.error {
-        kind = "timeout", retryable = true, sent = true, job = last,
-        error = string.format("job %s not done after %g seconds%s", tostring(jobid),
-          opts.timeout or wait_defaults.timeout,
-          last and (" (status " .. tostring(last.status) .. ")") or ""),
-      }
-    end
-    if delay > 0 then M.sleep(delay) end
+    -- never sleep past the deadline, and always poll once at it before giving up
+    if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
     local job, err = self:job(jobid)
     if job then
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
@@ -186,6 +184,14 @@ function client:wait(target, opts)
       if job:done() then return job end
     elseif not err.retryable then
       return nil, err
+    end
+    if M.now() >= deadline then
+      return nil, core.error {
+        kind = "timeout", retryable = true, sent = true, job = last,
+        error = string.format("job %s not done after %g seconds%s", tostring(jobid),
+          opts.timeout or wait_defaults.timeout,
+          last and (" (status " .. tostring(last.status) .. ")") or ""),
+      }
     end
     delay = delay == 0 and interval or math.min(delay * 1.5, max_interval)
   end
