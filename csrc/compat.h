@@ -31,7 +31,7 @@
 #define compat_getuservalue_any(L, i) ((void)lua_getuservalue(L, (i)))
 #else
 static inline void compat_setuservalue_any(lua_State *L, int i) {
-  i = i < 0 ? i - 1 : i;
+  /* the value on top becomes a table on top: the userdata stays at i */
   lua_createtable(L, 1, 0);
   lua_insert(L, -2);
   lua_rawseti(L, -2, 1);
