@@ -201,7 +201,7 @@ static int read_string(reader *r, const char **body, const char **body_end) {
 static int read_number(reader *r) {
   const char *s = r->p, *p = s;
   int integral = 1;
-  char buf[64];
+  char buf[400]; /* longer than any double needs; longer numbers are refused */
   if (p < r->end && *p == '-') p++;
   if (p >= r->end) return fail(r, "bad number");
   if (*p == '0') p++;
@@ -326,10 +326,11 @@ static int read_object(reader *r, int depth) {
       sp->len = (size_t)(r->p - value) - (sp->kind == JSON_STRING ? 2 : 0);
     }
     if (L) {
-      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) /* null: the member is absent */
-        lua_pop(L, 2);
-      else
-        lua_rawset(L, -3);
+      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* null: the member is absent, even if */
+        lua_pop(L, 1);                             /* an earlier duplicate gave it a value */
+        lua_pushnil(L);
+      }
+      lua_rawset(L, -3);
     }
     skip_space(r);
     if (r->p < r->end && *r->p == ',') { r->p++; continue; }

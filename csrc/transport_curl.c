@@ -334,6 +334,10 @@ static void push_transfer_error(lua_State *L, transport_t *t, CURLcode res, int 
     msg = "not enough memory for the answer";
   } else if (res == CURLE_OPERATION_TIMEDOUT) {
     info.kind = "timeout";
+  } else if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
+             res == CURLE_SSL_CERTPROBLEM || res == CURLE_URL_MALFORMAT ||
+             res == CURLE_UNSUPPORTED_PROTOCOL) {
+    info.retryable = 0; /* the same request would fail the same way */
   }
   lua_pushnil(L);
   error_push(L, &info, msg, 0, 0);

@@ -160,6 +160,8 @@ describe("faceswap.decode", function()
       '"prompt":"p","prompt":null}'))
     assert.equal("failed", job.status)
     assert.is_nil(job.prompt)
+    -- and equality, which decodes the whole text, agrees
+    assert.is_true(job == assert(faceswap.decode('{"jobid":"a","status":"failed"}')))
   end)
 
   it("parses credits from content that carries escapes", function()
