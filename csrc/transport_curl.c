@@ -38,7 +38,7 @@ typedef struct {
   size_t max_response;
   const char *upload;           /* the request body, anchored on the Lua stack in perform */
   size_t upload_len, upload_pos;
-  int oversize, refused_rewind, no_memory, busy;
+  int oversize, refused_rewind, no_memory;
   char errbuf[CURL_ERROR_SIZE];
 } transport_t;
 
@@ -156,17 +156,9 @@ static void transport_release(transport_t *t) {
   t->url.cap = t->body.cap = t->head.cap = 0;
 }
 
+/* close(), __gc and __close alike: idempotent. */
 static int transport_close(lua_State *L) {
-  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  if (t->busy)
-    return luaL_error(L, "cannot close a faceswap client during its own request");
-  transport_release(t);
-  return 0;
-}
-
-static int transport_gc(lua_State *L) {
-  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  transport_release(t);
+  transport_release((transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT));
   return 0;
 }
 
@@ -353,8 +345,6 @@ static int transport_perform(lua_State *L) {
   CURLcode res;
   if (!post && strcmp(method, "GET") != 0)
     return luaL_error(L, "bad argument #1 to 'perform' (GET or POST expected)");
-  if (t->busy)
-    return luaL_error(L, "faceswap client is busy with another request");
   /* libcurl copies the URL on every setopt: skip it when the path is the last one's */
   if (t->url.len != t->base_len + plen + 1 || memcmp(t->url.p + t->base_len, path, plen) != 0) {
     t->url.len = 0;
@@ -387,9 +377,7 @@ static int transport_perform(lua_State *L) {
   t->oversize = t->refused_rewind = t->no_memory = 0;
   t->errbuf[0] = '\0';
 
-  t->busy = 1;
-  res = curl_easy_perform(t->easy);
-  t->busy = 0;
+  res = curl_easy_perform(t->easy); /* runs no Lua: nothing can close t meanwhile */
   t->upload = NULL;
 
   if (res == CURLE_OK && !t->no_memory) {
@@ -420,7 +408,7 @@ void transport_open(lua_State *L) {
     {"perform", transport_perform}, {"close", transport_close}, {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
-    {"__gc", transport_gc}, {"__close", transport_close}, {"__tostring", transport_tostring},
+    {"__gc", transport_close}, {"__close", transport_close}, {"__tostring", transport_tostring},
     {NULL, NULL}
   };
   static int curl_ready = 0;
