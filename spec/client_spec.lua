@@ -412,6 +412,10 @@ describe("faceswap.new", function()
       "allowed; use token))")
     assert.has_error(function() faceswap.new { token = "a\r\nb" } end,
       "bad argument #1 to 'new' (bad option 'token' (contains a space or control byte))")
+    assert.has_error(function() faceswap.new { token = "t", channel = "1\n2" } end,
+      "bad argument #1 to 'new' (default channel contains control byte 0x0A)")
+    assert.has_error(function() faceswap.new { token = "t", reply_url = ("u"):rep(1025) } end,
+      "bad argument #1 to 'new' (option 'reply_url': Optional param replyUrl is too long)")
     assert.has_error(function() faceswap.new { token = "t", timeout = 0 } end,
       "bad argument #1 to 'new' (bad option 'timeout' (a number from 0.001 to 1e9 expected))")
   end)

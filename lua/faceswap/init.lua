@@ -69,26 +69,28 @@ function M.new(opts)
   if not token or token == "" then
     error("bad argument #1 to 'new' (no token: pass token= or set USEAPI_TOKEN)", 2)
   end
-  local ok, transport = pcall(core.transport, {
+  -- the defaults go through the core's own param checks now, so a bad one fails here and
+  -- not on every headshot
+  local encoding = opts.encoding or "multipart"
+  local ok, method, err = pcall(build_headshot, "check", encoding, opts.channel, opts.reply_url)
+  if not ok then
+    error("bad argument #1 to 'new' (default " .. method:match("%((.*)%)$") .. ")", 2)
+  elseif not method then -- only a too long replyUrl can fail with a fixed prompt
+    error("bad argument #1 to 'new' (option 'reply_url': " .. err.error .. ")", 2)
+  end
+  local transport
+  ok, transport = pcall(core.transport, {
     token = token,
     base_url = opts.base_url or "https://api.useapi.net/v1/faceswap",
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     max_response = opts.max_response,
   })
   if not ok then error("bad argument #1 to 'new' (" .. transport .. ")", 2) end
-  -- channel and reply_url are checked now, so a bad default fails here and not on every call
-  for _, name in ipairs { "channel", "reply_url" } do
-    local v = opts[name]
-    if v and (v == "" or v:find("[%z\1-\31\127]")) then
-      error("bad argument #1 to 'new' (option '" .. name .. "' is empty or has control bytes)",
-        2)
-    end
-  end
   return setmetatable({
     _transport = transport,
     _channel = opts.channel,
     _reply_url = opts.reply_url,
-    _encoding = opts.encoding or "multipart",
+    _encoding = encoding,
   }, client_mt)
 end
 
