@@ -19,9 +19,6 @@
 /* Limits the server enforces, mirrored locally (useapi-faceswap.md). */
 #define FACESWAP_MAX_REPLY_CHARS 1024
 
-/* The operations the core knows; they decide response reading and retry safety. */
-typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL } faceswap_op;
-
 /* json.c */
 enum { JSON_ABSENT, JSON_STRING, JSON_NUMBER, JSON_ARRAY, JSON_OBJECT, JSON_BOOLEAN };
 typedef struct {
@@ -70,7 +67,6 @@ void request_push_rng(lua_State *L); /* the boundary generator, build_headshot's
 
 /* response.c */
 int core_read_response(lua_State *L);
-faceswap_op op_check(lua_State *L, int idx);
 
 /* transport_curl.c */
 int core_transport_new(lua_State *L);

@@ -10,7 +10,10 @@
 
 #define MAX_RETRY_AFTER 86400.0
 
-faceswap_op op_check(lua_State *L, int idx) {
+/* The operations answers are read for; a POST's decide retry safety. */
+typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL } faceswap_op;
+
+static faceswap_op op_check(lua_State *L, int idx) {
   static const char *const ops[] = {"headshot", "job", "cancel", NULL};
   return (faceswap_op)luaL_checkoption(L, idx, NULL, ops);
 }
