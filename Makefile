@@ -35,7 +35,7 @@ INST_BINDIR ?= $(PREFIX)/bin
 BUILD_DEBS  := gcc make pkg-config lua$(LUA_VERSION) liblua$(LUA_VERSION)-dev libcurl4-openssl-dev lua-cjson lua-socket
 TEST_DEBS   := $(BUILD_DEBS) lua-busted lua-check valgrind cppcheck luarocks
 
-.PHONY: all test demo bench install clean deps-build deps-test lint
+.PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c
 
 all: $(MODULE)
 
@@ -63,10 +63,15 @@ test: deps-test
 	@$(MAKE) --no-print-directory all
 	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) bash spec/support/test.sh
 
-lint:
-	luacheck --quiet lua spec
+lint: lint-lua lint-c
+
+lint-lua:
+	luacheck --quiet --codes lua spec
+
+lint-c:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem -I csrc -DFACESWAP_VERSION='"$(VERSION)"' csrc
+	  --suppress=missingIncludeSystem -I csrc -DFACESWAP_VERSION='"$(VERSION)"' \
+	  -DLUA_VERSION_NUM=504 csrc
 
 bench: all
 	bash spec/bench/run.sh

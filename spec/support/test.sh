@@ -39,10 +39,8 @@ else
   failed=$((failed + 1))
 fi
 
-step luacheck luacheck --quiet --codes lua spec
-step cppcheck cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-  --inline-suppr --suppress=missingIncludeSystem -I csrc "-DFACESWAP_VERSION=\"0\"" \
-  "-DLUA_VERSION_NUM=504" csrc
+step luacheck make --no-print-directory -s lint-lua
+step cppcheck make --no-print-directory -s lint-c
 
 # The C under valgrind: the whole suite once more, in the same process as the module.
 step valgrind valgrind --quiet --error-exitcode=99 --leak-check=full \
