@@ -1,12 +1,28 @@
 /* transport_curl.c: the libcurl transport, the only part of the core that does I/O. It moves
- * bytes and knows nothing of faceswap: perform(method, path, content_type, body) gives back
- * status, header block and body, or an error object for what went wrong on the way.
+ * bytes and knows nothing of faceswap: a request goes in as method, path (or, for downloads,
+ * a whole URL), content type and body; status, header block and body come out, or an error
+ * object for what went wrong on the way.
  *
- * One easy handle per client, reused, so sequential requests share one kept-alive connection.
+ * One curl multi handle per client carries every transfer. Each transfer has its own easy
+ * handle, kept and reused in a slot; connections live in the multi handle's cache, so
+ * requests one after another share one kept-alive connection. The multi handle is driven with
+ * curl_multi_socket_action over epoll: a drive costs work for the sockets that are ready and
+ * the timers that are due, not for every transfer in flight.
+ *
+ *   start(...)  -> id     adds a transfer; it runs while anything drives the multi handle
+ *   poll(wait)  -> id...  drives for at most `wait` seconds; the ids of transfers that ended
+ *   finish(id)  -> status, headers, body | nil, err   and frees the slot
+ *   cancel(id)            drops a transfer, finished or not
+ *   perform(...)          start, drive until that transfer ends, finish: the blocking call
+ *
  * No Lua function is ever called from inside libcurl: every callback here is plain C on
- * buffers this struct owns, so no Lua error can long-jump through curl. */
+ * buffers this file owns, so no Lua error can long-jump through curl. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
 #include <curl/curl.h>
 #include "core.h"
 
@@ -20,27 +36,54 @@
 #define MAX_HEADER_BYTES (64 * 1024)
 #define KEEP_BUFFER_BYTES (64 * 1024)
 #define LARGE_BODY_BYTES (1024 * 1024)
+#define MAX_DOWNLOAD_BYTES (64 * 1024 * 1024)
+#define MAX_EVENTS 64
 
 typedef struct {
   char *p;
   size_t len, cap;
 } byte_buf;
 
-typedef struct {
-  CURL *easy;                   /* NULL once closed */
-  struct curl_slist *headers;   /* Authorization (owned) */
-  struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of headers */
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_DONE };
+
+typedef struct transport transport_t;
+
+typedef struct transfer {
+  transport_t *owner;
+  CURL *easy;
+  int id;                       /* the slot's number, as Lua sees it (1-based) */
+  int state;                    /* SLOT_* */
+  int sync;                     /* a blocking perform waits for it: poll does not report it */
+  int queued;                   /* on the owner's list of ended, unreported transfers */
+  struct transfer *next_done;
+  int next_free;                /* the next free slot's id, 0 for none */
+  int post;
+  CURLcode result;
+  byte_buf url, body, head, upload;
+  size_t limit;                 /* the largest answer body taken */
+  size_t upload_pos;
+  int oversize, refused_rewind, no_memory;
+  struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of the owner's */
   struct curl_slist expect_node; /* "Expect:", chained in front for large bodies only */
   char ct_line[160];
+  char errbuf[CURL_ERROR_SIZE];
+} transfer_t;
+
+struct transport {
+  CURLM *multi;                 /* NULL once closed */
+  int epfd;
+  struct curl_slist *headers;   /* Authorization (owned) */
   char *base_url;
   size_t base_len;
-  byte_buf url, body, head;
+  long timeout_ms, connect_timeout_ms;
   size_t max_response;
-  const char *upload;           /* the request body, anchored on the Lua stack in perform */
-  size_t upload_len, upload_pos;
-  int oversize, refused_rewind, no_memory;
-  char errbuf[CURL_ERROR_SIZE];
-} transport_t;
+  int no_proxy;
+  transfer_t **slots;           /* slots[id - 1] */
+  int nslots, free_head;
+  int running;                  /* transfers in flight */
+  transfer_t *done_head, *done_tail;
+  double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
+};
 
 /* ---- buffers -------------------------------------------------------------------------- */
 
@@ -79,43 +122,49 @@ static void buf_trim(byte_buf *b) {
   }
 }
 
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- libcurl callbacks ---------------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
-  transport_t *t = (transport_t *)ud;
+  transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
-  if (bytes > t->max_response - t->body.len) {
-    t->oversize = 1;
-    return 0; /* aborts the transfer: memory stays bounded by max_response */
+  if (bytes > x->limit - x->body.len) {
+    x->oversize = 1;
+    return 0; /* aborts the transfer: memory stays bounded by the limit */
   }
-  if (!buf_append(&t->body, data, bytes, t->max_response)) {
-    t->no_memory = 1;
+  if (!buf_append(&x->body, data, bytes, x->limit)) {
+    x->no_memory = 1;
     return 0;
   }
   return bytes;
 }
 
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
-  transport_t *t = (transport_t *)ud;
+  transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
   if (bytes >= 5 && memcmp(data, "HTTP/", 5) == 0)
-    t->head.len = 0; /* a new response (after a 1xx): keep only the final one's headers */
-  if (bytes > MAX_HEADER_BYTES - t->head.len)
+    x->head.len = 0; /* a new response (after a 1xx): keep only the final one's headers */
+  if (bytes > MAX_HEADER_BYTES - x->head.len)
     return bytes; /* headers past 64 KiB are dropped; the status line and first ones stay */
-  if (!buf_append(&t->head, data, bytes, MAX_HEADER_BYTES)) {
-    t->no_memory = 1;
+  if (!buf_append(&x->head, data, bytes, MAX_HEADER_BYTES)) {
+    x->no_memory = 1;
     return 0;
   }
   return bytes;
 }
 
 static size_t upload_read(char *out, size_t size, size_t n, void *ud) {
-  transport_t *t = (transport_t *)ud;
-  size_t left = t->upload_len - t->upload_pos, room = size * n;
+  transfer_t *x = (transfer_t *)ud;
+  size_t left = x->upload.len - x->upload_pos, room = size * n;
   if (room > left)
     room = left;
-  memcpy(out, t->upload + t->upload_pos, room);
-  t->upload_pos += room;
+  memcpy(out, x->upload.p + x->upload_pos, room);
+  x->upload_pos += room;
   return room;
 }
 
@@ -124,39 +173,173 @@ static size_t upload_read(char *out, size_t size, size_t n, void *ud) {
  * received it and made (and billed) a job, so the resend is refused here: the transfer fails
  * and the caller learns that the request's fate is unknown. */
 static int upload_seek(void *ud, curl_off_t offset, int origin) {
-  transport_t *t = (transport_t *)ud;
-  if (origin == SEEK_SET && offset == 0 && t->upload_pos == 0)
+  transfer_t *x = (transfer_t *)ud;
+  if (origin == SEEK_SET && offset == 0 && x->upload_pos == 0)
     return CURL_SEEKFUNC_OK;
-  t->refused_rewind = 1;
+  x->refused_rewind = 1;
   return CURL_SEEKFUNC_FAIL;
+}
+
+/* libcurl says which sockets to watch: they go into the epoll set. A socket's `socketp` is
+ * non-NULL once it has been added, so a change of interest is a MOD, not a second ADD. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+  transport_t *t = (transport_t *)userp;
+  struct epoll_event ev;
+  (void)easy;
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(t->epfd, EPOLL_CTL_DEL, s, NULL); /* fails harmlessly if already closed */
+    return 0;
+  }
+  memset(&ev, 0, sizeof ev);
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+  ev.data.fd = s;
+  if (epoll_ctl(t->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0)
+    /* a descriptor number reused after a close libcurl did not report, or the reverse */
+    epoll_ctl(t->epfd, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+  if (!socketp)
+    curl_multi_assign(t->multi, s, t);
+  return 0;
+}
+
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  transport_t *t = (transport_t *)userp;
+  (void)multi;
+  t->timer_at = timeout_ms < 0 ? -1 : mono_now() + (double)timeout_ms / 1000;
+  return 0;
+}
+
+/* ---- driving the multi handle --------------------------------------------------------- */
+
+/* Moves every transfer libcurl reports as ended out of the multi handle. */
+static void collect(transport_t *t) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
+    transfer_t *x = NULL;
+    CURL *easy = msg->easy_handle;
+    if (msg->msg != CURLMSG_DONE)
+      continue;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    x->result = msg->data.result;
+    curl_multi_remove_handle(t->multi, easy); /* its connection goes back to the cache */
+    x->state = SLOT_DONE;
+    t->running--;
+    if (!x->sync) {
+      x->queued = 1;
+      x->next_done = NULL;
+      if (t->done_tail)
+        t->done_tail->next_done = x;
+      else
+        t->done_head = x;
+      t->done_tail = x;
+    }
+  }
+}
+
+/* Waits at most `wait` seconds for a socket or libcurl's timer, and lets libcurl act on what
+ * is ready. Costs a system call and a clock read when nothing is. */
+static void drive(transport_t *t, double wait) {
+  struct epoll_event ev[MAX_EVENTS];
+  int n, i, still;
+  if (t->timer_at >= 0) {
+    double until = t->timer_at - mono_now();
+    if (until < wait)
+      wait = until > 0 ? until : 0;
+  }
+  /* rounded up, so a wait for the timer does not end a hair early and spin */
+  n = epoll_wait(t->epfd, ev, MAX_EVENTS, wait > 0 ? (int)(wait * 1000 + 0.999) : 0);
+  for (i = 0; i < n; i++) {
+    int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+    curl_multi_socket_action(t->multi, ev[i].data.fd, flags, &still);
+  }
+  if (t->timer_at >= 0 && mono_now() >= t->timer_at) {
+    t->timer_at = -1; /* libcurl sets the next one from inside the call */
+    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    n = 1;
+  }
+  if (n > 0)
+    collect(t);
 }
 
 /* ---- the object ----------------------------------------------------------------------- */
 
 static transport_t *check_transport(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  if (!t->easy)
+  if (!t->multi)
     luaL_error(L, "attempt to use a closed faceswap client");
   return t;
 }
 
-static void transport_release(transport_t *t) {
-  if (t->easy) {
-    CURL *easy = t->easy;
-    t->easy = NULL; /* cleared first: a second close finds nothing to free */
-    curl_easy_cleanup(easy);
+static void unqueue(transport_t *t, transfer_t *x) {
+  transfer_t **p = &t->done_head, *prev = NULL;
+  while (*p && *p != x) {
+    prev = *p;
+    p = &(*p)->next_done;
   }
+  if (*p) {
+    *p = x->next_done;
+    if (t->done_tail == x)
+      t->done_tail = prev;
+  }
+  x->queued = 0;
+}
+
+/* Takes a transfer out of play, whatever its state, and puts its slot on the free list. */
+static void release_slot(transport_t *t, transfer_t *x) {
+  if (x->state == SLOT_RUNNING) {
+    curl_multi_remove_handle(t->multi, x->easy); /* closes its connection mid-exchange */
+    t->running--;
+  }
+  if (x->queued)
+    unqueue(t, x);
+  x->state = SLOT_FREE;
+  x->sync = 0;
+  x->upload.len = x->upload_pos = 0;
+  buf_trim(&x->body);
+  buf_trim(&x->upload);
+  x->next_free = t->free_head;
+  t->free_head = x->id;
+}
+
+static void transfer_free(transfer_t *x) {
+  if (x->easy)
+    curl_easy_cleanup(x->easy);
+  free(x->url.p);
+  free(x->body.p);
+  free(x->head.p);
+  free(x->upload.p);
+  free(x);
+}
+
+static void transport_release(transport_t *t) {
+  int i;
+  if (t->multi) {
+    CURLM *multi = t->multi;
+    for (i = 0; i < t->nslots; i++) {
+      if (t->slots[i]->state == SLOT_RUNNING)
+        curl_multi_remove_handle(multi, t->slots[i]->easy);
+      transfer_free(t->slots[i]);
+    }
+    t->multi = NULL; /* cleared before cleanup: a second close finds nothing to free */
+    curl_multi_cleanup(multi);
+  }
+  if (t->epfd >= 0)
+    close(t->epfd);
+  t->epfd = -1;
+  free(t->slots);
+  t->slots = NULL;
+  t->nslots = t->running = t->free_head = 0;
+  t->done_head = t->done_tail = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   free(t->base_url);
-  free(t->url.p);
-  free(t->body.p);
-  free(t->head.p);
-  t->base_url = t->url.p = t->body.p = t->head.p = NULL;
-  t->url.cap = t->body.cap = t->head.cap = 0;
+  t->base_url = NULL;
 }
 
-/* close(), __gc and __close alike: idempotent. */
+/* close(), __gc and __close alike: idempotent. Transfers in flight are dropped and their
+ * connections closed. */
 static int transport_close(lua_State *L) {
   transport_release((transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT));
   return 0;
@@ -167,26 +350,43 @@ static int is_loopback_host(const char *h, size_t n) {
          (n >= 4 && memcmp(h, "127.", 4) == 0 && strspn(h, "0123456789.") >= n);
 }
 
+/* Why a URL may not be used, or NULL: it must be https (or plain http to a loopback host,
+ * where nothing leaves the machine), without spaces, control bytes or credentials. The base
+ * URL may not have a query or fragment either (paths are appended to it). */
+static const char *url_problem(const char *url, size_t len, int base) {
+  size_t i, auth_end;
+  const char *host;
+  int https = len > 8 && memcmp(url, "https://", 8) == 0;
+  if (!https && !(len > 7 && memcmp(url, "http://", 7) == 0))
+    return "must start with https://";
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)url[i];
+    if (c <= 0x20 || c == 0x7F)
+      return "no spaces or control bytes";
+    if (base && (c == '?' || c == '#'))
+      return "no query or fragment";
+  }
+  host = url + (https ? 8 : 7);
+  auth_end = strcspn(host, "/?#");
+  if (memchr(host, '@', auth_end))
+    return "credentials in the URL are not allowed";
+  if (!https) {
+    size_t hlen = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/?#");
+    if (!is_loopback_host(host, hlen))
+      return "plain http:// is only for loopback hosts";
+  }
+  return NULL;
+}
+
 /* Checks base_url and stores it without a trailing slash. Raises on anything that could send
  * the token in clear text or smuggle in a credential, query or fragment. */
 static void set_base_url(lua_State *L, transport_t *t, int idx) {
-  size_t len, i, auth_end;
-  const char *url = luaL_checklstring(L, idx, &len), *host;
-  int https = len > 8 && memcmp(url, "https://", 8) == 0;
-  if (!https && !(len > 7 && memcmp(url, "http://", 7) == 0))
-    luaL_error(L, "bad option 'base_url' (must start with https://)");
-  for (i = 0; i < len; i++)
-    if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7F || url[i] == '?' || url[i] == '#')
-      luaL_error(L, "bad option 'base_url' (no spaces, control bytes, query or fragment)");
-  host = url + (https ? 8 : 7);
-  auth_end = strcspn(host, "/");
-  if (memchr(host, '@', auth_end))
-    luaL_error(L, "bad option 'base_url' (credentials in the URL are not allowed; use token)");
-  if (!https) {
-    size_t hlen = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/");
-    if (!is_loopback_host(host, hlen))
-      luaL_error(L, "bad option 'base_url' (plain http:// is only for loopback hosts)");
-  }
+  size_t len;
+  const char *url = luaL_checklstring(L, idx, &len);
+  const char *why = url_problem(url, len, 1);
+  if (why)
+    luaL_error(L, "bad option 'base_url' (%s%s)", why,
+               strcmp(why, "credentials in the URL are not allowed") == 0 ? "; use token" : "");
   while (len > 0 && url[len - 1] == '/')
     len--;
   t->base_url = (char *)malloc(len + 1);
@@ -195,13 +395,6 @@ static void set_base_url(lua_State *L, transport_t *t, int idx) {
   memcpy(t->base_url, url, len);
   t->base_url[len] = '\0';
   t->base_len = len;
-}
-
-static void add_header(lua_State *L, transport_t *t, const char *line) {
-  struct curl_slist *next = curl_slist_append(t->headers, line);
-  if (!next)
-    luaL_error(L, "not enough memory");
-  t->headers = next;
 }
 
 static double opt_number(lua_State *L, const char *name, double dflt, double min) {
@@ -238,6 +431,7 @@ int core_transport_new(lua_State *L) {
   size_t tlen, i;
   const char *token;
   double timeout, connect_timeout, max_response;
+  struct curl_slist *auth;
   luaL_checktype(L, 1, LUA_TTABLE);
   timeout = opt_number(L, "timeout", 60, 0.001);
   connect_timeout = opt_number(L, "connect_timeout", 10, 0.001);
@@ -253,76 +447,126 @@ int core_transport_new(lua_State *L) {
   /* created closed and with its metatable first, so an error from here on leaks nothing */
   t = (transport_t *)lua_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t);
+  t->epfd = -1;
+  t->timer_at = -1;
   luaL_setmetatable(L, FACESWAP_TRANSPORT_MT);
   lua_getfield(L, 1, "base_url");
   set_base_url(L, t, -1);
   lua_pop(L, 1);
   lua_pushfstring(L, "Authorization: Bearer %s", token);
-  add_header(L, t, lua_tostring(L, -1));
+  auth = curl_slist_append(NULL, lua_tostring(L, -1));
+  if (!auth)
+    return luaL_error(L, "not enough memory");
+  t->headers = auth;
   lua_pop(L, 1);
-  t->ct_node.data = t->ct_line;
-  t->ct_node.next = t->headers;
-  /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
-   * saves it scanning one more line each time it looks for a header */
-  t->expect_node.data = (char *)"Expect:";
-  t->expect_node.next = &t->ct_node;
+  t->timeout_ms = (long)(timeout * 1000);
+  t->connect_timeout_ms = (long)(connect_timeout * 1000);
   t->max_response = (size_t)max_response;
+  t->no_proxy = !proxy_in_environment();
 
-  t->easy = curl_easy_init();
-  if (!t->easy)
-    return luaL_error(L, "curl_easy_init failed");
-  curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-  curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-  curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
-  curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_response);
-  curl_easy_setopt(t->easy, CURLOPT_MAXAGE_CONN, MAX_IDLE_REUSE_SECONDS);
-  curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "lua-faceswap/" FACESWAP_VERSION);
-  curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(t->easy, CURLOPT_READFUNCTION, upload_read);
-  curl_easy_setopt(t->easy, CURLOPT_READDATA, t);
-  curl_easy_setopt(t->easy, CURLOPT_SEEKFUNCTION, upload_seek);
-  curl_easy_setopt(t->easy, CURLOPT_SEEKDATA, t);
-  if (!proxy_in_environment())
-    curl_easy_setopt(t->easy, CURLOPT_PROXY, ""); /* spares libcurl reading them per request */
+  t->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (t->epfd < 0)
+    return luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
+  t->multi = curl_multi_init();
+  if (!t->multi)
+    return luaL_error(L, "curl_multi_init failed");
+  curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
+  curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
   return 1;
 }
 
-/* Pushes the error object for a failed transfer. */
-static void push_transfer_error(lua_State *L, transport_t *t, CURLcode res, int post) {
+/* A new easy handle with everything that is the same for every request. */
+static transfer_t *transfer_new(transport_t *t) {
+  transfer_t *x = (transfer_t *)calloc(1, sizeof *x);
+  CURL *e;
+  if (!x)
+    return NULL;
+  x->easy = e = curl_easy_init();
+  if (!e) {
+    free(x);
+    return NULL;
+  }
+  x->owner = t;
+  x->ct_node.data = x->ct_line;
+  x->expect_node.data = (char *)"Expect:";
+  x->expect_node.next = &x->ct_node;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, MAX_IDLE_REUSE_SECONDS);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "lua-faceswap/" FACESWAP_VERSION);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_READFUNCTION, upload_read);
+  curl_easy_setopt(e, CURLOPT_READDATA, x);
+  curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upload_seek);
+  curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+  if (t->no_proxy)
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* spares libcurl reading them per request */
+  return x;
+}
+
+/* A free slot, reusing an old transfer's easy handle when there is one; NULL without memory. */
+static transfer_t *take_slot(transport_t *t) {
+  transfer_t *x, **slots;
+  if (t->free_head) {
+    x = t->slots[t->free_head - 1];
+    t->free_head = x->next_free;
+    return x;
+  }
+  slots = (transfer_t **)realloc(t->slots, (size_t)(t->nslots + 1) * sizeof *slots);
+  if (!slots)
+    return NULL;
+  t->slots = slots;
+  x = transfer_new(t);
+  if (!x)
+    return NULL;
+  slots[t->nslots++] = x;
+  x->id = t->nslots;
+  return x;
+}
+
+/* Pushes nil and the error object for a transfer that ended without a usable answer. */
+static void push_transfer_error(lua_State *L, transfer_t *x) {
   error_info info = {"transport", 0, 1, 0, -1};
   long status = 0, request_bytes = 0;
-  const char *msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(res);
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  CURLcode res = x->result;
+  const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
   info.code = (int)status;
   /* sent unless nothing of the request left this machine: libcurl counts request bytes once
-   * per perform, so a resend's failed connect still shows the first attempt's bytes */
-  info.sent = t->refused_rewind || request_bytes > 0 || t->upload_pos > 0;
-  info.retryable = !info.sent || !post;
-  if (t->oversize || res == CURLE_FILESIZE_EXCEEDED) {
+   * per transfer, so a resend's failed connect still shows the first attempt's bytes */
+  info.sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
+  info.retryable = !info.sent || !x->post;
+  if (x->oversize || res == CURLE_FILESIZE_EXCEEDED) {
     info.kind = "bad_response";
     info.retryable = 0;
-    lua_pushfstring(L, "answer larger than max_response (%d bytes)", (int)t->max_response);
+    lua_pushfstring(L, "answer larger than %s (%d bytes)",
+                    x->limit == MAX_DOWNLOAD_BYTES ? "a download may be" : "max_response",
+                    (int)x->limit);
     msg = lua_tostring(L, -1);
-  } else if (t->refused_rewind) {
+  } else if (x->refused_rewind) {
     info.retryable = 0;
     msg = "connection lost after the request was sent; not resent, since the server may "
           "have acted on it";
-  } else if (t->no_memory) {
+  } else if (x->no_memory) {
     msg = "not enough memory for the answer";
   } else if (res == CURLE_OPERATION_TIMEDOUT) {
     info.kind = "timeout";
@@ -335,68 +579,195 @@ static void push_transfer_error(lua_State *L, transport_t *t, CURLcode res, int 
   error_push(L, &info, msg, 0, 0);
 }
 
-/* transport:perform(method, path, content_type, body) -> status, headers, body | nil, err */
-static int transport_perform(lua_State *L) {
-  transport_t *t = check_transport(L);
+/* Sets up and adds a transfer for the request at stack 2..5: method, then a path under
+ * base_url (sent with the token) or a whole URL (a download: sent without it), content type
+ * and body for a POST. Returns it, or NULL with nil and an error object pushed. */
+static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   const char *method = luaL_checkstring(L, 2);
   size_t plen;
-  const char *path = luaL_checklstring(L, 3, &plen);
-  int post = strcmp(method, "POST") == 0;
-  CURLcode res;
+  const char *target = luaL_checklstring(L, 3, &plen);
+  int post = strcmp(method, "POST") == 0, download = target[0] != '/';
+  transfer_t *x;
+  CURL *e;
   if (!post && strcmp(method, "GET") != 0)
-    return luaL_error(L, "bad argument #1 to 'perform' (GET or POST expected)");
-  /* libcurl copies the URL on every setopt: skip it when the path is the last one's */
-  if (t->url.len != t->base_len + plen + 1 || memcmp(t->url.p + t->base_len, path, plen) != 0) {
-    t->url.len = 0;
-    if (!buf_append(&t->url, t->base_url, t->base_len, (size_t)-1) ||
-        !buf_append(&t->url, path, plen + 1, (size_t)-1)) {
-      t->url.len = 0;
-      return luaL_error(L, "not enough memory");
+    luaL_error(L, "bad argument #1 to 'perform' (GET or POST expected)");
+  if (download) {
+    const char *why = url_problem(target, plen, 0);
+    if (why || post) {
+      error_info info = {"invalid_request", 0, 0, 0, -1};
+      lua_pushnil(L);
+      lua_pushfstring(L, "refused to fetch %s (%s)", why ? "a URL" : "with POST",
+                      why ? why : "downloads are GET");
+      error_push(L, &info, NULL, -1, 0);
+      lua_remove(L, -2);
+      return NULL;
     }
-    curl_easy_setopt(t->easy, CURLOPT_URL, t->url.p);
   }
   if (post) {
     size_t clen;
-    const char *ct = luaL_checklstring(L, 4, &clen);
-    t->upload = luaL_checklstring(L, 5, &t->upload_len);
-    if (clen > sizeof t->ct_line - sizeof "Content-Type: ")
-      return luaL_error(L, "bad argument #3 to 'perform' (content type too long)");
-    memcpy(t->ct_line, "Content-Type: ", sizeof "Content-Type: " - 1);
-    memcpy(t->ct_line + sizeof "Content-Type: " - 1, ct, clen + 1);
-    t->upload_pos = 0;
-    curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
-    curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->upload_len);
-    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER,
-                     t->upload_len >= LARGE_BODY_BYTES ? &t->expect_node : &t->ct_node);
+    luaL_checklstring(L, 4, &clen);
+    luaL_checktype(L, 5, LUA_TSTRING);
+    if (clen > sizeof x->ct_line - sizeof "Content-Type: ")
+      luaL_error(L, "bad argument #3 to 'perform' (content type too long)");
+  }
+  x = take_slot(t);
+  if (!x)
+    luaL_error(L, "not enough memory");
+  e = x->easy;
+  /* libcurl copies the URL on every setopt: skip it when it is this slot's last one */
+  if (download ? (x->url.len != plen + 1 || memcmp(x->url.p, target, plen) != 0)
+               : (x->url.len != t->base_len + plen + 1 ||
+                  memcmp(x->url.p, t->base_url, t->base_len) != 0 ||
+                  memcmp(x->url.p + t->base_len, target, plen) != 0)) {
+    x->url.len = 0;
+    if ((!download && !buf_append(&x->url, t->base_url, t->base_len, (size_t)-1)) ||
+        !buf_append(&x->url, target, plen + 1, (size_t)-1)) {
+      x->url.len = 0;
+      release_slot(t, x);
+      luaL_error(L, "not enough memory");
+    }
+    curl_easy_setopt(e, CURLOPT_URL, x->url.p);
+  }
+  x->post = post;
+  if (post) {
+    size_t clen, blen;
+    const char *ct = lua_tolstring(L, 4, &clen), *body = lua_tolstring(L, 5, &blen);
+    memcpy(x->ct_line, "Content-Type: ", sizeof "Content-Type: " - 1);
+    memcpy(x->ct_line + sizeof "Content-Type: " - 1, ct, clen + 1);
+    x->ct_node.next = t->headers;
+    /* copied: the transfer may outlive the Lua call that started it */
+    x->upload.len = 0;
+    if (!buf_append(&x->upload, body, blen, (size_t)-1)) {
+      release_slot(t, x);
+      luaL_error(L, "not enough memory");
+    }
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
+     * saves it scanning one more line each time it looks for a header */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, blen >= LARGE_BODY_BYTES ? &x->expect_node
+                                                                     : &x->ct_node);
   } else {
-    t->upload_pos = 0;
-    curl_easy_setopt(t->easy, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, download ? NULL : t->headers);
   }
-  t->body.len = t->head.len = 0;
-  t->oversize = t->refused_rewind = t->no_memory = 0;
-  t->errbuf[0] = '\0';
+  x->limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
+  x->upload_pos = 0;
+  x->body.len = x->head.len = 0;
+  x->oversize = x->refused_rewind = x->no_memory = 0;
+  x->errbuf[0] = '\0';
+  x->sync = sync;
+  x->result = CURLE_OK;
+  if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
+    release_slot(t, x);
+    luaL_error(L, "curl_multi_add_handle failed");
+  }
+  x->state = SLOT_RUNNING;
+  t->running++;
+  return x;
+}
 
-  res = curl_easy_perform(t->easy); /* runs no Lua: nothing can close t meanwhile */
-  t->upload = NULL;
-
-  if (res == CURLE_OK && !t->no_memory) {
+/* Pushes what an ended transfer got (status, headers, body, or nil and an error object),
+ * frees its slot, and returns the number of values pushed. */
+static int finish(lua_State *L, transport_t *t, transfer_t *x) {
+  int n;
+  if (x->result == CURLE_OK && !x->no_memory) {
     long status = 0;
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
-    lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.len);
-    lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.len);
-    buf_trim(&t->body);
-    return 3;
+    lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
+    lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
+    n = 3;
+  } else {
+    push_transfer_error(L, x);
+    n = 2;
   }
-  push_transfer_error(L, t, res, post);
-  buf_trim(&t->body);
-  return 2;
+  release_slot(t, x);
+  return n;
+}
+
+static transfer_t *check_id(lua_State *L, transport_t *t, int arg) {
+  lua_Integer id = luaL_checkinteger(L, arg);
+  luaL_argcheck(L, id >= 1 && id <= t->nslots && t->slots[id - 1]->state != SLOT_FREE, arg,
+                "no such transfer");
+  return t->slots[id - 1];
+}
+
+/* transport:start(method, path_or_url, content_type, body) -> id | nil, err */
+static int transport_start(lua_State *L) {
+  transport_t *t = check_transport(L);
+  transfer_t *x = start(L, t, 0);
+  if (!x)
+    return 2;
+  lua_pushinteger(L, x->id);
+  return 1;
+}
+
+/* transport:poll(wait) -> the ids of transfers that ended and were not reported before.
+ * Waits at most `wait` seconds, and returns as soon as one has ended; 0 never blocks. */
+static int transport_poll(lua_State *L) {
+  transport_t *t = check_transport(L);
+  double wait = luaL_optnumber(L, 2, 0), until;
+  int n = 0;
+  luaL_argcheck(L, wait >= 0, 2, "a wait of 0 or more seconds expected");
+  until = wait > 0 ? mono_now() + wait : 0;
+  for (;;) {
+    drive(t, wait);
+    if (t->done_head || wait <= 0)
+      break;
+    wait = until - mono_now();
+    if (wait <= 0)
+      break;
+  }
+  while (t->done_head) {
+    transfer_t *x = t->done_head;
+    t->done_head = x->next_done;
+    x->queued = 0;
+    luaL_checkstack(L, 1, "too many ended transfers");
+    lua_pushinteger(L, x->id);
+    n++;
+  }
+  t->done_tail = NULL;
+  return n;
+}
+
+/* transport:finish(id) -> status, headers, body | nil, err, for a transfer that ended */
+static int transport_finish(lua_State *L) {
+  transport_t *t = check_transport(L);
+  transfer_t *x = check_id(L, t, 2);
+  luaL_argcheck(L, x->state == SLOT_DONE, 2, "transfer still running");
+  return finish(L, t, x);
+}
+
+/* transport:cancel(id): drops a transfer, closing its connection if it is mid-exchange. */
+static int transport_cancel(lua_State *L) {
+  transport_t *t = check_transport(L);
+  release_slot(t, check_id(L, t, 2));
+  return 0;
+}
+
+/* transport:perform(method, path_or_url, content_type, body) -> status, headers, body |
+ * nil, err: start, drive until this transfer ends (others progress meanwhile), finish. */
+static int transport_perform(lua_State *L) {
+  transport_t *t = check_transport(L);
+  transfer_t *x = start(L, t, 1);
+  if (!x)
+    return 2;
+  while (x->state == SLOT_RUNNING)
+    drive(t, 3600); /* libcurl's timer bounds every wait */
+  return finish(L, t, x);
+}
+
+/* transport:running() -> transfers in flight */
+static int transport_running(lua_State *L) {
+  lua_pushinteger(L, check_transport(L)->running);
+  return 1;
 }
 
 static int transport_tostring(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  if (t->easy)
+  if (t->multi)
     lua_pushfstring(L, FACESWAP_TRANSPORT_MT " (%s)", t->base_url);
   else
     lua_pushliteral(L, FACESWAP_TRANSPORT_MT " (closed)");
@@ -405,7 +776,9 @@ static int transport_tostring(lua_State *L) {
 
 void transport_open(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"perform", transport_perform}, {"close", transport_close}, {NULL, NULL}
+    {"perform", transport_perform}, {"start", transport_start}, {"poll", transport_poll},
+    {"finish", transport_finish}, {"cancel", transport_cancel}, {"running", transport_running},
+    {"close", transport_close}, {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
     {"__gc", transport_close}, {"__close", transport_close}, {"__tostring", transport_tostring},
