@@ -374,6 +374,121 @@ describe("simulator", function()
     end)
   end)
 
+  describe("max_running", function()
+    local QUEUE_FULL = "Unable to lock Discord after 3 attempts"
+
+    -- n headshots that must succeed; returns their jobs.
+    local function start_jobs(n, fields)
+      local jobs = {}
+      for i = 1, n do
+        local res = headshot_json(fields or { prompt = "p" .. i })
+        assert.equals(200, res.status)
+        jobs[i] = res.json
+      end
+      return jobs
+    end
+
+    it("is off by default, passes through start options and survives reset", function()
+      assert.equals(0, s:config({}).max_running)
+      start_jobs(20)
+      assert.equals(0, s:stats().rejected)
+      local other = sim.start { max_running = 3 }
+      assert.equals(3, other:config({}).max_running)
+      other:config { max_running = 5 }
+      other:reset()
+      assert.equals(3, other:config({}).max_running)
+      other:stop()
+    end)
+
+    it("accepts only whole numbers >= 0", function()
+      assert.equals(2, s:config({ max_running = 2.0 }).max_running)
+      for _, bad in ipairs { 1.5, -1, "2", true } do
+        assert.equals(400, (s:request("POST", "/__sim/config", { max_running = bad })))
+      end
+      assert.equals(2, s:config({}).max_running)
+    end)
+
+    it("answers the queue-full 429 once a channel has max_running unfinished jobs", function()
+      s:config { max_running = 2, job_seconds = 60 }
+      local jobs = start_jobs(2)
+      local res = headshot_json { prompt = "third" }
+      assert_error(res, 429, QUEUE_FULL)
+      assert.equals(2, #s:jobs())
+      assert.equals(8, s:config({}).credits_used)          -- the 429 charged nothing
+      assert.equals(1, s:stats().rejected)
+      s:script { action = "queue_full" }                  -- byte for byte the scripted answer,
+      assert.equals(res.body, headshot_json({ prompt = "p" }).body)
+      assert.equals(1, s:stats().rejected)                -- which is not counted as rejected
+      s:advance(jobs[1].jobid, "completed")
+      local fourth = headshot_json { prompt = "fourth" }
+      assert.equals(200, fourth.status)
+      assert.matches("%(788/800 credits remaining%)$", fourth.json.content)
+      assert_error(headshot_json { prompt = "fifth" }, 429, QUEUE_FULL)
+      assert.equals(2, s:stats().rejected)
+    end)
+
+    it("frees a slot when a job ends on its own", function()
+      s:config { max_running = 1, job_seconds = 0.1 }
+      local job = start_jobs(1)[1]
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.truthy(sim.wait_for(function() return get_job(job.jobid).json.status == "completed" end, 3))
+      local failing = start_jobs(1, { prompt = "sim:fail" })[1]
+      assert.truthy(sim.wait_for(function() return get_job(failing.jobid).json.status == "failed" end, 3))
+      start_jobs(1)
+      assert.equals(1, s:stats().rejected)
+    end)
+
+    it("frees the slot of a cancelled job, and a job forced back to running takes one again", function()
+      s:config { max_running = 1, job_seconds = 60 }
+      local job = start_jobs(1)[1]
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.equals("cancelled", http("GET", "/jobs/cancel/?jobid=" .. job.jobid).json.status)
+      local second = start_jobs(1)[1]
+      s:advance(second.jobid, "moderated")
+      s:advance(job.jobid, "progress")
+      assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)
+      assert.equals(2, s:stats().rejected)
+    end)
+
+    it("counts each channel's jobs separately", function()
+      s:config { max_running = 1, job_seconds = 60, channels = { "111", "222" } }
+      start_jobs(1, { prompt = "p", channel = "111" })
+      assert_error(headshot_json { prompt = "p", channel = "111" }, 429, QUEUE_FULL)
+      local other = start_jobs(1, { prompt = "p", channel = "222" })[1]
+      assert.equals("222", other.channel)
+      assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)          -- no channel: the first
+      assert_error(headshot_json { prompt = "p", channel = "222" }, 429, QUEUE_FULL)
+      assert.equals(3, s:stats().rejected)
+      assert.equals(2, #s:jobs())
+    end)
+
+    it("comes after the 400 and 402 checks", function()
+      s:config { max_running = 1, job_seconds = 60 }
+      start_jobs(1)
+      assert_error(headshot_json { channel = "1100000000000000001" }, 400, "Required param prompt is missing or empty")
+      assert_error(headshot_json { prompt = "p", channel = "9" }, 400,
+        "Configuration not found for channel 9, to create POST v1/faceswap/account/9")
+      s:config { subscription = false }
+      assert_error(headshot_json { prompt = "p" }, 402, "Account has no subscription or subscription expired")
+      assert.equals(0, s:stats().rejected)
+      s:config { subscription = true }
+      assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)
+      assert.equals(1, s:stats().rejected)
+    end)
+
+    it("is cleared by reset, together with the jobs that held the slots", function()
+      s:config { max_running = 1, job_seconds = 60 }
+      start_jobs(1)
+      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      assert.equals(1, s:stats().rejected)
+      s:reset()
+      assert.same({ connections = 0, requests = 0, open = 0, rejected = 0 }, closed_stats())
+      s:config { max_running = 1, job_seconds = 60 }
+      start_jobs(1)
+      assert.equals(0, s:stats().rejected)
+    end)
+  end)
+
   describe("job progression", function()
     it("goes started -> progress -> completed, changing updated each time", function()
       s:config { job_seconds = 0.3 }
@@ -530,7 +645,7 @@ describe("simulator", function()
       end
       http("GET", "/jobs/?jobid=b")
       c:close()
-      assert.same({ connections = 2, requests = 4, open = 0 }, closed_stats())
+      assert.same({ connections = 2, requests = 4, open = 0, rejected = 0 }, closed_stats())
       local conns = {}
       for i, r in ipairs(s:requests()) do conns[i] = r.conn end
       assert.same({ 1, 1, 1, 2 }, conns)
@@ -638,7 +753,7 @@ describe("simulator", function()
       s:stats()
       s:requests()
       s:config {}
-      assert.same({ connections = 0, requests = 0, open = 0 }, closed_stats())
+      assert.same({ connections = 0, requests = 0, open = 0, rejected = 0 }, closed_stats())
     end)
 
     it("answers 404 for unknown paths and 405 for wrong methods", function()
@@ -668,7 +783,7 @@ describe("simulator", function()
         assert.equals("Unable to locate job c" .. i, read_response(conns[i]).json.error)
         conns[i]:close()
       end
-      assert.same({ connections = 50, requests = 50, open = 0 }, closed_stats())
+      assert.same({ connections = 50, requests = 50, open = 0, rejected = 0 }, closed_stats())
     end)
 
     it("waits config.latency before every API answer", function()
@@ -684,7 +799,7 @@ describe("simulator", function()
       s:script { action = "queue_full", count = 5 }
       http("GET", "/jobs/?jobid=a")
       s:reset()
-      assert.same({ connections = 0, requests = 0, open = 0 }, closed_stats())
+      assert.same({ connections = 0, requests = 0, open = 0, rejected = 0 }, closed_stats())
       assert.same({}, s:requests())
       assert.same({}, s:jobs())
       assert.equals(2, s:config({}).job_seconds)

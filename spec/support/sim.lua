@@ -33,7 +33,7 @@ M.simulator = simulator_path()
 
 -- Settings start() passes on the command line; they are also what reset() restores.
 local OPTIONS = { "host", "port", "token", "job_seconds", "keepalive_timeout", "latency", "channels",
-                  "subscription", "credits_total", "credits_used", "callback_timeout" }
+                  "subscription", "credits_total", "credits_used", "callback_timeout", "max_running" }
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"

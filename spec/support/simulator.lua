@@ -10,13 +10,15 @@
 -- Usage: lua5.4 spec/support/simulator.lua [--host 127.0.0.1] [--port 0] [--token TOKEN]
 --          [--keepalive-timeout 5] [--job-seconds 2] [--latency 0] [--channels a,b]
 --          [--subscription true] [--credits-total 800] [--credits-used 0]
---          [--callback-timeout 10] [--parent-pid PID]
+--          [--callback-timeout 10] [--max-running 0] [--parent-pid PID]
 -- Prints one line "listening http://HOST:PORT" on stdout, then serves until SIGTERM or
 -- POST /__sim/shutdown. Needs only Lua 5.4, luasocket and lua-cjson.
 --
 -- API (also under /v1/faceswap): POST /headshot, GET /jobs/?jobid=, GET /jobs/cancel/?jobid=,
 -- and GET /attachments/<jobid>/<n>.png (+ /proxy/...) for completed jobs' PNGs (no auth).
 -- A prompt containing "sim:fail" or "sim:moderate" makes the job end failed or moderated.
+-- With max_running N > 0, a headshot whose channel already has N unfinished jobs gets the
+-- queue-full 429 (after the 400/402 checks), creates no job and is counted in stats.rejected.
 -- Control (JSON, never recorded or counted): GET /__sim/requests, /__sim/stats,
 -- /__sim/callbacks, /__sim/jobs, /__sim/job?jobid=, /__sim/config, /__sim/script;
 -- POST /__sim/reset, /__sim/config (merge settings), /__sim/script (append actions),
@@ -82,14 +84,14 @@ end
 local CONFIG_TYPES = {
   token = "string", job_seconds = "number", channels = "array", subscription = "boolean",
   keepalive_timeout = "number", latency = "number", credits_total = "number",
-  credits_used = "number", callback_timeout = "number",
+  credits_used = "number", callback_timeout = "number", max_running = "integer",
 }
 
 local function default_config()
   return {
     token = "test-token", job_seconds = 2, channels = array { "1100000000000000001" },
     subscription = true, keepalive_timeout = 5, latency = 0, credits_total = 800,
-    credits_used = 0, callback_timeout = 10,
+    credits_used = 0, callback_timeout = 10, max_running = 0,
   }
 end
 
@@ -112,6 +114,11 @@ local function check_setting(key, value)
     for i, v in ipairs(value) do out[i] = tostring(v) end
     return out
   end
+  if want == "integer" then      -- JSON numbers arrive as floats: 2.0 is fine, 1.5 is not
+    local n = type(value) == "number" and math.tointeger(value)
+    if not n or n < 0 then return nil, "Config key " .. key .. " must be a whole number >= 0" end
+    return n
+  end
   if type(value) ~= want then return nil, "Config key " .. key .. " must be a " .. want end
   if want == "number" and value < 0 then return nil, "Config key " .. key .. " must be >= 0" end
   return value
@@ -120,7 +127,7 @@ end
 -- Turns a command-line string into the setting's type.
 local function cli_value(key, text)
   local want = CONFIG_TYPES[key]
-  if want == "number" then return tonumber(text) end
+  if want == "number" or want == "integer" then return tonumber(text) end
   if want == "boolean" then
     if text == "true" then return true elseif text == "false" then return false end
     return nil
@@ -137,7 +144,8 @@ local function usage(message)
   io.stderr:write("simulator: ", message, "\n",
     "usage: lua5.4 simulator.lua [--host H] [--port N] [--token T] [--keepalive-timeout S]",
     " [--job-seconds S] [--latency S] [--channels a,b] [--subscription true|false]",
-    " [--credits-total N] [--credits-used N] [--callback-timeout S] [--parent-pid PID]\n")
+    " [--credits-total N] [--credits-used N] [--callback-timeout S] [--max-running N]",
+    " [--parent-pid PID]\n")
   os.exit(2)
 end
 
@@ -381,6 +389,8 @@ local function reset_state()
     scripts = {},
     jobs = {},            -- jobid -> entry { data = public job table, final, left }
     job_order = {},
+    active = {},          -- channel -> number of its jobs not in a terminal status
+    rejected = 0,         -- headshots answered 429 because of max_running
     callbacks = array {},
   }
 end
@@ -408,6 +418,11 @@ end
 
 local function error_response(status, message, headers)
   return json_response(status, { error = message, code = status }, headers)
+end
+
+-- Upstream's answer when it cannot get a Discord channel: the queue is full.
+local function queue_full_response()
+  return error_response(429, "Unable to lock Discord after 3 attempts")
 end
 
 local function has_header(headers, name)
@@ -752,9 +767,16 @@ local function send_callback(job)
   end)
 end
 
+-- Keeps state.active right when a job enters or leaves the unfinished statuses.
+local function count_active(channel, delta)
+  state.active[channel] = (state.active[channel] or 0) + delta
+end
+
 -- Every change of status goes through here: timestamps, results, callbacks.
 local function set_status(entry, status)
   local job = entry.data
+  local was_active, is_active = not TERMINAL[job.status], not TERMINAL[status]
+  if was_active ~= is_active then count_active(job.channel, is_active and 1 or -1) end
   -- "updated" must visibly change, even for two changes within one millisecond
   entry.updated_at = math.max(now(), entry.updated_at + 0.001)
   job.status, job.updated = status, iso_ms(entry.updated_at)
@@ -804,6 +826,7 @@ local function create_job(fields, channel)
   job.content = job_content(entry, "Submitted")
   state.jobs[job.jobid] = entry
   state.job_order[#state.job_order + 1] = job.jobid
+  count_active(channel, 1)
   schedule_job(entry)
   return job
 end
@@ -843,6 +866,10 @@ local function headshot(req)
   if not channel or not config.subscription
       or config.credits_total - config.credits_used < CREDITS_PER_JOB then
     return error_response(402, "Account has no subscription or subscription expired")
+  end
+  if config.max_running > 0 and (state.active[channel] or 0) >= config.max_running then
+    state.rejected = state.rejected + 1
+    return queue_full_response()
   end
   return json_response(200, create_job(f, channel))
 end
@@ -959,7 +986,7 @@ local HTML_502 = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body
 
 -- Answers that replace the normal one; each returns a response table.
 local REPLACE = {
-  queue_full = function() return error_response(429, "Unable to lock Discord after 3 attempts") end,
+  queue_full = queue_full_response,
   discord_429 = function(a)
     local details = string.format(
       '{"global":true,"message":"You are being rate limited.","retry_after":%s}',
@@ -1060,7 +1087,7 @@ CONTROL["GET /__sim/stats"] = function()
   local open = 0
   for _ in pairs(state.open) do open = open + 1 end
   return json_response(200, { connections = state.connections, requests = #state.requests,
-                              open = open })
+                              open = open, rejected = state.rejected })
 end
 
 CONTROL["GET /__sim/callbacks"] = function()
