@@ -4,7 +4,8 @@
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
  *   error.c     error objects
- *   transport_curl.c  the libcurl transport (the only file that does I/O)
+ *   transport_curl.c  the libcurl transport (the only file that does network I/O)
+ *   files.c     isatty and exclusive file creation, for the command line
  *   module.c    luaopen_faceswap_core: wires the above into one Lua table */
 #ifndef FACESWAP_CORE_H
 #define FACESWAP_CORE_H
@@ -67,6 +68,10 @@ void request_push_rng(lua_State *L); /* the boundary generator, build_headshot's
 
 /* response.c */
 int core_read_response(lua_State *L);
+
+/* files.c */
+int core_isatty(lua_State *L);
+int core_write_new(lua_State *L);
 
 /* transport_curl.c */
 int core_transport_new(lua_State *L);

@@ -49,6 +49,8 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"type", core_type},
     {"now", core_now},
     {"sleep", core_sleep},
+    {"isatty", core_isatty},
+    {"write_new", core_write_new},
     {NULL, NULL}
   };
   job_open(L);

@@ -711,6 +711,10 @@ static int transport_poll(lua_State *L) {
   double wait = luaL_optnumber(L, 2, 0), until;
   int n = 0;
   luaL_argcheck(L, wait >= 0, 2, "a wait of 0 or more seconds expected");
+  if (t->done_head) /* ended while a blocking perform drove the handle: report them now */
+    wait = 0;
+  else if (wait > 86400)
+    wait = 86400;
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
     drive(t, wait);

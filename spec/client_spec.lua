@@ -21,7 +21,7 @@ describe("client", function()
   teardown(function() s:stop() end)
   before_each(function()
     s:reset()
-    client = faceswap.new { token = TOKEN, base_url = s.base_url }
+    client = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url }
   end)
   after_each(function() client:close() end)
 
@@ -247,7 +247,7 @@ describe("client", function()
         print(request()); io.stdout:flush()
         srv:close(); c:close()']])
       local port = pipe:read("l")
-      local c = faceswap.new { token = TOKEN, base_url = "http://127.0.0.1:" .. port }
+      local c = faceswap.new { retry = false, token = TOKEN, base_url = "http://127.0.0.1:" .. port }
       assert(c:job("j1"))
       local job, err = c:headshot("p")
       c:close()
@@ -273,7 +273,7 @@ describe("client", function()
     end
 
     it("maps each documented answer to its kind and the server's text", function()
-      local bad = faceswap.new { token = "wrong", base_url = s.base_url }
+      local bad = faceswap.new { retry = false, token = "wrong", base_url = s.base_url }
       local err = fails(bad:headshot("p"))
       bad:close()
       assert.same({ "unauthorized", 401, "Unauthorized" }, { err.kind, err.code, err.error })
@@ -334,7 +334,7 @@ describe("client", function()
     end)
 
     it("stops reading past max_response, with memory bounded", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url, max_response = 65536 }
+      local c = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url, max_response = 65536 }
       s:script { action = "oversized", bytes = 1048576 }
       local err = fails(c:headshot("p"))
       assert.same({ "bad_response", 200, "answer larger than max_response (65536 bytes)", false },
@@ -344,7 +344,7 @@ describe("client", function()
     end)
 
     it("times out a server that never answers", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url, timeout = 0.3 }
+      local c = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url, timeout = 0.3 }
       s:script { action = "hang" }
       local t0 = faceswap.now()
       local err = fails(c:job("anything"))
@@ -356,7 +356,7 @@ describe("client", function()
     end)
 
     it("reports a refused connection as transport, surely not sent", function()
-      local c = faceswap.new { token = TOKEN, base_url = refused_url() }
+      local c = faceswap.new { retry = false, token = TOKEN, base_url = refused_url() }
       local err = fails(c:headshot("p"))
       assert.equal("transport", err.kind)
       assert.is_nil(err.code)
@@ -371,7 +371,7 @@ describe("client", function()
     it("appears in no string the library makes", function()
       local secret = "tok-SECRET-8d1e"
       s:config { token = secret }
-      local c = faceswap.new { token = secret, base_url = s.base_url, timeout = 0.3 }
+      local c = faceswap.new { retry = false, token = secret, base_url = s.base_url, timeout = 0.3 }
       local seen = { tostring(c) }
       local job = assert(c:headshot("p"))
       seen[#seen + 1] = tostring(job)
@@ -382,7 +382,7 @@ describe("client", function()
         seen[#seen + 1] = tostring(err)
         seen[#seen + 1] = err.error
       end
-      local _, err = faceswap.new { token = secret, base_url = refused_url() }:job("x")
+      local _, err = faceswap.new { retry = false, token = secret, base_url = refused_url() }:job("x")
       seen[#seen + 1] = tostring(err)
       for _, bad in ipairs { "http://example.com", "https://u:p@h/", "ftp://h" } do
         local ok, msg = pcall(faceswap.new, { token = secret, base_url = bad })
@@ -442,12 +442,12 @@ describe("faceswap.new", function()
   end)
 
   it("closes: methods on a closed client raise, and closing twice is harmless", function()
-    local c = faceswap.new { token = "t", base_url = refused_url() }
+    local c = faceswap.new { retry = false, token = "t", base_url = refused_url() }
     c:close()
     c:close()
     assert.has_error(function() c:job("x") end, "attempt to use a closed faceswap client")
     do
-      local scoped <close> = faceswap.new { token = "t", base_url = refused_url() }
+      local scoped <close> = faceswap.new { retry = false, token = "t", base_url = refused_url() }
       c = scoped
     end
     assert.has_error(function() c:headshot("x") end, "attempt to use a closed faceswap client")
@@ -457,7 +457,7 @@ describe("faceswap.new", function()
     local s = sim.start {}
     local weak = setmetatable({}, { __mode = "v" })
     do
-      local c = faceswap.new { token = "test-token", base_url = s.base_url }
+      local c = faceswap.new { retry = false, token = "test-token", base_url = s.base_url }
       assert(c:headshot("p"))
       weak[1] = c
     end
@@ -474,7 +474,7 @@ end)
 
 describe("module", function()
   it("tells types apart without raising", function()
-    local c = faceswap.new { token = "t", base_url = refused_url() }
+    local c = faceswap.new { retry = false, token = "t", base_url = refused_url() }
     assert.equal("client", faceswap.type(c))
     assert.equal("job", faceswap.type(assert(faceswap.decode('{"jobid":"j"}'))))
     assert.equal("error", faceswap.type(select(2, faceswap.decode("x"))))
@@ -490,6 +490,6 @@ describe("module", function()
     local t1 = faceswap.now()
     assert.is_true(t1 - t0 >= 0.05)
     assert.has_error(function() faceswap.sleep(-1) end,
-      "bad argument #1 to 'sleep' (non-negative number expected, got -1)")
+      "bad argument #1 to 'sleep' (a number of seconds from 0 to 1e9 expected, got -1)")
   end)
 end)

@@ -1,7 +1,9 @@
 -- faceswap: the module users require. A thin layer over the C core (faceswap.core): client
--- options, the client object, waiting for a job, sleep and the clock. Requests are validated
--- and built, and answers read, by the core; this file only decides what to call when.
+-- options, the client object, waiting for a job, retries, tasks and the batch. Requests are
+-- validated and built, and answers read, by the core; this file only decides what to call when.
 local core = require "faceswap.core"
+local retry = require "faceswap.retry"
+local tasks = require "faceswap.task"
 
 local M = { _VERSION = core._VERSION }
 
@@ -11,15 +13,27 @@ local build_headshot, build_get, read_response = core.build_headshot, core.build
 M.decode = core.decode
 M.now = core.now
 
--- Sleeps without blocking a host that has its own scheduler (OpenResty's ngx.sleep).
+-- Sleeps without blocking a host that has its own scheduler: inside a task it yields to the
+-- client's step(); in OpenResty it is ngx.sleep.
 function M.sleep(seconds)
-  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
-    error("bad argument #1 to 'sleep' (non-negative number expected, got " ..
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 or seconds > 1e9 then
+    error("bad argument #1 to 'sleep' (a number of seconds from 0 to 1e9 expected, got " ..
       tostring(seconds) .. ")", 2)
   end
+  if tasks.sleep(seconds) then return end
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.sleep then return ngx.sleep(seconds) end
   return core.sleep(seconds)
+end
+
+-- faceswap.retry(fn, opts): see retry.lua.
+function M.retry(fn, opts)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'retry' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local o = retry.options(opts or {}, "retry")
+  o.sleep = o.sleep or M.sleep
+  return retry.run(fn, o)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -30,7 +44,9 @@ local client = {}
 local client_mt = { __index = client, __name = "faceswap.client" }
 
 function M.type(v)
-  if getmetatable(v) == client_mt then return "client" end
+  local mt = getmetatable(v)
+  if mt == client_mt then return "client" end
+  if mt == tasks.task_mt then return "task" end
   local t = core.type(v)
   if t == "transport" then return nil end
   return t
@@ -39,6 +55,7 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
+  retry = "table",
 }
 
 local function check_options(opts)
@@ -50,9 +67,9 @@ local function check_options(opts)
     if not want then
       error("bad argument #1 to 'new' (unknown option '" .. tostring(name) .. "')", 3)
     end
-    if type(value) ~= want then
+    if type(value) ~= want and not (name == "retry" and value == false) then
       error("bad argument #1 to 'new' (option '" .. name .. "' must be a " .. want ..
-        ", got " .. type(value) .. ")", 3)
+        (name == "retry" and " or false" or "") .. ", got " .. type(value) .. ")", 3)
     end
   end
   if opts.encoding and opts.encoding ~= "multipart" and opts.encoding ~= "json" then
@@ -78,6 +95,11 @@ function M.new(opts)
   elseif not method then -- only a too long replyUrl can fail with a fixed prompt
     error("bad argument #1 to 'new' (option 'reply_url': " .. err.error .. ")", 2)
   end
+  local policy
+  if opts.retry ~= false then
+    policy = retry.options(opts.retry or {}, "new", true)
+    policy.sleep = policy.sleep or M.sleep
+  end
   local transport
   ok, transport = pcall(core.transport, {
     token = token,
@@ -88,6 +110,8 @@ function M.new(opts)
   if not ok then error("bad argument #1 to 'new' (" .. transport .. ")", 2) end
   return setmetatable({
     _transport = transport,
+    _sched = tasks.scheduler(transport),
+    _retry = policy,
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
@@ -101,11 +125,20 @@ local function check_client(self, method)
   end
 end
 
--- One request: the transport moves the bytes, the core reads the answer.
+-- One request: the transport moves the bytes (yielding inside a task), the core reads the
+-- answer.
 local function exchange(self, op, method, path, content_type, body)
-  local status, headers, answer = self._transport:perform(method, path, content_type, body)
+  local status, headers, answer = self._sched:transfer(method, path, content_type, body)
   if not status then return nil, headers end
   return read_response(op, status, headers, answer)
+end
+
+-- The same, under the client's retry policy.
+local function call(self, op, method, path, content_type, body)
+  if not self._retry then return exchange(self, op, method, path, content_type, body) end
+  return retry.run(function()
+    return exchange(self, op, method, path, content_type, body)
+  end, self._retry)
 end
 
 function client:headshot(params)
@@ -113,39 +146,39 @@ function client:headshot(params)
   local method, path, content_type, body = build_headshot(params, self._encoding,
     self._channel, self._reply_url)
   if not method then return nil, path end
-  return exchange(self, "headshot", method, path, content_type, body)
+  return call(self, "headshot", method, path, content_type, body)
 end
 
 -- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
-local function get(self, op, target)
+local function get(self, op, target, with_retry)
   local method, path = build_get(op, target)
   if not method then return nil, path end
-  return exchange(self, op, method, path)
+  return (with_retry and call or exchange)(self, op, method, path)
 end
 
 function client:job(jobid)
   check_client(self, "job")
-  return get(self, "job", jobid)
+  return get(self, "job", jobid, true)
 end
 
 function client:cancel(jobid)
   check_client(self, "cancel")
-  return get(self, "cancel", jobid)
+  return get(self, "cancel", jobid, true)
 end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900 }
 
-local function check_wait_options(opts)
+local function check_wait_options(opts, level)
   for name, value in pairs(opts) do
     if name == "on_update" then
       if type(value) ~= "function" then
-        error("bad argument #2 to 'wait' (option 'on_update' must be a function)", 3)
+        error("bad argument #2 to 'wait' (option 'on_update' must be a function)", level)
       end
     elseif not wait_defaults[name] then
-      error("bad argument #2 to 'wait' (unknown option '" .. tostring(name) .. "')", 3)
+      error("bad argument #2 to 'wait' (unknown option '" .. tostring(name) .. "')", level)
     elseif type(value) ~= "number" or value ~= value or value <= 0 or value > 1e9 then
       error("bad argument #2 to 'wait' (option '" .. name .. "' must be a positive number " ..
-        "of seconds, at most 1e9)", 3)
+        "of seconds, at most 1e9)", level)
     end
   end
 end
@@ -161,7 +194,7 @@ function client:wait(target, opts)
   if type(opts) ~= "table" then
     error("bad argument #2 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
   end
-  check_wait_options(opts)
+  check_wait_options(opts, 3)
   local interval = opts.interval or wait_defaults.interval
   local max_interval = math.max(opts.max_interval or wait_defaults.max_interval, interval)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
@@ -179,7 +212,7 @@ function client:wait(target, opts)
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
-    local job, err = self:job(jobid)
+    local job, err = get(self, "job", jobid) -- this loop is the retry policy
     if job then
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
       last = job
@@ -197,6 +230,218 @@ function client:wait(target, opts)
     end
     delay = delay == 0 and interval or math.min(delay * 1.5, max_interval)
   end
+end
+
+-- client:download(url): the bytes at an attachment URL, or nil, err. The token is not sent
+-- (the URL is not the API's); https only, or plain http to a loopback host.
+function client:download(url)
+  check_client(self, "download")
+  if type(url) ~= "string" or not url:find("^%a[%w+.-]*://") then
+    error("bad argument #1 to 'download' (absolute URL expected, got " ..
+      (type(url) == "string" and string.format("%q", url:sub(1, 60)) or type(url)) .. ")", 2)
+  end
+  local function once()
+    local status, headers, body = self._sched:transfer("GET", url)
+    if not status then return nil, headers end
+    if status >= 200 and status < 300 then return body end
+    return nil, core.error {
+      kind = status == 404 and "not_found" or status >= 500 and "server" or "bad_response",
+      code = status, error = "download failed with HTTP " .. status, sent = true,
+      retryable = status >= 500,
+    }
+  end
+  if not self._retry then return once() end
+  return retry.run(once, self._retry)
+end
+
+---------------------------------------------------------------------------------------------
+-- Tasks
+---------------------------------------------------------------------------------------------
+
+function client:spawn(fn, ...)
+  check_client(self, "spawn")
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  return self._sched:spawn(fn, ...)
+end
+
+function client:step(timeout)
+  check_client(self, "step")
+  if timeout == nil then timeout = 0 end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error("bad argument #1 to 'step' (a number of seconds from 0 expected, got " ..
+      tostring(timeout) .. ")", 2)
+  end
+  return self._sched:step(math.min(timeout, 1e9))
+end
+
+function client:run()
+  check_client(self, "run")
+  if self._sched:current() then
+    error("bad argument #1 to 'run' (called from inside one of its tasks)", 2)
+  end
+  self._sched:run()
+end
+
+---------------------------------------------------------------------------------------------
+-- The batch
+---------------------------------------------------------------------------------------------
+
+local NO_RETRY = { attempts = 1 }
+
+local function check_batch(list, opts)
+  if type(list) ~= "table" then
+    error("bad argument #1 to 'batch' (table expected, got " .. type(list) .. ")", 3)
+  end
+  for i = 1, #list do
+    local kind = type(list[i])
+    if kind ~= "string" and kind ~= "table" then
+      error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
+        ", not a prompt or params table)", 3)
+    end
+  end
+  if type(opts) ~= "table" then
+    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for name, value in pairs(opts) do
+    if name == "concurrency" then
+      if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
+        error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
+      end
+    elseif name == "on_update" then
+      if type(value) ~= "function" then
+        error("bad argument #2 to 'batch' (option 'on_update' must be a function)", 3)
+      end
+    elseif name == "wait" then
+      if type(value) == "table" then
+        local ok, msg = pcall(check_wait_options, value, 1)
+        if not ok or value.on_update then
+          error("bad argument #2 to 'batch' (option 'wait': " .. (ok and
+            "use the batch's own on_update" or msg:match("%((.*)%)$")) .. ")", 3)
+        end
+      elseif type(value) ~= "boolean" then
+        error("bad argument #2 to 'batch' (option 'wait' must be a table of wait options, " ..
+          "true or false)", 3)
+      end
+    else
+      error("bad argument #2 to 'batch' (unknown option '" .. tostring(name) .. "')", 3)
+    end
+  end
+end
+
+-- client:batch(list, opts): a headshot for each prompt or params table of list, at most
+-- opts.concurrency at once, each waited for unless opts.wait == false. Returns an array whose
+-- [i] is list[i]'s job or error object.
+--
+-- The account's queue has room for a few running jobs; beyond that upstream answers 429. The
+-- batch learns that size: a 429 while some of its own jobs run means the queue holds that
+-- many, so the next headshot waits until one of them ends instead of sleeping 10-30 s. After
+-- that many starts in a row it tries one more, in case room has grown.
+function client:batch(list, opts)
+  check_client(self, "batch")
+  opts = opts or {}
+  check_batch(list, opts)
+  local n, results = #list, {}
+  if n == 0 then return results end
+  local sched, policy = self._sched, self._retry or NO_RETRY
+  local on_update = opts.on_update or function() end
+  local wait_opts = opts.wait
+  if wait_opts == nil or wait_opts == true then wait_opts = {} end
+  local follow = wait_opts ~= false
+
+  -- the queue: jobs of ours that run, headshots on their way, its size once known
+  local running, posting, capacity, streak, waiters = 0, 0, nil, 0, {}
+  local function room()
+    while waiters[1] and (not capacity or running + posting < capacity) do
+      sched:wake(table.remove(waiters, 1))
+      posting = posting + 1 -- reserved for the task just woken
+    end
+  end
+  local function enter()
+    if capacity and running + posting >= capacity then
+      waiters[#waiters + 1] = sched:current()
+      sched:park() -- room() reserves the slot it wakes us for
+    else
+      posting = posting + 1
+    end
+  end
+  local function delay(err, attempt, o)
+    if err.kind == "rate_limited" and err.retry_after == nil and capacity and running > 0 then
+      return 0 -- the next call waits for one of our jobs to end
+    end
+    return retry.delay(err, attempt, o)
+  end
+
+  local function start(i)
+    local method, path, content_type, body = build_headshot(list[i], self._encoding,
+      self._channel, self._reply_url)
+    if not method then return nil, path end
+    return retry.run(function()
+      enter()
+      local job, err = exchange(self, "headshot", method, path, content_type, body)
+      posting = posting - 1
+      if job then
+        if follow then running = running + 1 end
+        streak = streak + 1
+        if capacity and streak >= capacity then capacity, streak = capacity + 1, 0 end
+      elseif err.kind == "rate_limited" and err.retry_after == nil and follow and running > 0 then
+        capacity, streak = running, 0
+      end
+      room()
+      return job, err
+    end, policy, delay)
+  end
+
+  local next_item, workers, failure, parent = 0, 0, nil, nil
+  local function work()
+    while not failure and next_item < n do
+      next_item = next_item + 1
+      local i = next_item
+      local holding = false -- one of the queue's running jobs is this item's
+      local ok, problem = pcall(function()
+        local job, err = start(i)
+        holding = job ~= nil and follow
+        if job then
+          on_update(i, job)
+          if follow then
+            local w = { on_update = function(j) on_update(i, j) end }
+            for k, v in pairs(wait_opts) do w[k] = v end
+            job, err = self:wait(job, w)
+          end
+        end
+        if holding then
+          holding = false
+          running = running - 1
+          room()
+        end
+        results[i] = job or err
+        if not job then on_update(i, err) end
+      end)
+      if not ok then -- on_update raised: hand on the error once all workers are out
+        failure = problem
+        if holding then
+          running = running - 1
+          room()
+        end
+      end
+    end
+    workers = workers - 1
+    if workers == 0 and parent then sched:wake(parent) end
+  end
+
+  for _ = 1, math.min(opts.concurrency or 4, n) do
+    workers = workers + 1
+    sched:spawn(work)
+  end
+  if sched:current() then
+    parent = sched:current()
+    while workers > 0 do sched:park() end
+  else
+    while workers > 0 do sched:step(3600) end
+  end
+  if failure then error(failure, 0) end
+  return results
 end
 
 function client:close()

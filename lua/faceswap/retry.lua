@@ -1,0 +1,99 @@
+-- faceswap.retry: the retry policy, for faceswap.retry(fn, opts) and the client's own `retry`
+-- option. Whether an error may be retried at all is the error's own `retryable` field, which
+-- the core sets: false for a POST that may have reached the server, so a headshot whose fate
+-- is unknown is never sent twice. This file only decides how long to wait and when to stop.
+local core = require "faceswap.core"
+
+local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+
+local M = {}
+
+M.defaults = {
+  attempts = 5,     -- calls of fn in all, the first included
+  deadline = nil,   -- seconds from the first call; no wait is started that would end past it
+  min_delay = 10,   -- the 429 wait range, as upstream advises, when the answer gives no wait
+  max_delay = 30,   -- also the longest backoff
+  base_delay = 1,   -- the first backoff after a transport error, timeout or 5xx
+}
+
+local CHECKS = {
+  attempts = "count", deadline = "seconds", min_delay = "seconds", max_delay = "seconds",
+  base_delay = "seconds", sleep = "function", random = "function", on_retry = "function",
+}
+
+-- Checks opts and returns them merged over the defaults. `where` names the caller for the
+-- error message ("retry" or "new"), `option` is set when opts is a client's `retry` option.
+function M.options(opts, where, option)
+  local prefix = "bad argument #" .. (option and "1" or "2") .. " to '" .. where .. "' (" ..
+    (option and "option 'retry': " or "")
+  if type(opts) ~= "table" then
+    error(prefix .. "table expected, got " .. type(opts) .. ")", 3)
+  end
+  local o = {}
+  for k, v in pairs(M.defaults) do o[k] = v end
+  for name, value in pairs(opts) do
+    local want = CHECKS[name]
+    if not want then error(prefix .. "unknown option '" .. tostring(name) .. "')", 3) end
+    if want == "function" then
+      if type(value) ~= "function" then
+        error(prefix .. "option '" .. name .. "' must be a function)", 3)
+      end
+    elseif type(value) ~= "number" or value ~= value or value < 0 or value > 1e9 or
+        (want == "count" and (value < 1 or value % 1 ~= 0)) then
+      error(prefix .. "option '" .. name .. "' must be " .. (want == "count" and
+        "a whole number from 1" or "a number of seconds from 0") .. " to 1e9)", 3)
+    end
+    o[name] = value
+  end
+  if o.min_delay > o.max_delay then
+    error(prefix .. "min_delay is larger than max_delay)", 3)
+  end
+  return o
+end
+
+local function retryable(err)
+  return type(err) == "table" and err.retryable == true
+end
+M.retryable = retryable
+
+-- The wait before the next call, after the call number `attempt` failed with err.
+function M.delay(err, attempt, o)
+  local random = o.random or math.random
+  if err.kind == "rate_limited" then
+    if type(err.retry_after) == "number" then return err.retry_after end
+    return o.min_delay + (o.max_delay - o.min_delay) * random()
+  end
+  -- exponential, with the upper half jittered so that many clients do not retry in step
+  local d = math.min(o.base_delay * 2 ^ (attempt - 1), o.max_delay)
+  return d / 2 + d / 2 * random()
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- Calls fn until it returns a non-nil first value, an error that is not retryable, or the
+-- attempts or deadline run out; returns what fn returned last. `delay(err, attempt, o)`
+-- (M.delay by default) says how long to wait before the next call; the batch passes its own,
+-- which answers 0 when the next call waits for a free slot instead.
+function M.run(fn, o, delay)
+  local started, slept = core.now(), 0
+  local attempt = 0
+  delay = delay or M.delay
+  while true do
+    attempt = attempt + 1
+    local r = pack(fn())
+    local err = r[2]
+    if r[1] ~= nil or not retryable(err) or attempt >= o.attempts then
+      return unpack(r, 1, r.n)
+    end
+    local d = delay(err, attempt, o)
+    -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
+    if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then
+      return unpack(r, 1, r.n)
+    end
+    if o.on_retry then o.on_retry(err, attempt, d) end
+    if d > 0 then o.sleep(d) end
+    slept = slept + d
+  end
+end
+
+return M

@@ -1,0 +1,135 @@
+-- client:batch against the simulator: order of results, concurrency, on_update, a full queue
+-- learned from 429s instead of slept through, errors per item, and misuse.
+local faceswap = require "faceswap"
+local sim = require "spec.support.sim"
+
+local TOKEN = "test-token"
+local FAST = { interval = 0.05, max_interval = 0.05, timeout = 10 }
+
+describe("client:batch", function()
+  local s, client, slept
+
+  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    slept = {}
+    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = {
+      sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
+  end)
+  after_each(function() client:close() end)
+
+  local function prompts(n)
+    local list = {}
+    for i = 1, n do list[i] = "prompt " .. i end
+    return list
+  end
+
+  it("follows every job to the end and returns them in the list's order", function()
+    local updates = {}
+    local list = prompts(5)
+    list[3] = { prompt = "with params", replyRef = "ref-3" }
+    local results = client:batch(list, { concurrency = 2, wait = FAST, on_update = function(i, v)
+      updates[i] = updates[i] or {}
+      table.insert(updates[i], v.status)
+    end })
+    assert.equal(5, #results)
+    for i = 1, 5 do
+      assert.equal("job", faceswap.type(results[i]))
+      assert.equal("completed", results[i].status)
+      assert.same({ "started", "progress", "completed" }, updates[i])
+    end
+    assert.equal("prompt 1", results[1].prompt)
+    assert.equal("with params", results[3].prompt)
+    assert.equal("ref-3", results[3].replyRef)
+    assert.equal("prompt 5", results[5].prompt)
+  end)
+
+  it("keeps at most `concurrency` jobs going at once", function()
+    local active, most = 0, 0
+    client:batch(prompts(7), { concurrency = 3, wait = FAST, on_update = function(_, v)
+      if v.status == "started" then active = active + 1 end
+      if v.status == "completed" then active = active - 1 end
+      most = math.max(most, active)
+    end })
+    assert.equal(3, most)
+    assert.equal(3, s:stats().connections)
+  end)
+
+  it("with wait = false returns the started jobs without polling", function()
+    local results = client:batch(prompts(3), { wait = false })
+    for i = 1, 3 do assert.equal("started", results[i].status) end
+    for _, r in ipairs(s:requests()) do assert.equal("POST", r.method) end
+  end)
+
+  it("gives each item its own result: a job, a failed job, or an error", function()
+    local results = client:batch({ "fine", "", "sim:fail please", { prompt = "x", replyRef = ("r"):rep(1025) } },
+      { wait = FAST })
+    assert.equal("completed", results[1].status)
+    assert.equal("error", faceswap.type(results[2]))
+    assert.equal("invalid_request (400): Required param prompt is missing or empty", tostring(results[2]))
+    assert.equal("job", faceswap.type(results[3]))
+    assert.equal("failed", results[3].status)
+    assert.equal("Optional param replyRef is too long", results[4].error)
+  end)
+
+  it("learns the queue's size from a 429 and waits for a slot instead of sleeping", function()
+    s:config { max_running = 2 }
+    local results = client:batch(prompts(8), { concurrency = 5, wait = FAST })
+    for i = 1, 8 do assert.equal("completed", results[i].status) end
+    local rejected = s:stats().rejected
+    assert.is_true(rejected >= 1, "no 429 at all: the queue limit was not reached")
+    assert.is_true(rejected <= 8, rejected .. " 429s for 8 jobs")
+    assert.same({}, slept) -- no 10-30 s waits: every retry waited for one of its own jobs
+  end)
+
+  it("sleeps as the policy says when none of its jobs runs to free a slot", function()
+    s:script { action = "queue_full", match = "^POST /headshot$" }
+    local results = client:batch({ "only" }, { wait = FAST })
+    assert.equal("completed", results[1].status)
+    assert.same({ 20 }, slept)
+  end)
+
+  it("runs inside a task too", function()
+    local t = client:spawn(function() return client:batch(prompts(2), { wait = FAST }) end)
+    client:run()
+    local results = t:result()
+    assert.equal("completed", results[1].status)
+    assert.equal("completed", results[2].status)
+  end)
+
+  it("returns an empty array for an empty list", function()
+    assert.same({}, client:batch({}))
+  end)
+
+  it("raises what on_update raised, once the other items are done", function()
+    local seen = {}
+    assert.has_error(function()
+      client:batch(prompts(3), { concurrency = 3, wait = FAST, on_update = function(i, v)
+        seen[i] = v.status
+        if i == 2 then error("callback broke", 0) end
+      end })
+    end, "callback broke")
+    assert.equal("completed", seen[1])
+    assert.equal("completed", seen[3])
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() client:batch("p") end,
+      "bad argument #1 to 'batch' (table expected, got string)")
+    assert.has_error(function() client:batch({ "a", 5 }) end,
+      "bad argument #1 to 'batch' (item 2 is a number, not a prompt or params table)")
+    assert.has_error(function() client:batch({}, { concurrency = 0 }) end,
+      "bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)")
+    assert.has_error(function() client:batch({}, { parallel = 2 }) end,
+      "bad argument #2 to 'batch' (unknown option 'parallel')")
+    assert.has_error(function() client:batch({}, { wait = { every = 1 } }) end,
+      "bad argument #2 to 'batch' (option 'wait': unknown option 'every')")
+    assert.has_error(function() client:batch({}, { wait = { on_update = print } }) end,
+      "bad argument #2 to 'batch' (option 'wait': use the batch's own on_update)")
+    assert.has_error(function() client:batch({}, { wait = 5 }) end,
+      "bad argument #2 to 'batch' (option 'wait' must be a table of wait options, true or false)")
+    assert.has_error(function() client:batch({}, { on_update = true }) end,
+      "bad argument #2 to 'batch' (option 'on_update' must be a function)")
+  end)
+end)
