@@ -83,6 +83,19 @@ describe("client:batch", function()
     assert.same({}, slept) -- no 10-30 s waits: every retry waited for one of its own jobs
   end)
 
+  it("frees a job's slot as soon as it ends, before on_update returns", function()
+    s:config { max_running = 1 }
+    local events = {}
+    client:batch(prompts(2), { concurrency = 2, wait = FAST, on_update = function(i, v)
+      if v.status == "started" then events[#events + 1] = i .. " started" end
+      if i == 1 and v.status == "completed" then
+        faceswap.sleep(0.5) -- say, a download: the queue has room meanwhile
+        events[#events + 1] = "1 on_update returned"
+      end
+    end })
+    assert.same({ "1 started", "2 started", "1 on_update returned" }, events)
+  end)
+
   it("sleeps as the policy says when none of its jobs runs to free a slot", function()
     s:script { action = "queue_full", match = "^POST /headshot$" }
     local results = client:batch({ "only" }, { wait = FAST })

@@ -399,31 +399,35 @@ function client:batch(list, opts)
       next_item = next_item + 1
       local i = next_item
       local holding = false -- one of the queue's running jobs is this item's
+      local function release()
+        if holding then
+          holding = false
+          running = running - 1
+          room()
+        end
+      end
       local ok, problem = pcall(function()
         local job, err = start(i)
         holding = job ~= nil and follow
         if job then
           on_update(i, job)
           if follow then
-            local w = { on_update = function(j) on_update(i, j) end }
+            -- the slot frees as soon as the job ends, before on_update (which may download)
+            local w = { on_update = function(j)
+              if j:done() then release() end
+              on_update(i, j)
+            end }
             for k, v in pairs(wait_opts) do w[k] = v end
             job, err = self:wait(job, w)
           end
         end
-        if holding then
-          holding = false
-          running = running - 1
-          room()
-        end
+        release()
         results[i] = job or err
         if not job then on_update(i, err) end
       end)
       if not ok then -- on_update raised: hand on the error once all workers are out
         failure = problem
-        if holding then
-          running = running - 1
-          room()
-        end
+        release()
       end
     end
     workers = workers - 1
