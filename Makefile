@@ -80,6 +80,8 @@ install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
+	install -d $(DESTDIR)$(INST_BINDIR)
+	install -m 755 bin/faceswap $(DESTDIR)$(INST_BINDIR)/faceswap
 
 clean:
 	rm -rf build

@@ -30,5 +30,9 @@ build = {
       LUA_VERSION = "$(LUA_VERSION)",
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
+      INST_BINDIR = "$(BINDIR)",
+   },
+   install = {
+      bin = { faceswap = "bin/faceswap" },
    },
 }

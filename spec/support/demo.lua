@@ -1,6 +1,7 @@
--- demo.lua: what `make demo` runs. Starts the bundled simulator on loopback, submits a
--- headshot, follows it to completion with a status line, prints the result URLs, and stops
--- the simulator. No token or credits needed.
+-- demo.lua: what `make demo` runs. Starts the bundled simulator on loopback and runs the
+-- command line, bin/faceswap, as a user would: a batch of prompts, three at once, downloading
+-- each job's images as soon as it completes. On a terminal the batch shows one live status
+-- line; elsewhere a line per finished job. Then it lists the files. No token or credits needed.
 local root = debug.getinfo(1, "S").source:match("^@(.*)/spec/support/[^/]*$") or "."
 local version = _VERSION:match("%d+%.%d+")
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/?.lua;" .. package.path
@@ -9,38 +10,47 @@ package.cpath = root .. "/build/" .. version .. "/?.so;" .. package.cpath
 local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 
-local server = sim.start { job_seconds = 3, token = "demo-token" }
+local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function capture(cmd)
+  local pipe = assert(io.popen(cmd))
+  local out = pipe:read("a")
+  pipe:close()
+  return out
+end
+
+local prompts = {
+  "studio portrait, soft light --square",
+  "outdoor portrait, golden hour",
+  "corporate headshot, grey backdrop",
+  "black and white portrait, film grain",
+  "portrait in a library, warm tones",
+  "headshot, blue background --no glasses",
+}
+
+if root:sub(1, 1) ~= "/" then root = capture("pwd"):gsub("\n$", "") .. "/" .. root end
+
+local server = sim.start { job_seconds = 1, latency = 0.05, token = "demo-token" }
+local work = capture("mktemp -d"):gsub("\n$", "")
 print(("simulator listening on %s (%s)"):format(server.base_url, faceswap._VERSION))
+print(("$ cd %s && faceswap batch - --concurrency 3 --download results   # %d prompts on stdin")
+  :format(work, #prompts))
+io.stdout:flush()
 
-local client = faceswap.new { token = "demo-token", base_url = server.base_url }
-local prompt = "studio portrait, soft light --no green --square"
-local job, err = client:headshot(prompt)
-if not job then
-  server:stop()
-  io.stderr:write("headshot failed: ", tostring(err), "\n")
-  os.exit(1)
-end
-print(("submitted job %s: %q, %d credits, %d of %d left"):format(job.jobid, job.prompt,
-  job.credits, job.credits_left, job.credits_total))
-
--- On a terminal the status line rewrites itself; elsewhere each change gets its own line.
-local tty = os.execute("test -t 1") == true
-local t0 = faceswap.now()
-local function status_line(j)
-  io.write((tty and "\r" or "") .. ("  %-10s %5.1fs"):format(j.status, faceswap.now() - t0),
-    tty and "" or "\n")
-  io.flush()
-end
-status_line(job)
-local done
-done, err = client:wait(job, { interval = 0.25, max_interval = 0.5, timeout = 30,
-                                on_update = status_line })
-if tty then io.write("\n") end
-client:close()
+-- the prompts go to the command's stdin; its stdout and stderr are ours
+local cmd = ("cd %s && env USEAPI_TOKEN=demo-token USEAPI_BASE_URL=%s %s batch - " ..
+  "--concurrency 3 --interval 0.25 --download results"):format(quote(work),
+  quote(server.base_url), quote(root .. "/bin/faceswap"))
+local batch = assert(io.popen(cmd, "w"))
+batch:write(table.concat(prompts, "\n"), "\n")
+local _, _, code = batch:close()
 server:stop()
-if not done then
-  io.stderr:write("wait failed: ", tostring(err), "\n")
-  os.exit(1)
+
+local dir = work .. "/results"
+print(("\nexit status %d; files in %s:"):format(code, dir))
+for name in capture("ls " .. quote(dir)):gmatch("[^\n]+") do
+  local f = assert(io.open(dir .. "/" .. name, "rb"))
+  print(("  %-42s %6d bytes"):format(name, f:seek("end")))
+  f:close()
 end
-print(("job %s %s after %.1fs; results:"):format(done.jobid, done.status, faceswap.now() - t0))
-for _, url in ipairs(done:urls()) do print("  " .. url) end
+os.exit(code)

@@ -1,0 +1,464 @@
+-- faceswap.cli: the `faceswap` command line (bin/faceswap). main(args, io) runs one command and
+-- returns the exit status: 0 success, 1 an API, network, job or file failure, 2 a usage error.
+-- `io` is for tests and embedding; any of its fields may be left out:
+--   stdout, stderr, stdin  file-like objects (write / read)          default io.stdout, ...
+--   getenv                 function(name) -> string or nil           default os.getenv
+--   tty                    whether stderr is a terminal              default core.isatty(2)
+--   options                extra options for faceswap.new (e.g. retry = false in specs)
+local faceswap = require "faceswap"
+local core = require "faceswap.core"
+
+local M = {}
+
+M.usage = [[
+usage: faceswap COMMAND ARGUMENT [OPTIONS]
+
+commands:
+  headshot PROMPT   start a headshot job; print its jobid and status
+  job JOBID         show a job
+  wait JOBID        wait until a job has ended, then show it
+  cancel JOBID      cancel a job
+  batch FILE|-      a headshot for each line of FILE (- for stdin), each waited for;
+                    prints one line per prompt: JOBID STATUS FILES...
+
+options:
+  --channel ID      Discord channel for the job (headshot)
+  --reply-url URL   replyUrl, where the API posts the finished job (headshot)
+  --reply-ref REF   replyRef, sent back with it (headshot)
+  --wait            wait until the job has ended (headshot)
+  --download DIR    save completed jobs' images in DIR as JOBID-N.EXT, never overwriting
+                    (headshot, wait, batch; implies --wait)
+  --json            print the job as JSON (headshot, job, wait)
+  --concurrency N   jobs at once (batch; default 4)
+  --interval S      first poll interval in seconds while waiting
+  --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)
+  --help, --version
+
+environment: USEAPI_TOKEN (required), USEAPI_BASE_URL
+exit status: 0 success, 1 API, network or job failure, 2 usage error
+]]
+
+local HINT = "Try 'faceswap --help' for usage."
+
+-- Every option: whether it takes a value, and the commands it applies to (nil: all).
+local OPTIONS = {
+  channel = { value = true, headshot = true },
+  ["reply-url"] = { value = true, headshot = true },
+  ["reply-ref"] = { value = true, headshot = true },
+  wait = { headshot = true },
+  download = { value = true, headshot = true, wait = true, batch = true },
+  json = { headshot = true, job = true, wait = true },
+  concurrency = { value = true, batch = true },
+  interval = { value = true, headshot = true, wait = true, batch = true },
+  ["base-url"] = { value = true, all = true },
+  help = { all = true },
+  version = { all = true },
+}
+
+local COMMANDS = { headshot = "PROMPT", job = "JOBID", wait = "JOBID", cancel = "JOBID",
+                   batch = "FILE" }
+
+local Usage = {} -- raised as { Usage, message } by the argument checks
+
+local function usage_error(message) error({ Usage, message }, 0) end
+
+-- args -> words (command and argument) and options by name. "--name value", "--name=value";
+-- "--" ends the options, and "-" is a word (stdin).
+local function parse(args)
+  local words, opts, i, rest = {}, {}, 1, false
+  while i <= #args do
+    local a = args[i]
+    if rest or a == "-" or a:sub(1, 1) ~= "-" then
+      words[#words + 1] = a
+    elseif a == "--" then
+      rest = true
+    else
+      local name, value = a:match("^%-%-([^=]+)=(.*)$")
+      name = name or a:match("^%-%-(.+)$") or (a == "-h" and "help")
+      local spec = OPTIONS[name]
+      if not spec then usage_error("unknown option '" .. a:match("^[^=]*") .. "'") end
+      if not spec.value then
+        if value then usage_error("option '--" .. name .. "' takes no value") end
+        value = true
+      elseif not value then
+        i = i + 1
+        value = args[i]
+        if value == nil then usage_error("option '--" .. name .. "' needs a value") end
+      end
+      opts[name] = value
+    end
+    i = i + 1
+  end
+  return words, opts
+end
+
+local function check_command(words, opts)
+  local command = words[1]
+  if not command then usage_error("no command given") end
+  if not COMMANDS[command] then usage_error("unknown command '" .. command .. "'") end
+  if not words[2] then usage_error(command .. " needs a " .. COMMANDS[command]) end
+  if words[3] then usage_error("unexpected argument '" .. words[3] .. "'") end
+  for name in pairs(opts) do
+    if not (OPTIONS[name].all or OPTIONS[name][command]) then
+      usage_error("option '--" .. name .. "' does not apply to " .. command)
+    end
+  end
+  if opts.concurrency then
+    local n = math.tointeger(tonumber(opts.concurrency))
+    if not n or n < 1 then
+      usage_error("option '--concurrency' needs a whole number from 1, got '" ..
+        opts.concurrency .. "'")
+    end
+    opts.concurrency = n
+  end
+  if opts.interval then
+    local s = tonumber(opts.interval)
+    if not s or s ~= s or s <= 0 or s > 1e9 then
+      usage_error("option '--interval' needs a number of seconds above 0, got '" ..
+        opts.interval .. "'")
+    end
+    opts.interval = s
+  end
+  return command, words[2]
+end
+
+---------------------------------------------------------------------------------------------
+-- Output
+---------------------------------------------------------------------------------------------
+
+-- The readable form of a job: one "name  value" line each.
+local function job_lines(job, files)
+  local lines = { "jobid    " .. tostring(job.jobid), "status   " .. tostring(job.status) }
+  if job.credits then
+    local left = job.credits_left and job.credits_total and
+      (" (" .. job.credits_left .. "/" .. job.credits_total .. " left)") or ""
+    lines[#lines + 1] = "credits  " .. job.credits .. left
+  end
+  if job.error then lines[#lines + 1] = "error    " .. tostring(job.error) end
+  for _, url in ipairs(job:urls()) do lines[#lines + 1] = "url      " .. url end
+  for _, path in ipairs(files or {}) do lines[#lines + 1] = "file     " .. path end
+  return table.concat(lines, "\n")
+end
+
+-- "JOBID STATUS FILES...", the one-line form.
+local function job_line(job, files)
+  return table.concat({ tostring(job.jobid), tostring(job.status), table.unpack(files or {}) }, " ")
+end
+
+---------------------------------------------------------------------------------------------
+-- Downloads
+---------------------------------------------------------------------------------------------
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function make_dir(dir)
+  if os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null") then return true end
+  return nil, "cannot create directory " .. dir
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local bytes = f:read("a")
+  f:close()
+  return bytes
+end
+
+-- DIR/<jobid>-<n>.<ext>, split into the part before the extension and the extension: the
+-- jobid comes from the server, so only its safe characters make it into the name.
+local function file_name(jobid, n, url)
+  local path = url:match("^[^?#]*"):gsub("^%a[%w+.-]*://[^/]*", "")
+  local ext = path:match("%.(%w+)$")
+  if not ext or #ext > 10 then ext = "bin" end
+  return tostring(jobid):gsub("[^%w_-]", "_") .. "-" .. n, ext
+end
+
+-- Writes bytes to dir/stem.ext, never over another file: a file already there with the same
+-- bytes is kept; one with other bytes makes it dir/stem.1.ext (.2, ...) and a warning.
+-- Returns the path, or nil and a message.
+local function save(dir, stem, ext, bytes, note)
+  local first = dir .. "/" .. stem .. "." .. ext
+  local path = first
+  for k = 1, 1000 do
+    local ok, message, why = core.write_new(path, bytes)
+    if ok then
+      if path ~= first then
+        note("warning: " .. first .. " exists with other bytes; saved " .. path .. " instead")
+      end
+      return path
+    end
+    if why ~= "exists" then return nil, message end
+    if read_file(path) == bytes then
+      note(path .. " is already there")
+      return path
+    end
+    path = dir .. "/" .. stem .. "." .. k .. "." .. ext
+  end
+  return nil, first .. ": too many files of that name"
+end
+
+-- Downloads every result of a job into dir; returns the saved paths and whether all went well.
+local function download_job(client, job, dir, note)
+  local files, all_ok = {}, true
+  for n, url in ipairs(job:urls()) do
+    local bytes, err = client:download(url)
+    local path
+    if bytes then
+      local stem, ext = file_name(job.jobid, n, url)
+      path, err = save(dir, stem, ext, bytes, note)
+    end
+    if path then
+      files[#files + 1] = path
+    else
+      all_ok = false
+      note("download of " .. url .. " failed: " .. tostring(err))
+    end
+  end
+  return files, all_ok
+end
+
+---------------------------------------------------------------------------------------------
+-- Commands: each gets the context and its argument, and returns the exit status.
+---------------------------------------------------------------------------------------------
+
+local commands = {}
+
+local function fail(ctx, err)
+  ctx.err("faceswap: " .. tostring(err))
+  return 1
+end
+
+local function wait_options(opts)
+  return { interval = opts.interval }
+end
+
+-- After a wait: downloads a completed job's results; a job that ended otherwise is a failure.
+local function finish(ctx, job)
+  local files, status = nil, 0
+  if ctx.opts.download and job.status == "completed" then
+    local ok
+    files, ok = download_job(ctx.client, job, ctx.opts.download, ctx.note)
+    if not ok then status = 1 end
+  end
+  if job.status ~= "completed" then
+    ctx.err("faceswap: job " .. tostring(job.jobid) .. " ended " .. tostring(job.status) ..
+      (job.error and (": " .. tostring(job.error)) or ""))
+    status = 1
+  end
+  return files, status
+end
+
+function commands.headshot(ctx, prompt)
+  local o = ctx.opts
+  local job, err = ctx.client:headshot { prompt = prompt, channel = o.channel,
+                                         replyUrl = o["reply-url"], replyRef = o["reply-ref"] }
+  if not job then return fail(ctx, err) end
+  local files, status = nil, 0
+  if o.wait or o.download then
+    job, err = ctx.client:wait(job, wait_options(o))
+    if not job then return fail(ctx, err) end
+    files, status = finish(ctx, job)
+  end
+  ctx.out(o.json and job:json() or job_line(job, files))
+  return status
+end
+
+function commands.job(ctx, jobid)
+  local job, err = ctx.client:job(jobid)
+  if not job then return fail(ctx, err) end
+  ctx.out(ctx.opts.json and job:json() or job_lines(job))
+  return 0
+end
+
+function commands.wait(ctx, jobid)
+  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts))
+  if not job then return fail(ctx, err) end
+  local files, status = finish(ctx, job)
+  ctx.out(ctx.opts.json and job:json() or job_lines(job, files))
+  return status
+end
+
+function commands.cancel(ctx, jobid)
+  local job, err = ctx.client:cancel(jobid)
+  if not job then return fail(ctx, err) end
+  ctx.out(job_line(job))
+  return 0
+end
+
+-- The prompts of a batch: the non-blank lines of the file or stdin.
+local function read_prompts(ctx, source)
+  local text, err
+  if source == "-" then
+    text, err = ctx.stdin:read("a")
+  else
+    local f
+    f, err = io.open(source, "rb")
+    if f then
+      text, err = f:read("a")
+      f:close()
+      if not text then err = source .. ": " .. tostring(err) end
+    end
+  end
+  if not text then return nil, err end
+  local prompts = {}
+  for line in text:gmatch("[^\n]+") do
+    line = line:gsub("\r$", "")
+    if line:find("%S") then prompts[#prompts + 1] = line end
+  end
+  return prompts
+end
+
+-- The batch's progress on stderr: on a terminal one status line rewritten in place; elsewhere
+-- a plain line per item as it ends, and the counts once at the end.
+local function progress(ctx, total)
+  local p = { done = 0, flight = 0, failed = 0, lost = 0 }
+  local started = faceswap.now()
+  local function text()
+    return string.format("%d/%d done, %d in flight, %d failed%s, %.1fs", p.done, total,
+      p.flight, p.failed, p.lost > 0 and (", " .. p.lost .. " with failed downloads") or "",
+      faceswap.now() - started)
+  end
+  function p.update()
+    if ctx.tty then ctx.stderr:write("\r", text(), "\27[K") end
+  end
+  function p.item(line)
+    if ctx.tty then p.update() else ctx.err(line) end
+  end
+  function p.note(message)
+    if ctx.tty then ctx.stderr:write("\r\27[K") end
+    ctx.err("faceswap: " .. message)
+    p.update()
+  end
+  function p.finish()
+    if ctx.tty then
+      p.update()
+      ctx.stderr:write("\n")
+    else
+      ctx.err(text())
+    end
+  end
+  return p
+end
+
+function commands.batch(ctx, source)
+  local o = ctx.opts
+  local prompts, err = read_prompts(ctx, source)
+  if not prompts then return fail(ctx, err) end
+  local p = progress(ctx, #prompts)
+  local state, files = {}, {} -- per item: nil (waiting), "flight" or "done"; saved paths
+  local function on_update(i, x)
+    if state[i] == "done" then return end
+    local is_job = faceswap.type(x) == "job"
+    if is_job and not x:done() then
+      if not state[i] then
+        state[i], p.flight = "flight", p.flight + 1
+        p.update()
+      end
+      return
+    end
+    if state[i] == "flight" then p.flight = p.flight - 1 end
+    state[i], p.done = "done", p.done + 1
+    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
+    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
+      or (i .. " error " .. tostring(x)))
+    if is_job and o.download and x.status == "completed" then
+      local ok
+      files[i], ok = download_job(ctx.client, x, o.download, p.note)
+      if not ok then
+        p.lost = p.lost + 1
+        p.update()
+      end
+    end
+  end
+  p.update()
+  local results = ctx.client:batch(prompts, { concurrency = o.concurrency,
+                                              wait = wait_options(o), on_update = on_update })
+  for i, r in ipairs(results) do on_update(i, r) end -- items the updates missed, if any
+  p.finish()
+  for i, r in ipairs(results) do
+    if faceswap.type(r) == "job" then
+      ctx.out(job_line(r, files[i]))
+    else
+      ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
+    end
+  end
+  return (p.failed > 0 or p.lost > 0) and 1 or 0
+end
+
+---------------------------------------------------------------------------------------------
+-- main
+---------------------------------------------------------------------------------------------
+
+local function run(args, ctx)
+  if #args == 0 then
+    ctx.stdout:write(M.usage)
+    return 2
+  end
+  local words, opts = parse(args)
+  if opts.help then
+    ctx.stdout:write(M.usage)
+    return 0
+  end
+  if opts.version then
+    ctx.out(faceswap._VERSION)
+    return 0
+  end
+  local command, argument = check_command(words, opts)
+  ctx.opts = opts
+  local token = ctx.getenv("USEAPI_TOKEN")
+  if not token or token == "" then usage_error("no token: set USEAPI_TOKEN") end
+  local base_url = opts["base-url"] or ctx.getenv("USEAPI_BASE_URL")
+  if base_url == "" then base_url = nil end
+  local client_options = { token = token, base_url = base_url }
+  for k, v in pairs(ctx.options or {}) do client_options[k] = v end
+  local ok, client = pcall(faceswap.new, client_options)
+  if not ok then
+    -- "bad argument #1 to 'new' (bad option 'base_url' (must start with https://))"
+    usage_error("bad base URL '" .. tostring(base_url) .. "': " ..
+      (tostring(client):match("%(([^()]*)%)%)$") or tostring(client)))
+  end
+  if opts.download then
+    opts.download = opts.download:gsub("(.)/+$", "%1")
+    local made, err = make_dir(opts.download)
+    if not made then
+      client:close()
+      return fail(ctx, err)
+    end
+  end
+  ctx.client = client
+  local status = commands[command](ctx, argument)
+  client:close()
+  return status
+end
+
+function M.main(args, streams)
+  streams = streams or {}
+  local ctx = {
+    stdout = streams.stdout or io.stdout,
+    stderr = streams.stderr or io.stderr,
+    stdin = streams.stdin or io.stdin,
+    getenv = streams.getenv or os.getenv,
+    options = streams.options,
+  }
+  if streams.tty ~= nil then ctx.tty = streams.tty else ctx.tty = core.isatty(2) end
+  function ctx.out(line) ctx.stdout:write(line, "\n") end
+  function ctx.err(line) ctx.stderr:write(line, "\n") end
+  function ctx.note(message) ctx.err("faceswap: " .. message) end
+  local list = {}
+  for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
+  local ok, status = xpcall(run, function(e)
+    if type(e) == "table" and e[1] == Usage then return e end
+    return debug.traceback(e, 2) -- a bug: raise it with where it happened
+  end, list, ctx)
+  if ok then return status end
+  if type(status) == "table" then
+    ctx.err("faceswap: " .. status[2])
+    ctx.err(HINT)
+    return 2
+  end
+  error(status, 0)
+end
+
+return M
