@@ -351,7 +351,8 @@ function client:batch(list, opts)
   local follow = wait_opts ~= false
 
   -- the queue: jobs of ours that run, headshots on their way, its size once known
-  local running, posting, capacity, streak, waiters = 0, 0, nil, 0, {}
+  local running, posting, capacity, streak = 0, 0, nil, 0
+  local waiters, settling = {}, {} -- tasks waiting for room; for our headshots to be answered
   local function room()
     while waiters[1] and (not capacity or running + posting < capacity) do
       sched:wake(table.remove(waiters, 1))
@@ -366,9 +367,19 @@ function client:batch(list, opts)
       posting = posting + 1
     end
   end
+  -- After a 429 "queue full": once our other headshots on their way have been answered, the
+  -- queue holds the jobs of ours that run. With some running, the next call waits for one of
+  -- them to end (a delay of 0); with none, it waits as the retry policy says.
   local function delay(err, attempt, o)
-    if err.kind == "rate_limited" and err.retry_after == nil and capacity and running > 0 then
-      return 0 -- the next call waits for one of our jobs to end
+    if follow and err.kind == "rate_limited" and err.retry_after == nil then
+      while posting > 0 do
+        settling[#settling + 1] = sched:current()
+        sched:park()
+      end
+      if running > 0 then
+        capacity, streak = running, 0
+        return 0
+      end
     end
     return retry.delay(err, attempt, o)
   end
@@ -383,10 +394,15 @@ function client:batch(list, opts)
       posting = posting - 1
       if job then
         if follow then running = running + 1 end
+        -- the queue holds at least what it took; after that many starts in a row, try one more
+        if capacity and running > capacity then capacity = running end
         streak = streak + 1
         if capacity and streak >= capacity then capacity, streak = capacity + 1, 0 end
-      elseif err.kind == "rate_limited" and err.retry_after == nil and follow and running > 0 then
-        capacity, streak = running, 0
+      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
+        capacity, streak = math.max(running, 1), 0 -- admit no more until delay() knows better
+      end
+      if posting == 0 then
+        for k = #settling, 1, -1 do sched:wake(table.remove(settling, k)) end
       end
       room()
       return job, err
