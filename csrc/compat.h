@@ -12,7 +12,10 @@
 #define lua_rawlen(L, i) lua_objlen(L, (i))
 #define compat_getuservalue(L, i) lua_getfenv(L, (i))
 #define compat_setuservalue(L, i) lua_setfenv(L, (i))
+#ifndef luaL_newlib
 #define luaL_newlib(L, l) (lua_newtable(L), luaL_setfuncs(L, l, 0))
+#endif
+#define lua_absindex(L, i) ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
 #else
 #define compat_getuservalue(L, i) ((void)lua_getuservalue(L, (i)))
 #define compat_setuservalue(L, i) lua_setuservalue(L, (i))
