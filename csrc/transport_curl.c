@@ -38,6 +38,7 @@
 #define LARGE_BODY_BYTES (1024 * 1024)
 #define MAX_DOWNLOAD_BYTES (64 * 1024 * 1024)
 #define MAX_EVENTS 64
+#define MAX_IDLE_CONNECTIONS 64L
 
 typedef struct {
   char *p;
@@ -378,6 +379,17 @@ static const char *url_problem(const char *url, size_t len, int base) {
   return NULL;
 }
 
+/* core.url_problem(url, is_base) -> nil | why the URL may not be used (for other transports) */
+int core_url_problem(lua_State *L) {
+  size_t len;
+  const char *url = luaL_checklstring(L, 1, &len);
+  const char *why = url_problem(url, len, lua_toboolean(L, 2));
+  if (!why)
+    return 0;
+  lua_pushstring(L, why);
+  return 1;
+}
+
 /* Checks base_url and stores it without a trailing slash. Raises on anything that could send
  * the token in clear text or smuggle in a credential, query or fragment. */
 static void set_base_url(lua_State *L, transport_t *t, int idx) {
@@ -474,6 +486,9 @@ int core_transport_new(lua_State *L) {
   curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
   curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
+  /* libcurl's default pool is 4 per transfer added; transfers leave the handle as they end,
+   * so with few in flight it closed idle connections that the next transfers wanted */
+  curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE_CONNECTIONS);
   return 1;
 }
 

@@ -56,6 +56,12 @@ describe("client:batch", function()
     assert.equal(3, s:stats().connections)
   end)
 
+  it("keeps its connections: no more than it has requests in flight", function()
+    local results = client:batch(prompts(48), { concurrency = 16, wait = FAST })
+    assert.equal("completed", results[48].status)
+    assert.equal(16, s:stats().connections)
+  end)
+
   it("with wait = false returns the started jobs without polling", function()
     local results = client:batch(prompts(3), { wait = false })
     for i = 1, 3 do assert.equal("started", results[i].status) end

@@ -133,12 +133,16 @@ local function exchange(self, op, method, path, content_type, body)
   return read_response(op, status, headers, answer)
 end
 
--- The same, under the client's retry policy.
+-- The same, under the client's retry policy; the first call is made here, so a call that
+-- succeeds at once pays nothing for the policy.
 local function call(self, op, method, path, content_type, body)
-  if not self._retry then return exchange(self, op, method, path, content_type, body) end
+  local policy = self._retry
+  local started = policy and policy.deadline and M.now()
+  local job, err = exchange(self, op, method, path, content_type, body)
+  if job or not policy or not retry.retryable(err) then return job, err end
   return retry.run(function()
     return exchange(self, op, method, path, content_type, body)
-  end, self._retry)
+  end, policy, nil, err, started)
 end
 
 function client:headshot(params)

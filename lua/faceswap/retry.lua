@@ -73,27 +73,25 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- Calls fn until it returns a non-nil first value, an error that is not retryable, or the
 -- attempts or deadline run out; returns what fn returned last. `delay(err, attempt, o)`
 -- (M.delay by default) says how long to wait before the next call; the batch passes its own,
--- which answers 0 when the next call waits for a free slot instead.
-function M.run(fn, o, delay)
-  local started, slept = core.now(), 0
-  local attempt = 0
+-- which answers 0 when the next call waits for a free slot instead. A caller that has made
+-- the first call itself passes its error and when it started, so a call that succeeds at
+-- once costs nothing here.
+function M.run(fn, o, delay, first_err, started)
+  started = started or core.now()
   delay = delay or M.delay
-  while true do
-    attempt = attempt + 1
-    local r = pack(fn())
-    local err = r[2]
-    if r[1] ~= nil or not retryable(err) or attempt >= o.attempts then
-      return unpack(r, 1, r.n)
-    end
-    local d = delay(err, attempt, o)
+  local attempt, slept = 1, 0
+  local r = first_err == nil and pack(fn()) or { n = 2, nil, first_err }
+  while r[1] == nil and retryable(r[2]) and attempt < o.attempts do
+    local d = delay(r[2], attempt, o)
     -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
-    if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then
-      return unpack(r, 1, r.n)
-    end
-    if o.on_retry then o.on_retry(err, attempt, d) end
+    if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then break end
+    if o.on_retry then o.on_retry(r[2], attempt, d) end
     if d > 0 then o.sleep(d) end
     slept = slept + d
+    attempt = attempt + 1
+    r = pack(fn())
   end
+  return unpack(r, 1, r.n)
 end
 
 return M
