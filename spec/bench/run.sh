@@ -28,6 +28,10 @@
 #
 # The Lua client is skipped (with a message) if build/5.4/faceswap/core.so
 # has not been built yet.
+#
+# Then it runs spec/bench/concurrency.sh (batches against the simulator, and
+# the cost of step(0) with many transfers in flight; a few minutes, see that
+# file for its own settings). CONCURRENCY_BENCH=0 skips it.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -197,3 +201,15 @@ for c in "${CLIENTS[@]}"; do
         echo "    ${CMD[$c,$n]}"
     done
 done
+
+# --- the concurrency benchmarks ---------------------------------------------
+if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then
+    cleanup # the round-trip server is done with
+    SERVER_PID=""
+    if [[ -f "$CORE_SO" ]]; then
+        echo
+        LUA="$LUA" CC="$CC" bash "$HERE/concurrency.sh"
+    else
+        echo "run.sh: skipping spec/bench/concurrency.sh: ${CORE_SO#"$ROOT"/} not built yet" >&2
+    fi
+fi
