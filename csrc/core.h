@@ -75,6 +75,7 @@ int core_write_new(lua_State *L);
 
 /* transport_curl.c */
 int core_transport_new(lua_State *L);
+int core_url_problem(lua_State *L);
 void transport_open(lua_State *L);
 
 #endif
