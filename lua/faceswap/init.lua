@@ -77,6 +77,13 @@ local function check_options(opts)
   end
 end
 
+-- Whether this runs inside OpenResty, where requests must go through nginx's cosockets.
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
+    ngx.config.ngx_lua_version ~= nil
+end
+
 -- faceswap.new{token=, base_url=, ...}: a client. The token is handed to the C transport and
 -- kept nowhere else, so no string this library makes can contain it.
 function M.new(opts)
@@ -100,8 +107,10 @@ function M.new(opts)
     policy = retry.options(opts.retry or {}, "new", true)
     policy.sleep = policy.sleep or M.sleep
   end
+  -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
+  local backend = in_nginx() and require("faceswap.resty") or nil
   local transport
-  ok, transport = pcall(core.transport, {
+  ok, transport = pcall(backend and backend.transport or core.transport, {
     token = token,
     base_url = opts.base_url or "https://api.useapi.net/v1/faceswap",
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
@@ -110,7 +119,7 @@ function M.new(opts)
   if not ok then error("bad argument #1 to 'new' (" .. transport .. ")", 2) end
   return setmetatable({
     _transport = transport,
-    _sched = tasks.scheduler(transport),
+    _sched = (backend or tasks).scheduler(transport),
     _retry = policy,
     _channel = opts.channel,
     _reply_url = opts.reply_url,

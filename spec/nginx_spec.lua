@@ -1,0 +1,170 @@
+-- The client inside a real nginx (OpenResty's lua module, LuaJIT): requests go through
+-- cosockets, tasks are light threads, the callback endpoint answers at once, and one worker
+-- serves many requests while each waits on the API.
+local faceswap = require "faceswap"
+local socket = require "socket"
+local sim = require "spec.support.sim"
+local nginx = require "spec.support.nginx"
+
+local TOKEN = "test-token"
+
+-- The application under test: what a user would put in nginx.conf.
+local SERVER = [[
+    location = /headshot {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", timeout = 5 }
+        local args = ngx.req.get_uri_args()
+        local job, err = client:headshot { prompt = args.prompt, replyUrl = args.reply_url,
+                                           replyRef = args.ref }
+        if job and args.wait then
+          job, err = client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 10 })
+        end
+        if not job then
+          ngx.status = 502
+          ngx.say(tostring(err))
+          return
+        end
+        ngx.header.content_type = "application/json"
+        ngx.print(job:json())
+      }
+    }
+    location = /batch {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@" }
+        local list = {}
+        for i = 1, tonumber(ngx.var.arg_n) do list[i] = "prompt " .. i end
+        local results = client:batch(list, { concurrency = 3,
+          wait = { interval = 0.05, max_interval = 0.05, timeout = 10 } })
+        local out = {}
+        for i, r in ipairs(results) do
+          out[i] = faceswap.type(r) == "job" and r.status or tostring(r)
+        end
+        ngx.say(table.concat(out, " "))
+      }
+    }
+    location = /tasks {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@" }
+        local a = client:spawn(function() faceswap.sleep(0.05) return "slept" end)
+        local b = client:spawn(function() error("boom", 0) end)
+        local c = client:spawn(function(id) return client:job(id) end, "nope")
+        client:run()
+        local _, err = c:result()
+        ngx.say(a:result(), " | ", (select(2, b:result()):match("^[^\n]*")), " | ", tostring(err), " | ",
+          faceswap.type(a), " ", tostring(a:done()))
+      }
+    }
+    location = /callback {
+      content_by_lua_block {
+        require("faceswap.resty").callback(function(job)
+          local got = ngx.shared.received
+          got:incr("count", 1, 0)
+          got:set("job " .. (job.replyRef or job.jobid), job:json())
+        end, { dict = "faceswap_callbacks" })
+      }
+    }
+    location = /received {
+      content_by_lua_block {
+        local got = ngx.shared.received
+        if ngx.var.arg_ref then ngx.print(got:get("job " .. ngx.var.arg_ref) or "") return end
+        ngx.print(got:get("count") or 0)
+      }
+    }
+]]
+
+describe("inside nginx", function()
+  local s, n
+
+  setup(function()
+    s = sim.start { job_seconds = 0.2, token = TOKEN }
+    n = nginx.start {
+      http = "lua_shared_dict faceswap_callbacks 1m; lua_shared_dict received 1m;",
+      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url }),
+    }
+  end)
+  teardown(function()
+    if n then n:stop() end
+    s:stop()
+  end)
+  before_each(function() s:reset() end)
+
+  local function get(path) return nginx.request(n.url .. path) end
+
+  it("submits a headshot and waits for it through cosockets", function()
+    local status, body = get("/headshot?prompt=studio%20portrait&wait=1")
+    assert.equal(200, status, body .. n:log())
+    local job = assert(faceswap.decode(body))
+    assert.equal("completed", job.status)
+    assert.equal("studio portrait", job.prompt)
+    local r = s:requests()
+    assert.equal("POST", r[1].method)
+    assert.equal("Bearer " .. TOKEN, r[1].headers.authorization)
+    assert.same({ prompt = "studio portrait" }, r[1].fields)
+    assert.equal("GET", r[#r].method)
+    assert.equal(job, assert(faceswap.new { token = TOKEN, base_url = s.base_url }:job(job.jobid)))
+  end)
+
+  it("returns the same errors as outside nginx", function()
+    local status, body = get("/headshot?prompt=")
+    assert.equal(502, status)
+    assert.equal("invalid_request (400): Required param prompt is missing or empty\n", body)
+    s:script { action = "html_502", match = "^POST /headshot$" }
+    status, body = get("/headshot?prompt=x")
+    assert.equal(502, status)
+    assert.equal("server (502): HTTP 502\n", body)
+  end)
+
+  it("runs tasks as light threads, and the batch over them", function()
+    local status, body = get("/tasks")
+    assert.equal(200, status, body)
+    assert.equal("slept | boom | not_found (404): Unable to locate job nope | task true\n", body)
+    status, body = get("/batch?n=5")
+    assert.equal(200, status, body)
+    assert.equal("completed completed completed completed completed\n", body)
+  end)
+
+  it("receives the callback, once, and answers 400 to what is not a job", function()
+    local status, body = get("/headshot?prompt=cb&wait=1&ref=ref-1&reply_url=" .. n.url .. "/callback")
+    assert.equal(200, status, body)
+    local polled = faceswap.decode(body)
+    local received = sim.wait_for(function()
+      local _, text = get("/received?ref=ref-1")
+      return text ~= "" and text
+    end, 5)
+    assert(received, "no callback arrived: " .. n:log())
+    assert.equal(polled, faceswap.decode(received))
+    assert.equal("ref-1", faceswap.decode(received).replyRef)
+    local _, count = get("/received")
+    -- the same callback again changes nothing
+    status = nginx.request(n.url .. "/callback", "POST", received)
+    assert.equal(204, status)
+    local _, again = get("/received")
+    assert.equal(count, again)
+    status, body = nginx.request(n.url .. "/callback", "POST", "not a job")
+    assert.equal(400, status)
+    assert.matches("^bad_response: ", body)
+    status, body = nginx.request(n.url .. "/callback", "POST", "{}")
+    assert.equal(400, status)
+    assert.equal("bad_response: not a job: no jobid string\n", body)
+    status = nginx.request(n.url .. "/callback", "GET")
+    assert.equal(405, status)
+  end)
+
+  it("one worker has 50 headshots waiting on the API at once", function()
+    -- the simulator never answers them: if a call blocked the worker, one would arrive
+    s:script { action = "hang", match = "^POST /headshot$", count = 50 }
+    local conns = {}
+    for i = 1, 50 do
+      local c = socket.tcp()
+      assert(c:connect("127.0.0.1", n.port))
+      c:send("GET /headshot?prompt=p" .. i .. " HTTP/1.0\r\nHost: x\r\n\r\n")
+      conns[i] = c
+    end
+    local arrived = sim.wait_for(function() return #s:requests() == 50 end, 10)
+    for _, c in ipairs(conns) do c:close() end
+    assert.is_true(arrived, #s:requests() .. " of 50 arrived")
+  end)
+end)

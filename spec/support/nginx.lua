@@ -1,0 +1,146 @@
+-- Spec-side handle on a real nginx (Debian's, with libnginx-mod-http-lua): writes a
+-- configuration under a fresh prefix, starts nginx in the foreground on a loopback port with
+-- one worker, and stops it. The module is loaded from this checkout: lua/ and the LuaJIT
+-- build of the core (build/luajit, `make LUA_VERSION=luajit`).
+--
+--   local nginx = require "spec.support.nginx"
+--   local n = nginx.start { server = "location = /x { return 204; }", http = "..." }
+--   ... n.url .. "/x" ...
+--   n:stop()
+local socket = require "socket"
+
+local M = {}
+
+M.root = (function()
+  local source = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/support/nginx.lua"
+  local dir = source:match("^(.*)/spec/support/[^/]*$") or "."
+  if dir:sub(1, 1) ~= "/" then
+    local pwd = io.popen("pwd")
+    local cwd = pwd:read("*l")
+    pwd:close()
+    dir = dir == "." and cwd or (cwd .. "/" .. dir)
+  end
+  return dir
+end)()
+
+M.binary = "/usr/sbin/nginx"
+M.modules = "/usr/lib/nginx/modules"
+
+local function run(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("*a")
+  p:close()
+  return (out:gsub("%s+$", ""))
+end
+
+local function free_port()
+  local server = assert(socket.bind("127.0.0.1", 0))
+  local _, port = server:getsockname()
+  server:close()
+  return tonumber(port)
+end
+
+local CONF = [[
+worker_processes 1;
+daemon off;
+pid @PREFIX@/logs/nginx.pid;
+error_log @PREFIX@/logs/error.log info;
+@USER@
+load_module @MODULES@/ndk_http_module.so;
+load_module @MODULES@/ngx_http_lua_module.so;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path @PREFIX@/tmp/body;
+  proxy_temp_path @PREFIX@/tmp/proxy;
+  fastcgi_temp_path @PREFIX@/tmp/fastcgi;
+  uwsgi_temp_path @PREFIX@/tmp/uwsgi;
+  scgi_temp_path @PREFIX@/tmp/scgi;
+  lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;;";
+  lua_package_cpath "@ROOT@/build/luajit/?.so;;";
+  @HTTP@
+  server {
+    listen 127.0.0.1:@PORT@;
+    @SERVER@
+  }
+}
+]]
+
+local Nginx = {}
+Nginx.__index = Nginx
+
+-- The error log so far (for failure messages).
+function Nginx:log()
+  local f = io.open(self.prefix .. "/logs/error.log")
+  if not f then return "" end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+function Nginx:stop()
+  local pipe = self.pipe
+  if not pipe then return end
+  self.pipe = nil
+  os.execute("kill " .. self.pid .. " 2>/dev/null")
+  pipe:read("*a")
+  pipe:close()
+  os.execute("rm -rf '" .. self.prefix .. "'")
+end
+
+Nginx.__gc = function(self) pcall(Nginx.stop, self) end
+
+-- opts.server: the server block's body; opts.http: more lines for the http block.
+function M.start(opts)
+  local prefix = run("mktemp -d /tmp/faceswap-nginx.XXXXXX")
+  os.execute("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/conf' '" .. prefix .. "/tmp'")
+  os.execute("chmod 755 '" .. prefix .. "'")
+  local port = free_port()
+  local values = {
+    PREFIX = prefix, MODULES = M.modules, ROOT = M.root, PORT = tostring(port),
+    HTTP = opts.http or "", SERVER = opts.server or "",
+    -- as root nginx would run its worker as nobody, who cannot read a checkout under /root
+    USER = run("id -u") == "0" and "user root;" or "",
+  }
+  local conf = CONF:gsub("@(%u+)@", function(k) return values[k] end)
+  local f = assert(io.open(prefix .. "/conf/nginx.conf", "w"))
+  f:write(conf)
+  f:close()
+  -- nginx in the foreground, killed with the spec process if that dies first
+  local cmd = string.format("%s -p '%s' -c conf/nginx.conf 2>>'%s/logs/stderr' & n=$!; echo $n; " ..
+    "while kill -0 $PPID 2>/dev/null && kill -0 $n 2>/dev/null; do sleep 0.5; done; " ..
+    "kill $n 2>/dev/null; wait $n", M.binary, prefix, prefix)
+  local pipe = assert(io.popen(cmd, "r"))
+  local pid = tonumber(pipe:read("*l"))
+  local self = setmetatable({ pipe = pipe, pid = pid, prefix = prefix, port = port,
+                              url = "http://127.0.0.1:" .. port }, Nginx)
+  local deadline = socket.gettime() + 10
+  repeat
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local ok = c:connect("127.0.0.1", port)
+    c:close()
+    if ok then return self end
+    socket.sleep(0.05)
+  until socket.gettime() > deadline
+  local log = self:log()
+  self:stop()
+  error("nginx did not start: " .. log, 2)
+end
+
+-- One HTTP/1.0 exchange with nginx: status and body.
+function M.request(url, method, body)
+  local host, port, path = url:match("^http://([^:/]+):(%d+)(.*)$")
+  local c = socket.tcp()
+  c:settimeout(30)
+  assert(c:connect(host, tonumber(port)))
+  body = body or ""
+  c:send(string.format("%s %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/json\r\n" ..
+    "Content-Length: %d\r\n\r\n%s", method or "GET", path ~= "" and path or "/", host, #body, body))
+  local answer, _, partial = c:receive("*a")
+  c:close()
+  answer = answer or partial or ""
+  return tonumber(answer:match("^HTTP/1%.%d (%d+)")), answer:match("\r\n\r\n(.*)$") or ""
+end
+
+return M
