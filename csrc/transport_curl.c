@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
@@ -63,7 +64,8 @@ typedef struct transfer {
   byte_buf url, body, head, upload;
   size_t limit;                 /* the largest answer body taken */
   size_t upload_pos;
-  int oversize, refused_rewind, no_memory;
+  int oversize, refused_rewind, no_memory, bad_framing;
+  long long content_length;     /* the answer's Content-Length, -1 before one is seen */
   struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of the owner's */
   struct curl_slist expect_node; /* "Expect:", chained in front for large bodies only */
   char ct_line[160];
@@ -148,8 +150,19 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
-  if (bytes >= 5 && memcmp(data, "HTTP/", 5) == 0)
+  if (bytes >= 5 && memcmp(data, "HTTP/", 5) == 0) {
     x->head.len = 0; /* a new response (after a 1xx): keep only the final one's headers */
+    x->content_length = -1;
+  } else if (bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+    /* libcurl takes the last of several; two that disagree leave the body's end unknown
+     * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
+    long long v = strtoll(data + 15, NULL, 10);
+    if (x->content_length >= 0 && v != x->content_length) {
+      x->bad_framing = 1;
+      return 0;
+    }
+    x->content_length = v;
+  }
   if (bytes > MAX_HEADER_BYTES - x->head.len)
     return bytes; /* headers past 64 KiB are dropped; the status line and first ones stay */
   if (!buf_append(&x->head, data, bytes, MAX_HEADER_BYTES)) {
@@ -577,6 +590,8 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
                     x->limit == MAX_DOWNLOAD_BYTES ? "a download may be" : "max_response",
                     (int)x->limit);
     msg = lua_tostring(L, -1);
+  } else if (x->bad_framing) {
+    msg = "answer with Content-Length headers that disagree";
   } else if (x->refused_rewind) {
     info.retryable = 0;
     msg = "connection lost after the request was sent; not resent, since the server may "
@@ -670,7 +685,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
   x->upload_pos = 0;
   x->body.len = x->head.len = 0;
-  x->oversize = x->refused_rewind = x->no_memory = 0;
+  x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
+  x->content_length = -1;
   x->errbuf[0] = '\0';
   x->sync = sync;
   x->result = CURLE_OK;

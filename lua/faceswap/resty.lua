@@ -98,8 +98,12 @@ local function read_head(sock)
       local name, value = line:match("^([^:]+):%s*(.-)%s*$")
       name = name and name:lower()
       if name == "content-length" then
-        framing.length = tonumber(value:match("^%d+$"))
-        if not framing.length then return nil, "bad Content-Length" end
+        local length = tonumber(value:match("^%d+$"))
+        if not length then return nil, "bad Content-Length" end
+        if framing.length and framing.length ~= length then
+          return nil, "Content-Length headers that disagree" -- RFC 9112, 6.3: end unknown
+        end
+        framing.length = length
       elseif name == "transfer-encoding" and value:lower():find("chunked", 1, true) then
         framing.chunked = true
       elseif name == "connection" and value:lower():find("close", 1, true) then
