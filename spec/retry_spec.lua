@@ -238,4 +238,17 @@ describe("the client's retry policy", function()
     assert.equal("\137PNG\r\n\26\n", png:sub(1, 8))
     assert.same({ 0.75 }, slept)
   end)
+
+  it("does not follow a download's redirect: server, as for API calls, and not retried", function()
+    local c = client()
+    local job = assert(c:headshot("portrait"))
+    assert(c:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 5 }))
+    local url = assert(c:job(job.jobid)):urls()[1]
+    s:script { action = "status", status = 302, headers = { Location = url }, match = "^GET /attachments/" }
+    local png, e = c:download(url)
+    assert.is_nil(png)
+    assert.equal("server (302): download failed with HTTP 302", tostring(e))
+    assert.is_false(e.retryable)
+    assert.same({}, slept)
+  end)
 end)

@@ -218,6 +218,8 @@ function client:wait(target, opts)
     if last:done() then return last end
   elseif type(target) == "string" then
     jobid = target
+    local ok, problem = pcall(build_get, "job", jobid) -- misuse is reported as wait's
+    if not ok then error((tostring(problem):gsub("^.-bad argument #1 to 'job'", "bad argument #1 to 'wait'")), 2) end
   else
     error("bad argument #1 to 'wait' (jobid or job expected, got " .. type(target) .. ")", 2)
   end
@@ -257,8 +259,9 @@ function client:download(url)
     local status, headers, body = self._sched:transfer("GET", url)
     if not status then return nil, headers end
     if status >= 200 and status < 300 then return body end
-    return nil, core.error {
-      kind = status == 404 and "not_found" or status >= 500 and "server" or "bad_response",
+    return nil, core.error { -- as for API calls: 3xx (never followed) and 5xx are server
+      kind = status == 404 and "not_found" or (status >= 500 or status < 400) and "server" or
+        "bad_response",
       code = status, error = "download failed with HTTP " .. status, sent = true,
       retryable = status >= 500,
     }
