@@ -1,10 +1,27 @@
 # lua-faceswap: build, test, demo, bench, install, clean.
 # `make demo` and `make test` are the two commands of the README; both install missing Debian
 # packages first when run as root, and print the exact apt-get command otherwise.
+#
+# One source for every Lua: LUA_VERSION=5.4 (the default), 5.3 or luajit (LuaJIT 2.1, the 5.1
+# API, as OpenResty's luajit2 packages it; never Debian's plain luajit, which would take the
+# nginx lua module with it). Each builds into build/$(LUA_VERSION).
 
 LUA_VERSION ?= 5.4
-LUA         ?= lua$(LUA_VERSION)
 PKG_CONFIG  ?= pkg-config
+# The Debian packages of a Lua: its interpreter and headers.
+debs_for     = $(if $(filter luajit,$(1)),luajit2 libluajit2-5.1-dev,lua$(1) liblua$(1)-dev)
+ifeq ($(LUA_VERSION),luajit)
+LUA         ?= luajit
+LUA_API     := 5.1
+LUA_INCDIR  ?= $(or $(shell $(PKG_CONFIG) --variable=includedir luajit 2>/dev/null),/usr/include/luajit-2.1)
+else
+LUA         ?= lua$(LUA_VERSION)
+LUA_API     := $(LUA_VERSION)
+LUA_INCDIR  ?= $(or $(shell $(PKG_CONFIG) --variable=includedir lua$(LUA_VERSION) 2>/dev/null),/usr/include)/lua$(LUA_VERSION)
+endif
+# `make test` also runs the whole busted suite under each of these, built too: so CI, which
+# runs `make test`, covers 5.4 and LuaJIT. TEST_ALSO= runs LUA_VERSION's alone.
+TEST_ALSO   ?= $(filter-out $(LUA_VERSION),luajit)
 CC          ?= cc
 CFLAGS      ?= -O2 -g
 WARN        ?= -Wall -Wextra -Werror
@@ -13,7 +30,6 @@ ROCKSPEC    := $(firstword $(wildcard rockspec/lua-faceswap-*.rockspec))
 VERSION     := $(patsubst rockspec/lua-faceswap-%.rockspec,%,$(ROCKSPEC))
 VERSION     := $(firstword $(subst -, ,$(VERSION)))
 
-LUA_INCDIR  ?= $(shell $(PKG_CONFIG) --variable=includedir lua$(LUA_VERSION) 2>/dev/null)/lua$(LUA_VERSION)
 CURL_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
 CURL_LIBS   ?= $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null || echo -lcurl)
 LIBFLAG     ?= -shared
@@ -27,15 +43,19 @@ ALL_CFLAGS  := $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisi
 
 # Install locations (luarocks passes its own).
 PREFIX      ?= /usr/local
-INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
-INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_API)
+INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
 
-# Debian packages each command needs.
-BUILD_DEBS  := gcc make pkg-config lua$(LUA_VERSION) liblua$(LUA_VERSION)-dev libcurl4-openssl-dev lua-cjson lua-socket
-TEST_DEBS   := $(BUILD_DEBS) lua-busted lua-check valgrind cppcheck luarocks
+# Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
+BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
+               lua-socket
+TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
+               valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
+               lua5.4 liblua5.4-dev openssl
 
-.PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c
+.PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
+        test-asan test-valgrind fuzz
 
 all: $(MODULE)
 
@@ -43,7 +63,15 @@ $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) -o $@ $(OBJECTS) $(CURL_LIBS) $(LDFLAGS)
 
-$(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC)
+# luarocks runs make with LUA_VERSION empty, so for every Lua into the same directory: its
+# build step (the one given LUA_INCDIR) compiles afresh, lest objects made with one Lua's headers
+# go into another's module; its install step takes what that built.
+ifeq ($(LUA_VERSION)$(origin LUA_INCDIR),command line)
+REBUILD     := FORCE
+endif
+FORCE:
+
+$(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -61,17 +89,46 @@ demo: deps-build
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
-	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) bash spec/support/test.sh
+	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
+	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh
+
+# The whole suite with the module and a small Lua 5.4 host built with ASan and UBSan (linked
+# in, so the simulator and nginx the specs start run unsanitized), the collector stepping all
+# the time (FACESWAP_GC_STEP), leaks checked at exit.
+SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+test-asan: deps-test
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/asan CFLAGS="$(SAN_FLAGS)" \
+	  LDFLAGS="$(SAN_FLAGS)" all
+	$(CC) $(SAN_FLAGS) $(shell $(PKG_CONFIG) --cflags lua5.4) -o build/asan/asan_lua \
+	  spec/support/asan_lua.c $(shell $(PKG_CONFIG) --libs lua5.4)
+	ASAN_OPTIONS=detect_leaks=1 FACESWAP_GC_STEP=10 build/asan/asan_lua /usr/bin/busted \
+	  --cpath='./build/asan/?.so' -o plainTerminal
+
+# The whole suite under valgrind, in the same process as the module: no errors, nothing
+# definitely lost (specs that measure memory are tagged novalgrind).
+test-valgrind: all
+	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	  --show-leak-kinds=definite --trace-children=no $(LUA) /usr/bin/busted \
+	  --cpath='./$(BUILD)/?.so' -o plainTerminal --exclude-tags=novalgrind
+
+# libFuzzer, ASan and UBSan: each harness of spec/fuzz for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@sh spec/support/debs.sh clang
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash spec/fuzz/run.sh
 
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --quiet --codes lua spec
+	luacheck --quiet --codes lua spec bin/faceswap
 
+# each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
 lint-c:
-	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --suppress=missingIncludeSystem -I csrc -DFACESWAP_VERSION='"$(VERSION)"' \
-	  -DLUA_VERSION_NUM=504 csrc
+	for v in 504 503 501; do \
+	  cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem -I csrc -DFACESWAP_VERSION='"$(VERSION)"' \
+	    -DLUA_VERSION_NUM=$$v csrc || exit 1; \
+	done
 
 bench: all
 	bash spec/bench/run.sh
@@ -81,7 +138,8 @@ install: all
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -d $(DESTDIR)$(INST_BINDIR)
-	install -m 755 bin/faceswap $(DESTDIR)$(INST_BINDIR)/faceswap
+	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/faceswap >$(DESTDIR)$(INST_BINDIR)/faceswap
+	chmod 755 $(DESTDIR)$(INST_BINDIR)/faceswap
 
 clean:
 	rm -rf build

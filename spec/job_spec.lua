@@ -41,7 +41,8 @@ describe("job objects", function()
     assert.equal("1149891234567890123", job.messageId)
     assert.equal("2023-09-09T02:04:50.123000+00:00", job.timestamp)
     assert.equal(200, job.code)
-    assert.equal("integer", math.type(job.code))
+    assert.equal("200", tostring(job.code))   -- not 200.0 (math.type: 5.3+)
+    if math.type then assert.equal("integer", math.type(job.code)) end
   end)
 
   it("gives nil for absent and null fields and for names a job does not have", function()

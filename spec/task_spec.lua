@@ -5,6 +5,7 @@ local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 
 local TOKEN = "test-token"
+local compat = require "spec.support.compat"
 
 describe("tasks", function()
   local s, client
@@ -33,7 +34,7 @@ describe("tasks", function()
     local job = t1:result()
     assert.equal("completed", job.status)
     assert.equal("first", job.prompt)
-    assert.same({ n = 3, 3, "two values", nil }, table.pack(t2:result()))
+    assert.same({ n = 3, 3, "two values", nil }, compat.pack(t2:result()))
   end)
 
   it("has transfers of many tasks in flight at once", function()

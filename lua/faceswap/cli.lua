@@ -8,6 +8,12 @@
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
 
+-- Lua 5.1 (LuaJIT) has neither table.unpack nor math.tointeger
+local unpack = table.unpack or _G.unpack
+local tointeger = math.tointeger or function(x)
+  if type(x) == "number" and x % 1 == 0 and x >= -2 ^ 63 and x < 2 ^ 63 then return x end
+end
+
 local M = {}
 
 M.usage = [[
@@ -104,7 +110,7 @@ local function check_command(words, opts)
     end
   end
   if opts.concurrency then
-    local n = math.tointeger(tonumber(opts.concurrency))
+    local n = tointeger(tonumber(opts.concurrency))
     if not n or n < 1 then
       usage_error("option '--concurrency' needs a whole number from 1, got '" ..
         opts.concurrency .. "'")
@@ -142,7 +148,7 @@ end
 
 -- "JOBID STATUS FILES...", the one-line form.
 local function job_line(job, files)
-  return table.concat({ tostring(job.jobid), tostring(job.status), table.unpack(files or {}) }, " ")
+  return table.concat({ tostring(job.jobid), tostring(job.status), unpack(files or {}) }, " ")
 end
 
 ---------------------------------------------------------------------------------------------
@@ -154,7 +160,8 @@ local function shell_quote(s)
 end
 
 local function make_dir(dir)
-  if os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null") then return true end
+  local status = os.execute("mkdir -p -- " .. shell_quote(dir) .. " 2>/dev/null")
+  if status == true or status == 0 then return true end -- 0: Lua 5.1's exit status
   return nil, "cannot create directory " .. dir
 end
 
@@ -416,8 +423,12 @@ local function run(args, ctx)
   local ok, client = pcall(faceswap.new, client_options)
   if not ok then
     -- "bad argument #1 to 'new' (bad option 'base_url' (must start with https://))"
-    usage_error("bad base URL '" .. tostring(base_url) .. "': " ..
-      (tostring(client):match("%(([^()]*)%)%)$") or tostring(client)))
+    local message = tostring(client)
+    local why = message:match("%(([^()]*)%)%)$") or message
+    if message:find("option 'token'", 1, true) then -- never echo the token itself
+      usage_error("bad USEAPI_TOKEN: " .. why)
+    end
+    usage_error("bad base URL '" .. tostring(base_url) .. "': " .. why)
   end
   if opts.download then
     opts.download = opts.download:gsub("(.)/+$", "%1")

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # test.sh: what `make test` runs after building. Each step counts as passed or failed:
 #   every busted spec, luacheck, cppcheck, the whole suite again under valgrind (no errors,
-#   nothing definitely lost), and the rockspec installed with luarocks into a scratch tree.
-# It ends with the one line CI reads: "N passed, M failed".
+#   nothing definitely lost) and under ASan + UBSan (5.4), and the rockspec installed with
+#   luarocks into a scratch tree;
+#   all on LUA_VERSION (5.4, 5.3 or luajit). Then, for each Lua of TEST_ALSO (luajit when
+#   LUA_VERSION is not), its build and every busted spec once more on it.
+# It ends with the one line CI reads: "N passed, M failed", all of the above counted.
 set -u
 cd "$(dirname "$0")/../.."
-LUA=${LUA:-lua5.4}
 LUA_VERSION=${LUA_VERSION:-5.4}
+lua_of() { if [ "$1" = luajit ]; then echo luajit; else echo "lua$1"; fi; }
+LUA=${LUA:-$(lua_of "$LUA_VERSION")}
+LUA_API=${LUA_API:-$LUA_VERSION}   # the Lua version luarocks knows it by: 5.1 for LuaJIT
+TEST_ALSO=${TEST_ALSO-}
 BUSTED=${BUSTED:-/usr/bin/busted}
-CPATH_OPT="--cpath=./build/$LUA_VERSION/?.so"
 passed=0
 failed=0
 log=build/test
@@ -27,42 +32,64 @@ step() { # step NAME COMMAND...: one pass/fail check, output kept in build/test/
   fi
 }
 
-# The specs: busted's own summary gives the counts.
-"$LUA" "$BUSTED" "$CPATH_OPT" -o plainTerminal 2>&1 | tee "$log/busted.log"
-summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/busted.log" | tail -n 1)
-if [ -n "$summary" ]; then
-  read -r ok _ _ bad _ _ errs _ <<<"$summary"
-  passed=$((passed + ok))
-  failed=$((failed + bad + errs))
-else
-  echo "FAILED: busted did not finish"
-  failed=$((failed + 1))
-fi
+# suite NAME LUA BUILD: every spec on one Lua, with its build; busted's own summary gives the
+# counts. The output is kept in build/test/NAME.log.
+suite() {
+  local name=$1 lua=$2 build=$3 summary ok bad errs
+  "$lua" "$BUSTED" "--cpath=./$build/?.so" -o plainTerminal 2>&1 | tee "$log/$name.log"
+  summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/$name.log" | tail -n 1)
+  if [ -n "$summary" ]; then
+    read -r ok _ _ bad _ _ errs _ <<<"$summary"
+    passed=$((passed + ok))
+    failed=$((failed + bad + errs))
+  else
+    echo "FAILED: busted on $lua did not finish (build/test/$name.log)"
+    failed=$((failed + 1))
+  fi
+}
+
+# The specs.
+echo "== every spec, on $LUA"
+suite busted "$LUA" "build/$LUA_VERSION"
 
 step luacheck make --no-print-directory -s lint-lua
 step cppcheck make --no-print-directory -s lint-c
 
-# The C under valgrind: the whole suite once more, in the same process as the module.
-step valgrind valgrind --quiet --error-exitcode=99 --leak-check=full \
-  --errors-for-leak-kinds=definite --show-leak-kinds=definite --trace-children=no \
-  "$LUA" "$BUSTED" "$CPATH_OPT" -o plainTerminal --exclude-tags=novalgrind
+# The C under valgrind, and under ASan and UBSan: the whole suite once more for each.
+step valgrind make --no-print-directory -s LUA_VERSION="$LUA_VERSION" test-valgrind
+step asan env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
+  make --no-print-directory -s test-asan
 
 # The rockspec builds and installs the module where luarocks puts it.
 rocktree=$(mktemp -d)
 rockcheck() {
   # Debian keeps curl/curl.h under the multiarch include directory, where luarocks does not look
-  local arch
+  local arch jit=()
   arch=$(gcc -print-multiarch)
-  luarocks --lua-version "$LUA_VERSION" --tree "$rocktree" make --deps-mode=none \
-    rockspec/lua-faceswap-*.rockspec CURL_INCDIR="/usr/include/$arch" CURL_LIBDIR="/usr/lib/$arch" &&
-    LUA_PATH="$rocktree/share/lua/$LUA_VERSION/?.lua;$rocktree/share/lua/$LUA_VERSION/?/init.lua;;" \
-    LUA_CPATH="$rocktree/lib/lua/$LUA_VERSION/?.so;;" \
+  # LuaJIT is Lua 5.1 to luarocks, which would take lua5.1's headers: give it LuaJIT's
+  [ "$LUA_VERSION" = luajit ] && jit=(LUA_INCDIR="$LUA_INCDIR")
+  luarocks --lua-version "$LUA_API" --tree "$rocktree" make --deps-mode=none \
+    rockspec/lua-faceswap-*.rockspec CURL_INCDIR="/usr/include/$arch" CURL_LIBDIR="/usr/lib/$arch" \
+    "${jit[@]}" &&
+    LUA_PATH="$rocktree/share/lua/$LUA_API/?.lua;$rocktree/share/lua/$LUA_API/?/init.lua;;" \
+    LUA_CPATH="$rocktree/lib/lua/$LUA_API/?.so;;" \
     "$LUA" -e 'local f = require "faceswap"
       assert(package.searchpath("faceswap.core", package.cpath):find(os.getenv("TREE"), 1, true))
       print(f._VERSION)' | tee /dev/stderr | grep -qx "lua-faceswap $(ls rockspec | sed -E 's/lua-faceswap-(.*)-[0-9]+\.rockspec/\1/')"
 }
 TREE=$rocktree step luarocks rockcheck
 rm -rf "$rocktree"
+
+# The other Luas: the same C source built for each, then every spec on it. The build is a
+# make of its own, from a clean slate: nothing of this make's command line (BUILD=, LUA_INCDIR=)
+# may leak into it.
+for version in $TEST_ALSO; do
+  [ "$version" = "$LUA_VERSION" ] && continue
+  echo "== every spec once more, on $(lua_of "$version")"
+  step "build-$version" env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
+    make --no-print-directory LUA_VERSION="$version" all
+  suite "busted-$version" "$(lua_of "$version")" "build/$version"
+done
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
