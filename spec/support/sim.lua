@@ -43,7 +43,8 @@ end
 -- become integers (cjson decodes every number as a float), so messages print 2, not 2.0.
 local function strip_null(value)
   if value == cjson.null then return nil end
-  if math.type(value) == "float" and math.tointeger(value) then return math.tointeger(value) end
+  -- (Lua 5.4 only: LuaJIT has one number type and no math.type)
+  if math.type and math.type(value) == "float" and math.tointeger(value) then return math.tointeger(value) end
   if type(value) == "table" then
     for k, v in pairs(value) do value[k] = strip_null(v) end
   end

@@ -440,14 +440,19 @@ local function response_closes(resp)
   return false
 end
 
--- Status line and headers. content_length may differ from #body (truncate claims the whole).
+-- Status line and headers. content_length may differ from #body (truncate claims the whole);
+-- "chunked" sends Transfer-Encoding: chunked instead of a Content-Length.
 local function render_head(resp, close, content_length)
   local lines = { string.format("HTTP/1.1 %d %s", resp.status, REASONS[resp.status] or "Unknown") }
   local function add(name, value)
     if not has_header(resp.headers, name:lower()) then lines[#lines + 1] = name .. ": " .. value end
   end
   add("Content-Type", resp.content_type or "application/json")
-  add("Content-Length", tostring(content_length or #resp.body))
+  if content_length == "chunked" then
+    add("Transfer-Encoding", "chunked")
+  else
+    add("Content-Length", number_text(content_length or #resp.body))
+  end
   add("Date", os.date("!%a, %d %b %Y %H:%M:%S GMT"))
   add("Server", "useapi-simulator")
   if close then add("Connection", "close") end
@@ -942,6 +947,7 @@ local ACTIONS = {
   reset_before = { process = false }, close_after_body = { process = true },
   reset_during = { process = true }, truncate = { process = true }, invalid_json = { process = false },
   oversized = { process = false }, raw = { process = false }, drip = { process = true },
+  chunked = { process = true }, flood = { process = false },
 }
 
 local function check_action(a)
@@ -958,6 +964,17 @@ local function check_action(a)
   if a.action == "raw" and type(a.data) ~= "string" then return "raw needs a data string" end
   if (a.action == "delay" or a.action == "drip") and type(a.seconds) ~= "number" then
     return a.action .. " needs seconds"
+  end
+  if a.action == "chunked" and a.chunk_size ~= nil
+      and (math.type(a.chunk_size) == nil or a.chunk_size < 1 or a.chunk_size % 1 ~= 0) then
+    return "chunk_size must be a positive integer"
+  end
+  if a.action == "chunked" and a.seconds ~= nil and (type(a.seconds) ~= "number" or a.seconds < 0) then
+    return "seconds must be a number >= 0"
+  end
+  if a.action == "flood" and a.bytes ~= nil
+      and (math.type(a.bytes) == nil or a.bytes < 11 or a.bytes % 1 ~= 0) then
+    return "flood bytes must be a whole number >= 11"
   end
   return nil
 end
@@ -1004,6 +1021,21 @@ local REPLACE = {
   end,
 }
 
+local FLOOD_PIECE = 65536
+local FLOOD_FILL = string.rep("x", FLOOD_PIECE)
+
+-- Bytes [from, from + n) of oversized_body(total), made piece by piece so a body of gigabytes
+-- is never held in memory.
+local function flood_piece(total, from, n)
+  local to, head_end, tail_start = from + n, 9, total - 2
+  local out = ""
+  if from < head_end then out = ('{"data":"'):sub(from + 1, math.min(to, head_end)) end
+  local xs = math.min(to, tail_start) - math.max(from, head_end)
+  if xs > 0 then out = out .. FLOOD_FILL:sub(1, xs) end
+  if to > tail_start then out = out .. ('"}'):sub(math.max(from, tail_start) - tail_start + 1, to - tail_start) end
+  return out
+end
+
 -- Sends head plus the first half of the body (Content-Length still claims the whole).
 local function send_half(conn, resp)
   local half = resp.body:sub(1, #resp.body // 2)
@@ -1033,6 +1065,43 @@ local TAKEOVER = {
     conn.sock:close()
     return false
   end,
+  -- the normal answer with Transfer-Encoding: chunked, chunk_size bytes a chunk (default 16),
+  -- all at once or with a pause of seconds before each chunk after the first
+  chunked = function(conn, resp, a, close)
+    local size = math.floor(tonumber(a.chunk_size) or 16)
+    local pause = tonumber(a.seconds) or 0
+    local pieces = { render_head(resp, close, "chunked") }
+    for i = 1, #resp.body, size do
+      local chunk = resp.body:sub(i, i + size - 1)
+      pieces[#pieces + 1] = string.format("%x\r\n", #chunk) .. chunk .. "\r\n"
+    end
+    pieces[#pieces + 1] = "0\r\n\r\n"
+    if pause <= 0 then return send_all(conn.sock, table.concat(pieces)) and not close end
+    for i, piece in ipairs(pieces) do
+      if i > 2 then sleep(pause) end
+      if not send_all(conn.sock, piece) then return false end
+    end
+    return not close
+  end,
+  -- a 200 claiming bytes (default 8 GiB) in its Content-Length, or chunked, then the body
+  -- streamed 64 KiB at a time until all is sent or the client goes away; then closes
+  flood = function(conn, _, a)
+    local total = math.floor(tonumber(a.bytes) or 8 * 1024 * 1024 * 1024)
+    local chunked = a.chunked == true
+    local head = render_head(response(200, "", "application/json"), true, chunked and "chunked" or total)
+    if not send_all(conn.sock, head) then return false end
+    local sent = 0
+    while sent < total do
+      local n = math.min(FLOOD_PIECE, total - sent)
+      local piece = flood_piece(total, sent, n)
+      if chunked then piece = string.format("%x\r\n", n) .. piece .. "\r\n" end
+      if not send_all(conn.sock, piece) then return false end
+      sent = sent + n
+    end
+    if chunked then send_all(conn.sock, "0\r\n\r\n") end
+    conn.sock:close()
+    return false
+  end,
   drip = function(conn, resp, a, close)
     local bytes = render_head(resp, close) .. resp.body
     for i = 1, #bytes do
@@ -1044,7 +1113,8 @@ local TAKEOVER = {
 }
 
 -- Actions that send (part of) the normal answer, computed late if not processed on arrival.
-local SENDS_NORMAL = { none = true, delay = true, reset_during = true, truncate = true, drip = true }
+local SENDS_NORMAL = { none = true, delay = true, reset_during = true, truncate = true, drip = true,
+                      chunked = true }
 
 -- Sends the answer for an API request, honouring a scripted action; returns keep-alive.
 local function perform(conn, req, action, resp)
