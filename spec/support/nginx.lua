@@ -90,8 +90,25 @@ end
 
 Nginx.__gc = function(self) pcall(Nginx.stop, self) end
 
+-- nginx runs LuaJIT: the core must be built for it (a fresh checkout has only its own Lua's).
+local function ensure_luajit_build()
+  local so = M.root .. "/build/luajit/faceswap/core.so"
+  local f = io.open(so)
+  if f then
+    f:close()
+    return
+  end
+  local cmd = "cd '" .. M.root .. "' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR " ..
+    "make --no-print-directory -s LUA_VERSION=luajit all >/dev/null 2>&1"
+  os.execute(cmd)
+  f = io.open(so)
+  if not f then error("cannot build " .. so .. " (make LUA_VERSION=luajit)", 3) end
+  f:close()
+end
+
 -- opts.server: the server block's body; opts.http: more lines for the http block.
 function M.start(opts)
+  ensure_luajit_build()
   local prefix = run("mktemp -d /tmp/faceswap-nginx.XXXXXX")
   os.execute("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/conf' '" .. prefix .. "/tmp'")
   os.execute("chmod 755 '" .. prefix .. "'")
