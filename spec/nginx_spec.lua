@@ -29,6 +29,15 @@ local SERVER = [[
         ngx.print(job:json())
       }
     }
+    location = /job {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+        local job, err = client:job(ngx.var.arg_id)
+        ngx.status = job and 200 or 502
+        ngx.say(job and job.status or tostring(err))
+      }
+    }
     location = /batch {
       content_by_lua_block {
         local faceswap = require "faceswap"
@@ -115,6 +124,27 @@ describe("inside nginx", function()
     status, body = get("/headshot?prompt=x")
     assert.equal(502, status)
     assert.equal("server (502): HTTP 502\n", body)
+  end)
+
+  it("sends a GET again on a new connection when a pooled one was closed; never a POST", function()
+    local _, body = get("/headshot?prompt=warm")
+    local job = assert(faceswap.decode(body))
+    assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) }) -- the pool has one now
+    s:script { action = "reset_before", match = "^GET /jobs/$" }
+    assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) })
+    local function posts()
+      local n = 0
+      for _, r in ipairs(s:requests()) do
+        if r.method == "POST" then n = n + 1 end
+      end
+      return n
+    end
+    local before = posts()
+    s:script { action = "reset_before", match = "^POST /headshot$" }
+    local status, text = get("/headshot?prompt=once")
+    assert.equal(502, status)
+    assert.equal("transport: connection: connection reset by peer\n", text)
+    assert.equal(before + 1, posts())
   end)
 
   it("runs tasks as light threads, and the batch over them", function()

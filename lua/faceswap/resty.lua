@@ -173,7 +173,7 @@ function M.transport(o)
       sock:close()
       -- a kept-alive connection the server had closed: a GET may go again on a new one; a
       -- POST may not, as the server may have acted on it
-      if reused and not post and err == "closed" then
+      if reused and not post and err ~= "timeout" then
         return exchange(method, url, content_type, body, download, true)
       end
       if err == "timeout" then return failed("timeout", "no answer in time", true, post) end
@@ -196,7 +196,8 @@ function M.transport(o)
       return failed(err == "timeout" and "timeout" or "transport", "reading the answer: " ..
         tostring(err), true, post)
     end
-    if framing.keepalive and (framing.chunked or framing.length) then
+    -- (a fresh connection's pool name is its own, so it is not kept: no pool per retry)
+    if framing.keepalive and (framing.chunked or framing.length) and not fresh then
       sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
     else
       sock:close()
