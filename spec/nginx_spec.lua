@@ -133,11 +133,11 @@ describe("inside nginx", function()
     s:script { action = "reset_before", match = "^GET /jobs/$" }
     assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) })
     local function posts()
-      local n = 0
+      local count = 0
       for _, r in ipairs(s:requests()) do
-        if r.method == "POST" then n = n + 1 end
+        if r.method == "POST" then count = count + 1 end
       end
-      return n
+      return count
     end
     local before = posts()
     s:script { action = "reset_before", match = "^POST /headshot$" }
