@@ -132,19 +132,12 @@ describe("inside nginx", function()
     assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) }) -- the pool has one now
     s:script { action = "reset_before", match = "^GET /jobs/$" }
     assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) })
-    local function posts()
-      local count = 0
-      for _, r in ipairs(s:requests()) do
-        if r.method == "POST" then count = count + 1 end
-      end
-      return count
-    end
-    local before = posts()
+    local before = s:count("POST")
     s:script { action = "reset_before", match = "^POST /headshot$" }
     local status, text = get("/headshot?prompt=once")
     assert.equal(502, status)
     assert.equal("transport: connection: connection reset by peer\n", text)
-    assert.equal(before + 1, posts())
+    assert.equal(before + 1, s:count("POST"))
   end)
 
   it("runs tasks as light threads, and the batch over them", function()

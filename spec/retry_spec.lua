@@ -157,21 +157,13 @@ describe("the client's retry policy", function()
     return faceswap.new { token = TOKEN, base_url = s.base_url, retry = policy }
   end
 
-  local function posts()
-    local n = 0
-    for _, r in ipairs(s:requests()) do
-      if r.method == "POST" then n = n + 1 end
-    end
-    return n
-  end
-
   it("is on by default: a headshot after a full queue goes through", function()
     s:script { action = "queue_full", match = "^POST /headshot$", count = 2 }
     local job, e = client():headshot("portrait")
     assert.is_nil(e)
     assert.equal("started", job.status)
     assert.same({ 20, 20 }, slept)
-    assert.equal(3, posts())
+    assert.equal(3, s:count("POST"))
   end)
 
   it("waits Discord's retry_after", function()
@@ -188,7 +180,7 @@ describe("the client's retry policy", function()
     assert.is_true(e.sent)
     assert.is_false(e.retryable)
     assert.same({}, slept)
-    assert.equal(1, posts())
+    assert.equal(1, s:count("POST"))
     assert.equal(1, #s:jobs()) -- the one job the server made, and only that one
   end)
 
@@ -198,7 +190,7 @@ describe("the client's retry policy", function()
     assert.equal("server", e.kind)
     assert.equal(502, e.code)
     assert.same({}, slept)
-    assert.equal(1, posts())
+    assert.equal(1, s:count("POST"))
   end)
 
   it("retries a GET after 5xx answers, backing off", function()
@@ -216,7 +208,7 @@ describe("the client's retry policy", function()
     local _, e = client { attempts = 3 }:headshot("portrait")
     assert.equal("rate_limited", e.kind)
     assert.equal("Unable to lock Discord after 3 attempts", e.error)
-    assert.equal(3, posts())
+    assert.equal(3, s:count("POST"))
     assert.same({ 20, 20 }, slept)
   end)
 
@@ -225,7 +217,7 @@ describe("the client's retry policy", function()
     local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
     local _, e = c:headshot("portrait")
     assert.equal("rate_limited", e.kind)
-    assert.equal(1, posts())
+    assert.equal(1, s:count("POST"))
   end)
 
   it("retries a download after a 5xx", function()

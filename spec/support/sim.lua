@@ -100,6 +100,15 @@ end
 
 function Sim:requests() return self:control("GET", "/__sim/requests") end
 function Sim:stats() return self:control("GET", "/__sim/stats") end
+
+-- How many of the API requests received so far used `method` ("POST": headshots sent).
+function Sim:count(method)
+  local n = 0
+  for _, r in ipairs(self:requests()) do
+    if r.method == method then n = n + 1 end
+  end
+  return n
+end
 function Sim:callbacks() return self:control("GET", "/__sim/callbacks") end
 function Sim:jobs() return self:control("GET", "/__sim/jobs") end
 function Sim:reset() self:control("POST", "/__sim/reset") end
