@@ -37,6 +37,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "listen.h"
 
 #define HEAD_MAX 8192
 
@@ -58,12 +59,6 @@ typedef struct peer {
 
 static int open_count, held_count;
 static peer_t *held_first, *held_last;
-
-static void fail(const char *what)
-{
-    perror(what);
-    exit(1);
-}
 
 static void held_push(peer_t *p)
 {
@@ -220,39 +215,22 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (ls < 0)
-        fail("socket");
+    int ls = listen_loopback(argv[1], 4096);
     int one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((unsigned short)atoi(argv[1]));
-    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0)
-        fail("bind");
-    if (listen(ls, 4096) < 0)
-        fail("listen");
-    socklen_t sl = sizeof sa;
-    if (getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
-        fail("getsockname");
-    printf("%u\n", (unsigned)ntohs(sa.sin_port));
-    fflush(stdout);
 
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
-        fail("epoll_create1");
+        die("epoll_create1");
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     if (epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev) < 0)
-        fail("epoll_ctl");
+        die("epoll_ctl");
     for (;;) {
         struct epoll_event evs[256];
         int n = epoll_wait(ep, evs, 256, -1);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            fail("epoll_wait");
+            die("epoll_wait");
         }
         for (int i = 0; i < n; i++) {
             peer_t *p = (peer_t *)evs[i].data.ptr;
@@ -264,11 +242,11 @@ int main(int argc, char **argv)
                     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                     peer_t *q = (peer_t *)calloc(1, sizeof *q);
                     if (!q)
-                        fail("calloc");
+                        die("calloc");
                     q->fd = fd;
                     struct epoll_event pev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = q };
                     if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &pev) < 0)
-                        fail("epoll_ctl");
+                        die("epoll_ctl");
                     open_count++;
                 }
                 continue;

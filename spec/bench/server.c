@@ -30,6 +30,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "listen.h"
 
 #define MAX_CONNS 64
 #define MAX_HEADER 65536
@@ -71,12 +72,6 @@ static unsigned long long served;
 static volatile sig_atomic_t report_wanted;
 static char response[4096];
 static size_t response_len;
-
-static void die(const char *what)
-{
-    perror(what);
-    exit(1);
-}
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -342,25 +337,8 @@ int main(int argc, char **argv)
     if (response_len >= sizeof response)
         return 1;
 
-    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (ls < 0)
-        die("socket");
+    int ls = listen_loopback(argv[1], 64);
     int one = 1;
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((unsigned short)atoi(argv[1]));
-    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0)
-        die("bind");
-    if (listen(ls, 64) < 0)
-        die("listen");
-    socklen_t sl = sizeof sa;
-    if (getsockname(ls, (struct sockaddr *)&sa, &sl) < 0)
-        die("getsockname");
-    printf("%u\n", (unsigned)ntohs(sa.sin_port));
-    fflush(stdout);
 
     for (int i = 0; i < MAX_CONNS; i++)
         conns[i].fd = -1;
