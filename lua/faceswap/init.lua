@@ -9,6 +9,7 @@ local M = { _VERSION = core._VERSION }
 
 local build_headshot, build_get, read_response = core.build_headshot, core.build_get,
   core.read_response
+local build_command = core.build_command
 
 M.decode = core.decode
 M.now = core.now
@@ -124,6 +125,7 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _locks = {},
   }, client_mt)
 end
 
@@ -179,6 +181,71 @@ function client:cancel(jobid)
   return get(self, "cancel", jobid, true)
 end
 
+---------------------------------------------------------------------------------------------
+-- The other commands, one method per row of the core's command table (csrc/command.c)
+---------------------------------------------------------------------------------------------
+
+-- The channel lock. A blocking command holds its channel upstream for seconds, and a second
+-- call meanwhile is refused; so the client runs one blocking command per channel at a time and
+-- the others wait their turn (parked inside a task, driving the tasks outside one). Calls that
+-- name no channel share the lock NO_CHANNEL. A holder that ended without releasing (a task
+-- that raised or was cancelled, a blocking call that raised) is passed over.
+local NO_CHANNEL, MAIN = {}, {}
+
+local function stale(holder, sched)
+  if holder == MAIN then return not sched:current() end
+  return holder:done()
+end
+
+local function lock_channel(self, key)
+  local sched, locks = self._sched, self._locks
+  local me = sched:current() or MAIN
+  local lock = locks[key]
+  if lock and not stale(lock.holder, sched) then
+    if me ~= MAIN then
+      lock.waiters[#lock.waiters + 1] = me
+      sched:park() -- unlock_channel hands the lock over
+      return
+    end
+    while locks[key] and not stale(locks[key].holder, sched) do sched:step(1) end
+    lock = locks[key]
+  end
+  if lock then lock.holder = me else locks[key] = { holder = me, waiters = {} } end
+end
+
+local function unlock_channel(self, key)
+  local lock = self._locks[key]
+  while lock.waiters[1] do
+    local t = table.remove(lock.waiters, 1)
+    if not t:done() then
+      lock.holder = t
+      self._sched:wake(t)
+      return
+    end
+  end
+  self._locks[key] = nil
+end
+
+M.commands = core.commands()
+
+for _, cmd in ipairs(M.commands) do
+  local name = cmd.name
+  local blocking = cmd.mode == "blocking" or cmd.mode == "either"
+  client[name] = client[name] or function(self, params)
+    check_client(self, name)
+    local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
+      self._channel, self._reply_url)
+    if not ok then error(method, 2) end
+    if not method then return nil, path end
+    if not blocking then return call(self, name, method, path, content_type, body) end
+    local key = channel or NO_CHANNEL
+    lock_channel(self, key)
+    local result, err = call(self, name, method, path, content_type, body)
+    unlock_channel(self, key)
+    return result, err
+  end
+end
+
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900 }
 
 local function check_wait_options(opts, level)
@@ -215,7 +282,8 @@ function client:wait(target, opts)
   local last, jobid
   if M.type(target) == "job" then
     last, jobid = target, target.jobid
-    if last:done() then return last end
+    -- a blocking command's finished result (picsi's, for one) has no status to wait for
+    if last:done() or last.status == nil then return last end
   elseif type(target) == "string" then
     jobid = target
     local ok, problem = pcall(build_get, "job", jobid) -- misuse is reported as wait's
@@ -305,6 +373,11 @@ end
 ---------------------------------------------------------------------------------------------
 
 local NO_RETRY = { attempts = 1 }
+local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- The commands a batch runs: those whose answer is a job to wait for.
+local BATCH_COMMANDS = { headshot = true, changebg = true }
 
 local function check_batch(list, opts)
   if type(list) ~= "table" then
@@ -315,6 +388,12 @@ local function check_batch(list, opts)
     if kind ~= "string" and kind ~= "table" then
       error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
         ", not a prompt or params table)", 3)
+    end
+    local command = kind == "table" and list[i].command or nil
+    if command ~= nil and not BATCH_COMMANDS[command] then
+      error("bad argument #1 to 'batch' (item " .. i .. ": command must be \"headshot\" or " ..
+        "\"changebg\", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
+        type(command)) .. ")", 3)
     end
   end
   if type(opts) ~= "table" then
@@ -328,6 +407,15 @@ local function check_batch(list, opts)
     elseif name == "on_update" then
       if type(value) ~= "function" then
         error("bad argument #2 to 'batch' (option 'on_update' must be a function)", 3)
+      end
+    elseif name == "channels" then
+      local ok = value == "all" or (type(value) == "table" and #value > 0)
+      for k = 1, ok and value ~= "all" and #value or 0 do
+        ok = ok and type(value[k]) == "string" and value[k] ~= ""
+      end
+      if not ok then
+        error("bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array " ..
+          "of channel ids)", 3)
       end
     elseif name == "wait" then
       if type(value) == "table" then
@@ -346,83 +434,154 @@ local function check_batch(list, opts)
   end
 end
 
--- client:batch(list, opts): a headshot for each prompt or params table of list, at most
--- opts.concurrency at once, each waited for unless opts.wait == false. Returns an array whose
--- [i] is list[i]'s job or error object.
+-- The request for one batch item on one channel (nil: the client's default): a headshot for a
+-- prompt or params table, or {command = "changebg", ...}. The item's own channel wins.
+local function build_item(self, item, channel)
+  local command = type(item) == "table" and item.command or "headshot"
+  if command == "headshot" then
+    if type(item) == "table" and item.command then
+      local copy = {}
+      for k, v in pairs(item) do if k ~= "command" then copy[k] = v end end
+      item = copy
+    end
+    return "headshot", build_headshot(item, self._encoding, channel or self._channel,
+      self._reply_url)
+  end
+  local params = {}
+  for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
+  return command, build_command(command, params, channel or self._channel, self._reply_url)
+end
+
+-- client:batch(list, opts): a job (headshot, or changebg for {command = "changebg", ...}) for
+-- each item of list, at most opts.concurrency at once, each waited for unless
+-- opts.wait == false. Returns an array whose [i] is list[i]'s job or error object.
+-- opts.channels spreads the items over several accounts ("all": every account of GET
+-- /account); an item that names its channel runs there.
 --
--- The account's queue has room for a few running jobs; beyond that upstream answers 429. The
--- batch learns that size: a 429 while some of its own jobs run means the queue holds that
--- many, so the next headshot waits until one of them ends instead of sleeping 10-30 s. After
--- that many starts in a row it tries one more, in case room has grown.
+-- Each account's queue has room for a few running jobs; beyond that upstream answers 429. The
+-- batch learns each queue's size: a 429 while some of its own jobs run there means the queue
+-- holds that many, so the next item waits until one of the jobs of some queue ends instead of
+-- sleeping 10-30 s. After that many starts in a row on a queue it tries one more there, in
+-- case room has grown.
 function client:batch(list, opts)
   check_client(self, "batch")
   opts = opts or {}
   check_batch(list, opts)
   local n, results = #list, {}
   if n == 0 then return results end
+  local channels = opts.channels
+  if channels == "all" then
+    local accounts, err = self:accounts()
+    if not accounts then return nil, err end
+    channels = {}
+    for channel in pairs(accounts) do channels[#channels + 1] = channel end
+    table.sort(channels)
+    if #channels == 0 then
+      return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
+        error = "no accounts configured (GET /account is empty)" }
+    end
+  end
   local sched, policy = self._sched, self._retry or NO_RETRY
   local on_update = opts.on_update or function() end
   local wait_opts = opts.wait
   if wait_opts == nil or wait_opts == true then wait_opts = {} end
   local follow = wait_opts ~= false
 
-  -- the queue: jobs of ours that run, headshots on their way, its size once known
-  local running, posting, capacity, streak = 0, 0, nil, 0
-  local waiters, settling = {}, {} -- tasks waiting for room; for our headshots to be answered
+  -- one queue per channel: jobs of ours that run there, requests on their way, its size once
+  -- known, and the tasks waiting for those requests to be answered
+  local queues, by_channel = {}, {}
+  local function queue_of(channel)
+    local key = channel or NO_CHANNEL
+    local q = by_channel[key]
+    if not q then
+      q = { channel = channel, running = 0, posting = 0, capacity = nil, streak = 0,
+            settling = {} }
+      by_channel[key] = q
+      queues[#queues + 1] = q
+    end
+    return q
+  end
+  for _, channel in ipairs(channels or { false }) do queue_of(channel or nil) end
+  local shared = #queues -- the queues items without a channel of their own are spread over
+
+  local waiters = {} -- tasks waiting for room on some queue
+  local function has_room(q)
+    return not q.capacity or q.running + q.posting < q.capacity
+  end
   local function room()
-    while waiters[1] and (not capacity or running + posting < capacity) do
-      sched:wake(table.remove(waiters, 1))
-      posting = posting + 1 -- reserved for the task just woken
-    end
+    for k = #waiters, 1, -1 do sched:wake(table.remove(waiters, k)) end
   end
-  local function enter()
-    if capacity and running + posting >= capacity then
+  -- The queue for the next request: the item's own, or the least busy one with room.
+  local function enter(own)
+    while true do
+      local best
+      if own then
+        best = has_room(own) and own or nil
+      else
+        for k = 1, shared do
+          local q = queues[k]
+          if has_room(q) and (not best or q.running + q.posting < best.running + best.posting)
+          then best = q end
+        end
+      end
+      if best then
+        best.posting = best.posting + 1
+        return best
+      end
       waiters[#waiters + 1] = sched:current()
-      sched:park() -- room() reserves the slot it wakes us for
-    else
-      posting = posting + 1
+      sched:park() -- room() wakes every waiter to look again
     end
-  end
-  -- After a 429 "queue full": once our other headshots on their way have been answered, the
-  -- queue holds the jobs of ours that run. With some running, the next call waits for one of
-  -- them to end (a delay of 0); with none, it waits as the retry policy says.
-  local function delay(err, attempt, o)
-    if follow and err.kind == "rate_limited" and err.retry_after == nil then
-      while posting > 0 do
-        settling[#settling + 1] = sched:current()
-        sched:park()
-      end
-      if running > 0 then
-        capacity, streak = running, 0
-        return 0
-      end
-    end
-    return retry.delay(err, attempt, o)
   end
 
   local function start(i)
-    local method, path, content_type, body = build_headshot(list[i], self._encoding,
-      self._channel, self._reply_url)
+    local item = list[i]
+    local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
+    local built = {} -- the request per channel, built once
+    local function request(q)
+      local key = q.channel or NO_CHANNEL
+      if not built[key] then built[key] = pack(build_item(self, item, q.channel)) end
+      return unpack(built[key], 1, built[key].n)
+    end
+    local op, method, path = request(own or queues[1])
     if not method then return nil, path end
-    return retry.run(function()
-      enter()
-      local job, err = exchange(self, "headshot", method, path, content_type, body)
-      posting = posting - 1
-      if job then
-        if follow then running = running + 1 end
-        -- the queue holds at least what it took; after that many starts in a row, try one more
-        if capacity and running > capacity then capacity = running end
-        streak = streak + 1
-        if capacity and streak >= capacity then capacity, streak = capacity + 1, 0 end
-      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
-        capacity, streak = math.max(running, 1), 0 -- admit no more until delay() knows better
+    local q -- the queue of the latest attempt
+    -- After a 429 "queue full": once our other requests on their way there have been
+    -- answered, the queue holds the jobs of ours that run. With some running, the next call
+    -- waits for room (a delay of 0); with none, it waits as the retry policy says.
+    local function delay(err, attempt, o)
+      if follow and err.kind == "rate_limited" and err.retry_after == nil then
+        while q.posting > 0 do
+          q.settling[#q.settling + 1] = sched:current()
+          sched:park()
+        end
+        if q.running > 0 then
+          q.capacity, q.streak = q.running, 0
+          return 0
+        end
       end
-      if posting == 0 then
-        for k = #settling, 1, -1 do sched:wake(table.remove(settling, k)) end
+      return retry.delay(err, attempt, o)
+    end
+    local job, err = retry.run(function()
+      q = enter(own)
+      local _, m, p, content_type, body = request(q)
+      local job, err = exchange(self, op, m, p, content_type, body)
+      q.posting = q.posting - 1
+      if job then
+        if follow then q.running = q.running + 1 end
+        -- the queue holds at least what it took; after that many starts in a row, try one more
+        if q.capacity and q.running > q.capacity then q.capacity = q.running end
+        q.streak = q.streak + 1
+        if q.capacity and q.streak >= q.capacity then q.capacity, q.streak = q.capacity + 1, 0 end
+      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
+        q.capacity, q.streak = math.max(q.running, 1), 0 -- no more until delay() knows better
+      end
+      if q.posting == 0 then
+        for k = #q.settling, 1, -1 do sched:wake(table.remove(q.settling, k)) end
       end
       room()
       return job, err
     end, policy, delay)
+    return job, err, q
   end
 
   local next_item, workers, failure, parent = 0, 0, nil, nil
@@ -430,17 +589,17 @@ function client:batch(list, opts)
     while not failure and next_item < n do
       next_item = next_item + 1
       local i = next_item
-      local holding = false -- one of the queue's running jobs is this item's
+      local holding -- the queue one of whose running jobs is this item's
       local function release()
         if holding then
-          holding = false
-          running = running - 1
+          holding.running = holding.running - 1
+          holding = nil
           room()
         end
       end
       local ok, problem = pcall(function()
-        local job, err = start(i)
-        holding = job ~= nil and follow
+        local job, err, q = start(i)
+        holding = job ~= nil and follow and q or nil
         if job then
           on_update(i, job)
           if follow then
@@ -466,7 +625,7 @@ function client:batch(list, opts)
     if workers == 0 and parent then sched:wake(parent) end
   end
 
-  for _ = 1, math.min(opts.concurrency or 4, n) do
+  for _ = 1, math.min(opts.concurrency or 4 * shared, n) do
     workers = workers + 1
     sched:spawn(work)
   end
