@@ -666,26 +666,28 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!lua_istable(L, -1)) {
+  while (len > 0 && (*body == ' ' || *body == '\t' || *body == '\r' || *body == '\n')) {
+    body++;
+    len--;
+  }
+  /* arrays and objects both decode to tables: the first byte tells which it was */
+  if (!lua_istable(L, -1) || *body != (answer == ANSWER_JOBIDS ? '[' : '{')) {
     lua_pushfstring(L, "HTTP %d answer is not %s", status,
-                    answer == ANSWER_JOBIDS ? "an array of jobids" : "an object");
+                    answer == ANSWER_JOBIDS ? "an array of jobid strings" : "an object");
     return 0;
   }
   if (answer == ANSWER_JOBIDS) {
     /* JSON arrays decode to sequences and objects to string keys: a sequence of strings
      * whose length is the count of its keys is an array of jobids */
     size_t n = (size_t)lua_rawlen(L, -1), count = 0;
+    int ok = 1;
     lua_pushnil(L);
-    while (lua_next(L, -2)) {
-      int ok = lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING;
-      lua_pop(L, 1);
+    while (ok && lua_next(L, -2)) {
+      ok = lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING;
+      lua_pop(L, ok ? 1 : 2);
       count++;
-      if (!ok) {
-        lua_pop(L, 1);
-        break;
-      }
     }
-    if (count != n)
+    if (!ok || count != n)
       problem = "an array of jobid strings";
   } else if (answer == ANSWER_ACCOUNT) {
     problem = account_problem(L, -1);
