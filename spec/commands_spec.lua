@@ -313,17 +313,20 @@ describe("core.read_response for the commands", function()
         credits = { total = 800, used = 4, timestamp = "2024-01-01T00:00:00.000Z" } },
       ["222"] = { channel = "222", server = "8" },
     }, accounts)
-    local v, err = core.read_response("accounts", 200, "", '{"111":"x"}')
-    assert.is_nil(v)
-    assert.equal("HTTP 200 answer is not an account object", err.error)
-    v, err = core.read_response("account", 200, "", '{"server":1}')
-    assert.equal("HTTP 200 answer is not an account: field server is not a string", err.error)
+    local function refused(op, body)
+      local v, err = core.read_response(op, 200, "", body)
+      assert.is_nil(v)
+      return err.error
+    end
+    assert.equal("HTTP 200 answer is not an account object", refused("accounts", '{"111":"x"}'))
+    assert.equal("HTTP 200 answer is not an account: field server is not a string",
+      refused("account", '{"server":1}'))
+    assert.equal("HTTP 200 answer is not an account: field credits is not an object",
+      refused("account", '{"credits":"lots"}'))
     assert.same({ channel = "1", credits = { used = 1 } },
       core.read_response("account", 200, "", '{"channel":"1","credits":{"used":1}}'))
-    v, err = core.read_response("account", 200, "", ' [1]')
-    assert.equal("HTTP 200 answer is not an object", err.error)
-    v, err = core.read_response("accounts", 200, "", '[]')
-    assert.equal("HTTP 200 answer is not an object", err.error)
+    assert.equal("HTTP 200 answer is not an object", refused("account", ' [1]'))
+    assert.equal("HTTP 200 answer is not an object", refused("accounts", '[]'))
   end)
 
   it("reads 204 and any 2xx JSON of add_account and delete_account as true", function()
