@@ -44,7 +44,7 @@ static const command_def commands[] = {
    "save the face in an image under a name",
    {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}}},
   {"swapid", "POST", "/swapid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "put saved faces (names separated by commas) on the faces of an image",
+   "put saved faces (names separated by commas) on an image",
    {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}}},
   {"listid", "POST", "/listid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
    "list the saved faces' names", {{NULL, 0, 0}}},
