@@ -138,7 +138,7 @@ function M.transport(o)
 
   -- One exchange; `fresh` forces a new connection (after a reused one died unanswered).
   local function exchange(method, url, content_type, body, download, fresh)
-    local post = method == "POST"
+    local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
     local scheme, host, port, path, authority = split_url(url)
     local deadline = now() + self.timeout
     local sock = ngx.socket.tcp()
@@ -161,7 +161,7 @@ function M.transport(o)
     local request = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. authority ..
       "\r\nUser-Agent: lua-faceswap/" .. core._VERSION:match("%S+$") .. "\r\n" ..
       (download and "" or auth) ..
-      (post and ("Content-Type: " .. content_type .. "\r\nContent-Length: " .. #body ..
+      (body and ("Content-Type: " .. content_type .. "\r\nContent-Length: " .. #body ..
         "\r\n\r\n" .. body) or "\r\n")
     sock:settimeout(math.max(deadline - now(), 0.001) * 1000)
     local sent
