@@ -160,7 +160,7 @@ local function check_command(words, opts)
   end
   for k, meta in ipairs(wanted) do
     if not args[k] then
-      usage_error(command .. (k > 1 and (" " .. args[1]) or "") .. " needs " ..
+      usage_error(command .. (command == "account" and (" " .. args[1]) or "") .. " needs " ..
         (meta:find("^[AEIOU]") and "an " or "a ") .. meta)
     end
   end
