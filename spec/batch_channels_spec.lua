@@ -56,6 +56,19 @@ describe("client:batch over channels", function()
     assert.equal(12 + s:stats().rejected, (posts[CH1] or 0) + (posts[CH2] or 0))
   end)
 
+  it("hands a freed slot to the item waiting longest: none is the probe twice running", function()
+    s:config { max_running = 3 }
+    local results = client:batch(prompts(40), { channels = { CH1 }, wait = FAST })
+    per_channel(results)
+    assert.same({}, slept)
+    -- an item is sent again only after a 429, and a queue learned probes with one item a round
+    local posts = {}
+    for _, r in ipairs(s:requests()) do
+      if r.method == "POST" then posts[r.fields.prompt] = (posts[r.fields.prompt] or 0) + 1 end
+    end
+    for i = 1, 40 do assert.is_true(posts["prompt " .. i] <= 2, "prompt " .. i) end
+  end)
+
   it("takes every configured account for \"all\"", function()
     local results = client:batch(prompts(9), { channels = "all", wait = FAST })
     local count = per_channel(results)

@@ -504,33 +504,49 @@ function client:batch(list, opts)
   for _, channel in ipairs(channels or { false }) do queue_of(channel or nil) end
   local shared = #queues -- the queues items without a channel of their own are spread over
 
-  local waiters = {} -- tasks waiting for room on some queue
+  local waiters = {} -- items waiting for room: { task, own queue or nil, queue given }
   local function has_room(q)
     return not q.capacity or q.running + q.posting < q.capacity
   end
-  local function room()
-    for k = #waiters, 1, -1 do sched:wake(table.remove(waiters, k)) end
-  end
-  -- The queue for the next request: the item's own, or the least busy one with room.
-  local function enter(own)
-    while true do
-      local best
-      if own then
-        best = has_room(own) and own or nil
-      else
-        for k = 1, shared do
-          local q = queues[k]
-          if has_room(q) and (not best or q.running + q.posting < best.running + best.posting)
-          then best = q end
-        end
+  -- The queue for an item's next request: its own, or the least busy one with room; nil: none.
+  local function pick(own)
+    if own then return has_room(own) and own or nil end
+    local best
+    for k = 1, shared do
+      local q = queues[k]
+      if has_room(q) and (not best or q.running + q.posting < best.running + best.posting) then
+        best = q
       end
-      if best then
-        best.posting = best.posting + 1
-        return best
-      end
-      waiters[#waiters + 1] = sched:current()
-      sched:park() -- room() wakes every waiter to look again
     end
+    return best
+  end
+  -- Hands the room there is to the waiting items, longest waiting first, reserving each its
+  -- slot (a request on its way) so that no item arriving meanwhile takes it.
+  local function room()
+    local k = 1
+    while waiters[k] do
+      local w = waiters[k]
+      local q = pick(w.own)
+      if q then
+        q.posting = q.posting + 1
+        w.queue = q
+        table.remove(waiters, k)
+        sched:wake(w.task)
+      else
+        k = k + 1
+      end
+    end
+  end
+  local function enter(own)
+    local q = pick(own)
+    if q then
+      q.posting = q.posting + 1
+      return q
+    end
+    local w = { task = sched:current(), own = own }
+    waiters[#waiters + 1] = w
+    sched:park() -- room() reserves the slot it wakes us for
+    return w.queue
   end
 
   local function start(i)
