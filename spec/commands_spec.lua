@@ -88,6 +88,16 @@ describe("core.commands", function()
   end)
 end)
 
+describe("docs/commands.md", function()
+  it("shows the command table the core describes", function()
+    local markdown = require("spec.support.commands_table").markdown(core.commands())
+    local f = assert(io.open("docs/commands.md", "rb"))
+    local doc = f:read("*a")
+    f:close()
+    assert.truthy(doc:find(markdown, 1, true), "run lua5.4 spec/support/commands_table.lua")
+  end)
+end)
+
 describe("core.build_command", function()
   it("builds saveid from a path: the file's bytes, its last path component, its type", function()
     local method, path, ctype, body, channel = core.build_command("saveid",
