@@ -213,9 +213,11 @@ static void read_table(lua_State *L, request *r, int idx) {
   while (lua_next(L, idx)) {
     const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     part *p = key ? part_named(r, key) : NULL;
-    if (!p)
+    if (!p) {
       luaL_error(L, "bad argument #1 to '%s' (unknown param '%s')", r->what,
                  key ? key : luaL_typename(L, -2));
+      return; /* not reached: luaL_error does not return */
+    }
     /* the value stays on the stack: a file's source is read from it later */
     read_part(L, r, p, -1);
     if (p->kind != K_FILE)
