@@ -188,4 +188,20 @@ describe("faceswap command line: the commands", function()
     end
     assert.same({ [CH1] = true, [CH2] = true }, channels)
   end)
+
+  it("make demo's script runs the first day to the end", function()
+    local compat = require "spec.support.compat"
+    local pipe = assert(io.popen(compat.lua .. " spec/support/demo.lua 2>&1; echo \"exit $?\""))
+    local out = pipe:read("*a")
+    pipe:close()
+    assert.truthy(out:find("\nexit 0\n$"), out)
+    for _, step in ipairs { "$ DISCORD_TOKEN=... faceswap account add 1100000000000000001",
+      "$ faceswap saveid me face.png --channel 1100000000000000002",
+      "8/8 done, 0 in flight, 0 failed", "$ faceswap delid me --channel 1100000000000000002" } do
+      assert.truthy(out:find(step, 1, true), step)
+    end
+    local files = 0
+    for _ in out:gmatch("%x+%-%d%.png +%d+ bytes") do files = files + 1 end
+    assert.equal(16, files)
+  end)
 end)

@@ -191,6 +191,12 @@ describe("client commands", function()
       assert.equal(1, #job:urls())
     end)
 
+    it("wait returns a result without a status as it is, asking nothing", function()
+      local result = assert(faceswap.decode('{"jobid":"x1","verb":"faceswap-picsi"}'))
+      assert.equal(result, client:wait(result))
+      assert.same({}, s:requests())
+    end)
+
     it("picsi answers a job to wait for when the target takes longer", function()
       local job = assert(client:picsi { source_image = FACE, options = "sim:async",
         target_image_gif_or_video = { data = "GIF89a" .. ("\0"):rep(20), filename = "t.gif" } })
