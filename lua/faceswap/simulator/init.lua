@@ -38,7 +38,8 @@ M.root = module_root()
 
 -- Settings start() passes on the command line; they are also what reset() restores.
 local OPTIONS = { "host", "port", "token", "job_seconds", "keepalive_timeout", "latency", "channels",
-                  "subscription", "credits_total", "credits_used", "callback_timeout", "max_running" }
+                  "subscription", "credits_total", "credits_used", "callback_timeout", "max_running",
+                  "blocking_seconds", "seed_identity", "picsi_async" }
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
