@@ -1582,6 +1582,10 @@ describe("simulator commands", function()
       assert.is_nil(res.body:find("\255", 1, true))
     end)
 
+    it("decodes a query's percent-escapes that are not UTF-8 to U+FFFD", function()
+      assert_error(http("GET", "/jobs/?jobid=ab%FFc%E2%82"), 404, "Unable to locate job ab\u{FFFD}c\u{FFFD}")
+    end)
+
     it("takes curl -F with a Latin-1 prompt and answers valid JSON", function()
       if not has_curl() then
         pending("curl is not installed")

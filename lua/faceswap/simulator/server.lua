@@ -1,5 +1,6 @@
 -- faceswap.simulator.server: the simulator's process: command-line options, the listening
 -- socket, one task per connection, and the main loop. `main(argv)` never returns.
+-- What it serves, its options and faults: docs/simulator.md.
 local sched = require "faceswap.simulator.sched"
 local http = require "faceswap.simulator.http"
 local faults = require "faceswap.simulator.faults"
