@@ -1281,11 +1281,18 @@ describe("simulator commands", function()
       assert.equals("Saved IDs (1): 'me' [default: 'me']", content(command("listid")))
     end)
 
-    it("keeps identities per channel", function()
+    it("keeps identities per channel, as s:accounts() shows", function()
       s:config { channels = { CHANNEL, "2200000000000000002" } }
       command("saveid", { { "idname", "bob" }, image("image"), { "channel", "2200000000000000002" } })
-      assert.equals("Saved IDs (1): 'me' [default: 'me']", content(command("listid")))
-      assert.equals("Saved IDs (2): 'me', 'bob' [default: 'me']",
+      command("setid", { { "idname", "bob" }, { "channel", "2200000000000000002" } })
+      local all = s:accounts()
+      assert.same({ { "me" }, "me", { "me", "bob" }, "bob", 800 }, { all[CHANNEL].ids, all[CHANNEL].default,
+        all["2200000000000000002"].ids, all["2200000000000000002"].default, all[CHANNEL].credits.total })
+      command("delall", { { "channel", CHANNEL } }, { method = "DELETE" })
+      assert.same({}, s:accounts()[CHANNEL].ids)
+      assert.is_nil(s:accounts()[CHANNEL].default)
+      assert.equals("You have no saved ID yet: save a face with /saveid first", content(command("listid")))
+      assert.equals("Saved IDs (2): 'me', 'bob' [default: 'bob']",
         content(command("listid", { { "channel", "2200000000000000002" } })))
     end)
 

@@ -119,6 +119,9 @@ function Sim:callbacks() return self:control("GET", "/__sim/callbacks") end
 function Sim:jobs() return self:control("GET", "/__sim/jobs") end
 function Sim:reset() self:control("POST", "/__sim/reset") end
 
+-- channel -> {channel, server, discord, credits, ids (saved faces, in order), default}
+function Sim:accounts() return self:control("GET", "/__sim/accounts") end
+
 local function url_encode(s)
   return (tostring(s):gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
