@@ -1372,9 +1372,9 @@ describe("simulator commands", function()
   end)
 
   describe("blocking commands", function()
-    -- Sends a saveid that holds the channel for 2 s, without reading its answer yet.
+    -- Sends a saveid that holds the channel for 3 s (room for a loaded machine), without reading its answer yet.
     local function hold_channel(channel)
-      s:config { blocking_seconds = 2 }
+      s:config { blocking_seconds = 3 }
       local c = connect(10)
       local body, ct = form { { "idname", "held" }, image("image"), { "channel", channel } }
       c:send(build("POST", "/saveid", { body = body, headers = { ["Content-Type"] = ct } }))
@@ -1385,7 +1385,7 @@ describe("simulator commands", function()
     it("hold their channel: any call on it meanwhile gets the queue-full 429", function()
       s:config { channels = { CHANNEL, "2200000000000000002" } }
       local c = hold_channel(CHANNEL)
-      s:config { blocking_seconds = 0.05 }        -- the held call keeps its 2 s; later ones are quick
+      s:config { blocking_seconds = 0.05 }        -- the held call keeps its 3 s; later ones are quick
       assert_error(command("listid"), 429, QUEUE_FULL)
       assert_error(command("setid", { { "idname", "me" }, { "channel", CHANNEL } }), 429, QUEUE_FULL)
       assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)
