@@ -87,6 +87,19 @@ CONTROL["GET /__sim/job"] = function(req)
   return json_response(200, entry.data)
 end
 
+-- Every account as GET /account shows it, plus its saved faces (names, in saving order) and
+-- default, so a test sees what its code saved without going through the API.
+CONTROL["GET /__sim/accounts"] = function()
+  local out = {}
+  for _, account in ipairs(accounts.list()) do
+    local view = accounts.view(account)
+    view.ids, view.default = array {}, account.default or cjson.null
+    for i, name in ipairs(account.names) do view.ids[i] = name end
+    out[account.channel] = view
+  end
+  return json_response(200, out)
+end
+
 CONTROL["GET /__sim/config"] = function()
   return json_response(200, config_view())
 end

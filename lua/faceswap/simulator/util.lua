@@ -120,12 +120,13 @@ local function url_decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+-- Query parameters as URLSearchParams reads them: %XX that is not UTF-8 becomes U+FFFD.
 local function parse_query(query)
   local params = {}
   for pair in query:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    k = url_decode(k)
-    if params[k] == nil then params[k] = url_decode(v) end
+    k = to_utf8(url_decode(k))
+    if params[k] == nil then params[k] = to_utf8(url_decode(v)) end
   end
   return params
 end
