@@ -52,7 +52,7 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
                lua-socket
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl
+               lua5.4 liblua5.4-dev openssl lua-luv
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
         test-asan test-valgrind fuzz

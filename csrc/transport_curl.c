@@ -794,6 +794,31 @@ static int transport_perform(lua_State *L) {
   return finish(L, t, x);
 }
 
+/* transport:fd() -> the epoll descriptor: readable whenever a socket of a transfer is ready,
+ * so a host's event loop can watch this one descriptor for all of them. */
+static int transport_fd(lua_State *L) {
+  lua_pushinteger(L, check_transport(L)->epfd);
+  return 1;
+}
+
+/* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, or transfers
+ * ended that poll has not reported yet), nil when libcurl has no timer set. */
+static int transport_next_timer(lua_State *L) {
+  transport_t *t = check_transport(L);
+  double until;
+  if (t->done_head) {
+    lua_pushnumber(L, 0);
+    return 1;
+  }
+  if (t->timer_at < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  until = t->timer_at - mono_now();
+  lua_pushnumber(L, until > 0 ? until : 0);
+  return 1;
+}
+
 /* transport:running() -> transfers in flight */
 static int transport_running(lua_State *L) {
   lua_pushinteger(L, check_transport(L)->running);
@@ -813,7 +838,8 @@ void transport_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"perform", transport_perform}, {"start", transport_start}, {"poll", transport_poll},
     {"finish", transport_finish}, {"cancel", transport_cancel}, {"running", transport_running},
-    {"close", transport_close}, {NULL, NULL}
+    {"fd", transport_fd}, {"next_timer", transport_next_timer}, {"close", transport_close},
+    {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
     {"__gc", transport_close}, {"__close", transport_close}, {"__tostring", transport_tostring},

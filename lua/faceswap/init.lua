@@ -292,6 +292,23 @@ function client:step(timeout)
   return self._sched:step(math.min(timeout, 1e9))
 end
 
+-- For a host with its own event loop: it watches fd() for readability, arms a timer for
+-- next_wakeup() seconds, and calls step(0) when either fires. In OpenResty both are nil:
+-- nginx drives the requests itself.
+function client:fd()
+  check_client(self, "fd")
+  local fd = self._transport.fd
+  if fd then return fd(self._transport) end
+  return nil
+end
+
+function client:next_wakeup()
+  check_client(self, "next_wakeup")
+  local sched = self._sched
+  if sched.next_wakeup then return sched:next_wakeup() end
+  return nil
+end
+
 function client:run()
   check_client(self, "run")
   if self._sched:current() then

@@ -1,0 +1,148 @@
+-- client:fd() and client:next_wakeup(): a host with its own event loop (here libuv, through
+-- luv) watches the descriptor, arms one timer from next_wakeup(), and calls step(0) when either
+-- fires. The specs count those calls: they follow the events (requests, sleeps), not the time
+-- the work takes, and the work finishes with no polling timer.
+local faceswap = require "faceswap"
+local sim = require "spec.support.sim"
+local uv = require "luv"
+
+local TOKEN = "test-token"
+local WATCHDOG_MS = 30000 -- a wakeup missed: nothing would ever call step again
+
+-- The host: runs the loop until the client has no task left. Returns the number of step(0)
+-- calls and whether the watchdog had to end the loop.
+local function drive(client)
+  local steps, missed = 0, false
+  local poll, timer, watchdog = uv.new_poll(client:fd()), uv.new_timer(), uv.new_timer()
+  local tick
+  local function finish()
+    poll:stop()
+    timer:stop()
+    watchdog:stop()
+  end
+  local function arm()
+    timer:stop()
+    local due = client:next_wakeup()
+    if due then
+      uv.update_time() -- libuv's clock is read once per loop turn: let the timer start from now
+      timer:start(math.ceil(due * 1000) + 1, 0, tick) -- +1: milliseconds never end early
+    end
+  end
+  tick = function()
+    steps = steps + 1
+    watchdog:again()
+    if client:step(0) == 0 then return finish() end
+    arm()
+  end
+  poll:start("r", tick)
+  watchdog:start(WATCHDOG_MS, WATCHDOG_MS, function()
+    missed = true
+    finish()
+  end)
+  arm()
+  uv.run("default")
+  poll:close()
+  timer:close()
+  watchdog:close()
+  uv.run("nowait") -- lets the handles close
+  return steps, missed
+end
+
+describe("client:fd() and client:next_wakeup()", function()
+  local s, client
+
+  setup(function() s = sim.start { job_seconds = 0.6, token = TOKEN } end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    client = faceswap.new { token = TOKEN, base_url = s.base_url }
+  end)
+  after_each(function() client:close() end)
+
+  it("fd() is the transport's epoll descriptor, the same from new to close", function()
+    local fd = client:fd()
+    assert.equal("number", type(fd))
+    assert.equal("anon_inode:[eventpoll]", uv.fs_readlink("/proc/self/fd/" .. fd))
+    client:spawn(function() return client:headshot("one") end)
+    client:run()
+    assert.equal(fd, client:fd())
+  end)
+
+  it("next_wakeup() is nil with nothing pending, 0 with a task to run, a sleep's time left", function()
+    assert.is_nil(client:next_wakeup())
+    client:spawn(function() faceswap.sleep(5) end)
+    assert.equal(0, client:next_wakeup())
+    assert.equal(1, client:step(0))
+    local due = client:next_wakeup()
+    assert.is_true(due > 4 and due <= 5, "due in " .. tostring(due))
+  end)
+
+  it("next_wakeup() follows libcurl's timer while a transfer runs", function()
+    s:config { latency = 5 }
+    local c = faceswap.new { token = TOKEN, base_url = s.base_url, timeout = 3, connect_timeout = 2 }
+    c:spawn(function() return c:job("0123456789abcdef0123456789abcdef") end)
+    assert.equal(1, c:step(0)) -- the task starts its transfer and yields
+    local due = c:next_wakeup()
+    assert.is_true(due >= 0 and due <= 3, "due in " .. tostring(due))
+    c:close()
+  end)
+
+  it("a sleep woken early leaves no wakeup behind", function()
+    local sleeper
+    client:spawn(function()
+      sleeper = client._sched:current()
+      client._sched:park(faceswap.now() + 60)
+    end)
+    client:step(0)
+    assert.is_true(client:next_wakeup() > 59)
+    client._sched:wake(sleeper)
+    assert.equal(0, client:next_wakeup())
+    assert.equal(0, client:step(0))
+    assert.is_nil(client:next_wakeup())
+  end)
+
+  it("drives sleeping tasks with one step per wakeup", function()
+    local woke = 0
+    client:spawn(function()
+      for _ = 1, 3 do
+        faceswap.sleep(0.2)
+        woke = woke + 1
+      end
+    end)
+    local steps, missed = drive(client)
+    assert.is_false(missed)
+    assert.equal(3, woke)
+    assert.equal(4, steps) -- the start, then one per sleep's end
+  end)
+
+  it("drives a whole batch with steps in proportion to its requests, not its duration", function()
+    local results
+    client:spawn(function()
+      results = client:batch({ "a", "b", "c", "d", "e", "f" }, { concurrency = 3,
+        wait = { interval = 0.25, max_interval = 0.25, timeout = 30 } })
+    end)
+    local steps, missed = drive(client)
+    assert.is_false(missed)
+    assert.equal(6, #results)
+    for i = 1, 6 do
+      assert.equal("job", faceswap.type(results[i]))
+      assert.equal("completed", results[i].status)
+    end
+    local requests = #s:requests()
+    assert.equal(6, s:count("POST"))
+    -- per request: the start (libcurl's timer), the socket turning writable and readable, and
+    -- the task's sleep before its next poll. A 60 Hz poll would take ~60 steps a second.
+    assert.is_true(steps <= 5 * requests, steps .. " steps for " .. requests .. " requests")
+  end)
+
+  it("nil and misuse", function()
+    assert.has_error(function() client.fd() end,
+      "bad argument #1 to 'fd' (faceswap.client expected, got nil; call it as client:fd(...))")
+    assert.has_error(function() client.next_wakeup(1) end,
+      "bad argument #1 to 'next_wakeup' (faceswap.client expected, got number; call it as " ..
+      "client:next_wakeup(...))")
+    client:close()
+    assert.has_error(function() client:fd() end, "attempt to use a closed faceswap client")
+    assert.has_error(function() client:next_wakeup() end, "attempt to use a closed faceswap client")
+  end)
+end)
