@@ -36,7 +36,7 @@ LIBFLAG     ?= -shared
 
 BUILD       ?= build/$(LUA_VERSION)
 MODULE      := $(BUILD)/faceswap/core.so
-SOURCES     := $(wildcard csrc/*.c)
+SOURCES     := $(filter-out csrc/preload.c,$(wildcard csrc/*.c))
 OBJECTS     := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
                -I$(LUA_INCDIR) $(CURL_CFLAGS) -DFACESWAP_VERSION='"$(VERSION)"' -MMD -MP
@@ -55,7 +55,7 @@ TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua
                lua5.4 liblua5.4-dev openssl lua-luv
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz
+        test-asan test-valgrind fuzz static examples
 
 all: $(MODULE)
 
@@ -75,7 +75,35 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
--include $(OBJECTS:.o=.d)
+-include $(OBJECTS:.o=.d) $(BUILD)/obj/preload.d
+
+# For C hosts: the core and the Lua layer (compiled in as text) in one archive of one object,
+# whose only global symbols are luaopen_faceswap_core and faceswap_preload (csrc/faceswap.h):
+# the core's internal functions are made local, so they cannot clash with a host's.
+STATIC      := $(BUILD)/libfaceswap.a
+LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
+static: $(STATIC)
+
+$(BUILD)/obj/lua_layer.c: $(LUA_LAYER) csrc/embed.lua
+	@mkdir -p $(dir $@)
+	$(LUA) csrc/embed.lua $(LUA_LAYER) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/lua_layer.o: $(BUILD)/obj/lua_layer.c csrc/preload.h
+	$(CC) $(ALL_CFLAGS) -Icsrc -c -o $@ $<
+
+$(STATIC): $(OBJECTS) $(BUILD)/obj/preload.o $(BUILD)/obj/lua_layer.o
+	$(LD) -r -o $(BUILD)/obj/faceswap_static.o $^
+	objcopy --localize-hidden $(BUILD)/obj/faceswap_static.o
+	rm -f $@
+	$(AR) rcs $@ $(BUILD)/obj/faceswap_static.o
+
+# examples/host.c: a C program that embeds Lua and links the archive.
+LUA_LIBS    ?= $(shell $(PKG_CONFIG) --libs $(if $(filter luajit,$(LUA_VERSION)),luajit,lua$(LUA_VERSION)) 2>/dev/null)
+examples: $(BUILD)/host
+
+$(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
+	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
 deps-build:
 	@sh spec/support/debs.sh $(BUILD_DEBS)
@@ -120,7 +148,7 @@ fuzz:
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --quiet --codes lua spec bin/faceswap
+	luacheck --quiet --codes lua spec bin/faceswap csrc/embed.lua
 
 # each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
 lint-c:
