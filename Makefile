@@ -52,10 +52,11 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
                lua-socket
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl lua-luv
+               lua5.4 liblua5.4-dev openssl lua-luv lua5.3 liblua5.3-dev love neovim \
+               weechat-headless weechat-lua
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz static examples
+        test-asan test-valgrind fuzz static examples test-hosts
 
 all: $(MODULE)
 
@@ -138,6 +139,13 @@ test-valgrind: all
 	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	  --show-leak-kinds=definite --trace-children=no $(LUA) /usr/bin/busted \
 	  --cpath='./$(BUILD)/?.so' -o plainTerminal --exclude-tags=novalgrind
+
+# The library inside real hosts (spec/hosts): LÖVE 11.4 and Neovim 0.7 load the LuaJIT build,
+# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4.
+test-hosts:
+	@$(MAKE) --no-print-directory LUA_VERSION=luajit all
+	@$(MAKE) --no-print-directory LUA_VERSION=5.3 all
+	lua5.4 /usr/bin/busted --pattern=_test -o plainTerminal spec/hosts
 
 # libFuzzer, ASan and UBSan: each harness of spec/fuzz for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
