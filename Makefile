@@ -168,6 +168,7 @@ lint-c:
 
 bench: all
 	bash spec/bench/run.sh
+	bash spec/bench/frames.sh
 
 install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap
