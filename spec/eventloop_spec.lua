@@ -135,6 +135,22 @@ describe("client:fd() and client:next_wakeup()", function()
     assert.is_true(steps <= 5 * requests, steps .. " steps for " .. requests .. " requests")
   end)
 
+  it("are nil inside nginx, which drives the requests itself", function()
+    local nginx = require "spec.support.nginx"
+    local n = nginx.start { server = ([[
+      location = /hooks {
+        content_by_lua_block {
+          local client = require("faceswap").new { token = "t", base_url = "@SIM@" }
+          client:spawn(function() end)
+          ngx.say(tostring(client:fd()), " ", tostring(client:next_wakeup()))
+        }
+      }]]):gsub("@SIM@", s.base_url) }
+    finally(function() n:stop() end)
+    local status, body = nginx.request(n.url .. "/hooks")
+    assert.equal(200, status, body .. n:log())
+    assert.equal("nil nil\n", body)
+  end)
+
   it("nil and misuse", function()
     assert.has_error(function() client.fd() end,
       "bad argument #1 to 'fd' (faceswap.client expected, got nil; call it as client:fd(...))")
