@@ -86,6 +86,7 @@ struct transport {
   int running;                  /* transfers in flight */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
+  int more_ready;               /* the last epoll_wait filled its array: more may be ready */
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -262,6 +263,7 @@ static void drive(transport_t *t, double wait) {
   }
   /* rounded up, so a wait for the timer does not end a hair early and spin */
   n = epoll_wait(t->epfd, ev, MAX_EVENTS, wait > 0 ? (int)(wait * 1000 + 0.999) : 0);
+  t->more_ready = n == MAX_EVENTS;
   for (i = 0; i < n; i++) {
     int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                 (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
@@ -801,12 +803,13 @@ static int transport_fd(lua_State *L) {
   return 1;
 }
 
-/* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, or transfers
- * ended that poll has not reported yet), nil when libcurl has no timer set. */
+/* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, transfers
+ * ended that poll has not reported yet, or sockets left ready by a full epoll_wait, which a
+ * host watching fd() edge-triggered would not hear of again), nil when there is no timer. */
 static int transport_next_timer(lua_State *L) {
   transport_t *t = check_transport(L);
   double until;
-  if (t->done_head) {
+  if (t->done_head || t->more_ready) {
     lua_pushnumber(L, 0);
     return 1;
   }

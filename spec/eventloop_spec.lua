@@ -87,6 +87,28 @@ describe("client:fd() and client:next_wakeup()", function()
     c:close()
   end)
 
+  it("next_wakeup() is 0 while answers wait that the last step could not take", function()
+    -- an edge-triggered watch of fd() would not fire again for them: the timer must
+    s:config { latency = 2 }
+    local n = 100
+    for _ = 1, n do client:spawn(function() return client:job("0123456789abcdef0123456789abcdef") end) end
+    assert(sim.wait_for(function()
+      client:step(0.01)
+      return #s:requests() == n
+    end, 60), "the simulator did not receive every request")
+    local sent = faceswap.now()
+    -- until libcurl's next timer is its connect timeout's (10 s), so none fires in the wait
+    while (client:next_wakeup() or 10) < 5 do client:step(0.05) end
+    faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now())) -- every answer is in the socket buffers now
+    local steps, left = 1, client:step(0)
+    while left > 0 and steps < 10 do
+      assert.equal(0, client:next_wakeup())
+      left, steps = client:step(0), steps + 1
+    end
+    assert.equal(0, left)
+    assert.is_true(steps > 1, "one step took all " .. n .. " answers")
+  end)
+
   it("a sleep woken early leaves no wakeup behind", function()
     local sleeper
     client:spawn(function()
