@@ -41,21 +41,38 @@ describe("make static and examples/host.c", function()
     assert.same({ "faceswap_preload", "luaopen_faceswap_core" }, names)
   end)
 
-  it("the C host runs headshots as tasks in its frame loop and downloads every image", function()
-    local code, out = run("USEAPI_TOKEN=" .. TOKEN .. " " .. BUILD .. "/host " .. quote(s.base_url) .. " 4")
+  -- Runs the host for 4 headshots; checks each one's line against the simulator and returns
+  -- the summary line.
+  local function run_host(mode)
+    s:reset()
+    local code, out = run("USEAPI_TOKEN=" .. TOKEN .. " " .. BUILD .. "/host " .. quote(s.base_url) .. " 4 " .. mode)
     assert.equal(0, code, out)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     assert.equal(5, #lines, out)
     for i = 1, 4 do
-      local jobid = lines[i]:match("^headshot " .. i .. ": job (%x+) completed, PNG of %d+ bytes$")
-      assert.is_string(jobid, lines[i])
+      local line = lines[i + 1]
+      local jobid = line:match("^headshot " .. i .. ": job (%x+) completed, PNG of %d+ bytes$")
+      assert.is_string(jobid, line)
       assert.equal("completed", s:job(jobid).status)
       assert.equal("portrait " .. i, s:job(jobid).prompt)
     end
-    assert.matches("^%d+ frames in [%d.]+ s at 60 Hz; worst step%(0%) [%d.]+ ms wall, [%d.]+ ms CPU; " ..
-      "mean [%d.]+ ms CPU; voluntary context switches in step%(0%): %d+$", lines[5])
     assert.equal(4, s:count("POST"))
+    return lines[1]
+  end
+
+  it("the C host runs headshots as tasks in its frame loop and downloads every image", function()
+    assert.matches("^%d+ frames in [%d.]+ s at 60 Hz; worst step%(0%) [%d.]+ ms wall, [%d.]+ ms CPU; " ..
+      "mean [%d.]+ ms CPU; voluntary context switches in step%(0%): %d+$", run_host("frames"))
+  end)
+
+  it("the C host drives them from epoll on client:fd() and next_wakeup(), steps following requests", function()
+    local summary = run_host("epoll")
+    local steps, on_fd = summary:match("^(%d+) steps %((%d+) on the descriptor, the rest on next_wakeup's timer%)$")
+    assert.is_string(steps, summary)
+    local requests = #s:requests()
+    assert.is_true(tonumber(on_fd) > 0, summary)
+    assert.is_true(tonumber(steps) <= 5 * requests + 1, summary .. " for " .. requests .. " requests")
   end)
 
   it("a failure inside the host's Lua reaches the host as an error, exit status 1", function()
