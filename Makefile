@@ -82,6 +82,7 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 # whose only global symbols are luaopen_faceswap_core and faceswap_preload (csrc/faceswap.h):
 # the core's internal functions are made local, so they cannot clash with a host's.
 STATIC      := $(BUILD)/libfaceswap.a
+OBJCOPY     ?= objcopy
 LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
 static: $(STATIC)
 
@@ -94,7 +95,7 @@ $(BUILD)/obj/lua_layer.o: $(BUILD)/obj/lua_layer.c csrc/preload.h
 
 $(STATIC): $(OBJECTS) $(BUILD)/obj/preload.o $(BUILD)/obj/lua_layer.o
 	$(LD) -r -o $(BUILD)/obj/faceswap_static.o $^
-	objcopy --localize-hidden $(BUILD)/obj/faceswap_static.o
+	$(OBJCOPY) --localize-hidden $(BUILD)/obj/faceswap_static.o
 	rm -f $@
 	$(AR) rcs $@ $(BUILD)/obj/faceswap_static.o
 
