@@ -15,11 +15,12 @@ local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local root = io.popen("pwd"):read("*l")
 
 -- Runs a host with the report's environment; returns its exit code and the report's lines.
-local function run_host(command, base_url)
+local function run_host(command, base_url, first_prompt)
   local report = os.tmpname()
   local log = os.tmpname()
   local env = ("FACESWAP_ROOT=%s USEAPI_TOKEN=%s USEAPI_BASE_URL=%s HOST_REPORT=%s HOST_JOBS=%d " ..
     "ALSOFT_DRIVERS=null"):format(quote(root), TOKEN, quote(base_url), quote(report), JOBS)
+  if first_prompt then env = env .. " HOST_PROMPT_1=" .. quote(first_prompt) end
   local _, _, code = compat.execute(("env %s timeout %d %s </dev/null >%s 2>&1"):format(env, TIMEOUT,
     command, quote(log)))
   local lines = {}
@@ -80,6 +81,15 @@ describe("inside real hosts", function()
         assert.is_true(values.frames > 0, text)
         assert.is_number(values.worst_update_ms, text)
       end
+    end)
+
+    it(host.name .. " reports a job that failed" .. (host.quits_zero and "" or ", and exits 2"), function()
+      local code, lines, output = run_host(host.command, s.base_url, "host portrait sim:fail")
+      if not host.quits_zero then assert.equal(2, code, output) end
+      local jobid = lines[1]:match("^result 1 job (%x+) failed$")
+      assert.is_string(jobid, table.concat(lines, "\n"))
+      assert.equal("failed", s:job(jobid).status)
+      for i = 2, JOBS do assert.matches("^result " .. i .. " job %x+ completed %d+ png$", lines[i]) end
     end)
 
     it(host.name .. " reports an error raised inside it, and ends" ..

@@ -2,7 +2,8 @@
 --   nvim --headless -u NONE -i NONE -n --noplugin -c 'luafile spec/hosts/nvim.lua'
 -- The client's descriptor is watched with a uv poll handle and one uv timer is armed from
 -- next_wakeup(); each of them calls step(0). Nothing polls on a fixed interval. Leaves with
--- :cquit 0 once the report is written, :cquit 1 on any error (an uncaught one would leave
+-- :cquit 0 once the report is written, 2 when a headshot did not end with its image, 1 on any
+-- error (an uncaught one would leave
 -- headless Neovim waiting forever; the spec runs it under `timeout` too).
 local uv = vim.loop
 local work
@@ -25,7 +26,7 @@ local function main()
     timer:stop()
     poll:close()
     timer:close()
-    if code == 0 then work.report(results, extra) end
+    if code == 0 and work.report(results, extra) > 0 then code = 2 end
     client:close()
     quit(code)
   end

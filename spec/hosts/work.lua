@@ -4,7 +4,8 @@
 -- spec to read. Settings come from the environment the spec gives the host:
 --   FACESWAP_ROOT   the checkout (lua/ and build/<ver>/ are found under it)
 --   USEAPI_TOKEN, USEAPI_BASE_URL   the simulator's
---   HOST_REPORT     the report file; HOST_JOBS the number of headshots
+--   HOST_REPORT     the report file; HOST_JOBS the number of headshots; HOST_PROMPT_1 the
+--                   first headshot's prompt (the simulator fails a job whose prompt says sim:fail)
 -- Never writes to stdout or stderr (WeeChat 3.8 crashes on io.stderr from a script).
 local M = {}
 
@@ -27,10 +28,14 @@ function M.start(faceswap)
   local results = {}
   for i = 1, tonumber(os.getenv("HOST_JOBS") or "3") do
     client:spawn(function()
-      local job, err = client:wait(client:headshot("host portrait " .. i),
+      local prompt = i == 1 and os.getenv("HOST_PROMPT_1") or "host portrait " .. i
+      local job, err = client:wait(client:headshot(prompt),
         { interval = 0.2, max_interval = 0.2, timeout = 60 })
       if not job then
         results[i] = "error " .. tostring(err)
+        return
+      elseif job.status ~= "completed" then
+        results[i] = ("job %s %s"):format(job.jobid, job.status)
         return
       end
       local image, derr = client:download(job:urls()[1])
@@ -46,15 +51,20 @@ function M.start(faceswap)
 end
 
 -- Writes the report: "result I LINE" for each headshot, then "KEY VALUE" for each of extra
--- (an array of {key, value}), then "end".
+-- (an array of {key, value}), then "end". Returns how many headshots did not end with their
+-- image, for the host's exit status.
 function M.report(results, extra)
   local f = assert(io.open(assert(os.getenv("HOST_REPORT"), "HOST_REPORT not set"), "w"))
+  local failed = 0
   for i = 1, tonumber(os.getenv("HOST_JOBS") or "3") do
-    f:write("result ", i, " ", tostring(results[i]), "\n")
+    local line = tostring(results[i])
+    if not line:find(" completed %d+ png$") then failed = failed + 1 end
+    f:write("result ", i, " ", line, "\n")
   end
   for _, kv in ipairs(extra or {}) do f:write(kv[1], " ", tostring(kv[2]), "\n") end
   f:write("end\n")
   f:close()
+  return failed
 end
 
 -- Writes a report that says only what went wrong.
