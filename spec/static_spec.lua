@@ -75,6 +75,69 @@ describe("make static and examples/host.c", function()
     assert.is_true(tonumber(steps) <= 5 * requests + 1, summary .. " for " .. requests .. " requests")
   end)
 
+  -- A C program that runs `lua` (argv[2]) after registering the library the way argv[1] says:
+  -- "preload" (faceswap_preload), "core" (luaopen_faceswap_core alone, as faceswap.h shows),
+  -- or "mine" (a module of its own as faceswap.retry first, then faceswap_preload).
+  local EMBED = [[
+#include <stdio.h>
+#include <string.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include "faceswap.h"
+static int my_retry(lua_State *L) { lua_pushliteral(L, "the host's own"); return 1; }
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  int status;
+  (void)argc;
+  luaL_openlibs(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  if (strcmp(argv[1], "core") == 0) {
+    lua_pushcfunction(L, luaopen_faceswap_core);
+    lua_setfield(L, -2, "faceswap.core");
+  } else if (strcmp(argv[1], "mine") == 0) {
+    lua_pushcfunction(L, my_retry);
+    lua_setfield(L, -2, "faceswap.retry");
+  }
+  lua_pop(L, 1);
+  if (strcmp(argv[1], "core") != 0)
+    faceswap_preload(L);
+  status = luaL_dostring(L, argv[2]);
+  if (status != 0)
+    fputs(lua_tostring(L, -1), stderr);
+  lua_close(L);
+  return status;
+}
+]]
+
+  it("faceswap_preload registers every module; a host may keep its own or load the Lua from files", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(compat.execute("mkdir " .. quote(dir)))
+    finally(function() compat.execute("rm -rf " .. quote(dir)) end)
+    local f = assert(io.open(dir .. "/embed.c", "w"))
+    f:write(EMBED)
+    f:close()
+    local code, out = run(("cc -std=c99 -Wall -Wextra -Werror -Icsrc $(pkg-config --cflags lua5.4) -o %s %s " ..
+      "%s/libfaceswap.a $(pkg-config --libs libcurl lua5.4)"):format(quote(dir .. "/embed"),
+      quote(dir .. "/embed.c"), BUILD))
+    assert.equal(0, code, out)
+    local probe = "package.path = '' " ..
+      "local f = require 'faceswap' " ..
+      "print(f._VERSION == require('faceswap.core')._VERSION, debug.getinfo(f.new, 'S').source, " ..
+      "tostring(require 'faceswap.retry'):sub(1, 14))"
+    code, out = run(quote(dir .. "/embed") .. " preload " .. quote(probe))
+    assert.equal(0, code, out)
+    assert.equal("true\t@lua/faceswap/init.lua\ttable: 0x", out:gsub("%x+\n$", ""))
+    code, out = run(quote(dir .. "/embed") .. " mine " .. quote(probe))
+    assert.equal(0, code, out)
+    assert.equal("true\t@lua/faceswap/init.lua\tthe host's own\n", out)
+    -- the Lua layer from the checkout's files, the core from the archive
+    code, out = run(quote(dir .. "/embed") .. " core " .. quote(probe:gsub("package.path = ''",
+      "package.path = './lua/?.lua;./lua/?/init.lua' package.cpath = ''")))
+    assert.equal(0, code, out)
+    assert.equal("true\t@./lua/faceswap/init.lua\ttable: 0x", out:gsub("%x+\n$", ""))
+  end)
+
   it("a failure inside the host's Lua reaches the host as an error, exit status 1", function()
     local code, out = run("USEAPI_TOKEN=" .. TOKEN .. " " .. BUILD .. "/host ftp://127.0.0.1/ 1")
     assert.equal(1, code)
