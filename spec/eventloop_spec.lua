@@ -109,6 +109,36 @@ describe("client:fd() and client:next_wakeup()", function()
     assert.is_true(steps > 1, "one step took all " .. n .. " answers")
   end)
 
+  it("an idle client's fd stays quiet when the server closes the kept-alive connections", function()
+    s:config { keepalive_timeout = 0.3 }
+    for _ = 1, 3 do client:spawn(function() return client:job("0123456789abcdef0123456789abcdef") end) end
+    client:run()
+    assert.equal(3, s:stats().open)
+    local wakes, poll, timer = 0, uv.new_poll(client:fd()), uv.new_timer()
+    poll:start("r", function()
+      wakes = wakes + 1
+      client:step(0)
+      if wakes == 20 then poll:stop() end -- a busy host: enough to fail
+    end)
+    -- the spec (not the host) looks every 0.2 s whether the server has closed them; then
+    -- watches 0.5 s more
+    local closed_at, started = nil, uv.now()
+    timer:start(200, 200, function()
+      if not closed_at and s:stats().open == 0 then closed_at = uv.now() end
+      if (closed_at and uv.now() - closed_at >= 500) or uv.now() - started > 20000 then
+        poll:stop()
+        timer:stop()
+      end
+    end)
+    uv.run("default")
+    poll:close()
+    timer:close()
+    uv.run("nowait")
+    assert.is_number(closed_at, "the server did not close its connections")
+    assert.equal(0, wakes)
+    assert.is_nil(client:next_wakeup())
+  end)
+
   it("a sleep woken early leaves no wakeup behind", function()
     local sleeper
     client:spawn(function()
