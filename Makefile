@@ -52,11 +52,10 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
                lua-socket
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl lua-luv lua5.3 liblua5.3-dev love neovim \
-               weechat-headless weechat-lua
+               lua5.4 liblua5.4-dev openssl
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz static examples test-hosts
+        test-asan test-valgrind fuzz
 
 all: $(MODULE)
 
@@ -81,10 +80,16 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 # For C hosts: the core and the Lua layer (compiled in as text) in one archive of one object,
 # whose only global symbols are luaopen_faceswap_core and faceswap_preload (csrc/faceswap.h):
 # the core's internal functions are made local, so they cannot clash with a host's.
+.PHONY: static examples test-hosts lint-embed
 STATIC      := $(BUILD)/libfaceswap.a
 OBJCOPY     ?= objcopy
 LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
 static: $(STATIC)
+
+# the generator is Lua too
+lint-lua: lint-embed
+lint-embed:
+	luacheck --quiet --codes csrc/embed.lua
 
 $(BUILD)/obj/lua_layer.c: $(LUA_LAYER) csrc/embed.lua
 	@mkdir -p $(dir $@)
@@ -142,7 +147,9 @@ test-valgrind: all
 	  --cpath='./$(BUILD)/?.so' -o plainTerminal --exclude-tags=novalgrind
 
 # The library inside real hosts (spec/hosts): LÖVE 11.4 and Neovim 0.7 load the LuaJIT build,
-# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4.
+# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4. lua-luv serves
+# spec/eventloop_spec.lua.
+TEST_DEBS   += lua-luv lua5.3 liblua5.3-dev love neovim weechat-headless weechat-lua
 test-hosts:
 	@$(MAKE) --no-print-directory LUA_VERSION=luajit all
 	@$(MAKE) --no-print-directory LUA_VERSION=5.3 all
@@ -157,7 +164,7 @@ fuzz:
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --quiet --codes lua spec bin/faceswap csrc/embed.lua
+	luacheck --quiet --codes lua spec bin/faceswap
 
 # each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
 lint-c:

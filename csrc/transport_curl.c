@@ -84,9 +84,9 @@ struct transport {
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
   int running;                  /* transfers in flight */
+  int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
-  int more_ready;               /* the last epoll_wait filled its array: more may be ready */
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */

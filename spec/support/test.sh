@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: what `make test` runs after building. Each step counts as passed or failed:
 #   every busted spec, luacheck, cppcheck, the whole suite again under valgrind (no errors,
-#   nothing definitely lost) and under ASan + UBSan (5.4), the library inside LÖVE, Neovim and
-#   WeeChat (make test-hosts), and the rockspec installed with luarocks into a scratch tree;
+#   nothing definitely lost) and under ASan + UBSan (5.4), and the rockspec installed with
+#   luarocks into a scratch tree;
 #   all on LUA_VERSION (5.4, 5.3 or luajit). Then, for each Lua of TEST_ALSO (luajit when
 #   LUA_VERSION is not), its build and every busted spec once more on it.
 # It ends with the one line CI reads: "N passed, M failed", all of the above counted.
@@ -55,14 +55,14 @@ suite busted "$LUA" "build/$LUA_VERSION"
 step luacheck make --no-print-directory -s lint-lua
 step cppcheck make --no-print-directory -s lint-c
 
+# The library inside LÖVE, Neovim and WeeChat (spec/hosts), each against the simulator.
+step hosts env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
+  make --no-print-directory -s test-hosts
+
 # The C under valgrind, and under ASan and UBSan: the whole suite once more for each.
 step valgrind make --no-print-directory -s LUA_VERSION="$LUA_VERSION" test-valgrind
 step asan env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
   make --no-print-directory -s test-asan
-
-# The library inside LÖVE, Neovim and WeeChat (spec/hosts), each against the simulator.
-step hosts env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
-  make --no-print-directory -s test-hosts
 
 # The rockspec builds and installs the module where luarocks puts it.
 rocktree=$(mktemp -d)
