@@ -529,7 +529,19 @@ function commands.account(ctx, _, sub, channel)
   if sub == "add" then
     -- the token comes from the environment or stdin: on the command line, `ps` would show it
     local token = ctx.getenv("DISCORD_TOKEN")
-    if not token or token == "" then token = (ctx.stdin:read("l") or ""):gsub("%s+$", "") end
+    if not token or token == "" then
+      -- typed on a terminal: asked for, and not shown
+      local typed = ctx.stdin == io.stdin and core.isatty(0)
+      if typed then
+        ctx.stderr:write("Discord token: ")
+        os.execute("stty -echo 2>/dev/null")
+      end
+      token = (ctx.stdin:read("l") or ""):gsub("%s+$", "")
+      if typed then
+        os.execute("stty echo 2>/dev/null")
+        ctx.stderr:write("\n")
+      end
+    end
     if token == "" then
       ctx.err("faceswap: no Discord token: set DISCORD_TOKEN or write it on standard input")
       return 2
