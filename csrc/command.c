@@ -700,7 +700,9 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
     /* GET /account: accounts keyed by channel; each gets its key as channel if it lacks one */
     lua_pushnil(L);
     while (lua_next(L, -2)) {
-      if (lua_type(L, -2) != LUA_TSTRING || (problem = account_problem(L, -1)) != NULL) {
+      problem = lua_type(L, -2) == LUA_TSTRING ? account_problem(L, -1)
+                                               : "accounts keyed by channel";
+      if (problem) {
         lua_pop(L, 2);
         break;
       }
@@ -711,8 +713,6 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
       }
       lua_pop(L, 2);
     }
-    if (!problem && lua_type(L, -1) != LUA_TTABLE)
-      problem = "accounts keyed by channel";
   }
   if (problem) {
     lua_pushfstring(L, "HTTP %d answer is not %s", status, problem);
