@@ -145,6 +145,18 @@ describe("client commands", function()
       assert.equal(3, #sent("/listid"))
     end)
 
+    it("makes a call outside any task wait, driving the tasks, while a task holds the channel", function()
+      s:config { blocking_seconds = 0.3 }
+      local t = client:spawn(function() return client:listid() end)
+      client:step(0) -- the task has taken the lock and sent its request
+      local job = assert(client:listid())
+      assert.equal("completed", job.status)
+      assert.is_true(t:done())
+      assert.equal("completed", t:result().status)
+      assert.equal(0, s:stats().rejected)
+      assert.equal(2, #sent("/listid"))
+    end)
+
     it("runs blocking commands on different channels side by side", function()
       s:config { blocking_seconds = 1 }
       -- CH1, CH1, CH2: with one lock for all, CH2 would wait for both CH1 calls
