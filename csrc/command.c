@@ -157,6 +157,7 @@ typedef struct {
   int too_long;         /* replyUrl, replyRef over their limit */
   const char *filename, *type;
   size_t filename_len;
+  const char *path;     /* a file read into the body as it is built (Lua 5.2+), or NULL */
   int file_idx;         /* the stack slot holding a file's source: path or table */
 } part;
 
@@ -255,15 +256,10 @@ static void push_filename(lua_State *L, const char *s, size_t len, const char *f
   luaL_pushresult(&b);
 }
 
-/* Reads a path into a new string on the stack top, or pushes an error text and returns 0.
- * The size is taken first and the memory allocated before the file is opened, so that no
- * Lua call (which may raise) happens while a FILE is open. */
-static int read_path(lua_State *L, const char *field, const char *path) {
+/* Checks that path is a file that may be uploaded: pushes why not and returns 0, or returns 1
+ * with its size. */
+static int check_path(lua_State *L, const char *field, const char *path, size_t *size) {
   struct stat st;
-  FILE *f;
-  char *data;
-  size_t got;
-  int err;
   if (stat(path, &st) != 0) {
     lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(errno));
     return 0;
@@ -277,38 +273,66 @@ static int read_path(lua_State *L, const char *field, const char *path) {
                     (int)(st.st_size >> 20), (int)(FACESWAP_MAX_UPLOAD >> 20));
     return 0;
   }
-  /* one byte more than expected tells a file that grew since stat */
-  data = (char *)lua_newuserdata(L, (size_t)st.st_size + 1);
-  f = fopen(path, "rb");
-  if (!f) {
-    err = errno;
-    lua_pop(L, 1);
-    lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(err));
-    return 0;
-  }
-  got = fread(data, 1, (size_t)st.st_size + 1, f);
-  err = ferror(f) ? errno : 0;
-  fclose(f);
-  if (err || got != (size_t)st.st_size) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "%s: cannot read %s: %s", field, path,
-                    err ? strerror(err) : "it changed while being read");
-    return 0;
-  }
+  *size = (size_t)st.st_size;
   return 1;
+}
+
+/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err. No Lua call is
+ * made while the FILE is open, so nothing can raise past its fclose. */
+static size_t read_some(const char *path, char *dst, size_t n, int *err) {
+  FILE *f = fopen(path, "rb");
+  size_t got;
+  if (!f) {
+    *err = errno;
+    return (size_t)-1;
+  }
+  got = fread(dst, 1, n, f);
+  *err = ferror(f) ? (errno ? errno : EIO) : 0;
+  fclose(f);
+  return *err ? (size_t)-1 : got;
+}
+
+/* Pushes why a file could not be read whole: an error, or a size other than stat's. */
+static void push_unread(lua_State *L, const part *p, const char *path, size_t got, int err) {
+  lua_pushfstring(L, "%s: cannot read %s: %s", p->name, path,
+                  got == (size_t)-1 ? strerror(err) : "it changed while being read");
 }
 
 /* Reads a file part's source (the value at p->file_idx): its bytes, filename and type. The
  * bytes, name and type stay referenced from the stack until the body is built. */
 static int read_file(lua_State *L, request *r, part *p) {
   const char *type = NULL;
-  size_t len;
+  char head[12];
+  size_t len, head_len = 0;
   if (lua_type(L, p->file_idx) == LUA_TSTRING) {
     const char *path = lua_tostring(L, p->file_idx), *base = strrchr(path, '/');
-    if (!read_path(L, p->name, path))
+    size_t size;
+    int err;
+    if (!check_path(L, p->name, path, &size))
       return 0;
-    p->s = (const char *)lua_touserdata(L, -1);
-    p->len = (size_t)lua_rawlen(L, -1) - 1;
+#if LUA_VERSION_NUM >= 502
+    /* the bytes go straight into the body (build_form); the first ones tell the type now */
+    head_len = read_some(path, head, size < sizeof head ? size : sizeof head, &err);
+    if (head_len == (size_t)-1) {
+      push_unread(L, p, path, head_len, err);
+      return 0;
+    }
+    p->path = path;
+    p->s = head;
+    p->len = size;
+#else
+    {
+      /* one byte more than expected tells a file that grew since stat */
+      char *data = (char *)lua_newuserdata(L, size + 1);
+      size_t got = read_some(path, data, size + 1, &err);
+      if (got != size) {
+        push_unread(L, p, path, got, err);
+        return 0;
+      }
+      p->s = data;
+      p->len = size;
+    }
+#endif
     base = base ? base + 1 : path;
     push_filename(L, base, strlen(base), p->name);
     p->filename = lua_tolstring(L, -1, &p->filename_len);
@@ -360,7 +384,8 @@ static int read_file(lua_State *L, request *r, part *p) {
     return 0;
   }
   if (!type) {
-    type = sniff((const unsigned char *)p->s, p->len);
+    type = p->path ? sniff((const unsigned char *)head, head_len)
+                   : sniff((const unsigned char *)p->s, p->len);
     if (!type) {
       lua_pushfstring(L, "%s: %s is not a PNG, JPEG, GIF, WebP or MP4 file", p->name,
                       p->filename);
@@ -395,7 +420,9 @@ static int boundary_collides(const request *r, const char *b, size_t blen) {
   int i;
   for (i = 0; i < r->n; i++) {
     const part *p = &r->parts[i];
-    if (contains(p->s, p->len, b, blen) || contains(p->filename, p->filename_len, b, blen))
+    /* a file still on disk is checked as build_form reads it */
+    if ((!p->path && contains(p->s, p->len, b, blen)) ||
+        contains(p->filename, p->filename_len, b, blen))
       return 1;
   }
   return 0;
@@ -417,10 +444,14 @@ static void add_part_head(luaL_Buffer *buf, const char *b, size_t blen, const pa
   luaL_addstring(buf, "\r\n\r\n");
 }
 
-static void build_form(lua_State *L, const request *r, const char *b, size_t blen) {
+/* Pushes the body and returns 1; or returns 0 (the boundary occurs in a file it read: try
+ * another) or -1 with why a file could not be read pushed, leaving the stack as it was. A
+ * file given by path is read straight into the body: its bytes are not copied by the core. */
+static int build_form(lua_State *L, const request *r, const char *b, size_t blen) {
   luaL_Buffer buf;
   size_t total = blen + 8;
-  int i;
+  int i, top = lua_gettop(L);
+  (void)top; /* used where files are read into the body (5.2+) */
   for (i = 0; i < r->n; i++)
     if (r->parts[i].s)
       total += r->parts[i].len + r->parts[i].filename_len + blen + 160;
@@ -434,13 +465,30 @@ static void build_form(lua_State *L, const request *r, const char *b, size_t ble
     if (!p->s)
       continue;
     add_part_head(&buf, b, blen, p);
-    luaL_addlstring(&buf, p->s, p->len);
+#if LUA_VERSION_NUM >= 502
+    if (p->path) {
+      /* room first (it may raise), then the file; one byte more tells one that grew */
+      char *dst = luaL_prepbuffsize(&buf, p->len + 1);
+      int err;
+      size_t got = read_some(p->path, dst, p->len + 1, &err);
+      if (got != p->len || contains(dst, got, b, blen)) {
+        lua_settop(L, top); /* drops the buffer */
+        if (got == p->len)
+          return 0;
+        push_unread(L, p, p->path, got, err);
+        return -1;
+      }
+      luaL_addsize(&buf, got);
+    } else
+#endif
+      luaL_addlstring(&buf, p->s, p->len);
     luaL_addlstring(&buf, "\r\n", 2);
   }
   luaL_addlstring(&buf, "--", 2);
   luaL_addlstring(&buf, b, blen);
   luaL_addlstring(&buf, "--\r\n", 4);
   luaL_pushresult(&buf);
+  return 1;
 }
 
 /* A JSON string of text that request_check_text accepted: no control bytes to escape. */
@@ -614,10 +662,24 @@ int core_build_command(lua_State *L) {
       blen = lua_rawlen(L, 5);
       memcpy(b, lua_tostring(L, 5), blen + 1);
     }
-    while (blen == 0 || boundary_collides(&r, b, blen))
-      blen = request_make_boundary(lua_touserdata(L, lua_upvalueindex(1)), b);
-    lua_pushfstring(L, "multipart/form-data; boundary=%s", b);
-    build_form(L, &r, b, blen);
+    for (;;) {
+      int built;
+      while (blen == 0 || boundary_collides(&r, b, blen))
+        blen = request_make_boundary(lua_touserdata(L, lua_upvalueindex(1)), b);
+      lua_pushfstring(L, "multipart/form-data; boundary=%s", b);
+      built = build_form(L, &r, b, blen);
+      if (built > 0)
+        break;
+      if (built < 0) {
+        error_info info = {"invalid_request", 0, 0, 0, -1};
+        error_push(L, &info, NULL, -1, 0);
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+      }
+      lua_pop(L, 1);
+      blen = 0; /* it occurs in a file: another one */
+    }
   }
   if (channel && channel->s && (c->common || c->path_channel))
     lua_pushlstring(L, channel->s, channel->len);

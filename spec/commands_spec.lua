@@ -147,6 +147,24 @@ describe("core.build_command", function()
     assert.are_not.equal("multipart/form-data; boundary=COLLIDE", ctype)
   end)
 
+  it("replaces a boundary that occurs inside a file read by its path", function()
+    local data = PNG .. "\0\r\n--COLLIDE\r\n\255"
+    local path = tmpfile(data)
+    local _, _, ctype, body = core.build_command("saveid", { idname = "me", image = path },
+      nil, nil, "COLLIDE")
+    local b = ctype:match("boundary=(.*)$")
+    assert.are_not.equal("COLLIDE", b)
+    assert.equal(part(b, "idname", "me") .. file_part(b, "image", path:match("[^/]*$"),
+      "image/png", data) .. "--" .. b .. "--\r\n", body)
+  end)
+
+  it("takes the type of a file shorter than the longest signature from its bytes", function()
+    local path = tmpfile("\255\216\255")
+    local _, _, _, body = core.build_command("saveid", { idname = "me", image = path }, nil, nil, B)
+    assert.equal(part(B, "idname", "me") .. file_part(B, "image", path:match("[^/]*$"),
+      "image/jpeg", "\255\216\255") .. "--" .. B .. "--\r\n", body)
+  end)
+
   it("builds the commands without fields, with the client's default channel", function()
     for _, name in ipairs { "listid", "delall" } do
       local method, path, _, body, channel = core.build_command(name, nil, "77", nil, B)
