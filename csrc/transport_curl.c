@@ -749,7 +749,7 @@ static int transport_poll(lua_State *L) {
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
     drive(t, wait);
-    if (t->done_head || wait <= 0)
+    if (t->done_head || wait <= 0 || faceswap_signal)
       break;
     wait = until - mono_now();
     if (wait <= 0)
@@ -775,11 +775,23 @@ static int transport_finish(lua_State *L) {
   return finish(L, t, x);
 }
 
-/* transport:cancel(id): drops a transfer, closing its connection if it is mid-exchange. */
+/* Whether any of a transfer's request may have reached the server. */
+static int may_have_sent(transfer_t *x) {
+  long request_bytes = 0;
+  if (x->state == SLOT_DONE && x->result == CURLE_OK)
+    return 1;
+  curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  return x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
+}
+
+/* transport:cancel(id) -> whether its request may have reached the server: drops a transfer,
+ * closing its connection if it is mid-exchange. */
 static int transport_cancel(lua_State *L) {
   transport_t *t = check_transport(L);
-  release_slot(t, check_id(L, t, 2));
-  return 0;
+  transfer_t *x = check_id(L, t, 2);
+  lua_pushboolean(L, may_have_sent(x));
+  release_slot(t, x);
+  return 1;
 }
 
 /* transport:perform(method, path_or_url, content_type, body) -> status, headers, body |
