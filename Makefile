@@ -77,6 +77,11 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 
 -include $(OBJECTS:.o=.d)
 
+# fork() and friends for spec/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
+$(BUILD)/spec/forkhelp.so: spec/support/forkhelp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< $(LDFLAGS)
+
 deps-build:
 	@sh spec/support/debs.sh $(BUILD_DEBS)
 
