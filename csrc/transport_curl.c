@@ -231,6 +231,17 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---- driving the multi handle --------------------------------------------------------- */
 
+/* Puts an ended transfer on the list that the next poll reports. */
+static void enqueue_done(transport_t *t, transfer_t *x) {
+  x->queued = 1;
+  x->next_done = NULL;
+  if (t->done_tail)
+    t->done_tail->next_done = x;
+  else
+    t->done_head = x;
+  t->done_tail = x;
+}
+
 /* Moves every transfer libcurl reports as ended out of the multi handle. */
 static void collect(transport_t *t) {
   CURLMsg *msg;
@@ -245,15 +256,8 @@ static void collect(transport_t *t) {
     curl_multi_remove_handle(t->multi, easy); /* its connection goes back to the cache */
     x->state = SLOT_DONE;
     t->running--;
-    if (!x->sync) {
-      x->queued = 1;
-      x->next_done = NULL;
-      if (t->done_tail)
-        t->done_tail->next_done = x;
-      else
-        t->done_head = x;
-      t->done_tail = x;
-    }
+    if (!x->sync)
+      enqueue_done(t, x);
   }
 }
 
@@ -382,13 +386,7 @@ static void forked(lua_State *L, transport_t *t) {
     x->forked = 1;
     x->result = CURLE_SEND_ERROR;
     x->state = SLOT_DONE; /* reported by the next poll, as ended */
-    x->queued = 1;
-    x->next_done = NULL;
-    if (t->done_tail)
-      t->done_tail->next_done = x;
-    else
-      t->done_head = x;
-    t->done_tail = x;
+    enqueue_done(t, x);
   }
   t->timer_at = -1;
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
