@@ -18,15 +18,29 @@ static void on_signal(int signo) {
   faceswap_signal = signo;
 }
 
-/* core.catch_signals(): installs the handlers (without SA_RESTART, so a wait is cut short). */
+static struct sigaction saved_int, saved_term;
+static int catching = 0;
+
+/* core.catch_signals(on): on installs the handlers (without SA_RESTART, so a wait is cut
+ * short) and clears the flag; false puts back the handlers there were before. */
 int core_catch_signals(lua_State *L) {
   struct sigaction sa;
+  if (!lua_toboolean(L, 1)) {
+    if (catching) {
+      sigaction(SIGINT, &saved_int, NULL);
+      sigaction(SIGTERM, &saved_term, NULL);
+      catching = 0;
+    }
+    return 0;
+  }
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
-    return luaL_error(L, "sigaction failed");
   faceswap_signal = 0;
+  if (!catching && (sigaction(SIGINT, &sa, &saved_int) != 0 ||
+                    sigaction(SIGTERM, &sa, &saved_term) != 0))
+    return luaL_error(L, "sigaction failed");
+  catching = 1;
   return 0;
 }
 

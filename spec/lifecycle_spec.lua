@@ -184,6 +184,32 @@ describe("lifecycle", function()
     end)
   end)
 
+  describe("batch stop", function()
+    it("drops the items in flight and begins no other; on_update hears of neither", function()
+      local submitted, updates = 0, {}
+      local out = client:batch({ "a", "b", "c", "d", "e" }, {
+        concurrency = 2, wait = { interval = 30, timeout = 60 },
+        on_update = function(i, x)
+          updates[#updates + 1] = i
+          if faceswap.type(x) == "job" then submitted = submitted + 1 end
+        end,
+        stop = function() return submitted >= 2 end,
+      })
+      assert.same({ 1, 2 }, updates)
+      for i = 1, 2 do
+        assert.equal("cancelled: batch stopped", tostring(out[i]))
+        assert.is_true(out[i].sent)
+        assert.equal(({ "a", "b" })[i], out[i].job.prompt)
+      end
+      for i = 3, 5 do
+        assert.equal("cancelled: batch stopped before this item", tostring(out[i]))
+        assert.is_false(out[i].sent)
+      end
+      assert.equal(2, s:count("POST"))
+      assert.equal(0, client:step(0))
+    end)
+  end)
+
   describe("what the server sends", function()
     local BAD = '{"jobid":"j\\n1","verb":"faceswap-headshot","status":"started","prompt":"p"}'
 
@@ -272,7 +298,8 @@ describe("lifecycle", function()
   describe("misuse raises at the caller's line", function()
     local cases = {
       { function(c) c:headshot(5) end, "bad argument #1 to 'headshot' (string or table expected, got number)" },
-      { function(c) c:headshot { prompt = "p", bogus = 1 } end, "bad argument #1 to 'headshot' (unknown param 'bogus')" },
+      { function(c) c:headshot { prompt = "p", bogus = 1 } end,
+        "bad argument #1 to 'headshot' (unknown param 'bogus')" },
       { function(c) c:job(5) end, "bad argument #1 to 'job' (jobid must be a string or a job, got number)" },
       { function(c) c:cancel("a\nb") end, "bad argument #1 to 'cancel' (jobid contains control byte 0x0A)" },
       { function(c) c:wait(5) end, "bad argument #1 to 'wait' (jobid or job expected, got number)" },
@@ -281,7 +308,8 @@ describe("lifecycle", function()
       { function(c) c:download(5) end, "bad argument #1 to 'download' (absolute URL expected, got number)" },
       { function(c) c:spawn(5) end, "bad argument #1 to 'spawn' (function expected, got number)" },
       { function(c) c:batch(5) end, "bad argument #1 to 'batch' (table expected, got number)" },
-      { function(c) c.job(5) end, "bad argument #1 to 'job' (faceswap.client expected, got number; call it as client:job(...))" },
+      { function(c) c.job(5) end,
+        "bad argument #1 to 'job' (faceswap.client expected, got number; call it as client:job(...))" },
       { function() faceswap.new { bogus = 1 } end, "bad argument #1 to 'new' (unknown option 'bogus')" },
     }
     for i, case in ipairs(cases) do

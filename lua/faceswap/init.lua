@@ -367,9 +367,9 @@ local function check_batch(list, opts)
       if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
         error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
       end
-    elseif name == "on_update" then
+    elseif name == "on_update" or name == "stop" then
       if type(value) ~= "function" then
-        error("bad argument #2 to 'batch' (option 'on_update' must be a function)", 3)
+        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
       end
     elseif name == "wait" then
       if type(value) == "table" then
@@ -467,11 +467,15 @@ function client:batch(list, opts)
     end, policy, delay)
   end
 
+  -- opts.stop: checked before each item is started, and (outside a task) after each step,
+  -- which a caught signal cuts short. Once it says true, the items in flight are dropped.
+  local stop, stopped, inflight, workers_of = opts.stop, false, {}, {}
   local next_item, workers, failure, parent = 0, 0, nil, nil
   local function work()
-    while not failure and next_item < n do
+    while not failure and next_item < n and not (stop and stop()) do
       next_item = next_item + 1
       local i = next_item
+      inflight[i] = { task = sched:current() }
       local holding = false -- one of the queue's running jobs is this item's
       local function release()
         if holding then
@@ -483,6 +487,7 @@ function client:batch(list, opts)
       local ok, problem = pcall(function()
         local job, err = start(i)
         holding = job ~= nil and follow
+        inflight[i].job = job
         if job then
           on_update(i, job)
           if follow then
@@ -499,6 +504,7 @@ function client:batch(list, opts)
         results[i] = job or err
         if not job then on_update(i, err) end
       end)
+      inflight[i] = nil
       if not ok then -- on_update raised: hand on the error once all workers are out
         failure = problem
         release()
@@ -508,16 +514,38 @@ function client:batch(list, opts)
     if workers == 0 and parent then sched:wake(parent) end
   end
 
+  -- After stop(): each item in flight is a `cancelled` error (with `job` once submitted, and
+  -- `sent` whether its headshot may have reached the server), each item not begun one with
+  -- sent = false. on_update is not called for them.
+  local function stop_all()
+    stopped = true
+    for i, f in pairs(inflight) do
+      local sent = sched:cancel(f.task, "batch stopped")
+      results[i] = core.error { kind = "cancelled", error = "batch stopped", retryable = false,
+                                sent = f.job ~= nil or sent, job = f.job }
+    end
+    for k = 1, #workers_of do sched:cancel(workers_of[k], "batch stopped") end
+    for i = 1, n do
+      results[i] = results[i] or core.error { kind = "cancelled", retryable = false, sent = false,
+                                              error = "batch stopped before this item" }
+    end
+    workers = 0
+  end
+
   for _ = 1, math.min(opts.concurrency or 4, n) do
     workers = workers + 1
-    sched:spawn(work)
+    workers_of[#workers_of + 1] = sched:spawn(work)
   end
   if sched:current() then
     parent = sched:current()
     while workers > 0 do sched:park() end
   else
-    while workers > 0 do sched:step(3600, true) end -- true: also from a task that cannot yield
+    while workers > 0 do
+      sched:step(3600, true) -- true: also from a task that cannot yield
+      if stop and not stopped and workers > 0 and stop() then stop_all() end
+    end
   end
+  if stop and not stopped and stop() then stop_all() end -- stopped before anything began
   if failure then error(failure, 0) end
   return results
 end

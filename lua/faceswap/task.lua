@@ -218,17 +218,19 @@ function Scheduler:spawn(fn, ...)
 end
 
 -- Ends a task that has not finished with nil and a `cancelled` error: at once if it waits
--- (dropping its transfer, and its sleep or park), at its next yield if it is running.
+-- (dropping its transfer, and its sleep or park), at its next yield if it is running. Returns
+-- whether the request of the transfer it dropped may have reached the server.
 function Scheduler:cancel(t, why)
-  if t._result or t._cancel then return end
+  if t._result or t._cancel then return false end
   if running[t._co] then
     t._cancel = why
-    return
+    return false
   end
-  local sent = t._sent
+  local sent, dropped = t._sent, false
   if t._transfer then
     self.waiting[t._transfer] = nil
-    if self.transport:cancel(t._transfer) then sent = true end
+    dropped = self.transport:cancel(t._transfer)
+    if dropped then sent = true end
     t._transfer = nil
   end
   t._token = t._token + 1 -- its heap entry, if any, is stale now
@@ -236,6 +238,7 @@ function Scheduler:cancel(t, why)
   finished(self, t, { n = 2, nil, cancelled_error(why, sent) })
   local close = rawget(coroutine, "close") -- 5.4: runs the task's pending __close handlers
   if close then close(t._co) end
+  return dropped
 end
 
 -- close(): every task ends with a `cancelled` error (the running one at its next yield), and
