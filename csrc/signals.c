@@ -22,7 +22,7 @@ static struct sigaction saved_int, saved_term;
 static int catching = 0;
 
 /* core.catch_signals(on): on installs the handlers (without SA_RESTART, so a wait is cut
- * short) and clears the flag; false puts back the handlers there were before. */
+ * short) and clears the flag; false puts back the handlers there were before, and clears it. */
 int core_catch_signals(lua_State *L) {
   struct sigaction sa;
   if (!lua_toboolean(L, 1)) {
@@ -31,6 +31,7 @@ int core_catch_signals(lua_State *L) {
       sigaction(SIGTERM, &saved_term, NULL);
       catching = 0;
     }
+    faceswap_signal = 0; /* else every later step would return at once */
     return 0;
   }
   memset(&sa, 0, sizeof sa);
