@@ -124,6 +124,7 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _closed = false,
   }, client_mt)
 end
 

@@ -146,6 +146,7 @@ function M.scheduler(transport)
     waiting = {},   -- transfer id -> task
     sleepers = {},  -- the heap
     tasks = {},     -- every task not finished
+    closed = false, -- (set here: a field the instance lacks costs a miss in Scheduler too)
   }, Scheduler)
 end
 
@@ -210,7 +211,8 @@ end
 
 function Scheduler:spawn(fn, ...)
   local t = setmetatable({ _sched = self, _co = coroutine.create(fn), _token = 0,
-                           _args = pack(...) }, task_mt)
+                           _args = pack(...), _transfer = false, _sent = false,
+                           _parked = false }, task_mt)
   self.count = self.count + 1
   self.tasks[t] = true
   self.ready[#self.ready + 1] = t
@@ -231,7 +233,7 @@ function Scheduler:cancel(t, why)
     self.waiting[t._transfer] = nil
     dropped = self.transport:cancel(t._transfer)
     if dropped then sent = true end
-    t._transfer = nil
+    t._transfer = false
   end
   t._token = t._token + 1 -- its heap entry, if any, is stale now
   t._parked = false -- in `ready`, it is skipped (it has a result)
@@ -260,7 +262,7 @@ local function transfers_ended(self, ...)
     local t = waiting[ids[i]]
     waiting[ids[i]] = nil
     if t then
-      t._transfer = nil
+      t._transfer = false
       resume(self, t)
     elseif not self.closed then
       self.transport:cancel(ids[i])
@@ -273,8 +275,11 @@ end
 -- `nested`: driven from inside a task that cannot yield (a batch there).
 function Scheduler:step(timeout, nested)
   if self.closed then error("attempt to use a closed faceswap client", 3) end
-  if not nested and running[coroutine.running()] and running[coroutine.running()]._sched == self then
-    error("bad argument #1 to 'step' (called from inside one of its tasks)", 3)
+  if not nested and next(running) then
+    local t = running[coroutine.running()]
+    if t and t._sched == self then
+      error("bad argument #1 to 'step' (called from inside one of its tasks)", 3)
+    end
   end
   local deadline = now() + timeout
   local sleepers = self.sleepers
