@@ -86,6 +86,9 @@ end
 function task:cancel()
   check_task(self, "cancel")
   if self._result then return false end
+  if not self._sched.cancel then -- faceswap.resty's light threads
+    error("bad argument #1 to 'cancel' (tasks in OpenResty cannot be cancelled)", 2)
+  end
   self._sched:cancel(self, "task cancelled")
   return true
 end
