@@ -162,6 +162,25 @@ describe("command line lifecycle", function()
       (err:gsub("after %d+ ms", "after N ms")))
   end)
 
+  it("on a terminal, failed polls are shown on the status line", function()
+    local cli = require "faceswap.cli"
+    local out, err = {}, {}
+    local function sink(t) return { write = function(_, ...) for _, v in ipairs { ... } do t[#t + 1] = v end end } end
+    local code = cli.main({ "wait", "abc", "--interval", "0.05" }, {
+      stdout = sink(out), stderr = sink(err), tty = true, catch_signals = false,
+      getenv = function(name)
+        return ({ USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = "http://127.0.0.1:1" })[name]
+      end,
+    })
+    assert.equal(1, code)
+    assert.equal("", table.concat(out))
+    local refused = "transport: Failed to connect to 127.0.0.1 port 1 after N ms: Couldn't connect to server"
+    local want = {}
+    for n = 1, 5 do want[n] = "\rfaceswap: poll " .. n .. " failed: " .. refused .. "\27[K" end
+    want[6] = "\nfaceswap: " .. refused .. "\n"
+    assert.equal(table.concat(want), (table.concat(err):gsub("after %d+ ms", "after N ms")))
+  end)
+
   it("a relative attachment URL from the server is a failed download, not a crash", function()
     s:script { action = "status", status = 200, match = "^GET /jobs",
                body = '{"jobid":"abc","verb":"faceswap-headshot","status":"completed",' ..

@@ -60,6 +60,19 @@ describe("lifecycle", function()
       assert.equal(5, s:count("POST"))
     end)
 
+    it("step() drops a transfer that has no task, and resumes the others of the same poll", function()
+      s:config { latency = 0.2 }
+      -- a transfer started behind the scheduler's back (as a failed yield once left one)
+      local orphan = client._transport:start("GET", "/jobs/?jobid=orphan")
+      local tasks = {}
+      for i = 1, 3 do tasks[i] = client:spawn(function() return client:job("t" .. i) end) end
+      client:run()
+      for i = 1, 3 do assert.equal("not_found", select(2, tasks[i]:result()).kind) end
+      assert.has_error(function() client._transport:finish(orphan) end,
+        "bad argument #1 to 'finish' (no such transfer)")
+      assert.equal(0, client._transport:running())
+    end)
+
     it("runs a batch there to the end", function()
       local t = client:spawn(function()
         local out
