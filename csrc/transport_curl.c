@@ -369,7 +369,7 @@ static void multi_setup(transport_t *t);
 /* In a child of the process that made the client: drop what is the parent's, start afresh.
  * Transfers in flight end with an error (the answer goes to the parent). */
 static void forked(lua_State *L, transport_t *t) {
-  int i;
+  int i, fresh;
   orphan(t->multi);
   for (i = 0; i < t->nsocks; i++)
     close(t->socks[i]);
@@ -377,7 +377,6 @@ static void forked(lua_State *L, transport_t *t) {
   for (i = 0; i < 2; i++)
     if (t->wake_fds[i] >= 0)
       close(t->wake_fds[i]);
-  close(t->epfd);
   t->running = 0;
   for (i = 0; i < t->nslots; i++) {
     transfer_t *x = t->slots[i];
@@ -391,11 +390,23 @@ static void forked(lua_State *L, transport_t *t) {
     enqueue_done(t, x);
   }
   t->timer_at = -1;
-  t->epfd = epoll_create1(EPOLL_CLOEXEC);
+  t->more_ready = 0;
   t->multi = NULL;
-  if (t->epfd < 0) {
+  fresh = epoll_create1(EPOLL_CLOEXEC);
+  if (fresh < 0) {
+    close(t->epfd);
+    t->epfd = -1;
     luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
     return;
+  }
+  /* under the inherited one's number, so that fd() stays the same from new to close: dup2
+   * closes the inherited copy and puts the new set there in one step */
+  if (dup2(fresh, t->epfd) >= 0) {
+    fcntl(t->epfd, F_SETFD, FD_CLOEXEC);
+    close(fresh);
+  } else {
+    close(t->epfd);
+    t->epfd = fresh;
   }
   multi_setup(t);
   if (!t->multi)

@@ -59,7 +59,9 @@ describe("fork and exec", function()
 
   it("parent and child both use one client and each gets its own answers", function()
     assert(client:headshot("warm")) -- a kept-alive connection and the epoll set, shared by fork
+    local fd = client:fd()
     local pid = child(function()
+      if client:fd() ~= fd then return false end -- the child's own set, under the same number
       for i = 1, 10 do
         local job = client:headshot("child" .. i)
         if not (job and job.prompt == "child" .. i) then return false end
@@ -77,6 +79,7 @@ describe("fork and exec", function()
     end
     assert.same({}, wrong)
     assert.equal(0, fh.wait(pid))
+    assert.equal(fd, client:fd())
     assert.equal(21, s:count("POST"))
   end)
 
