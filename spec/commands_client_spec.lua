@@ -157,6 +157,19 @@ describe("client commands", function()
       assert.equal(2, #sent("/listid"))
     end)
 
+    it("passes the channel on when the task holding it is cancelled", function()
+      s:config { blocking_seconds = 0.3 }
+      local a = client:spawn(function() return client:listid() end)
+      local b = client:spawn(function() return client:listid() end)
+      client:step(0) -- a holds the channel, b waits for it
+      a:cancel()
+      local deadline = faceswap.now() + 20
+      while not b:done() and faceswap.now() < deadline do client:step(0.1) end
+      assert.is_true(b:done())
+      assert.equal("cancelled", select(2, a:result()).kind)
+      assert.equal("completed", b:result().status)
+    end)
+
     it("runs blocking commands on different channels side by side", function()
       s:config { blocking_seconds = 1 }
       -- CH1, CH1, CH2: with one lock for all, CH2 would wait for both CH1 calls

@@ -224,14 +224,22 @@ local function lock_channel(self, key)
   local sched, locks = self._sched, self._locks
   local me = sched:current() or MAIN
   local lock = locks[key]
-  if lock and not stale(lock.holder, sched) then
-    if me ~= MAIN then
-      lock.waiters[#lock.waiters + 1] = me
-      sched:park() -- unlock_channel hands the lock over
-      return
+  if me == MAIN then
+    while lock and not stale(lock.holder, sched) do -- the tasks run until the holder is done
+      sched:step(1)
+      lock = locks[key]
     end
-    while locks[key] and not stale(locks[key].holder, sched) do sched:step(1) end
-    lock = locks[key]
+  elseif lock and not stale(lock.holder, sched) then
+    lock.waiters[#lock.waiters + 1] = me
+    -- unlock_channel hands the lock over and wakes us; a holder that ended without releasing
+    -- it (a cancelled task) is noticed within a second
+    repeat
+      sched:park(M.now() + 1)
+      lock = locks[key]
+    until not lock or lock.holder == me or stale(lock.holder, sched)
+    for k = lock and #lock.waiters or 0, 1, -1 do
+      if lock.waiters[k] == me then table.remove(lock.waiters, k) end
+    end
   end
   if lock then lock.holder = me else locks[key] = { holder = me, waiters = {} } end
 end
