@@ -121,6 +121,27 @@ describe("client commands", function()
         "v1/faceswap/account/999", err.error)
     end)
 
+    it("reads each blocking command's failure as the bot's failed result", function()
+      local cases = {
+        { "saveid", { idname = "no spaces allowed", image = FACE }, "Invalid idname" },
+        { "swapid", { idname = "nobody", image = FACE }, "ID 'nobody' not found" },
+        { "delid", { idname = "nobody" }, "ID 'nobody' not found" },
+        { "inswapper", { targetMessageId = "123" }, "Message 123 with an image not found" },
+      }
+      for _, c in ipairs(cases) do
+        local result = assert(client[c[1]](client, c[2]))
+        assert.same({ "faceswap-" .. c[1], "failed" }, { result.verb, result.status })
+        assert.truthy(result.content:find(c[3], 1, true), c[1] .. ": " .. result.content)
+      end
+    end)
+
+    it("a changebg of an account without a saved face fails as a job", function()
+      assert(client:delall())
+      local job = assert(client:changebg { image = FACE, a_background_photo_of = "a beach" })
+      job = assert(client:wait(job, FAST))
+      assert.same({ "faceswap-changebg", "failed" }, { job.verb, job.status })
+    end)
+
     it("a headshot of an account without a saved face fails as a job", function()
       assert(client:delall())
       local job = assert(client:wait(client:headshot("portrait"), FAST))
@@ -171,7 +192,7 @@ describe("client commands", function()
     end)
 
     it("runs blocking commands on different channels side by side", function()
-      s:config { blocking_seconds = 1 }
+      s:config { blocking_seconds = 1.5 }
       -- CH1, CH1, CH2: with one lock for all, CH2 would wait for both CH1 calls
       local tasks = {}
       for i, channel in ipairs { CH1, CH1, CH2 } do
