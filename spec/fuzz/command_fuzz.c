@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -132,6 +133,7 @@ typedef struct {
   int kind;        /* 0 text, 1 prose, 2 file */
   int required;
   int in_table;    /* given in the params table, not from the client's defaults */
+  char path[300];  /* a file given by path: its scratch file, else "" */
   slot value;      /* text, or a file's data */
   slot filename, ctype;
   char want_name[300]; /* the sanitised filename */
@@ -211,6 +213,11 @@ NOCOV static const char *read_multipart(const char *body, size_t len, const char
 
 /* ---- build_command -------------------------------------------------------------------- */
 
+static const char *scratch_dir(void) {
+  const char *dir = getenv("TMPDIR");
+  return dir && *dir ? dir : "/tmp";
+}
+
 static void describe(char *out, size_t cap, int idx) {
   size_t n;
   const char *s = lua_tolstring(L, idx, &n);
@@ -281,6 +288,20 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
   if (!(flags & 4)) boundary.present = 0;
   for (i = 0; i < nf; i++)
     if (f[i].kind == 2 && !(flags & 8)) f[i].ctype.present = 0;
+  /* flag 16: the files are given by path (written to a scratch file first): read from disk
+   * straight into the body, named by the path's last component, typed by their bytes */
+  for (i = 0; i < nf; i++) {
+    FILE *out;
+    if (f[i].kind != 2 || !f[i].value.present || !(flags & 16)) continue;
+    snprintf(f[i].path, sizeof f[i].path, "%s/command_fuzz.%d.%d.bin", scratch_dir(),
+             (int)getpid(), i);
+    out = fopen(f[i].path, "wb");
+    CHECK(out && fwrite(f[i].value.s, 1, f[i].value.len, out) == f[i].value.len &&
+          fclose(out) == 0, "cannot write a scratch file");
+    f[i].filename.s = strrchr(f[i].path, '/') + 1;
+    f[i].filename.len = strlen(f[i].filename.s);
+    f[i].ctype.present = 0;
+  }
 
   for (i = 0; i < nf; i++)
     f[i].in_table = f[i].value.present;
@@ -359,7 +380,9 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
   for (i = 0; i < nf; i++) {
     if (!f[i].in_table)
       continue;
-    if (f[i].kind == 2) {
+    if (f[i].kind == 2 && f[i].path[0]) {
+      lua_pushstring(L, f[i].path);
+    } else if (f[i].kind == 2) {
       lua_createtable(L, 0, 3);
       push_slot(&f[i].value);
       lua_setfield(L, -2, "data");
@@ -442,6 +465,8 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
     }
   }
   lua_settop(L, top);
+  for (i = 0; i < nf; i++)
+    if (f[i].path[0]) remove(f[i].path);
 }
 
 /* ---- read_response -------------------------------------------------------------------- */
