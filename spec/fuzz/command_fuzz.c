@@ -5,7 +5,8 @@
  * Building: the input picks a command (its fields are copied from the table by core.commands(),
  * so a new row is fuzzed without touching this file) and fills each field, channel, replyUrl,
  * replyRef and an explicit boundary with arbitrary bytes, present or not; file fields become
- * {data = bytes, filename = bytes[, content_type = bytes]}. The harness computes on its own
+ * {data = bytes, filename = bytes[, content_type = bytes]}, or (a flag) a path to a scratch
+ * file holding the bytes, which the core reads straight into the body. The harness computes on its own
  * what the core must do: raise naming a bad text param, return the server's 400, refuse an
  * upload locally (empty, not one of the five types) or build. A built body is read back by the
  * harness's own strict multipart reader, which knows file parts (filename and Content-Type
