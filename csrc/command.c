@@ -740,22 +740,34 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
   /* arrays and objects both decode to tables: the first byte tells which it was */
   if (!lua_istable(L, -1) || *body != (answer == ANSWER_JOBIDS ? '[' : '{')) {
     lua_pushfstring(L, "HTTP %d answer is not %s", status,
-                    answer == ANSWER_JOBIDS ? "an array of jobid strings" : "an object");
+                    answer == ANSWER_JOBIDS ? "an array of jobids" : "an object");
     return 0;
   }
   if (answer == ANSWER_JOBIDS) {
-    /* JSON arrays decode to sequences and objects to string keys: a sequence of strings
-     * whose length is the count of its keys is an array of jobids */
+    /* GET /jobs's shape is undocumented for faceswap (the Midjourney sibling answers jobid
+     * strings): an element may be a jobid or a job-like object with one; either way the
+     * answer becomes the array of jobids. JSON arrays decode to sequences and objects to
+     * string keys, so a sequence whose length is the count of its keys is an array. */
     size_t n = (size_t)lua_rawlen(L, -1), count = 0;
     int ok = 1;
     lua_pushnil(L);
     while (ok && lua_next(L, -2)) {
-      ok = lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING;
+      ok = lua_type(L, -2) == LUA_TNUMBER;
+      if (ok && lua_istable(L, -1)) {
+        lua_getfield(L, -1, "jobid");
+        ok = lua_type(L, -1) == LUA_TSTRING;
+        if (ok)
+          lua_rawseti(L, -4, (int)lua_tointeger(L, -3)); /* the jobid replaces its object */
+        else
+          lua_pop(L, 1);
+      } else {
+        ok = ok && lua_type(L, -1) == LUA_TSTRING;
+      }
       lua_pop(L, ok ? 1 : 2);
       count++;
     }
     if (!ok || count != n)
-      problem = "an array of jobid strings";
+      problem = "an array of jobids";
   } else if (answer == ANSWER_ACCOUNT) {
     problem = account_problem(L, -1);
   } else {

@@ -317,18 +317,17 @@ describe("core.read_response for the commands", function()
       { job.jobid, job.verb, job.status, job.content })
   end)
 
-  it("reads the jobid array of GET /jobs", function()
+  it("reads the jobid array of GET /jobs, of strings or of objects with a jobid", function()
     assert.same({ "a", "b" }, core.read_response("jobs", 200, "", '["a","b"]'))
     assert.same({}, core.read_response("jobs", 200, "", '[]'))
-    for _, bad in ipairs { '{"a":"b"}', '["a",1]', '["a",null]', '"a"' } do
+    assert.same({ "a", "b", "c" }, core.read_response("jobs", 200, "",
+      '["a",{"jobid":"b","status":"started"},{"jobid":"c"}]'))
+    for _, bad in ipairs { '{"a":"b"}', '["a",1]', '["a",null]', '"a"', '[{"id":"x"}]',
+                           '[{"jobid":5}]' } do
       local v, err = core.read_response("jobs", 200, "", bad)
       assert.is_nil(v)
-      assert.equal("bad_response", err.kind)
-      assert.equal(200, err.code)
-    end
-    for _, bad in ipairs { '{"a":"b"}', '["a",1]' } do
-      local _, err = core.read_response("jobs", 200, "", bad)
-      assert.equal("HTTP 200 answer is not an array of jobid strings", err.error)
+      assert.same({ "bad_response", 200, "HTTP 200 answer is not an array of jobids" },
+        { err.kind, err.code, err.error })
     end
   end)
 
