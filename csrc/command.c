@@ -197,6 +197,8 @@ static void read_part(lua_State *L, request *r, part *p, int idx) {
     if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TTABLE)
       luaL_error(L, "bad argument #1 to '%s' (%s must be a file path or a table {data = "
                     "bytes, filename = name}, got %s)", r->what, p->name, luaL_typename(L, idx));
+    if (lua_type(L, idx) == LUA_TSTRING && strlen(lua_tostring(L, idx)) != lua_rawlen(L, idx))
+      luaL_error(L, "bad argument #1 to '%s' (%s path contains a zero byte)", r->what, p->name);
     p->file_idx = idx;
     p->s = "";
     p->len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 1;

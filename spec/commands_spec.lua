@@ -284,6 +284,8 @@ describe("core.build_command", function()
       "bad argument #1 to 'saveid' (idname must be a string, got number)")
     assert.has_error(function() core.build_command("saveid", { idname = "a\nb", image = face }) end,
       "bad argument #1 to 'saveid' (idname contains control byte 0x0A)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = face .. "\0.txt" }) end, "bad argument #1 to 'saveid' (image path contains a zero byte)")
     assert.has_error(function() core.build_command("saveid", { idname = "me", image = true }) end,
       "bad argument #1 to 'saveid' (image must be a file path or a table {data = bytes, " ..
       "filename = name}, got boolean)")
