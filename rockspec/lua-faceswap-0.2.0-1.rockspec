@@ -2,7 +2,7 @@
 -- from there into faceswap._VERSION, and a spec checks that the two agree.
 rockspec_format = "3.0"
 package = "lua-faceswap"
-version = "0.1.0-1"
+version = "0.2.0-1"
 source = {
    url = "git+file:///dev/null",
 }
