@@ -110,13 +110,18 @@ function M.new(opts)
   -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
   local backend = in_nginx() and require("faceswap.resty") or nil
   local transport
+  local env_url = not opts.base_url and os.getenv("USEAPI_BASE_URL")
+  if env_url == "" then env_url = nil end
   ok, transport = pcall(backend and backend.transport or core.transport, {
     token = token,
-    base_url = opts.base_url or "https://api.useapi.net/v1/faceswap",
+    base_url = opts.base_url or env_url or "https://api.useapi.net/v1/faceswap",
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     max_response = opts.max_response,
   })
-  if not ok then error("bad argument #1 to 'new' (" .. transport .. ")", 2) end
+  if not ok then
+    if env_url then transport = transport:gsub("^bad option 'base_url'", "bad USEAPI_BASE_URL") end
+    error("bad argument #1 to 'new' (" .. transport .. ")", 2)
+  end
   return setmetatable({
     _transport = transport,
     _sched = (backend or tasks).scheduler(transport),
