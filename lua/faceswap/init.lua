@@ -4,6 +4,7 @@
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
+local logs = require "faceswap.log"
 
 local M = { _VERSION = core._VERSION }
 
@@ -55,7 +56,7 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
-  retry = "table",
+  retry = "table", log = "function",
 }
 
 local function check_options(opts)
@@ -67,9 +68,10 @@ local function check_options(opts)
     if not want then
       error("bad argument #1 to 'new' (unknown option '" .. tostring(name) .. "')", 3)
     end
-    if type(value) ~= want and not (name == "retry" and value == false) then
+    local or_false = name == "retry" or name == "log"
+    if type(value) ~= want and not (or_false and value == false) then
       error("bad argument #1 to 'new' (option '" .. name .. "' must be a " .. want ..
-        (name == "retry" and " or false" or "") .. ", got " .. type(value) .. ")", 3)
+        (or_false and " or false" or "") .. ", got " .. type(value) .. ")", 3)
     end
   end
   if opts.encoding and opts.encoding ~= "multipart" and opts.encoding ~= "json" then
@@ -102,13 +104,15 @@ function M.new(opts)
   elseif not method then -- only a too long replyUrl can fail with a fixed prompt
     error("bad argument #1 to 'new' (option 'reply_url': " .. err.error .. ")", 2)
   end
+  -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
+  local backend = in_nginx() and require("faceswap.resty") or nil
+  local log = logs.new(opts.log, token, backend ~= nil)
   local policy
   if opts.retry ~= false then
     policy = retry.options(opts.retry or {}, "new", true)
     policy.sleep = policy.sleep or M.sleep
+    policy.log = log
   end
-  -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
-  local backend = in_nginx() and require("faceswap.resty") or nil
   local transport
   local env_url = not opts.base_url and os.getenv("USEAPI_BASE_URL")
   if env_url == "" then env_url = nil end
@@ -129,6 +133,7 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _log = log,
   }, client_mt)
 end
 
@@ -140,9 +145,11 @@ local function check_client(self, method)
 end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
--- answer.
-local function exchange(self, op, method, path, content_type, body)
+-- answer. `attempt` (1 when nil) is for the log.
+local function exchange(self, op, method, path, content_type, body, attempt)
+  local logged = self._log and logs.request(self._log, method, path, body, attempt)
   local status, headers, answer = self._sched:transfer(method, path, content_type, body)
+  if logged then logged(status, headers, answer) end
   if not status then return nil, headers end
   return read_response(op, status, headers, answer)
 end
@@ -152,11 +159,13 @@ end
 local function call(self, op, method, path, content_type, body)
   local policy = self._retry
   local started = policy and policy.deadline and M.now()
-  local job, err = exchange(self, op, method, path, content_type, body)
+  local job, err = exchange(self, op, method, path, content_type, body, 1)
   if job or not policy or not retry.retryable(err) then return job, err end
+  local attempt = 1
   return retry.run(function()
-    return exchange(self, op, method, path, content_type, body)
-  end, policy, nil, err, started)
+    attempt = attempt + 1
+    return exchange(self, op, method, path, content_type, body, attempt)
+  end, policy, nil, err, started, method .. " " .. path)
 end
 
 function client:headshot(params)
@@ -260,8 +269,12 @@ function client:download(url)
     error("bad argument #1 to 'download' (absolute URL expected, got " ..
       (type(url) == "string" and string.format("%q", url:sub(1, 60)) or type(url)) .. ")", 2)
   end
+  local attempt = 0
   local function once()
+    attempt = attempt + 1
+    local logged = self._log and logs.request(self._log, "GET", url, nil, attempt)
     local status, headers, body = self._sched:transfer("GET", url)
+    if logged then logged(status, headers, body) end
     if not status then return nil, headers end
     if status >= 200 and status < 300 then return body end
     return nil, core.error { -- as for API calls: 3xx (never followed) and 5xx are server
@@ -272,7 +285,7 @@ function client:download(url)
     }
   end
   if not self._retry then return once() end
-  return retry.run(once, self._retry)
+  return retry.run(once, self._retry, nil, nil, nil, logs.request_name("GET", url))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -409,9 +422,11 @@ function client:batch(list, opts)
     local method, path, content_type, body = build_headshot(list[i], self._encoding,
       self._channel, self._reply_url)
     if not method then return nil, path end
+    local attempt = 0
     return retry.run(function()
       enter()
-      local job, err = exchange(self, "headshot", method, path, content_type, body)
+      attempt = attempt + 1
+      local job, err = exchange(self, "headshot", method, path, content_type, body, attempt)
       posting = posting - 1
       if job then
         if follow then running = running + 1 end
@@ -427,7 +442,7 @@ function client:batch(list, opts)
       end
       room()
       return job, err
-    end, policy, delay)
+    end, policy, delay, nil, nil, method .. " " .. path)
   end
 
   local next_item, workers, failure, parent = 0, 0, nil, nil

@@ -3,6 +3,7 @@
 -- the core sets: false for a POST that may have reached the server, so a headshot whose fate
 -- is unknown is never sent twice. This file only decides how long to wait and when to stop.
 local core = require "faceswap.core"
+local logs = require "faceswap.log"
 
 local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
@@ -75,8 +76,8 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- (M.delay by default) says how long to wait before the next call; the batch passes its own,
 -- which answers 0 when the next call waits for a free slot instead. A caller that has made
 -- the first call itself passes its error and when it started, so a call that succeeds at
--- once costs nothing here.
-function M.run(fn, o, delay, first_err, started)
+-- once costs nothing here. `what` names the request in the log lines (o.log, a client's).
+function M.run(fn, o, delay, first_err, started, what)
   started = started or core.now()
   delay = delay or M.delay
   local attempt, slept = 1, 0
@@ -86,11 +87,13 @@ function M.run(fn, o, delay, first_err, started)
     -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
     if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then break end
     if o.on_retry then o.on_retry(r[2], attempt, d) end
+    if o.log then logs.retry(o.log, what, r[2], attempt + 1, o.attempts, d) end
     if d > 0 then o.sleep(d) end
     slept = slept + d
     attempt = attempt + 1
     r = pack(fn())
   end
+  if o.log and r[1] == nil and retryable(r[2]) then logs.give_up(o.log, what, r[2], attempt) end
   return unpack(r, 1, r.n)
 end
 
