@@ -120,7 +120,7 @@ fuzz:
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --quiet --codes lua spec bin/faceswap
+	luacheck --quiet --codes lua spec bin/faceswap bin/faceswap-sim
 
 # each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
 lint-c:
@@ -134,12 +134,14 @@ bench: all
 	bash spec/bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap
+	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
+	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
 	install -d $(DESTDIR)$(INST_BINDIR)
 	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/faceswap >$(DESTDIR)$(INST_BINDIR)/faceswap
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/faceswap
+	install -m 755 bin/faceswap-sim $(DESTDIR)$(INST_BINDIR)/faceswap-sim
 
 clean:
 	rm -rf build

@@ -33,6 +33,6 @@ build = {
       INST_BINDIR = "$(BINDIR)",
    },
    install = {
-      bin = { faceswap = "bin/faceswap" },
+      bin = { faceswap = "bin/faceswap", ["faceswap-sim"] = "bin/faceswap-sim" },
    },
 }
