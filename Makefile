@@ -55,7 +55,7 @@ TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua
                lua5.4 liblua5.4-dev openssl
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz
+        test-asan test-valgrind fuzz rock test-rock
 
 all: $(MODULE)
 
@@ -63,10 +63,11 @@ $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) -o $@ $(OBJECTS) $(CURL_LIBS) $(LDFLAGS)
 
-# luarocks runs make with LUA_VERSION empty, so for every Lua into the same directory: its
-# build step (the one given LUA_INCDIR) compiles afresh, lest objects made with one Lua's headers
-# go into another's module; its install step takes what that built.
-ifeq ($(LUA_VERSION)$(origin LUA_INCDIR),command line)
+# luarocks (the rockspec) builds into build/luarocks for every Lua it targets, giving LUA_INCDIR
+# and LUA but no LUA_VERSION: its build step (the one given LUA_INCDIR) compiles afresh, lest
+# objects made with one Lua's headers go into another's module; its install step takes what
+# that built.
+ifeq ($(BUILD)$(origin LUA_INCDIR),build/luarockscommand line)
 REBUILD     := FORCE
 endif
 FORCE:
@@ -142,6 +143,25 @@ install: all
 	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/faceswap >$(DESTDIR)$(INST_BINDIR)/faceswap
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/faceswap
 	install -m 755 bin/faceswap-sim $(DESTDIR)$(INST_BINDIR)/faceswap-sim
+
+# A source rock of this checkout (tracked files as they are now, uncommitted changes too):
+# build/rock/lua-faceswap-VERSION-REVISION.src.rock. Its rockspec is the project's with
+# source.url naming the archive packed inside, so `luarocks install` builds it anywhere.
+ROCK_NAME   := $(patsubst rockspec/%.rockspec,%,$(ROCKSPEC))
+rock:
+	rm -rf build/rock
+	mkdir -p build/rock
+	tree=$$(git stash create); git archive --format=tar.gz --prefix=lua-faceswap-$(VERSION)/ \
+	  -o build/rock/lua-faceswap-$(VERSION).tar.gz $${tree:-HEAD}
+	sed 's|^   url = .*|   url = "file://$(CURDIR)/build/rock/lua-faceswap-$(VERSION).tar.gz",\n   dir = "lua-faceswap-$(VERSION)",|' \
+	  $(ROCKSPEC) >build/rock/$(ROCK_NAME).rockspec
+	cd build/rock && luarocks pack $(ROCK_NAME).rockspec
+	@echo "built build/rock/$(ROCK_NAME).src.rock"
+
+# That rock installed with luarocks into a scratch tree and run there (also a step of make test).
+test-rock:
+	LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
+	  bash spec/support/rock.sh
 
 clean:
 	rm -rf build
