@@ -50,12 +50,14 @@ INST_BINDIR ?= $(PREFIX)/bin
 # Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
 BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
                lua-socket
+# `make doc`: LDoc, and the markdown it formats comments with (for Lua 5.1 only in Debian)
+DOC_DEBS    := lua-ldoc lua-markdown lua5.1
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl
+               lua5.4 liblua5.4-dev openssl $(DOC_DEBS)
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz rock test-rock
+        test-asan test-valgrind fuzz rock test-rock doc
 
 all: $(MODULE)
 
@@ -162,6 +164,19 @@ rock:
 test-rock:
 	LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
 	  bash spec/support/rock.sh
+
+# The API reference from the sources' doc comments (docs/config.ld): build/doc/index.html.
+# LDoc runs on Lua 5.1, where Debian's lua-markdown is; any line it prints beyond its usual
+# three is a warning, and fails the build.
+LDOC        ?= lua5.1 /usr/bin/ldoc
+doc:
+	@sh spec/support/debs.sh $(DOC_DEBS)
+	@rm -rf build/doc
+	@$(LDOC) --fatalwarnings -c docs/config.ld -d $(CURDIR)/build/doc . >build/ldoc.log 2>&1; \
+	  status=$$?; grep -v -e '^reading configuration from ' -e '^changing to directory' \
+	    -e '^output written to ' build/ldoc.log; warned=$$?; \
+	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
+	@echo "built build/doc/index.html"
 
 clean:
 	rm -rf build

@@ -1,3 +1,19 @@
+--- Log lines: what a client tells its operator.
+--
+-- A client's `log` option (see @{faceswap.new}) receives `log(level, message, what)`:
+--
+--  * `"debug"`, `"request"`: `POST /headshot: sending 1234 bytes, attempt 1`
+--  * `"info"`, `"answer"`: `POST /headshot: 429 in 312 ms, 62 bytes, attempt 1`, or
+--    `GET /jobs/?jobid=…: no answer after 10003 ms, attempt 1: timeout: no answer in time`
+--  * `"warn"`, `"retry"`: `POST /headshot: 429 queue full, waiting 17.2 s, attempt 2 of 5`
+--  * `"warn"`, `"give_up"`: `POST /headshot: giving up after 5 attempts: rate_limited (429): …`
+--
+-- Without a function, `$FACESWAP_LOG=debug|info|warn` writes the lines at that level and above
+-- to stderr as `faceswap LEVEL: MESSAGE`; inside OpenResty they go to nginx's error log through
+-- `ngx.log` (at `ngx.DEBUG`, `ngx.INFO`, `ngx.WARN`), where `error_log`'s level filters them.
+-- `log = false` turns them off. A download is named by its URL without the query.
+-- @module faceswap.log
+
 -- faceswap.log: what a client tells its operator. A line per request (method, path with its
 -- query, status, milliseconds, attempt), per retry wait and per give-up, at the levels "debug",
 -- "info" and "warn", to the client's `log` function, else to nginx's error log (inside
@@ -37,7 +53,9 @@ local function default_sink(in_nginx)
   end
 end
 
--- The sink the command line forwards to, so that $FACESWAP_LOG works there too.
+--- The stderr sink of `$FACESWAP_LOG`, or nil when it is unset: for a program with its own
+-- log function that wants those lines too (the command line does).
+-- @treturn ?function `sink(level, message)`
 function M.default()
   return default_sink(false)
 end

@@ -1,7 +1,11 @@
+--- The retry policy.
 -- faceswap.retry: the retry policy, for faceswap.retry(fn, opts) and the client's own `retry`
 -- option. Whether an error may be retried at all is the error's own `retryable` field, which
 -- the core sets: false for a POST that may have reached the server, so a headshot whose fate
 -- is unknown is never sent twice. This file only decides how long to wait and when to stop.
+--
+-- Programs use it through @{faceswap.retry} and the `retry` option of @{faceswap.new}.
+-- @module faceswap.retry
 local core = require "faceswap.core"
 local logs = require "faceswap.log"
 
@@ -9,6 +13,12 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+--- The options and their defaults: `attempts` (5, calls in all, the first included),
+-- `deadline` (none: seconds from the first call; no wait starts that would end past it),
+-- `min_delay` (10) and `max_delay` (30: a 429's wait range, as upstream advises, when the answer
+-- names none; also the longest backoff), `base_delay` (1: the first backoff after a transport
+-- error, timeout or 5xx). Also `sleep`, `random` and `on_retry(err, attempt, delay)`.
+-- @table defaults
 M.defaults = {
   attempts = 5,     -- calls of fn in all, the first included
   deadline = nil,   -- seconds from the first call; no wait is started that would end past it
@@ -57,7 +67,14 @@ local function retryable(err)
 end
 M.retryable = retryable
 
+--- How long to wait before the next call.
 -- The wait before the next call, after the call number `attempt` failed with err.
+-- A 429 waits its `retry_after` when known, else a random time between `min_delay` and
+-- `max_delay`; other errors back off exponentially from `base_delay`, with jitter.
+-- @tparam objects.error err the error of the call that failed
+-- @tparam integer attempt the number of that call (1 for the first)
+-- @tparam table o the options, as @{defaults}
+-- @treturn number seconds
 function M.delay(err, attempt, o)
   local random = o.random or math.random
   if err.kind == "rate_limited" then

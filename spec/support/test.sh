@@ -60,6 +60,9 @@ step valgrind make --no-print-directory -s LUA_VERSION="$LUA_VERSION" test-valgr
 step asan env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
   make --no-print-directory -s test-asan
 
+# The API reference builds from the doc comments without a warning.
+step doc make --no-print-directory -s doc
+
 # The source rock (`make rock`) installs with luarocks into a scratch tree, and runs there.
 step luarocks env LUA="$LUA" LUA_VERSION="$LUA_VERSION" LUA_API="$LUA_API" \
   LUA_INCDIR="${LUA_INCDIR:-}" bash spec/support/rock.sh
