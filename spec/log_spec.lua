@@ -126,6 +126,15 @@ describe("logs", function()
     assert.is_nil(text:find("Bearer", 1, true))
   end)
 
+  it("leaves the lines alone when the token is too short to be a real one", function()
+    lines = {}
+    local c = faceswap.new { token = "t", base_url = s.base_url, retry = false,
+      log = function(_, message) lines[#lines + 1] = message end }
+    c:job("abc")
+    c:close()
+    assert.equal("GET /jobs/?jobid=abc: 401 in N ms, N bytes, attempt 1", steady(lines)[2])
+  end)
+
   it("is checked: a function or false", function()
     assert.has_error(function() faceswap.new { token = "t", log = "debug" } end,
       "bad argument #1 to 'new' (option 'log' must be a function or false, got string)")

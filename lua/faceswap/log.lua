@@ -67,6 +67,8 @@ function M.new(option, token, in_nginx)
   if option == false then return nil end
   if option == nil then sink = default_sink(in_nginx) else sink = option end
   if not sink then return nil end
+  -- (a token too short to be a real one, as in examples, would match words: left alone)
+  if #token < 8 then return sink end
   local pattern = token:gsub("%p", "%%%0")
   return function(level, message, what)
     if message:find(token, 1, true) then message = message:gsub(pattern, "[token]") end
