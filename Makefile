@@ -52,9 +52,11 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
                lua-socket
 # `make doc`: LDoc, and the markdown it formats comments with (for Lua 5.1 only in Debian)
 DOC_DEBS    := lua-ldoc lua-markdown lua5.1
+# `make rock`: it packs the checkout's tracked files with git
+ROCK_DEBS   := luarocks git
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl $(DOC_DEBS)
+               lua5.4 liblua5.4-dev openssl $(DOC_DEBS) $(ROCK_DEBS)
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
         test-asan test-valgrind fuzz rock test-rock doc
@@ -151,6 +153,9 @@ install: all
 # source.url naming the archive packed inside, so `luarocks install` builds it anywhere.
 ROCK_NAME   := $(patsubst rockspec/%.rockspec,%,$(ROCKSPEC))
 rock:
+	@sh spec/support/debs.sh $(ROCK_DEBS)
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+	  { echo "make rock: packs a git checkout, and this is none"; exit 1; }
 	rm -rf build/rock
 	mkdir -p build/rock
 	tree=$$(git stash create); git archive --format=tar.gz --prefix=lua-faceswap-$(VERSION)/ \
