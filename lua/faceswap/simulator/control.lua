@@ -6,6 +6,7 @@ local sched = require "faceswap.simulator.sched"
 local http = require "faceswap.simulator.http"
 local jobs = require "faceswap.simulator.jobs"
 local faults = require "faceswap.simulator.faults"
+local accounts = require "faceswap.simulator.accounts"
 local S = require "faceswap.simulator.state"
 
 local M = {}
@@ -20,9 +21,28 @@ local check_setting, reset_state = S.check_setting, S.reset_state
 ---------------------------------------------------------------------------------------------
 -- Control endpoints (/__sim/...): configure the simulator and read back what it saw.
 ---------------------------------------------------------------------------------------------
+-- files: the file parts, name -> {filename, content_type, size} (their bytes are in fields)
 local function record_json(r)
+  local files = cjson.null
+  if r.files and next(r.files) then
+    files = {}
+    for name, f in pairs(r.files) do
+      files[name] = { filename = f.filename, content_type = f.content_type or cjson.null, size = #f.data }
+    end
+  end
   return { method = r.method, path = r.path, query = r.query, headers = r.headers, body = r.body,
-           fields = r.fields or cjson.null, conn = r.conn, content_type = r.content_type or cjson.null }
+           fields = r.fields or cjson.null, files = files, conn = r.conn,
+           content_type = r.content_type or cjson.null }
+end
+
+-- The settings as GET /__sim/config shows them: credits_total and credits_used are the first
+-- account's (the one a call without channel goes to), since each account has its own.
+local function config_view()
+  local view = {}
+  for k, v in pairs(S.config) do view[k] = v end
+  local first = accounts.list()[1]
+  if first then view.credits_total, view.credits_used = first.credits.total, first.credits.used end
+  return view
 end
 
 local function ok_response(extra)
@@ -67,8 +87,21 @@ CONTROL["GET /__sim/job"] = function(req)
   return json_response(200, entry.data)
 end
 
+-- Every account as GET /account shows it, plus its saved faces (names, in saving order) and
+-- default, so a test sees what its code saved without going through the API.
+CONTROL["GET /__sim/accounts"] = function()
+  local out = {}
+  for _, account in ipairs(accounts.list()) do
+    local view = accounts.view(account)
+    view.ids, view.default = array {}, account.default or cjson.null
+    for i, name in ipairs(account.names) do view.ids[i] = name end
+    out[account.channel] = view
+  end
+  return json_response(200, out)
+end
+
 CONTROL["GET /__sim/config"] = function()
-  return json_response(200, S.config)
+  return json_response(200, config_view())
 end
 
 CONTROL["GET /__sim/script"] = function()
@@ -92,7 +125,11 @@ CONTROL["POST /__sim/config"] = function(req)
     checked[k] = value
   end
   for k, v in pairs(checked) do S.config[k] = v end
-  return json_response(200, S.config)
+  if checked.channels then accounts.sync() end
+  if checked.credits_total or checked.credits_used then
+    accounts.set_credits(checked.credits_total, checked.credits_used)
+  end
+  return json_response(200, config_view())
 end
 
 CONTROL["POST /__sim/script"] = function(req)

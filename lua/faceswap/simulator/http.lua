@@ -24,7 +24,7 @@ local REASONS = {
   [401] = "Unauthorized", [402] = "Payment Required", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [408] = "Request Timeout", [411] = "Length Required",
   [413] = "Content Too Large", [422] = "Unprocessable Content", [429] = "Too Many Requests",
-  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error",
+  [431] = "Request Header Fields Too Large", [500] = "Internal Server Error", [501] = "Not Implemented",
   [502] = "Bad Gateway", [503] = "Service Unavailable", [504] = "Gateway Timeout",
 }
 
@@ -67,11 +67,13 @@ local function render_head(resp, close, content_length)
   local function add(name, value)
     if not has_header(resp.headers, name:lower()) then lines[#lines + 1] = name .. ": " .. value end
   end
-  add("Content-Type", resp.content_type or "application/json")
-  if content_length == "chunked" then
-    add("Transfer-Encoding", "chunked")
-  else
-    add("Content-Length", number_text(content_length or #resp.body))
+  if resp.status ~= 204 then                  -- 204: no body, so neither type nor length (RFC 9110)
+    add("Content-Type", resp.content_type or "application/json")
+    if content_length == "chunked" then
+      add("Transfer-Encoding", "chunked")
+    else
+      add("Content-Length", number_text(content_length or #resp.body))
+    end
   end
   add("Date", os.date("!%a, %d %b %Y %H:%M:%S GMT"))
   add("Server", "useapi-simulator")
@@ -213,8 +215,52 @@ function Conn:read_exact(n)
   return all:sub(1, n)
 end
 
+-- Reads a chunked body (RFC 9112 7.1): hex sizes (extensions ignored), data, CRLF, then a
+-- zero-size chunk and optional trailer lines up to a blank line. Returns the body, or nil and
+-- an error response (nil when the connection failed).
+function Conn:read_chunked()
+  local parts, total = {}, 0
+  while true do
+    local line, err = self:read_line()
+    if not line then return nil, err end
+    local hex = line:match("^(%x+)[ \t]*;?.*$")
+    if not hex or #hex > 8 then return nil, error_response(400, "Malformed chunked body") end
+    local size = tonumber(hex, 16)
+    if size == 0 then break end
+    total = total + size
+    if total > MAX_BODY then return nil, error_response(413, "Request body too large") end
+    local data = self:read_exact(size + 2)
+    if not data then return nil end
+    if data:sub(-2) ~= "\r\n" then return nil, error_response(400, "Malformed chunked body") end
+    parts[#parts + 1] = data:sub(1, -3)
+  end
+  repeat                                           -- trailer fields, ignored
+    local line, err = self:read_line()
+    if not line then return nil, err end
+  until line == ""
+  return table.concat(parts)
+end
+
+-- Reads one CRLF-terminated line (without it); nil and an error response when too long.
+function Conn:read_line()
+  while true do
+    local e = self.buf:find("\r\n", 1, true)
+    if e then
+      local line = self.buf:sub(1, e - 1)
+      self.buf = self.buf:sub(e + 2)
+      return line
+    end
+    if #self.buf > MAX_HEAD then return nil, error_response(400, "Malformed chunked body") end
+    local chunk = recv_some(self.sock, now() + IO_TIMEOUT)
+    if not chunk then return nil end
+    self.buf = self.buf .. chunk
+  end
+end
+
 -- Reads one whole request including its body. Returns the request, or nil and an optional
--- error response (sent before closing). A body without Content-Length gets req.framing_error.
+-- error response (sent before closing). A body is framed by Content-Length or by
+-- Transfer-Encoding: chunked (as Python's generators, httpx iterators and Node's streams send
+-- it, and as upstream's CDN accepts it); another transfer coding gets req.framing_error.
 local function read_request(conn)
   local head, err = conn:read_head(now() + S.config.keepalive_timeout)
   if not head then
@@ -223,19 +269,30 @@ local function read_request(conn)
   end
   local req, perr = parse_head(head)
   if not req then return nil, error_response(400, perr) end
-  if req.headers["transfer-encoding"] then
-    req.body, req.framing_error = "", error_response(411, "Length Required")
+  local te = req.headers["transfer-encoding"]
+  local chunked = te and te:lower():gsub("%s", "") == "chunked"
+  if te and (not chunked or req.headers["content-length"]) then
+    req.body, req.framing_error = "", error_response(501, "Unsupported Transfer-Encoding")
     return req
   end
-  local cl = req.headers["content-length"] or "0"
-  if not cl:match("^%d+$") then return nil, error_response(400, "Invalid Content-Length") end
-  local n = tonumber(cl)
-  if n > MAX_BODY then return nil, error_response(413, "Request body too large") end
+  local n = 0
+  if not chunked then
+    local cl = req.headers["content-length"] or "0"
+    if not cl:match("^%d+$") then return nil, error_response(400, "Invalid Content-Length") end
+    n = tonumber(cl)
+    if n > MAX_BODY then return nil, error_response(413, "Request body too large") end
+  end
   -- curl waits up to a second for this before sending a large body
-  if n > 0 and (req.headers.expect or ""):lower() == "100-continue" then
+  if (chunked or n > 0) and (req.headers.expect or ""):lower() == "100-continue" then
     if not send_all(conn.sock, "HTTP/1.1 100 Continue\r\n\r\n") then return nil end
   end
-  req.body = conn:read_exact(n)
+  if chunked then
+    local body, failure = conn:read_chunked()
+    if not body then return nil, failure end
+    req.body = body
+  else
+    req.body = conn:read_exact(n)
+  end
   if not req.body then return nil end
   return req
 end
@@ -254,8 +311,10 @@ local function parse_part_headers(block)
   return headers
 end
 
--- Returns a table name -> value (first occurrence wins), or nil when malformed. A part's value
--- is exactly the bytes between its blank line and the CRLF before the next delimiter.
+-- Returns a table name -> value (first occurrence wins) and one name -> file for the parts
+-- that carry a filename ({filename, content_type (nil when the part has none), data}), or nil
+-- when malformed. A part's value is exactly the bytes between its blank line and the CRLF before
+-- the next delimiter.
 local function parse_multipart(body, content_type)
   local _, params = parse_params(content_type)
   local boundary = params and params.boundary
@@ -269,10 +328,10 @@ local function parse_multipart(body, content_type)
     if not s then return nil end
     pos = s + 2
   end
-  local fields = {}
+  local fields, files = {}, {}
   while true do
     local after = pos + #dash
-    if body:sub(after, after + 1) == "--" then return fields end   -- close delimiter
+    if body:sub(after, after + 1) == "--" then return fields, files end   -- close delimiter
     local start = body:match("^[ \t]*\r\n()", after)               -- transport padding, CRLF
     if not start then return nil end
     local block, content_start
@@ -291,17 +350,23 @@ local function parse_multipart(body, content_type)
     if kind ~= "form-data" or not dparams.name then return nil end
     if fields[dparams.name] == nil then
       fields[dparams.name] = body:sub(content_start, next_delim - 1)
+      if dparams.filename then
+        local ct = headers["content-type"] and parse_params(headers["content-type"])
+        files[dparams.name] = { filename = dparams.filename, content_type = ct,
+                                data = fields[dparams.name] }
+      end
     end
     pos = next_delim + 2
   end
 end
 
--- Returns a table of string fields, or nil when the body is not a JSON object.
+-- Returns the JSON object's fields as text (the record of what arrived), or nil when the body
+-- is not a JSON object; and the set of names whose values are not strings (nor null).
 local function parse_json_fields(body)
   if not body:match("^%s*{") then return nil end
   local value = decode(body)
   if type(value) ~= "table" then return nil end
-  local fields = {}
+  local fields, not_strings = {}, {}
   for k, v in pairs(value) do
     if type(v) == "string" then
       fields[k] = v
@@ -310,32 +375,57 @@ local function parse_json_fields(body)
     elseif v ~= cjson.null then
       fields[k] = tostring(v)
     end
+    if type(v) ~= "string" and v ~= cjson.null then not_strings[k] = true end
   end
-  return fields
+  return fields, not_strings
 end
 
--- Fills req.fields (or req.parse_error) for multipart and JSON bodies.
+-- Fills req.fields (or req.parse_error) for multipart and JSON bodies: the fields as they
+-- arrived, for the record. The commands read req.params: the text fields decoded as a
+-- JavaScript server decodes them (invalid UTF-8 becomes U+FFFD), so no answer echoes invalid
+-- UTF-8; req.files: the file parts; req.not_strings: JSON fields that are not strings.
 local function parse_fields(req)
   local media = media_type(req)
+  req.files, req.not_strings = {}, {}
   if media == "multipart/form-data" then
-    req.fields = parse_multipart(req.body, req.headers["content-type"])
+    req.fields, req.files = parse_multipart(req.body, req.headers["content-type"])
     if not req.fields then req.parse_error = error_response(400, "Malformed multipart/form-data body") end
   elseif media == "application/json" then
-    req.fields = parse_json_fields(req.body)
+    req.fields, req.not_strings = parse_json_fields(req.body)
     if not req.fields then req.parse_error = error_response(400, "Malformed JSON body") end
   end
+  req.files, req.not_strings = req.files or {}, req.not_strings or {}
+  if req.fields then
+    req.params = {}
+    for k, v in pairs(req.fields) do
+      if not req.files[k] and not req.not_strings[k] then req.params[util.to_utf8(k)] = util.to_utf8(v) end
+    end
+  end
+end
+
+-- The address to connect to for a URL's host: an IP literal as it is (no resolver, which may
+-- not even have /etc/hosts), a name through DNS. Returns the address and "inet" or "inet6",
+-- or nil and why.
+local function resolve_host(host)
+  if host:match("^%d+%.%d+%.%d+%.%d+$") then return host, "inet" end
+  local v6 = host:match("^%[([%x:.]+)%]$")
+  if v6 then return v6, "inet6" end
+  local ip = socket.dns.toip(host)
+  if not ip then return nil, "cannot resolve " .. host end
+  return ip, "inet"
 end
 
 -- POSTs body to an http:// URL from a task and returns the receiver's status, or nil and why.
 local function http_post(url, body)
-  local host, port, path = url:match("^http://([^/:?#]+):?(%d*)([^#]*)")
+  local host, port, path = url:match("^http://(%[[%x:.]+%])(:?%d*)([^#]*)")
+  if not host then host, port, path = url:match("^http://([^/:?#%[]+)(:?%d*)([^#]*)") end
   if not host then return nil, "unsupported URL" end
-  port = tonumber(port) or 80
+  port = tonumber(port:sub(2)) or 80
   if path == "" or path:sub(1, 1) == "?" then path = "/" .. path end
   local deadline = now() + S.config.callback_timeout
-  local ip = socket.dns.toip(host)
-  if not ip then return nil, "cannot resolve " .. host end
-  local sock = socket.tcp()
+  local ip, family = resolve_host(host)
+  if not ip then return nil, family end
+  local sock = family == "inet6" and socket.tcp6() or socket.tcp()
   sock:settimeout(0)
   local ok, err = sock:connect(ip, port)
   if not ok and err == "timeout" then
@@ -366,6 +456,6 @@ M.response_closes, M.render_head, M.send_response = response_closes, render_head
 M.parse_params, M.parse_head, M.media_type, M.client_closes, M.Conn, M.read_request =
   parse_params, parse_head, media_type, client_closes, Conn, read_request
 M.parse_multipart, M.parse_json_fields, M.parse_fields = parse_multipart, parse_json_fields, parse_fields
-M.http_post = http_post
+M.http_post, M.resolve_host = http_post, resolve_host
 
 return M

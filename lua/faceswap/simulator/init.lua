@@ -38,7 +38,8 @@ M.root = module_root()
 
 -- Settings start() passes on the command line; they are also what reset() restores.
 local OPTIONS = { "host", "port", "token", "job_seconds", "keepalive_timeout", "latency", "channels",
-                  "subscription", "credits_total", "credits_used", "callback_timeout", "max_running" }
+                  "subscription", "credits_total", "credits_used", "callback_timeout", "max_running",
+                  "blocking_seconds", "seed_identity", "picsi_async" }
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -117,6 +118,9 @@ end
 function Sim:callbacks() return self:control("GET", "/__sim/callbacks") end
 function Sim:jobs() return self:control("GET", "/__sim/jobs") end
 function Sim:reset() self:control("POST", "/__sim/reset") end
+
+-- channel -> {channel, server, discord, credits, ids (saved faces, in order), default}
+function Sim:accounts() return self:control("GET", "/__sim/accounts") end
 
 local function url_encode(s)
   return (tostring(s):gsub("[^%w%-._~]", function(c) return string.format("%%%02X", c:byte()) end))

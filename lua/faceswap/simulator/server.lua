@@ -1,5 +1,6 @@
 -- faceswap.simulator.server: the simulator's process: command-line options, the listening
 -- socket, one task per connection, and the main loop. `main(argv)` never returns.
+-- What it serves, its options and faults: docs/simulator.md.
 local sched = require "faceswap.simulator.sched"
 local http = require "faceswap.simulator.http"
 local faults = require "faceswap.simulator.faults"
@@ -22,7 +23,7 @@ local default_config, cli_value, check_setting, reset_state = S.default_config, 
 local USAGE = "usage: faceswap-sim [--host H] [--port N] [--token T] [--keepalive-timeout S]"
   .. " [--job-seconds S] [--latency S] [--channels a,b] [--subscription true|false]"
   .. " [--credits-total N] [--credits-used N] [--callback-timeout S] [--max-running N]"
-  .. " [--parent-pid PID]\n"
+  .. " [--blocking-seconds S] [--seed-identity NAME] [--picsi-async true|false] [--parent-pid PID]\n"
 
 local function usage(message)
   io.stderr:write("simulator: ", message, "\n", USAGE)

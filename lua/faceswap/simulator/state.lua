@@ -9,6 +9,7 @@ local S = {
   base_url = nil,   -- http://host:port, for attachment URLs
   config = nil,     -- current settings
   state = nil,      -- recorded requests, counters, scripts, jobs, callbacks
+  on_reset = {},    -- functions run after each reset (the accounts seed themselves)
 }
 
 ---------------------------------------------------------------------------------------------
@@ -19,6 +20,7 @@ local CONFIG_TYPES = {
   token = "string", job_seconds = "number", channels = "array", subscription = "boolean",
   keepalive_timeout = "number", latency = "number", credits_total = "number",
   credits_used = "number", callback_timeout = "number", max_running = "integer",
+  blocking_seconds = "number", seed_identity = "string", picsi_async = "boolean",
 }
 
 local function default_config()
@@ -26,6 +28,7 @@ local function default_config()
     token = "test-token", job_seconds = 2, channels = array { "1100000000000000001" },
     subscription = true, keepalive_timeout = 5, latency = 0, credits_total = 800,
     credits_used = 0, callback_timeout = 10, max_running = 0,
+    blocking_seconds = 1, seed_identity = "me", picsi_async = false,
   }
 end
 
@@ -85,9 +88,12 @@ local function reset_state()
     jobs = {},            -- jobid -> entry { data = public job table, final, left }
     job_order = {},
     active = {},          -- channel -> number of its jobs not in a terminal status
-    rejected = 0,         -- headshots answered 429 because of max_running
+    rejected = 0,         -- calls answered the queue-full 429 (max_running, busy channel)
     callbacks = array {},
+    accounts = {},        -- channel -> account (faceswap.simulator.accounts)
+    busy = {},            -- channel -> true while a blocking command holds it
   }
+  for _, hook in ipairs(S.on_reset) do hook() end
 end
 
 S.CONFIG_TYPES, S.default_config, S.copy_config, S.check_setting, S.cli_value =

@@ -71,6 +71,46 @@ local function char_len(s)
   return utf8.len(s) or #s
 end
 
+-- Text as a JavaScript server decodes bytes (WHATWG UTF-8 decode, TextDecoder's default):
+-- each maximal invalid subsequence becomes U+FFFD, valid UTF-8 is left as it is.
+local REPLACEMENT = "\u{FFFD}"
+local function to_utf8(s)
+  if utf8.len(s) then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    local need, lo, hi = 0, 0x80, 0xBF
+    if c < 0x80 then
+      need = -1
+    elseif c >= 0xC2 and c <= 0xDF then
+      need = 1
+    elseif c >= 0xE0 and c <= 0xEF then
+      need = 2
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      need = 3
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    end
+    if need < 0 then
+      out[#out + 1] = string.char(c)
+      i = i + 1
+    elseif need == 0 then
+      out[#out + 1] = REPLACEMENT
+      i = i + 1
+    else
+      local j, got = i + 1, 0
+      while got < need do
+        local b = s:byte(j)
+        if not b or b < lo or b > hi then break end
+        lo, hi, got, j = 0x80, 0xBF, got + 1, j + 1
+      end
+      out[#out + 1] = got == need and s:sub(i, j - 1) or REPLACEMENT
+      i = j                       -- a byte that broke the sequence starts the next one
+    end
+  end
+  return table.concat(out)
+end
+
 local function nonempty(s)
   return type(s) == "string" and s ~= ""
 end
@@ -80,12 +120,13 @@ local function url_decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+-- Query parameters as URLSearchParams reads them: %XX that is not UTF-8 becomes U+FFFD.
 local function parse_query(query)
   local params = {}
   for pair in query:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
-    k = url_decode(k)
-    if params[k] == nil then params[k] = url_decode(v) end
+    k = to_utf8(url_decode(k))
+    if params[k] == nil then params[k] = to_utf8(url_decode(v)) end
   end
   return params
 end
@@ -99,6 +140,7 @@ end
 M.ARRAY, M.array, M.encode, M.decode = ARRAY, array, encode, decode
 M.now = socket.gettime
 M.iso_ms, M.iso_us, M.random_hex, M.random_digits = iso_ms, iso_us, random_hex, random_digits
+M.to_utf8 = to_utf8
 M.char_len, M.nonempty, M.url_decode, M.parse_query, M.number_text =
   char_len, nonempty, url_decode, parse_query, number_text
 
