@@ -124,6 +124,32 @@ describe("docs/openresty.md", function()
     assert.matches("^completed " .. s.base_url:gsub("%p", "%%%0") .. "/attachments/%x+/1%.png[^\n]*\n$", body)
   end)
 
+  it("serves requests side by side with the one shared client: each waits without blocking", function()
+    s:config { job_seconds = 1 }
+    local socks = {}
+    for i = 1, 3 do
+      local c = socket.tcp()
+      c:settimeout(30)
+      assert(c:connect("127.0.0.1", tonumber(url:match(":(%d+)$"))))
+      c:send("GET /portrait/wait?prompt=p" .. i .. "&interval=0.05 HTTP/1.0\r\nHost: x\r\n\r\n")
+      socks[i] = c
+    end
+    for i = 1, 3 do
+      local answer = socks[i]:receive("*a")
+      socks[i]:close()
+      assert.matches("\r\n\r\ncompleted http", answer)
+    end
+    -- all three jobs were created before the first ended: no request waited for another's
+    local last_created, first_ended = "", "~"
+    for _, job in ipairs(s:jobs()) do
+      if job.created > last_created then last_created = job.created end
+      assert.equal("completed", job.status)
+      if job.updated < first_ended then first_ended = job.updated end -- when it completed
+    end
+    assert.equal(3, #s:jobs())
+    assert.is_true(last_created < first_ended, last_created .. " is not before " .. first_ended)
+  end)
+
   it("runs a batch with a client of the request's own", function()
     assert.same({ 200, "1 completed\n2 completed\n3 completed\n" },
       { get("/portraits?n=3&interval=0.05") })
