@@ -228,7 +228,7 @@ test-rock:
 LDOC        ?= lua5.1 /usr/bin/ldoc
 doc:
 	@sh spec/support/debs.sh $(DOC_DEBS)
-	@rm -rf build/doc
+	@rm -rf build/doc && mkdir -p build
 	@$(LDOC) --fatalwarnings -c docs/config.ld -d $(CURDIR)/build/doc . >build/ldoc.log 2>&1; \
 	  status=$$?; grep -v -e '^reading configuration from ' -e '^changing to directory' \
 	    -e '^output written to ' build/ldoc.log; warned=$$?; \
