@@ -79,11 +79,19 @@ describe("docs/openresty.md", function()
     s = sim.start { token = TOKEN, job_seconds = 0.2 }
     scratch = shell.capture("mktemp -d /tmp/faceswap-guide.XXXXXX"):gsub("\n$", "")
     os.execute("chmod 755 " .. scratch) -- nginx's workers run as nobody when started as root
-    -- the guide's install step, into a scratch prefix instead of /usr/local
+    -- the guide's install step: its packages are the ones installed here, and its make line
+    -- runs as written, into a scratch prefix instead of /usr/local
+    local install = code_block(nginx.root .. "/docs/openresty.md", "## Install", "sh")
+    local packages, make = install:match("^apt%-get install ([^#\n]-)%s*#[^\n]*\n(make [^\n]*)$")
+    assert(packages and make, "the install block is not an apt-get line and a make line:\n" .. install)
+    for name in packages:gmatch("%S+") do
+      assert.matches("install ok installed", shell.capture("dpkg-query -W -f='${Status}' " .. name ..
+        " 2>&1"), nil, true)
+    end
     local made = shell.capture("cd " .. shell.quote(nginx.root) .. " && env -u MAKEFLAGS -u MFLAGS " ..
-      "-u MAKELEVEL -u LUA -u LUA_INCDIR make --no-print-directory -s install LUA_VERSION=luajit " ..
+      "-u MAKELEVEL -u LUA -u LUA_INCDIR " .. make .. " --no-print-directory -s " ..
       "PREFIX=" .. shell.quote(scratch .. "/usr-local") .. " >/dev/null 2>&1; echo $?")
-    assert(made == "0\n", "make install LUA_VERSION=luajit failed")
+    assert(made == "0\n", make .. " failed")
     guide = start_guide(scratch, s.base_url)
     url = guide.url
   end)
