@@ -286,9 +286,8 @@ function client:cancel(jobid)
   return get(self, "cancel", jobid, true)
 end
 
----------------------------------------------------------------------------------------------
--- The other commands, one method per row of the core's command table (csrc/command.c)
----------------------------------------------------------------------------------------------
+-- == The other commands: one method per row of the core's command table (csrc/command.c);
+-- == docs/commands.md describes them. ==
 
 -- The channel lock. A blocking command holds its channel upstream for seconds, and a second
 -- call meanwhile is refused; so the client runs one blocking command per channel at a time and
@@ -338,6 +337,124 @@ local function unlock_channel(self, key)
   end
   self._locks[key] = nil
 end
+
+-- The methods below are made from the table; their reference:
+
+--- Saves the face in an image under a name (POST /saveid). Blocking: it holds its channel.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:saveid
+-- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Puts saved faces (names separated by commas) on an image (POST /swapid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:swapid
+-- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the swapped image in `attachments`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Lists the saved faces' names (POST /listid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:listid
+-- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the names in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Makes a saved face the default (POST /setid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:setid
+-- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Deletes a saved face (DELETE /delid, form body). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:delid
+-- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Deletes every saved face (DELETE /delall, form body). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:delall
+-- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Swaps the default face onto an image posted in the channel (POST /inswapper). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:inswapper
+-- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the image in `attachments`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Puts the face of `source_image` on `target_image_gif_or_video` (POST /picsi). Counts as blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:picsi
+-- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Replaces an image's background with the one described (POST /changebg). A job, like a headshot.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:changebg
+-- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- The ids of the jobs running now (GET /jobs).
+-- @function client:jobs
+-- @treturn[1] {string,...} the jobids
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Every configured account (GET /account).
+-- @function client:accounts
+-- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
+-- total, used}}`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- One account (GET /account/<channel>).
+-- @function client:account
+-- @tparam string channel
+-- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Configures an account (POST /account/<channel>, JSON).
+-- @function client:add_account
+-- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
+-- required
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Removes an account's configuration (DELETE /account/<channel>).
+-- @function client:delete_account
+-- @tparam string channel
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] objects.error
 
 M.commands = core.commands()
 
