@@ -11,12 +11,7 @@ local socket = require "socket"
 local GUIDE = "docs/callbacks.md"
 local TOKEN = "guide-token"
 
-local function code_block(heading, language)
-  local text = assert(shell.read(GUIDE))
-  local from = assert(text:find(heading, 1, true), "no heading " .. heading)
-  local code = text:match("\n```" .. language .. "\n(.-\n)```\n", from)
-  return (assert(code, "no ```" .. language .. " block after " .. heading))
-end
+local function code_block(heading, language) return shell.code_block(GUIDE, heading, language) end
 
 -- POSTs body to the receiver and returns the status line it answers.
 local function post(port, body)
