@@ -6,13 +6,7 @@ local nginx = require "spec.support.nginx" -- for free_port and the checkout's r
 
 local GUIDE = "docs/getting-started.md"
 
--- The first ```language block after `heading`.
-local function code_block(heading, language)
-  local text = assert(shell.read(GUIDE))
-  local from = assert(text:find(heading, 1, true), "no heading " .. heading)
-  local code = text:match("\n```" .. language .. "\n(.-\n)```\n", from)
-  return (assert(code, "no ```" .. language .. " block after " .. heading))
-end
+local function code_block(heading, language) return shell.code_block(GUIDE, heading, language) end
 
 describe("docs/getting-started.md", function()
   it("installs with make targets that exist", function()

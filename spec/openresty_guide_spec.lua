@@ -10,14 +10,6 @@ local shell = require "spec.support.shell"
 
 local TOKEN = "guide-token-7d1c"
 
--- The first ```nginx block after `heading` in a markdown file.
-local function code_block(path, heading, language)
-  local text = assert(shell.read(path), path)
-  local from = assert(text:find(heading, 1, true), "no heading " .. heading)
-  local code = text:match("\n```" .. language .. "\n(.-)\n```\n", from)
-  return assert(code, "no ```" .. language .. " block after " .. heading)
-end
-
 -- s with `from` replaced by `to` (plain text), which must occur `count` times.
 local function replace(s, from, to, count)
   local pattern = from:gsub("%p", "%%%0")
@@ -34,7 +26,7 @@ local function start_guide(dir, base_url)
   os.execute("chmod 755 " .. shell.quote(prefix))
   os.execute("mkdir -p " .. prefix .. "/conf " .. prefix .. "/logs " .. prefix .. "/tmp")
   local port = nginx.free_port()
-  local conf = code_block(nginx.root .. "/docs/openresty.md", "## A complete nginx.conf", "nginx")
+  local conf = shell.code_block(nginx.root .. "/docs/openresty.md", "## A complete nginx.conf", "nginx")
   conf = replace(conf, "/usr/local/", dir .. "/usr-local/", 3)
   conf = replace(conf, "listen 8080;", "listen 127.0.0.1:" .. port .. ";", 1)
   local f = assert(io.open(prefix .. "/conf/nginx.conf", "w"))
@@ -81,7 +73,7 @@ describe("docs/openresty.md", function()
     os.execute("chmod 755 " .. scratch) -- nginx's workers run as nobody when started as root
     -- the guide's install step: its packages are the ones installed here, and its make line
     -- runs as written, into a scratch prefix instead of /usr/local
-    local install = code_block(nginx.root .. "/docs/openresty.md", "## Install", "sh")
+    local install = shell.code_block(nginx.root .. "/docs/openresty.md", "## Install", "sh")
     local packages, make = install:match("^apt%-get install ([^#\n]-)%s*#[^\n]*\n(make [^\n]*)$")
     assert(packages and make, "the install block is not an apt-get line and a make line:\n" .. install)
     for name in packages:gmatch("%S+") do
