@@ -54,6 +54,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"write_new", core_write_new},
     {NULL, NULL}
   };
+  json_open(L);
   job_open(L);
   error_open(L);
   transport_open(L);

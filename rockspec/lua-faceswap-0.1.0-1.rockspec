@@ -12,6 +12,7 @@ description = {
 }
 dependencies = {
    "lua >= 5.1",
+   "lua-cjson >= 2.1.0", -- the one JSON codec; the core loads a private instance of it
 }
 external_dependencies = {
    CURL = { header = "curl/curl.h", library = "curl" },
