@@ -1,6 +1,6 @@
 /* job.c: the job userdata. A job is immutable. Its JSON text is decoded once by lua-cjson
- * (cjson.c) and the fields' types checked; the user value keeps the decoded table, with the
- * text itself at [0] for job:json(). A field becomes the value a user sees when asked for:
+ * (cjson.c) and the fields' types checked; the user values keep the decoded table and the text
+ * itself, for job:json() (before 5.4, one user value: the text is the table's [0]). A field becomes the value a user sees when asked for:
  * null is nil, integral numbers are integers (5.3+), and tables are fresh copies. Derived
  * numbers (credits) are parsed from `content` when the job is made. */
 #include <stdlib.h>
@@ -77,6 +77,34 @@ static void parse_credits(job_t *job, const char *s, size_t len) {
 }
 
 /* ---- making a job --------------------------------------------------------------------- */
+
+/* The job userdata, its user values the decoded table (tree) and the text (text) */
+static job_t *new_job(lua_State *L, int tree, int text) {
+#if LUA_VERSION_NUM >= 504
+  job_t *job = (job_t *)lua_newuserdatauv(L, sizeof *job, 2);
+  lua_pushvalue(L, text);
+  lua_setiuservalue(L, -2, 2);
+#else
+  job_t *job = (job_t *)lua_newuserdata(L, sizeof *job);
+  lua_pushvalue(L, text);
+  lua_rawseti(L, tree, 0); /* an integer key: never one of an object's */
+#endif
+  lua_pushvalue(L, tree);
+  compat_setuservalue(L, -2);
+  memset(job, 0, sizeof *job);
+  return job;
+}
+
+/* Pushes the JSON text of the job at idx. */
+static void push_text(lua_State *L, int idx) {
+#if LUA_VERSION_NUM >= 504
+  lua_getiuservalue(L, idx, 2);
+#else
+  compat_getuservalue(L, idx);
+  lua_rawgeti(L, -1, 0);
+  lua_remove(L, -2);
+#endif
+}
 
 /* lua-cjson makes [] and {} the same empty table: an object is a table with a string key, so
  * an empty table is an array unless the text had an empty object (then see object_shapes). */
@@ -193,8 +221,7 @@ int job_push_json(lua_State *L, int json_idx) {
     }
   }
   lua_settop(L, tree);
-  job = (job_t *)compat_newuserdata(L, sizeof *job);
-  memset(job, 0, sizeof *job);
+  job = new_job(L, tree, json_idx);
   luaL_setmetatable(L, FACESWAP_JOB_MT);
   lua_getfield(L, tree, "content");
   if (lua_type(L, -1) == LUA_TSTRING) {
@@ -203,10 +230,6 @@ int job_push_json(lua_State *L, int json_idx) {
     parse_credits(job, s, len);
   }
   lua_pop(L, 1);
-  lua_pushvalue(L, json_idx);
-  lua_rawseti(L, tree, 0);
-  lua_pushvalue(L, tree);
-  compat_setuservalue(L, -2);
   lua_remove(L, tree);
   return 1;
 }
@@ -322,8 +345,7 @@ static int job_urls(lua_State *L) {
 
 static int job_json(lua_State *L) {
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  compat_getuservalue(L, 1);
-  lua_rawgeti(L, -1, 0);
+  push_text(L, 1);
   return 1;
 }
 
@@ -377,12 +399,10 @@ static int job_eq(lua_State *L) {
   }
   lua_settop(L, 2);
   for (i = 1; i <= 2; i++) {
-    compat_getuservalue(L, i);
-    lua_rawgeti(L, -1, 0);
+    push_text(L, i);
     s = lua_tolstring(L, -1, &len);
     core_json_decode(L, s, len); /* validated when the job was made */
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    lua_remove(L, -2);
   }
   lua_pushboolean(L, json_equal(L, 3, 4, 0));
   return 1;
