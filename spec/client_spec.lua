@@ -82,6 +82,21 @@ describe("client", function()
       end)
     end
 
+    for _, encoding in ipairs { "multipart", "json" } do
+      it("delivers a replyRef with tabs and line breaks byte-exact with " .. encoding .. " encoding",
+        function()
+          local c = faceswap.new { token = TOKEN, base_url = s.base_url, encoding = encoding }
+          for _, ref in ipairs(tricky) do
+            local job = assert(c:headshot { prompt = "p", replyRef = ref })
+            assert.equal(ref, job.replyRef)
+          end
+          c:close()
+          local r = api_requests()
+          assert.equal(#tricky, #r)
+          for i, ref in ipairs(tricky) do assert.equal(ref, r[i].fields.replyRef) end
+        end)
+    end
+
     it("sends every param, and the client's defaults where params leave them out", function()
       local c = faceswap.new { token = TOKEN, base_url = s.base_url,
                                channel = "1100000000000000001", reply_url = "http://127.0.0.1:9/cb" }
@@ -243,12 +258,12 @@ describe("client", function()
         c:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
         print(request()); io.stdout:flush()
         srv:close(); c:close()']])
-      local port = pipe:read("l")
+      local port = pipe:read("*l")
       local c = faceswap.new { retry = false, token = TOKEN, base_url = "http://127.0.0.1:" .. port }
       assert(c:job("j1"))
       local job, err = c:headshot("p")
       c:close()
-      assert.equal("POST /headshot HTTP/1.1", pipe:read("l"))
+      assert.equal("POST /headshot HTTP/1.1", pipe:read("*l"))
       pipe:close()
       assert.is_nil(job)
       assert.same({ "transport", true, false }, { err.kind, err.sent, err.retryable })
@@ -429,7 +444,7 @@ describe("faceswap.new", function()
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./]] .. compat.build .. [[/?.so;" .. package.cpath
       print(require("faceswap").type(require("faceswap").new{}))' 2>&1]])
-    assert.equal("client\n", pipe:read("a"))
+    assert.equal("client\n", pipe:read("*a"))
     pipe:close()
   end)
 

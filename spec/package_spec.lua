@@ -4,7 +4,7 @@ local faceswap = require "faceswap"
 describe("the version", function()
   it("is the rockspec's, in its name and in its version field", function()
     local pipe = io.popen("ls rockspec")
-    local names = pipe:read("a")
+    local names = pipe:read("*a")
     pipe:close()
     local version, revision = names:match("^lua%-faceswap%-(%d+%.%d+%.%d+)%-(%d+)%.rockspec\n$")
     assert.is_string(version, "exactly one rockspec expected, found: " .. names)

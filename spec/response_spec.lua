@@ -145,7 +145,7 @@ describe("core.read_response", function()
 
   it("treats invalid UTF-8 inside a JSON string as not JSON", function()
     assert.equal("HTTP 200 answer: invalid JSON: invalid UTF-8 in string at byte 11",
-      read("job", 200, '{"jobid":"a\xff","status":"started"}').error)
+      read("job", 200, '{"jobid":"a\255","status":"started"}').error)
   end)
 
   it("gives errors a one-line tostring", function()

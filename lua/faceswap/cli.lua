@@ -168,7 +168,7 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local bytes = f:read("a")
+  local bytes = f:read("*a")
   f:close()
   return bytes
 end
@@ -298,12 +298,12 @@ end
 local function read_prompts(ctx, source)
   local text, err
   if source == "-" then
-    text, err = ctx.stdin:read("a")
+    text, err = ctx.stdin:read("*a")
   else
     local f
     f, err = io.open(source, "rb")
     if f then
-      text, err = f:read("a")
+      text, err = f:read("*a")
       f:close()
       if not text then err = source .. ": " .. tostring(err) end
     end
