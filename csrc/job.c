@@ -181,6 +181,29 @@ static void object_shapes(lua_State *L, int idx) {
   lua_remove(L, -2);
 }
 
+/* Whether the field is an empty table or an array holding one: where [] and {} differ. */
+static int has_empty_table(lua_State *L, int tree, const char *field) {
+  size_t i, n;
+  int found = 0;
+  lua_getfield(L, tree, field);
+  if (lua_istable(L, -1)) {
+    n = lua_rawlen(L, -1);
+    found = n == 0;
+    for (i = 1; i <= n && !found; i++) {
+      lua_rawgeti(L, -1, (lua_Integer)i);
+      if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        found = !lua_next(L, -2);
+        lua_pop(L, found ? 1 : 3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);
+  return found;
+}
+
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
   int i, tree, shapes, empty_object;
@@ -205,7 +228,8 @@ int job_push_json(lua_State *L, int json_idx) {
     return 0;
   }
   lua_pop(L, 1);
-  if (empty_object) {
+  if (empty_object && (has_empty_table(L, tree, "attachments") ||
+                       has_empty_table(L, tree, "embeds"))) {
     object_shapes(L, json_idx);
     shapes = lua_gettop(L);
   }

@@ -3,6 +3,7 @@
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
 local cjson = require "cjson"
+local compat = require "spec.support.compat"
 
 local function decode_error(text)
   local job, err = faceswap.decode(text)
@@ -58,6 +59,20 @@ describe("JSON", function()
         "json")
       assert.equal('{"prompt":"a/b \\"q\\"","replyUrl":"https://d/cb"}', body)
     end)
+  end)
+
+  -- The default max_response is 256 KiB because of this: a job's text becomes tables, and the
+  -- worst shape (a table every 3 bytes, in attachments, read twice to tell [] from {}) costs
+  -- about 70 times its bytes. spec/bench/memory.lua measures VmHWM in a child process.
+  it("reading the largest job answer max_response allows peaks under 24 MiB #novalgrind", function()
+    for _, shape in ipairs { "attachments", "objects", "numbers", "text" } do
+      local p = io.popen(compat.lua .. " spec/bench/memory.lua " .. shape .. " 262144")
+      local out = p:read("*a")
+      p:close()
+      local kib = tonumber(out:match("%+(%d+) KiB peak %(job%)"))
+      assert.is_not_nil(kib, out)
+      assert.is_true(kib < 24 * 1024, out)
+    end
   end)
 
   it("reads 65 arrays and objects inside each other; 66 are bad_response", function()
