@@ -24,6 +24,8 @@ static char codec_key; /* registry[&codec_key] = {decode, encode} of the private
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 
+static void make_instance(lua_State *L);
+
 static void make_c_locale(void) {
   c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
 }
@@ -198,6 +200,14 @@ int json_decode_raw(lua_State *L, int idx, int *empty_object) {
     return 0;
   }
   codec_call(L, 1, idx);
+  if (lua_isnil(L, -2) && lua_isstring(L, -1) && strstr(lua_tostring(L, -1), "at character")) {
+    /* A host that made a cjson instance of its own under a decimal-comma locale has set
+     * lua-cjson's decimal point to ',' for every instance: make ours again (which sets it
+     * back to '.') and read once more. Costs nothing unless the text did not decode. */
+    lua_pop(L, 2);
+    make_instance(L);
+    codec_call(L, 1, idx);
+  }
   if (lua_isnil(L, -2)) {
     push_problem(L, s, len, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_replace(L, -3);
@@ -277,12 +287,12 @@ static void configure(lua_State *L, int inst, const char *name, int is_bool, lua
   lua_call(L, 1, 0);
 }
 
-void json_open(lua_State *L) {
+/* Makes the private instance and keeps its decode and encode in the registry. lua-cjson
+ * learns the decimal point of the locale current when an instance is made, in one variable
+ * for the whole process: it is made under the C locale. */
+static void make_instance(lua_State *L) {
   locale_t old;
   int inst;
-  pthread_once(&c_locale_once, make_c_locale);
-  if (!c_locale)
-    luaL_error(L, "faceswap.core: cannot make the C locale");
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson.safe");
   if (lua_pcall(L, 1, 1, 0) != 0)
@@ -291,9 +301,11 @@ void json_open(lua_State *L) {
   lua_getfield(L, -1, "new");
   if (!lua_isfunction(L, -1))
     luaL_error(L, "faceswap.core needs lua-cjson 2.1 or later (cjson.safe.new)");
-  /* lua-cjson learns the decimal point of the locale current when an instance is made */
   old = uselocale(c_locale);
-  lua_call(L, 0, 1);
+  if (lua_pcall(L, 0, 1, 0) != 0) {
+    uselocale(old);
+    lua_error(L);
+  }
   uselocale(old);
   inst = lua_gettop(L);
   configure(L, inst, "decode_max_depth", 0, FACESWAP_JSON_MAX_DEPTH);
@@ -311,4 +323,11 @@ void json_open(lua_State *L) {
   lua_rawseti(L, -2, 2);
   lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pop(L, 2);
+}
+
+void json_open(lua_State *L) {
+  pthread_once(&c_locale_once, make_c_locale);
+  if (!c_locale)
+    luaL_error(L, "faceswap.core: cannot make the C locale");
+  make_instance(L);
 }

@@ -75,6 +75,54 @@ describe("JSON", function()
     end
   end)
 
+  -- lua-cjson reads numbers with strtod, whose decimal point is LC_NUMERIC's; the core calls it
+  -- under the C locale. A child process with a de_DE.UTF-8 locale made by localedef (Debian's
+  -- `locales` package has its source) into build/locale, found through LOCPATH: no root needed.
+  describe("under a decimal-comma LC_NUMERIC", function()
+    local LOCALES = "build/locale"
+    setup(function()
+      local f = io.open(LOCALES .. "/de_DE.UTF-8/LC_NUMERIC")
+      if f then f:close() return end
+      assert(compat.execute("mkdir -p " .. LOCALES .. " && localedef -i de_DE -f UTF-8 " .. LOCALES ..
+        "/de_DE.UTF-8 >/dev/null 2>&1; test -f " .. LOCALES .. "/de_DE.UTF-8/LC_NUMERIC"),
+        "localedef could not make de_DE.UTF-8: apt-get install locales")
+    end)
+
+    local CHILD = [[
+      package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./%s/?.so;" .. package.cpath
+      local host = %q
+      if host == "cjson first" then require "cjson" end -- loaded before the locale was set
+      assert(os.setlocale("de_DE.UTF-8"), "no de_DE.UTF-8")
+      assert(os.setlocale(nil, "numeric") == "de_DE.UTF-8", "the locale is not in force")
+      local faceswap = require "faceswap"
+      -- lua-cjson keeps one decimal point for the process, learnt by the last new()
+      if host == "cjson.new() after" then require("cjson").new() end
+      local core = require "faceswap.core"
+      local job = assert(faceswap.decode('{"jobid":"a","code":200,"attachments":[{"size":1.5,' ..
+        '"width":2.5e1,"height":-0.25}]}'))
+      local a = job.attachments[1]
+      local _, err = core.read_response("headshot", 429, "Retry-After: 2.5\r\n", "slow down")
+      local _, _, _, body = core.build_headshot({ prompt = "1.5" }, "json")
+      io.write(table.concat({ tostring(a.size == 1.5), tostring(a.width == 25),
+        tostring(a.height == -0.25), tostring(job.code == 200), tostring(err.retry_after == 2.5),
+        body }, " "))
+    ]]
+    for _, host in ipairs { "nothing", "cjson first", "cjson.new() after" } do
+      it("numbers read the same (the host's cjson: " .. host .. ")", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write(CHILD:format(compat.build, host))
+        f:close()
+        local p = io.popen("LOCPATH=" .. LOCALES .. " LC_ALL= " .. compat.lua .. " " .. path .. " 2>&1")
+        local out = p:read("*a")
+        p:close()
+        os.remove(path)
+        assert.equal('true true true true true {"prompt":"1.5"}', out)
+      end)
+    end
+  end)
+
   it("reads 65 arrays and objects inside each other; 66 are bad_response", function()
     -- the job's object and 64 arrays in it
     local job = assert(faceswap.decode('{"jobid":"a","future":' .. nest(65, "1") .. "}"))

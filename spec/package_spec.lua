@@ -10,8 +10,10 @@ describe("the version", function()
     assert.is_string(version, "exactly one rockspec expected, found: " .. names)
     assert.equal("lua-faceswap " .. version, faceswap._VERSION)
     local spec = {}
-    assert(loadfile("rockspec/lua-faceswap-" .. version .. "-" .. revision .. ".rockspec", "t",
-      spec))()
+    local chunk = assert(loadfile("rockspec/lua-faceswap-" .. version .. "-" .. revision ..
+      ".rockspec", "t", spec))
+    if rawget(_G, "setfenv") then _G.setfenv(chunk, spec) end -- 5.1: loadfile takes no env
+    chunk()
     assert.equal(version .. "-" .. revision, spec.version)
     assert.equal("lua-faceswap", spec.package)
   end)

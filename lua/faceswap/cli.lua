@@ -459,10 +459,11 @@ function M.main(args, streams)
   function ctx.note(message) ctx.err("faceswap: " .. message) end
   local list = {}
   for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
-  local ok, status = xpcall(run, function(e)
+  -- (5.1's xpcall passes no arguments on)
+  local ok, status = xpcall(function() return run(list, ctx) end, function(e)
     if type(e) == "table" and e[1] == Usage then return e end
     return debug.traceback(e, 2) -- a bug: raise it with where it happened
-  end, list, ctx)
+  end)
   if ok then return status end
   if type(status) == "table" then
     ctx.err("faceswap: " .. status[2])

@@ -438,7 +438,7 @@ function client:batch(list, opts)
           room()
         end
       end
-      local ok, problem = pcall(function()
+      local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
         local job, err = start(i)
         holding = job ~= nil and follow
         if job then
