@@ -192,6 +192,13 @@ static void push_problem(lua_State *L, const char *s, size_t len, const char *er
   lua_pushfstring(L, "%s at byte %d", ours, (int)n);
 }
 
+/* Whether lua-cjson's message err points at a '.' of the text. */
+static int stopped_at_point(const char *err, const char *s, size_t len) {
+  const char *at = strstr(err, " at character ");
+  long n = at ? strtol(at + sizeof " at character " - 1, NULL, 10) : 0;
+  return n >= 1 && (size_t)n <= len && s[n - 1] == '.';
+}
+
 int json_decode_raw(lua_State *L, int idx, int *empty_object) {
   size_t len, pos;
   const char *msg, *s = lua_tolstring(L, idx, &len);
@@ -200,10 +207,10 @@ int json_decode_raw(lua_State *L, int idx, int *empty_object) {
     return 0;
   }
   codec_call(L, 1, idx);
-  if (lua_isnil(L, -2) && lua_isstring(L, -1) && strstr(lua_tostring(L, -1), "at character")) {
+  if (lua_isnil(L, -2) && lua_isstring(L, -1) && stopped_at_point(lua_tostring(L, -1), s, len)) {
     /* A host that made a cjson instance of its own under a decimal-comma locale has set
-     * lua-cjson's decimal point to ',' for every instance: make ours again (which sets it
-     * back to '.') and read once more. Costs nothing unless the text did not decode. */
+     * lua-cjson's decimal point to ',' for every instance, so a number stops at its '.': make
+     * ours again (which sets it back to '.') and read once more. */
     lua_pop(L, 2);
     make_instance(L);
     codec_call(L, 1, idx);
