@@ -11,8 +11,8 @@
  * when decode does, anything else nil + an error object with a documented kind, code ==
  * status, the server's text, errorDetails, retry_after in [0, 86400], retryable and sent as
  * documented, no stray fields, and the exact one-line tostring; a job's fields equal what the
- * core's JSON reader (build mode) gives for the same text, credits match the harness's own
- * parse of `content`, done()/urls()/tostring/json() hold, and decode(job:json()) == job.
+ * core's JSON reader (core_json_decode: lua-cjson) gives for the same text, credits match the
+ * harness's own parse of `content`, done()/urls()/tostring/json() hold, and decode(job:json()) == job.
  * The Lua state is shared by all runs and collected often. Any mismatch abort()s. */
 #include <stdint.h>
 #include <stddef.h>
