@@ -66,9 +66,57 @@ static uint64_t special8(const unsigned char *p) {
   return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | ((b - ones) & ~b) | v) & highs;
 }
 
+/* Which of the 8 bytes at p are below 0x20, above 0x7F or '{' (lowest flagged exact). */
+static uint64_t notable8(const unsigned char *p) {
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  uint64_t v, q;
+  memcpy(&v, p, 8);
+  q = v ^ (ones * '{');
+  return (((v - ones * 0x20) & ~v) | ((q - ones) & ~q) | v) & highs;
+}
+
+/* The usual text, without a control byte anywhere: valid UTF-8 throughout means valid inside
+ * strings, and no string needs to be followed. Returns 0 when the careful pass must decide
+ * (a control byte, which is whitespace outside a string but not inside, or invalid UTF-8). */
+static int precheck_fast(const unsigned char *s, size_t len, int *empty_object) {
+  size_t i = 0, j, n;
+  while (i < len) {
+    if (len - i >= 8) {
+      uint64_t m = notable8(s + i);
+      if (!m) {
+        i += 8;
+        continue;
+      }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      i += (size_t)__builtin_ctzll(m) >> 3;
+#endif
+    }
+    if (s[i] < 0x20) {
+      return 0;
+    } else if (s[i] == '{') {
+      /* inside a string too: a false "{}" only costs the rare second read of object_shapes */
+      for (j = i + 1; j < len && (s[j] == ' ' || s[j] == '\t' || s[j] == '\n' || s[j] == '\r');)
+        j++;
+      if (j < len && s[j] == '}')
+        *empty_object = 1;
+      i++;
+    } else if (s[i] < 0x80) {
+      i++;
+    } else if ((n = utf8_sequence(s + i, len - i)) != 0) {
+      i += n;
+    } else {
+      return 0;
+    }
+  }
+  return 1;
+}
+
 int json_precheck(const char *text, size_t len, const char **msg, size_t *pos, int *empty_object) {
   const unsigned char *s = (const unsigned char *)text;
   size_t i = 0, start = 0;
+  *empty_object = 0;
+  if (precheck_fast(s, len, empty_object))
+    return 1; /* what lua-cjson does not check is fine; an unterminated string it reports */
   *empty_object = 0;
   while (i < len) {
     size_t j;
