@@ -177,11 +177,11 @@ end
 -- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
 -- that called client:job or client:cancel, through their tail call), but one inside a job the
 -- server sent is the server's doing, and comes back as bad_response.
-local function get(self, op, target, with_retry)
+local function get(self, op, target, with_retry, level)
   local ok, method, path = pcall(build_get, op, target)
   if not ok then
     local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
-    if M.type(target) ~= "job" then error(why, 2) end
+    if M.type(target) ~= "job" then error(why, level or 2) end
     return nil, core.error {
       kind = "bad_response", sent = false, retryable = false,
       error = "the server sent a jobid that cannot be sent back (" ..
@@ -192,14 +192,17 @@ local function get(self, op, target, with_retry)
   return (with_retry and call or exchange)(self, op, method, path)
 end
 
+-- not tail calls, so that misuse points at the caller on 5.1 too (whose tail calls leave no line)
 function client:job(jobid)
   check_client(self, "job")
-  return get(self, "job", jobid, true)
+  local job, err = get(self, "job", jobid, true, 3)
+  return job, err
 end
 
 function client:cancel(jobid)
   check_client(self, "cancel")
-  return get(self, "cancel", jobid, true)
+  local job, err = get(self, "cancel", jobid, true, 3)
+  return job, err
 end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
