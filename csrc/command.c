@@ -587,7 +587,8 @@ int core_build_command(lua_State *L) {
   }
   for (i = 0; c->common && i < COMMON_FIELDS; i++) {
     r.parts[r.n].name = common_names[i];
-    r.parts[r.n++].kind = K_TEXT;
+    /* replyRef is free text, as for headshot: tabs and line breaks allowed */
+    r.parts[r.n++].kind = strcmp(common_names[i], "replyRef") == 0 ? K_PROSE : K_TEXT;
   }
 
   if (c->path_channel && c->body == B_NONE) {

@@ -173,8 +173,10 @@ describe("core.build_command", function()
       assert.equal(part(B, "channel", "77") .. "--" .. B .. "--\r\n", body)
       assert.equal("77", channel)
     end
-    local _, _, _, body, channel = core.build_command("listid", { channel = "9" }, "77", nil, B)
-    assert.equal(part(B, "channel", "9") .. "--" .. B .. "--\r\n", body)
+    local _, _, _, body, channel = core.build_command("listid", { channel = "9",
+      replyRef = "line one\n\tline two" }, "77", nil, B)
+    assert.equal(part(B, "channel", "9") .. part(B, "replyRef", "line one\n\tline two") ..
+      "--" .. B .. "--\r\n", body)
     assert.equal("9", channel)
   end)
 

@@ -270,8 +270,10 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
     nf++;
   }
   lua_pop(L, 3);
-  for (i = 0; i < 3; i++)
+  for (i = 0; i < 3; i++) {
+    f[nf].kind = i == 2; /* replyRef is free text */
     snprintf(f[nf++].name, sizeof f[0].name, "%s", commons[i]);
+  }
 
   for (i = 0; i < nf; i++) {
     f[i].value = next_slot(pp, end);
