@@ -18,7 +18,7 @@ local function stream(input)
   function s.read(self, how)
     if not self.input then return nil end
     local line, rest = self.input:match("^([^\n]*)\n?(.*)$")
-    if how == "l" then
+    if how == "l" or how == "*l" then
       self.input = rest ~= "" and rest or nil
       return line
     end

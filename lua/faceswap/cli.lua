@@ -700,7 +700,7 @@ function commands.account(ctx, _, sub, channel)
         ctx.stderr:write("Discord token: ")
         os.execute("stty -echo 2>/dev/null")
       end
-      token = (ctx.stdin:read("l") or ""):gsub("%s+$", "")
+      token = (ctx.stdin:read("*l") or ""):gsub("%s+$", "")
       if typed then
         os.execute("stty echo 2>/dev/null")
         ctx.stderr:write("\n")

@@ -28,5 +28,5 @@ for i = 1, n do
 end
 c:close()
 local status = assert(io.open("/proc/self/status"))
-print("peak_kib=" .. status:read("a"):match("VmHWM:%s*(%d+)"))
+print("peak_kib=" .. status:read("*a"):match("VmHWM:%s*(%d+)"))
 status:close()
