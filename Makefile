@@ -48,14 +48,16 @@ INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
 
 # Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
+# ca-certificates: libcurl's Debian package only recommends it, and without it (a minimal
+# root, --no-install-recommends) no HTTPS call can verify anything.
 BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
-               lua-socket
+               lua-socket ca-certificates
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
                lua5.4 liblua5.4-dev openssl
 
 .PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz
+        test-asan test-valgrind fuzz test-fresh
 
 all: $(MODULE)
 
@@ -116,6 +118,11 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@sh spec/support/debs.sh clang
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash spec/fuzz/run.sh
+
+# The README's two commands in a fresh debootstrap'd Debian 12 with only make added (root;
+# the root's tarball is cached in /var/cache/lua-faceswap). Before every release.
+test-fresh:
+	bash spec/support/fresh.sh
 
 lint: lint-lua lint-c
 
