@@ -65,6 +65,9 @@ typedef struct transfer {
   size_t limit;                 /* the largest answer body taken */
   size_t upload_pos;
   int oversize, refused_rewind, no_memory, bad_framing;
+  int at_status;                /* the next header line is a status line (start, after a 1xx) */
+  int final_status;             /* an answer's status line (not 1xx) came */
+  int head_done;                /* and so did the blank line that ends its header block */
   long long content_length;     /* the answer's Content-Length, -1 before one is seen */
   struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of the owner's */
   struct curl_slist expect_node; /* "Expect:", chained in front for large bodies only */
@@ -150,9 +153,20 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
-  if (bytes >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-    x->head.len = 0; /* a new response (after a 1xx): keep only the final one's headers */
+  if (x->at_status) {
+    /* a status line: the first line, or the first after a 1xx's block. A new response (after
+     * a 1xx) keeps only the final one's headers; a line starting "HTTP/" inside a header block
+     * is just a header line and resets nothing. */
+    x->at_status = 0;
+    x->head.len = 0;
     x->content_length = -1;
+    x->final_status = !(bytes >= 12 && memcmp(data, "HTTP/", 5) == 0 && data[9] == '1');
+  } else if (bytes <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+    /* the blank line: the answer's header block is whole, or a 1xx's ended */
+    if (x->final_status)
+      x->head_done = 1;
+    else
+      x->at_status = 1;
   } else if (bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
     /* libcurl takes the last of several; two that disagree leave the body's end unknown
      * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
@@ -578,7 +592,7 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
   const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
-  info.code = (int)status;
+  info.code = x->final_status ? (int)status : 0; /* a 1xx is no answer */
   /* sent unless nothing of the request left this machine: libcurl counts request bytes once
    * per transfer, so a resend's failed connect still shows the first attempt's bytes */
   info.sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
@@ -596,6 +610,9 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     info.retryable = 0;
     msg = "connection lost after the request was sent; not resent, since the server may "
           "have acted on it";
+  } else if (res == CURLE_OK) { /* libcurl's OK for a connection closed inside the headers */
+    info.code = 0;
+    msg = "connection closed before the answer's headers ended";
   } else if (x->no_memory) {
     msg = "not enough memory for the answer";
   } else if (res == CURLE_OPERATION_TIMEDOUT) {
@@ -687,6 +704,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
   x->content_length = -1;
+  x->at_status = 1;
+  x->final_status = x->head_done = 0;
   x->errbuf[0] = '\0';
   x->sync = sync;
   x->result = CURLE_OK;
@@ -703,7 +722,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
  * frees its slot, and returns the number of values pushed. */
 static int finish(lua_State *L, transport_t *t, transfer_t *x) {
   int n;
-  if (x->result == CURLE_OK && !x->no_memory) {
+  if (x->result == CURLE_OK && !x->no_memory && x->head_done) {
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
