@@ -18,6 +18,7 @@
  * No Lua function is ever called from inside libcurl: every callback here is plain C on
  * buffers this file owns, so no Lua error can long-jump through curl. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -65,6 +66,7 @@ typedef struct transfer {
   size_t limit;                 /* the largest answer body taken */
   size_t upload_pos;
   int oversize, refused_rewind, no_memory, bad_framing;
+  int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
   int head_done;                /* and so did the blank line that ends its header block */
@@ -83,7 +85,11 @@ struct transport {
   size_t base_len;
   long timeout_ms, connect_timeout_ms;
   size_t max_response;
-  int no_proxy;
+  int no_proxy;                 /* no proxy variable is set: every transfer goes direct */
+  int base_http;                /* base_url is plain http: never through a proxy */
+  char *ca_file;                /* CURLOPT_CAINFO, NULL for libcurl's built-in bundle */
+  int no_ca_path;               /* CURLOPT_CAPATH NULL: a bundle file is the trust store */
+  CURLSH *share;                /* TLS sessions, shared by every transfer of the client */
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
   int running;                  /* transfers in flight */
@@ -353,6 +359,11 @@ static void transport_release(transport_t *t) {
     t->multi = NULL; /* cleared before cleanup: a second close finds nothing to free */
     curl_multi_cleanup(multi);
   }
+  if (t->share)
+    curl_share_cleanup(t->share);
+  t->share = NULL;
+  free(t->ca_file);
+  t->ca_file = NULL;
   if (t->epfd >= 0)
     close(t->epfd);
   t->epfd = -1;
@@ -434,6 +445,45 @@ static void set_base_url(lua_State *L, transport_t *t, int idx) {
   memcpy(t->base_url, url, len);
   t->base_url[len] = '\0';
   t->base_len = len;
+  t->base_http = memcmp(url, "http://", 7) == 0;
+}
+
+/* The trust store. With ca_file, that PEM bundle alone. Without, libcurl's built-in bundle
+ * file (Debian: /etc/ssl/certs/ca-certificates.crt, which update-ca-certificates builds from
+ * the same certificates as the /etc/ssl/certs directory) and not the directory beside it:
+ * libcurl (7.87+) keeps a parsed store in the multi handle only when no CA directory is set,
+ * and otherwise parses the whole bundle again for every new TLS connection. On a system with
+ * no bundle file, libcurl's defaults (the directory) stay. A ca_file must be readable and hold
+ * a PEM certificate, or new() raises. */
+static void set_trust(lua_State *L, transport_t *t) {
+  const char *path;
+  lua_getfield(L, 1, "ca_file");
+  if (!lua_isnil(L, -1)) {
+    char head[16384];
+    size_t n;
+    FILE *f;
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "bad option 'ca_file' (a string expected, got %s)", luaL_typename(L, -1));
+    path = lua_tostring(L, -1);
+    f = fopen(path, "rb");
+    if (!f) {
+      luaL_error(L, "bad option 'ca_file' (cannot read %s: %s)", path, strerror(errno));
+      return;
+    }
+    n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    if (!strstr(head, "-----BEGIN CERTIFICATE-----"))
+      luaL_error(L, "bad option 'ca_file' (no PEM certificate in %s)", path);
+    t->ca_file = strdup(path);
+    if (!t->ca_file)
+      luaL_error(L, "not enough memory");
+    t->no_ca_path = 1;
+  } else {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    t->no_ca_path = v->age >= CURLVERSION_SEVENTH && v->cainfo && access(v->cainfo, R_OK) == 0;
+  }
+  lua_pop(L, 1);
 }
 
 static double opt_number(lua_State *L, const char *name, double dflt, double min) {
@@ -464,7 +514,7 @@ static int proxy_in_environment(void) {
   return 0;
 }
 
-/* core.transport{token=, base_url=, timeout=, connect_timeout=, max_response=} */
+/* core.transport{token=, base_url=, timeout=, connect_timeout=, max_response=, ca_file=} */
 int core_transport_new(lua_State *L) {
   transport_t *t;
   size_t tlen, i;
@@ -502,6 +552,13 @@ int core_transport_new(lua_State *L) {
   t->connect_timeout_ms = (long)(connect_timeout * 1000);
   t->max_response = (size_t)max_response;
   t->no_proxy = !proxy_in_environment();
+  set_trust(L, t);
+  /* TLS sessions in one cache for all the client's transfers, so a connection opened beside
+   * another (or by another slot) resumes a session instead of a full handshake */
+  t->share = curl_share_init();
+  if (!t->share)
+    return luaL_error(L, "curl_share_init failed");
+  curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (t->epfd < 0)
@@ -546,6 +603,11 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (t->ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
+  if (t->no_ca_path)
+    curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+  curl_easy_setopt(e, CURLOPT_SHARE, t->share);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, MAX_IDLE_REUSE_SECONDS);
@@ -559,8 +621,6 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_READDATA, x);
   curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upload_seek);
   curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
-  if (t->no_proxy)
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* spares libcurl reading them per request */
   return x;
 }
 
@@ -674,6 +734,17 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       luaL_error(L, "not enough memory");
     }
     curl_easy_setopt(e, CURLOPT_URL, x->url.p);
+  }
+  /* Plain http (loopback only) never goes through a proxy: the proxy would get the request,
+   * token and all, in clear. https follows http(s)_proxy/no_proxy: through a CONNECT tunnel
+   * the proxy sees only the host and port. "" is libcurl's "no proxy", and with no proxy
+   * variable set it also spares libcurl reading them per request. */
+  {
+    int direct = t->no_proxy || (download ? memcmp(target, "http://", 7) == 0 : t->base_http);
+    if (direct != x->direct) {
+      curl_easy_setopt(e, CURLOPT_PROXY, direct ? "" : NULL);
+      x->direct = direct;
+    }
   }
   x->post = post;
   if (post) {

@@ -128,6 +128,10 @@ function M.transport(o)
   if type(o.token) ~= "string" or o.token == "" or o.token:find("[%z\1-\32\127]") then
     error("bad option 'token' (a non-empty string without spaces or control bytes expected)", 2)
   end
+  if o.ca_file ~= nil then
+    -- cosockets verify with nginx's own store, which a client cannot replace
+    error("bad option 'ca_file' (inside nginx the CA file is lua_ssl_trusted_certificate in nginx.conf)", 2)
+  end
   local auth = "Authorization: Bearer " .. o.token .. "\r\n" -- kept in this closure only
   local self = setmetatable({
     base = base:gsub("/+$", ""),
