@@ -55,8 +55,10 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
                lua5.4 liblua5.4-dev openssl
+# `make bench` also compares against the curl tool and Python requests (spec/bench/https.sh)
+BENCH_DEBS  := $(TEST_DEBS) strace curl python3-requests
 
-.PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
+.PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
         test-asan test-valgrind fuzz test-fresh
 
 all: $(MODULE)
@@ -84,6 +86,9 @@ deps-build:
 
 deps-test:
 	@sh spec/support/debs.sh $(TEST_DEBS)
+
+deps-bench:
+	@sh spec/support/debs.sh $(BENCH_DEBS)
 
 demo: deps-build
 	@$(MAKE) --no-print-directory all
@@ -137,7 +142,8 @@ lint-c:
 	    -DLUA_VERSION_NUM=$$v csrc || exit 1; \
 	done
 
-bench: all
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
 	bash spec/bench/run.sh
 
 install: all
