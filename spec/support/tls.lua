@@ -1,6 +1,7 @@
 -- Throwaway TLS material for specs and benchmarks, made with the openssl tool into a fresh
 -- directory: a CA, a server certificate it signs for 127.0.0.1 and localhost, and a
--- self-signed certificate for the same names that no CA vouches for. Nothing touches the
+-- self-signed certificate for the same names that no CA vouches for (127.0.0.1 also as a DNS
+-- name: nginx checks names with X509_check_host only). Nothing touches the
 -- system's trust store.
 --
 --   local tls = require "spec.support.tls"
@@ -31,7 +32,7 @@ function M.make()
     dir = dir, ca = dir .. "/ca.pem", ca_key = dir .. "/ca.key", cert = dir .. "/server.pem",
     key = dir .. "/server.key", self_cert = dir .. "/self.pem", self_key = dir .. "/self.key",
   }, Tls)
-  local san = "-addext 'subjectAltName=IP:127.0.0.1,DNS:localhost'"
+  local san = "-addext 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost'"
   local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
   sh(string.format("cd '%s' && openssl req -x509 %s -keyout ca.key -out ca.pem " ..
     "-subj '/CN=lua-faceswap test CA' -addext 'basicConstraints=critical,CA:TRUE' " ..
