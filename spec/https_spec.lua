@@ -14,8 +14,9 @@ local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+
 local BUILD = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
 
 -- Runs `code` (Lua, with `faceswap` loaded) in a child process with `env` (NAME=value words)
--- and every proxy variable of this process unset; returns what it printed.
-local function child(env, code)
+-- and every proxy variable of this process unset, under `wrap` (a command prefix) if given;
+-- returns what it printed.
+local function child(env, code, wrap)
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
   f:write('package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path\n',
@@ -24,7 +25,7 @@ local function child(env, code)
   f:close()
   local unset = "-u http_proxy -u https_proxy -u HTTPS_PROXY -u HTTP_PROXY -u all_proxy -u ALL_PROXY " ..
     "-u no_proxy -u NO_PROXY"
-  local out = shell.capture(string.format("env %s %s %s %s 2>&1", unset, env, LUA, path))
+  local out = shell.capture(string.format("env %s %s %s %s %s 2>&1", unset, env, wrap or "", LUA, path))
   os.remove(path)
   return out
 end
@@ -113,6 +114,56 @@ describe("https", function()
         "bad argument #1 to 'new' (bad option 'ca_file' (no PEM certificate in " .. certs.key .. "))")
       assert.has_error(function() faceswap.new { token = TOKEN, ca_file = true } end,
         "bad argument #1 to 'new' (option 'ca_file' must be a string, got boolean)")
+    end)
+  end)
+
+  -- The CA store is parsed once per client, not once per connection: libcurl's multi-handle CA
+  -- cache works only with no CA directory set. Counted as opens of the CA file (strace) over
+  -- five requests that each need a new connection.
+  describe("the CA store", function()
+    local closing
+    local traced = os.execute("strace -o /dev/null true >/dev/null 2>&1")
+    traced = traced == true or traced == 0
+    local run = traced and it or pending
+
+    setup(function()
+      closing = nginx.start { tls = { cert = certs.cert, key = certs.key }, server = string.format(
+        "keepalive_timeout 0; location / { proxy_pass http://127.0.0.1:%d; }", s.port) }
+    end)
+    teardown(function() closing:stop() end)
+
+    local function opens(file, ca_file)
+      local out = os.tmpname()
+      local code = string.format([[
+        local c = faceswap.new { token = %q, base_url = %q, ca_file = %s, retry = false }
+        for _ = 1, 5 do
+          local _, err = c:job("0123456789abcdef0123456789abcdef")
+          io.write(err.kind, " ")
+        end
+      ]], TOKEN, closing.url, ca_file and string.format("%q", ca_file) or "nil")
+      local printed = child("", code, "strace -f -qq -e trace=openat -o " .. out)
+      local count = 0
+      for line in io.lines(out) do
+        if line:find(file, 1, true) and not line:find("ENOENT", 1, true) then count = count + 1 end
+      end
+      os.remove(out)
+      return count, printed
+    end
+
+    run("with ca_file: the file is read when new() checks it and once for the store", function()
+      local count, printed = opens(certs.ca, certs.ca)
+      assert.equal(string.rep("not_found ", 5), printed)
+      assert.equal(2, count)
+    end)
+
+    run("by default: the system bundle is parsed once for five connections", function()
+      local bundle = "/etc/ssl/certs/ca-certificates.crt"
+      local f = io.open(bundle)
+      if not f then return pending("no " .. bundle) end
+      f:close()
+      local count, printed = opens(bundle, nil)
+      assert.equal(string.rep("transport ", 5), printed)   -- the throwaway CA is not in it
+      assert.equal(1, count)
     end)
   end)
 
