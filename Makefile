@@ -54,7 +54,7 @@ BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-open
                lua-socket ca-certificates
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl strace
+               lua5.4 liblua5.4-dev openssl strace tinyproxy
 # `make bench` also compares against the curl tool and Python requests (spec/bench/https.sh)
 BENCH_DEBS  := $(TEST_DEBS) curl python3-requests
 

@@ -222,6 +222,46 @@ describe("https", function()
       assert.is_nil(seen:find("attachments/", 1, true))
     end)
 
+    -- the same through a proxy the project did not write: Debian's tinyproxy, whose log names
+    -- each request it was asked to forward
+    local has_tinyproxy = os.execute("command -v tinyproxy >/dev/null 2>&1")
+    has_tinyproxy = has_tinyproxy == true or has_tinyproxy == 0
+    local real = has_tinyproxy and it or pending
+    real("through Debian's tinyproxy: https as one CONNECT, plain http not at all", function()
+      local socket = require "socket"
+      local probe = assert(socket.bind("127.0.0.1", 0))
+      local _, port = probe:getsockname()
+      probe:close()
+      local dir = shell.capture("mktemp -d /tmp/faceswap-tinyproxy.XXXXXX"):gsub("%s+$", "")
+      local f = assert(io.open(dir .. "/tinyproxy.conf", "w"))
+      f:write("Port ", port, "\nListen 127.0.0.1\nTimeout 30\nLogFile \"", dir, "/log\"\n",
+              "LogLevel Connect\nMaxClients 20\nAllow 127.0.0.1\n")
+      f:close()
+      local pipe = io.popen("echo $$; exec tinyproxy -d -c " .. dir .. "/tinyproxy.conf >/dev/null 2>&1")
+      local pid = pipe:read("*l")
+      local up = sim.wait_for(function()
+        local c = socket.connect("127.0.0.1", port)
+        if c then c:close() end
+        return c ~= nil
+      end, 5)
+      local url = "http://127.0.0.1:" .. port
+      local out = up and child("https_proxy=" .. url .. " http_proxy=" .. url, string.format([[
+        local tls = faceswap.new { token = %q, base_url = %q, ca_file = %q, retry = false }
+        local plain = faceswap.new { token = %q, base_url = %q, retry = false }
+        print(assert(tls:headshot("via tinyproxy")).status, assert(plain:headshot("direct")).status)
+      ]], TOKEN, front.url, certs.ca, TOKEN, s.base_url))
+      os.execute("kill " .. pid .. " 2>/dev/null")
+      pipe:close()
+      local seen = shell.read(dir .. "/log") or ""
+      os.execute("rm -rf '" .. dir .. "'")
+      assert.is_true(up, "tinyproxy did not start")
+      assert.equal("started\tstarted\n", out)
+      local requests = {}
+      for line in seen:gmatch("Request %(file descriptor %d+%): ([^\n]*)") do requests[#requests + 1] = line end
+      assert.same({ "CONNECT 127.0.0.1:" .. front.port .. " HTTP/1.1" }, requests)
+      assert.equal(2, #s:requests())
+    end)
+
     it("no_proxy is honoured for https", function()
       local out = child("https_proxy=" .. p.url .. " no_proxy=127.0.0.1", string.format([[
         local c = faceswap.new { token = %q, base_url = %q, ca_file = %q, retry = false }

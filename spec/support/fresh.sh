@@ -84,6 +84,9 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"       # apt-get inside reaches the s
 # an installed Debian always has /etc/hosts (the installer writes it); debootstrap does not
 [ -s "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
   >"$root/etc/hosts"
+# packages installed inside (nginx, tinyproxy) must not start daemons that outlive the chroot
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 755 "$root/usr/sbin/policy-rc.d"
 git clone -q --no-hardlinks "$repo" "$root/root/lua-faceswap"
 git -C "$root/root/lua-faceswap" checkout -q --detach "$(git rev-parse HEAD)"
 if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
