@@ -10,3 +10,8 @@ files["spec/support/simulator.lua"] = { std = "lua54" }
 files["spec/support/receiver.lua"] = { std = "lua54" }
 -- a JSON fixture line as upstream sends it
 files["spec/job_spec.lua"] = { std = "min+probes+busted", max_line_length = false }
+-- scripts that run inside real hosts (spec/hosts/hosts_test.lua), with each host's globals
+files["spec/hosts/love"] = { std = "min+probes", globals = { "love" } }
+files["spec/hosts/nvim.lua"] = { std = "min+probes", read_globals = { "vim" } }
+files["spec/hosts/weechat.lua"] = { std = "min+probes", read_globals = { "weechat" },
+                                    globals = { "faceswap_host_fd", "faceswap_host_timer" } }

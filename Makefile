@@ -36,7 +36,7 @@ LIBFLAG     ?= -shared
 
 BUILD       ?= build/$(LUA_VERSION)
 MODULE      := $(BUILD)/faceswap/core.so
-SOURCES     := $(wildcard csrc/*.c)
+SOURCES     := $(filter-out csrc/preload.c,$(wildcard csrc/*.c))
 OBJECTS     := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
                -I$(LUA_INCDIR) $(CURL_CFLAGS) -DFACESWAP_VERSION='"$(VERSION)"' -MMD -MP
@@ -79,7 +79,42 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
--include $(OBJECTS:.o=.d)
+-include $(OBJECTS:.o=.d) $(BUILD)/obj/preload.d
+
+# For C hosts: the core and the Lua layer (compiled in as text) in one archive of one object,
+# whose only global symbols are luaopen_faceswap_core and faceswap_preload (csrc/faceswap.h):
+# the core's internal functions are made local, so they cannot clash with a host's.
+.PHONY: static examples test-hosts lint-embed
+STATIC      := $(BUILD)/libfaceswap.a
+OBJCOPY     ?= objcopy
+LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
+static: $(STATIC)
+
+# the generator is Lua too
+lint-lua: lint-embed
+lint-embed:
+	luacheck --quiet --codes csrc/embed.lua
+
+$(BUILD)/obj/lua_layer.c: $(LUA_LAYER) csrc/embed.lua
+	@mkdir -p $(dir $@)
+	$(LUA) csrc/embed.lua $(LUA_LAYER) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/lua_layer.o: $(BUILD)/obj/lua_layer.c csrc/preload.h
+	$(CC) $(ALL_CFLAGS) -Icsrc -c -o $@ $<
+
+$(STATIC): $(OBJECTS) $(BUILD)/obj/preload.o $(BUILD)/obj/lua_layer.o
+	$(LD) -r -o $(BUILD)/obj/faceswap_static.o $^
+	$(OBJCOPY) --localize-hidden $(BUILD)/obj/faceswap_static.o
+	rm -f $@
+	$(AR) rcs $@ $(BUILD)/obj/faceswap_static.o
+
+# examples/host.c: a C program that embeds Lua and links the archive.
+LUA_LIBS    ?= $(shell $(PKG_CONFIG) --libs $(if $(filter luajit,$(LUA_VERSION)),luajit,lua$(LUA_VERSION)) 2>/dev/null)
+examples: $(BUILD)/host
+
+$(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
+	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
 deps-build:
 	@sh spec/support/debs.sh $(BUILD_DEBS)
@@ -118,6 +153,15 @@ test-valgrind: all
 	  --show-leak-kinds=definite --trace-children=no $(LUA) /usr/bin/busted \
 	  --cpath='./$(BUILD)/?.so' -o plainTerminal --exclude-tags=novalgrind
 
+# The library inside real hosts (spec/hosts): LÖVE 11.4 and Neovim 0.7 load the LuaJIT build,
+# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4. lua-luv serves
+# spec/eventloop_spec.lua.
+TEST_DEBS   += lua-luv lua5.3 liblua5.3-dev love neovim weechat-headless weechat-lua
+test-hosts:
+	@$(MAKE) --no-print-directory LUA_VERSION=luajit all
+	@$(MAKE) --no-print-directory LUA_VERSION=5.3 all
+	lua5.4 /usr/bin/busted --pattern=_test -o plainTerminal spec/hosts
+
 # libFuzzer, ASan and UBSan: each harness of spec/fuzz for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
 fuzz:
@@ -145,6 +189,7 @@ lint-c:
 bench: deps-bench
 	@$(MAKE) --no-print-directory all
 	bash spec/bench/run.sh
+	bash spec/bench/frames.sh
 
 install: all
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap

@@ -93,6 +93,7 @@ struct transport {
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
   int running;                  /* transfers in flight */
+  int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
 };
@@ -282,6 +283,7 @@ static void drive(transport_t *t, double wait) {
   }
   /* rounded up, so a wait for the timer does not end a hair early and spin */
   n = epoll_wait(t->epfd, ev, MAX_EVENTS, wait > 0 ? (int)(wait * 1000 + 0.999) : 0);
+  t->more_ready = n == MAX_EVENTS;
   for (i = 0; i < n; i++) {
     int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                 (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
@@ -884,6 +886,32 @@ static int transport_perform(lua_State *L) {
   return finish(L, t, x);
 }
 
+/* transport:fd() -> the epoll descriptor: readable whenever a socket of a transfer is ready,
+ * so a host's event loop can watch this one descriptor for all of them. */
+static int transport_fd(lua_State *L) {
+  lua_pushinteger(L, check_transport(L)->epfd);
+  return 1;
+}
+
+/* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, transfers
+ * ended that poll has not reported yet, or sockets left ready by a full epoll_wait, which a
+ * host watching fd() edge-triggered would not hear of again), nil when there is no timer. */
+static int transport_next_timer(lua_State *L) {
+  transport_t *t = check_transport(L);
+  double until;
+  if (t->done_head || t->more_ready) {
+    lua_pushnumber(L, 0);
+    return 1;
+  }
+  if (t->timer_at < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  until = t->timer_at - mono_now();
+  lua_pushnumber(L, until > 0 ? until : 0);
+  return 1;
+}
+
 /* transport:running() -> transfers in flight */
 static int transport_running(lua_State *L) {
   lua_pushinteger(L, check_transport(L)->running);
@@ -903,7 +931,8 @@ void transport_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"perform", transport_perform}, {"start", transport_start}, {"poll", transport_poll},
     {"finish", transport_finish}, {"cancel", transport_cancel}, {"running", transport_running},
-    {"close", transport_close}, {NULL, NULL}
+    {"fd", transport_fd}, {"next_timer", transport_next_timer}, {"close", transport_close},
+    {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
     {"__gc", transport_close}, {"__close", transport_close}, {"__tostring", transport_tostring},

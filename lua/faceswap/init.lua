@@ -300,6 +300,27 @@ function client:run()
   self._sched:run()
 end
 
+--- The descriptor a host's event loop watches for readability: it turns readable when `step`
+-- has work. It is the transport's epoll descriptor, the same from `new` to `close`. A host
+-- watches it, arms one timer from `next_wakeup()`, and calls `step(0)` when either fires.
+-- @treturn ?integer nil in OpenResty, where nginx drives the requests itself
+function client:fd()
+  check_client(self, "fd")
+  local fd = self._transport.fd
+  if fd then return fd(self._transport) end
+  return nil
+end
+
+--- The seconds until `step` is due even if `fd()` stays quiet: 0 when a task can run now, else
+-- the sooner of libcurl's next timer and the end of the first task sleep.
+-- @treturn ?number nil when nothing is pending (and in OpenResty)
+function client:next_wakeup()
+  check_client(self, "next_wakeup")
+  local sched = self._sched
+  if sched.next_wakeup then return sched:next_wakeup() end
+  return nil
+end
+
 ---------------------------------------------------------------------------------------------
 -- The batch
 ---------------------------------------------------------------------------------------------

@@ -234,6 +234,22 @@ function Scheduler:park(at)
   coroutine.yield(PARK, at)
 end
 
+-- Seconds until step() is due even if the transport's descriptor stays quiet: 0 when a task
+-- can run now, else the sooner of libcurl's timer and the first sleep's end; nil for never.
+function Scheduler:next_wakeup()
+  local due = self.transport:next_timer() -- first: a closed client raises
+  if #self.ready > 0 then return 0 end
+  local sleepers = self.sleepers
+  -- a task woken early left a stale entry: dropped here, it cannot cause a needless wakeup
+  while sleepers[1] and sleepers[1].token ~= sleepers[1].task._token do heap_pop(sleepers) end
+  if sleepers[1] then
+    local left = sleepers[1].at - now()
+    if left < 0 then left = 0 end
+    if not due or left < due then due = left end
+  end
+  return due
+end
+
 function Scheduler:wake(t)
   if t._parked then
     t._parked = false

@@ -55,6 +55,10 @@ suite busted "$LUA" "build/$LUA_VERSION"
 step luacheck make --no-print-directory -s lint-lua
 step cppcheck make --no-print-directory -s lint-c
 
+# The library inside LÖVE, Neovim and WeeChat (spec/hosts), each against the simulator.
+step hosts env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
+  make --no-print-directory -s test-hosts
+
 # The C under valgrind, and under ASan and UBSan: the whole suite once more for each.
 step valgrind make --no-print-directory -s LUA_VERSION="$LUA_VERSION" test-valgrind
 step asan env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
