@@ -210,11 +210,22 @@ describe("TLS inside nginx", function()
     assert.equal("not_found|404|false|true|Unable to locate job " .. JOBID .. "\n", call(front.url, "job"))
   end)
 
-  it("refuses a self-signed certificate, with libcurl's words", function()
+  -- ten times: a handshake that completes at once takes another path in lua-resty-core 0.1.25,
+  -- which loses OpenSSL's reason (see resty.lua), and a fast loopback server makes that happen
+  -- often; either way the call fails closed, before anything is sent
+  it("refuses a self-signed certificate, every time, in libcurl's words when nginx gives the reason", function()
     local before = #s:requests()
-    assert.equal("transport|nil|false|false|SSL certificate problem: self-signed certificate\n",
-      call(self_signed.url, "headshot"))
+    local words = {
+      ["transport|nil|false|false|SSL certificate problem: self-signed certificate\n"] = true,
+      ["transport|nil|false|false|SSL certificate problem: certificate verify failed (the reason " ..
+        "is in nginx's error log)\n"] = true,
+    }
+    for _ = 1, 10 do
+      local got = call(self_signed.url, "headshot")
+      assert.is_true(words[got] == true, got)
+    end
     assert.equal(before, #s:requests())
+    assert.matches("certificate verify error: %(18: self%-signed certificate%)", app:log())
   end)
 
   it("raises for ca_file: there the CA file is lua_ssl_trusted_certificate", function()
