@@ -116,6 +116,11 @@ $(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
 	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
+# fork() and friends for spec/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
+$(BUILD)/spec/forkhelp.so: spec/support/forkhelp.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< $(LDFLAGS)
+
 deps-build:
 	@sh spec/support/debs.sh $(BUILD_DEBS)
 
@@ -141,6 +146,8 @@ SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-
 test-asan: deps-test
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/asan CFLAGS="$(SAN_FLAGS)" \
 	  LDFLAGS="$(SAN_FLAGS)" all
+	@# the command line's specs run bin/faceswap, which loads the plain build/5.4
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 all
 	$(CC) $(SAN_FLAGS) $(shell $(PKG_CONFIG) --cflags lua5.4) -o build/asan/asan_lua \
 	  spec/support/asan_lua.c $(shell $(PKG_CONFIG) --libs lua5.4)
 	ASAN_OPTIONS=detect_leaks=1 FACESWAP_GC_STEP=10 build/asan/asan_lua /usr/bin/busted \

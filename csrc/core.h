@@ -6,6 +6,7 @@
  *   error.c     error objects
  *   transport_curl.c  the libcurl transport (the only file that does network I/O)
  *   files.c     isatty and exclusive file creation, for the command line
+ *   signals.c   SIGINT/SIGTERM as a flag, for the command line's batch
  *   module.c    luaopen_faceswap_core: wires the above into one Lua table */
 #ifndef FACESWAP_CORE_H
 #define FACESWAP_CORE_H
@@ -72,6 +73,12 @@ int core_read_response(lua_State *L);
 /* files.c */
 int core_isatty(lua_State *L);
 int core_write_new(lua_State *L);
+
+/* signals.c */
+#include <signal.h>
+extern volatile sig_atomic_t faceswap_signal; /* the signal caught, 0 for none */
+int core_catch_signals(lua_State *L);
+int core_interrupted(lua_State *L);
 
 /* transport_curl.c */
 int core_transport_new(lua_State *L);

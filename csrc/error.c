@@ -6,7 +6,7 @@
 
 static const char *const error_kinds[] = {
   "invalid_request", "unauthorized", "payment_required", "not_found", "rate_limited",
-  "server", "transport", "timeout", "bad_response", NULL
+  "server", "transport", "timeout", "bad_response", "cancelled", NULL
 };
 
 void error_push(lua_State *L, const error_info *info, const char *msg, int idx_error,

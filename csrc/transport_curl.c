@@ -18,6 +18,7 @@
  * No Lua function is ever called from inside libcurl: every callback here is plain C on
  * buffers this file owns, so no Lua error can long-jump through curl. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <curl/curl.h>
 #include "core.h"
 
@@ -66,6 +69,7 @@ typedef struct transfer {
   size_t limit;                 /* the largest answer body taken */
   size_t upload_pos;
   int oversize, refused_rewind, no_memory, bad_framing;
+  int forked;                   /* in flight when the process forked: the parent's, not ours */
   int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
@@ -96,6 +100,9 @@ struct transport {
   int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
+  pid_t pid;                    /* the process that made the multi handle */
+  int *socks, nsocks, socks_cap; /* the connections' sockets (opened by open_socket) */
+  int wake_fds[2];              /* libcurl's own wakeup socketpair, -1 when unknown */
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -245,6 +252,17 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---- driving the multi handle --------------------------------------------------------- */
 
+/* Puts an ended transfer on the list that the next poll reports. */
+static void enqueue_done(transport_t *t, transfer_t *x) {
+  x->queued = 1;
+  x->next_done = NULL;
+  if (t->done_tail)
+    t->done_tail->next_done = x;
+  else
+    t->done_head = x;
+  t->done_tail = x;
+}
+
 /* Moves every transfer libcurl reports as ended out of the multi handle. */
 static void collect(transport_t *t) {
   CURLMsg *msg;
@@ -259,15 +277,8 @@ static void collect(transport_t *t) {
     curl_multi_remove_handle(t->multi, easy); /* its connection goes back to the cache */
     x->state = SLOT_DONE;
     t->running--;
-    if (!x->sync) {
-      x->queued = 1;
-      x->next_done = NULL;
-      if (t->done_tail)
-        t->done_tail->next_done = x;
-      else
-        t->done_head = x;
-      t->done_tail = x;
-    }
+    if (!x->sync)
+      enqueue_done(t, x);
   }
 }
 
@@ -299,12 +310,139 @@ static void drive(transport_t *t, double wait) {
     collect(t);
 }
 
+/* ---- fork and exec -------------------------------------------------------------------
+ * Every descriptor is close-on-exec: the connections' sockets (opened here, through
+ * CURLOPT_OPENSOCKETFUNCTION), the epoll set, and libcurl's own wakeup socketpair (7.88 makes
+ * it without SOCK_CLOEXEC; later versions do, or use an eventfd). A child made by fork() shares
+ * them all with the parent: a client used in a process other than the one that made it closes
+ * its copies of the descriptors (which sends nothing: the parent still holds the sockets) and
+ * starts afresh, with a new multi handle. The old handles are never cleaned up there, since
+ * libcurl would shut down (for TLS, send close_notify on and read from) the parent's
+ * connections; their memory is kept reachable in `orphans`, once per fork. */
+
+static void **orphans;
+static size_t norphans;
+
+static void orphan(void *p) {
+  void **more = (void **)realloc(orphans, (norphans + 1) * sizeof *orphans);
+  if (more) {
+    orphans = more;
+    orphans[norphans++] = p;
+  }
+}
+
+static curl_socket_t open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a) {
+  transport_t *t = (transport_t *)userp;
+  int fd;
+  (void)purpose;
+  if (t->nsocks == t->socks_cap) {
+    int cap = t->socks_cap ? t->socks_cap * 2 : 8;
+    int *more = (int *)realloc(t->socks, (size_t)cap * sizeof *more);
+    if (!more)
+      return CURL_SOCKET_BAD;
+    t->socks = more;
+    t->socks_cap = cap;
+  }
+  fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd >= 0)
+    t->socks[t->nsocks++] = fd;
+  return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int close_socket(void *userp, curl_socket_t fd) {
+  transport_t *t = (transport_t *)userp;
+  int i;
+  for (i = 0; i < t->nsocks; i++)
+    if (t->socks[i] == fd) {
+      t->socks[i] = t->socks[--t->nsocks];
+      break;
+    }
+  return close(fd);
+}
+
+/* The two lowest free descriptors: where the socketpair that curl_multi_init makes lands. */
+static void lowest_free(int fds[2]) {
+  int fd, n = 0;
+  fds[0] = fds[1] = -1;
+  for (fd = 0; n < 2 && fd < 65536; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+      fds[n++] = fd;
+}
+
+/* After curl_multi_init: marks close-on-exec the sockets that appeared at those numbers. */
+static void cloexec_wakeup(transport_t *t) {
+  int i;
+  for (i = 0; i < 2; i++) {
+    struct stat st;
+    int fd = t->wake_fds[i], flags = fd >= 0 ? fcntl(fd, F_GETFD) : -1;
+    if (flags < 0 || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      t->wake_fds[i] = -1;
+      continue;
+    }
+    if (!(flags & FD_CLOEXEC))
+      fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+}
+
+static void multi_setup(transport_t *t);
+
+/* In a child of the process that made the client: drop what is the parent's, start afresh.
+ * Transfers in flight end with an error (the answer goes to the parent). */
+static void forked(lua_State *L, transport_t *t) {
+  int i, fresh;
+  orphan(t->multi);
+  for (i = 0; i < t->nsocks; i++)
+    close(t->socks[i]);
+  t->nsocks = 0;
+  for (i = 0; i < 2; i++)
+    if (t->wake_fds[i] >= 0)
+      close(t->wake_fds[i]);
+  t->running = 0;
+  for (i = 0; i < t->nslots; i++) {
+    transfer_t *x = t->slots[i];
+    if (x->state != SLOT_RUNNING)
+      continue;
+    orphan(x->easy);
+    x->easy = NULL;
+    x->forked = 1;
+    x->result = CURLE_SEND_ERROR;
+    x->state = SLOT_DONE; /* reported by the next poll, as ended */
+    enqueue_done(t, x);
+  }
+  t->timer_at = -1;
+  t->more_ready = 0;
+  t->multi = NULL;
+  fresh = epoll_create1(EPOLL_CLOEXEC);
+  if (fresh < 0) {
+    close(t->epfd);
+    t->epfd = -1;
+    luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
+    return;
+  }
+  /* under the inherited one's number, so that fd() stays the same from new to close: dup2
+   * closes the inherited copy and puts the new set there in one step */
+  if (dup2(fresh, t->epfd) >= 0) {
+    fcntl(t->epfd, F_SETFD, FD_CLOEXEC);
+    close(fresh);
+  } else {
+    close(t->epfd);
+    t->epfd = fresh;
+  }
+  multi_setup(t);
+  if (!t->multi)
+    luaL_error(L, "curl_multi_init failed");
+}
+
 /* ---- the object ----------------------------------------------------------------------- */
+
+static void forked(lua_State *L, transport_t *t);
 
 static transport_t *check_transport(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
   if (!t->multi)
     luaL_error(L, "attempt to use a closed faceswap client");
+  if (t->pid != getpid())
+    forked(L, t);
   return t;
 }
 
@@ -330,6 +468,10 @@ static void release_slot(transport_t *t, transfer_t *x) {
   }
   if (x->queued)
     unqueue(t, x);
+  if (x->forked) { /* its easy handle was the parent's: the slot is never used again */
+    x->state = SLOT_FREE;
+    return;
+  }
   x->state = SLOT_FREE;
   x->sync = 0;
   x->upload.len = x->upload_pos = 0;
@@ -371,6 +513,9 @@ static void transport_release(transport_t *t) {
   t->epfd = -1;
   free(t->slots);
   t->slots = NULL;
+  free(t->socks);
+  t->socks = NULL;
+  t->nsocks = t->socks_cap = 0;
   t->nslots = t->running = t->free_head = 0;
   t->done_head = t->done_tail = NULL;
   curl_slist_free_all(t->headers);
@@ -382,7 +527,10 @@ static void transport_release(transport_t *t) {
 /* close(), __gc and __close alike: idempotent. Transfers in flight are dropped and their
  * connections closed. */
 static int transport_close(lua_State *L) {
-  transport_release((transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT));
+  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
+  if (t->multi && t->pid != getpid())
+    forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
+  transport_release(t);
   return 0;
 }
 
@@ -565,9 +713,20 @@ int core_transport_new(lua_State *L) {
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (t->epfd < 0)
     return luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
-  t->multi = curl_multi_init();
+  multi_setup(t);
   if (!t->multi)
     return luaL_error(L, "curl_multi_init failed");
+  return 1;
+}
+
+/* A new multi handle for t, owned by this process (t->multi stays NULL on failure). */
+static void multi_setup(transport_t *t) {
+  t->pid = getpid();
+  lowest_free(t->wake_fds);
+  t->multi = curl_multi_init();
+  if (!t->multi)
+    return;
+  cloexec_wakeup(t);
   curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
   curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -575,7 +734,6 @@ int core_transport_new(lua_State *L) {
   /* libcurl's default pool is 4 per transfer added; transfers leave the handle as they end,
    * so with few in flight it closed idle connections that the next transfers wanted */
   curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE_CONNECTIONS);
-  return 1;
 }
 
 /* A new easy handle with everything that is the same for every request. */
@@ -623,6 +781,10 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_READDATA, x);
   curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upload_seek);
   curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t);
   return x;
 }
 
@@ -652,6 +814,13 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
   long status = 0, request_bytes = 0;
   CURLcode res = x->result;
   const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
+  if (x->forked) { /* its answer, if any, goes to the parent */
+    info.retryable = !x->post;
+    lua_pushnil(L);
+    error_push(L, &info, "the process forked while this request was in flight; its answer "
+               "goes to the parent process", 0, 0);
+    return;
+  }
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
   info.code = x->final_status ? (int)status : 0; /* a 1xx is no answer */
@@ -841,7 +1010,7 @@ static int transport_poll(lua_State *L) {
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
     drive(t, wait);
-    if (t->done_head || wait <= 0)
+    if (t->done_head || wait <= 0 || faceswap_signal)
       break;
     wait = until - mono_now();
     if (wait <= 0)
@@ -867,11 +1036,23 @@ static int transport_finish(lua_State *L) {
   return finish(L, t, x);
 }
 
-/* transport:cancel(id): drops a transfer, closing its connection if it is mid-exchange. */
+/* Whether any of a transfer's request may have reached the server. */
+static int may_have_sent(transfer_t *x) {
+  long request_bytes = 0;
+  if (x->forked || (x->state == SLOT_DONE && x->result == CURLE_OK))
+    return 1;
+  curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  return x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
+}
+
+/* transport:cancel(id) -> whether its request may have reached the server: drops a transfer,
+ * closing its connection if it is mid-exchange. */
 static int transport_cancel(lua_State *L) {
   transport_t *t = check_transport(L);
-  release_slot(t, check_id(L, t, 2));
-  return 0;
+  transfer_t *x = check_id(L, t, 2);
+  lua_pushboolean(L, may_have_sent(x));
+  release_slot(t, x);
+  return 1;
 }
 
 /* transport:perform(method, path_or_url, content_type, body) -> status, headers, body |

@@ -5,6 +5,8 @@
 --   getenv                 function(name) -> string or nil           default os.getenv
 --   tty                    whether stderr is a terminal              default core.isatty(2)
 --   options                extra options for faceswap.new (e.g. retry = false in specs)
+--   catch_signals          false: batch leaves SIGINT and SIGTERM alone (default: it turns
+--                          them into a stop, see commands.batch)
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
 
@@ -36,6 +38,11 @@ options:
                     (headshot, wait, batch; implies --wait)
   --json            print the job as JSON (headshot, job, wait)
   --concurrency N   jobs at once (batch; default 4)
+  --state FILE      batch: record each submitted job in FILE as its answer arrives; a rerun
+                    with the same FILE waits for those and submits only the rest. Ctrl-C
+                    stops submitting and lists the jobs submitted (exit status 130)
+  --resubmit-unknown  batch --state: submit again the prompts whose headshot may or may not
+                    have reached the server (by default they are listed, not resubmitted)
   --interval S      first poll interval in seconds while waiting
   --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)
   --help, --version
@@ -55,6 +62,8 @@ local OPTIONS = {
   download = { value = true, headshot = true, wait = true, batch = true },
   json = { headshot = true, job = true, wait = true },
   concurrency = { value = true, batch = true },
+  state = { value = true, batch = true },
+  ["resubmit-unknown"] = { batch = true },
   interval = { value = true, headshot = true, wait = true, batch = true },
   ["base-url"] = { value = true, all = true },
   help = { all = true },
@@ -233,17 +242,28 @@ end
 local commands = {}
 
 local function fail(ctx, err)
+  if ctx.status_line then ctx.stderr:write("\n") end
   ctx.err("faceswap: " .. tostring(err))
   return 1
 end
 
-local function wait_options(opts)
-  return { interval = opts.interval }
+-- A failed poll is shown as it happens (on a terminal, on the status line; elsewhere a line);
+-- the wait gives up after a few in a row (client:wait's max_failures).
+local function wait_options(opts, ctx)
+  return { interval = opts.interval, on_error = ctx and function(err, n)
+    local line = "poll " .. n .. " failed: " .. tostring(err)
+    if ctx.tty then ctx.stderr:write("\rfaceswap: ", line, "\27[K") else ctx.note(line) end
+    ctx.status_line = ctx.tty
+  end }
 end
 
 -- After a wait: downloads a completed job's results; a job that ended otherwise is a failure.
 local function finish(ctx, job)
   local files, status = nil, 0
+  if ctx.status_line then -- a failed poll's line, now over
+    ctx.stderr:write("\r\27[K")
+    ctx.status_line = false
+  end
   if ctx.opts.download and job.status == "completed" then
     local ok
     files, ok = download_job(ctx.client, job, ctx.opts.download, ctx.note)
@@ -264,7 +284,7 @@ function commands.headshot(ctx, prompt)
   if not job then return fail(ctx, err) end
   local files, status = nil, 0
   if o.wait or o.download then
-    job, err = ctx.client:wait(job, wait_options(o))
+    job, err = ctx.client:wait(job, wait_options(o, ctx))
     if not job then return fail(ctx, err) end
     files, status = finish(ctx, job)
   end
@@ -280,7 +300,7 @@ function commands.job(ctx, jobid)
 end
 
 function commands.wait(ctx, jobid)
-  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts))
+  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx))
   if not job then return fail(ctx, err) end
   local files, status = finish(ctx, job)
   ctx.out(ctx.opts.json and job:json() or job_lines(job, files))
@@ -294,7 +314,7 @@ function commands.cancel(ctx, jobid)
   return 0
 end
 
--- The prompts of a batch: the non-blank lines of the file or stdin.
+-- The prompts of a batch: the non-blank lines of the file or stdin, and their line numbers.
 local function read_prompts(ctx, source)
   local text, err
   if source == "-" then
@@ -309,23 +329,55 @@ local function read_prompts(ctx, source)
     end
   end
   if not text then return nil, err end
-  local prompts = {}
-  for line in text:gmatch("[^\n]+") do
+  local prompts, numbers, n = {}, {}, 0
+  for line in text:gmatch("([^\n]*)\n?") do
+    n = n + 1
     line = line:gsub("\r$", "")
-    if line:find("%S") then prompts[#prompts + 1] = line end
+    if line:find("%S") then prompts[#prompts + 1], numbers[#prompts + 1] = line, n end
   end
-  return prompts
+  return prompts, numbers
+end
+
+-- The state file of `batch --state FILE`, append-only, one line per headshot as its answer
+-- arrives, flushed at once: "submitted<TAB>LINE<TAB>JOBID<TAB>PROMPT", or
+-- "unknown<TAB>LINE<TAB>-<TAB>PROMPT" for one that may or may not have reached the server.
+-- Returns the records by line number (the last one for a line wins), or nil and a message.
+local function read_state(path, prompts, numbers)
+  local f = io.open(path, "rb")
+  if not f then return {} end -- a first run
+  local records, by_line = {}, {}
+  for i = 1, #prompts do by_line[numbers[i]] = prompts[i] end
+  local n = 0
+  for text in f:lines() do
+    n = n + 1
+    local kind, line, jobid, prompt = text:match("^(%l+)\t(%d+)\t([^\t]*)\t(.*)$")
+    line = tonumber(line)
+    if not (kind == "submitted" or kind == "unknown") or by_line[line] ~= prompt then
+      f:close()
+      return nil, path .. ":" .. n .. ": not a record of this batch's prompts (" ..
+        (kind and ("line " .. line .. " of the prompts differs") or "unreadable") .. ")"
+    end
+    records[line] = { kind = kind, jobid = jobid }
+  end
+  f:close()
+  return records
 end
 
 -- The batch's progress on stderr: on a terminal one status line rewritten in place; elsewhere
 -- a plain line per item as it ends, and the counts once at the end.
 local function progress(ctx, total)
-  local p = { done = 0, flight = 0, failed = 0, lost = 0 }
+  local p = { done = 0, flight = 0, failed = 0, lost = 0, polls_failed = 0 }
   local started = faceswap.now()
   local function text()
-    return string.format("%d/%d done, %d in flight, %d failed%s, %.1fs", p.done, total,
+    return string.format("%d/%d done, %d in flight, %d failed%s%s, %.1fs", p.done, total,
       p.flight, p.failed, p.lost > 0 and (", " .. p.lost .. " with failed downloads") or "",
+      p.polls_failed > 0 and (", " .. p.polls_failed .. " failed polls (last: " ..
+        p.last_poll_error:sub(1, 60) .. ")") or "",
       faceswap.now() - started)
+  end
+  function p.poll_failed(err)
+    p.polls_failed, p.last_poll_error = p.polls_failed + 1, tostring(err)
+    p.update()
   end
   function p.update()
     if ctx.tty then ctx.stderr:write("\r", text(), "\27[K") end
@@ -349,12 +401,32 @@ local function progress(ctx, total)
   return p
 end
 
+-- Whether an error says a headshot got no answer but may have reached the server.
+local function fate_unknown(err)
+  return err.sent == true and err.job == nil and
+    (err.kind == "transport" or err.kind == "timeout" or err.kind == "cancelled")
+end
+
 function commands.batch(ctx, source)
   local o = ctx.opts
-  local prompts, err = read_prompts(ctx, source)
-  if not prompts then return fail(ctx, err) end
+  local prompts, numbers = read_prompts(ctx, source)
+  if not prompts then return fail(ctx, numbers) end
+  local records, record = {}, function() end
+  if o.state then
+    local problem
+    records, problem = read_state(o.state, prompts, numbers)
+    if not records then return fail(ctx, problem) end
+    local f, why = io.open(o.state, "ab")
+    if not f then return fail(ctx, why) end
+    ctx.state_file = f
+    record = function(kind, i, jobid)
+      f:write(kind, "\t", numbers[i], "\t", jobid or "-", "\t", prompts[i], "\n")
+      f:flush()
+    end
+  end
+  local client = ctx.client
   local p = progress(ctx, #prompts)
-  local state, files = {}, {} -- per item: nil (waiting), "flight" or "done"; saved paths
+  local state, files, results = {}, {}, {} -- per item: nil, "flight" or "done"; paths; result
   local function on_update(i, x)
     if state[i] == "done" then return end
     local is_job = faceswap.type(x) == "job"
@@ -372,26 +444,107 @@ function commands.batch(ctx, source)
       or (i .. " error " .. tostring(x)))
     if is_job and o.download and x.status == "completed" then
       local ok
-      files[i], ok = download_job(ctx.client, x, o.download, p.note)
+      files[i], ok = download_job(client, x, o.download, p.note)
       if not ok then
         p.lost = p.lost + 1
         p.update()
       end
     end
   end
-  p.update()
-  local results = ctx.client:batch(prompts, { concurrency = o.concurrency,
-                                              wait = wait_options(o), on_update = on_update })
-  for i, r in ipairs(results) do on_update(i, r) end -- items the updates missed, if any
-  p.finish()
-  for i, r in ipairs(results) do
-    if faceswap.type(r) == "job" then
-      ctx.out(job_line(r, files[i]))
+  local w = wait_options(o)
+  w.on_error = p.poll_failed
+
+  -- what an earlier run of this state file submitted is waited for; the rest is submitted,
+  -- but for prompts whose fate is unknown, unless the user says so
+  local fresh, index, resumed, unknown = {}, {}, {}, {}
+  for i = 1, #prompts do
+    local r = records[numbers[i]]
+    if r and r.kind == "submitted" then
+      local wi = {}
+      for k, v in pairs(w) do wi[k] = v end
+      wi.on_update = function(job) on_update(i, job) end
+      resumed[#resumed + 1] = { i = i, jobid = r.jobid, task = client:spawn(function()
+        local job, err = client:wait(r.jobid, wi)
+        results[i] = job or err
+        if not job then on_update(i, err) end
+      end) }
+    elseif r and r.kind == "unknown" and not o["resubmit-unknown"] then
+      unknown[#unknown + 1] = i
+      results[i] = false
     else
-      ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
+      fresh[#fresh + 1], index[#fresh + 1] = prompts[i], i
     end
   end
-  return (p.failed > 0 or p.lost > 0) and 1 or 0
+  for _, i in ipairs(unknown) do
+    p.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": its headshot may or may not have " ..
+      "reached the server; not resubmitted (--resubmit-unknown to submit it again)")
+  end
+  p.update()
+
+  if ctx.catch_signals ~= false then core.catch_signals(true) end
+  local stop = core.interrupted
+  local out = client:batch(fresh, { concurrency = o.concurrency, wait = w, stop = stop,
+    on_update = function(k, x)
+      if faceswap.type(x) == "job" and not state[index[k]] then record("submitted", index[k], x.jobid) end
+      on_update(index[k], x)
+    end })
+  while not stop() and client:step(0) > 0 do client:step(3600) end -- the resumed waits
+  local signal = stop()
+  if ctx.catch_signals ~= false then core.catch_signals(false) end
+  for _, r in ipairs(resumed) do r.task:cancel() end
+  for k, r in ipairs(out) do
+    local i = index[k]
+    results[i] = r
+    if faceswap.type(r) == "error" and fate_unknown(r) then
+      record("unknown", i)
+      unknown[#unknown + 1] = i
+    end
+  end
+  for _, r in ipairs(resumed) do
+    results[r.i] = results[r.i] or { kind = "cancelled", jobid = r.jobid }
+  end
+  for i = 1, #prompts do -- items the updates missed, if any
+    local r = results[i]
+    if r and r.kind ~= "cancelled" then on_update(i, r) end
+  end
+  p.finish()
+  if ctx.state_file then ctx.state_file:close() end
+
+  local running = {} -- submitted, not finished here: "line N: JOBID"
+  for i = 1, #prompts do
+    local r = results[i]
+    if faceswap.type(r) == "job" then
+      ctx.out(job_line(r, files[i]))
+    elseif r and r.kind == "cancelled" then
+      local jobid = r.job and r.job.jobid or r.jobid
+      if jobid then running[#running + 1] = { i, jobid } end
+    elseif r then
+      ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
+    elseif r == false then
+      ctx.out("- error not resubmitted: its headshot may or may not have reached the server")
+    end
+  end
+  local status = (p.failed > 0 or p.lost > 0 or #unknown > 0) and 1 or 0
+  if signal then
+    ctx.note("interrupted: stopped submitting; " .. #running .. " submitted job(s) go on " ..
+      "upstream (billed); follow each with:")
+    for _, r in ipairs(running) do
+      ctx.note("  line " .. numbers[r[1]] .. ": faceswap wait " .. r[2] ..
+        (o.download and (" --download " .. shell_quote(o.download)) or ""))
+    end
+    status = 130
+  end
+  for _, i in ipairs(unknown) do
+    if results[i] ~= false then
+      ctx.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": its headshot may or may not " ..
+        "have reached the server (no answer came)")
+    end
+  end
+  if o.state and (signal or #unknown > 0) then
+    ctx.note("rerun with --state " .. o.state .. " to wait for the jobs submitted and submit " ..
+      "the prompts that never were")
+  end
+  return status
 end
 
 ---------------------------------------------------------------------------------------------
@@ -452,6 +605,7 @@ function M.main(args, streams)
     stdin = streams.stdin or io.stdin,
     getenv = streams.getenv or os.getenv,
     options = streams.options,
+    catch_signals = streams.catch_signals, -- false: leave SIGINT and SIGTERM alone
   }
   if streams.tty ~= nil then ctx.tty = streams.tty else ctx.tty = core.isatty(2) end
   function ctx.out(line) ctx.stdout:write(line, "\n") end

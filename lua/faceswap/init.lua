@@ -124,14 +124,25 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _closed = false,
   }, client_mt)
 end
 
+-- Misuse raises at the line that called the client method (level 3 from here).
 local function check_client(self, method)
   if getmetatable(self) ~= client_mt then
     error("bad argument #1 to '" .. method .. "' (faceswap.client expected, got " ..
       type(self) .. "; call it as client:" .. method .. "(...))", 3)
   end
+  if self._closed then error("attempt to use a closed faceswap client", 3) end
+end
+
+-- Calls one of the core's request builders; what it raises on misuse is raised again at the
+-- line that called the client method (the core's message carries a position inside this file).
+local function build(builder, ...)
+  local ok, method, path, content_type, body = pcall(builder, ...)
+  if not ok then error((tostring(method):gsub("^[^\n]-:%d+: ", "", 1)), 3) end
+  return method, path, content_type, body
 end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
@@ -156,15 +167,27 @@ end
 
 function client:headshot(params)
   check_client(self, "headshot")
-  local method, path, content_type, body = build_headshot(params, self._encoding,
+  local method, path, content_type, body = build(build_headshot, params, self._encoding,
     self._channel, self._reply_url)
   if not method then return nil, path end
   return call(self, "headshot", method, path, content_type, body)
 end
 
 -- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
+-- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
+-- that called client:job or client:cancel, through their tail call), but one inside a job the
+-- server sent is the server's doing, and comes back as bad_response.
 local function get(self, op, target, with_retry)
-  local method, path = build_get(op, target)
+  local ok, method, path = pcall(build_get, op, target)
+  if not ok then
+    local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
+    if M.type(target) ~= "job" then error(why, 2) end
+    return nil, core.error {
+      kind = "bad_response", sent = false, retryable = false,
+      error = "the server sent a jobid that cannot be sent back (" ..
+        (why:match("%((.*)%)$") or why) .. ")",
+    }
+  end
   if not method then return nil, path end
   return (with_retry and call or exchange)(self, op, method, path)
 end
@@ -179,13 +202,18 @@ function client:cancel(jobid)
   return get(self, "cancel", jobid, true)
 end
 
-local wait_defaults = { interval = 10, max_interval = 30, timeout = 900 }
+local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
 
 local function check_wait_options(opts, level)
   for name, value in pairs(opts) do
-    if name == "on_update" then
+    if name == "on_update" or name == "on_error" then
       if type(value) ~= "function" then
-        error("bad argument #2 to 'wait' (option 'on_update' must be a function)", level)
+        error("bad argument #2 to 'wait' (option '" .. name .. "' must be a function)", level)
+      end
+    elseif name == "max_failures" then
+      if type(value) ~= "number" or value < 1 or value % 1 ~= 0 or value > 1e9 then
+        error("bad argument #2 to 'wait' (option 'max_failures' must be a whole number " ..
+          "from 1)", level)
       end
     elseif not wait_defaults[name] then
       error("bad argument #2 to 'wait' (unknown option '" .. tostring(name) .. "')", level)
@@ -199,10 +227,13 @@ end
 -- client:wait(job_or_jobid, opts): polls until the job's status is terminal. The interval
 -- grows by half each poll up to max_interval (upstream refreshes every 15-60 s, so fast
 -- polling only spends requests). Errors a retry could fix (a 429, a dropped connection) do not
--- end the wait; others return at once. Running out of time returns a timeout error whose
--- `job` is the last job seen.
+-- end the wait unless max_failures polls in a row meet one (then the last is returned, with
+-- `job` the last job seen); others return at once. Running out of time returns a timeout
+-- error whose `job` is the last job seen and `last_error` the last error met.
+-- client:wait(nil, err) returns nil, err: client:wait(client:headshot(p)) reports the headshot's.
 function client:wait(target, opts)
   check_client(self, "wait")
+  if target == nil and M.type(opts) == "error" then return nil, opts end
   opts = opts or {}
   if type(opts) ~= "table" then
     error("bad argument #2 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
@@ -211,8 +242,9 @@ function client:wait(target, opts)
   local interval = opts.interval or wait_defaults.interval
   local max_interval = math.max(opts.max_interval or wait_defaults.max_interval, interval)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
-  local on_update = opts.on_update
-  local last, jobid
+  local max_failures = opts.max_failures or wait_defaults.max_failures
+  local on_update, on_error = opts.on_update, opts.on_error
+  local last, jobid, last_error, failures
   if M.type(target) == "job" then
     last, jobid = target, target.jobid
     if last:done() then return last end
@@ -224,23 +256,31 @@ function client:wait(target, opts)
     error("bad argument #1 to 'wait' (jobid or job expected, got " .. type(target) .. ")", 2)
   end
   local delay = last and interval or 0
+  failures = 0
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
-    local job, err = get(self, "job", jobid) -- this loop is the retry policy
+    local job, err = get(self, "job", target) -- this loop is the retry policy
     if job then
+      failures = 0
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
       last = job
       if job:done() then return job end
-    elseif not err.retryable then
-      return nil, err
+    else
+      failures, last_error = failures + 1, err
+      if on_error then on_error(err, failures) end
+      if not err.retryable or failures >= max_failures then
+        if err.job == nil then err.job = last end
+        return nil, err
+      end
     end
     if M.now() >= deadline then
       return nil, core.error {
-        kind = "timeout", retryable = true, sent = true, job = last,
-        error = string.format("job %s not done after %g seconds%s", tostring(jobid),
+        kind = "timeout", retryable = true, sent = true, job = last, last_error = last_error,
+        error = string.format("job %s not done after %g seconds%s%s", tostring(jobid),
           opts.timeout or wait_defaults.timeout,
-          last and (" (status " .. tostring(last.status) .. ")") or ""),
+          last and (" (status " .. tostring(last.status) .. ")") or "",
+          failures > 0 and ("; last poll: " .. tostring(last_error)) or ""),
       }
     end
     delay = delay == 0 and interval or math.min(delay * 1.5, max_interval)
@@ -251,9 +291,12 @@ end
 -- (the URL is not the API's); https only, or plain http to a loopback host.
 function client:download(url)
   check_client(self, "download")
-  if type(url) ~= "string" or not url:find("^%a[%w+.-]*://") then
-    error("bad argument #1 to 'download' (absolute URL expected, got " ..
-      (type(url) == "string" and string.format("%q", url:sub(1, 60)) or type(url)) .. ")", 2)
+  if type(url) ~= "string" then
+    error("bad argument #1 to 'download' (absolute URL expected, got " .. type(url) .. ")", 2)
+  end
+  if not url:find("^%a[%w+.-]*://") then -- URLs come from the server: its mistake is no raise
+    return nil, core.error { kind = "invalid_request", sent = false, retryable = false,
+      error = string.format("refused to fetch %q (not an absolute URL)", url:sub(1, 60)) }
   end
   local function once()
     local status, headers, body = self._sched:transfer("GET", url)
@@ -346,9 +389,9 @@ local function check_batch(list, opts)
       if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
         error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
       end
-    elseif name == "on_update" then
+    elseif name == "on_update" or name == "stop" then
       if type(value) ~= "function" then
-        error("bad argument #2 to 'batch' (option 'on_update' must be a function)", 3)
+        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
       end
     elseif name == "wait" then
       if type(value) == "table" then
@@ -446,11 +489,15 @@ function client:batch(list, opts)
     end, policy, delay)
   end
 
+  -- opts.stop: checked before each item is started, and (outside a task) after each step,
+  -- which a caught signal cuts short. Once it says true, the items in flight are dropped.
+  local stop, stopped, inflight, workers_of = opts.stop, false, {}, {}
   local next_item, workers, failure, parent = 0, 0, nil, nil
   local function work()
-    while not failure and next_item < n do
+    while not failure and next_item < n and not (stop and stop()) do
       next_item = next_item + 1
       local i = next_item
+      inflight[i] = { task = sched:current() }
       local holding = false -- one of the queue's running jobs is this item's
       local function release()
         if holding then
@@ -462,6 +509,7 @@ function client:batch(list, opts)
       local ok, problem = pcall(function()
         local job, err = start(i)
         holding = job ~= nil and follow
+        inflight[i].job = job
         if job then
           on_update(i, job)
           if follow then
@@ -478,6 +526,7 @@ function client:batch(list, opts)
         results[i] = job or err
         if not job then on_update(i, err) end
       end)
+      inflight[i] = nil
       if not ok then -- on_update raised: hand on the error once all workers are out
         failure = problem
         release()
@@ -487,26 +536,57 @@ function client:batch(list, opts)
     if workers == 0 and parent then sched:wake(parent) end
   end
 
+  -- After stop(): each item in flight is a `cancelled` error (with `job` once submitted, and
+  -- `sent` whether its headshot may have reached the server), each item not begun one with
+  -- sent = false. on_update is not called for them.
+  local function stop_all()
+    stopped = true
+    for i, f in pairs(inflight) do
+      local sent = sched:cancel(f.task, "batch stopped")
+      results[i] = core.error { kind = "cancelled", error = "batch stopped", retryable = false,
+                                sent = f.job ~= nil or sent, job = f.job }
+    end
+    for k = 1, #workers_of do sched:cancel(workers_of[k], "batch stopped") end
+    for i = 1, n do
+      results[i] = results[i] or core.error { kind = "cancelled", retryable = false, sent = false,
+                                              error = "batch stopped before this item" }
+    end
+    workers = 0
+  end
+
   for _ = 1, math.min(opts.concurrency or 4, n) do
     workers = workers + 1
-    sched:spawn(work)
+    workers_of[#workers_of + 1] = sched:spawn(work)
   end
   if sched:current() then
     parent = sched:current()
     while workers > 0 do sched:park() end
   else
-    while workers > 0 do sched:step(3600) end
+    while workers > 0 do
+      sched:step(3600, true) -- true: also from a task that cannot yield
+      if stop and not stopped and workers > 0 and stop() then stop_all() end
+    end
   end
+  if stop and not stopped and stop() then stop_all() end -- stopped before anything began
   if failure then error(failure, 0) end
   return results
 end
 
-function client:close()
-  check_client(self, "close")
+-- Every task ends with a `cancelled` error (one running now, at its next yield), transfers in
+-- flight are dropped, and any later use of the client raises. Idempotent.
+local function close(self)
+  if self._closed then return end
+  self._closed = true
+  if self._sched.close then self._sched:close() end
   self._transport:close()
 end
 
-client_mt.__close = function(self) self._transport:close() end
+function client:close()
+  if getmetatable(self) ~= client_mt then check_client(self, "close") end
+  close(self)
+end
+
+client_mt.__close = close
 client_mt.__tostring = function(self)
   return "faceswap.client: " .. tostring(self._transport):gsub("^faceswap%.transport ", "")
 end

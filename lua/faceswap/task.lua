@@ -12,7 +12,7 @@
 --   anything else  (a plain coroutine.yield() in user code) the next pass of step()
 local core = require "faceswap.core"
 
-local now = core.now
+local now, interrupted = core.now, core.interrupted
 local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
@@ -24,6 +24,39 @@ local TRANSFER, SLEEP, PARK = {}, {}, {}
 local running = {}
 
 local function pack(...) return { n = select("#", ...), ... } end
+
+-- Whether the running coroutine can yield here. A client call made where it cannot (inside a
+-- string.gsub replacement function, a table.sort comparator, a __tostring: a C function
+-- between the call and the task's body) must not start a transfer and then fail to yield: it
+-- blocks instead, as outside a task. Lua 5.3, 5.4 and LuaJIT say so themselves.
+local PROBE = {}
+local can_yield = rawget(coroutine, "isyieldable") -- (luacheck: 5.1 has none)
+if not can_yield then
+  if _VERSION == "Lua 5.2" then
+    -- pcall is yieldable in 5.2: a yield that cannot happen raises inside it, before anything
+    -- was started, and one that can comes back at once (settle resumes a PROBE at once)
+    can_yield = function() return (pcall(coroutine.yield, PROBE)) end
+  else
+    -- 5.1: neither pcall nor metamethods can yield, and a failed yield raises, so walk the
+    -- coroutine's own stack: any C function on it, or a Lua function called from Lua in
+    -- other than a plain call (a metamethod has no name, and no tail call below it), is a
+    -- boundary. When in doubt it says no: blocking is always correct.
+    can_yield = function()
+      local level = 3 -- the caller of the client function that asks
+      local info = debug.getinfo(level, "Sn")
+      while info do
+        local above = debug.getinfo(level + 1, "S")
+        if info.what == "C" or
+           (info.what ~= "tail" and info.namewhat == "" and above and above.what ~= "tail") then
+          return false
+        end
+        level, info = level + 1, above and debug.getinfo(level + 1, "Sn")
+      end
+      return true
+    end
+  end
+end
+M.can_yield = can_yield
 
 ---------------------------------------------------------------------------------------------
 -- Tasks
@@ -46,6 +79,18 @@ end
 function task:done()
   check_task(self, "done")
   return self._result ~= nil
+end
+
+-- Stops the task: at once if it waits (its transfer is dropped), at its next yield if it is
+-- the one running. True if this call stopped it, false if it had already finished.
+function task:cancel()
+  check_task(self, "cancel")
+  if self._result then return false end
+  if not self._sched.cancel then -- faceswap.resty's light threads
+    error("bad argument #1 to 'cancel' (tasks in OpenResty cannot be cancelled)", 2)
+  end
+  self._sched:cancel(self, "task cancelled")
+  return true
 end
 
 -- What the task's function returned, or nil and what it raised.
@@ -103,33 +148,53 @@ function M.scheduler(transport)
     ready = {},     -- tasks for the next pass
     waiting = {},   -- transfer id -> task
     sleepers = {},  -- the heap
+    tasks = {},     -- every task not finished
+    closed = false, -- (set here: a field the instance lacks costs a miss in Scheduler too)
   }, Scheduler)
 end
 
--- The running task, if it is one of this scheduler's.
+-- The running task, if it is one of this scheduler's and can yield here (see can_yield): a
+-- call that finds none blocks, as outside a task.
 function Scheduler:current()
   local t = running[coroutine.running()]
-  if t and t._sched == self then return t end
+  if t and t._sched == self and can_yield() then return t end
   return nil
+end
+
+local function finished(self, t, result)
+  self.count = self.count - 1
+  self.tasks[t] = nil
+  t._result = result
+  if t._on_done then t._on_done(t) end
+end
+
+local function cancelled_error(why, sent)
+  return core.error { kind = "cancelled", error = why, sent = sent or false, retryable = false }
 end
 
 -- Records how a resume ended: the task finished, or what it now waits for.
 local function settle(self, t, ok, ...)
   running[t._co] = nil
   if coroutine.status(t._co) == "dead" then
-    self.count = self.count - 1
     if ok then
-      t._result = pack(...)
-    else
-      local err = ...
-      if type(err) == "string" then err = debug.traceback(t._co, err) end
-      t._result = { n = 2, nil, err }
+      return finished(self, t, pack(...))
     end
-    if t._on_done then t._on_done(t) end
-    return
+    local err = ...
+    if type(err) == "string" then err = debug.traceback(t._co, err) end
+    return finished(self, t, { n = 2, nil, err })
   end
   local what, arg = ...
+  if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
+    running[t._co] = t
+    return settle(self, t, coroutine.resume(t._co))
+  end
+  if t._cancel then -- cancelled while it ran: it stops at this yield
+    local sent = t._sent
+    if what == TRANSFER and self.transport:cancel(arg) then sent = true end
+    return finished(self, t, { n = 2, nil, cancelled_error(t._cancel, sent) })
+  end
   if what == TRANSFER then
+    t._transfer = arg
     self.waiting[arg] = t
   elseif what == SLEEP then
     heap_push(self.sleepers, arg, t)
@@ -149,13 +214,49 @@ end
 
 function Scheduler:spawn(fn, ...)
   local t = setmetatable({ _sched = self, _co = coroutine.create(fn), _token = 0,
-                           _args = pack(...) }, task_mt)
+                           _args = pack(...), _transfer = false, _sent = false,
+                           _parked = false }, task_mt)
   self.count = self.count + 1
+  self.tasks[t] = true
   self.ready[#self.ready + 1] = t
   return t
 end
 
--- Resumes the tasks whose transfers have ended; false when there were none.
+-- Ends a task that has not finished with nil and a `cancelled` error: at once if it waits
+-- (dropping its transfer, and its sleep or park), at its next yield if it is running. Returns
+-- whether the request of the transfer it dropped may have reached the server.
+function Scheduler:cancel(t, why)
+  if t._result or t._cancel then return false end
+  if running[t._co] then
+    t._cancel = why
+    return false
+  end
+  local sent, dropped = t._sent, false
+  if t._transfer then
+    self.waiting[t._transfer] = nil
+    dropped = self.transport:cancel(t._transfer)
+    if dropped then sent = true end
+    t._transfer = false
+  end
+  t._token = t._token + 1 -- its heap entry, if any, is stale now
+  t._parked = false -- in `ready`, it is skipped (it has a result)
+  finished(self, t, { n = 2, nil, cancelled_error(why, sent) })
+  local close = rawget(coroutine, "close") -- 5.4: runs the task's pending __close handlers
+  if close then close(t._co) end
+  return dropped
+end
+
+-- close(): every task ends with a `cancelled` error (the running one at its next yield), and
+-- step() refuses to run from now on.
+function Scheduler:close()
+  self.closed = true
+  local list = {}
+  for t in pairs(self.tasks) do list[#list + 1] = t end
+  for i = 1, #list do self:cancel(list[i], "client closed") end
+end
+
+-- Resumes the tasks whose transfers have ended; false when there were none. An id with no
+-- task (its task was cancelled meanwhile) is dropped; nothing stops the others.
 local function transfers_ended(self, ...)
   local n = select("#", ...)
   if n == 0 then return false end
@@ -163,14 +264,26 @@ local function transfers_ended(self, ...)
   for i = 1, n do
     local t = waiting[ids[i]]
     waiting[ids[i]] = nil
-    resume(self, t)
+    if t then
+      t._transfer = false
+      resume(self, t)
+    elseif not self.closed then
+      self.transport:cancel(ids[i])
+    end
   end
   return true
 end
 
 -- One pass or more, until something ran or `timeout` seconds are over; 0 never blocks.
-function Scheduler:step(timeout)
-  if self:current() then error("bad argument #1 to 'step' (called from inside one of its tasks)", 3) end
+-- `nested`: driven from inside a task that cannot yield (a batch there).
+function Scheduler:step(timeout, nested)
+  if self.closed then error("attempt to use a closed faceswap client", 3) end
+  if not nested and next(running) then
+    local t = running[coroutine.running()]
+    if t and t._sched == self then
+      error("bad argument #1 to 'step' (called from inside one of its tasks)", 3)
+    end
+  end
   local deadline = now() + timeout
   local sleepers = self.sleepers
   repeat
@@ -180,12 +293,15 @@ function Scheduler:step(timeout)
       self.ready = {}
       for i = 1, #ready do
         local t, args = ready[i], ready[i]._args
-        if args then -- a new task: its first resume passes spawn's arguments
+        if t._result then -- cancelled meanwhile
+          t._args = nil
+        elseif args then -- a new task: its first resume passes spawn's arguments
           t._args = nil
           resume(self, t, unpack(args, 1, args.n))
         else
           resume(self, t)
         end
+        if self.closed then return self.count end -- closed by the task just run
       end
       progressed = true
     end
@@ -201,6 +317,7 @@ function Scheduler:step(timeout)
       end
     end
     if transfers_ended(self, self.transport:poll(wait)) then progressed = true end
+    if self.closed then return self.count end
     local t = now()
     while sleepers[1] and sleepers[1].at <= t do
       local e = heap_pop(sleepers)
@@ -208,24 +325,41 @@ function Scheduler:step(timeout)
         e.task._parked = false
         resume(self, e.task)
         progressed = true
+        if self.closed then return self.count end
       end
     end
-  until progressed or t >= deadline
+  until progressed or t >= deadline or (interrupted and interrupted())
   return self.count
 end
 
 function Scheduler:run()
-  while self.count > 0 do self:step(3600) end
+  local t = running[coroutine.running()]
+  if t and t._sched == self then error("bad argument #1 to 'run' (called from inside one of its tasks)", 3) end
+  while self.count > 0 and not self.closed do self:step(3600) end
 end
 
--- Inside a task: starts the transfer and yields until it ends. Outside: blocks on it.
+-- Whether a transfer's request may have reached the server, from what it returned.
+local function reached(status, err)
+  return status ~= nil or (type(err) == "table" and err.sent ~= false)
+end
+
+-- Inside a task: starts the transfer and yields until it ends. Outside (or where the task
+-- cannot yield): blocks on it.
 function Scheduler:transfer(method, target, content_type, body)
   local transport = self.transport
-  if not self:current() then return transport:perform(method, target, content_type, body) end
+  local t = running[coroutine.running()]
+  if t and t._sched ~= self then t = nil end
+  if not (t and can_yield()) then
+    local status, headers, answer = transport:perform(method, target, content_type, body)
+    if t and reached(status, headers) then t._sent = true end
+    return status, headers, answer
+  end
   local id, err = transport:start(method, target, content_type, body)
   if not id then return nil, err end
   coroutine.yield(TRANSFER, id)
-  return transport:finish(id)
+  local status, headers, answer = transport:finish(id)
+  if reached(status, headers) then t._sent = true end
+  return status, headers, answer
 end
 
 -- Parks the running task (of this scheduler) until wake() or, if given, time `at`.
@@ -258,10 +392,11 @@ function Scheduler:wake(t)
   end
 end
 
--- Sleeps by yielding when running inside any client's task; returns false otherwise.
+-- Sleeps by yielding when running inside any client's task; returns false otherwise (and
+-- where the task cannot yield).
 function M.sleep(seconds)
   local t = running[coroutine.running()]
-  if not t then return false end
+  if not t or not can_yield() then return false end
   coroutine.yield(SLEEP, now() + seconds)
   return true
 end

@@ -1,0 +1,194 @@
+-- The command line's lifecycle (docs/lifecycle.md): Ctrl-C (SIGINT, SIGTERM) in a batch, its
+-- --state file and the resume, failed polls shown while waiting, and a server's relative
+-- attachment URL. bin/faceswap runs as a real process against the simulator.
+local sim = require "spec.support.sim"
+local compat = require "spec.support.compat"
+local shell = require "spec.support.shell"
+local quote, capture, read = shell.quote, shell.capture, shell.read
+
+local TOKEN = "test-token"
+local ROOT = capture("pwd"):gsub("\n$", "")
+local BIN = (compat.lua == "lua5.4" and "" or compat.lua .. " ") .. quote(ROOT .. "/bin/faceswap")
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function sorted_lines(text)
+  local out = {}
+  for line in (text or ""):gmatch("[^\n]+") do out[#out + 1] = line end
+  table.sort(out)
+  return out
+end
+
+describe("command line lifecycle", function()
+  local s, tmp
+
+  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    tmp = capture("mktemp -d"):gsub("\n$", "")
+  end)
+  after_each(function() os.execute("rm -rf " .. quote(tmp)) end)
+
+  local function command(args, base_url)
+    local words = { "env", "USEAPI_TOKEN=" .. TOKEN, "USEAPI_BASE_URL=" .. quote(base_url or s.base_url), BIN }
+    for _, a in ipairs(args) do words[#words + 1] = quote(a) end
+    return table.concat(words, " ")
+  end
+
+  -- Runs bin/faceswap to the end: exit status, stdout, stderr.
+  local function run(args, base_url)
+    local out, err = tmp .. "/.out", tmp .. "/.err"
+    local _, _, code = compat.execute(command(args, base_url) .. " >" .. quote(out) .. " 2>" .. quote(err))
+    return code, read(out), read(err)
+  end
+
+  -- Starts bin/faceswap in the background; returns a handle with pid, and finish(), which
+  -- waits for the exit and returns exit status, stdout, stderr.
+  local function start(args)
+    local out, err, pidf, codef = tmp .. "/.out", tmp .. "/.err", tmp .. "/.pid", tmp .. "/.code"
+    os.execute("( " .. command(args) .. " >" .. quote(out) .. " 2>" .. quote(err) .. " & echo $! >" ..
+      quote(pidf) .. "; wait $!; echo $? >" .. quote(codef) .. " ) >/dev/null 2>&1 &")
+    local pid = tonumber(sim.wait_for(function() return read(pidf) end, 10))
+    return {
+      pid = pid,
+      finish = function()
+        local code = sim.wait_for(function() return read(codef) end, 60)
+        return tonumber(code), read(out), read(err)
+      end,
+    }
+  end
+
+  it("Ctrl-C stops submitting, lists the jobs submitted, and a rerun with --state resumes", function()
+    s:config { job_seconds = 600 } -- nothing ends during the first run
+    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    write(prompts, "first\nsecond\n\nthird\nfourth\nfifth\n")
+    local p = start { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
+    assert(sim.wait_for(function() return #sorted_lines(read(state)) == 2 end, 30))
+    assert(compat.execute("kill -INT " .. p.pid))
+    local code, out, err = p.finish()
+    assert.equal(130, code)
+    assert.equal("", out)
+    local records = sorted_lines(read(state))
+    local j1 = assert(records[1]:match("^submitted\t1\t(%x+)\tfirst$"), records[1])
+    local j2 = assert(records[2]:match("^submitted\t2\t(%x+)\tsecond$"), records[2])
+    assert.truthy(err:find("faceswap: interrupted: stopped submitting; 2 submitted job(s) go on " ..
+      "upstream (billed); follow each with:\n" ..
+      "faceswap:   line 1: faceswap wait " .. j1 .. "\n" ..
+      "faceswap:   line 2: faceswap wait " .. j2 .. "\n" ..
+      "faceswap: rerun with --state " .. state .. " to wait for the jobs submitted and submit " ..
+      "the prompts that never were\n", 1, true), err)
+    assert.equal(2, s:count("POST"))
+
+    -- the rerun waits for the two and submits the three others, once
+    s:config { job_seconds = 0.2 }
+    s:advance(j1, "completed")
+    s:advance(j2, "completed")
+    code, out, err = run { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
+    assert.equal(0, code, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.equal(5, #lines)
+    assert.equal(j1 .. " completed", lines[1])
+    assert.equal(j2 .. " completed", lines[2])
+    for k = 3, 5 do assert.matches("^%x+ completed$", lines[k]) end
+    assert.equal(5, s:count("POST"))
+    records = sorted_lines(read(state))
+    assert.equal(5, #records)
+    assert.matches("^submitted\t6\t%x+\tfifth$", records[5])
+  end)
+
+  it("a headshot without an answer is listed on Ctrl-C (SIGTERM) and not resubmitted unless asked", function()
+    s:config { job_seconds = 600 }
+    s:script { action = "hang", match = "^POST", count = 1 } -- the first POST never gets an answer
+    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    write(prompts, "one\ntwo\nthree\n")
+    local p = start { "batch", prompts, "--concurrency", "3", "--interval", "0.05", "--state", state }
+    assert(sim.wait_for(function()
+      return #sorted_lines(read(state)) == 2 and s:count("POST") == 3
+    end, 30))
+    assert(compat.execute("kill -TERM " .. p.pid))
+    local code, _, err = p.finish()
+    assert.equal(130, code)
+    local records = sorted_lines(read(state))
+    assert.equal(3, #records)
+    local line, prompt = records[3]:match("^unknown\t(%d)\t%-\t(%a+)$")
+    assert.truthy(line, records[3])
+    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": its headshot may or may " ..
+      "not have reached the server (no answer came)\n", 1, true), err)
+
+    -- the rerun waits for the two submitted, and lists the third without sending it
+    s:config { job_seconds = 0.2 }
+    for k = 1, 2 do s:advance(records[k]:match("^submitted\t%d\t(%x+)"), "completed") end
+    local out
+    code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state }
+    assert.equal(1, code)
+    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": its headshot may or " ..
+      "may not have reached the server; not resubmitted (--resubmit-unknown to submit it again)\n",
+      1, true), err)
+    assert.truthy(out:find("- error not resubmitted: its headshot may or may not have reached the " ..
+      "server\n", 1, true), out)
+    assert.equal(3, s:count("POST"))
+    -- unless the user says so
+    code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state, "--resubmit-unknown" }
+    assert.equal(0, code, err)
+    assert.equal(3, #sorted_lines(out))
+    assert.equal(4, s:count("POST"))
+  end)
+
+  it("a state file of other prompts is refused", function()
+    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    write(prompts, "one\n")
+    write(state, "submitted\t1\tabc\tanother prompt\n")
+    local code, out, err = run { "batch", prompts, "--state", state }
+    assert.same({ 1, "", "faceswap: " .. state .. ":1: not a record of this batch's prompts " ..
+      "(line 1 of the prompts differs)\n" }, { code, out, err })
+    assert.equal(0, s:count("POST"))
+  end)
+
+  it("wait shows each failed poll and gives up after a few against a dead server", function()
+    local code, out, err = run({ "wait", "abc", "--interval", "0.05" }, "http://127.0.0.1:1")
+    assert.equal(1, code)
+    assert.equal("", out)
+    local refused = "transport: Failed to connect to 127.0.0.1 port 1 after N ms: Couldn't connect to server"
+    assert.equal(table.concat({
+      "faceswap: poll 1 failed: " .. refused, "faceswap: poll 2 failed: " .. refused,
+      "faceswap: poll 3 failed: " .. refused, "faceswap: poll 4 failed: " .. refused,
+      "faceswap: poll 5 failed: " .. refused, "faceswap: " .. refused, "" }, "\n"),
+      (err:gsub("after %d+ ms", "after N ms")))
+  end)
+
+  it("on a terminal, failed polls are shown on the status line", function()
+    local cli = require "faceswap.cli"
+    local out, err = {}, {}
+    local function sink(t) return { write = function(_, ...) for _, v in ipairs { ... } do t[#t + 1] = v end end } end
+    local code = cli.main({ "wait", "abc", "--interval", "0.05" }, {
+      stdout = sink(out), stderr = sink(err), tty = true, catch_signals = false,
+      getenv = function(name)
+        return ({ USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = "http://127.0.0.1:1" })[name]
+      end,
+    })
+    assert.equal(1, code)
+    assert.equal("", table.concat(out))
+    local refused = "transport: Failed to connect to 127.0.0.1 port 1 after N ms: Couldn't connect to server"
+    local want = {}
+    for n = 1, 5 do want[n] = "\rfaceswap: poll " .. n .. " failed: " .. refused .. "\27[K" end
+    want[6] = "\nfaceswap: " .. refused .. "\n"
+    assert.equal(table.concat(want), (table.concat(err):gsub("after %d+ ms", "after N ms")))
+  end)
+
+  it("a relative attachment URL from the server is a failed download, not a crash", function()
+    s:script { action = "status", status = 200, match = "^GET /jobs",
+               body = '{"jobid":"abc","verb":"faceswap-headshot","status":"completed",' ..
+                 '"attachments":[{"url":"/relative/1.png"}]}' }
+    local code, out, err = run { "wait", "abc", "--download", tmp .. "/files" }
+    assert.equal(1, code)
+    assert.equal("jobid    abc\nstatus   completed\nurl      /relative/1.png\n", out)
+    assert.equal('faceswap: download of /relative/1.png failed: invalid_request: refused to fetch ' ..
+      '"/relative/1.png" (not an absolute URL)\n', err)
+  end)
+end)
