@@ -20,7 +20,8 @@ local SERVER = [[
       local faceswap = require "faceswap"
       local a = ngx.req.get_uri_args()
       local ok, client = pcall(faceswap.new, { token = "@TOKEN@", base_url = a.base, retry = false,
-        timeout = tonumber(a.timeout) or 5, ca_file = a.ca_file })
+        timeout = tonumber(a.timeout) or 5, connect_timeout = tonumber(a.connect_timeout),
+        ca_file = a.ca_file })
       if not ok then ngx.say("raised ", client) return end
       if a.warm then client:cancel("@JOBID@") end
       local t0 = ngx.now()
@@ -36,8 +37,9 @@ local SERVER = [[
 ]]
 
 -- The same fields outside nginx, through libcurl.
-local function outside(base, op, timeout, warm)
-  local c = faceswap.new { token = TOKEN, base_url = base, retry = false, timeout = timeout or 5 }
+local function outside(base, op, timeout, warm, connect_timeout)
+  local c = faceswap.new { token = TOKEN, base_url = base, retry = false, timeout = timeout or 5,
+                           connect_timeout = connect_timeout }
   if warm then c:cancel(JOBID) end
   local job, err
   if op == "headshot" then job, err = c:headshot("in nginx") else job, err = c:job(JOBID) end
@@ -159,6 +161,19 @@ describe("the nginx transport", function()
       agree({ action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" },
         "job", "transport|200|true|true|Invalid Content-Length: value")
     end)
+  end)
+
+  it("a TLS server that never finishes the handshake: timeout, in libcurl's words for either limit", function()
+    local socket = require "socket"
+    local hold = assert(socket.bind("127.0.0.1", 0))   -- accepts (the kernel does) and never reads
+    local base = "https://127.0.0.1:" .. select(2, hold:getsockname())
+    local by_timeout = "timeout|nil|true|false|Connection timed out after N milliseconds"
+    assert.equal(by_timeout, same_shape(outside(base, "job", 1)))
+    assert.equal(by_timeout, same_shape(inside(base, "job", 1)))
+    local by_connect = "timeout|nil|true|false|SSL connection timeout"
+    assert.equal(by_connect, outside(base, "job", 5, false, 1))
+    assert.equal(by_connect, inside(base, "job", 5, false, "&connect_timeout=1"))
+    hold:close()
   end)
 
   it("keeps the whole attempt within timeout against a server that drips a byte every 0.2 s", function()

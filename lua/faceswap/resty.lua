@@ -237,6 +237,8 @@ function M.transport(o)
     local reused = sock:getreusedtimes() > 0
     if scheme == "https" and not reused then
       local fine
+      local by_connect = self.connect_timeout < deadline - now() -- which limit a stall meets
+      sock:settimeout(math.max(math.ceil(math.min(self.connect_timeout, deadline - now()) * 1000), 1))
       fine, ok, err = pcall(sock.sslhandshake, sock, nil, host, true)
       if not fine then
         -- lua-resty-core 0.1.25 (Debian 12) fails an assertion instead of returning the error
@@ -245,7 +247,11 @@ function M.transport(o)
         -- closed is what matters: nothing was sent.
         ok, err = nil, "0: certificate verify failed (the reason is in nginx's error log)"
       end
-      if not ok then
+      if not ok and err == "timeout" then
+        sock:close()
+        return failed("timeout", by_connect and "SSL connection timeout" or
+          ("Connection timed out after " .. ms() .. " milliseconds"), false, post)
+      elseif not ok then
         sock:close()
         -- "20: unable to get local issuer certificate": OpenSSL's verify result, as libcurl words it
         local reason = tostring(err):match("^%d+: (.*)$")
