@@ -7,6 +7,10 @@ std = "min+probes"
 max_line_length = 120
 files["spec"] = { std = "min+probes+busted" }
 files["spec/support/simulator.lua"] = { std = "lua54" }
+-- the simulator's server (all of faceswap.simulator but its handle, init.lua) runs on lua5.4 too
+files["lua/faceswap/simulator"] = { std = "lua54" }
+files["lua/faceswap/simulator/init.lua"] = { std = "min+probes" }
+files["bin/faceswap-sim"] = { std = "lua54" }
 files["spec/support/receiver.lua"] = { std = "lua54" }
 -- a JSON fixture line as upstream sends it
 files["spec/job_spec.lua"] = { std = "min+probes+busted", max_line_length = false }

@@ -52,14 +52,18 @@ INST_BINDIR ?= $(PREFIX)/bin
 # root, --no-install-recommends) no HTTPS call can verify anything.
 BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
                lua-socket ca-certificates
+# `make doc`: LDoc, and the markdown it formats comments with (for Lua 5.1 only in Debian)
+DOC_DEBS    := lua-ldoc lua-markdown lua5.1
+# `make rock`: it packs the checkout's tracked files with git
+ROCK_DEBS   := luarocks git
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl strace tinyproxy
+               lua5.4 liblua5.4-dev openssl strace tinyproxy $(DOC_DEBS) $(ROCK_DEBS)
 # `make bench` also compares against the curl tool and Python requests (spec/bench/https.sh)
 BENCH_DEBS  := $(TEST_DEBS) curl python3-requests
 
 .PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz test-fresh
+        test-asan test-valgrind fuzz rock test-rock doc test-fresh
 
 all: $(MODULE)
 
@@ -67,10 +71,11 @@ $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) -o $@ $(OBJECTS) $(CURL_LIBS) $(LDFLAGS)
 
-# luarocks runs make with LUA_VERSION empty, so for every Lua into the same directory: its
-# build step (the one given LUA_INCDIR) compiles afresh, lest objects made with one Lua's headers
-# go into another's module; its install step takes what that built.
-ifeq ($(LUA_VERSION)$(origin LUA_INCDIR),command line)
+# luarocks (the rockspec) builds into build/luarocks for every Lua it targets, giving LUA_INCDIR
+# and LUA but no LUA_VERSION: its build step (the one given LUA_INCDIR) compiles afresh, lest
+# objects made with one Lua's headers go into another's module; its install step takes what
+# that built.
+ifeq ($(BUILD)$(origin LUA_INCDIR),build/luarockscommand line)
 REBUILD     := FORCE
 endif
 FORCE:
@@ -183,7 +188,7 @@ test-fresh:
 lint: lint-lua lint-c
 
 lint-lua:
-	luacheck --quiet --codes lua spec bin/faceswap
+	luacheck --quiet --codes lua spec bin/faceswap bin/faceswap-sim
 
 # each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
 lint-c:
@@ -199,12 +204,49 @@ bench: deps-bench
 	bash spec/bench/frames.sh
 
 install: all
-	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap
+	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
+	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
 	install -d $(DESTDIR)$(INST_BINDIR)
 	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/faceswap >$(DESTDIR)$(INST_BINDIR)/faceswap
 	chmod 755 $(DESTDIR)$(INST_BINDIR)/faceswap
+	install -m 755 bin/faceswap-sim $(DESTDIR)$(INST_BINDIR)/faceswap-sim
+
+# A source rock of this checkout (tracked files as they are now, uncommitted changes too):
+# build/rock/lua-faceswap-VERSION-REVISION.src.rock. Its rockspec is the project's with
+# source.url naming the archive packed inside, so `luarocks install` builds it anywhere.
+ROCK_NAME   := $(patsubst rockspec/%.rockspec,%,$(ROCKSPEC))
+rock:
+	@sh spec/support/debs.sh $(ROCK_DEBS)
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || \
+	  { echo "make rock: packs a git checkout, and this is none"; exit 1; }
+	rm -rf build/rock
+	mkdir -p build/rock
+	tree=$$(git stash create); git archive --format=tar.gz --prefix=lua-faceswap-$(VERSION)/ \
+	  -o build/rock/lua-faceswap-$(VERSION).tar.gz $${tree:-HEAD}
+	sed 's|^   url = .*|   url = "file://$(CURDIR)/build/rock/lua-faceswap-$(VERSION).tar.gz",\n   dir = "lua-faceswap-$(VERSION)",|' \
+	  $(ROCKSPEC) >build/rock/$(ROCK_NAME).rockspec
+	cd build/rock && luarocks pack $(ROCK_NAME).rockspec
+	@echo "built build/rock/$(ROCK_NAME).src.rock"
+
+# That rock installed with luarocks into a scratch tree and run there (also a step of make test).
+test-rock:
+	LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
+	  bash spec/support/rock.sh
+
+# The API reference from the sources' doc comments (docs/config.ld): build/doc/index.html.
+# LDoc runs on Lua 5.1, where Debian's lua-markdown is; any line it prints beyond its usual
+# three is a warning, and fails the build.
+LDOC        ?= lua5.1 /usr/bin/ldoc
+doc:
+	@sh spec/support/debs.sh $(DOC_DEBS)
+	@rm -rf build/doc && mkdir -p build
+	@$(LDOC) --fatalwarnings -c docs/config.ld -d $(CURDIR)/build/doc . >build/ldoc.log 2>&1; \
+	  status=$$?; grep -v -e '^reading configuration from ' -e '^changing to directory' \
+	    -e '^output written to ' build/ldoc.log; warned=$$?; \
+	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
+	@echo "built build/doc/index.html"
 
 clean:
 	rm -rf build

@@ -50,28 +50,56 @@ int error_is(lua_State *L, int idx) {
   return is;
 }
 
-/* tostring(err): one line, "kind (code): message", whatever the server put in its text. */
-static int error_tostring(lua_State *L) {
+/* Pushes the one line of the error table at idx: "kind (code): message", whatever the server
+ * put in its text. */
+static void error_pushline(lua_State *L, int idx) {
   luaL_Buffer b;
   const char *msg;
   size_t len, i;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_getfield(L, 1, "kind");
-  lua_getfield(L, 1, "code");
-  lua_getfield(L, 1, "error");
+  int top;
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, "kind");
+  lua_getfield(L, idx, "code");
+  lua_getfield(L, idx, "error");
+  top = lua_gettop(L);
   luaL_buffinit(L, &b);
-  luaL_addstring(&b, lua_isstring(L, 2) ? lua_tostring(L, 2) : "error");
-  if (lua_isnumber(L, 3)) {
-    lua_pushfstring(L, " (%d)", (int)lua_tointeger(L, 3));
+  luaL_addstring(&b, lua_isstring(L, top - 2) ? lua_tostring(L, top - 2) : "error");
+  if (lua_isnumber(L, top - 1)) {
+    lua_pushfstring(L, " (%d)", (int)lua_tointeger(L, top - 1));
     luaL_addvalue(&b);
   }
-  msg = lua_isstring(L, 4) ? lua_tolstring(L, 4, &len) : NULL;
+  msg = lua_isstring(L, top) ? lua_tolstring(L, top, &len) : NULL;
   if (msg) {
     luaL_addstring(&b, ": ");
     for (i = 0; i < len; i++)
       luaL_addchar(&b, (msg[i] == '\r' || msg[i] == '\n') ? ' ' : msg[i]);
   }
   luaL_pushresult(&b);
+  lua_replace(L, top - 2);
+  lua_pop(L, 2);
+}
+
+/* tostring(err): its one line. */
+static int error_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  error_pushline(L, 1);
+  return 1;
+}
+
+/* "failed: " .. err, err .. "\n", err .. err: the error's one line in the place of each error;
+ * anything else that a string cannot join fails as Lua's own `..` would. */
+static int error_concat(lua_State *L) {
+  int i;
+  for (i = 1; i <= 2; i++) {
+    if (error_is(L, i)) {
+      error_pushline(L, i);
+    } else if (lua_type(L, i) == LUA_TSTRING || lua_type(L, i) == LUA_TNUMBER) {
+      lua_pushvalue(L, i);
+    } else {
+      return luaL_error(L, "attempt to concatenate a %s value", luaL_typename(L, i));
+    }
+  }
+  lua_concat(L, 2);
   return 1;
 }
 
@@ -94,5 +122,7 @@ void error_open(lua_State *L) {
   luaL_newmetatable(L, FACESWAP_ERROR_MT);
   lua_pushcfunction(L, error_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, error_concat);
+  lua_setfield(L, -2, "__concat");
   lua_pop(L, 1);
 }

@@ -15,4 +15,15 @@ describe("the version", function()
     assert.equal(version .. "-" .. revision, spec.version)
     assert.equal("lua-faceswap", spec.package)
   end)
+
+  it("has its changelog section, and the LICENSE is the rockspec's MIT", function()
+    local read = require("spec.support.shell").read
+    local version = faceswap._VERSION:match("%S+$")
+    local changelog = assert(read("CHANGELOG.md"), "CHANGELOG.md is missing")
+    assert.truthy(changelog:find("\n## %[[^\n]*" .. version:gsub("%.", "%%.") .. "\n"),
+      "CHANGELOG.md has no section for " .. version)
+    local license = assert(read("LICENSE"), "LICENSE is missing")
+    assert.equal("MIT License\n\nCopyright (c) ", license:sub(1, 27))
+    assert.truthy(read("rockspec/lua-faceswap-" .. version .. "-1.rockspec"):find('license = "MIT"', 1, true))
+  end)
 end)

@@ -7,6 +7,7 @@ local socket = require "socket"
 local cjson = require "cjson"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
+local shell = require "spec.support.shell"
 
 local TOKEN = "test-token"
 
@@ -48,6 +49,10 @@ local function read_response(c)
     res.headers[k] = res.headers[k] and (res.headers[k] .. ", " .. v) or v
   end
   local n = tonumber(res.headers["content-length"] or "0")
+  if n == 0 then                  -- (receive(0) would wait for a byte that never comes: a 204)
+    res.body = ""
+    return res
+  end
   local body, berr, partial = c:receive(n)
   res.body, res.err = body or partial, berr
   local ok, json = pcall(cjson.decode, res.body)
@@ -180,6 +185,41 @@ describe("simulator", function()
       local out = p:read("a")
       assert.is_true(p:close())
       assert.matches("^%d+\n$", out)
+    end)
+
+    it("is the module faceswap.simulator, started from its own directory", function()
+      local module = require "faceswap.simulator"
+      assert.equals(module.start, sim.start)
+      local root = io.popen("cd " .. shell.quote(module.root) .. " && pwd")
+      local dir = root:read("l")
+      root:close()
+      local probe = io.open(dir .. "/faceswap/simulator/server.lua")
+      assert.is_truthy(probe)
+      probe:close()
+    end)
+
+    it("bin/faceswap-sim (on any Lua) and the old start script start it by hand", function()
+      -- (luajit: as a luarocks tree of LuaJIT would wrap it; it runs itself again under lua5.4)
+      for _, command in ipairs { "bin/faceswap-sim", "lua5.4 spec/support/simulator.lua", "luajit bin/faceswap-sim" } do
+        local p = io.popen(command .. " --help")
+        local usage = p:read("a")
+        assert.is_true(p:close())
+        assert.matches("^usage: faceswap%-sim %[%-%-host H%] %[%-%-port N%]", usage)
+        assert.matches("%[%-%-blocking%-seconds S%]", usage)
+        local ok, _, code = compat.execute(command .. " --job-seconds soon 2>/dev/null")
+        assert.same({ false, 2 }, { ok == true, code })
+        local pipe = io.popen("exec " .. command .. " --port 0 --parent-pid $PPID --seed-identity ''")
+        local line = pipe:read("l")
+        assert.matches("^listening http://127%.0%.0%.1:%d+$", line)
+        local port = tonumber(line:match(":(%d+)$"))
+        local c = assert(socket.connect("127.0.0.1", port))
+        c:send("POST /__sim/shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        c:settimeout(5)
+        c:receive("*a")
+        c:close()
+        pipe:read("a")
+        pipe:close()
+      end
     end)
   end)
 
@@ -345,7 +385,8 @@ describe("simulator", function()
   describe("GET /jobs and /jobs/cancel", function()
     it("needs a jobid and reports unknown ones", function()
       for _, path in ipairs { "/jobs/", "/jobs", "/jobs/cancel/", "/jobs/cancel", "/v1/faceswap/jobs/" } do
-        assert_error(http("GET", path), 400, "Query param jobid not provided")
+        -- (GET /jobs without any query lists the running jobs: issue 12)
+        if path ~= "/jobs" then assert_error(http("GET", path), 400, "Query param jobid not provided") end
         assert_error(http("GET", path .. "?jobid="), 400, "Query param jobid not provided")
         assert_error(http("GET", path .. "?jobid=%41b+c%2f"), 404, "Unable to locate job Ab c/")
       end
@@ -714,13 +755,54 @@ describe("simulator", function()
       c:close()
     end)
 
-    it("answers 411 to a body without Content-Length and closes", function()
-      local res, _, c = http("POST", "/headshot", { keep = true, body = nil,
-        headers = { ["Transfer-Encoding"] = "chunked", ["Content-Type"] = "application/json" } })
-      assert_error(res, 411, "Length Required")
-      assert.same({ nil, "closed" }, recv1(c))
+    -- (issue 9: a chunked body was answered 411; upstream, behind a CDN, accepts it)
+    it("accepts a chunked request body, with extensions and trailers, and keeps the connection", function()
+      local body = cjson.encode { prompt = "chunked café" }
+      local c = connect()
+      c:send(build("POST", "/headshot", { headers = { ["Transfer-Encoding"] = "chunked",
+        ["Content-Type"] = "application/json" } }) .. string.format("%x;ext=1\r\n", 5) .. body:sub(1, 5)
+        .. "\r\n" .. string.format("%X\r\n", #body - 5) .. body:sub(6) .. "\r\n0\r\nX-Trailer: t\r\n\r\n")
+      local res = read_response(c)
+      assert.equals(200, res.status)
+      assert.equals("chunked café", res.json.prompt)
+      c:send(build("GET", "/jobs/?jobid=" .. res.json.jobid))
+      assert.equals(200, read_response(c).status)
       c:close()
-      assert.equals(1, #s:requests())
+      assert.equals(body, s:requests()[1].body)
+    end)
+
+    it("takes a chunked body from Python requests (a generator body)", function()
+      if compat.execute("python3 -c 'import requests' 2>/dev/null") ~= true then
+        pending("python3-requests is not installed")
+        return
+      end
+      local script = string.format([[
+import requests
+def gen():
+    yield b'{"prompt": "from a'
+    yield b' generator"}'
+r = requests.post("%s/headshot", data=gen(), headers={"Authorization": "Bearer %s",
+    "Content-Type": "application/json"}, timeout=10)
+print(r.status_code, r.json()["prompt"])
+]], s.base_url, TOKEN)
+      local pipe = io.popen("python3 -c " .. shell.quote(script) .. " 2>&1")
+      local out = pipe:read("a")
+      pipe:close()
+      assert.equals("200 from a generator\n", out)
+      assert.equals("chunked", s:requests()[1].headers["transfer-encoding"])
+    end)
+
+    it("rejects a malformed chunked body and other transfer codings", function()
+      local c = connect()
+      c:send(build("POST", "/headshot", { headers = { ["Transfer-Encoding"] = "chunked",
+        ["Content-Type"] = "application/json" } }) .. "zz\r\n")
+      assert_error(read_response(c), 400, "Malformed chunked body")
+      c:close()
+      local res, _, c2 = http("POST", "/headshot", { keep = true,
+        headers = { ["Transfer-Encoding"] = "gzip, chunked", ["Content-Type"] = "application/json" } })
+      assert_error(res, 501, "Unsupported Transfer-Encoding")
+      assert.same({ nil, "closed" }, recv1(c2))
+      c2:close()
     end)
 
     it("rejects bad framing and bad request heads", function()
@@ -1106,6 +1188,441 @@ describe("simulator", function()
       s:script { action = "reset_before" }
       headshot_form { { "prompt", "seen" } }
       assert.same({ prompt = "seen" }, s:requests()[1].fields)
+    end)
+  end)
+end)
+
+---------------------------------------------------------------------------------------------
+-- The whole command family (issue 12): accounts, identities, blocking commands, jobs.
+---------------------------------------------------------------------------------------------
+local CHANNEL = "1100000000000000001"
+local QUEUE_FULL = "Unable to lock Discord after 3 attempts"
+-- enough of a PNG for the simulator's sniffing: the signature, then anything
+local FACE = "\137PNG\r\n\26\n" .. string.rep("\0", 24)
+
+-- A multipart body; a part is { name, value [, filename = f] [, type = content type] }.
+local function form(parts, boundary)
+  boundary = boundary or "fOrMbOuNdArY7"
+  local out = {}
+  for _, p in ipairs(parts) do
+    local disposition = 'form-data; name="' .. p[1] .. '"'
+    if p.filename then disposition = disposition .. '; filename="' .. p.filename .. '"' end
+    out[#out + 1] = "--" .. boundary .. "\r\nContent-Disposition: " .. disposition .. "\r\n"
+      .. (p.type and "Content-Type: " .. p.type .. "\r\n" or "") .. "\r\n" .. p[2] .. "\r\n"
+  end
+  out[#out + 1] = "--" .. boundary .. "--\r\n"
+  return table.concat(out), "multipart/form-data; boundary=" .. boundary
+end
+
+local function image(name, data, ctype)
+  return { name, data or FACE, filename = "face.png", type = ctype or "image/png" }
+end
+
+-- POST (or opts.method) /<name> with a multipart body of parts; returns the response.
+local function command(name, parts, opts)
+  opts = opts or {}
+  local body, ct = form(parts or {})
+  return http(opts.method or "POST", "/" .. name, { body = body, conn = opts.conn, keep = opts.keep,
+    headers = { ["Content-Type"] = ct } })
+end
+
+local function json_post(path, fields)
+  return http("POST", path, { body = cjson.encode(fields), headers = { ["Content-Type"] = "application/json" } })
+end
+
+-- A blocking command's result: 200, the verb, the status; returns the job.
+local function result(res, name, status)
+  assert.equals(200, res.status)
+  assert.equals("faceswap-" .. name, res.json.verb)
+  assert.equals(status or "completed", res.json.status)
+  return res.json
+end
+
+local function content(res) return (res.json.content:gsub("^<@%d+> ", "")) end
+
+local function get_bytes(url)
+  local path = url:match("^http://[^/]+(/[^?]*)")
+  return http("GET", path)
+end
+
+describe("simulator commands", function()
+  setup(function() s = sim.start { blocking_seconds = 0.05, job_seconds = 0.2 } end)
+  teardown(function() s:stop() end)
+  before_each(function() s:reset() end)
+
+  describe("identities", function()
+    it("saves, lists, sets the default, deletes one and all", function()
+      assert.equals("Saved IDs (1): 'me' [default: 'me']", content(command("listid")))
+      local saved = result(command("saveid", { { "idname", "bob" }, image("image") }), "saveid")
+      assert.equals("ID 'bob' saved (2 saved, default 'me')", saved.content:gsub("^<@%d+> ", ""))
+      assert.equals(CHANNEL, saved.channel)
+      assert.equals("ABC\u{2026}secured\u{2026}xyz", saved.discord)
+      assert.is_nil(saved.attachments)
+      assert.equals("Default ID set to 'bob'", content(command("setid", { { "idname", "bob" } })))
+      assert.equals("Saved IDs (2): 'me', 'bob' [default: 'bob']", content(command("listid")))
+      local job = headshot_json({ prompt = "p" }).json
+      assert.matches("%[SaveID: 'bob'%]", job.content)
+      assert.equals("ID 'bob' deleted", content(command("delid", { { "idname", "bob" } }, { method = "DELETE" })))
+      assert.equals("Saved IDs (1): 'me' [default: 'me']", content(command("listid")))
+      assert.equals("All saved IDs deleted (1)", content(command("delall", {}, { method = "DELETE" })))
+      assert.equals("You have no saved ID yet: save a face with /saveid first", content(command("listid")))
+    end)
+
+    it("answers the bot's failures as failed results", function()
+      local res = command("setid", { { "idname", "nobody" } })
+      result(res, "setid", "failed")
+      assert.equals("ID 'nobody' not found: /listid shows the saved ones", content(res))
+      assert.equals("Job failed", res.json.error)
+      result(command("delid", { { "idname", "nobody" } }, { method = "DELETE" }), "delid", "failed")
+      res = command("saveid", { { "idname", "two words" }, image("image") })
+      assert.equals("Invalid idname 'two words': use at most 20 letters, digits, '-' or '_'", content(res))
+      res = command("saveid", { { "idname", "x" }, image("image", "not an image") })
+      result(res, "saveid", "failed")
+      assert.equals("No face detected in the image", content(res))
+      assert.equals("Saved IDs (1): 'me' [default: 'me']", content(command("listid")))
+    end)
+
+    it("keeps identities per channel, as s:accounts() shows", function()
+      s:config { channels = { CHANNEL, "2200000000000000002" } }
+      command("saveid", { { "idname", "bob" }, image("image"), { "channel", "2200000000000000002" } })
+      command("setid", { { "idname", "bob" }, { "channel", "2200000000000000002" } })
+      local all = s:accounts()
+      assert.same({ { "me" }, "me", { "me", "bob" }, "bob", 800 }, { all[CHANNEL].ids, all[CHANNEL].default,
+        all["2200000000000000002"].ids, all["2200000000000000002"].default, all[CHANNEL].credits.total })
+      command("delall", { { "channel", CHANNEL } }, { method = "DELETE" })
+      assert.same({}, s:accounts()[CHANNEL].ids)
+      assert.is_nil(s:accounts()[CHANNEL].default)
+      assert.equals("You have no saved ID yet: save a face with /saveid first", content(command("listid")))
+      assert.equals("Saved IDs (2): 'me', 'bob' [default: 'bob']",
+        content(command("listid", { { "channel", "2200000000000000002" } })))
+    end)
+
+    it("fails a headshot or changebg of an account with no identity, charging nothing", function()
+      s:config { seed_identity = "", channels = { "3300000000000000003" } }
+      local job = headshot_json({ prompt = "p" }).json
+      assert.equals("started", job.status)
+      local changebg = command("changebg", { image("image"), { "a_background_photo_of", "beach" } }).json
+      assert.truthy(sim.wait_for(function()
+        return get_job(job.jobid).json.status == "failed" and get_job(changebg.jobid).json.status == "failed"
+      end, 5))
+      local failed = get_job(job.jobid).json
+      assert.equals("<@100000000000000001> You have no saved ID yet: save a face with /saveid first [jobid: "
+        .. job.jobid .. "]", failed.content)
+      assert.equals("Job failed", failed.error)
+      assert.is_nil(failed.attachments)
+      assert.equals(0, s:config({}).credits_used)
+    end)
+  end)
+
+  describe("validation", function()
+    it("answers the family's 400 texts in order, for every command", function()
+      local missing = "Required param %s is missing or empty"
+      local cases = {
+        { "saveid", {}, missing:format("idname") },
+        { "saveid", { { "idname", "a" } }, missing:format("image") },
+        { "saveid", { { "idname", "a" }, { "image", "x" } },
+          "Param image must be a file (a part with a filename and a content type)" },
+        { "saveid", { { "idname", "a" }, { "image", FACE, filename = "f.png" } },
+          "Param image must be a file (a part with a filename and a content type)" },
+        { "saveid", { { "idname", "a" }, image("image", "") }, missing:format("image") },
+        { "saveid", { { "idname", "a" }, image("image", FACE, "text/plain") },
+          "Param image must be an image (PNG, JPEG, GIF or WebP)" },
+        { "swapid", { image("image") }, missing:format("idname") },
+        { "setid", {}, missing:format("idname") },
+        { "inswapper", {}, missing:format("targetMessageId") },
+        { "picsi", { image("target_image_gif_or_video") }, missing:format("source_image") },
+        { "picsi", { image("source_image") }, missing:format("target_image_gif_or_video") },
+        { "picsi", { image("source_image"), image("target_image_gif_or_video", FACE, "video/webm") },
+          "Param target_image_gif_or_video must be an image or a video (PNG, JPEG, GIF, WebP or MP4)" },
+        { "changebg", { { "a_background_photo_of", "b" } }, missing:format("image") },
+        { "changebg", { image("image") }, missing:format("a_background_photo_of") },
+        { "listid", { { "replyRef", string.rep("r", 1025) } }, "Optional param replyRef is too long" },
+        { "listid", { { "replyUrl", string.rep("u", 1025) } }, "Optional param replyUrl is too long" },
+        { "listid", { { "channel", "9" } },
+          "Configuration not found for channel 9, to create POST v1/faceswap/account/9" },
+      }
+      for _, case in ipairs(cases) do
+        local res = command(case[1], case[2])
+        assert.same({ case[1], 400, case[3] }, { case[1], res.status, res.json.error })
+      end
+      assert_error(command("delid", {}, { method = "DELETE" }), 400, missing:format("idname"))
+      assert_error(command("delid", { { "idname", "me" } }), 405, "Method not allowed")
+      assert.equals(0, #s:jobs())
+    end)
+
+    it("takes listid and delall without any body", function()
+      result(http("POST", "/listid"), "listid")
+      result(http("DELETE", "/delall"), "delall")
+    end)
+
+    it("answers 402 when the account's credits do not cover the command", function()
+      s:config { credits_used = 800 }
+      result(command("listid"), "listid")                       -- free
+      assert_error(command("swapid", { { "idname", "me" }, image("image") }), 402,
+        "Account has no subscription or subscription expired")
+      s:config { credits_used = 0, subscription = false }
+      assert_error(command("listid"), 402, "Account has no subscription or subscription expired")
+    end)
+
+    it("records file parts with their filename, type and size", function()
+      command("saveid", { { "idname", "a" }, image("image") })
+      local r = s:requests()[1]
+      assert.same({ image = { filename = "face.png", content_type = "image/png", size = #FACE } }, r.files)
+      assert.equals(FACE, r.fields.image)
+    end)
+  end)
+
+  describe("blocking commands", function()
+    -- Sends a saveid that holds the channel for 3 s (room for a loaded machine), without reading its answer yet.
+    local function hold_channel(channel)
+      s:config { blocking_seconds = 3 }
+      local c = connect(10)
+      local body, ct = form { { "idname", "held" }, image("image"), { "channel", channel } }
+      c:send(build("POST", "/saveid", { body = body, headers = { ["Content-Type"] = ct } }))
+      assert.truthy(sim.wait_for(function() return #s:requests() >= 1 end, 5))
+      return c
+    end
+
+    it("hold their channel: any call on it meanwhile gets the queue-full 429", function()
+      s:config { channels = { CHANNEL, "2200000000000000002" } }
+      local c = hold_channel(CHANNEL)
+      s:config { blocking_seconds = 0.05 }        -- the held call keeps its 3 s; later ones are quick
+      assert_error(command("listid"), 429, QUEUE_FULL)
+      assert_error(command("setid", { { "idname", "me" }, { "channel", CHANNEL } }), 429, QUEUE_FULL)
+      assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)
+      result(command("listid", { { "channel", "2200000000000000002" } }), "listid")   -- another channel
+      assert.equals(200, http("GET", "/account").status)                             -- no Discord
+      local first = read_response(c)
+      c:close()
+      assert.equals("ID 'held' saved (2 saved, default 'me')", content(first))
+      result(command("listid"), "listid")                                             -- free again
+      assert.equals(3, s:stats().rejected)
+    end)
+  end)
+
+  describe("results", function()
+    local function png_of(job)
+      assert.equals(1, #job.attachments)
+      local a = job.attachments[1]
+      assert.same({ "image/png", 8, 8 }, { a.content_type, a.width, a.height })
+      local res = get_bytes(a.url)
+      assert.equals(200, res.status)
+      assert.equals("image/png", res.headers["content-type"])
+      assert.equals(a.size, #res.body)
+      assert.equals("\137PNG\r\n\26\n", res.body:sub(1, 8))
+      return res.body
+    end
+
+    it("swapid puts saved faces on the target and serves the PNG", function()
+      command("saveid", { { "idname", "bob" }, image("image") })
+      local job = result(command("swapid", { { "idname", "me,bob" }, image("image") }), "swapid")
+      assert.equals("Picsi.Ai SwapID done [ID: 'me,bob'] [credits: 1] (799/800 credits remaining)",
+        job.content:gsub("^<@%d+> ", ""))
+      local one = png_of(job)
+      local other = png_of(result(command("swapid", { { "idname", "bob" }, image("image") }), "swapid"))
+      assert.not_equals(one, other)
+      local res = command("swapid", { { "idname", "me,nobody" }, image("image") })
+      result(res, "swapid", "failed")
+      assert.equals("ID 'nobody' not found: /listid shows the saved ones", content(res))
+    end)
+
+    it("picsi answers a finished result, or a job when asked, for a GIF or a video", function()
+      local parts = { image("source_image"), image("target_image_gif_or_video") }
+      local done = result(command("picsi", parts), "picsi")
+      png_of(done)
+      local gif = { image("source_image"), image("target_image_gif_or_video", "GIF89a", "image/gif") }
+      local async = {
+        command("picsi", { image("source_image"), image("target_image_gif_or_video"), { "options", "-f sim:async" } }),
+        (command("picsi", gif)),
+      }
+      s:config { picsi_async = true }
+      async[3] = command("picsi", parts)
+      for _, res in ipairs(async) do
+        local job = result(res, "picsi", "started")
+        assert.truthy(sim.wait_for(function() return get_job(job.jobid).json.status == "completed" end, 5))
+        png_of(get_job(job.jobid).json)
+      end
+    end)
+
+    it("changebg is a job like headshot, under max_running", function()
+      s:config { max_running = 1, job_seconds = 60 }
+      local res = command("changebg", { image("image"), { "a_background_photo_of", "a beach" } })
+      local job = result(res, "changebg", "started")
+      assert.equals("a beach", job.prompt)
+      assert.matches("^<@%d+> Picsi.Ai ChangeBG Job Submitted %[jobid: " .. job.jobid
+        .. "%] %[credits: 4%] %[prompt: 'a beach'%].*%[SaveID: 'me'%] %(796/800 credits remaining%)$", job.content)
+      assert_error(headshot_json { prompt = "p" }, 429, QUEUE_FULL)
+      s:advance(job.jobid, "completed")
+      png_of(get_job(job.jobid).json)
+    end)
+
+    it("inswapper swaps the default face onto an image message of the channel", function()
+      s:config { job_seconds = 60 }
+      local job = headshot_json({ prompt = "p" }).json
+      local res = command("inswapper", { { "targetMessageId", job.messageId } })
+      result(res, "inswapper", "failed")                       -- not finished: no image yet
+      assert.equals("Message " .. job.messageId .. " with an image not found in this channel", content(res))
+      s:advance(job.jobid, "completed")
+      png_of(result(command("inswapper", { { "targetMessageId", job.messageId } }), "inswapper"))
+    end)
+
+    it("GET /jobs lists the running jobs' ids", function()
+      s:config { job_seconds = 60 }
+      assert.same({}, http("GET", "/jobs").json)
+      local a = headshot_json({ prompt = "a" }).json
+      local b = command("changebg", { image("image"), { "a_background_photo_of", "b" } }).json
+      result(command("listid"), "listid")
+      assert.same({ a.jobid, b.jobid }, http("GET", "/v1/faceswap/jobs").json)
+      s:advance(a.jobid, "completed")
+      assert.same({ b.jobid }, http("GET", "/jobs").json)
+    end)
+  end)
+
+  describe("accounts", function()
+    local NEW = "4400000000000000004"
+
+    it("lists the accounts keyed by channel, with masked tokens and credits that move", function()
+      local all = http("GET", "/account").json
+      assert.same({ CHANNEL }, (function() local k = {} for c in pairs(all) do k[#k + 1] = c end return k end)())
+      local a = all[CHANNEL]
+      assert.same({ CHANNEL, "1000000000000000001", "ABC\u{2026}secured\u{2026}xyz", 800, 0 },
+        { a.channel, a.server, a.discord, a.credits.total, a.credits.used })
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", a.credits.timestamp)
+      headshot_json { prompt = "p" }
+      assert.equals(4, http("GET", "/account/" .. CHANNEL).json.credits.used)
+      command("swapid", { { "idname", "me" }, image("image") })
+      assert.equals(5, http("GET", "/account").json[CHANNEL].credits.used)
+    end)
+
+    it("adds, replaces and deletes an account", function()
+      local res = json_post("/account/" .. NEW, { discord = "discord-token-secret", server = "5", channel = NEW })
+      assert.equals(204, res.status)
+      assert.equals("", res.body)
+      local account = http("GET", "/account/" .. NEW).json
+      assert.same({ channel = NEW, server = "5", discord = "dis\u{2026}secured\u{2026}ret",
+                    credits = { total = 800, used = 0, timestamp = account.credits.timestamp } }, account)
+      assert.equals(204, json_post("/account/" .. NEW, { discord = "discord-token-other", server = "6",
+        channel = NEW }).status)
+      assert.equals("6", http("GET", "/account").json[NEW].server)
+      -- a new account has no identity yet: saveid first
+      assert.equals("You have no saved ID yet: save a face with /saveid first",
+        content(command("listid", { { "channel", NEW } })))
+      result(command("saveid", { { "idname", "me" }, image("image"), { "channel", NEW } }), "saveid")
+      assert.matches("%[SaveID: 'me'%]", headshot_json({ prompt = "p", channel = NEW }).json.content)
+      assert.equals(204, http("DELETE", "/account/" .. NEW).status)
+      assert_error(http("GET", "/account/" .. NEW), 404,
+        "Configuration not found for channel " .. NEW .. ", to create POST v1/faceswap/account/" .. NEW)
+      assert_error(http("DELETE", "/account/" .. NEW), 404,
+        "Configuration not found for channel " .. NEW .. ", to create POST v1/faceswap/account/" .. NEW)
+      assert_error(headshot_json { prompt = "p", channel = NEW }, 400,
+        "Configuration not found for channel " .. NEW .. ", to create POST v1/faceswap/account/" .. NEW)
+    end)
+
+    it("answers POST's documented 400 texts in order", function()
+      local path = "/account/" .. NEW
+      local full = { discord = "tok-new", server = "7", channel = NEW }
+      local function without(key, extra)
+        local t = {}
+        for k, v in pairs(full) do if k ~= key then t[k] = v end end
+        for k, v in pairs(extra or {}) do t[k] = v end
+        return t
+      end
+      assert_error(json_post(path, {}), 400, "Required param discord is missing or empty")
+      assert_error(json_post(path, without("server")), 400, "Required param server is missing or empty")
+      assert_error(json_post(path, without("channel")), 400, "Required param channel is missing or empty")
+      assert_error(json_post(path, without(nil, { channel = "12ab" })), 400,
+        "Required param channel (12ab) is not valid Discord channel id")
+      assert_error(json_post(path, without(nil, { channel = "5500000000000000005" })), 400,
+        "Required param channel (5500000000000000005) not matching to /faceswap/account/" .. NEW)
+      assert.equals(204, json_post("/account/5500000000000000005", { discord = "tok-a", server = "8",
+        channel = "5500000000000000005" }).status)
+      assert_error(json_post(path, without(nil, { discord = "tok-a" })), 400,
+        "Channel 5500000000000000005 configuration has same discord value")
+      assert_error(json_post(path, without(nil, { server = "8" })), 400,
+        "Channel 5500000000000000005 configuration has same server value")
+      assert_error(json_post(path, without(nil, { server = 7 })), 400, "Param server must be a string")
+      assert.equals(204, json_post(path, full).status)
+      assert.same({ CHANNEL, "5500000000000000005", NEW }, s:config({}).channels)
+    end)
+
+    it("without a channel, uses the first account that still has credits", function()
+      s:config { channels = { CHANNEL, "2200000000000000002" }, credits_used = 798 }   -- every account's
+      json_post("/account/" .. NEW, { discord = "tok-new", server = "7", channel = NEW })  -- a new one: 0
+      assert.equals(NEW, headshot_json({ prompt = "p" }).json.channel)
+      assert.equals(CHANNEL, result(command("listid"), "listid").channel)   -- free: the first
+    end)
+
+    it("seeds accounts from --channels with --seed-identity", function()
+      local other = sim.start { channels = { "6600000000000000006", "7700000000000000007" }, seed_identity = "alice" }
+      local config = other:config {}
+      assert.same({ "alice", { "6600000000000000006", "7700000000000000007" } },
+        { config.seed_identity, config.channels })
+      local body, ct = form { { "channel", "7700000000000000007" } }
+      local c = assert(socket.connect(other.host, other.port))
+      c:settimeout(5)
+      c:send(string.format("POST /listid HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\n"
+        .. "Content-Length: %d\r\n\r\n%s", TOKEN, ct, #body, body))
+      assert.matches("Saved IDs %(1%): 'alice' %[default: 'alice'%]", read_response(c).json.content)
+      c:close()
+      other:stop()
+    end)
+  end)
+
+  describe("JSON and text like a JavaScript server (issue 9)", function()
+    -- upstream's answer to a non-string JSON field is undocumented: a 400 naming the field
+    it("answers 400 naming a JSON field that is not a string", function()
+      assert_error(headshot_json { prompt = 123 }, 400, "Param prompt must be a string")
+      assert_error(headshot_json { prompt = true }, 400, "Param prompt must be a string")
+      assert_error(headshot_json { prompt = "p", replyRef = { 1, 2 } }, 400, "Param replyRef must be a string")
+      assert_error(headshot_json { prompt = "p", channel = 1100000000000000001 }, 400, "Param channel must be a string")
+      assert_error(headshot_json('{"prompt":"p","replyUrl":{}}'), 400, "Param replyUrl must be a string")
+      assert.equals(0, #s:jobs())
+      assert.equals(200, headshot_json('{"prompt":"p","replyRef":null}').status)
+    end)
+
+    it("decodes invalid UTF-8 in text fields to U+FFFD and never answers invalid UTF-8", function()
+      local res = headshot_form { { "prompt", "caf\233 \226\130 ok" }, { "replyRef", "r\255" } }
+      assert.equals(200, res.status)
+      assert.equals("caf\u{FFFD} \u{FFFD} ok", res.json.prompt)
+      assert.equals("r\u{FFFD}", res.json.replyRef)
+      assert.equals("caf\233 \226\130 ok", s:requests()[1].fields.prompt)     -- the record keeps the bytes
+      assert.is_nil(res.body:find("caf\233", 1, true))
+      assert.is_nil(res.body:find("\255", 1, true))
+    end)
+
+    it("decodes a query's percent-escapes that are not UTF-8 to U+FFFD", function()
+      assert_error(http("GET", "/jobs/?jobid=ab%FFc%E2%82"), 404, "Unable to locate job ab\u{FFFD}c\u{FFFD}")
+    end)
+
+    it("takes curl -F with a Latin-1 prompt and answers valid JSON", function()
+      if not has_curl() then
+        pending("curl is not installed")
+        return
+      end
+      local pipe = io.popen("curl -s -H 'Authorization: Bearer " .. TOKEN .. "' -F \"prompt=caf$(printf '\\351')\" "
+        .. s.base_url .. "/headshot")
+      local body = pipe:read("a")
+      pipe:close()
+      assert.equals("caf\u{FFFD}", cjson.decode(body).prompt)
+      assert.is_nil(body:find("caf\233", 1, true))
+    end)
+
+    it("uses IP literals as they are, without the resolver", function()
+      local root = sim.root:gsub("'", "")
+      local script = "package.path = '" .. root .. "/?.lua;" .. root .. "/?/init.lua;' .. package.path\n" .. [[
+        local socket = require "socket"
+        local asked = {}
+        socket.dns.toip = function(host) asked[#asked + 1] = host return "10.9.8.7" end
+        local http = require "faceswap.simulator.http"
+        local a, fa = http.resolve_host("127.0.0.1")
+        local b, fb = http.resolve_host("[::1]")
+        local c, fc = http.resolve_host("receiver.test")
+        io.write(table.concat({ a, fa, b, fb, c, fc, table.concat(asked, ",") }, " "))
+      ]]
+      local pipe = io.popen("lua5.4 -e " .. shell.quote(script) .. " 2>&1")
+      local out = pipe:read("a")
+      pipe:close()
+      assert.equals("127.0.0.1 inet ::1 inet6 10.9.8.7 inet receiver.test", out)
     end)
   end)
 end)

@@ -9,6 +9,7 @@
 --                          them into a stop, see commands.batch)
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
+local logs = require "faceswap.log"
 
 -- Lua 5.1 (LuaJIT) has neither table.unpack nor math.tointeger
 local unpack = table.unpack or _G.unpack
@@ -369,11 +370,11 @@ local function progress(ctx, total)
   local p = { done = 0, flight = 0, failed = 0, lost = 0, polls_failed = 0 }
   local started = faceswap.now()
   local function text()
-    return string.format("%d/%d done, %d in flight, %d failed%s%s, %.1fs", p.done, total,
+    return string.format("%d/%d done, %d in flight, %d failed%s%s, %.1fs%s", p.done, total,
       p.flight, p.failed, p.lost > 0 and (", " .. p.lost .. " with failed downloads") or "",
       p.polls_failed > 0 and (", " .. p.polls_failed .. " failed polls (last: " ..
         p.last_poll_error:sub(1, 60) .. ")") or "",
-      faceswap.now() - started)
+      faceswap.now() - started, p.waiting and (" (" .. p.waiting .. ")") or "")
   end
   function p.poll_failed(err)
     p.polls_failed, p.last_poll_error = p.polls_failed + 1, tostring(err)
@@ -389,6 +390,11 @@ local function progress(ctx, total)
     if ctx.tty then ctx.stderr:write("\r\27[K") end
     ctx.err("faceswap: " .. message)
     p.update()
+  end
+  -- a retry's wait, shown until the next answer comes (nil)
+  function p.wait(message)
+    p.waiting = message
+    if ctx.tty then p.update() elseif message then ctx.err("faceswap: " .. message) end
   end
   function p.finish()
     if ctx.tty then
@@ -426,6 +432,7 @@ function commands.batch(ctx, source)
   end
   local client = ctx.client
   local p = progress(ctx, #prompts)
+  ctx.wait_line = p.wait
   local state, files, results = {}, {}, {} -- per item: nil, "flight" or "done"; paths; result
   local function on_update(i, x)
     if state[i] == "done" then return end
@@ -571,7 +578,19 @@ local function run(args, ctx)
   if not token or token == "" then usage_error("no token: set USEAPI_TOKEN") end
   local base_url = opts["base-url"] or ctx.getenv("USEAPI_BASE_URL")
   if base_url == "" then base_url = nil end
-  local client_options = { token = token, base_url = base_url }
+  -- retry waits on the status line (the batch's, until that request is answered) or a line
+  -- of their own; $FACESWAP_LOG's lines as from the library
+  local default_log, waiting = logs.default(), nil
+  local client_options = { token = token, base_url = base_url, log = function(level, message, what)
+    if default_log then default_log(level, message, what) end
+    if what == "retry" then
+      waiting = message:match("^(.-): ")
+      ctx.wait_line(message)
+    elseif what == "answer" and waiting and message:sub(1, #waiting + 2) == waiting .. ": " then
+      waiting = nil
+      ctx.wait_line(nil)
+    end
+  end }
   for k, v in pairs(ctx.options or {}) do client_options[k] = v end
   local ok, client = pcall(faceswap.new, client_options)
   if not ok then
@@ -611,6 +630,7 @@ function M.main(args, streams)
   function ctx.out(line) ctx.stdout:write(line, "\n") end
   function ctx.err(line) ctx.stderr:write(line, "\n") end
   function ctx.note(message) ctx.err("faceswap: " .. message) end
+  function ctx.wait_line(message) if message then ctx.note(message) end end
   local list = {}
   for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
   local ok, status = xpcall(run, function(e)

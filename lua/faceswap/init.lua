@@ -1,20 +1,37 @@
+--- Client for useapi.net's InsightFaceSwap API.
 -- faceswap: the module users require. A thin layer over the C core (faceswap.core): client
 -- options, the client object, waiting for a job, retries, tasks and the batch. Requests are
 -- validated and built, and answers read, by the core; this file only decides what to call when.
+--
+-- `local faceswap = require "faceswap"`. Misuse raises an error naming the argument; what the
+-- network or the server does returns `nil, err`, `err` an @{objects.error|error object}.
+-- @module faceswap
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
+local logs = require "faceswap.log"
 
 local M = { _VERSION = core._VERSION }
 
 local build_headshot, build_get, read_response = core.build_headshot, core.build_get,
   core.read_response
 
+--- Makes a job of job JSON: a callback's body, or what `job:json()` gave.
+-- @function decode
+-- @tparam string json the job as JSON text
+-- @treturn[1] objects.job the job
+-- @return[2] nil
+-- @treturn[2] objects.error an error of kind `bad_response`, saying what is wrong with the text
 M.decode = core.decode
+--- Monotonic seconds: a clock for measuring time, which no change of the date moves.
+-- @function now
+-- @treturn number seconds (with a fraction) since an arbitrary point
 M.now = core.now
 
+--- Sleeps on the monotonic clock.
 -- Sleeps without blocking a host that has its own scheduler: inside a task it yields to the
 -- client's step(); in OpenResty it is ngx.sleep.
+-- @tparam number seconds from 0 to 1e9
 function M.sleep(seconds)
   if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 or seconds > 1e9 then
     error("bad argument #1 to 'sleep' (a number of seconds from 0 to 1e9 expected, got " ..
@@ -26,7 +43,16 @@ function M.sleep(seconds)
   return core.sleep(seconds)
 end
 
+--- Calls `fn` until it returns a non-nil first value, an error that is not retryable, or the
+-- attempts or deadline run out.
 -- faceswap.retry(fn, opts): see retry.lua.
+-- @tparam function fn called with no arguments; returns a value, or `nil, err`
+-- @tparam[opt] table opts the retry options: `attempts` (5), `deadline` (seconds, none),
+-- `min_delay` (10) and `max_delay` (30), the range of a 429's wait when the answer names none;
+-- `base_delay` (1), the first backoff after a transport error, timeout or 5xx; `sleep`,
+-- `random`, and `on_retry(err, attempt, delay)`, called before each wait
+-- @return what `fn` returned last
+-- @see faceswap.retry
 function M.retry(fn, opts)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'retry' (function expected, got " .. type(fn) .. ")", 2)
@@ -43,6 +69,9 @@ end
 local client = {}
 local client_mt = { __index = client, __name = "faceswap.client" }
 
+--- What kind of faceswap object `v` is, like `io.type`.
+-- @param v any value
+-- @treturn ?string `"client"`, `"job"`, `"error"`, `"task"`, or nil for anything else
 function M.type(v)
   local mt = getmetatable(v)
   if mt == client_mt then return "client" end
@@ -55,7 +84,7 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
-  retry = "table", ca_file = "string",
+  retry = "table", log = "function", ca_file = "string",
 }
 
 local function check_options(opts)
@@ -67,9 +96,10 @@ local function check_options(opts)
     if not want then
       error("bad argument #1 to 'new' (unknown option '" .. tostring(name) .. "')", 3)
     end
-    if type(value) ~= want and not (name == "retry" and value == false) then
+    local or_false = name == "retry" or name == "log"
+    if type(value) ~= want and not (or_false and value == false) then
       error("bad argument #1 to 'new' (option '" .. name .. "' must be a " .. want ..
-        (name == "retry" and " or false" or "") .. ", got " .. type(value) .. ")", 3)
+        (or_false and " or false" or "") .. ", got " .. type(value) .. ")", 3)
     end
   end
   if opts.encoding and opts.encoding ~= "multipart" and opts.encoding ~= "json" then
@@ -84,8 +114,26 @@ local function in_nginx()
     ngx.config.ngx_lua_version ~= nil
 end
 
+--- Makes a client.
 -- faceswap.new{token=, base_url=, ...}: a client. The token is handed to the C transport and
 -- kept nowhere else, so no string this library makes can contain it.
+-- @tparam[opt] table opts the options, all optional:
+--
+--  * `token` (string): the API token; default `$USEAPI_TOKEN`, and none at all raises
+--  * `base_url` (string): default `$USEAPI_BASE_URL`, else `https://api.useapi.net/v1/faceswap`;
+--    plain `http://` only for loopback hosts
+--  * `channel`, `reply_url` (string): defaults for every command's `channel` and `replyUrl`
+--  * `encoding` (string): `"multipart"` (the default) or `"json"`, for headshot bodies
+--  * `timeout` (number): seconds for a whole attempt, default 60
+--  * `connect_timeout` (number): seconds, default 10
+--  * `max_response` (number): bytes, default 8 MiB; a larger answer is `bad_response`
+--  * `retry` (table or false): the client's retry policy (the options of @{retry}), or false
+--  * `log` (function or false): `log(level, message, what)` gets a line per request and
+--    answer, retry wait and give-up; levels `"debug"`, `"info"`, `"warn"`; `what` one of
+--    `"request"`, `"answer"`, `"retry"`, `"give_up"`. Without one, `$FACESWAP_LOG=debug|info|warn`
+--    writes the lines to stderr, and inside OpenResty they go to nginx's error log
+-- @treturn client the client
+-- @raise on a bad option, naming it
 function M.new(opts)
   opts = opts or {}
   check_options(opts)
@@ -102,21 +150,28 @@ function M.new(opts)
   elseif not method then -- only a too long replyUrl can fail with a fixed prompt
     error("bad argument #1 to 'new' (option 'reply_url': " .. err.error .. ")", 2)
   end
+  -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
+  local backend = in_nginx() and require("faceswap.resty") or nil
+  local log = logs.new(opts.log, token, backend ~= nil)
   local policy
   if opts.retry ~= false then
     policy = retry.options(opts.retry or {}, "new", true)
     policy.sleep = policy.sleep or M.sleep
+    policy.log = log
   end
-  -- inside nginx the bytes go through nginx's cosockets: libcurl would block the worker
-  local backend = in_nginx() and require("faceswap.resty") or nil
   local transport
+  local env_url = not opts.base_url and os.getenv("USEAPI_BASE_URL")
+  if env_url == "" then env_url = nil end
   ok, transport = pcall(backend and backend.transport or core.transport, {
     token = token,
-    base_url = opts.base_url or "https://api.useapi.net/v1/faceswap",
+    base_url = opts.base_url or env_url or "https://api.useapi.net/v1/faceswap",
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
     max_response = opts.max_response, ca_file = opts.ca_file,
   })
-  if not ok then error("bad argument #1 to 'new' (" .. transport .. ")", 2) end
+  if not ok then
+    if env_url then transport = transport:gsub("^bad option 'base_url'", "bad USEAPI_BASE_URL") end
+    error("bad argument #1 to 'new' (" .. transport .. ")", 2)
+  end
   return setmetatable({
     _transport = transport,
     _sched = (backend or tasks).scheduler(transport),
@@ -124,6 +179,7 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _log = log,
     _closed = false,
   }, client_mt)
 end
@@ -146,9 +202,11 @@ local function build(builder, ...)
 end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
--- answer.
-local function exchange(self, op, method, path, content_type, body)
+-- answer. `attempt` (1 when nil) is for the log.
+local function exchange(self, op, method, path, content_type, body, attempt)
+  local logged = self._log and logs.request(self._log, method, path, body, attempt)
   local status, headers, answer = self._sched:transfer(method, path, content_type, body)
+  if logged then logged(status, headers, answer) end
   if not status then return nil, headers end
   return read_response(op, status, headers, answer)
 end
@@ -158,13 +216,27 @@ end
 local function call(self, op, method, path, content_type, body)
   local policy = self._retry
   local started = policy and policy.deadline and M.now()
-  local job, err = exchange(self, op, method, path, content_type, body)
+  local job, err = exchange(self, op, method, path, content_type, body, 1)
   if job or not policy or not retry.retryable(err) then return job, err end
+  local attempt = 1
   return retry.run(function()
-    return exchange(self, op, method, path, content_type, body)
-  end, policy, nil, err, started)
+    attempt = attempt + 1
+    return exchange(self, op, method, path, content_type, body, attempt)
+  end, policy, nil, err, started, method .. " " .. path)
 end
 
+--- A client, made by @{new}. Its methods block outside a task; inside one of its tasks (see
+-- @{client:spawn}) they yield, so that many run at once. A closed client raises on every method
+-- but `close`. `tostring(client)` names its base URL, never its token.
+-- @type client
+
+--- Starts a headshot job (POST /headshot).
+-- @tparam string|table params the prompt, or a table: `prompt` (required), `channel`,
+-- `replyUrl`, `replyRef` (at most 1024 characters each), `options`
+-- @treturn[1] objects.job the job, `status` `"started"`
+-- @return[2] nil
+-- @treturn[2] objects.error what went wrong; a request the server would refuse with 400 fails
+-- before anything is sent, with the server's own text
 function client:headshot(params)
   check_client(self, "headshot")
   local method, path, content_type, body = build(build_headshot, params, self._encoding,
@@ -192,11 +264,21 @@ local function get(self, op, target, with_retry)
   return (with_retry and call or exchange)(self, op, method, path)
 end
 
+--- Fetches a job (GET /jobs/?jobid=).
+-- @tparam string|objects.job jobid the jobid, or a job
+-- @treturn[1] objects.job the job as the server has it now
+-- @return[2] nil
+-- @treturn[2] objects.error
 function client:job(jobid)
   check_client(self, "job")
   return get(self, "job", jobid, true)
 end
 
+--- Cancels a job (GET /jobs/cancel/?jobid=).
+-- @tparam string|objects.job jobid the jobid, or a job
+-- @treturn[1] objects.job the job, `status` `"cancelled"`
+-- @return[2] nil
+-- @treturn[2] objects.error
 function client:cancel(jobid)
   check_client(self, "cancel")
   return get(self, "cancel", jobid, true)
@@ -224,6 +306,7 @@ local function check_wait_options(opts, level)
   end
 end
 
+--- Waits until a job has ended.
 -- client:wait(job_or_jobid, opts): polls until the job's status is terminal. The interval
 -- grows by half each poll up to max_interval (upstream refreshes every 15-60 s, so fast
 -- polling only spends requests). Errors a retry could fix (a 429, a dropped connection) do not
@@ -231,6 +314,15 @@ end
 -- `job` the last job seen); others return at once. Running out of time returns a timeout
 -- error whose `job` is the last job seen and `last_error` the last error met.
 -- client:wait(nil, err) returns nil, err: client:wait(client:headshot(p)) reports the headshot's.
+-- @tparam string|objects.job target a jobid or a job (or `nil, err`, which come back as they are)
+-- @tparam[opt] table opts `interval` (the first poll's delay, 10 s), `max_interval` (30 s),
+-- `timeout` (overall, 900 s), `max_failures` (5 polls in a row that fail), `on_update(job)`
+-- (called on every change of status)
+-- @treturn[1] objects.job the job once its status is terminal (`completed`, `failed`,
+-- `moderated` or `cancelled`)
+-- @return[2] nil
+-- @treturn[2] objects.error kind `timeout` (with `err.job` the last job seen and `err.last_error`)
+-- or the error that ended it
 function client:wait(target, opts)
   check_client(self, "wait")
   if target == nil and M.type(opts) == "error" then return nil, opts end
@@ -287,8 +379,13 @@ function client:wait(target, opts)
   end
 end
 
+--- Downloads a result.
 -- client:download(url): the bytes at an attachment URL, or nil, err. The token is not sent
 -- (the URL is not the API's); https only, or plain http to a loopback host.
+-- @tparam string url an attachment URL (`job:urls()`)
+-- @treturn[1] string the bytes
+-- @return[2] nil
+-- @treturn[2] objects.error
 function client:download(url)
   check_client(self, "download")
   if type(url) ~= "string" then
@@ -298,8 +395,12 @@ function client:download(url)
     return nil, core.error { kind = "invalid_request", sent = false, retryable = false,
       error = string.format("refused to fetch %q (not an absolute URL)", url:sub(1, 60)) }
   end
+  local attempt = 0
   local function once()
+    attempt = attempt + 1
+    local logged = self._log and logs.request(self._log, "GET", url, nil, attempt)
     local status, headers, body = self._sched:transfer("GET", url)
+    if logged then logged(status, headers, body) end
     if not status then return nil, headers end
     if status >= 200 and status < 300 then return body end
     return nil, core.error { -- as for API calls: 3xx (never followed) and 5xx are server
@@ -310,13 +411,18 @@ function client:download(url)
     }
   end
   if not self._retry then return once() end
-  return retry.run(once, self._retry)
+  return retry.run(once, self._retry, nil, nil, nil, logs.request_name("GET", url))
 end
 
+--
 ---------------------------------------------------------------------------------------------
 -- Tasks
 ---------------------------------------------------------------------------------------------
 
+--- Starts `fn(...)` as a task of this client: its calls yield instead of blocking.
+-- @tparam function fn the task's body
+-- @param ... its arguments
+-- @treturn faceswap.task.task the task
 function client:spawn(fn, ...)
   check_client(self, "spawn")
   if type(fn) ~= "function" then
@@ -325,6 +431,9 @@ function client:spawn(fn, ...)
   return self._sched:spawn(fn, ...)
 end
 
+--- Drives the transfers and tasks for at most `timeout` seconds.
+-- @tparam[opt=0] number timeout seconds; 0 never blocks
+-- @treturn integer the number of tasks still running
 function client:step(timeout)
   check_client(self, "step")
   if timeout == nil then timeout = 0 end
@@ -335,6 +444,8 @@ function client:step(timeout)
   return self._sched:step(math.min(timeout, 1e9))
 end
 
+--- Steps until no task of this client runs.
+-- @raise when called from inside one of its tasks
 function client:run()
   check_client(self, "run")
   if self._sched:current() then
@@ -410,6 +521,7 @@ local function check_batch(list, opts)
   end
 end
 
+--- Headshots for a list of prompts, several at once.
 -- client:batch(list, opts): a headshot for each prompt or params table of list, at most
 -- opts.concurrency at once, each waited for unless opts.wait == false. Returns an array whose
 -- [i] is list[i]'s job or error object.
@@ -418,6 +530,10 @@ end
 -- batch learns that size: a 429 while some of its own jobs run means the queue holds that
 -- many, so the next headshot waits until one of them ends instead of sleeping 10-30 s. After
 -- that many starts in a row it tries one more, in case room has grown.
+-- @tparam {string|table,...} list prompts, or params tables as for @{client:headshot}
+-- @tparam[opt] table opts `concurrency` (4), `wait` (wait options, or false to return the
+-- started jobs), `on_update(i, job_or_err)`
+-- @treturn table `[i]` the job of `list[i]`, or its error object
 function client:batch(list, opts)
   check_client(self, "batch")
   opts = opts or {}
@@ -468,9 +584,11 @@ function client:batch(list, opts)
     local method, path, content_type, body = build_headshot(list[i], self._encoding,
       self._channel, self._reply_url)
     if not method then return nil, path end
+    local attempt = 0
     return retry.run(function()
       enter()
-      local job, err = exchange(self, "headshot", method, path, content_type, body)
+      attempt = attempt + 1
+      local job, err = exchange(self, "headshot", method, path, content_type, body, attempt)
       posting = posting - 1
       if job then
         if follow then running = running + 1 end
@@ -486,7 +604,7 @@ function client:batch(list, opts)
       end
       room()
       return job, err
-    end, policy, delay)
+    end, policy, delay, nil, nil, method .. " " .. path)
   end
 
   -- opts.stop: checked before each item is started, and (outside a task) after each step,
@@ -581,6 +699,7 @@ local function close(self)
   self._transport:close()
 end
 
+--- Frees the client's handles; also `__gc` and `__close`. Closing twice is harmless.
 function client:close()
   if getmetatable(self) ~= client_mt then check_client(self, "close") end
   close(self)

@@ -1,8 +1,12 @@
+--- The client inside OpenResty.
 -- faceswap.resty: the client inside OpenResty. nginx's cosockets move the bytes, so a call
 -- yields to nginx instead of blocking the worker; tasks are nginx light threads and sleeping
 -- is ngx.sleep. Requests are still checked and built, and answers read, by the C core: only
 -- the transport and the scheduler differ from plain Lua. faceswap.new picks these by itself
 -- when it runs inside nginx. Also here: callback(handler), a replyUrl endpoint.
+--
+-- `faceswap.new` picks this transport by itself inside nginx; a program calls only @{callback}.
+-- @module faceswap.resty
 local core = require "faceswap.core"
 local task = require "faceswap.task"
 
@@ -362,6 +366,7 @@ function Transport.close() end -- connections belong to nginx's pool
 
 Transport.__tostring = function(self) return "faceswap.transport (" .. self.base .. ", nginx)" end
 
+--
 ---------------------------------------------------------------------------------------------
 -- Tasks as light threads
 ---------------------------------------------------------------------------------------------
@@ -439,6 +444,7 @@ function Scheduler.wake(_, t)
   end
 end
 
+--
 ---------------------------------------------------------------------------------------------
 -- The callback endpoint
 ---------------------------------------------------------------------------------------------
@@ -458,8 +464,13 @@ local function first_time(key, dict)
   return true
 end
 
+--- A replyUrl endpoint, for a `content_by_lua` handler.
 -- In a content_by_lua handler: reads a replyUrl POST, answers 400 to a body that is not a
 -- job, else 204 at once, then calls handler(job) once per jobid and status.
+-- @tparam function handler called as `handler(job)` after the answer has gone; what it
+-- raises is logged
+-- @tparam[opt] table opts `dict`: the name of a `lua_shared_dict` that remembers the callbacks
+-- seen, for all workers (without it, each worker remembers its own)
 function M.callback(handler, opts)
   opts = opts or {}
   if ngx.req.get_method() ~= "POST" then

@@ -1,13 +1,24 @@
+--- The retry policy.
 -- faceswap.retry: the retry policy, for faceswap.retry(fn, opts) and the client's own `retry`
 -- option. Whether an error may be retried at all is the error's own `retryable` field, which
 -- the core sets: false for a POST that may have reached the server, so a headshot whose fate
 -- is unknown is never sent twice. This file only decides how long to wait and when to stop.
+--
+-- Programs use it through @{faceswap.retry} and the `retry` option of @{faceswap.new}.
+-- @module faceswap.retry
 local core = require "faceswap.core"
+local logs = require "faceswap.log"
 
 local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+--- The options and their defaults: `attempts` (5, calls in all, the first included),
+-- `deadline` (none: seconds from the first call; no wait starts that would end past it),
+-- `min_delay` (10) and `max_delay` (30: a 429's wait range, as upstream advises, when the answer
+-- names none; also the longest backoff), `base_delay` (1: the first backoff after a transport
+-- error, timeout or 5xx). Also `sleep`, `random` and `on_retry(err, attempt, delay)`.
+-- @table defaults
 M.defaults = {
   attempts = 5,     -- calls of fn in all, the first included
   deadline = nil,   -- seconds from the first call; no wait is started that would end past it
@@ -56,7 +67,14 @@ local function retryable(err)
 end
 M.retryable = retryable
 
+--- How long to wait before the next call.
 -- The wait before the next call, after the call number `attempt` failed with err.
+-- A 429 waits its `retry_after` when known, else a random time between `min_delay` and
+-- `max_delay`; other errors back off exponentially from `base_delay`, with jitter.
+-- @tparam objects.error err the error of the call that failed
+-- @tparam integer attempt the number of that call (1 for the first)
+-- @tparam table o the options, as @{defaults}
+-- @treturn number seconds
 function M.delay(err, attempt, o)
   local random = o.random or math.random
   if err.kind == "rate_limited" then
@@ -75,8 +93,8 @@ local function pack(...) return { n = select("#", ...), ... } end
 -- (M.delay by default) says how long to wait before the next call; the batch passes its own,
 -- which answers 0 when the next call waits for a free slot instead. A caller that has made
 -- the first call itself passes its error and when it started, so a call that succeeds at
--- once costs nothing here.
-function M.run(fn, o, delay, first_err, started)
+-- once costs nothing here. `what` names the request in the log lines (o.log, a client's).
+function M.run(fn, o, delay, first_err, started, what)
   started = started or core.now()
   delay = delay or M.delay
   local attempt, slept = 1, 0
@@ -86,11 +104,13 @@ function M.run(fn, o, delay, first_err, started)
     -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
     if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then break end
     if o.on_retry then o.on_retry(r[2], attempt, d) end
+    if o.log then logs.retry(o.log, what, r[2], attempt + 1, o.attempts, d) end
     if d > 0 then o.sleep(d) end
     slept = slept + d
     attempt = attempt + 1
     r = pack(fn())
   end
+  if o.log and r[1] == nil and retryable(r[2]) then logs.give_up(o.log, what, r[2], attempt) end
   return unpack(r, 1, r.n)
 end
 

@@ -1,3 +1,4 @@
+--- Tasks: many client calls at once from one thread.
 -- faceswap.task: tasks, the coroutines that a client drives with step() and run().
 --
 -- A client call made inside one of the client's tasks starts its transfer on the client's
@@ -10,6 +11,9 @@
 --   SLEEP, at      the monotonic clock to reach `at`
 --   PARK[, at]     somebody to call wake(task) (or `at`, if given)
 --   anything else  (a plain coroutine.yield() in user code) the next pass of step()
+--
+-- A task is made by @{faceswap.client:spawn}; in OpenResty it is an nginx light thread.
+-- @module faceswap.task
 local core = require "faceswap.core"
 
 local now, interrupted = core.now, core.interrupted
@@ -76,13 +80,23 @@ local function check_task(t, method)
   end
 end
 
+--- A task: a function running as a coroutine that its client drives. `tostring(task)` says
+-- whether it is done.
+-- @type task
+
+--- Whether the task's function has returned (or raised).
+-- @treturn boolean
 function task:done()
   check_task(self, "done")
   return self._result ~= nil
 end
 
+--- Stops the task.
 -- Stops the task: at once if it waits (its transfer is dropped), at its next yield if it is
 -- the one running. True if this call stopped it, false if it had already finished.
+-- A stopped task's @{result} is `nil` and an error of kind `cancelled`.
+-- @treturn boolean whether this call stopped it
+-- @raise in OpenResty, where light threads cannot be stopped
 function task:cancel()
   check_task(self, "cancel")
   if self._result then return false end
@@ -93,7 +107,11 @@ function task:cancel()
   return true
 end
 
+--- The task's results.
 -- What the task's function returned, or nil and what it raised.
+-- @return what the task's function returned, or `nil` and what it raised (a string with
+-- its traceback, or the value raised)
+-- @raise when the task has not finished: step or run its client first
 function task:result()
   check_task(self, "result")
   local r = self._result

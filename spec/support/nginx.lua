@@ -41,6 +41,7 @@ local function free_port()
   server:close()
   return tonumber(port)
 end
+M.free_port = free_port
 
 local CONF = [[
 worker_processes 1;

@@ -23,4 +23,13 @@ function M.read(path)
   return data
 end
 
+-- The first ```language block after the line `heading` of a markdown file, without its last newline:
+-- the guides' specs run the code of docs/ as it is written.
+function M.code_block(path, heading, language)
+  local text = assert(M.read(path), path)
+  local from = assert(text:find(heading, 1, true), "no heading " .. heading)
+  local code = text:match("\n```" .. language .. "\n(.-)\n```\n", from)
+  return (assert(code, "no ```" .. language .. " block after " .. heading))
+end
+
 return M

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: what `make test` runs after building. Each step counts as passed or failed:
 #   every busted spec, luacheck, cppcheck, the whole suite again under valgrind (no errors,
-#   nothing definitely lost) and under ASan + UBSan (5.4), and the rockspec installed with
-#   luarocks into a scratch tree;
+#   nothing definitely lost) and under ASan + UBSan (5.4), and the source rock installed with
+#   luarocks into a scratch tree and run there (spec/support/rock.sh);
 #   all on LUA_VERSION (5.4, 5.3 or luajit). Then, for each Lua of TEST_ALSO (luajit when
 #   LUA_VERSION is not), its build and every busted spec once more on it.
 # It ends with the one line CI reads: "N passed, M failed", all of the above counted.
@@ -64,25 +64,12 @@ step valgrind make --no-print-directory -s LUA_VERSION="$LUA_VERSION" test-valgr
 step asan env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR \
   make --no-print-directory -s test-asan
 
-# The rockspec builds and installs the module where luarocks puts it.
-rocktree=$(mktemp -d)
-rockcheck() {
-  # Debian keeps curl/curl.h under the multiarch include directory, where luarocks does not look
-  local arch jit=()
-  arch=$(gcc -print-multiarch)
-  # LuaJIT is Lua 5.1 to luarocks, which would take lua5.1's headers: give it LuaJIT's
-  [ "$LUA_VERSION" = luajit ] && jit=(LUA_INCDIR="$LUA_INCDIR")
-  luarocks --lua-version "$LUA_API" --tree "$rocktree" make --deps-mode=none \
-    rockspec/lua-faceswap-*.rockspec CURL_INCDIR="/usr/include/$arch" CURL_LIBDIR="/usr/lib/$arch" \
-    "${jit[@]}" &&
-    LUA_PATH="$rocktree/share/lua/$LUA_API/?.lua;$rocktree/share/lua/$LUA_API/?/init.lua;;" \
-    LUA_CPATH="$rocktree/lib/lua/$LUA_API/?.so;;" \
-    "$LUA" -e 'local f = require "faceswap"
-      assert(package.searchpath("faceswap.core", package.cpath):find(os.getenv("TREE"), 1, true))
-      print(f._VERSION)' | tee /dev/stderr | grep -qx "lua-faceswap $(ls rockspec | sed -E 's/lua-faceswap-(.*)-[0-9]+\.rockspec/\1/')"
-}
-TREE=$rocktree step luarocks rockcheck
-rm -rf "$rocktree"
+# The API reference builds from the doc comments without a warning.
+step doc make --no-print-directory -s doc
+
+# The source rock (`make rock`) installs with luarocks into a scratch tree, and runs there.
+step luarocks env LUA="$LUA" LUA_VERSION="$LUA_VERSION" LUA_API="$LUA_API" \
+  LUA_INCDIR="${LUA_INCDIR:-}" bash spec/support/rock.sh
 
 # The other Luas: the same C source built for each, then every spec on it. The build is a
 # make of its own, from a clean slate: nothing of this make's command line (BUILD=, LUA_INCDIR=)

@@ -1,0 +1,50 @@
+-- faceswap.simulator.png: small, valid PNG files for the images the simulator serves.
+local M = {}
+
+---------------------------------------------------------------------------------------------
+-- PNG files for attachments: 8x8 RGB, zlib "stored" block, real CRC-32 and Adler-32.
+---------------------------------------------------------------------------------------------
+local CRC_TABLE = {}
+for i = 0, 255 do
+  local c = i
+  for _ = 1, 8 do
+    if c & 1 == 1 then c = 0xEDB88320 ~ (c >> 1) else c = c >> 1 end
+  end
+  CRC_TABLE[i] = c
+end
+
+local function crc32(s)
+  local c = 0xFFFFFFFF
+  for i = 1, #s do c = CRC_TABLE[(c ~ s:byte(i)) & 0xFF] ~ (c >> 8) end
+  return c ~ 0xFFFFFFFF
+end
+
+local function adler32(s)
+  local a, b = 1, 0
+  for i = 1, #s do
+    a = (a + s:byte(i)) % 65521
+    b = (b + a) % 65521
+  end
+  return (b << 16) | a
+end
+
+local function png_chunk(kind, data)
+  return string.pack(">I4", #data) .. kind .. data .. string.pack(">I4", crc32(kind .. data))
+end
+
+local function make_png(size, r, g, b)
+  local row = "\0" .. string.rep(string.char(r, g, b), size)   -- filter byte 0, then pixels
+  local raw = string.rep(row, size)
+  local zlib = "\x78\x01\x01" .. string.pack("<I2I2", #raw, ~#raw & 0xFFFF) .. raw
+    .. string.pack(">I4", adler32(raw))
+  return "\x89PNG\r\n\x1a\n"
+    .. png_chunk("IHDR", string.pack(">I4I4BBBBB", size, size, 8, 2, 0, 0, 0))
+    .. png_chunk("IDAT", zlib) .. png_chunk("IEND", "")
+end
+
+local PNG_SIZE = 8
+local PNGS = { make_png(PNG_SIZE, 200, 120, 40), make_png(PNG_SIZE, 40, 120, 200) }
+
+M.crc32, M.make_png, M.PNG_SIZE, M.PNGS = crc32, make_png, PNG_SIZE, PNGS
+
+return M
