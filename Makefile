@@ -58,9 +58,10 @@ DOC_DEBS    := lua-ldoc lua-markdown lua5.1
 ROCK_DEBS   := luarocks git
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl strace tinyproxy $(DOC_DEBS) $(ROCK_DEBS)
-# `make bench` also compares against the curl tool and Python requests (spec/bench/https.sh)
-BENCH_DEBS  := $(TEST_DEBS) curl python3-requests
+               lua5.4 liblua5.4-dev openssl strace tinyproxy curl python3-requests $(DOC_DEBS) \
+               $(ROCK_DEBS)
+# `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
+BENCH_DEBS  := $(TEST_DEBS)
 
 .PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
         test-asan test-valgrind fuzz rock test-rock doc test-fresh
