@@ -1,5 +1,5 @@
 -- luacheck settings. The library, bin/faceswap and everything the spec process loads run on
--- Lua 5.4, 5.3 and LuaJIT 2.1 (the 5.1 API): "min" is what all of them have. "probes" names the
+-- Lua 5.1 to 5.4 and LuaJIT 2.1: "min" is what all of them have. "probes" names the
 -- few newer functions used only behind a check for them, as in `table.unpack or _G.unpack`.
 -- The simulator and the receiver run as lua5.4 child processes: 5.4 there.
 stds.probes = { read_globals = { table = { fields = { "unpack" } }, math = { fields = { "type", "tointeger" } } } }

@@ -2,9 +2,9 @@
 # `make demo` and `make test` are the two commands of the README; both install missing Debian
 # packages first when run as root, and print the exact apt-get command otherwise.
 #
-# One source for every Lua: LUA_VERSION=5.4 (the default), 5.3 or luajit (LuaJIT 2.1, the 5.1
-# API, as OpenResty's luajit2 packages it; never Debian's plain luajit, which would take the
-# nginx lua module with it). Each builds into build/$(LUA_VERSION).
+# One source for every Lua: LUA_VERSION=5.4 (the default), 5.3, 5.2, 5.1 or luajit (LuaJIT 2.1,
+# the 5.1 API, as OpenResty's luajit2 packages it; never Debian's plain luajit, which would take
+# the nginx lua module with it). Each builds into build/$(LUA_VERSION).
 
 LUA_VERSION ?= 5.4
 PKG_CONFIG  ?= pkg-config
@@ -58,13 +58,15 @@ DOC_DEBS    := lua-ldoc lua-markdown lua5.1
 ROCK_DEBS   := luarocks git
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl strace tinyproxy curl python3-requests $(DOC_DEBS) \
-               $(ROCK_DEBS)
+               lua5.4 liblua5.4-dev openssl locales strace tinyproxy curl python3-requests \
+               $(DOC_DEBS) $(ROCK_DEBS)
+# `make test-all-lua`: every Lua the module builds for
+ALL_LUAS    := 5.1 5.2 5.3 5.4 luajit
 # `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
 BENCH_DEBS  := $(TEST_DEBS)
 
 .PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz rock test-rock doc test-fresh
+        test-asan test-valgrind fuzz rock test-rock doc test-all-lua test-fresh
 
 all: $(MODULE)
 
@@ -145,6 +147,19 @@ test: deps-test
 	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
 	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh
 
+# The busted suite on each of ALL_LUAS, each with its own build (build/V); ends with one line
+# per Lua and fails if any failed.
+test-all-lua:
+	@sh spec/support/debs.sh $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-socket \
+	  lua-busted libcurl4-openssl-dev locales
+	@for v in $(ALL_LUAS); do $(MAKE) --no-print-directory LUA_VERSION=$$v all || exit 1; done
+	@mkdir -p build/test; fail=0; for v in $(ALL_LUAS); do \
+	  if [ $$v = luajit ]; then lua=luajit; else lua=lua$$v; fi; \
+	  $$lua /usr/bin/busted --cpath="./build/$$v/?.so" -o plainTerminal >build/test/busted-$$v.log 2>&1; \
+	  rc=$$?; echo "$$v: $$(grep -a 'successes' build/test/busted-$$v.log | tail -n 1) (log: build/test/busted-$$v.log)"; \
+	  [ $$rc -eq 0 ] || fail=1; \
+	done; exit $$fail
+
 # The whole suite with the module and a small Lua 5.4 host built with ASan and UBSan (linked
 # in, so the simulator and nginx the specs start run unsanitized), the collector stepping all
 # the time (FACESWAP_GC_STEP), leaks checked at exit.
@@ -191,9 +206,9 @@ lint: lint-lua lint-c
 lint-lua:
 	luacheck --quiet --codes lua spec bin/faceswap bin/faceswap-sim
 
-# each side of compat.h: 5.4, 5.3 and 5.1 (LuaJIT)
+# each side of compat.h: 5.4, 5.3, 5.2 and 5.1 (PUC and LuaJIT)
 lint-c:
-	for v in 504 503 501; do \
+	for v in 504 503 502 501; do \
 	  cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem -I csrc -DFACESWAP_VERSION='"$(VERSION)"' \
 	    -DLUA_VERSION_NUM=$$v csrc || exit 1; \

@@ -1,10 +1,39 @@
-/* compat.h: the few Lua C API differences between 5.1/LuaJIT, 5.2, 5.3 and 5.4 that the core
+/* compat.h: the few Lua C API differences between 5.1, LuaJIT, 5.2, 5.3 and 5.4 that the core
  * uses, papered over in one place so every other file is written against the 5.4 API. */
 #ifndef FACESWAP_COMPAT_H
 #define FACESWAP_COMPAT_H
 
 #include <lua.h>
 #include <lauxlib.h>
+
+#if LUA_VERSION_NUM < 502 && !defined(luaL_newlibtable)
+/* PUC Lua 5.1 (LuaJIT 2.1's lauxlib.h has these, and defines luaL_newlibtable; 5.1's has not) */
+static inline void luaL_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup, "too many upvalues");
+  for (; l->name; l++) {
+    int i;
+    for (i = 0; i < nup; i++)
+      lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+static inline void *luaL_testudata(lua_State *L, int i, const char *tname) {
+  void *p = lua_touserdata(L, i);
+  int same;
+  if (!p || !lua_getmetatable(L, i))
+    return NULL;
+  luaL_getmetatable(L, tname);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? p : NULL;
+}
+static inline void luaL_setmetatable(lua_State *L, const char *tname) {
+  luaL_getmetatable(L, tname);
+  lua_setmetatable(L, -2);
+}
+#endif
 
 #if LUA_VERSION_NUM < 502
 /* LuaJIT 2.1 (OpenResty's target): no uservalues, but every userdata has an environment table;

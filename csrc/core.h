@@ -1,5 +1,5 @@
 /* core.h: what the files of faceswap.core share. Each .c owns one concern:
- *   json.c      strict JSON text -> Lua values
+ *   cjson.c     JSON text <-> Lua values through a private lua-cjson instance
  *   request.c   validate params, build method/path/content-type/body (no I/O)
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
@@ -21,22 +21,23 @@
 /* Limits the server enforces, mirrored locally (useapi-faceswap.md). */
 #define FACESWAP_MAX_REPLY_CHARS 1024
 
-/* json.c */
-enum { JSON_ABSENT, JSON_STRING, JSON_NUMBER, JSON_ARRAY, JSON_OBJECT, JSON_BOOLEAN };
-typedef struct {
-  size_t off, len;              /* where the value lies (a string's body, without quotes) */
-  unsigned char kind;           /* JSON_*; JSON_ABSENT for a missing or null member */
-  unsigned char escaped;        /* a string with escapes: unescape before use */
-  unsigned char all_objects;    /* an array whose every element is an object */
-} json_span;
-/* Pushes the value of JSON text and returns 1, or pushes "<problem> at byte N" and returns 0. */
+/* cjson.c: JSON through a private lua-cjson instance */
+#define FACESWAP_JSON_MAX_DEPTH 65 /* arrays and objects inside each other, the outermost included */
+/* Pushes the value of JSON text and returns 1, or pushes "<problem> at byte N" and returns 0.
+ * Members whose value is null are left out, null array elements are the NULL lightuserdata,
+ * integral numbers are integers on 5.3+. */
 int core_json_decode(lua_State *L, const char *s, size_t len);
-/* Validates JSON text that must be an object, recording the top-level members named in names
- * (the last one wins). Returns 0 with *msg and *pos (1-based) on failure. Needs no Lua. */
-int json_scan_object(const char *s, size_t len, const char *const *names, int nnames,
-                     json_span *spans, const char **msg, size_t *pos);
-/* Pushes the value at a span that json_scan_object recorded in s. */
-void json_push_span(lua_State *L, const char *s, const json_span *sp);
+/* Pushes the JSON text of the value at idx and returns 1, or pushes why not and returns 0. */
+int core_json_encode(lua_State *L, int idx);
+/* Decodes the string at idx as lua-cjson gives it (nulls as cjson.null, numbers as they come):
+ * pushes it and returns 1, or pushes "<problem> at byte N" and returns 0. *empty_object tells
+ * whether the text has an empty object, which lua-cjson makes the same as an empty array. */
+int json_decode_raw(lua_State *L, int idx, int *empty_object);
+/* A copy of the value at idx with the conventions of core_json_decode. */
+void json_push_clean(lua_State *L, int idx);
+/* The lexical checks lua-cjson leaves out (UTF-8, control bytes, unterminated strings). */
+int json_precheck(const char *s, size_t len, const char **msg, size_t *pos, int *empty_object);
+void json_open(lua_State *L);
 
 /* error.c */
 typedef struct {

@@ -1,8 +1,8 @@
-/* job.c: the job userdata. A job is immutable and made without building its fields: the JSON
- * text is validated once (json_scan_object) and kept as the user value, the C block records
- * where each upstream field lies in it, and a field becomes a Lua value only when asked for.
- * So polling a job for its status costs one string, not twenty. Derived numbers (credits)
- * are parsed from `content` when the job is made. */
+/* job.c: the job userdata. A job is immutable. Its JSON text is decoded once by lua-cjson
+ * (cjson.c) and the fields' types checked; the user values keep the decoded table and the text
+ * itself, for job:json() (before 5.4, one user value: the text is the table's [0]). A field becomes the value a user sees when asked for:
+ * null is nil, integral numbers are integers (5.3+), and tables are fresh copies. Derived
+ * numbers (credits) are parsed from `content` when the job is made. */
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
@@ -22,7 +22,6 @@ static const char *const field_names[F_COUNT] = {
 enum { D_CREDITS = F_COUNT + 1, D_CREDITS_LEFT, D_CREDITS_TOTAL };
 
 typedef struct {
-  json_span field[F_COUNT];
   lua_Integer credits, credits_left, credits_total;
   unsigned char has_credits, has_remaining;
 } job_t;
@@ -79,60 +78,183 @@ static void parse_credits(job_t *job, const char *s, size_t len) {
 
 /* ---- making a job --------------------------------------------------------------------- */
 
-/* What is wrong with a field's type, or NULL. */
-static const char *type_problem(int field, const json_span *sp) {
-  if (sp->kind == JSON_ABSENT)
-    return NULL;
+/* The job userdata, its user values the decoded table (tree) and the text (text) */
+static job_t *new_job(lua_State *L, int tree, int text) {
+#if LUA_VERSION_NUM >= 504
+  job_t *job = (job_t *)lua_newuserdatauv(L, sizeof *job, 2);
+  lua_pushvalue(L, text);
+  lua_setiuservalue(L, -2, 2);
+#else
+  job_t *job = (job_t *)lua_newuserdata(L, sizeof *job);
+  lua_pushvalue(L, text);
+  lua_rawseti(L, tree, 0); /* an integer key: never one of an object's */
+#endif
+  lua_pushvalue(L, tree);
+  compat_setuservalue(L, -2);
+  memset(job, 0, sizeof *job);
+  return job;
+}
+
+/* Pushes the JSON text of the job at idx. */
+static void push_text(lua_State *L, int idx) {
+#if LUA_VERSION_NUM >= 504
+  lua_getiuservalue(L, idx, 2);
+#else
+  compat_getuservalue(L, idx);
+  lua_rawgeti(L, -1, 0);
+  lua_remove(L, -2);
+#endif
+}
+
+/* lua-cjson makes [] and {} the same empty table: an object is a table with a string key, so
+ * an empty table is an array unless the text had an empty object (then see object_shapes). */
+static int is_object(lua_State *L, int idx) {
+  int yes;
+  lua_pushnil(L);
+  if (!lua_next(L, idx))
+    return 0;
+  yes = lua_type(L, -2) == LUA_TSTRING;
+  lua_pop(L, 2);
+  return yes;
+}
+
+/* What is wrong with the type of the value at idx for the field, or NULL. */
+static const char *type_problem(lua_State *L, int field, int idx) {
+  int t = lua_type(L, idx);
+  size_t i, n;
+  if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA)
+    return NULL; /* absent, or null */
   if (field == F_CODE)
-    return sp->kind == JSON_NUMBER ? NULL : "a number";
-  if (field == F_ATTACHMENTS || field == F_EMBEDS)
-    return sp->kind != JSON_ARRAY ? "an array" : sp->all_objects ? NULL : "an array of objects";
-  return sp->kind == JSON_STRING ? NULL : "a string";
+    return t == LUA_TNUMBER ? NULL : "a number";
+  if (field != F_ATTACHMENTS && field != F_EMBEDS)
+    return t == LUA_TSTRING ? NULL : "a string";
+  if (t != LUA_TTABLE || is_object(L, idx))
+    return "an array";
+  n = lua_rawlen(L, idx);
+  for (i = 1; i <= n; i++) {
+    int ok;
+    lua_rawgeti(L, idx, (lua_Integer)i);
+    ok = lua_istable(L, -1) && is_object(L, lua_gettop(L));
+    lua_pop(L, 1);
+    if (!ok)
+      return "an array of objects";
+  }
+  return NULL;
+}
+
+/* The text at idx with every empty object written {"":0}, decoded: only for telling arrays
+ * from objects, in the rare answer that has an empty object. Pushes the table. */
+static void object_shapes(lua_State *L, int idx) {
+  luaL_Buffer buf;
+  size_t len, i, run = 0;
+  int empty_object, in_string = 0;
+  const char *s = lua_tolstring(L, idx, &len);
+  luaL_buffinit(L, &buf);
+  for (i = 0; i < len; i++) {
+    size_t j = i + 1;
+    if (in_string) {
+      if (s[i] == '\\')
+        i++;
+      else if (s[i] == '"')
+        in_string = 0;
+      continue;
+    }
+    if (s[i] == '"') {
+      in_string = 1;
+      continue;
+    }
+    if (s[i] != '{')
+      continue;
+    while (j < len && strchr(" \t\r\n", s[j]) && s[j] != '\0')
+      j++;
+    if (j < len && s[j] == '}') {
+      luaL_addlstring(&buf, s + run, i - run);
+      luaL_addstring(&buf, "{\"\":0}");
+      run = j + 1;
+      i = j;
+    }
+  }
+  luaL_addlstring(&buf, s + run, len - run);
+  luaL_pushresult(&buf);
+  if (!json_decode_raw(L, -1, &empty_object)) /* it decoded before; cannot fail but for memory */
+    lua_newtable(L);
+  lua_remove(L, -2);
+}
+
+/* Whether the field is an empty table or an array holding one: where [] and {} differ. */
+static int has_empty_table(lua_State *L, int tree, const char *field) {
+  size_t i, n;
+  int found = 0;
+  lua_getfield(L, tree, field);
+  if (lua_istable(L, -1)) {
+    n = lua_rawlen(L, -1);
+    found = n == 0;
+    for (i = 1; i <= n && !found; i++) {
+      lua_rawgeti(L, -1, (lua_Integer)i);
+      if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        found = !lua_next(L, -2);
+        lua_pop(L, found ? 1 : 3);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_pop(L, 1);
+  return found;
 }
 
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
-  json_span spans[F_COUNT];
-  const char *msg;
-  size_t len, pos;
-  const char *s;
-  int i;
+  int i, tree, shapes, empty_object;
   json_idx = lua_absindex(L, json_idx);
-  s = lua_tolstring(L, json_idx, &len);
-  if (!json_scan_object(s, len, field_names, F_COUNT, spans, &msg, &pos)) {
-    if (strcmp(msg, "not an object") == 0)
-      lua_pushliteral(L, "not a job: JSON is not an object");
-    else
-      lua_pushfstring(L, "invalid JSON: %s at byte %d", msg, (int)pos);
+  if (!json_decode_raw(L, json_idx, &empty_object)) {
+    lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
+    lua_remove(L, -2);
     return 0;
   }
-  if (spans[F_JOBID].kind != JSON_STRING) {
+  tree = shapes = lua_gettop(L);
+  if (!lua_istable(L, tree) ||
+      !(is_object(L, tree) || lua_tostring(L, json_idx)[strspn(lua_tostring(L, json_idx),
+                                                                 " \t\r\n")] == '{')) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "not a job: JSON is not an object");
+    return 0;
+  }
+  lua_getfield(L, tree, "jobid");
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 2);
     lua_pushliteral(L, "not a job: no jobid string");
     return 0;
   }
+  lua_pop(L, 1);
+  if (empty_object && (has_empty_table(L, tree, "attachments") ||
+                       has_empty_table(L, tree, "embeds"))) {
+    object_shapes(L, json_idx);
+    shapes = lua_gettop(L);
+  }
   for (i = 0; i < F_COUNT; i++) {
-    const char *problem = type_problem(i, &spans[i]);
+    const char *problem;
+    lua_getfield(L, shapes, field_names[i]);
+    problem = type_problem(L, i, lua_gettop(L));
+    lua_pop(L, 1);
     if (problem) {
+      lua_settop(L, tree - 1);
       lua_pushfstring(L, "field %s is not %s", field_names[i], problem);
       return 0;
     }
   }
-  job = (job_t *)compat_newuserdata(L, sizeof *job);
-  memset(job, 0, sizeof *job);
-  memcpy(job->field, spans, sizeof spans);
+  lua_settop(L, tree);
+  job = new_job(L, tree, json_idx);
   luaL_setmetatable(L, FACESWAP_JOB_MT);
-  if (spans[F_CONTENT].kind == JSON_STRING) {
-    if (spans[F_CONTENT].escaped) {
-      json_push_span(L, s, &spans[F_CONTENT]);
-      s = lua_tolstring(L, -1, &len);
-      parse_credits(job, s, len);
-      lua_pop(L, 1);
-    } else {
-      parse_credits(job, s + spans[F_CONTENT].off, spans[F_CONTENT].len);
-    }
+  lua_getfield(L, tree, "content");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    parse_credits(job, s, len);
   }
-  lua_pushvalue(L, json_idx);
-  compat_setuservalue_any(L, -2);
+  lua_pop(L, 1);
+  lua_remove(L, tree);
   return 1;
 }
 
@@ -155,14 +277,26 @@ int core_decode(lua_State *L) {
 
 /* ---- methods -------------------------------------------------------------------------- */
 
-/* Pushes field i of the job at idx (nil when absent). */
-static void push_field(lua_State *L, int idx, const job_t *job, int i) {
-  if (job->field[i].kind == JSON_ABSENT) {
+/* Pushes the field named by the string at key of the job at idx, as a user sees it. */
+static void push_field(lua_State *L, int idx, int key) {
+  key = lua_absindex(L, key);
+  compat_getuservalue(L, idx);
+  lua_pushvalue(L, key);
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* null */
+    lua_pop(L, 1);
     lua_pushnil(L);
-    return;
+  } else if (lua_type(L, -1) != LUA_TSTRING) {
+    /* arrays are built afresh on every access: changing one cannot change the job */
+    json_push_clean(L, -1);
+    lua_remove(L, -2);
   }
-  compat_getuservalue_any(L, idx);
-  json_push_span(L, lua_tostring(L, -1), &job->field[i]);
+  lua_remove(L, -2);
+}
+
+static void push_named(lua_State *L, int idx, const char *name) {
+  lua_pushstring(L, name);
+  push_field(L, idx, -1);
   lua_remove(L, -2);
 }
 
@@ -187,8 +321,7 @@ static int job_index(lua_State *L) {
     lua_pushinteger(L, job->credits_total);
     return 1;
   default:
-    /* arrays are built afresh on every access: changing one cannot change the job */
-    push_field(L, 1, job, (int)lua_tointeger(L, -1) - 1);
+    push_field(L, 1, 2);
     return 1;
   }
 }
@@ -201,11 +334,11 @@ static int job_newindex(lua_State *L) {
 
 static int job_done(lua_State *L) {
   static const char *const terminal[] = {"completed", "failed", "moderated", "cancelled", NULL};
-  job_t *job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   const char *status;
   size_t len;
   int i, done = 0;
-  push_field(L, 1, job, F_STATUS);
+  luaL_checkudata(L, 1, FACESWAP_JOB_MT);
+  push_named(L, 1, "status");
   status = lua_tolstring(L, -1, &len);
   for (i = 0; status && terminal[i] && !done; i++)
     done = strlen(terminal[i]) == len && memcmp(status, terminal[i], len) == 0;
@@ -214,12 +347,12 @@ static int job_done(lua_State *L) {
 }
 
 static int job_urls(lua_State *L) {
-  job_t *job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   int n = 0;
   size_t i, len;
+  luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   lua_settop(L, 1);
   lua_newtable(L);
-  push_field(L, 1, job, F_ATTACHMENTS);
+  push_named(L, 1, "attachments");
   len = lua_istable(L, 3) ? lua_rawlen(L, 3) : 0;
   for (i = 1; i <= len; i++) {
     lua_rawgeti(L, 3, (lua_Integer)i);
@@ -236,14 +369,14 @@ static int job_urls(lua_State *L) {
 
 static int job_json(lua_State *L) {
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  compat_getuservalue_any(L, 1);
+  push_text(L, 1);
   return 1;
 }
 
 static int job_tostring(lua_State *L) {
-  job_t *job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  push_field(L, 1, job, F_JOBID);
-  push_field(L, 1, job, F_STATUS);
+  luaL_checkudata(L, 1, FACESWAP_JOB_MT);
+  push_named(L, 1, "jobid");
+  push_named(L, 1, "status");
   lua_pushfstring(L, FACESWAP_JOB_MT ": %s (%s)", lua_tostring(L, -2),
                   lua_isstring(L, -1) ? lua_tostring(L, -1) : "no status");
   return 1;
@@ -290,7 +423,7 @@ static int job_eq(lua_State *L) {
   }
   lua_settop(L, 2);
   for (i = 1; i <= 2; i++) {
-    compat_getuservalue_any(L, i);
+    push_text(L, i);
     s = lua_tolstring(L, -1, &len);
     core_json_decode(L, s, len); /* validated when the job was made */
     lua_remove(L, -2);

@@ -56,6 +56,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"interrupted", core_interrupted},
     {NULL, NULL}
   };
+  json_open(L);
   job_open(L);
   error_open(L);
   transport_open(L);

@@ -42,7 +42,7 @@ malformed:
 }
 
 /* Raises unless the string at idx is text: UTF-8 without control bytes, except that a prompt
- * may hold tabs and line breaks (prompts are free text; a channel or URL never is). */
+ * or replyRef may hold tabs and line breaks (free text; a channel, URL or jobid never is). */
 static const char *check_text(lua_State *L, int idx, const char *what, const char *name,
                               int multiline, size_t *len, size_t *chars) {
   size_t i;
@@ -151,44 +151,29 @@ static void build_multipart(lua_State *L, const headshot_params *p, const char *
   luaL_pushresult(&buf);
 }
 
-static void add_json_string(luaL_Buffer *buf, const char *s, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  size_t i, run = 0;
-  luaL_addchar(buf, '"');
-  for (i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    char esc[6];
-    size_t n = 2;
-    if (c >= 0x20 && c != '"' && c != '\\')
-      continue;
-    luaL_addlstring(buf, s + run, i - run);
-    run = i + 1;
-    esc[0] = '\\';
-    switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
-    default:
-      memcpy(esc + 1, "u00", 3);
-      esc[4] = hex[c >> 4];
-      esc[5] = hex[c & 15];
-      n = 6;
-    }
-    luaL_addlstring(buf, esc, n);
-  }
-  luaL_addlstring(buf, s + run, len - run);
-  luaL_addchar(buf, '"');
-}
-
+/* The JSON body: each value a string encoded by lua-cjson's private instance (cjson.c), the
+ * members in the server's order, and the "\/" lua-cjson writes for every slash written "/"
+ * again (the same string to a JSON reader; URLs stay readable in logs). */
 static void build_json(lua_State *L, const headshot_params *p) {
   luaL_Buffer buf;
-  int i, first = 1;
+  int i, first = 1, base = lua_gettop(L);
+  luaL_checkstack(L, P_COUNT + 2, "headshot");
+  for (i = 0; i < P_COUNT; i++) {
+    if (!p->s[i]) {
+      lua_pushnil(L);
+      continue;
+    }
+    lua_pushlstring(L, p->s[i], p->len[i]);
+    if (!core_json_encode(L, -1))
+      luaL_error(L, "headshot: cannot encode %s: %s", param_names[i], lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
   luaL_buffinit(L, &buf);
   luaL_addchar(&buf, '{');
   for (i = 0; i < P_COUNT; i++) {
-    if (!p->s[i])
+    size_t len, j, run = 0;
+    const char *v = lua_tolstring(L, base + 1 + i, &len);
+    if (!v)
       continue;
     if (!first)
       luaL_addchar(&buf, ',');
@@ -196,10 +181,21 @@ static void build_json(lua_State *L, const headshot_params *p) {
     luaL_addchar(&buf, '"');
     luaL_addstring(&buf, param_names[i]);
     luaL_addstring(&buf, "\":");
-    add_json_string(&buf, p->s[i], p->len[i]);
+    for (j = 0; j < len; j++) {
+      if (v[j] != '\\')
+        continue;
+      if (j + 1 < len && v[j + 1] == '/') {
+        luaL_addlstring(&buf, v + run, j - run);
+        run = j + 1;
+      }
+      j++; /* an escape is two bytes at least: its second is never a backslash that starts one */
+    }
+    luaL_addlstring(&buf, v + run, len - run);
   }
   luaL_addchar(&buf, '}');
   luaL_pushresult(&buf);
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
 }
 
 /* Reads one param into p, from the value at idx (nil: absent). */
@@ -207,8 +203,9 @@ static void read_param(lua_State *L, headshot_params *p, int which, int idx) {
   size_t chars;
   if (lua_isnil(L, idx))
     return;
-  p->s[which] = check_text(L, idx, "headshot", param_names[which], which == P_PROMPT,
-                           &p->len[which], &chars);
+  /* prompt and replyRef are free text: tabs and line breaks allowed */
+  p->s[which] = check_text(L, idx, "headshot", param_names[which],
+                           which == P_PROMPT || which == P_REPLY_REF, &p->len[which], &chars);
   /* 1024 characters is the server's limit on replyUrl and replyRef */
   if ((which == P_REPLY_URL || which == P_REPLY_REF) && chars > FACESWAP_MAX_REPLY_CHARS)
     p->len[which] = (size_t)-1; /* marked: too long, reported in the server's order */

@@ -1,7 +1,10 @@
 /* response.c: reading an answer. status + headers + body become a job or an error object with
  * the kind, code, text, retry_after, retryable and sent of API.md. Pure: no I/O, so specs and
- * fuzzers call it directly. Which kind when two could fit: a 5xx is `server` whatever its
- * body; a 2xx or 4xx whose body is not the documented JSON is `bad_response`. */
+ * fuzzers call it directly. Which kind when two could fit: the status decides for a 429
+ * (`rate_limited`) and a 5xx (`server`) whatever the body, as a CDN answers them with its own
+ * page; a 2xx or another 4xx whose body is not the documented JSON is `bad_response`.
+ * An error answer's body is decoded only up to ERROR_BODY_MAX bytes (useapi's are well under
+ * 1 KiB): a larger one is not read, so an 8 MiB error page costs no more memory than its bytes. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -9,6 +12,8 @@
 #include "core.h"
 
 #define MAX_RETRY_AFTER 86400.0
+#define ERROR_BODY_MAX 65536 /* bytes of an error answer's body that are decoded */
+#define BODY_SHOWN 100       /* bytes of an undocumented error page shown in the error text */
 
 /* The operations answers are read for; a POST's decide retry safety. */
 typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL } faceswap_op;
@@ -50,10 +55,23 @@ static double header_retry_after(const char *h, size_t len) {
       memcpy(value, v, (size_t)(ve - v));
       value[ve - v] = '\0';
       if (value[0] >= '0' && value[0] <= '9') {
-        if (value[strspn(value, "0123456789.")] != '\0')
-          return -1; /* delta-seconds only: no hex, exponents or signs */
-        secs = strtod(value, &stop);
-        return *stop == '\0' ? secs : -1;
+        /* delta-seconds, a fraction allowed; read here, not by strtod, whose decimal point is
+         * the locale's (a host with LC_NUMERIC=de_DE would read "2.5" as 2) */
+        double scale = 1;
+        int dot = 0;
+        for (stop = value, secs = 0; *stop; stop++) {
+          if (*stop == '.' && !dot) {
+            dot = 1;
+          } else if (*stop >= '0' && *stop <= '9') {
+            if (dot)
+              secs += (*stop - '0') * (scale /= 10);
+            else
+              secs = secs * 10 + (*stop - '0');
+          } else {
+            return -1; /* no hex, exponents or signs */
+          }
+        }
+        return secs;
       } else {
         time_t when = curl_getdate(value, NULL);
         time_t now = time(NULL);
@@ -93,6 +111,76 @@ static const char *kind_of_status(int status) {
   }
 }
 
+/* Pushes "HTTP <status>", and after ": " a short, readable start of an error page that is not
+ * useapi's JSON: its <title> when it has one, else its text without tags; runs of white space
+ * and control bytes become one space, invalid UTF-8 a '?', at most BODY_SHOWN bytes. */
+static const char *title_of(const char *b, size_t blen, size_t *len) {
+  size_t i, j;
+  for (i = 0; i + 7 <= blen; i++) {
+    const char *gt;
+    if (b[i] != '<' || !ascii_ieq(b + i + 1, "title", 5))
+      continue;
+    if ((gt = memchr(b + i, '>', blen - i)) == NULL)
+      return NULL;
+    for (j = (size_t)(gt - b) + 1; j + 8 <= blen; j++) {
+      if (b[j] == '<' && ascii_ieq(b + j + 1, "/title", 6)) {
+        *len = j - (size_t)(gt - b) - 1;
+        return gt + 1;
+      }
+    }
+    return NULL;
+  }
+  return NULL;
+}
+
+static void push_status_text(lua_State *L, int status, const char *b, size_t blen) {
+  char out[BODY_SHOWN + 3];
+  size_t n = 0, i, len, end = blen;
+  int in_tag = 0, space = 0;
+  const char *title = title_of(b, blen, &end);
+  if (title)
+    b = title;
+  else
+    end = blen;
+  for (i = 0; i < end; i += len) {
+    unsigned char c = (unsigned char)b[i];
+    int valid;
+    len = 1;
+    if (c == '<' || in_tag) {
+      in_tag = c != '>';
+      space = n > 0 && !in_tag;
+      continue;
+    }
+    if (c <= ' ' || c == 0x7F) {
+      space = n > 0;
+      continue;
+    }
+    if (c >= 0x80) {
+      len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+      if (len > end - i || (utf8_length(b + i, len, &valid), !valid))
+        len = 1; /* shown as '?' */
+    }
+    if (n + (size_t)space + len > BODY_SHOWN)
+      break;
+    if (space)
+      out[n++] = ' ';
+    space = 0;
+    if (len == 1 && c >= 0x80)
+      out[n++] = '?';
+    else
+      memcpy(out + n, b + i, len), n += len;
+  }
+  if (n == 0) {
+    lua_pushfstring(L, "HTTP %d", status);
+    return;
+  }
+  if (i < end)
+    memcpy(out + n, "\xE2\x80\xA6", 3), n += 3; /* … */
+  lua_pushfstring(L, "HTTP %d: ", status);
+  lua_pushlstring(L, out, n);
+  lua_concat(L, 2);
+}
+
 /* bad_response with a message built from the format on the stack top. */
 static int bad_response(lua_State *L, error_info *info) {
   info->kind = "bad_response";
@@ -111,7 +199,7 @@ int core_read_response(lua_State *L) {
   size_t hlen = 0, blen;
   const char *headers = luaL_optlstring(L, 3, "", &hlen);
   const char *body = luaL_checklstring(L, 4, &blen);
-  int decoded, has_error;
+  int decoded, has_error, too_big;
   /* a GET may always be asked again; a POST answered badly may still have made a job */
   error_info info = {"server", status, 1, op != OP_HEADSHOT, -1};
   lua_settop(L, 4);
@@ -123,7 +211,9 @@ int core_read_response(lua_State *L) {
     return bad_response(L, &info);
   }
 
-  decoded = core_json_decode(L, body, blen) && lua_istable(L, 5);
+  /* a body past the cap is not decoded: its error text cannot be known, only its status */
+  too_big = blen > ERROR_BODY_MAX;
+  decoded = !too_big && core_json_decode(L, body, blen) && lua_istable(L, 5);
   if (!decoded) {
     lua_settop(L, 4);
     lua_pushnil(L); /* keeps index 5 meaning "the decoded body" */
@@ -140,33 +230,48 @@ int core_read_response(lua_State *L) {
   has_error = lua_type(L, 6) == LUA_TSTRING &&
               (lua_type(L, 7) == LUA_TSTRING || lua_isnil(L, 7)) &&
               (lua_type(L, 8) == LUA_TNUMBER || lua_isnil(L, 8));
+  if (too_big && status >= 400) {
+    lua_pushfstring(L, "HTTP %d answer of %d bytes not read (an error answer is read up to %d "
+                    "bytes)", status, (int)(blen > 0x7FFFFFFF ? 0x7FFFFFFF : blen), ERROR_BODY_MAX);
+    lua_replace(L, 6);
+  }
 
   if (status >= 500 || status < 400) {
     info.kind = "server";
     info.retry_after = header_retry_after(headers, hlen);
-    if (!has_error) {
-      lua_pushfstring(L, status >= 500 ? "HTTP %d" : "unexpected HTTP %d (redirects are not "
-                      "followed)", status);
+    if (!has_error && !(too_big && status >= 500)) {
+      if (status >= 500)
+        push_status_text(L, status, body, blen);
+      else
+        lua_pushfstring(L, "unexpected HTTP %d (redirects are not followed)", status);
       lua_replace(L, 6);
     }
     if (status < 400)
       info.retryable = 0;
+  } else if (status == 429) {
+    /* the queue was full, or a CDN's rate limit: no job was made, asking later is right */
+    info.kind = "rate_limited";
+    info.retryable = 1;
+    if (!has_error && !too_big) {
+      push_status_text(L, status, body, blen);
+      lua_replace(L, 6);
+    }
+    if (lua_type(L, 7) == LUA_TSTRING)
+      info.retry_after = details_retry_after(L, 7);
+    if (info.retry_after < 0)
+      info.retry_after = header_retry_after(headers, hlen);
   } else {
-    if (!has_error) {
+    info.retryable = 0;
+    if (!has_error && (!too_big || !strcmp(kind_of_status(status), "server"))) {
       /* an error page from something in between: asking again will not change it */
-      info.retryable = 0;
-      lua_pushfstring(L, "HTTP %d answer is not a documented error (%s)", status,
-                      decoded ? "no error string, or a field of the wrong type" : "not JSON");
+      if (too_big)
+        lua_pushvalue(L, 6);
+      else
+        lua_pushfstring(L, "HTTP %d answer is not a documented error (%s)", status,
+                        decoded ? "no error string, or a field of the wrong type" : "not JSON");
       return bad_response(L, &info);
     }
     info.kind = kind_of_status(status);
-    info.retryable = status == 429; /* the queue was full: no job was made */
-    if (status == 429) {
-      if (lua_type(L, 7) == LUA_TSTRING)
-        info.retry_after = details_retry_after(L, 7);
-      if (info.retry_after < 0)
-        info.retry_after = header_retry_after(headers, hlen);
-    }
   }
   /* a wait the server asks for is honoured up to a day; beyond that (or not finite) it is
    * not a wait anyone can make, so it counts as unknown */

@@ -674,7 +674,7 @@ int core_transport_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   timeout = opt_number(L, "timeout", 60, 0.001);
   connect_timeout = opt_number(L, "connect_timeout", 10, 0.001);
-  max_response = opt_number(L, "max_response", 8 * 1024 * 1024, 1024);
+  max_response = opt_number(L, "max_response", 256 * 1024, 1024);
   lua_getfield(L, 1, "token");
   token = lua_tolstring(L, -1, &tlen);
   if (lua_type(L, -1) != LUA_TSTRING || tlen == 0)

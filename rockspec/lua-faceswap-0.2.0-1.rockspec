@@ -21,6 +21,7 @@ of the API to test against. Lua 5.3, 5.4 and LuaJIT 2.1.]],
 }
 dependencies = {
    "lua >= 5.1",
+   "lua-cjson >= 2.1.0", -- the one JSON codec; the core loads a private instance of it
 }
 external_dependencies = {
    CURL = { header = "curl/curl.h", library = "curl" },

@@ -19,8 +19,8 @@ local function start_receiver()
   local script = sim.simulator:gsub("simulator%.lua$", "receiver.lua")
   -- the shell prints its pid, then becomes the receiver (same pid) through exec
   local pipe = assert(io.popen("echo $$; exec lua5.4 " .. shell_quote(script) .. " --parent-pid $PPID", "r"))
-  local pid = tonumber(pipe:read("l"))
-  local line = pipe:read("l")
+  local pid = tonumber(pipe:read("*l"))
+  local line = pipe:read("*l")
   local url = (line or ""):match("^listening (http://127%.0%.0%.1:%d+)$")
   if not (pid and url) then
     pipe:close()
@@ -31,7 +31,7 @@ end
 
 local function stop_receiver(r)
   os.execute("kill " .. r.pid .. " 2>/dev/null")
-  r.pipe:read("a")     -- EOF: the child has exited
+  r.pipe:read("*a")     -- EOF: the child has exited
   r.pipe:close()       -- and is reaped
 end
 

@@ -82,6 +82,21 @@ describe("client", function()
       end)
     end
 
+    for _, encoding in ipairs { "multipart", "json" } do
+      it("delivers a replyRef with tabs and line breaks byte-exact with " .. encoding .. " encoding",
+        function()
+          local c = faceswap.new { token = TOKEN, base_url = s.base_url, encoding = encoding }
+          for _, ref in ipairs(tricky) do
+            local job = assert(c:headshot { prompt = "p", replyRef = ref })
+            assert.equal(ref, job.replyRef)
+          end
+          c:close()
+          local r = api_requests()
+          assert.equal(#tricky, #r)
+          for i, ref in ipairs(tricky) do assert.equal(ref, r[i].fields.replyRef) end
+        end)
+    end
+
     it("sends every param, and the client's defaults where params leave them out", function()
       local c = faceswap.new { token = TOKEN, base_url = s.base_url,
                                channel = "1100000000000000001", reply_url = "http://127.0.0.1:9/cb" }
@@ -243,12 +258,12 @@ describe("client", function()
         c:send("HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body)
         print(request()); io.stdout:flush()
         srv:close(); c:close()']])
-      local port = pipe:read("l")
+      local port = pipe:read("*l")
       local c = faceswap.new { retry = false, token = TOKEN, base_url = "http://127.0.0.1:" .. port }
       assert(c:job("j1"))
       local job, err = c:headshot("p")
       c:close()
-      assert.equal("POST /headshot HTTP/1.1", pipe:read("l"))
+      assert.equal("POST /headshot HTTP/1.1", pipe:read("*l"))
       pipe:close()
       assert.is_nil(job)
       assert.same({ "transport", true, false }, { err.kind, err.sent, err.retryable })
@@ -307,11 +322,32 @@ describe("client", function()
       assert.equal(17, fails(client:headshot("p")).retry_after)
     end)
 
+    it("reads a CDN's text 429 as rate_limited with its Retry-After; a wait too long is not made",
+      function()
+        s:script { action = "status", status = 429, headers = { ["Retry-After"] = "7" },
+                   body = "Too Many Requests" }
+        local err = fails(client:headshot("p"))
+        assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 7, true },
+          { err.kind, err.code, err.error, err.retry_after, err.retryable })
+        -- the client's retry policy (max_delay 30 s): 121 s is past 4 x 30, so no sleep at all
+        local c = faceswap.new { token = TOKEN, base_url = s.base_url }
+        s:script { action = "status", status = 429, headers = { ["Retry-After"] = "121" },
+                   body = "<html><title>Rate limited</title></html>" }
+        local started = faceswap.now()
+        local job, e = c:headshot("p")
+        assert.is_nil(job)
+        assert.same({ "rate_limited", "HTTP 429: Rate limited", 121 }, { e.kind, e.error, e.retry_after })
+        assert.is_true(faceswap.now() - started < 60)
+        assert.equal(2, s:count("POST")) -- one for each client: nothing was sent again
+        c:close()
+      end)
+
     it("reads an HTML 502 as server and invalid JSON as bad_response", function()
       local started = assert(client:headshot("p"))
       s:script { { action = "html_502" }, { action = "invalid_json" } }
       local err = fails(client:job(started.jobid))
-      assert.same({ "server", 502, "HTTP 502", true }, { err.kind, err.code, err.error, err.retryable })
+      assert.same({ "server", 502, "HTTP 502: 502 Bad Gateway", true },
+        { err.kind, err.code, err.error, err.retryable })
       err = fails(client:job(started.jobid))
       assert.same({ "bad_response", 200,
                     "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
@@ -429,7 +465,7 @@ describe("faceswap.new", function()
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./]] .. compat.build .. [[/?.so;" .. package.cpath
       print(require("faceswap").type(require("faceswap").new{}))' 2>&1]])
-    assert.equal("client\n", pipe:read("a"))
+    assert.equal("client\n", pipe:read("*a"))
     pipe:close()
   end)
 

@@ -123,7 +123,7 @@ describe("inside nginx", function()
     s:script { action = "html_502", match = "^POST /headshot$" }
     status, body = get("/headshot?prompt=x")
     assert.equal(502, status)
-    assert.equal("server (502): HTTP 502\n", body)
+    assert.equal("server (502): HTTP 502: 502 Bad Gateway\n", body)
   end)
 
   it("sends a GET again on a new connection when a pooled one was closed; never a POST", function()

@@ -4,14 +4,16 @@ local faceswap = require "faceswap"
 describe("the version", function()
   it("is the rockspec's, in its name and in its version field", function()
     local pipe = io.popen("ls rockspec")
-    local names = pipe:read("a")
+    local names = pipe:read("*a")
     pipe:close()
     local version, revision = names:match("^lua%-faceswap%-(%d+%.%d+%.%d+)%-(%d+)%.rockspec\n$")
     assert.is_string(version, "exactly one rockspec expected, found: " .. names)
     assert.equal("lua-faceswap " .. version, faceswap._VERSION)
     local spec = {}
-    assert(loadfile("rockspec/lua-faceswap-" .. version .. "-" .. revision .. ".rockspec", "t",
-      spec))()
+    local chunk = assert(loadfile("rockspec/lua-faceswap-" .. version .. "-" .. revision ..
+      ".rockspec", "t", spec))
+    if rawget(_G, "setfenv") then _G.setfenv(chunk, spec) end -- 5.1: loadfile takes no env
+    chunk()
     assert.equal(version .. "-" .. revision, spec.version)
     assert.equal("lua-faceswap", spec.package)
   end)

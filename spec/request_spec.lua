@@ -71,6 +71,26 @@ describe("core.build_headshot", function()
     assert.equal('{"prompt":"say \\"hi\\"\\\\\\r\\n\\tend é 😀"}', body)
   end)
 
+  it("lets replyRef carry tabs and line breaks, as a prompt may, in both encodings", function()
+    local ref = '{"note": "a\tb"}\r\nsecond line\n'
+    local _, _, _, body = core.build_headshot({ prompt = "p", replyRef = ref }, "json")
+    assert.equal('{"prompt":"p","replyRef":"{\\"note\\": \\"a\\tb\\"}\\r\\nsecond line\\n"}', body)
+    local _, _, ctype, form = core.build_headshot({ prompt = "p", replyRef = ref }, "multipart")
+    local boundary = ctype:match("boundary=(.*)$")
+    assert.truthy(form:find('name="replyRef"\r\n\r\n' .. ref .. "\r\n--" .. boundary, 1, true))
+    -- other control bytes stay refused; channel and replyUrl take no line breaks at all
+    assert.has_error(function() core.build_headshot({ prompt = "p", replyRef = "a\1b" }) end,
+      "bad argument #1 to 'headshot' (replyRef contains control byte 0x01)")
+    assert.has_error(function() core.build_headshot({ prompt = "p", replyUrl = "http://x/\t" }) end,
+      "bad argument #1 to 'headshot' (replyUrl contains control byte 0x09)")
+  end)
+
+  it("writes a slash as a slash in JSON, a backslash before it escaped", function()
+    local _, _, _, body = core.build_headshot({ prompt = "a\\/b /\\" }, "json")
+    assert.equal('{"prompt":"a\\\\/b /\\\\"}', body)
+    assert.equal("a\\/b /\\", require("cjson").decode(body).prompt)
+  end)
+
   it("answers a missing or empty prompt with the server's 400", function()
     expect_400("Required param prompt is missing or empty", {})
     expect_400("Required param prompt is missing or empty", "")
@@ -105,7 +125,7 @@ describe("core.build_headshot", function()
       "bad argument #1 to 'headshot' (channel contains control byte 0x0D)")
     assert.has_error(function() core.build_headshot({ prompt = "nul\0byte" }) end,
       "bad argument #1 to 'headshot' (prompt contains control byte 0x00)")
-    assert.has_error(function() core.build_headshot({ prompt = "bad \xff utf8" }) end,
+    assert.has_error(function() core.build_headshot({ prompt = "bad \255 utf8" }) end,
       "bad argument #1 to 'headshot' (prompt is not valid UTF-8)")
     assert.has_error(function() core.build_headshot({ prompt = "p" }, "xml") end,
       "bad argument #1 to 'headshot' (encoding must be \"multipart\" or \"json\", got \"xml\")")

@@ -96,7 +96,7 @@ describe("core.read_response", function()
   end)
 
   it("reads any 5xx as server, whatever its body, retryable only for a GET", function()
-    assert.same({ kind = "server", code = 502, error = "HTTP 502", retryable = false,
+    assert.same({ kind = "server", code = 502, error = "HTTP 502: Bad Gateway", retryable = false,
                   sent = true },
       read("headshot", 502, "<html><body>Bad Gateway</body></html>"))
     assert.same({ kind = "server", code = 503, error = "HTTP 503", retryable = true,
@@ -109,6 +109,71 @@ describe("core.read_response", function()
     assert.same({ kind = "server", code = 302, retryable = false, sent = true,
                   error = "unexpected HTTP 302 (redirects are not followed)" },
       read("job", 302, ""))
+  end)
+
+  describe("a 429 or 5xx that is not useapi's JSON (a CDN's page)", function()
+    it("a text 429: rate_limited and retryable, retry_after from Retry-After", function()
+      assert.same({ kind = "rate_limited", code = 429, retryable = true, sent = true,
+                    error = "HTTP 429: Too many requests, slow down", retry_after = 7 },
+        read("headshot", 429, "Too many requests,\r\n\tslow down\n",
+          "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nRetry-After: 7\r\n\r\n"))
+      -- JSON that is not useapi's error is the same: the status decides
+      assert.same({ kind = "rate_limited", code = 429, retryable = true, sent = true,
+                    error = 'HTTP 429: {"message":"quota"}' },
+        read("job", 429, '{"message":"quota"}'))
+      assert.same({ kind = "rate_limited", code = 429, retryable = true, sent = true, error = "HTTP 429" },
+        read("job", 429, ""))
+    end)
+
+    it("a Retry-After as an HTTP date: the seconds until then", function()
+      local date = os.date("!%a, %d %b %Y %H:%M:%S GMT", os.time() + 60)
+      local after = read("headshot", 429, "<html>slow down</html>",
+        "HTTP/1.1 429 x\r\nRetry-After: " .. date .. "\r\n\r\n").retry_after
+      assert.is_true(after >= 30 and after <= 60, tostring(after)) -- a loaded machine is slow
+    end)
+
+    it("an HTML 502, 503 or 520: server, its title or text after the status", function()
+      local page = "<!DOCTYPE html>\r\n<html><head><TITLE>503 Service\r\n Unavailable</TITLE>" ..
+        "<style>body{color:red}</style></head><body><h1>Down</h1></body></html>"
+      assert.same({ kind = "server", code = 503, retryable = true, sent = true,
+                    error = "HTTP 503: 503 Service Unavailable", retry_after = 5 },
+        read("job", 503, page, "HTTP/1.1 503 x\r\nRetry-After: 5\r\n\r\n"))
+      assert.equal("HTTP 502: Bad Gateway nginx",
+        read("job", 502, "<html><body><h1>Bad Gateway</h1><hr>nginx</body></html>").error)
+      assert.equal("HTTP 520: error code: 520", read("job", 520, "error code: 520").error)
+    end)
+
+    it("shows at most 100 bytes of the page, control bytes and invalid UTF-8 made harmless", function()
+      -- ESC leaves no terminal escape behind: it is a space like every control byte
+      assert.equal("HTTP 500: a b [31m ? é 😀", read("job", 500, "a\0b\27[31m \255 é\r\n😀").error)
+      local long = read("job", 500, ("é"):rep(80)).error
+      assert.equal("HTTP 500: " .. ("é"):rep(50) .. "…", long)
+    end)
+
+    it("an error body over 64 KiB is not read: the status's kind, a text saying so", function()
+      local big = '{"error":"' .. ("x"):rep(8 * 1024 * 1024) .. '","code":500}'
+      local note = function(status)
+        return "HTTP " .. status .. " answer of " .. #big .. " bytes not read (an error answer " ..
+          "is read up to 65536 bytes)"
+      end
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local err = read("job", 500, big)
+      local grew = collectgarbage("count") - before
+      collectgarbage("restart")
+      assert.same({ kind = "server", code = 500, retryable = true, sent = true, error = note(500) }, err)
+      assert.is_true(grew < 64, grew .. " KiB") -- decoding it would take 8 MiB and more
+      assert.same({ kind = "unauthorized", code = 401, retryable = false, sent = true, error = note(401) },
+        read("job", 401, big))
+      assert.same({ kind = "rate_limited", code = 429, retryable = true, sent = true, error = note(429),
+                    retry_after = 3 }, read("headshot", 429, big, "HTTP/1.1 429 x\r\nRetry-After: 3\r\n\r\n"))
+      assert.same({ kind = "bad_response", code = 403, retryable = false, sent = true, error = note(403) },
+        read("job", 403, big))
+      -- up to the cap, the documented error is read as ever
+      local fits = '{"error":"' .. ("y"):rep(65000) .. '","code":400}'
+      assert.equal(("y"):rep(65000), read("headshot", 400, fits).error)
+    end)
   end)
 
   it("reads a 2xx that is not a job as bad_response with the status", function()
@@ -145,7 +210,7 @@ describe("core.read_response", function()
 
   it("treats invalid UTF-8 inside a JSON string as not JSON", function()
     assert.equal("HTTP 200 answer: invalid JSON: invalid UTF-8 in string at byte 11",
-      read("job", 200, '{"jobid":"a\xff","status":"started"}').error)
+      read("job", 200, '{"jobid":"a\255","status":"started"}').error)
   end)
 
   it("gives errors a one-line tostring", function()

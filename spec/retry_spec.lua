@@ -56,6 +56,24 @@ describe("faceswap.retry", function()
     assert.equal("Discord /interactions failed with HTTP status 429", retries[1][1].error)
   end)
 
+  it("does not sleep on a retry_after past 4 x max_delay: the error comes back at once", function()
+    local fn, opts, calls, slept = scripted { discord_429(86400), "job" }
+    local job, e = faceswap.retry(fn, opts)
+    assert.is_nil(job)
+    assert.same({ "rate_limited", 86400 }, { e.kind, e.retry_after })
+    assert.equal(1, calls())
+    assert.same({}, slept)
+    -- 120 s is the longest wait with the default max_delay of 30 s; a smaller max_delay, less
+    fn, opts, calls, slept = scripted { discord_429(120), "job" }
+    assert.equal("job", (faceswap.retry(fn, opts)))
+    assert.same({ 120 }, slept)
+    assert.equal(2, calls())
+    fn, opts, calls, slept = scripted { discord_429(41), "job" }
+    opts.max_delay, opts.min_delay = 10, 1
+    assert.is_nil((faceswap.retry(fn, opts)))
+    assert.same({ 1, {} }, { calls(), slept })
+  end)
+
   it("waits a random time in [min_delay, max_delay] for a 429 without retry_after", function()
     local fn, opts, _, slept = scripted { queue_full, queue_full, "job" }
     assert.equal("job", (faceswap.retry(fn, opts)))

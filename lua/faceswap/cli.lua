@@ -178,7 +178,7 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local bytes = f:read("a")
+  local bytes = f:read("*a")
   f:close()
   return bytes
 end
@@ -319,12 +319,12 @@ end
 local function read_prompts(ctx, source)
   local text, err
   if source == "-" then
-    text, err = ctx.stdin:read("a")
+    text, err = ctx.stdin:read("*a")
   else
     local f
     f, err = io.open(source, "rb")
     if f then
-      text, err = f:read("a")
+      text, err = f:read("*a")
       f:close()
       if not text then err = source .. ": " .. tostring(err) end
     end
@@ -633,10 +633,11 @@ function M.main(args, streams)
   function ctx.wait_line(message) if message then ctx.note(message) end end
   local list = {}
   for i = 1, #(args or {}) do list[i] = tostring(args[i]) end
-  local ok, status = xpcall(run, function(e)
+  -- (5.1's xpcall passes no arguments on)
+  local ok, status = xpcall(function() return run(list, ctx) end, function(e)
     if type(e) == "table" and e[1] == Usage then return e end
     return debug.traceback(e, 2) -- a bug: raise it with where it happened
-  end, list, ctx)
+  end)
   if ok then return status end
   if type(status) == "table" then
     ctx.err("faceswap: " .. status[2])

@@ -126,7 +126,7 @@ end
 --  * `encoding` (string): `"multipart"` (the default) or `"json"`, for headshot bodies
 --  * `timeout` (number): seconds for a whole attempt, default 60
 --  * `connect_timeout` (number): seconds, default 10
---  * `max_response` (number): bytes, default 8 MiB; a larger answer is `bad_response`
+--  * `max_response` (number): bytes, default 256 KiB; a larger answer is `bad_response`
 --  * `retry` (table or false): the client's retry policy (the options of @{retry}), or false
 --  * `log` (function or false): `log(level, message, what)` gets a line per request and
 --    answer, retry wait and give-up; levels `"debug"`, `"info"`, `"warn"`; `what` one of
@@ -249,11 +249,11 @@ end
 -- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
 -- that called client:job or client:cancel, through their tail call), but one inside a job the
 -- server sent is the server's doing, and comes back as bad_response.
-local function get(self, op, target, with_retry)
+local function get(self, op, target, with_retry, level)
   local ok, method, path = pcall(build_get, op, target)
   if not ok then
     local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
-    if M.type(target) ~= "job" then error(why, 2) end
+    if M.type(target) ~= "job" then error(why, level or 2) end
     return nil, core.error {
       kind = "bad_response", sent = false, retryable = false,
       error = "the server sent a jobid that cannot be sent back (" ..
@@ -271,7 +271,9 @@ end
 -- @treturn[2] objects.error
 function client:job(jobid)
   check_client(self, "job")
-  return get(self, "job", jobid, true)
+  -- not a tail call, so that misuse points at the caller on 5.1 too (its tail calls leave no line)
+  local job, err = get(self, "job", jobid, true, 3)
+  return job, err
 end
 
 --- Cancels a job (GET /jobs/cancel/?jobid=).
@@ -281,7 +283,8 @@ end
 -- @treturn[2] objects.error
 function client:cancel(jobid)
   check_client(self, "cancel")
-  return get(self, "cancel", jobid, true)
+  local job, err = get(self, "cancel", jobid, true, 3)
+  return job, err
 end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
@@ -624,7 +627,7 @@ function client:batch(list, opts)
           room()
         end
       end
-      local ok, problem = pcall(function()
+      local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
         local job, err = start(i)
         holding = job ~= nil and follow
         inflight[i].job = job

@@ -214,7 +214,7 @@ function M.transport(o)
     base = base:gsub("/+$", ""),
     timeout = o.timeout or 60,
     connect_timeout = o.connect_timeout or 10,
-    max_response = o.max_response or 8 * 1024 * 1024,
+    max_response = o.max_response or 256 * 1024,
   }, Transport)
 
   -- One exchange; `fresh` forces a new connection (after a reused one died unanswered), within

@@ -27,6 +27,9 @@ M.defaults = {
   base_delay = 1,   -- the first backoff after a transport error, timeout or 5xx
 }
 
+-- The longest retry_after waited on: this many times max_delay (120 s by default).
+M.MAX_WAIT_FACTOR = 4
+
 local CHECKS = {
   attempts = "count", deadline = "seconds", min_delay = "seconds", max_delay = "seconds",
   base_delay = "seconds", sleep = "function", random = "function", on_retry = "function",
@@ -100,6 +103,10 @@ function M.run(fn, o, delay, first_err, started, what)
   local attempt, slept = 1, 0
   local r = first_err == nil and pack(fn()) or { n = 2, nil, first_err }
   while r[1] == nil and retryable(r[2]) and attempt < o.attempts do
+    -- a server (or a CDN) asking for a wait past the policy's is not slept on for up to a
+    -- day: the error goes back at once, its retry_after telling the caller how long
+    local asked = r[2].kind == "rate_limited" and r[2].retry_after
+    if type(asked) == "number" and asked > M.MAX_WAIT_FACTOR * o.max_delay then break end
     local d = delay(r[2], attempt, o)
     -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
     if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then break end

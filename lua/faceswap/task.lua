@@ -29,6 +29,26 @@ local running = {}
 
 local function pack(...) return { n = select("#", ...), ... } end
 
+-- pcall that a task may yield through. On 5.2+ and LuaJIT that is pcall itself; PUC 5.1's pcall
+-- is a C call no coroutine can yield across, so there fn runs in a coroutine of its own that
+-- counts as the same task, its yields handed on to whoever resumes the task.
+M.pcall = pcall
+if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then
+  function M.pcall(fn, ...)
+    local outer = coroutine.running()
+    local t = outer and running[outer]
+    if not t then return pcall(fn, ...) end
+    local co, r = coroutine.create(fn), pack(...)
+    while true do
+      running[co] = t
+      r = pack(coroutine.resume(co, unpack(r, 1, r.n)))
+      running[co] = nil
+      if coroutine.status(co) == "dead" then return unpack(r, 1, r.n) end
+      r = pack(coroutine.yield(unpack(r, 2, r.n)))
+    end
+  end
+end
+
 -- Whether the running coroutine can yield here. A client call made where it cannot (inside a
 -- string.gsub replacement function, a table.sort comparator, a __tostring: a C function
 -- between the call and the task's body) must not start a transfer and then fail to yield: it

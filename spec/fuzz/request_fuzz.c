@@ -462,7 +462,7 @@ static void check_headshot(const slot *sl, unsigned flags, unsigned extra) {
                  names[i]);
         add_msg(&e, m);
       } else if (sl[i].present) {
-        text_problem(&sl[i], "headshot", names[i], i == 0, m, sizeof m);
+        text_problem(&sl[i], "headshot", names[i], i == S_PROMPT || i == S_REPLY_REF, m, sizeof m);
         add_msg(&e, m);
       }
     }

@@ -41,6 +41,7 @@ fi
 mkdir -p "$OUT/obj"
 objs=()
 for src in csrc/*.c; do
+  [ "$src" = csrc/preload.c ] && continue # make static's, not the module's (as in the Makefile)
   obj="$OUT/obj/$(basename "${src%.c}").o"
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find csrc -name '*.h' -newer "$obj")" ] ||
      [ "$0" -nt "$obj" ]; then

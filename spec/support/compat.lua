@@ -1,4 +1,4 @@
--- What the specs need that differs between the Luas they run on (5.4, 5.3, LuaJIT 2.1 with the
+-- What the specs need that differs between the Luas they run on (5.1 to 5.4, LuaJIT 2.1 with the
 -- 5.1 API): `make test` runs the whole suite on 5.4 and LuaJIT. The library has no use for
 -- this file; only specs (and spec/support/sim.lua) require it.
 --

@@ -14,7 +14,7 @@ local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local function capture(cmd)
   local pipe = assert(io.popen(cmd))
-  local out = pipe:read("a")
+  local out = pipe:read("*a")
   pipe:close()
   return out
 end

@@ -5,7 +5,7 @@ local source = debug.getinfo(1, "S").source:match("^@(.*)$") or "spec/support/si
 local dir = source:match("^(.*)/[^/]*$") or "."
 if dir:sub(1, 1) ~= "/" then
   local pwd = io.popen("pwd")
-  dir = pwd:read("l") .. "/" .. dir
+  dir = pwd:read("*l") .. "/" .. dir
   pwd:close()
 end
 local lua = dir .. "/../../lua/"

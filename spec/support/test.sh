@@ -3,7 +3,7 @@
 #   every busted spec, luacheck, cppcheck, the whole suite again under valgrind (no errors,
 #   nothing definitely lost) and under ASan + UBSan (5.4), and the source rock installed with
 #   luarocks into a scratch tree and run there (spec/support/rock.sh);
-#   all on LUA_VERSION (5.4, 5.3 or luajit). Then, for each Lua of TEST_ALSO (luajit when
+#   all on LUA_VERSION (5.1 to 5.4, or luajit). Then, for each Lua of TEST_ALSO (luajit when
 #   LUA_VERSION is not), its build and every busted spec once more on it.
 # It ends with the one line CI reads: "N passed, M failed", all of the above counted.
 set -u

@@ -27,7 +27,7 @@ local function module_root()
   local dir = source:match("^(.*)/[^/]*$") or "."
   if dir:sub(1, 1) ~= "/" then
     local pwd = io.popen("pwd")
-    local cwd = pwd:read("l")
+    local cwd = pwd:read("*l")
     pwd:close()
     dir = cwd .. "/" .. dir
   end
@@ -157,7 +157,7 @@ function Sim:stop()
   self.pipe = nil
   local status = self:request("POST", "/__sim/shutdown")
   if status ~= 200 then os.execute("kill " .. self.pid .. " 2>/dev/null") end
-  pipe:read("a")               -- EOF: the child has exited
+  pipe:read("*a")               -- EOF: the child has exited
   return pipe:close()          -- pclose() waits for it, so no zombie is left
 end
 
@@ -186,8 +186,8 @@ function M.start(opts)
   end
   -- the shell prints its pid, then becomes the simulator (same pid) through exec
   local pipe = assert(io.popen("echo $$; " .. table.concat(args, " "), "r"))
-  local pid = tonumber(pipe:read("l"))
-  local line = pipe:read("l")
+  local pid = tonumber(pipe:read("*l"))
+  local line = pipe:read("*l")
   local host, port = (line or ""):match("^listening http://([^:]+):(%d+)$")
   if not (pid and port) then
     pipe:close()
