@@ -31,7 +31,8 @@
 #
 # Then it runs spec/bench/concurrency.sh (batches against the simulator, and
 # the cost of step(0) with many transfers in flight; a few minutes, see that
-# file for its own settings). CONCURRENCY_BENCH=0 skips it.
+# file for its own settings). CONCURRENCY_BENCH=0 skips it. Then spec/bench/https.sh
+# (HTTPS on loopback nginx; HTTPS_BENCH=0 skips it).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -212,4 +213,10 @@ if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then
     else
         echo "run.sh: skipping spec/bench/concurrency.sh: ${CORE_SO#"$ROOT"/} not built yet" >&2
     fi
+fi
+
+# --- the HTTPS benchmark (spec/bench/https.sh; docs/https.md) ----------------
+if [[ "${HTTPS_BENCH:-1}" != 0 ]]; then
+    echo
+    LUA="$LUA" CC="$CC" bash "$HERE/https.sh"
 fi
