@@ -48,20 +48,25 @@ INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
 
 # Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
+# ca-certificates: libcurl's Debian package only recommends it, and without it (a minimal
+# root, --no-install-recommends) no HTTPS call can verify anything.
 BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
-               lua-socket
+               lua-socket ca-certificates
 # `make doc`: LDoc, and the markdown it formats comments with (for Lua 5.1 only in Debian)
 DOC_DEBS    := lua-ldoc lua-markdown lua5.1
 # `make rock`: it packs the checkout's tracked files with git
 ROCK_DEBS   := luarocks git
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl locales $(DOC_DEBS) $(ROCK_DEBS)
+               lua5.4 liblua5.4-dev openssl locales strace tinyproxy curl python3-requests \
+               $(DOC_DEBS) $(ROCK_DEBS)
 # `make test-all-lua`: every Lua the module builds for
 ALL_LUAS    := 5.1 5.2 5.3 5.4 luajit
+# `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
+BENCH_DEBS  := $(TEST_DEBS)
 
-.PHONY: all test demo bench install clean deps-build deps-test lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz rock test-rock doc test-all-lua
+.PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
+        test-asan test-valgrind fuzz rock test-rock doc test-all-lua test-fresh
 
 all: $(MODULE)
 
@@ -130,6 +135,9 @@ deps-build:
 deps-test:
 	@sh spec/support/debs.sh $(TEST_DEBS)
 
+deps-bench:
+	@sh spec/support/debs.sh $(BENCH_DEBS)
+
 demo: deps-build
 	@$(MAKE) --no-print-directory all
 	@$(LUA) spec/support/demo.lua
@@ -188,6 +196,11 @@ fuzz:
 	@sh spec/support/debs.sh clang
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash spec/fuzz/run.sh
 
+# The README's two commands in a fresh debootstrap'd Debian 12 with only make added (root;
+# the root's tarball is cached in /var/cache/lua-faceswap). Before every release.
+test-fresh:
+	bash spec/support/fresh.sh
+
 lint: lint-lua lint-c
 
 lint-lua:
@@ -201,7 +214,8 @@ lint-c:
 	    -DLUA_VERSION_NUM=$$v csrc || exit 1; \
 	done
 
-bench: all
+bench: deps-bench
+	@$(MAKE) --no-print-directory all
 	bash spec/bench/run.sh
 	bash spec/bench/frames.sh
 

@@ -19,6 +19,7 @@
  * buffers this file owns, so no Lua error can long-jump through curl. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -69,6 +70,10 @@ typedef struct transfer {
   size_t upload_pos;
   int oversize, refused_rewind, no_memory, bad_framing;
   int forked;                   /* in flight when the process forked: the parent's, not ours */
+  int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
+  int at_status;                /* the next header line is a status line (start, after a 1xx) */
+  int final_status;             /* an answer's status line (not 1xx) came */
+  int head_done;                /* and so did the blank line that ends its header block */
   long long content_length;     /* the answer's Content-Length, -1 before one is seen */
   struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of the owner's */
   struct curl_slist expect_node; /* "Expect:", chained in front for large bodies only */
@@ -84,7 +89,11 @@ struct transport {
   size_t base_len;
   long timeout_ms, connect_timeout_ms;
   size_t max_response;
-  int no_proxy;
+  int no_proxy;                 /* no proxy variable is set: every transfer goes direct */
+  int base_http;                /* base_url is plain http: never through a proxy */
+  char *ca_file;                /* CURLOPT_CAINFO, NULL for libcurl's built-in bundle */
+  int no_ca_path;               /* CURLOPT_CAPATH NULL: a bundle file is the trust store */
+  CURLSH *share;                /* TLS sessions, shared by every transfer of the client */
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
   int running;                  /* transfers in flight */
@@ -158,9 +167,20 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
-  if (bytes >= 5 && memcmp(data, "HTTP/", 5) == 0) {
-    x->head.len = 0; /* a new response (after a 1xx): keep only the final one's headers */
+  if (x->at_status) {
+    /* a status line: the first line, or the first after a 1xx's block. A new response (after
+     * a 1xx) keeps only the final one's headers; a line starting "HTTP/" inside a header block
+     * is just a header line and resets nothing. */
+    x->at_status = 0;
+    x->head.len = 0;
     x->content_length = -1;
+    x->final_status = !(bytes >= 12 && memcmp(data, "HTTP/", 5) == 0 && data[9] == '1');
+  } else if (bytes <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+    /* the blank line: the answer's header block is whole, or a 1xx's ended */
+    if (x->final_status)
+      x->head_done = 1;
+    else
+      x->at_status = 1;
   } else if (bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
     /* libcurl takes the last of several; two that disagree leave the body's end unknown
      * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
@@ -483,6 +503,11 @@ static void transport_release(transport_t *t) {
     t->multi = NULL; /* cleared before cleanup: a second close finds nothing to free */
     curl_multi_cleanup(multi);
   }
+  if (t->share)
+    curl_share_cleanup(t->share);
+  t->share = NULL;
+  free(t->ca_file);
+  t->ca_file = NULL;
   if (t->epfd >= 0)
     close(t->epfd);
   t->epfd = -1;
@@ -570,6 +595,45 @@ static void set_base_url(lua_State *L, transport_t *t, int idx) {
   memcpy(t->base_url, url, len);
   t->base_url[len] = '\0';
   t->base_len = len;
+  t->base_http = memcmp(url, "http://", 7) == 0;
+}
+
+/* The trust store. With ca_file, that PEM bundle alone. Without, libcurl's built-in bundle
+ * file (Debian: /etc/ssl/certs/ca-certificates.crt, which update-ca-certificates builds from
+ * the same certificates as the /etc/ssl/certs directory) and not the directory beside it:
+ * libcurl (7.87+) keeps a parsed store in the multi handle only when no CA directory is set,
+ * and otherwise parses the whole bundle again for every new TLS connection. On a system with
+ * no bundle file, libcurl's defaults (the directory) stay. A ca_file must be readable and hold
+ * a PEM certificate, or new() raises. */
+static void set_trust(lua_State *L, transport_t *t) {
+  const char *path;
+  lua_getfield(L, 1, "ca_file");
+  if (!lua_isnil(L, -1)) {
+    char head[16384];
+    size_t n;
+    FILE *f;
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "bad option 'ca_file' (a string expected, got %s)", luaL_typename(L, -1));
+    path = lua_tostring(L, -1);
+    f = fopen(path, "rb");
+    if (!f) {
+      luaL_error(L, "bad option 'ca_file' (cannot read %s: %s)", path, strerror(errno));
+      return;
+    }
+    n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = '\0';
+    if (!strstr(head, "-----BEGIN CERTIFICATE-----"))
+      luaL_error(L, "bad option 'ca_file' (no PEM certificate in %s)", path);
+    t->ca_file = strdup(path);
+    if (!t->ca_file)
+      luaL_error(L, "not enough memory");
+    t->no_ca_path = 1;
+  } else {
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    t->no_ca_path = v->age >= CURLVERSION_SEVENTH && v->cainfo && access(v->cainfo, R_OK) == 0;
+  }
+  lua_pop(L, 1);
 }
 
 static double opt_number(lua_State *L, const char *name, double dflt, double min) {
@@ -600,7 +664,7 @@ static int proxy_in_environment(void) {
   return 0;
 }
 
-/* core.transport{token=, base_url=, timeout=, connect_timeout=, max_response=} */
+/* core.transport{token=, base_url=, timeout=, connect_timeout=, max_response=, ca_file=} */
 int core_transport_new(lua_State *L) {
   transport_t *t;
   size_t tlen, i;
@@ -638,6 +702,13 @@ int core_transport_new(lua_State *L) {
   t->connect_timeout_ms = (long)(connect_timeout * 1000);
   t->max_response = (size_t)max_response;
   t->no_proxy = !proxy_in_environment();
+  set_trust(L, t);
+  /* TLS sessions in one cache for all the client's transfers, so a connection opened beside
+   * another (or by another slot) resumes a session instead of a full handshake */
+  t->share = curl_share_init();
+  if (!t->share)
+    return luaL_error(L, "curl_share_init failed");
+  curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (t->epfd < 0)
@@ -692,6 +763,11 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (t->ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
+  if (t->no_ca_path)
+    curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+  curl_easy_setopt(e, CURLOPT_SHARE, t->share);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->timeout_ms);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->connect_timeout_ms);
   curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, MAX_IDLE_REUSE_SECONDS);
@@ -709,8 +785,6 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t);
-  if (t->no_proxy)
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* spares libcurl reading them per request */
   return x;
 }
 
@@ -749,7 +823,7 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
   }
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
-  info.code = (int)status;
+  info.code = x->final_status ? (int)status : 0; /* a 1xx is no answer */
   /* sent unless nothing of the request left this machine: libcurl counts request bytes once
    * per transfer, so a resend's failed connect still shows the first attempt's bytes */
   info.sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
@@ -767,6 +841,9 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     info.retryable = 0;
     msg = "connection lost after the request was sent; not resent, since the server may "
           "have acted on it";
+  } else if (res == CURLE_OK) { /* libcurl's OK for a connection closed inside the headers */
+    info.code = 0;
+    msg = "connection closed before the answer's headers ended";
   } else if (x->no_memory) {
     msg = "not enough memory for the answer";
   } else if (res == CURLE_OPERATION_TIMEDOUT) {
@@ -831,6 +908,17 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     }
     curl_easy_setopt(e, CURLOPT_URL, x->url.p);
   }
+  /* Plain http (loopback only) never goes through a proxy: the proxy would get the request,
+   * token and all, in clear. https follows http(s)_proxy/no_proxy: through a CONNECT tunnel
+   * the proxy sees only the host and port. "" is libcurl's "no proxy", and with no proxy
+   * variable set it also spares libcurl reading them per request. */
+  {
+    int direct = t->no_proxy || (download ? memcmp(target, "http://", 7) == 0 : t->base_http);
+    if (direct != x->direct) {
+      curl_easy_setopt(e, CURLOPT_PROXY, direct ? "" : NULL);
+      x->direct = direct;
+    }
+  }
   x->post = post || del; /* not safe to send again once sent */
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
   if (post) {
@@ -861,6 +949,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
   x->content_length = -1;
+  x->at_status = 1;
+  x->final_status = x->head_done = 0;
   x->errbuf[0] = '\0';
   x->sync = sync;
   x->result = CURLE_OK;
@@ -877,7 +967,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
  * frees its slot, and returns the number of values pushed. */
 static int finish(lua_State *L, transport_t *t, transfer_t *x) {
   int n;
-  if (x->result == CURLE_OK && !x->no_memory) {
+  if (x->result == CURLE_OK && !x->no_memory && x->head_done) {
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);

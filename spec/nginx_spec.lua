@@ -165,7 +165,7 @@ describe("inside nginx", function()
     s:script { action = "reset_before", match = "^POST /headshot$" }
     local status, text = get("/headshot?prompt=once")
     assert.equal(502, status)
-    assert.equal("transport: connection: connection reset by peer\n", text)
+    assert.equal("transport: Recv failure: Connection reset by peer\n", text) -- libcurl's words
     assert.equal(before + 1, s:count("POST"))
   end)
 

@@ -478,12 +478,15 @@ describe("secrets", function()
   describe("TLS verification", function()
     it("has no option to switch it off: such options raise as unknown", function()
       for _, name in ipairs { "insecure", "ssl_verify", "ssl_verifypeer", "ssl_verifyhost", "verify",
-                              "verify_peer", "tls_verify", "no_verify", "cainfo", "capath", "ca_file" } do
+                              "verify_peer", "tls_verify", "no_verify", "cainfo", "capath" } do
         assert.has_error(function() new { [name] = false } end,
           "bad argument #1 to 'new' (unknown option '" .. name .. "')")
         assert.has_error(function() new { [name] = true } end,
           "bad argument #1 to 'new' (unknown option '" .. name .. "')")
       end
+      -- ca_file chooses what to trust, never whether to verify
+      assert.has_error(function() new { ca_file = false } end,
+        "bad argument #1 to 'new' (option 'ca_file' must be a string, got boolean)")
     end)
 
     local has_openssl = os.execute("command -v openssl >/dev/null 2>&1")

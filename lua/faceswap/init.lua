@@ -85,7 +85,7 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
-  retry = "table", log = "function",
+  retry = "table", log = "function", ca_file = "string",
 }
 
 local function check_options(opts)
@@ -167,7 +167,7 @@ function M.new(opts)
     token = token,
     base_url = opts.base_url or env_url or "https://api.useapi.net/v1/faceswap",
     timeout = opts.timeout, connect_timeout = opts.connect_timeout,
-    max_response = opts.max_response,
+    max_response = opts.max_response, ca_file = opts.ca_file,
   })
   if not ok then
     if env_url then transport = transport:gsub("^bad option 'base_url'", "bad USEAPI_BASE_URL") end

@@ -13,6 +13,10 @@
  * the file as it sends, with type image/png).  The response
  * body is appended to a growing buffer and then thrown away: nothing is
  * parsed.  Exits 0 iff every request completed with HTTP 200.
+ *
+ * For HTTPS (spec/bench/https.sh): BARE_CAINFO=FILE sets CURLOPT_CAINFO, and
+ * BARE_NO_CAPATH=1 unsets libcurl's built-in CA directory (CURLOPT_CAPATH
+ * NULL), which lets libcurl keep the parsed CA store between connections.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -77,6 +81,10 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+    if (getenv("BARE_CAINFO"))
+        curl_easy_setopt(h, CURLOPT_CAINFO, getenv("BARE_CAINFO"));
+    if (getenv("BARE_NO_CAPATH"))
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 
     int rc = 0;
     for (long i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
  *   cg.toggle()        -> CALLGRIND_TOGGLE_COLLECT (start with --collect-atstart=no)
  *   cg.dump(name)      -> CALLGRIND_DUMP_STATS_AT(name): write what was counted
  *                         since the last dump to a numbered part file, then zero
+ *   cg.zero()          -> CALLGRIND_ZERO_STATS: forget what was counted since then
  *
  * Outside valgrind every call is a few instructions that do nothing.
  */
@@ -28,6 +29,13 @@ static int cg_toggle(lua_State *L)
     return 0;
 }
 
+static int cg_zero(lua_State *L)
+{
+    (void)L;
+    CALLGRIND_ZERO_STATS;
+    return 0;
+}
+
 static int cg_dump(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -38,7 +46,8 @@ static int cg_dump(lua_State *L)
 int luaopen_cgmark(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"on_valgrind", cg_on_valgrind}, {"toggle", cg_toggle}, {"dump", cg_dump}, {NULL, NULL}
+        {"on_valgrind", cg_on_valgrind}, {"toggle", cg_toggle}, {"dump", cg_dump}, {"zero", cg_zero},
+        {NULL, NULL}
     };
     luaL_newlib(L, fns);
     return 1;

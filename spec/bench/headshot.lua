@@ -8,6 +8,7 @@
 -- object.  Every job's jobid is checked against the server's fixed answer.
 -- Finds lua/ and build/5.4/ relative to the repository root, which is located
 -- from this script's own path, so it can be started from any directory.
+-- FACESWAP_CA_FILE, when set, is the client's ca_file (for HTTPS, spec/bench/https.sh).
 
 local script = debug.getinfo(1, "S").source
 script = script:sub(1, 1) == "@" and script:sub(2) or (arg and arg[0]) or ""
@@ -26,7 +27,7 @@ end
 local EXPECTED = "8a1f574fdbf79e8cd57e070476d9d5f3"
 
 local faceswap = require "faceswap"
-local c = faceswap.new{ token = "test-token", base_url = url }
+local c = faceswap.new{ token = "test-token", base_url = url, ca_file = os.getenv("FACESWAP_CA_FILE") }
 
 for i = 1, n do
   local job = assert(c:headshot("portrait of a cat"))

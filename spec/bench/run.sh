@@ -31,9 +31,10 @@
 #
 # Then it runs spec/bench/concurrency.sh (batches against the simulator, and
 # the cost of step(0) with many transfers in flight; a few minutes, see that
-# file for its own settings). CONCURRENCY_BENCH=0 skips it. Last, the
-# commands' benchmarks (docs/commands.md): spec/bench/upload.sh and
-# spec/bench/channels.lua (about two minutes); COMMANDS_BENCH=0 skips them.
+# file for its own settings). CONCURRENCY_BENCH=0 skips it. Then spec/bench/https.sh
+# (HTTPS on loopback nginx; HTTPS_BENCH=0 skips it). Last, the commands' benchmarks
+# (docs/commands.md): spec/bench/upload.sh and spec/bench/channels.lua (about two
+# minutes); COMMANDS_BENCH=0 skips them.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -214,6 +215,12 @@ if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then
     else
         echo "run.sh: skipping spec/bench/concurrency.sh: ${CORE_SO#"$ROOT"/} not built yet" >&2
     fi
+fi
+
+# --- the HTTPS benchmark (spec/bench/https.sh; docs/https.md) ----------------
+if [[ "${HTTPS_BENCH:-1}" != 0 ]]; then
+    echo
+    LUA="$LUA" CC="$CC" bash "$HERE/https.sh"
 fi
 
 # --- the commands' benchmarks: uploads, and batches over several accounts (docs/commands.md) -

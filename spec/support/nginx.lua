@@ -7,6 +7,8 @@
 --   local n = nginx.start { server = "location = /x { return 204; }", http = "..." }
 --   ... n.url .. "/x" ...
 --   n:stop()
+-- With tls = {cert =, key =} (spec/support/tls.lua makes them) the server speaks HTTPS
+-- (TLS 1.3 and 1.2) and n.url is https://.
 local socket = require "socket"
 
 local M = {}
@@ -61,7 +63,8 @@ http {
   lua_package_cpath "@ROOT@/build/luajit/?.so;;";
   @HTTP@
   server {
-    listen 127.0.0.1:@PORT@;
+    listen 127.0.0.1:@PORT@@LISTEN@;
+    @TLS@
     @SERVER@
   }
 }
@@ -107,7 +110,8 @@ local function ensure_luajit_build()
   f:close()
 end
 
--- opts.server: the server block's body; opts.http: more lines for the http block.
+-- opts.server: the server block's body; opts.http: more lines for the http block; opts.tls:
+-- a certificate and key to serve HTTPS with.
 function M.start(opts)
   ensure_luajit_build()
   local prefix = run("mktemp -d /tmp/faceswap-nginx.XXXXXX")
@@ -117,6 +121,9 @@ function M.start(opts)
   local values = {
     PREFIX = prefix, MODULES = M.modules, ROOT = M.root, PORT = tostring(port),
     HTTP = opts.http or "", SERVER = opts.server or "",
+    LISTEN = opts.tls and " ssl" or "",
+    TLS = opts.tls and string.format("ssl_certificate %s; ssl_certificate_key %s; " ..
+      "ssl_protocols TLSv1.2 TLSv1.3;", opts.tls.cert, opts.tls.key) or "",
     -- as root nginx would run its worker as nobody, who cannot read a checkout under /root
     USER = run("id -u") == "0" and "user root;" or "",
   }
@@ -131,7 +138,8 @@ function M.start(opts)
   local pipe = assert(io.popen(cmd, "r"))
   local pid = tonumber(pipe:read("*l"))
   local self = setmetatable({ pipe = pipe, pid = pid, prefix = prefix, port = port,
-                              url = "http://127.0.0.1:" .. port }, Nginx)
+                              url = (opts.tls and "https" or "http") .. "://127.0.0.1:" .. port },
+                             Nginx)
   local deadline = socket.gettime() + 10
   repeat
     local c = socket.tcp()
