@@ -53,12 +53,14 @@ describe("command line lifecycle", function()
     local out, err, pidf, codef = tmp .. "/.out", tmp .. "/.err", tmp .. "/.pid", tmp .. "/.code"
     os.execute("( " .. command(args) .. " >" .. quote(out) .. " 2>" .. quote(err) .. " & echo $! >" ..
       quote(pidf) .. "; wait $!; echo $? >" .. quote(codef) .. " ) >/dev/null 2>&1 &")
-    local pid = tonumber(sim.wait_for(function() return read(pidf) end, 10))
+    -- the shell creates each file before it writes the number: wait for the whole line
+    local function number_in(path) return tonumber((read(path) or ""):match("^(%d+)\n$")) end
+    local pid = sim.wait_for(function() return number_in(pidf) end, 10)
     return {
       pid = pid,
       finish = function()
-        local code = sim.wait_for(function() return read(codef) end, 60)
-        return tonumber(code), read(out), read(err)
+        local code = sim.wait_for(function() return number_in(codef) end, 60)
+        return code, read(out), read(err)
       end,
     }
   end
