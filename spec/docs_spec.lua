@@ -6,7 +6,8 @@
 --    line before it: that spec must exist and name the page. Those marked for this spec run
 --    here with a stand-in host (LÖVE, libuv, WeeChat: docs/hosts.md) or through busted
 --    (docs/simulator.md).
---  * ```sh: `sh -n`; every `faceswap ...` line of docs/cli.md runs against the simulator.
+--  * ```sh: `sh -n`; every `faceswap ...` line of docs/cli.md and docs/commands.md runs against
+--    the simulator.
 --  * ```c: compiled (a fragment inside a main, -fsyntax-only).
 --  * ```nginx: must be marked.
 -- And every relative link of these pages names a file of the checkout (and a heading there).
@@ -18,6 +19,9 @@ local faceswap = require "faceswap"
 local ROOT = nginx.root
 local TOKEN = "docs-token"
 local THIS = "spec/docs_spec.lua"
+local CHANNELS = { "1100000000000000001", "1100000000000000002" }   -- the accounts the examples name
+-- The pages whose ```sh blocks' `faceswap` lines run against the simulator.
+local CLI_PAGES = { ["docs/cli.md"] = true, ["docs/commands.md"] = true }
 
 local function pages()
   local list = { "README.md" }
@@ -72,16 +76,23 @@ local function run_in(dir, base_url, command, seconds)
   return out:gsub("exit %d+\n$", ""), status
 end
 
-local function scratch()
-  local dir = shell.capture("mktemp -d"):gsub("\n$", "")
-  finally(function() os.execute("rm -rf " .. shell.quote(dir)) end)
-  return dir
-end
-
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
+end
+
+-- A scratch directory holding the files the examples name: prompts, and images (a real PNG
+-- under every name; the type is read from the bytes).
+local function scratch()
+  local dir = shell.capture("mktemp -d"):gsub("\n$", "")
+  finally(function() os.execute("rm -rf " .. shell.quote(dir)) end)
+  write(dir .. "/prompts.txt", "studio portrait\noutdoor portrait\n")
+  local png = assert(shell.read(ROOT .. "/spec/support/demo-face.png"))
+  for _, name in ipairs { "me.png", "me.jpg", "photo.jpg", "clip.gif", "clip.mp4" } do
+    write(dir .. "/" .. name, png)
+  end
+  return dir
 end
 
 -- The blocks marked for this spec: each runs with what its host would give it. `find` picks the
@@ -163,7 +174,7 @@ end
 describe("the guides' code blocks", function()
   local s
   setup(function()
-    s = sim.start { token = TOKEN, job_seconds = 0.5, blocking_seconds = 0.05 }
+    s = sim.start { token = TOKEN, job_seconds = 0.5, blocking_seconds = 0.05, channels = CHANNELS }
   end)
   teardown(function() s:stop() end)
   before_each(function() s:reset() end)
@@ -257,19 +268,14 @@ describe("the guides' code blocks", function()
     assert.matches("2 successes / 0 failures / 0 errors", out)
   end)
 
-  it("runs every faceswap command line of docs/cli.md against the simulator", function()
+  it("runs every faceswap command line of docs/cli.md and docs/commands.md against the simulator", function()
     local dir = scratch()
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
     local job = assert(client:headshot("a job for the examples"))
     client:close()
-    write(dir .. "/prompts.txt", "studio portrait\noutdoor portrait\n")
-    local png = shell.read(ROOT .. "/spec/support/demo-face.png")
-    if png then
-      for _, name in ipairs { "me.png", "me.jpg", "photo.jpg", "clip.gif" } do write(dir .. "/" .. name, png) end
-    end
     local ran, failed = 0, {}
     for _, b in ipairs(ALL) do
-      if b.page == "docs/cli.md" and b.lang == "sh" then
+      if CLI_PAGES[b.page] and b.lang == "sh" then
         for line in b.code:gmatch("[^\n]+") do
           local command = line:gsub("%s+#.*$", "")
           if command:find("^faceswap ") or command:find("^[A-Z_]+=%S+ faceswap ") then
