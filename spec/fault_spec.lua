@@ -1,7 +1,7 @@
 -- The fault matrix: everything the network or the server can do wrong, one spec a row, through
 -- the simulator's scripted misbehaviour. Each row checks what the user sees (kind, code, the
 -- exact message, retryable, sent), that it comes within the client's timeout, and that the same
--- client then carries on: the next headshot succeeds. The README's table "fault → what the user
+-- client then carries on: the next headshot succeeds. The table of docs/faults.md "fault → what the user
 -- sees" is this file in prose. Retries are off (retry = false), so each error is the first one.
 -- Runs under Lua 5.4 and LuaJIT 2.1 alike.
 local faceswap = require "faceswap"

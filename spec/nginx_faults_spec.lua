@@ -1,6 +1,6 @@
 -- The nginx transport against the same faults as the libcurl one: for each fault the simulator
 -- plays, the error a client gets inside nginx (cosockets) must read as it does outside (libcurl),
--- so the README's fault table holds for both; the whole attempt keeps to `timeout`; and TLS
+-- so docs/faults.md's table holds for both; the whole attempt keeps to `timeout`; and TLS
 -- inside nginx verifies with lua_ssl_trusted_certificate (a throwaway CA), refusing a
 -- self-signed server.
 local faceswap = require "faceswap"
@@ -102,7 +102,7 @@ describe("the nginx transport", function()
     return port
   end
 
-  describe("gives the errors of the README's fault table", function()
+  describe("gives the errors of the fault table (docs/faults.md)", function()
     it("connection refused", function()
       local port = dead_port()
       agree({ action = "refused", port = port }, "job",

@@ -22,7 +22,7 @@ describe("the version", function()
     local read = require("spec.support.shell").read
     local version = faceswap._VERSION:match("%S+$")
     local changelog = assert(read("CHANGELOG.md"), "CHANGELOG.md is missing")
-    assert.truthy(changelog:find("\n## %[[^\n]*" .. version:gsub("%.", "%%.") .. "\n"),
+    assert.truthy(changelog:find("\n## %[" .. version:gsub("%.", "%%.") .. "%] %- %d%d%d%d%-%d%d%-%d%d\n"),
       "CHANGELOG.md has no section for " .. version)
     local license = assert(read("LICENSE"), "LICENSE is missing")
     assert.equal("MIT License\n\nCopyright (c) ", license:sub(1, 27))
