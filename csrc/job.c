@@ -313,7 +313,17 @@ static void push_named(lua_State *L, int idx, const char *name) {
 }
 
 static int job_index(lua_State *L) {
-  job_t *job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
+  job_t *job = NULL;
+  /* a job's metatable is [0] of the lookup table: compared by address, not looked up by name
+   * (luaL_checkudata, which gives the message, only when it is not a job) */
+  if (lua_getmetatable(L, 1)) {
+    lua_rawgeti(L, lua_upvalueindex(1), 0);
+    if (lua_rawequal(L, -1, -2))
+      job = (job_t *)lua_touserdata(L, 1);
+    lua_pop(L, 2);
+  }
+  if (!job)
+    job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   lua_settop(L, 2);
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
@@ -475,6 +485,8 @@ void job_open(lua_State *L) {
     lua_pushinteger(L, D_CREDITS + i);
     lua_setfield(L, -2, derived[i]);
   }
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 0); /* an integer key: never a name looked up */
   lua_pushcclosure(L, job_index, 1);
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);
