@@ -437,8 +437,17 @@ static void forked(lua_State *L, transport_t *t) {
 
 static void forked(lua_State *L, transport_t *t);
 
+/* For the methods, whose upvalue is the transport metatable: compared by address, not looked
+ * up by name (luaL_checkudata, which gives the message, only when it is not a transport). */
 static transport_t *check_transport(lua_State *L) {
-  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
+  transport_t *t = NULL;
+  if (lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(1)))
+      t = (transport_t *)lua_touserdata(L, 1);
+    lua_pop(L, 1);
+  }
+  if (!t)
+    t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
   if (!t->multi)
     luaL_error(L, "attempt to use a closed faceswap client");
   if (t->pid != getpid())
@@ -1127,7 +1136,9 @@ void transport_open(lua_State *L) {
     curl_ready = 1;
   }
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);
-  luaL_newlib(L, methods);
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1); /* the metatable, for check_transport */
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);
   lua_pop(L, 1);
