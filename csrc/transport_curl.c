@@ -71,6 +71,12 @@ typedef struct transfer {
   int oversize, refused_rewind, no_memory, bad_framing;
   int forked;                   /* in flight when the process forked: the parent's, not ours */
   int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
+  /* What the easy handle was last set to (libcurl keeps options from one transfer to the
+   * next): each is set only when it changes. set_method 0 is "not yet" (calloc). */
+  int set_method;               /* 1 CURLOPT_POST, 2 CURLOPT_HTTPGET */
+  curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
+  struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
+  size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
   int head_done;                /* and so did the blank line that ends its header block */
@@ -757,6 +763,7 @@ static transfer_t *transfer_new(transport_t *t) {
     return NULL;
   }
   x->owner = t;
+  x->set_size = -1;
   x->ct_node.data = x->ct_line;
   x->expect_node.data = (char *)"Expect:";
   x->expect_node.next = &x->ct_node;
@@ -876,6 +883,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   int post = strcmp(method, "POST") == 0, download = target[0] != '/';
   transfer_t *x;
   CURL *e;
+  struct curl_slist *headers;
   if (!post && strcmp(method, "GET") != 0)
     luaL_error(L, "bad argument #1 to 'perform' (GET or POST expected)");
   if (download) {
@@ -939,18 +947,33 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       release_slot(t, x);
       luaL_error(L, "not enough memory");
     }
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    if (x->set_method != 1) {
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      x->set_method = 1;
+    }
+    if (x->set_size != (curl_off_t)blen) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      x->set_size = (curl_off_t)blen;
+    }
     /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
      * saves it scanning one more line each time it looks for a header */
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, blen >= LARGE_BODY_BYTES ? &x->expect_node
-                                                                     : &x->ct_node);
+    headers = blen >= LARGE_BODY_BYTES ? &x->expect_node : &x->ct_node;
   } else {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, download ? NULL : t->headers);
+    if (x->set_method != 2) {
+      curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+      x->set_method = 2;
+    }
+    headers = download ? NULL : t->headers;
+  }
+  if (headers != x->set_headers) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    x->set_headers = headers;
   }
   x->limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
+  if (x->limit != x->set_limit) {
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
+    x->set_limit = x->limit;
+  }
   x->upload_pos = 0;
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
