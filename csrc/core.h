@@ -1,6 +1,7 @@
 /* core.h: what the files of faceswap.core share. Each .c owns one concern:
  *   cjson.c     JSON text <-> Lua values through a private lua-cjson instance
  *   request.c   validate params, build method/path/content-type/body (no I/O)
+ *   command.c   the command table, and the builder of every command but headshot
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
  *   error.c     error objects
@@ -20,6 +21,7 @@
 
 /* Limits the server enforces, mirrored locally (useapi-faceswap.md). */
 #define FACESWAP_MAX_REPLY_CHARS 1024
+#define FACESWAP_BOUNDARY_MAX 70 /* RFC 2046 */
 
 /* cjson.c: JSON through a private lua-cjson instance */
 #define FACESWAP_JSON_MAX_DEPTH 65 /* arrays and objects inside each other, the outermost included */
@@ -67,6 +69,21 @@ int core_build_headshot(lua_State *L);
 int core_build_get(lua_State *L);
 size_t utf8_length(const char *s, size_t len, int *valid);
 void request_push_rng(lua_State *L); /* the boundary generator, build_headshot's upvalue */
+/* check_text and make_boundary, for command.c's builder */
+const char *request_check_text(lua_State *L, int idx, const char *what, const char *name,
+                               int multiline, size_t *len, size_t *chars);
+size_t request_make_boundary(void *rng, char *out);
+
+/* command.c: the command table */
+enum { ANSWER_JOB, ANSWER_JOBIDS, ANSWER_ACCOUNT, ANSWER_ACCOUNTS, ANSWER_NONE };
+int core_build_command(lua_State *L); /* an upvalue: the boundary generator */
+int core_commands(lua_State *L);
+/* The ANSWER_* a command's answer is read as, and whether asking again is safe; -1 for a
+ * name that is not a command of the table. */
+int command_answer(const char *name, int *safe);
+/* Reads a 2xx answer that is not a job (ANSWER_*): pushes it and returns 1, or pushes why it
+ * is not the documented answer and returns 0. */
+int command_read_answer(lua_State *L, int answer, int status, int body_idx);
 
 /* response.c */
 int core_read_response(lua_State *L);

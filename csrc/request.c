@@ -359,3 +359,13 @@ void request_push_rng(lua_State *L) {
   if (rng->s == 0)
     rng->s = 0x9E3779B97F4A7C15ULL;
 }
+
+/* For command.c: the same text checks and boundaries as headshot's. */
+const char *request_check_text(lua_State *L, int idx, const char *what, const char *name,
+                               int multiline, size_t *len, size_t *chars) {
+  return check_text(L, idx, what, name, multiline, len, chars);
+}
+
+size_t request_make_boundary(void *rng, char *out) {
+  return make_boundary((boundary_rng *)rng, out);
+}

@@ -16,11 +16,21 @@
 #define BODY_SHOWN 100       /* bytes of an undocumented error page shown in the error text */
 
 /* The operations answers are read for; a POST's decide retry safety. */
-typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL } faceswap_op;
+typedef enum { OP_HEADSHOT, OP_JOB, OP_CANCEL, OP_COMMAND } faceswap_op;
 
-static faceswap_op op_check(lua_State *L, int idx) {
+/* The op at idx; for a command of the table (command.c), also how its answer reads and
+ * whether asking again is safe. */
+static faceswap_op op_check(lua_State *L, int idx, int *answer, int *safe) {
   static const char *const ops[] = {"headshot", "job", "cancel", NULL};
-  return (faceswap_op)luaL_checkoption(L, idx, NULL, ops);
+  const char *name = luaL_checkstring(L, idx);
+  int i;
+  for (i = 0; ops[i]; i++)
+    if (strcmp(name, ops[i]) == 0)
+      return (faceswap_op)i;
+  *answer = command_answer(name, safe);
+  if (*answer < 0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "invalid option '%s'", name));
+  return OP_COMMAND;
 }
 
 static int ascii_ieq(const char *a, const char *b, size_t n) {
@@ -194,17 +204,23 @@ static int bad_response(lua_State *L, error_info *info) {
 
 /* core.read_response(op, status, headers, body) -> job | nil, err */
 int core_read_response(lua_State *L) {
-  faceswap_op op = op_check(L, 1);
+  int answer = ANSWER_JOB, safe = 0;
+  faceswap_op op = op_check(L, 1, &answer, &safe);
   int status = (int)luaL_checkinteger(L, 2);
   size_t hlen = 0, blen;
   const char *headers = luaL_optlstring(L, 3, "", &hlen);
   const char *body = luaL_checklstring(L, 4, &blen);
   int decoded, has_error, too_big;
   /* a GET may always be asked again; a POST answered badly may still have made a job */
-  error_info info = {"server", status, 1, op != OP_HEADSHOT, -1};
+  error_info info = {"server", status, 1, op == OP_COMMAND ? safe : op != OP_HEADSHOT, -1};
   lua_settop(L, 4);
 
   if (status >= 200 && status < 300) {
+    if (answer != ANSWER_JOB) {
+      if (command_read_answer(L, answer, status, 4))
+        return 1;
+      return bad_response(L, &info);
+    }
     if (job_push_json(L, 4))
       return 1;
     lua_pushfstring(L, "HTTP %d answer: %s", status, lua_tostring(L, -1));

@@ -880,15 +880,17 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   const char *method = luaL_checkstring(L, 2);
   size_t plen;
   const char *target = luaL_checklstring(L, 3, &plen);
-  int post = strcmp(method, "POST") == 0, download = target[0] != '/';
+  /* a DELETE (delid, delall) may carry a form body; with one it goes like a POST */
+  int del = strcmp(method, "DELETE") == 0, download = target[0] != '/';
+  int post = strcmp(method, "POST") == 0 || (del && lua_type(L, 5) == LUA_TSTRING);
   transfer_t *x;
   CURL *e;
   struct curl_slist *headers;
-  if (!post && strcmp(method, "GET") != 0)
-    luaL_error(L, "bad argument #1 to 'perform' (GET or POST expected)");
+  if (!post && !del && strcmp(method, "GET") != 0)
+    luaL_error(L, "bad argument #1 to 'perform' (GET, POST or DELETE expected)");
   if (download) {
     const char *why = url_problem(target, plen, 0);
-    if (why || post) {
+    if (why || post || del) {
       error_info info = {"invalid_request", 0, 0, 0, -1};
       lua_pushnil(L);
       lua_pushfstring(L, "refused to fetch %s (%s)", why ? "a URL" : "with POST",
@@ -934,7 +936,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       x->direct = direct;
     }
   }
-  x->post = post;
+  x->post = post || del; /* not safe to send again once sent */
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
   if (post) {
     size_t clen, blen;
     const char *ct = lua_tolstring(L, 4, &clen), *body = lua_tolstring(L, 5, &blen);

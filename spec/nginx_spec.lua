@@ -66,6 +66,20 @@ local SERVER = [[
           faceswap.type(a), " ", tostring(a:done()))
       }
     }
+    location = /identities {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+        local out = {}
+        local function add(r, err)
+          out[#out + 1] = r == true and "true" or r and (r.status .. " " .. r.content) or tostring(err)
+        end
+        add(client:saveid { idname = "nx", image = "@FACE@" })
+        add(client:delid { idname = "nx" })
+        add(client:delete_account("1100000000000000001"))
+        ngx.say(table.concat(out, "\n"))
+      }
+    }
     location = /callback {
       content_by_lua_block {
         require("faceswap.resty").callback(function(job)
@@ -91,7 +105,8 @@ describe("inside nginx", function()
     s = sim.start { job_seconds = 0.2, token = TOKEN }
     n = nginx.start {
       http = "lua_shared_dict faceswap_callbacks 1m; lua_shared_dict received 1m;",
-      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url }),
+      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url,
+        FACE = io.popen("pwd"):read("l") .. "/spec/support/demo-face.png" }),
     }
   end)
   teardown(function()
@@ -114,6 +129,20 @@ describe("inside nginx", function()
     assert.same({ prompt = "studio portrait" }, r[1].fields)
     assert.equal("GET", r[#r].method)
     assert.equal(job, assert(faceswap.new { token = TOKEN, base_url = s.base_url }:job(job.jobid)))
+  end)
+
+  it("uploads a file, and sends DELETE with and without a form body, through cosockets", function()
+    s:config { blocking_seconds = 0.05 }
+    local status, body = get("/identities")
+    assert.equal(200, status, body .. n:log())
+    local lines = {}
+    for line in body:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    assert.truthy(lines[1]:find("^completed <@%d+> ID 'nx' saved"), lines[1])
+    assert.truthy(lines[2]:find("^completed <@%d+> ID 'nx' deleted"), lines[2])
+    assert.equal("true", lines[3])
+    local methods = {}
+    for _, r in ipairs(s:requests()) do methods[#methods + 1] = r.method .. " " .. r.path end
+    assert.same({ "POST /saveid", "DELETE /delid", "DELETE /account/1100000000000000001" }, methods)
   end)
 
   it("returns the same errors as outside nginx", function()

@@ -29,16 +29,23 @@ commands:
   cancel JOBID      cancel a job
   batch FILE|-      a headshot for each line of FILE (- for stdin), each waited for;
                     prints one line per prompt: JOBID STATUS FILES...
-
+%s
 options:
-  --channel ID      Discord channel for the job (headshot)
-  --reply-url URL   replyUrl, where the API posts the finished job (headshot)
-  --reply-ref REF   replyRef, sent back with it (headshot)
-  --wait            wait until the job has ended (headshot)
+  --channel ID      Discord channel of the account to use (headshot and the commands
+                    after batch above)
+  --reply-url URL   replyUrl, where the API posts the finished job (the same)
+  --reply-ref REF   replyRef, sent back with it (the same)
+  --wait            wait until the job has ended (headshot, picsi, changebg)
   --download DIR    save completed jobs' images in DIR as JOBID-N.EXT, never overwriting
-                    (headshot, wait, batch; implies --wait)
-  --json            print the job as JSON (headshot, job, wait)
-  --concurrency N   jobs at once (batch; default 4)
+                    (headshot, wait, batch, swapid, inswapper, picsi, changebg;
+                    implies --wait)
+  --json            print the answer as JSON (headshot, job, wait and the commands after
+                    batch above)
+  --concurrency N   jobs at once (batch; default 4 per channel)
+  --channels all|ID,ID  spread a batch over these accounts (all: every account)
+  --options FLAGS   the command's options field (picsi, changebg)
+  --server ID       the account's Discord server (account add)
+  --yes             confirm delall
   --state FILE      batch: record each submitted job in FILE as its answer arrives; a rerun
                     with the same FILE waits for those and submits only the rest. Ctrl-C
                     stops submitting and lists the jobs submitted (exit status 130)
@@ -48,7 +55,8 @@ options:
   --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)
   --help, --version
 
-environment: USEAPI_TOKEN (required), USEAPI_BASE_URL
+environment: USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else
+             the first line of standard input: a token is never taken from the command line)
 exit status: 0 success, 1 API, network or job failure, 2 usage error
 ]]
 
@@ -71,8 +79,48 @@ local OPTIONS = {
   version = { all = true },
 }
 
-local COMMANDS = { headshot = "PROMPT", job = "JOBID", wait = "JOBID", cancel = "JOBID",
-                   batch = "FILE" }
+OPTIONS.channels = { value = true, batch = true }
+OPTIONS.options = { value = true }
+OPTIONS.server = { value = true, account = true }
+OPTIONS.yes = { delall = true }
+
+-- Each command's arguments, in order.
+local COMMANDS = { headshot = { "PROMPT" }, job = { "JOBID" }, wait = { "JOBID" },
+                   cancel = { "JOBID" }, batch = { "FILE" } }
+
+-- The other commands come from the core's command table (faceswap.commands): their required
+-- fields are their arguments, named here for the help.
+local METAVARS = { idname = "IDNAME", image = "IMAGE", targetMessageId = "MESSAGE_ID",
+  source_image = "SOURCE", target_image_gif_or_video = "TARGET",
+  a_background_photo_of = "PROMPT" }
+local ATTACHMENTS = { swapid = true, inswapper = true, picsi = true, changebg = true }
+local TABLE = {} -- name -> the command's row
+local help = {}
+for _, c in ipairs(faceswap.commands) do
+  TABLE[c.name] = c
+  if not COMMANDS[c.name] and c.common then
+    local args = {}
+    for _, f in ipairs(c.fields) do
+      if f.required then args[#args + 1] = METAVARS[f.name] or f.name:upper() end
+      if f.name == "options" then OPTIONS.options[c.name] = true end
+    end
+    COMMANDS[c.name] = args
+    for _, o in ipairs { "channel", "reply-url", "reply-ref", "json" } do OPTIONS[o][c.name] = true end
+    if ATTACHMENTS[c.name] then OPTIONS.download[c.name] = true end
+    if c.mode ~= "blocking" then OPTIONS.wait[c.name], OPTIONS.interval[c.name] = true, true end
+    local line = c.name .. (#args > 0 and " " .. table.concat(args, " ") or "")
+    help[#help + 1] = #line <= 17 and string.format("  %-17s %s", line, c.summary) or
+      ("  " .. line .. "\n" .. (" "):rep(20) .. c.summary)
+  end
+end
+COMMANDS.jobs, COMMANDS.account = {}, { "[add|delete] [CHANNEL]" }
+OPTIONS.json.jobs, OPTIONS.json.account = true, true
+help[#help + 1] = "  jobs              the ids of the jobs running now"
+help[#help + 1] = "  account [CHANNEL] the accounts (or one) with their credits used/total"
+help[#help + 1] = "  account add CHANNEL --server ID\n" .. (" "):rep(20) ..
+  "configure an account (its Discord token: see below)"
+help[#help + 1] = "  account delete CHANNEL\n" .. (" "):rep(20) .. "remove an account"
+M.usage = M.usage:format(table.concat(help, "\n") .. "\n")
 
 local Usage = {} -- raised as { Usage, message } by the argument checks
 
@@ -112,8 +160,26 @@ local function check_command(words, opts)
   local command = words[1]
   if not command then usage_error("no command given") end
   if not COMMANDS[command] then usage_error("unknown command '" .. command .. "'") end
-  if not words[2] then usage_error(command .. " needs a " .. COMMANDS[command]) end
-  if words[3] then usage_error("unexpected argument '" .. words[3] .. "'") end
+  local args, wanted = { unpack(words, 2) }, COMMANDS[command]
+  if command == "account" then
+    wanted = (args[1] == "add" or args[1] == "delete") and { "add", "CHANNEL" } or { nil, nil }
+    if args[1] == "add" and not opts.server then usage_error("account add needs --server ID") end
+    if opts.server and args[1] ~= "add" then
+      usage_error("option '--server' only applies to account add")
+    end
+  end
+  for k, meta in ipairs(wanted) do
+    if not args[k] then
+      usage_error(command .. (command == "account" and (" " .. args[1]) or "") .. " needs " ..
+        (meta:find("^[AEIOU]") and "an " or "a ") .. meta)
+    end
+  end
+  local most = #wanted
+  if command == "account" then most = wanted[1] and 2 or 1 end
+  if args[most + 1] then usage_error("unexpected argument '" .. args[most + 1] .. "'") end
+  if command == "delall" and not opts.yes then
+    usage_error("delall deletes every saved face: add --yes to confirm")
+  end
   for name in pairs(opts) do
     if not (OPTIONS[name].all or OPTIONS[name][command]) then
       usage_error("option '--" .. name .. "' does not apply to " .. command)
@@ -135,7 +201,15 @@ local function check_command(words, opts)
     end
     opts.interval = s
   end
-  return command, words[2]
+  if opts.channels then
+    local list = {}
+    for id in opts.channels:gmatch("[^,]+") do list[#list + 1] = id end
+    if opts.channels ~= "all" and #list == 0 then
+      usage_error("option '--channels' needs all or channel ids separated by commas")
+    end
+    opts.channels = opts.channels == "all" and "all" or list
+  end
+  return command, args
 end
 
 ---------------------------------------------------------------------------------------------
@@ -278,7 +352,7 @@ local function finish(ctx, job)
   return files, status
 end
 
-function commands.headshot(ctx, prompt)
+function commands.headshot(ctx, _, prompt)
   local o = ctx.opts
   local job, err = ctx.client:headshot { prompt = prompt, channel = o.channel,
                                          replyUrl = o["reply-url"], replyRef = o["reply-ref"] }
@@ -293,14 +367,14 @@ function commands.headshot(ctx, prompt)
   return status
 end
 
-function commands.job(ctx, jobid)
+function commands.job(ctx, _, jobid)
   local job, err = ctx.client:job(jobid)
   if not job then return fail(ctx, err) end
   ctx.out(ctx.opts.json and job:json() or job_lines(job))
   return 0
 end
 
-function commands.wait(ctx, jobid)
+function commands.wait(ctx, _, jobid)
   local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx))
   if not job then return fail(ctx, err) end
   local files, status = finish(ctx, job)
@@ -308,7 +382,7 @@ function commands.wait(ctx, jobid)
   return status
 end
 
-function commands.cancel(ctx, jobid)
+function commands.cancel(ctx, _, jobid)
   local job, err = ctx.client:cancel(jobid)
   if not job then return fail(ctx, err) end
   ctx.out(job_line(job))
@@ -413,7 +487,7 @@ local function fate_unknown(err)
     (err.kind == "transport" or err.kind == "timeout" or err.kind == "cancelled")
 end
 
-function commands.batch(ctx, source)
+function commands.batch(ctx, _, source)
   local o = ctx.opts
   local prompts, numbers = read_prompts(ctx, source)
   if not prompts then return fail(ctx, numbers) end
@@ -490,11 +564,17 @@ function commands.batch(ctx, source)
 
   if ctx.catch_signals ~= false then core.catch_signals(true) end
   local stop = core.interrupted
-  local out = client:batch(fresh, { concurrency = o.concurrency, wait = w, stop = stop,
-    on_update = function(k, x)
+  local out, batch_err = client:batch(fresh, { concurrency = o.concurrency, wait = w,
+    stop = stop, channels = o.channels, on_update = function(k, x)
       if faceswap.type(x) == "job" and not state[index[k]] then record("submitted", index[k], x.jobid) end
       on_update(index[k], x)
     end })
+  if not out then -- channels "all" and no list of accounts: nothing was submitted
+    if ctx.catch_signals ~= false then core.catch_signals(false) end
+    for _, r in ipairs(resumed) do r.task:cancel() end
+    if ctx.state_file then ctx.state_file:close() end
+    return fail(ctx, batch_err)
+  end
   while not stop() and client:step(0) > 0 do client:step(3600) end -- the resumed waits
   local signal = stop()
   if ctx.catch_signals ~= false then core.catch_signals(false) end
@@ -554,6 +634,116 @@ function commands.batch(ctx, source)
   return status
 end
 
+-- Every command of the table without a function of its own: the arguments fill the
+-- required fields in order; the answer is a job, waited for with --wait (or --download) when
+-- it is one to wait for; its content (the bot's reply) is shown.
+function commands.generic(ctx, name, ...)
+  local o, c = ctx.opts, TABLE[name]
+  local params, k = { channel = o.channel, replyUrl = o["reply-url"], replyRef = o["reply-ref"],
+                      options = o.options }, 0
+  for _, f in ipairs(c.fields) do
+    if f.required then
+      k = k + 1
+      params[f.name] = (select(k, ...))
+    end
+  end
+  local job, err = ctx.client[name](ctx.client, params)
+  if not job then return fail(ctx, err) end
+  if (o.wait or o.download) and job.status ~= nil and not job:done() then
+    job, err = ctx.client:wait(job, wait_options(o, ctx))
+    if not job then return fail(ctx, err) end
+  end
+  local files, status = nil, 0
+  if job.status ~= nil and job.status ~= "completed" and (job:done() or o.wait) then
+    files, status = finish(ctx, job)
+  elseif o.download then
+    local ok
+    files, ok = download_job(ctx.client, job, o.download, ctx.note)
+    status = ok and 0 or 1
+  end
+  if o.json then
+    ctx.out(job:json())
+  else
+    ctx.out(job_lines(job, files) .. (job.content and ("\ncontent  " .. job.content) or ""))
+  end
+  return status
+end
+
+function commands.jobs(ctx)
+  local ids, err = ctx.client:jobs()
+  if not ids then return fail(ctx, err) end
+  if ctx.opts.json then
+    ctx.out(#ids == 0 and "[]" or require("cjson").encode(ids))
+  else
+    for _, id in ipairs(ids) do ctx.out(id) end
+  end
+  return 0
+end
+
+-- One account as a line: channel, server, credits used/total, the masked token.
+local function account_line(a)
+  local credits = type(a.credits) == "table" and a.credits or {}
+  return string.format("%s  server %s  credits %s/%s  discord %s", tostring(a.channel),
+    tostring(a.server), tostring(credits.used or "?"), tostring(credits.total or "?"),
+    tostring(a.discord))
+end
+
+function commands.account(ctx, _, sub, channel)
+  local client = ctx.client
+  if sub == "add" then
+    -- the token comes from the environment or stdin: on the command line, `ps` would show it
+    local token = ctx.getenv("DISCORD_TOKEN")
+    if not token or token == "" then
+      -- typed on a terminal: asked for, and not shown
+      local typed = ctx.stdin == io.stdin and core.isatty(0)
+      if typed then
+        ctx.stderr:write("Discord token: ")
+        os.execute("stty -echo 2>/dev/null")
+      end
+      token = (ctx.stdin:read("*l") or ""):gsub("%s+$", "")
+      if typed then
+        os.execute("stty echo 2>/dev/null")
+        ctx.stderr:write("\n")
+      end
+    end
+    if token == "" then
+      ctx.err("faceswap: no Discord token: set DISCORD_TOKEN or write it on standard input")
+      return 2
+    end
+    local ok, err = client:add_account { channel = channel, server = ctx.opts.server,
+                                         discord = token }
+    if not ok then return fail(ctx, err) end
+    ctx.out("added account " .. channel)
+    return 0
+  elseif sub == "delete" then
+    local ok, err = client:delete_account(channel)
+    if not ok then return fail(ctx, err) end
+    ctx.out("deleted account " .. channel)
+    return 0
+  end
+  local accounts, err
+  if sub then
+    local one
+    one, err = client:account(sub)
+    accounts = one and { [sub] = one }
+  else
+    accounts, err = client:accounts()
+  end
+  if not accounts then return fail(ctx, err) end
+  local channels = {}
+  for id, a in pairs(accounts) do
+    a.channel = a.channel or id
+    channels[#channels + 1] = id
+  end
+  table.sort(channels)
+  if ctx.opts.json then
+    ctx.out(require("cjson").encode(sub and accounts[sub] or accounts))
+  else
+    for _, id in ipairs(channels) do ctx.out(account_line(accounts[id])) end
+  end
+  return 0
+end
+
 ---------------------------------------------------------------------------------------------
 -- main
 ---------------------------------------------------------------------------------------------
@@ -572,7 +762,7 @@ local function run(args, ctx)
     ctx.out(faceswap._VERSION)
     return 0
   end
-  local command, argument = check_command(words, opts)
+  local command, arguments = check_command(words, opts)
   ctx.opts = opts
   local token = ctx.getenv("USEAPI_TOKEN")
   if not token or token == "" then usage_error("no token: set USEAPI_TOKEN") end
@@ -611,7 +801,7 @@ local function run(args, ctx)
     end
   end
   ctx.client = client
-  local status = commands[command](ctx, argument)
+  local status = (commands[command] or commands.generic)(ctx, command, unpack(arguments))
   client:close()
   return status
 end

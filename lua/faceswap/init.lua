@@ -15,6 +15,7 @@ local M = { _VERSION = core._VERSION }
 
 local build_headshot, build_get, read_response = core.build_headshot, core.build_get,
   core.read_response
+local build_command = core.build_command
 
 --- Makes a job of job JSON: a callback's body, or what `job:json()` gave.
 -- @function decode
@@ -179,6 +180,7 @@ function M.new(opts)
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
+    _locks = {},
     _log = log,
     _closed = false,
   }, client_mt)
@@ -287,6 +289,196 @@ function client:cancel(jobid)
   return job, err
 end
 
+-- == The other commands: one method per row of the core's command table (csrc/command.c);
+-- == docs/commands.md describes them. ==
+
+-- The channel lock. A blocking command holds its channel upstream for seconds, and a second
+-- call meanwhile is refused; so the client runs one blocking command per channel at a time and
+-- the others wait their turn (parked inside a task, driving the tasks outside one). Calls that
+-- name no channel share the lock NO_CHANNEL. A holder that ended without releasing (a task
+-- that raised or was cancelled, a blocking call that raised) is passed over.
+local NO_CHANNEL, MAIN = {}, {}
+
+local function stale(holder, sched)
+  if holder == MAIN then return not sched:current() end
+  return holder:done()
+end
+
+local function lock_channel(self, key)
+  local sched, locks = self._sched, self._locks
+  local me = sched:current() or MAIN
+  local lock = locks[key]
+  if me == MAIN then
+    while lock and not stale(lock.holder, sched) do -- the tasks run until the holder is done
+      sched:step(1)
+      lock = locks[key]
+    end
+  elseif lock and not stale(lock.holder, sched) then
+    lock.waiters[#lock.waiters + 1] = me
+    -- unlock_channel hands the lock over and wakes us; a holder that ended without releasing
+    -- it (a cancelled task) is noticed within a second
+    repeat
+      sched:park(M.now() + 1)
+      lock = locks[key]
+    until not lock or lock.holder == me or stale(lock.holder, sched)
+    for k = lock and #lock.waiters or 0, 1, -1 do
+      if lock.waiters[k] == me then table.remove(lock.waiters, k) end
+    end
+  end
+  if lock then lock.holder = me else locks[key] = { holder = me, waiters = {} } end
+end
+
+local function unlock_channel(self, key)
+  local lock = self._locks[key]
+  while lock.waiters[1] do
+    local t = table.remove(lock.waiters, 1)
+    if not t:done() then
+      lock.holder = t
+      self._sched:wake(t)
+      return
+    end
+  end
+  self._locks[key] = nil
+end
+
+-- The methods below are made from the table; their reference:
+
+--- Saves the face in an image under a name (POST /saveid). Blocking: it holds its channel.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:saveid
+-- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Puts saved faces (names separated by commas) on an image (POST /swapid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:swapid
+-- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the swapped image in `attachments`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Lists the saved faces' names (POST /listid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:listid
+-- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the names in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Makes a saved face the default (POST /setid). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:setid
+-- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Deletes a saved face (DELETE /delid, form body). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:delid
+-- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Deletes every saved face (DELETE /delall, form body). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:delall
+-- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the bot's reply in `content`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Swaps the default face onto an image posted in the channel (POST /inswapper). Blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:inswapper
+-- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the image in `attachments`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Puts the face of `source_image` on `target_image_gif_or_video` (POST /picsi). Counts as blocking.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:picsi
+-- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Replaces an image's background with the one described (POST /changebg). A job, like a headshot.
+-- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
+-- (docs/commands.md).
+-- @function client:changebg
+-- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- The ids of the jobs running now (GET /jobs).
+-- @function client:jobs
+-- @treturn[1] {string,...} the jobids
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Every configured account (GET /account).
+-- @function client:accounts
+-- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
+-- total, used}}`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- One account (GET /account/<channel>).
+-- @function client:account
+-- @tparam string channel
+-- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Configures an account (POST /account/<channel>, JSON).
+-- @function client:add_account
+-- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
+-- required
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+--- Removes an account's configuration (DELETE /account/<channel>).
+-- @function client:delete_account
+-- @tparam string channel
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] objects.error
+
+M.commands = core.commands()
+
+for _, cmd in ipairs(M.commands) do
+  local name = cmd.name
+  local blocking = cmd.mode == "blocking" or cmd.mode == "either"
+  client[name] = client[name] or function(self, params)
+    check_client(self, name)
+    local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
+      self._channel, self._reply_url)
+    if not ok then error(method, 2) end
+    if not method then return nil, path end
+    if not blocking then return call(self, name, method, path, content_type, body) end
+    local key = channel or NO_CHANNEL
+    lock_channel(self, key)
+    local result, err = call(self, name, method, path, content_type, body)
+    unlock_channel(self, key)
+    return result, err
+  end
+end
+
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
 
 local function check_wait_options(opts, level)
@@ -342,7 +534,8 @@ function client:wait(target, opts)
   local last, jobid, last_error, failures
   if M.type(target) == "job" then
     last, jobid = target, target.jobid
-    if last:done() then return last end
+    -- a blocking command's finished result (picsi's, for one) has no status to wait for
+    if last:done() or last.status == nil then return last end
   elseif type(target) == "string" then
     jobid = target
     local ok, problem = pcall(build_get, "job", jobid) -- misuse is reported as wait's
@@ -483,6 +676,11 @@ end
 ---------------------------------------------------------------------------------------------
 
 local NO_RETRY = { attempts = 1 }
+local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- The commands a batch runs: those whose answer is a job to wait for.
+local BATCH_COMMANDS = { headshot = true, changebg = true }
 
 local function check_batch(list, opts)
   if type(list) ~= "table" then
@@ -493,6 +691,12 @@ local function check_batch(list, opts)
     if kind ~= "string" and kind ~= "table" then
       error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
         ", not a prompt or params table)", 3)
+    end
+    local command = kind == "table" and list[i].command or nil
+    if command ~= nil and not BATCH_COMMANDS[command] then
+      error("bad argument #1 to 'batch' (item " .. i .. ": command must be \"headshot\" or " ..
+        "\"changebg\", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
+        type(command)) .. ")", 3)
     end
   end
   if type(opts) ~= "table" then
@@ -506,6 +710,15 @@ local function check_batch(list, opts)
     elseif name == "on_update" or name == "stop" then
       if type(value) ~= "function" then
         error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
+      end
+    elseif name == "channels" then
+      local ok = value == "all" or (type(value) == "table" and #value > 0)
+      for k = 1, ok and value ~= "all" and #value or 0 do
+        ok = ok and type(value[k]) == "string" and value[k] ~= ""
+      end
+      if not ok then
+        error("bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array " ..
+          "of channel ids)", 3)
       end
     elseif name == "wait" then
       if type(value) == "table" then
@@ -524,90 +737,181 @@ local function check_batch(list, opts)
   end
 end
 
---- Headshots for a list of prompts, several at once.
--- client:batch(list, opts): a headshot for each prompt or params table of list, at most
--- opts.concurrency at once, each waited for unless opts.wait == false. Returns an array whose
--- [i] is list[i]'s job or error object.
+-- The request for one batch item on one channel (nil: the client's default): a headshot for a
+-- prompt or params table, or {command = "changebg", ...}. The item's own channel wins.
+local function build_item(self, item, channel)
+  local command = type(item) == "table" and item.command or "headshot"
+  if command == "headshot" then
+    if type(item) == "table" and item.command then
+      local copy = {}
+      for k, v in pairs(item) do if k ~= "command" then copy[k] = v end end
+      item = copy
+    end
+    return "headshot", build_headshot(item, self._encoding, channel or self._channel,
+      self._reply_url)
+  end
+  local params = {}
+  for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
+  return command, build_command(command, params, channel or self._channel, self._reply_url)
+end
+
+--- Jobs for a list of prompts (headshots, or changebg items), several at once, over one
+-- account or several.
+-- client:batch(list, opts): a job (headshot, or changebg for {command = "changebg", ...}) for
+-- each item of list, at most opts.concurrency at once, each waited for unless
+-- opts.wait == false. Returns an array whose [i] is list[i]'s job or error object.
+-- opts.channels spreads the items over several accounts ("all": every account of GET
+-- /account); an item that names its channel runs there.
 --
--- The account's queue has room for a few running jobs; beyond that upstream answers 429. The
--- batch learns that size: a 429 while some of its own jobs run means the queue holds that
--- many, so the next headshot waits until one of them ends instead of sleeping 10-30 s. After
--- that many starts in a row it tries one more, in case room has grown.
--- @tparam {string|table,...} list prompts, or params tables as for @{client:headshot}
--- @tparam[opt] table opts `concurrency` (4), `wait` (wait options, or false to return the
--- started jobs), `on_update(i, job_or_err)`
--- @treturn table `[i]` the job of `list[i]`, or its error object
+-- Each account's queue has room for a few running jobs; beyond that upstream answers 429. The
+-- batch learns each queue's size: a 429 while some of its own jobs run there means the queue
+-- holds that many, so the next item waits until one of the jobs of some queue ends instead of
+-- sleeping 10-30 s. After that many starts in a row on a queue it tries one more there, in
+-- case room has grown.
+-- @tparam {string|table,...} list prompts, params tables as for @{client:headshot}, or
+-- `{command = "changebg", image = ..., a_background_photo_of = ...}`
+-- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
+-- return the started jobs), `on_update(i, job_or_err)`, `channels` (an array of channel ids,
+-- or `"all"`), `stop`
+-- @treturn table `[i]` the job of `list[i]`, or its error object (nil and an error object
+-- when `channels = "all"` and the accounts cannot be listed)
 function client:batch(list, opts)
   check_client(self, "batch")
   opts = opts or {}
   check_batch(list, opts)
   local n, results = #list, {}
   if n == 0 then return results end
+  local channels = opts.channels
+  if channels == "all" then
+    local accounts, err = self:accounts()
+    if not accounts then return nil, err end
+    channels = {}
+    for channel in pairs(accounts) do channels[#channels + 1] = channel end
+    table.sort(channels)
+    if #channels == 0 then
+      return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
+        error = "no accounts configured (GET /account is empty)" }
+    end
+  end
   local sched, policy = self._sched, self._retry or NO_RETRY
   local on_update = opts.on_update or function() end
   local wait_opts = opts.wait
   if wait_opts == nil or wait_opts == true then wait_opts = {} end
   local follow = wait_opts ~= false
 
-  -- the queue: jobs of ours that run, headshots on their way, its size once known
-  local running, posting, capacity, streak = 0, 0, nil, 0
-  local waiters, settling = {}, {} -- tasks waiting for room; for our headshots to be answered
+  -- one queue per channel: jobs of ours that run there, requests on their way, its size once
+  -- known, and the tasks waiting for those requests to be answered
+  local queues, by_channel = {}, {}
+  local function queue_of(channel)
+    local key = channel or NO_CHANNEL
+    local q = by_channel[key]
+    if not q then
+      q = { channel = channel, running = 0, posting = 0, capacity = nil, streak = 0,
+            settling = {} }
+      by_channel[key] = q
+      queues[#queues + 1] = q
+    end
+    return q
+  end
+  for _, channel in ipairs(channels or { false }) do queue_of(channel or nil) end
+  local shared = #queues -- the queues items without a channel of their own are spread over
+
+  local waiters = {} -- items waiting for room: { task, own queue or nil, queue given }
+  local function has_room(q)
+    return not q.capacity or q.running + q.posting < q.capacity
+  end
+  -- The queue for an item's next request: its own, or the least busy one with room; nil: none.
+  local function pick(own)
+    if own then return has_room(own) and own or nil end
+    local best
+    for k = 1, shared do
+      local q = queues[k]
+      if has_room(q) and (not best or q.running + q.posting < best.running + best.posting) then
+        best = q
+      end
+    end
+    return best
+  end
+  -- Hands the room there is to the waiting items, longest waiting first, reserving each its
+  -- slot (a request on its way) so that no item arriving meanwhile takes it.
   local function room()
-    while waiters[1] and (not capacity or running + posting < capacity) do
-      sched:wake(table.remove(waiters, 1))
-      posting = posting + 1 -- reserved for the task just woken
-    end
-  end
-  local function enter()
-    if capacity and running + posting >= capacity then
-      waiters[#waiters + 1] = sched:current()
-      sched:park() -- room() reserves the slot it wakes us for
-    else
-      posting = posting + 1
-    end
-  end
-  -- After a 429 "queue full": once our other headshots on their way have been answered, the
-  -- queue holds the jobs of ours that run. With some running, the next call waits for one of
-  -- them to end (a delay of 0); with none, it waits as the retry policy says.
-  local function delay(err, attempt, o)
-    if follow and err.kind == "rate_limited" and err.retry_after == nil then
-      while posting > 0 do
-        settling[#settling + 1] = sched:current()
-        sched:park()
-      end
-      if running > 0 then
-        capacity, streak = running, 0
-        return 0
+    local k = 1
+    while waiters[k] do
+      local w = waiters[k]
+      local q = pick(w.own)
+      if q then
+        q.posting = q.posting + 1
+        w.queue = q
+        table.remove(waiters, k)
+        sched:wake(w.task)
+      else
+        k = k + 1
       end
     end
-    return retry.delay(err, attempt, o)
+  end
+  local function enter(own)
+    local q = pick(own)
+    if q then
+      q.posting = q.posting + 1
+      return q
+    end
+    local w = { task = sched:current(), own = own }
+    waiters[#waiters + 1] = w
+    sched:park() -- room() reserves the slot it wakes us for
+    return w.queue
   end
 
   local function start(i)
-    local method, path, content_type, body = build_headshot(list[i], self._encoding,
-      self._channel, self._reply_url)
+    local item = list[i]
+    local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
+    local built = {} -- the request per channel, built once
+    local function request(q)
+      local key = q.channel or NO_CHANNEL
+      if not built[key] then built[key] = pack(build_item(self, item, q.channel)) end
+      return unpack(built[key], 1, built[key].n)
+    end
+    local op, method, path = request(own or queues[1])
     if not method then return nil, path end
-    local attempt = 0
-    return retry.run(function()
-      enter()
-      attempt = attempt + 1
-      local job, err = exchange(self, "headshot", method, path, content_type, body, attempt)
-      posting = posting - 1
-      if job then
-        if follow then running = running + 1 end
-        -- the queue holds at least what it took; after that many starts in a row, try one more
-        if capacity and running > capacity then capacity = running end
-        streak = streak + 1
-        if capacity and streak >= capacity then capacity, streak = capacity + 1, 0 end
-      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
-        capacity, streak = math.max(running, 1), 0 -- admit no more until delay() knows better
+    local q -- the queue of the latest attempt
+    -- After a 429 "queue full": once our other requests on their way there have been
+    -- answered, the queue holds the jobs of ours that run. With some running, the next call
+    -- waits for room (a delay of 0); with none, it waits as the retry policy says.
+    local function delay(err, attempt, o)
+      if follow and err.kind == "rate_limited" and err.retry_after == nil then
+        while q.posting > 0 do
+          q.settling[#q.settling + 1] = sched:current()
+          sched:park()
+        end
+        if q.running > 0 then
+          q.capacity, q.streak = q.running, 0
+          return 0
+        end
       end
-      if posting == 0 then
-        for k = #settling, 1, -1 do sched:wake(table.remove(settling, k)) end
+      return retry.delay(err, attempt, o)
+    end
+    local attempt = 0
+    local job, err = retry.run(function()
+      q = enter(own)
+      attempt = attempt + 1
+      local _, m, p, content_type, body = request(q)
+      local job, err = exchange(self, op, m, p, content_type, body, attempt)
+      q.posting = q.posting - 1
+      if job then
+        if follow then q.running = q.running + 1 end
+        -- the queue holds at least what it took; after that many starts in a row, try one more
+        if q.capacity and q.running > q.capacity then q.capacity = q.running end
+        q.streak = q.streak + 1
+        if q.capacity and q.streak >= q.capacity then q.capacity, q.streak = q.capacity + 1, 0 end
+      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
+        q.capacity, q.streak = math.max(q.running, 1), 0 -- no more until delay() knows better
+      end
+      if q.posting == 0 then
+        for k = #q.settling, 1, -1 do sched:wake(table.remove(q.settling, k)) end
       end
       room()
       return job, err
     end, policy, delay, nil, nil, method .. " " .. path)
+    return job, err, q
   end
 
   -- opts.stop: checked before each item is started, and (outside a task) after each step,
@@ -619,17 +923,17 @@ function client:batch(list, opts)
       next_item = next_item + 1
       local i = next_item
       inflight[i] = { task = sched:current() }
-      local holding = false -- one of the queue's running jobs is this item's
+      local holding -- the queue one of whose running jobs is this item's
       local function release()
         if holding then
-          holding = false
-          running = running - 1
+          holding.running = holding.running - 1
+          holding = nil
           room()
         end
       end
       local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
-        local job, err = start(i)
-        holding = job ~= nil and follow
+        local job, err, q = start(i)
+        holding = job ~= nil and follow and q or nil
         inflight[i].job = job
         if job then
           on_update(i, job)
@@ -675,7 +979,7 @@ function client:batch(list, opts)
     workers = 0
   end
 
-  for _ = 1, math.min(opts.concurrency or 4, n) do
+  for _ = 1, math.min(opts.concurrency or 4 * shared, n) do
     workers = workers + 1
     workers_of[#workers_of + 1] = sched:spawn(work)
   end

@@ -220,7 +220,7 @@ function M.transport(o)
   -- One exchange; `fresh` forces a new connection (after a reused one died unanswered), within
   -- the same attempt: `started` and `deadline` are the first try's.
   local function exchange(method, url, content_type, body, download, fresh, started, deadline)
-    local post = method == "POST"
+    local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
     local scheme, host, port, path, authority = split_url(url)
     started = started or now()
     deadline = deadline or started + self.timeout
@@ -268,7 +268,7 @@ function M.transport(o)
     local request = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. authority ..
       "\r\nUser-Agent: lua-faceswap/" .. core._VERSION:match("%S+$") .. "\r\n" ..
       (download and "" or auth) ..
-      (post and ("Content-Type: " .. content_type .. "\r\nContent-Length: " .. #body ..
+      (body and ("Content-Type: " .. content_type .. "\r\nContent-Length: " .. #body ..
         "\r\n\r\n" .. body) or "\r\n")
     local function timed_out(code, r, length)
       return failed("timeout", "Operation timed out after " .. ms() .. " milliseconds with " ..

@@ -2,12 +2,15 @@
  * spec/bench/bare_mime.c - baseline for the round-trip benchmark
  * (see spec/bench/run.sh).
  *
- *   bare_mime URL N
+ *   bare_mime URL N [FILE]
  *
  * Sends N multipart POSTs to URL over ONE reused libcurl easy handle.  The
  * body is rebuilt for every request with libcurl's own mime API (one part,
  * name "prompt", data "portrait of a cat"), with "Authorization: Bearer
- * test-token", TCP_NODELAY and the "Expect:" header disabled.  The response
+ * test-token", TCP_NODELAY and the "Expect:" header disabled.  With FILE (the
+ * upload benchmark, spec/bench/upload.sh) the parts are a saveid's instead:
+ * "idname" = "me" and "image" = FILE's bytes (curl_mime_filedata: libcurl reads
+ * the file as it sends, with type image/png).  The response
  * body is appended to a growing buffer and then thrown away: nothing is
  * parsed.  Exits 0 iff every request completed with HTTP 200.
  *
@@ -46,11 +49,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s URL N\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s URL N [FILE]\n", argv[0]);
         return 2;
     }
-    const char *url = argv[1];
+    const char *url = argv[1], *file = argc == 4 ? argv[3] : NULL;
     long n = strtol(argv[2], NULL, 10);
     if (n < 0) {
         fprintf(stderr, "bad N: %s\n", argv[2]);
@@ -87,8 +90,17 @@ int main(int argc, char **argv)
     for (long i = 0; i < n; i++) {
         curl_mime *mime = curl_mime_init(h);
         curl_mimepart *part = curl_mime_addpart(mime);
-        curl_mime_name(part, "prompt");
-        curl_mime_data(part, "portrait of a cat", CURL_ZERO_TERMINATED);
+        if (file) {
+            curl_mime_name(part, "idname");
+            curl_mime_data(part, "me", CURL_ZERO_TERMINATED);
+            part = curl_mime_addpart(mime);
+            curl_mime_name(part, "image");
+            curl_mime_filedata(part, file);
+            curl_mime_type(part, "image/png");
+        } else {
+            curl_mime_name(part, "prompt");
+            curl_mime_data(part, "portrait of a cat", CURL_ZERO_TERMINATED);
+        }
         curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
 
         body.len = 0;

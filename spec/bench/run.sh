@@ -32,7 +32,9 @@
 # Then it runs spec/bench/concurrency.sh (batches against the simulator, and
 # the cost of step(0) with many transfers in flight; a few minutes, see that
 # file for its own settings). CONCURRENCY_BENCH=0 skips it. Then spec/bench/https.sh
-# (HTTPS on loopback nginx; HTTPS_BENCH=0 skips it).
+# (HTTPS on loopback nginx; HTTPS_BENCH=0 skips it). Last, the commands' benchmarks
+# (docs/commands.md): spec/bench/upload.sh and spec/bench/channels.lua (about two
+# minutes); COMMANDS_BENCH=0 skips them.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -219,4 +221,12 @@ fi
 if [[ "${HTTPS_BENCH:-1}" != 0 ]]; then
     echo
     LUA="$LUA" CC="$CC" bash "$HERE/https.sh"
+fi
+
+# --- the commands' benchmarks: uploads, and batches over several accounts (docs/commands.md) -
+if [[ "${COMMANDS_BENCH:-1}" != 0 && -f "$CORE_SO" ]]; then
+    echo
+    LUA="$LUA" CC="$CC" bash "$HERE/upload.sh"
+    echo
+    "$LUA" "$HERE/channels.lua"
 fi

@@ -17,7 +17,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_FLAGS=${FUZZ_FLAGS:-}
 OUT=build/fuzz
 HARNESSES=("$@")
-[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(response request)
+[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(response request command)
 
 ROCKSPEC=$(find rockspec -name "lua-faceswap-*.rockspec" | head -n 1)
 VERSION=${ROCKSPEC#rockspec/lua-faceswap-}

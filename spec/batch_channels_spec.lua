@@ -1,0 +1,123 @@
+-- client:batch over several accounts (opts.channels) and with changebg items, against the
+-- simulator: each channel's queue learned on its own, jobs that say where they ran.
+local faceswap = require "faceswap"
+local sim = require "spec.support.sim"
+
+local TOKEN = "test-token"
+local CH1, CH2, CH3 = "1100000000000000001", "1100000000000000002", "1100000000000000003"
+local FACE = "spec/support/demo-face.png"
+local FAST = { interval = 0.05, max_interval = 0.05, timeout = 30 }
+
+describe("client:batch over channels", function()
+  local s, client, slept
+
+  setup(function()
+    s = sim.start { job_seconds = 0.3, token = TOKEN, channels = { CH1, CH2, CH3 }, max_running = 2 }
+  end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    slept = {}
+    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = {
+      sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
+  end)
+  after_each(function() client:close() end)
+
+  local function prompts(n)
+    local list = {}
+    for i = 1, n do list[i] = "prompt " .. i end
+    return list
+  end
+
+  local function per_channel(results)
+    local count = {}
+    for _, job in ipairs(results) do
+      assert.equal("job", faceswap.type(job))
+      assert.equal("completed", job.status)
+      count[job.channel] = (count[job.channel] or 0) + 1
+    end
+    return count
+  end
+
+  it("spreads the list over the given channels, learning each queue's size", function()
+    local results = client:batch(prompts(12), { channels = { CH1, CH2 }, wait = FAST })
+    assert.equal(12, #results)
+    local count = per_channel(results)
+    assert.is_nil(count[CH3])
+    assert.is_true(count[CH1] >= 2 and count[CH2] >= 2)
+    assert.equal(12, count[CH1] + count[CH2])
+    -- every 429 was waited out by a job of ours ending, never slept through
+    assert.same({}, slept)
+    local posts = {}
+    for _, r in ipairs(s:requests()) do
+      if r.method == "POST" then posts[r.fields.channel] = (posts[r.fields.channel] or 0) + 1 end
+    end
+    assert.is_nil(posts[""])
+    assert.equal(12 + s:stats().rejected, (posts[CH1] or 0) + (posts[CH2] or 0))
+  end)
+
+  it("hands a freed slot to the item waiting longest: none is the probe twice running", function()
+    s:config { max_running = 3 }
+    local results = client:batch(prompts(40), { channels = { CH1 }, wait = FAST })
+    per_channel(results)
+    assert.same({}, slept)
+    -- an item is sent again only after a 429, and a queue learned probes with one item a round
+    local posts = {}
+    for _, r in ipairs(s:requests()) do
+      if r.method == "POST" then posts[r.fields.prompt] = (posts[r.fields.prompt] or 0) + 1 end
+    end
+    for i = 1, 40 do assert.is_true(posts["prompt " .. i] <= 2, "prompt " .. i) end
+  end)
+
+  it("takes every configured account for \"all\"", function()
+    local results = client:batch(prompts(9), { channels = "all", wait = FAST })
+    local count = per_channel(results)
+    assert.is_true(count[CH1] >= 1 and count[CH2] >= 1 and count[CH3] >= 1)
+  end)
+
+  it("returns nil, err when the accounts cannot be listed", function()
+    local stranger = faceswap.new { token = "wrong", base_url = s.base_url, retry = false }
+    local results, err = stranger:batch(prompts(2), { channels = "all" })
+    stranger:close()
+    assert.is_nil(results)
+    assert.same({ "unauthorized", 401 }, { err.kind, err.code })
+    assert.equal(0, s:count("POST"))
+  end)
+
+  it("runs an item that names its channel there", function()
+    local list = prompts(4)
+    list[2] = { prompt = "mine", channel = CH3 }
+    local results = client:batch(list, { channels = { CH1 }, wait = FAST })
+    assert.same({ CH1, CH3, CH1, CH1 }, { results[1].channel, results[2].channel,
+      results[3].channel, results[4].channel })
+  end)
+
+  it("takes changebg items beside headshots", function()
+    local results = client:batch({
+      "a headshot",
+      { command = "changebg", image = FACE, a_background_photo_of = "a beach" },
+      { command = "headshot", prompt = "another" },
+    }, { channels = { CH1, CH2 }, wait = FAST })
+    assert.same({ "faceswap-headshot", "faceswap-changebg", "faceswap-headshot" },
+      { results[1].verb, results[2].verb, results[3].verb })
+    for i = 1, 3 do assert.equal("completed", results[i].status) end
+    assert.equal("a beach", results[2].prompt)
+  end)
+
+  it("reports an item's local problem as its error", function()
+    local results = client:batch({ { command = "changebg", image = "/no/such.png",
+      a_background_photo_of = "x" }, "fine" }, { channels = { CH1 }, wait = FAST })
+    assert.equal("image: cannot read /no/such.png: No such file or directory", results[1].error)
+    assert.equal("completed", results[2].status)
+  end)
+
+  it("raises for misuse of channels and items", function()
+    assert.has_error(function() client:batch({}, { channels = {} }) end,
+      "bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array of channel ids)")
+    assert.has_error(function() client:batch({}, { channels = { 5 } }) end,
+      "bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array of channel ids)")
+    assert.has_error(function() client:batch({ { command = "saveid" } }) end,
+      "bad argument #1 to 'batch' (item 1: command must be \"headshot\" or \"changebg\", " ..
+      "got \"saveid\")")
+  end)
+end)

@@ -1,0 +1,207 @@
+-- The command line's subcommands made from the command table (saveid ... changebg, jobs,
+-- account), run in-process through faceswap.cli.main against the simulator: exact output,
+-- errors and exit status.
+local cli = require "faceswap.cli"
+local sim = require "spec.support.sim"
+
+local TOKEN = "test-token"
+local CH1, CH2 = "1100000000000000001", "1100000000000000002"
+local FACE = "spec/support/demo-face.png"
+
+-- A stream that keeps what is written, and hands out `input` to read.
+local function stream(input)
+  local s = { text = "", input = input }
+  function s.write(self, ...)
+    for _, v in ipairs { ... } do self.text = self.text .. v end
+    return self
+  end
+  function s.read(self, how)
+    if not self.input then return nil end
+    local line, rest = self.input:match("^([^\n]*)\n?(.*)$")
+    if how == "l" or how == "*l" then
+      self.input = rest ~= "" and rest or nil
+      return line
+    end
+    local all = self.input
+    self.input = nil
+    return all
+  end
+  return s
+end
+
+describe("faceswap command line: the commands", function()
+  local s
+
+  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN, channels = { CH1, CH2 } } end)
+  teardown(function() s:stop() end)
+  before_each(function()
+    s:reset()
+    s:config { blocking_seconds = 0.05 }
+  end)
+
+  local function run(args, opts)
+    opts = opts or {}
+    local out, err = stream(), stream()
+    local env = { USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = s.base_url }
+    for k, v in pairs(opts.env or {}) do env[k] = v end
+    local code = cli.main(args, { stdout = out, stderr = err, stdin = stream(opts.stdin),
+      tty = false, getenv = function(name) return env[name] end,
+      options = { retry = false } })
+    return code, out.text, err.text
+  end
+
+  it("saveid, listid, setid, delid: the bot's reply as content", function()
+    local code, out, err = run { "saveid", "alice", FACE, "--channel", CH1 }
+    assert.same({ 0, "" }, { code, err })
+    assert.truthy(out:find("^jobid    %x+\nstatus   completed\ncontent  <@%d+> ID 'alice' saved"))
+    code, out = run { "listid", "--channel", CH1 }
+    assert.equal(0, code)
+    assert.truthy(out:find("content  <@%d+> Saved IDs %(2%): 'me', 'alice' %[default: 'me'%]\n$"))
+    assert.equal(0, (run { "setid", "alice", "--channel", CH1 }))
+    code, out = run { "delid", "alice", "--channel", CH1 }
+    assert.equal(0, code)
+    assert.truthy(out:find("ID 'alice' deleted", 1, true))
+  end)
+
+  it("prints --json as the job's JSON", function()
+    local code, out = run { "listid", "--channel", CH2, "--json" }
+    assert.equal(0, code)
+    assert.truthy(out:find('^{.*"verb":"faceswap%-listid".*}\n$'))
+  end)
+
+  it("exits 1 with the bot's reply when the result failed", function()
+    local code, out, err = run { "setid", "nobody", "--channel", CH1 }
+    assert.equal(1, code)
+    assert.truthy(out:find("status   failed", 1, true))
+    assert.truthy(err:find("^faceswap: job %x+ ended failed: Job failed\n$"))
+    assert.truthy(out:find("content  <@%d+> ID 'nobody' not found"))
+  end)
+
+  it("exits 1 with one line for a local upload problem", function()
+    local code, out, err = run { "saveid", "x", "/no/such.png" }
+    assert.same({ 1, "", "faceswap: invalid_request: image: cannot read /no/such.png: " ..
+      "No such file or directory\n" }, { code, out, err })
+  end)
+
+  it("downloads swapid's result with --download", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local code, out = run { "swapid", "me", FACE, "--download", dir }
+    assert.equal(0, code)
+    local path = out:match("file     (%S+)")
+    assert.truthy(path and path:find("^" .. dir:gsub("%p", "%%%0") .. "/%x+%-1%.png$"))
+    local f = assert(io.open(path, "rb"))
+    assert.equal("\137PNG", f:read(4))
+    f:close()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("changebg --wait follows the job to the end", function()
+    local code, out = run { "changebg", FACE, "a beach", "--wait", "--interval", "0.05" }
+    assert.equal(0, code)
+    assert.truthy(out:find("^jobid    %x+\nstatus   completed\n"))
+  end)
+
+  it("jobs lists the running jobs' ids, one a line", function()
+    local _, first = run { "headshot", "one" }
+    local code, out = run { "jobs" }
+    assert.equal(0, code)
+    assert.equal(first:match("^(%x+)") .. "\n", out)
+  end)
+
+  it("account lists the accounts with credits used/total; account CHANNEL one", function()
+    local code, out = run { "account" }
+    assert.equal(0, code)
+    local rows = {}
+    for line in out:gmatch("[^\n]+") do rows[#rows + 1] = line end
+    assert.equal(2, #rows)
+    assert.truthy(rows[1]:find("^" .. CH1 .. "  server %d+  credits %d+/%d+  discord %S+$"))
+    assert.truthy(rows[2]:find("^" .. CH2 .. "  server"))
+    code, out = run { "account", CH2 }
+    assert.equal(0, code)
+    assert.equal(rows[2] .. "\n", out)
+  end)
+
+  it("account add reads the Discord token from DISCORD_TOKEN or stdin, then delete", function()
+    local CH3, CH4 = "1100000000000000003", "1100000000000000004"
+    local code, out, err = run({ "account", "add", CH3, "--server", "2200000000000000003" },
+      { env = { DISCORD_TOKEN = "token-from-env" } })
+    assert.same({ 0, "added account " .. CH3 .. "\n", "" }, { code, out, err })
+    code, out = run({ "account", "add", CH4, "--server", "2200000000000000004" },
+      { stdin = "token-from-stdin\n" })
+    assert.same({ 0, "added account " .. CH4 .. "\n" }, { code, out })
+    local posted = {}
+    for _, r in ipairs(s:requests()) do
+      if r.method == "POST" then posted[#posted + 1] = r.fields.discord end
+    end
+    assert.same({ "token-from-env", "token-from-stdin" }, posted)
+    code, out = run { "account", "delete", CH3 }
+    assert.same({ 0, "deleted account " .. CH3 .. "\n" }, { code, out })
+  end)
+
+  it("account add without a token, or with one on the command line, is refused", function()
+    local code, _, err = run { "account", "add", "1100000000000000005", "--server", "1" }
+    assert.same({ 2, "faceswap: no Discord token: set DISCORD_TOKEN or write it on standard " ..
+      "input\n" }, { code, err })
+    code, _, err = run { "account", "add", "1100000000000000005", "--server", "1", "--discord", "t" }
+    assert.same({ 2, "faceswap: unknown option '--discord'\nTry 'faceswap --help' for usage.\n" },
+      { code, err })
+  end)
+
+  it("checks arguments: counts, delall --yes, account add --server", function()
+    local cases = {
+      { { "saveid", "me" }, "saveid needs an IMAGE" },
+      { { "picsi" }, "picsi needs a SOURCE" },
+      { { "listid", "x" }, "unexpected argument 'x'" },
+      { { "delall" }, "delall deletes every saved face: add --yes to confirm" },
+      { { "account", "add", "1" }, "account add needs --server ID" },
+      { { "account", "delete" }, "account delete needs a CHANNEL" },
+      { { "account", "1", "2" }, "unexpected argument '2'" },
+      { { "setid", "me", "--wait" }, "option '--wait' does not apply to setid" },
+      { { "batch", "f", "--channels", "," }, "option '--channels' needs all or channel ids " ..
+        "separated by commas" },
+    }
+    for _, c in ipairs(cases) do
+      local code, out, err = run(c[1])
+      assert.same({ 2, "", "faceswap: " .. c[2] .. "\nTry 'faceswap --help' for usage.\n" },
+        { code, out, err })
+    end
+    local code, out = run { "delall", "--yes", "--channel", CH1 }
+    assert.equal(0, code)
+    assert.truthy(out:find("All saved IDs deleted (1)", 1, true))
+  end)
+
+  it("batch --channels spreads the prompts over the accounts", function()
+    local list = os.tmpname()
+    local f = assert(io.open(list, "w"))
+    f:write("one\ntwo\nthree\nfour\n")
+    f:close()
+    local code, out = run { "batch", list, "--channels", CH1 .. "," .. CH2, "--interval", "0.05" }
+    os.remove(list)
+    assert.equal(0, code)
+    local n = 0
+    for _ in out:gmatch("%x+ completed\n") do n = n + 1 end
+    assert.equal(4, n)
+    local channels = {}
+    for _, r in ipairs(s:requests()) do
+      if r.method == "POST" then channels[r.fields.channel] = true end
+    end
+    assert.same({ [CH1] = true, [CH2] = true }, channels)
+  end)
+
+  it("make demo's script runs the first day to the end", function()
+    local compat = require "spec.support.compat"
+    local pipe = assert(io.popen(compat.lua .. " spec/support/demo.lua 2>&1; echo \"exit $?\""))
+    local out = pipe:read("*a")
+    pipe:close()
+    assert.truthy(out:find("\nexit 0\n$"), out)
+    for _, step in ipairs { "$ DISCORD_TOKEN=... faceswap account add 1100000000000000001",
+      "$ faceswap saveid me face.png --channel 1100000000000000002",
+      "8/8 done, 0 in flight, 0 failed", "$ faceswap delid me --channel 1100000000000000002" } do
+      assert.truthy(out:find(step, 1, true), step)
+    end
+    local files = 0
+    for _ in out:gmatch("%x+%-%d%.png +%d+ bytes") do files = files + 1 end
+    assert.equal(16, files)
+  end)
+end)

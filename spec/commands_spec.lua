@@ -1,0 +1,384 @@
+-- The command table (csrc/command.c) with no network: core.commands(), and for every command
+-- the request core.build_command makes (method, path, exact body), its local 400 texts, the
+-- uploads' checks, and how core.read_response reads the answers that are not jobs.
+local core = require "faceswap.core"
+
+local PNG = "\137PNG\r\n\26\n" .. "rest of a png"
+-- a boundary that no file of these specs contains (a one-letter one would be replaced)
+local B = "boundary-of-the-specs"
+local face = "spec/support/demo-face.png"
+
+local function plain(err)
+  return setmetatable(err, nil)
+end
+
+local function expect_400(text, ...)
+  local method, err = core.build_command(...)
+  assert.is_nil(method)
+  assert.equal("error", core.type(err))
+  assert.same({ kind = "invalid_request", code = 400, error = text, retryable = false,
+                sent = false }, plain(err))
+end
+
+-- A local problem with an upload: no code, since no server said it.
+local function expect_local(text, ...)
+  local method, err = core.build_command(...)
+  assert.is_nil(method)
+  assert.same({ kind = "invalid_request", error = text, retryable = false, sent = false },
+    plain(err))
+end
+
+local function part(b, name, value)
+  return "--" .. b .. "\r\nContent-Disposition: form-data; name=\"" .. name .. "\"\r\n\r\n" ..
+    value .. "\r\n"
+end
+
+local function file_part(b, name, filename, ctype, data)
+  return "--" .. b .. "\r\nContent-Disposition: form-data; name=\"" .. name ..
+    "\"; filename=\"" .. filename .. "\"\r\nContent-Type: " .. ctype .. "\r\n\r\n" .. data ..
+    "\r\n"
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local tmpfiles = {}
+local function tmpfile(data)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  tmpfiles[#tmpfiles + 1] = path
+  return path
+end
+teardown(function() for _, p in ipairs(tmpfiles) do os.remove(p) end end)
+
+describe("core.commands", function()
+  it("lists every command of the family, each with its method, path, mode and fields", function()
+    local rows = {}
+    for _, c in ipairs(core.commands()) do
+      local fields = {}
+      for _, f in ipairs(c.fields) do
+        fields[#fields + 1] = f.name .. ":" .. f.kind .. (f.required and "!" or "")
+      end
+      rows[#rows + 1] = table.concat({ c.name, c.method, c.path, c.mode, c.answer,
+        table.concat(fields, ",") }, " ")
+    end
+    assert.same({
+      "headshot POST /headshot job job prompt:prose!,options:text",
+      "saveid POST /saveid blocking job idname:text!,image:file!",
+      "swapid POST /swapid blocking job idname:text!,image:file!",
+      "listid POST /listid blocking job ",
+      "setid POST /setid blocking job idname:text!",
+      "delid DELETE /delid blocking job idname:text!",
+      "delall DELETE /delall blocking job ",
+      "inswapper POST /inswapper blocking job targetMessageId:text!",
+      "picsi POST /picsi either job source_image:file!,target_image_gif_or_video:file!,options:text",
+      "changebg POST /changebg job job image:file!,a_background_photo_of:prose!,options:text",
+      "jobs GET /jobs none jobids ",
+      "accounts GET /account none accounts ",
+      "account GET /account/<channel> none account ",
+      "add_account POST /account/<channel> none none discord:text!,server:text!,channel:text!",
+      "delete_account DELETE /account/<channel> none none ",
+    }, rows)
+  end)
+end)
+
+describe("docs/commands.md", function()
+  it("shows the command table the core describes", function()
+    local markdown = require("spec.support.commands_table").markdown(core.commands())
+    local f = assert(io.open("docs/commands.md", "rb"))
+    local doc = f:read("*a")
+    f:close()
+    assert.truthy(doc:find(markdown, 1, true), "run lua5.4 spec/support/commands_table.lua")
+  end)
+end)
+
+describe("core.build_command", function()
+  it("builds saveid from a path: the file's bytes, its last path component, its type", function()
+    local method, path, ctype, body, channel = core.build_command("saveid",
+      { idname = "me", image = face, replyRef = "r1" }, "123", "https://cb.example/x", B)
+    assert.equal("POST", method)
+    assert.equal("/saveid", path)
+    assert.equal("multipart/form-data; boundary=" .. B, ctype)
+    assert.equal("123", channel)
+    assert.equal(part(B, "idname", "me") ..
+      file_part(B, "image", "demo-face.png", "image/png", read(face)) ..
+      part(B, "channel", "123") .. part(B, "replyUrl", "https://cb.example/x") ..
+      part(B, "replyRef", "r1") .. "--" .. B .. "--\r\n", body)
+  end)
+
+  it("takes {data, filename, content_type}, sanitising the filename for the header", function()
+    local _, _, _, body = core.build_command("swapid", { idname = "me,you", image = {
+      data = "not sniffed", filename = "a\"b\r\nc\\d.jpg", content_type = "image/jpeg" } },
+      nil, nil, B)
+    assert.equal(part(B, "idname", "me,you") ..
+      file_part(B, "image", "a_b__c_d.jpg", "image/jpeg", "not sniffed") .. "--" .. B .. "--\r\n", body)
+  end)
+
+  it("takes the type from the bytes: PNG, JPEG, GIF, WebP, MP4", function()
+    local kinds = {
+      ["image/png"] = PNG, ["image/jpeg"] = "\255\216\255\224xx", ["image/gif"] = "GIF89a..",
+      ["image/webp"] = "RIFF\0\0\0\0WEBPVP8 ", ["video/mp4"] = "\0\0\0\24ftypmp42",
+    }
+    for want, data in pairs(kinds) do
+      local _, _, _, body = core.build_command("picsi", { source_image = { data = PNG,
+        filename = "s.png" }, target_image_gif_or_video = { data = data, filename = "t" } },
+        nil, nil, B)
+      assert.equal(file_part(B, "source_image", "s.png", "image/png", PNG) ..
+        file_part(B, "target_image_gif_or_video", "t", want, data) .. "--" .. B .. "--\r\n", body)
+    end
+  end)
+
+  it("replaces a boundary that occurs inside a binary part, or a filename", function()
+    local data = PNG .. "\0\255\r\n--COLLIDE\r\n\0"
+    local _, _, ctype, body = core.build_command("saveid", { idname = "me",
+      image = { data = data, filename = "f.png" } }, nil, nil, "COLLIDE")
+    local b = ctype:match("boundary=(.*)$")
+    assert.are_not.equal("COLLIDE", b)
+    assert.equal(part(b, "idname", "me") .. file_part(b, "image", "f.png", "image/png", data) ..
+      "--" .. b .. "--\r\n", body)
+    _, _, ctype = core.build_command("saveid", { idname = "me",
+      image = { data = PNG, filename = "COLLIDE.png" } }, nil, nil, "COLLIDE")
+    assert.are_not.equal("multipart/form-data; boundary=COLLIDE", ctype)
+  end)
+
+  it("replaces a boundary that occurs inside a file read by its path", function()
+    local data = PNG .. "\0\r\n--COLLIDE\r\n\255"
+    local path = tmpfile(data)
+    local _, _, ctype, body = core.build_command("saveid", { idname = "me", image = path },
+      nil, nil, "COLLIDE")
+    local b = ctype:match("boundary=(.*)$")
+    assert.are_not.equal("COLLIDE", b)
+    assert.equal(part(b, "idname", "me") .. file_part(b, "image", path:match("[^/]*$"),
+      "image/png", data) .. "--" .. b .. "--\r\n", body)
+  end)
+
+  it("takes the type of a file shorter than the longest signature from its bytes", function()
+    local path = tmpfile("\255\216\255")
+    local _, _, _, body = core.build_command("saveid", { idname = "me", image = path }, nil, nil, B)
+    assert.equal(part(B, "idname", "me") .. file_part(B, "image", path:match("[^/]*$"),
+      "image/jpeg", "\255\216\255") .. "--" .. B .. "--\r\n", body)
+  end)
+
+  it("builds the commands without fields, with the client's default channel", function()
+    for _, name in ipairs { "listid", "delall" } do
+      local method, path, _, body, channel = core.build_command(name, nil, "77", nil, B)
+      assert.equal(name == "listid" and "POST" or "DELETE", method)
+      assert.equal("/" .. name, path)
+      assert.equal(part(B, "channel", "77") .. "--" .. B .. "--\r\n", body)
+      assert.equal("77", channel)
+    end
+    local _, _, _, body, channel = core.build_command("listid", { channel = "9",
+      replyRef = "line one\n\tline two" }, "77", nil, B)
+    assert.equal(part(B, "channel", "9") .. part(B, "replyRef", "line one\n\tline two") ..
+      "--" .. B .. "--\r\n", body)
+    assert.equal("9", channel)
+  end)
+
+  it("builds setid, delid (DELETE with a form body), inswapper and changebg", function()
+    local cases = {
+      { "setid", { idname = "me" }, "POST", part(B, "idname", "me") },
+      { "delid", { idname = "me" }, "DELETE", part(B, "idname", "me") },
+      { "inswapper", { targetMessageId = "1234" }, "POST", part(B, "targetMessageId", "1234") },
+      { "changebg", { image = { data = PNG, filename = "p.png" },
+        a_background_photo_of = "a beach\nat dusk", options = "-s" }, "POST",
+        file_part(B, "image", "p.png", "image/png", PNG) ..
+        part(B, "a_background_photo_of", "a beach\nat dusk") .. part(B, "options", "-s") },
+    }
+    for _, c in ipairs(cases) do
+      local method, path, _, body, channel = core.build_command(c[1], c[2], nil, nil, B)
+      assert.equal(c[3], method)
+      assert.equal("/" .. c[1], path)
+      assert.equal(c[4] .. "--" .. B .. "--\r\n", body)
+      assert.is_nil(channel)
+    end
+  end)
+
+  it("builds the GETs of /jobs and the accounts, with the channel in the path", function()
+    assert.same({ "GET", "/jobs" }, { core.build_command("jobs") })
+    assert.same({ "GET", "/account" }, { core.build_command("accounts") })
+    local m, p, ct, body, channel = core.build_command("account", "12 3/4")
+    assert.same({ "GET", "/account/12%203%2F4", nil, nil, "12 3/4" }, { m, p, ct, body, channel })
+    assert.same({ "DELETE", "/account/55", nil, nil, "55" },
+      { core.build_command("delete_account", "55") })
+  end)
+
+  it("builds add_account as JSON {discord, server, channel}", function()
+    local method, path, ctype, body, channel = core.build_command("add_account",
+      { discord = "tok\"en\\", server = "222", channel = "1234567890" }, "999")
+    assert.equal("POST", method)
+    assert.equal("/account/1234567890", path)
+    assert.equal("application/json", ctype)
+    assert.equal('{"discord":"tok\\"en\\\\","server":"222","channel":"1234567890"}', body)
+    assert.equal("1234567890", channel)
+  end)
+
+  it("answers the server's 400 texts before sending", function()
+    expect_400("Required param idname is missing or empty", "saveid", { image = face })
+    expect_400("Required param image is missing or empty", "saveid", { idname = "me" })
+    expect_400("Required param idname is missing or empty", "swapid", { idname = "", image = face })
+    expect_400("Required param idname is missing or empty", "setid", {})
+    expect_400("Required param idname is missing or empty", "delid", {})
+    expect_400("Required param targetMessageId is missing or empty", "inswapper", {})
+    expect_400("Required param source_image is missing or empty", "picsi",
+      { target_image_gif_or_video = face })
+    expect_400("Required param target_image_gif_or_video is missing or empty", "picsi",
+      { source_image = face })
+    expect_400("Required param image is missing or empty", "changebg",
+      { a_background_photo_of = "sea" })
+    expect_400("Required param a_background_photo_of is missing or empty", "changebg",
+      { image = face })
+    expect_400("Optional param replyRef is too long", "listid", { replyRef = ("é"):rep(1025) })
+    expect_400("Optional param replyUrl is too long", "listid", nil, nil, ("u"):rep(1025))
+    expect_400("Required param channel is missing or empty", "account", "")
+    expect_400("Required param channel is missing or empty", "delete_account", "")
+  end)
+
+  it("answers add_account's documented 400 texts in their order", function()
+    expect_400("Required param discord is missing or empty", "add_account", { server = "1" })
+    expect_400("Required param server is missing or empty", "add_account",
+      { discord = "t", channel = "1" })
+    expect_400("Required param channel is missing or empty", "add_account",
+      { discord = "t", server = "1" })
+    expect_400("Required param channel (12a) is not valid Discord channel id", "add_account",
+      { discord = "t", server = "1", channel = "12a" })
+    expect_400("Required param channel (123456789012345678901) is not valid Discord channel id",
+      "add_account", { discord = "t", server = "1", channel = "123456789012345678901" })
+  end)
+
+  it("refuses uploads it cannot send, before anything is sent, with a clear text", function()
+    expect_local("image: cannot read /no/such/file.png: No such file or directory", "saveid",
+      { idname = "me", image = "/no/such/file.png" })
+    expect_local("image: cannot read spec: Is a directory", "saveid",
+      { idname = "me", image = "spec" })
+    local empty = tmpfile("")
+    expect_local("image: " .. empty:match("[^/]*$") .. " is empty", "saveid",
+      { idname = "me", image = empty })
+    expect_local("image: x.png is empty", "saveid",
+      { idname = "me", image = { data = "", filename = "x.png" } })
+    expect_local("image: notes.txt is not a PNG, JPEG, GIF, WebP or MP4 file", "saveid",
+      { idname = "me", image = { data = "hello", filename = "notes.txt" } })
+    local text = tmpfile("just text")
+    expect_local("image: " .. text:match("[^/]*$") .. " is not a PNG, JPEG, GIF, WebP or MP4 file",
+      "saveid", { idname = "me", image = text })
+    expect_local("image: big.png is 26 MiB, over the 25 MiB limit on uploads", "saveid",
+      { idname = "me", image = { data = PNG .. ("x"):rep(26 * 1048576), filename = "big.png" } })
+  end)
+
+  it("refuses a file over the cap by its size, without reading it", function()
+    local path = os.tmpname()
+    tmpfiles[#tmpfiles + 1] = path
+    -- a sparse file: its size says 30 MiB, no disk is used
+    assert(os.execute("truncate -s 30M " .. path))
+    expect_local("image: " .. path .. " is 30 MiB, over the 25 MiB limit on uploads", "saveid",
+      { idname = "me", image = path })
+  end)
+
+  it("raises for misuse, naming the command and the argument", function()
+    assert.has_error(function() core.build_command("saveid", { idname = "me", imag = "x" }) end,
+      "bad argument #1 to 'saveid' (unknown param 'imag')")
+    assert.has_error(function() core.build_command("saveid", { idname = 5, image = face }) end,
+      "bad argument #1 to 'saveid' (idname must be a string, got number)")
+    assert.has_error(function() core.build_command("saveid", { idname = "a\nb", image = face }) end,
+      "bad argument #1 to 'saveid' (idname contains control byte 0x0A)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = face .. "\0.txt" }) end, "bad argument #1 to 'saveid' (image path contains a zero byte)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me", image = true }) end,
+      "bad argument #1 to 'saveid' (image must be a file path or a table {data = bytes, " ..
+      "filename = name}, got boolean)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = { data = PNG } }) end, "bad argument #1 to 'saveid' (image.filename is missing)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = { filename = "x" } }) end, "bad argument #1 to 'saveid' (image.data is missing)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = { data = PNG, filename = "x", type = "image/png" } }) end,
+      "bad argument #1 to 'saveid' (image: unknown field 'type' in a file table)")
+    assert.has_error(function() core.build_command("saveid", { idname = "me",
+      image = { data = PNG, filename = 1 } }) end,
+      "bad argument #1 to 'saveid' (image.filename must be a string, got number)")
+    assert.has_error(function() core.build_command("setid", "me") end,
+      "bad argument #1 to 'setid' (table expected, got string)")
+    assert.has_error(function() core.build_command("jobs", {}) end,
+      "bad argument #1 to 'jobs' (no params expected, got table)")
+    assert.has_error(function() core.build_command("account", nil) end,
+      "bad argument #1 to 'account' (channel must be a string, got nil)")
+    assert.has_error(function() core.build_command("nope") end,
+      "bad argument #1 to 'build_command' (unknown command 'nope')")
+  end)
+end)
+
+describe("core.read_response for the commands", function()
+  it("reads a blocking command's job-shaped result", function()
+    local job = core.read_response("saveid", 200, "", '{"jobid":"j1","verb":"faceswap-saveid",' ..
+      '"status":"completed","content":"saved as me"}')
+    assert.equal("job", core.type(job))
+    assert.same({ "j1", "faceswap-saveid", "completed", "saved as me" },
+      { job.jobid, job.verb, job.status, job.content })
+  end)
+
+  it("reads the jobid array of GET /jobs, of strings or of objects with a jobid", function()
+    assert.same({ "a", "b" }, core.read_response("jobs", 200, "", '["a","b"]'))
+    assert.same({}, core.read_response("jobs", 200, "", '[]'))
+    assert.same({ "a", "b", "c" }, core.read_response("jobs", 200, "",
+      '["a",{"jobid":"b","status":"started"},{"jobid":"c"}]'))
+    for _, bad in ipairs { '{"a":"b"}', '["a",1]', '["a",null]', '"a"', '[{"id":"x"}]',
+                           '[{"jobid":5}]' } do
+      local v, err = core.read_response("jobs", 200, "", bad)
+      assert.is_nil(v)
+      assert.same({ "bad_response", 200, "HTTP 200 answer is not an array of jobids" },
+        { err.kind, err.code, err.error })
+    end
+  end)
+
+  it("reads accounts keyed by channel, each with its channel", function()
+    local accounts = core.read_response("accounts", 200, "", '{"111":{"server":"9",' ..
+      '"discord":"abc…secured…xyz","credits":{"total":800,"used":4,' ..
+      '"timestamp":"2024-01-01T00:00:00.000Z"}},"222":{"channel":"222","server":"8"}}')
+    assert.same({
+      ["111"] = { channel = "111", server = "9", discord = "abc…secured…xyz",
+        credits = { total = 800, used = 4, timestamp = "2024-01-01T00:00:00.000Z" } },
+      ["222"] = { channel = "222", server = "8" },
+    }, accounts)
+    local function refused(op, body)
+      local v, err = core.read_response(op, 200, "", body)
+      assert.is_nil(v)
+      return err.error
+    end
+    assert.equal("HTTP 200 answer is not an account object", refused("accounts", '{"111":"x"}'))
+    assert.equal("HTTP 200 answer is not an account: field server is not a string",
+      refused("account", '{"server":1}'))
+    assert.equal("HTTP 200 answer is not an account: field credits is not an object",
+      refused("account", '{"credits":"lots"}'))
+    assert.same({ channel = "1", credits = { used = 1 } },
+      core.read_response("account", 200, "", '{"channel":"1","credits":{"used":1}}'))
+    assert.equal("HTTP 200 answer is not an object", refused("account", ' [1]'))
+    assert.equal("HTTP 200 answer is not an object", refused("accounts", '[]'))
+  end)
+
+  it("reads 204 and any 2xx JSON of add_account and delete_account as true", function()
+    assert.is_true(core.read_response("add_account", 204, "", ""))
+    assert.is_true(core.read_response("delete_account", 200, "", '{"ok":1}'))
+    local v, err = core.read_response("delete_account", 200, "", "<html>")
+    assert.is_nil(v)
+    assert.equal("bad_response", err.kind)
+  end)
+
+  it("reads errors as for headshot; a POST's 429 may be retried, its 5xx not", function()
+    local _, err = core.read_response("add_account", 400, "",
+      '{"error":"Channel 1 configuration has same discord value","code":400}')
+    assert.same({ kind = "invalid_request", code = 400, retryable = false, sent = true,
+      error = "Channel 1 configuration has same discord value" }, plain(err))
+    _, err = core.read_response("saveid", 429, "",
+      '{"error":"Unable to lock Discord after 3 attempts","code":429}')
+    assert.is_true(err.retryable)
+    _, err = core.read_response("saveid", 502, "", "bad gateway")
+    assert.is_false(err.retryable)
+    _, err = core.read_response("jobs", 502, "", "bad gateway")
+    assert.is_true(err.retryable)
+  end)
+end)
