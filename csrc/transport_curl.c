@@ -74,6 +74,7 @@ typedef struct transfer {
   /* What the easy handle was last set to (libcurl keeps options from one transfer to the
    * next): each is set only when it changes. set_method 0 is "not yet" (calloc). */
   int set_method;               /* 1 CURLOPT_POST, 2 CURLOPT_HTTPGET */
+  int set_del;                  /* CURLOPT_CUSTOMREQUEST is "DELETE" (libcurl's default NULL) */
   curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
   struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
   size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
@@ -937,7 +938,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     }
   }
   x->post = post || del; /* not safe to send again once sent */
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
+  if (del != x->set_del) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
+    x->set_del = del;
+  }
   if (post) {
     size_t clen, blen;
     const char *ct = lua_tolstring(L, 4, &clen), *body = lua_tolstring(L, 5, &blen);
