@@ -18,6 +18,10 @@ static const char *const field_names[F_COUNT] = {
   "attachments", "embeds"
 };
 
+/* registry[&names_key]: [i + 1] the name of field i, interned once, so that reading a field
+ * costs a rawget and not a lua_getfield's lookup of the C string; [0] the job metatable. */
+static char names_key;
+
 /* Names __index knows beyond the upstream fields (which map to their index + 1). */
 enum { D_CREDITS = F_COUNT + 1, D_CREDITS_LEFT, D_CREDITS_TOTAL };
 
@@ -206,7 +210,7 @@ static int has_empty_table(lua_State *L, int tree, const char *field) {
 
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
-  int i, tree, shapes, empty_object;
+  int i, tree, shapes, names, empty_object;
   json_idx = lua_absindex(L, json_idx);
   if (!json_decode_raw(L, json_idx, &empty_object)) {
     lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
@@ -221,9 +225,13 @@ int job_push_json(lua_State *L, int json_idx) {
     lua_pushliteral(L, "not a job: JSON is not an object");
     return 0;
   }
-  lua_getfield(L, tree, "jobid");
+  lua_pushlightuserdata(L, &names_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  names = lua_gettop(L);
+  lua_rawgeti(L, names, F_JOBID + 1);
+  lua_rawget(L, tree);
   if (lua_type(L, -1) != LUA_TSTRING) {
-    lua_pop(L, 2);
+    lua_pop(L, 3);
     lua_pushliteral(L, "not a job: no jobid string");
     return 0;
   }
@@ -235,7 +243,8 @@ int job_push_json(lua_State *L, int json_idx) {
   }
   for (i = 0; i < F_COUNT; i++) {
     const char *problem;
-    lua_getfield(L, shapes, field_names[i]);
+    lua_rawgeti(L, names, i + 1);
+    lua_rawget(L, shapes);
     problem = type_problem(L, i, lua_gettop(L));
     lua_pop(L, 1);
     if (problem) {
@@ -244,10 +253,12 @@ int job_push_json(lua_State *L, int json_idx) {
       return 0;
     }
   }
-  lua_settop(L, tree);
+  lua_settop(L, names);
   job = new_job(L, tree, json_idx);
-  luaL_setmetatable(L, FACESWAP_JOB_MT);
-  lua_getfield(L, tree, "content");
+  lua_rawgeti(L, names, 0);
+  lua_setmetatable(L, -2);
+  lua_rawgeti(L, names, F_CONTENT + 1);
+  lua_rawget(L, tree);
   if (lua_type(L, -1) == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
@@ -255,6 +266,7 @@ int job_push_json(lua_State *L, int json_idx) {
   }
   lua_pop(L, 1);
   lua_remove(L, tree);
+  lua_remove(L, tree); /* names */
   return 1;
 }
 
@@ -301,7 +313,17 @@ static void push_named(lua_State *L, int idx, const char *name) {
 }
 
 static int job_index(lua_State *L) {
-  job_t *job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
+  job_t *job = NULL;
+  /* a job's metatable is [0] of the lookup table: compared by address, not looked up by name
+   * (luaL_checkudata, which gives the message, only when it is not a job) */
+  if (lua_getmetatable(L, 1)) {
+    lua_rawgeti(L, lua_upvalueindex(1), 0);
+    if (lua_rawequal(L, -1, -2))
+      job = (job_t *)lua_touserdata(L, 1);
+    lua_pop(L, 2);
+  }
+  if (!job)
+    job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   lua_settop(L, 2);
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
@@ -441,7 +463,17 @@ void job_open(lua_State *L) {
   };
   static const char *const derived[] = {"credits", "credits_left", "credits_total"};
   int i;
+  lua_pushlightuserdata(L, &names_key);
+  lua_createtable(L, F_COUNT, 1);
+  for (i = 0; i < F_COUNT; i++) {
+    lua_pushstring(L, field_names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
   luaL_newmetatable(L, FACESWAP_JOB_MT);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, 0);
+  lua_insert(L, -3);
+  lua_rawset(L, LUA_REGISTRYINDEX);
   /* one lookup table for __index: method name -> function, field name -> number */
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
@@ -453,6 +485,8 @@ void job_open(lua_State *L) {
     lua_pushinteger(L, D_CREDITS + i);
     lua_setfield(L, -2, derived[i]);
   }
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 0); /* an integer key: never a name looked up */
   lua_pushcclosure(L, job_index, 1);
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);

@@ -130,25 +130,46 @@ static size_t make_boundary(boundary_rng *rng, char *out) {
   return n;
 }
 
+static char *put(char *o, const char *s, size_t n) {
+  memcpy(o, s, n);
+  return o + n;
+}
+
+/* The body is measured first and written in one piece (on the C stack when it is small, as a
+ * headshot's is), then made a string once. */
 static void build_multipart(lua_State *L, const headshot_params *p, const char *b, size_t blen) {
-  luaL_Buffer buf;
+  static const char head[] = "\r\nContent-Disposition: form-data; name=\"", mid[] = "\"\r\n\r\n";
+  char small[1024], *out = small, *o;
+  size_t need = 2 + blen + 4, names[P_COUNT];
   int i;
-  luaL_buffinit(L, &buf);
   for (i = 0; i < P_COUNT; i++) {
     if (!p->s[i])
       continue;
-    luaL_addlstring(&buf, "--", 2);
-    luaL_addlstring(&buf, b, blen);
-    luaL_addstring(&buf, "\r\nContent-Disposition: form-data; name=\"");
-    luaL_addstring(&buf, param_names[i]);
-    luaL_addstring(&buf, "\"\r\n\r\n");
-    luaL_addlstring(&buf, p->s[i], p->len[i]);
-    luaL_addlstring(&buf, "\r\n", 2);
+    names[i] = strlen(param_names[i]);
+    if (p->len[i] > (size_t)-1 / 2 - need - 2 * blen - 128)
+      luaL_error(L, "not enough memory");
+    need += 2 + blen + sizeof head - 1 + names[i] + sizeof mid - 1 + p->len[i] + 2;
   }
-  luaL_addlstring(&buf, "--", 2);
-  luaL_addlstring(&buf, b, blen);
-  luaL_addlstring(&buf, "--\r\n", 4);
-  luaL_pushresult(&buf);
+  if (need > sizeof small)
+    out = (char *)lua_newuserdata(L, need);
+  o = out;
+  for (i = 0; i < P_COUNT; i++) {
+    if (!p->s[i])
+      continue;
+    o = put(o, "--", 2);
+    o = put(o, b, blen);
+    o = put(o, head, sizeof head - 1);
+    o = put(o, param_names[i], names[i]);
+    o = put(o, mid, sizeof mid - 1);
+    o = put(o, p->s[i], p->len[i]);
+    o = put(o, "\r\n", 2);
+  }
+  o = put(o, "--", 2);
+  o = put(o, b, blen);
+  o = put(o, "--\r\n", 4);
+  lua_pushlstring(L, out, (size_t)(o - out));
+  if (out != small)
+    lua_remove(L, -2);
 }
 
 /* The JSON body: each value a string encoded by lua-cjson's private instance (cjson.c), the
@@ -273,7 +294,13 @@ int core_build_headshot(lua_State *L) {
     }
     while (blen == 0 || boundary_in_params(&p, b, blen))
       blen = make_boundary(rng, b);
-    lua_pushfstring(L, "multipart/form-data; boundary=%s", b);
+    {
+      static const char ct[] = "multipart/form-data; boundary=";
+      char line[sizeof ct + BOUNDARY_MAX];
+      memcpy(line, ct, sizeof ct - 1);
+      memcpy(line + sizeof ct - 1, b, blen);
+      lua_pushlstring(L, line, sizeof ct - 1 + blen);
+    }
     build_multipart(L, &p, b, blen);
   }
   return 4;

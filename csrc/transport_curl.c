@@ -71,6 +71,13 @@ typedef struct transfer {
   int oversize, refused_rewind, no_memory, bad_framing;
   int forked;                   /* in flight when the process forked: the parent's, not ours */
   int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
+  /* What the easy handle was last set to (libcurl keeps options from one transfer to the
+   * next): each is set only when it changes. set_method 0 is "not yet" (calloc). */
+  int set_method;               /* 1 CURLOPT_POST, 2 CURLOPT_HTTPGET */
+  int set_del;                  /* CURLOPT_CUSTOMREQUEST is "DELETE" (libcurl's default NULL) */
+  curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
+  struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
+  size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
   int head_done;                /* and so did the blank line that ends its header block */
@@ -437,8 +444,17 @@ static void forked(lua_State *L, transport_t *t) {
 
 static void forked(lua_State *L, transport_t *t);
 
+/* For the methods, whose upvalue is the transport metatable: compared by address, not looked
+ * up by name (luaL_checkudata, which gives the message, only when it is not a transport). */
 static transport_t *check_transport(lua_State *L) {
-  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
+  transport_t *t = NULL;
+  if (lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(1)))
+      t = (transport_t *)lua_touserdata(L, 1);
+    lua_pop(L, 1);
+  }
+  if (!t)
+    t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
   if (!t->multi)
     luaL_error(L, "attempt to use a closed faceswap client");
   if (t->pid != getpid())
@@ -748,6 +764,7 @@ static transfer_t *transfer_new(transport_t *t) {
     return NULL;
   }
   x->owner = t;
+  x->set_size = -1;
   x->ct_node.data = x->ct_line;
   x->expect_node.data = (char *)"Expect:";
   x->expect_node.next = &x->ct_node;
@@ -869,6 +886,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   int post = strcmp(method, "POST") == 0 || (del && lua_type(L, 5) == LUA_TSTRING);
   transfer_t *x;
   CURL *e;
+  struct curl_slist *headers;
   if (!post && !del && strcmp(method, "GET") != 0)
     luaL_error(L, "bad argument #1 to 'perform' (GET, POST or DELETE expected)");
   if (download) {
@@ -920,7 +938,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     }
   }
   x->post = post || del; /* not safe to send again once sent */
-  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
+  if (del != x->set_del) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, del ? "DELETE" : NULL);
+    x->set_del = del;
+  }
   if (post) {
     size_t clen, blen;
     const char *ct = lua_tolstring(L, 4, &clen), *body = lua_tolstring(L, 5, &blen);
@@ -933,18 +954,33 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       release_slot(t, x);
       luaL_error(L, "not enough memory");
     }
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    if (x->set_method != 1) {
+      curl_easy_setopt(e, CURLOPT_POST, 1L);
+      x->set_method = 1;
+    }
+    if (x->set_size != (curl_off_t)blen) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      x->set_size = (curl_off_t)blen;
+    }
     /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
      * saves it scanning one more line each time it looks for a header */
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, blen >= LARGE_BODY_BYTES ? &x->expect_node
-                                                                     : &x->ct_node);
+    headers = blen >= LARGE_BODY_BYTES ? &x->expect_node : &x->ct_node;
   } else {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, download ? NULL : t->headers);
+    if (x->set_method != 2) {
+      curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+      x->set_method = 2;
+    }
+    headers = download ? NULL : t->headers;
+  }
+  if (headers != x->set_headers) {
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    x->set_headers = headers;
   }
   x->limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
+  if (x->limit != x->set_limit) {
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
+    x->set_limit = x->limit;
+  }
   x->upload_pos = 0;
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
@@ -1130,7 +1166,9 @@ void transport_open(lua_State *L) {
     curl_ready = 1;
   }
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);
-  luaL_newlib(L, methods);
+  lua_newtable(L);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1); /* the metatable, for check_transport */
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);
   lua_pop(L, 1);

@@ -195,12 +195,10 @@ local function check_client(self, method)
   if self._closed then error("attempt to use a closed faceswap client", 3) end
 end
 
--- Calls one of the core's request builders; what it raises on misuse is raised again at the
--- line that called the client method (the core's message carries a position inside this file).
-local function build(builder, ...)
-  local ok, method, path, content_type, body = pcall(builder, ...)
-  if not ok then error((tostring(method):gsub("^[^\n]-:%d+: ", "", 1)), 3) end
-  return method, path, content_type, body
+-- What a core request builder raised on misuse, raised again at the line that called the
+-- client method (the core's message carries a position inside this file).
+local function misuse(msg)
+  error((tostring(msg):gsub("^[^\n]-:%d+: ", "", 1)), 3)
 end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
@@ -240,9 +238,11 @@ end
 -- @treturn[2] objects.error what went wrong; a request the server would refuse with 400 fails
 -- before anything is sent, with the server's own text
 function client:headshot(params)
-  check_client(self, "headshot")
-  local method, path, content_type, body = build(build_headshot, params, self._encoding,
+  -- the checks of check_client and build inline: a round trip makes no call it can spare
+  if getmetatable(self) ~= client_mt or self._closed then check_client(self, "headshot") end
+  local ok, method, path, content_type, body = pcall(build_headshot, params, self._encoding,
     self._channel, self._reply_url)
+  if not ok then misuse(method) end
   if not method then return nil, path end
   return call(self, "headshot", method, path, content_type, body)
 end
