@@ -31,6 +31,7 @@
 int luaopen_faceswap_core(lua_State *L);
 
 #define NOCOV __attribute__((no_sanitize("coverage")))
+#include "model.h"
 
 static lua_State *L;
 static unsigned long long runs;
@@ -64,43 +65,6 @@ static slot next_slot(const uint8_t **pp, const uint8_t *end) {
 
 /* ---- the harness's own rules ---------------------------------------------------------- */
 
-NOCOV static long utf8_chars(const char *str, size_t len) { /* RFC 3629 */
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0, k, need;
-  long n = 0;
-  while (i < len) {
-    unsigned c = s[i], lo = 0x80, hi = 0xBF;
-    if (c <= 0x7F) { i++; n++; continue; }
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) { need = 2; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-    else if (c >= 0xF0 && c <= 0xF4) { need = 3; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-    else return -1;
-    if (len - i <= need) return -1;
-    for (k = 1; k <= need; k++) {
-      unsigned t = s[i + k];
-      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return -1;
-    }
-    i += need + 1;
-    n++;
-  }
-  return n;
-}
-
-NOCOV static void text_problem(const slot *s, const char *what, const char *name, int multiline,
-                               char *out, size_t cap) {
-  size_t i;
-  out[0] = '\0';
-  for (i = 0; i < s->len; i++) {
-    unsigned char c = (unsigned char)s->s[i];
-    if ((c < 0x20 || c == 0x7F) && !(multiline && (c == '\t' || c == '\r' || c == '\n'))) {
-      snprintf(out, cap, "bad argument #1 to '%s' (%s contains control byte 0x%02X)", what, name, c);
-      return;
-    }
-  }
-  if (utf8_chars(s->s, s->len) < 0)
-    snprintf(out, cap, "bad argument #1 to '%s' (%s is not valid UTF-8)", what, name);
-}
-
 NOCOV static const char *sniffed(const slot *d) {
   const unsigned char *b = (const unsigned char *)d->s;
   size_t n = d->len;
@@ -110,14 +74,6 @@ NOCOV static const char *sniffed(const slot *d) {
   if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return "image/webp";
   if (n >= 12 && !memcmp(b + 4, "ftyp", 4)) return "video/mp4";
   return NULL;
-}
-
-NOCOV static int contains(const char *h, size_t hlen, const char *n, size_t nlen) {
-  size_t i;
-  if (nlen == 0 || hlen < nlen) return 0;
-  for (i = 0; i + nlen <= hlen; i++)
-    if (h[i] == n[0] && memcmp(h + i, n, nlen) == 0) return 1;
-  return 0;
 }
 
 NOCOV static const char *find(const char *h, const char *hend, const char *n, size_t nlen) {

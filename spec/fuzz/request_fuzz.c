@@ -31,6 +31,7 @@ int core_json_decode(lua_State *L, const char *s, size_t len);
 /* The harness's own checkers are not coverage-instrumented: coverage should guide the fuzzer
  * through the core, and tracing every byte compare of a 9 KB param would slow it tenfold. */
 #define NOCOV __attribute__((no_sanitize("coverage")))
+#include "model.h"
 
 static lua_State *L;
 static unsigned long long runs;
@@ -86,62 +87,6 @@ static void read_slots(const uint8_t **pp, const uint8_t *end, slot *sl) {
 }
 
 /* ---- the harness's own text rules (RFC 3629 table, not the core's code) --------------- */
-
-/* Code points in s, or -1 when s is not well-formed UTF-8 (RFC 3629 section 4). */
-NOCOV static long utf8_chars(const char *str, size_t len) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  long n = 0;
-  while (i < len) {
-    unsigned c = s[i];
-    unsigned lo = 0x80, hi = 0xBF;
-    size_t k, need;
-    if (c <= 0x7F) { i++; n++; continue; }
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else return -1;
-    if (len - i <= need) return -1;
-    for (k = 1; k <= need; k++) {
-      unsigned t = s[i + k];
-      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return -1;
-    }
-    i += need + 1;
-    n++;
-  }
-  return n;
-}
-
-/* The misuse message for a text param, or "" when it is fine. */
-NOCOV static void text_problem(const slot *s, const char *what, const char *name, int multiline,
-                         char *out, size_t cap) {
-  size_t i;
-  out[0] = '\0';
-  for (i = 0; i < s->len; i++) {
-    unsigned char c = (unsigned char)s->s[i];
-    if ((c < 0x20 || c == 0x7F) && !(multiline && (c == '\t' || c == '\r' || c == '\n'))) {
-      snprintf(out, cap, "bad argument #1 to '%s' (%s contains control byte 0x%02X)", what,
-               name, c);
-      return;
-    }
-  }
-  if (utf8_chars(s->s, s->len) < 0)
-    snprintf(out, cap, "bad argument #1 to '%s' (%s is not valid UTF-8)", what, name);
-}
-
-NOCOV static int contains(const char *h, size_t hlen, const char *n, size_t nlen) {
-  size_t i;
-  if (nlen == 0 || hlen < nlen) return 0;
-  for (i = 0; i + nlen <= hlen; i++)
-    if (h[i] == n[0] && memcmp(h + i, n, nlen) == 0) return 1;
-  return 0;
-}
 
 /* ---- a strict JSON reader for a flat object of strings -------------------------------- */
 

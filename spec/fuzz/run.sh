@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# spec/fuzz/run.sh: what `make fuzz` runs. Builds the two libFuzzer harnesses over the C core
+# spec/fuzz/run.sh: what `make fuzz` runs. Builds the libFuzzer harnesses (response, request, command) over the C core
 # (csrc/*.c compiled in, under ASan and UBSan) into build/fuzz/, then runs each for
 # FUZZ_SECONDS (default 60) on a scratch copy of its seed corpus, so the checked-in corpus never
 # grows. Prints the executions of each harness and "findings: N"; exits non-zero on any crash,
 # leak, timeout or out-of-memory.
 #
-#   bash spec/fuzz/run.sh                  # both harnesses, 60 s each
+#   bash spec/fuzz/run.sh                  # every harness, 60 s each
 #   FUZZ_SECONDS=600 bash spec/fuzz/run.sh response
 #   build/fuzz/response_fuzz build/fuzz/findings/response/crash-...   # replay one finding
 #
