@@ -30,17 +30,8 @@
 
 int luaopen_faceswap_core(lua_State *L);
 
-#define NOCOV __attribute__((no_sanitize("coverage")))
-#include "model.h"
-
-static lua_State *L;
-static unsigned long long runs;
-
-__attribute__((noreturn)) static void fail(const char *what, const char *detail) {
-  fprintf(stderr, "\ncommand_fuzz: MISMATCH: %s\n  %s\n", what, detail ? detail : "");
-  abort();
-}
-#define CHECK(cond, detail) do { if (!(cond)) fail(#cond, (detail)); } while (0)
+#define FUZZ_NAME "command_fuzz"
+#include "harness.h"
 
 /* ---- input ---------------------------------------------------------------------------- */
 
@@ -482,11 +473,6 @@ static void check_read(const char *body, size_t len, unsigned flags) {
 }
 
 /* ---- libFuzzer entry points ----------------------------------------------------------- */
-
-static void close_state(void) {
-  if (L) lua_close(L);
-  L = NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;

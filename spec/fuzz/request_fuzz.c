@@ -28,20 +28,10 @@
 int luaopen_faceswap_core(lua_State *L);
 int core_json_decode(lua_State *L, const char *s, size_t len);
 
-/* The harness's own checkers are not coverage-instrumented: coverage should guide the fuzzer
- * through the core, and tracing every byte compare of a 9 KB param would slow it tenfold. */
-#define NOCOV __attribute__((no_sanitize("coverage")))
-#include "model.h"
+#define FUZZ_NAME "request_fuzz"
+#include "harness.h"
 
-static lua_State *L;
-static unsigned long long runs;
 static int verbose; /* FUZZ_VERBOSE=1: one line per build, to see what seeds reach */
-
-__attribute__((noreturn)) static void fail(const char *what, const char *detail) {
-  fprintf(stderr, "\nrequest_fuzz: MISMATCH: %s\n  %s\n", what, detail ? detail : "");
-  abort();
-}
-#define CHECK(cond, detail) do { if (!(cond)) fail(#cond, (detail)); } while (0)
 
 /* ---- input ---------------------------------------------------------------------------- */
 
@@ -669,11 +659,6 @@ static void check_get(const slot *id, int cancel, int as_job) {
 }
 
 /* ---- libFuzzer entry points ----------------------------------------------------------- */
-
-static void close_state(void) {
-  if (L) lua_close(L);
-  L = NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;

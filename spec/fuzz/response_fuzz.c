@@ -27,18 +27,8 @@
 int luaopen_faceswap_core(lua_State *L);
 int core_json_decode(lua_State *L, const char *s, size_t len);
 
-/* The harness's own checkers are not coverage-instrumented: coverage should guide the fuzzer
- * through the core, and tracing every byte compare of a 9 KB param would slow it tenfold. */
-#define NOCOV __attribute__((no_sanitize("coverage")))
-
-static lua_State *L;
-static unsigned long long runs;
-
-__attribute__((noreturn)) static void fail(const char *what, const char *detail) {
-  fprintf(stderr, "\nresponse_fuzz: MISMATCH: %s\n  %s\n", what, detail ? detail : "");
-  abort();
-}
-#define CHECK(cond, detail) do { if (!(cond)) fail(#cond, (detail)); } while (0)
+#define FUZZ_NAME "response_fuzz"
+#include "harness.h"
 
 static const char *const ops[3] = {"headshot", "job", "cancel"};
 static const char *const kinds[] = {
@@ -57,34 +47,6 @@ enum { F_CODE = 16, F_ATTACHMENTS = 17, F_EMBEDS = 18 };
 
 static const char *str_at(int idx) {
   return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-}
-
-/* Whether s is well-formed UTF-8 (RFC 3629's table, independent of the core's check). */
-NOCOV static int utf8_ok(const char *str, size_t len) {
-  const unsigned char *s = (const unsigned char *)str;
-  size_t i = 0;
-  while (i < len) {
-    unsigned c = s[i], lo = 0x80, hi = 0xBF;
-    size_t k, need;
-    if (c <= 0x7F) { i++; continue; }
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else return 0;
-    if (len - i <= need) return 0;
-    for (k = 1; k <= need; k++) {
-      unsigned t = s[i + k];
-      if (t < (k == 1 ? lo : 0x80) || t > (k == 1 ? hi : 0xBF)) return 0;
-    }
-    i += need + 1;
-  }
-  return 1;
 }
 
 /* Whether every string in the value at idx (keys included, recursively) is UTF-8. */
@@ -693,11 +655,6 @@ static void check_decode(const char *body, size_t blen) {
 }
 
 /* ---- libFuzzer entry points ----------------------------------------------------------- */
-
-static void close_state(void) {
-  if (L) lua_close(L);
-  L = NULL;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
