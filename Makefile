@@ -219,15 +219,65 @@ bench: deps-bench
 	bash spec/bench/run.sh
 	bash spec/bench/frames.sh
 
+# Where the modules go must be a plain absolute path: the installed scripts name it in a Lua
+# string, and LUA_PATH would split it at ";" and fill in its "?".
+# The scripts: bin/faceswap and bin/faceswap-sim with their line `local installed = nil`
+# naming INST_LUADIR and INST_LIBDIR, so that they find their modules wherever they land.
+# faceswap-$(LUA_VERSION) always; faceswap and faceswap-sim only where absent or installed for
+# this same LUA_VERSION (by an older install: with the same #! line), so that installing for a
+# second Lua never changes the first's. Then, where $(LUA) would not find the modules by
+# itself, the LUA_PATH and LUA_CPATH lines for the user's own scripts (LUA_PATH_5_4... for 5.2
+# to 5.4, which read those first: a 5.1 or LuaJIT install beside it cannot shadow its core).
+# The rockspec sets INSTALL_BY_LUAROCKS=yes: luarocks installs the scripts, wrapped with its
+# tree's paths, and `luarocks path` gives the lines.
+INSTALL_BY_LUAROCKS ?=
+INSTALL_MARK := -- make install LUA_VERSION=$(LUA_VERSION)
+INSTALL_ENV  := $(if $(filter 5.1,$(LUA_API)),,_$(subst .,_,$(LUA_API)))
+# Exits 0 when the Lua finds INST_LUADIR's and INST_LIBDIR's modules by itself.
+INSTALL_ON_PATH := os.exit(((";" .. package.path .. ";"):find(";$(INST_LUADIR)/?.lua;", 1, true) and \
+  (";" .. package.cpath .. ";"):find(";$(INST_LIBDIR)/?.so;", 1, true)) and 0 or 1)
 install: all
+ifneq ($(INSTALL_BY_LUAROCKS),yes)
+	@for dir in '$(INST_LUADIR)' '$(INST_LIBDIR)'; do case "$$dir" in \
+	  /*[!A-Za-z0-9/._+@,=~-]*|[!/]*|'') echo "make install: '$$dir' is no plain absolute path" \
+	    "(letters, digits and / . _ - + @ , = ~): the installed scripts and LUA_PATH name it" >&2; exit 1;; \
+	  esac; done
+endif
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
+ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	install -d $(DESTDIR)$(INST_BINDIR)
-	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/faceswap >$(DESTDIR)$(INST_BINDIR)/faceswap
-	chmod 755 $(DESTDIR)$(INST_BINDIR)/faceswap
-	install -m 755 bin/faceswap-sim $(DESTDIR)$(INST_BINDIR)/faceswap-sim
+	@set -e; bin='$(DESTDIR)$(INST_BINDIR)'; mark='$(INSTALL_MARK)'; \
+	for script in faceswap faceswap-sim; do \
+	  if [ $$script = faceswap ]; then shebang='#!/usr/bin/env $(LUA)'; else shebang=$$(head -n 1 bin/$$script); fi; \
+	  sed -e "1s|.*|$$shebang|" -e 's|^local installed = nil .*|local installed = { lua = "$(INST_LUADIR)", lib = "$(INST_LIBDIR)" } '"$$mark|" \
+	    bin/$$script >"$$bin/.$$script.tmp"; \
+	  grep -qF -- "$$mark" "$$bin/.$$script.tmp"; \
+	  chmod 755 "$$bin/.$$script.tmp"; \
+	  if [ $$script = faceswap ]; then cp -p "$$bin/.$$script.tmp" "$$bin/$$script-$(LUA_VERSION)"; \
+	    echo "installed $$bin/$$script-$(LUA_VERSION)"; fi; \
+	  if [ ! -e "$$bin/$$script" ] || grep -qF -- "$$mark" "$$bin/$$script" || \
+	     { ! grep -q -- '-- make install LUA_VERSION=' "$$bin/$$script" && \
+	       [ "$$(head -n 1 "$$bin/$$script")" = '#!/usr/bin/env $(LUA)' ]; }; then \
+	    mv -f "$$bin/.$$script.tmp" "$$bin/$$script"; echo "installed $$bin/$$script"; \
+	  else \
+	    rm -f "$$bin/.$$script.tmp"; \
+	    owner=$$(sed -n 's/.*-- make install LUA_VERSION=//p' "$$bin/$$script"); \
+	    if [ $$script = faceswap ]; then why="this Lua's is $$bin/faceswap-$(LUA_VERSION)"; \
+	    else why="it serves every Lua alike"; fi; \
+	    echo "kept $$bin/$$script, $${owner:+installed by make install LUA_VERSION=}$${owner:-$$(head -n 1 "$$bin/$$script")}: $$why"; \
+	  fi; \
+	done
+	@if ! env -u LUA_PATH -u LUA_CPATH -u LUA_PATH$(INSTALL_ENV) -u LUA_CPATH$(INSTALL_ENV) \
+	     -u LUA_INIT -u LUA_INIT$(INSTALL_ENV) $(LUA) -e '$(INSTALL_ON_PATH)' 2>/dev/null; then \
+	  echo "$(LUA) does not look in $(INST_LUADIR) and $(INST_LIBDIR) by itself: faceswap finds them," \
+	    "and for your own scripts:"; \
+	  echo 'export LUA_PATH$(INSTALL_ENV)="$(INST_LUADIR)/?.lua;$(INST_LUADIR)/?/init.lua;$${LUA_PATH$(INSTALL_ENV):-;}"'; \
+	  echo 'export LUA_CPATH$(INSTALL_ENV)="$(INST_LIBDIR)/?.so;$${LUA_CPATH$(INSTALL_ENV):-;}"'; \
+	fi
+endif
 
 # A source rock of this checkout (tracked files as they are now, uncommitted changes too):
 # build/rock/lua-faceswap-VERSION-REVISION.src.rock. Its rockspec is the project's with

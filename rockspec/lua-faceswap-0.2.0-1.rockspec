@@ -15,13 +15,15 @@ description = {
 A Lua client for the InsightFaceSwap API of useapi.net: headshots and the other commands,
 waiting for jobs, retries that never post twice, many jobs at once from one thread, a callback
 receiver, the `faceswap` command line, OpenResty support, and `faceswap-sim`, a local simulator
-of the API to test against. Lua 5.3, 5.4 and LuaJIT 2.1.]],
+of the API to test against. Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT 2.1.]],
    license = "MIT",
    labels = { "http", "api", "openresty" },
 }
 dependencies = {
-   "lua >= 5.1",
-   "lua-cjson >= 2.1.0", -- the one JSON codec; the core loads a private instance of it
+   "lua >= 5.1, < 5.5",
+   -- the one JSON codec; the core loads a private instance of it. Debian's lua-cjson package is
+   -- no rock: with it, install with --deps-mode=none (README.md, Install)
+   "lua-cjson >= 2.1.0",
 }
 external_dependencies = {
    CURL = { header = "curl/curl.h", library = "curl" },
@@ -42,6 +44,8 @@ build = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
       INST_BINDIR = "$(BINDIR)",
+      -- the scripts are luarocks' to install (below), wrapped with its tree's paths
+      INSTALL_BY_LUAROCKS = "yes",
    },
    install = {
       bin = { faceswap = "bin/faceswap", ["faceswap-sim"] = "bin/faceswap-sim" },

@@ -24,7 +24,12 @@ end
 local function start_guide(dir, base_url)
   local prefix = shell.capture("mktemp -d " .. shell.quote(dir .. "/nginx.XXXXXX")):gsub("\n$", "")
   os.execute("chmod 755 " .. shell.quote(prefix))
-  os.execute("mkdir -p " .. prefix .. "/conf " .. prefix .. "/logs " .. prefix .. "/tmp")
+  os.execute("mkdir -p " .. shell.quote(prefix .. "/conf"))
+  -- the commands after the configuration, as written: logs/, tmp/ and conf/resolver.conf
+  local setup = replace(shell.code_block(nginx.root .. "/docs/openresty.md", "## A complete nginx.conf", "sh"),
+    "PREFIX/", prefix .. "/", 3)
+  local ran = shell.capture("sh -e -c " .. shell.quote(setup) .. " 2>&1; echo $?")
+  assert(ran == "0\n", "the guide's commands failed:\n" .. setup .. "\n" .. ran)
   local port = nginx.free_port()
   local conf = shell.code_block(nginx.root .. "/docs/openresty.md", "## A complete nginx.conf", "nginx")
   conf = replace(conf, "/usr/local/", dir .. "/usr-local/", 3)
@@ -158,6 +163,23 @@ describe("docs/openresty.md", function()
   it("says what went wrong as one line, with `..`", function()
     assert.same({ 502, "headshot failed: invalid_request (400): Required param prompt is " ..
       "missing or empty\n" }, { get("/portrait") })
+  end)
+
+  it("answers /portrait/wait without a prompt with 400 and its usage", function()
+    assert.same({ 400, "usage: /portrait/wait?prompt=...\n" }, { get("/portrait/wait") })
+    assert.same({ 400, "usage: /portrait/wait?prompt=...\n" }, { get("/portrait/wait?prompt=") })
+    assert.equal(0, s:count("POST"))
+  end)
+
+  it("gives nginx the name servers of /etc/resolv.conf", function()
+    local servers = {}
+    for line in (shell.read("/etc/resolv.conf") or ""):gmatch("[^\n]+") do
+      local address = line:match("^%s*nameserver%s+(%S+)")
+      if address then servers[#servers + 1] = address:find(":") and "[" .. address .. "]" or address end
+    end
+    if #servers == 0 then servers[1] = "127.0.0.1" end
+    assert.equal("resolver " .. table.concat(servers, " ") .. " ipv6=off;\n",
+      shell.read(guide.prefix .. "/conf/resolver.conf"))
   end)
 
   it("answers anything but a POST to the callback with 405", function()
