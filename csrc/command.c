@@ -204,7 +204,10 @@ static void read_part(lua_State *L, request *r, part *p, int idx) {
     p->len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 1;
     return;
   }
-  p->s = request_check_text(L, idx, r->what, p->name, p->kind == K_PROSE, &p->len, &chars);
+  if (strcmp(p->name, "channel") == 0)
+    p->s = request_check_channel(L, idx, r->what, &p->len, &chars);
+  else
+    p->s = request_check_text(L, idx, r->what, p->name, p->kind == K_PROSE, &p->len, &chars);
   if ((strcmp(p->name, "replyUrl") == 0 || strcmp(p->name, "replyRef") == 0) &&
       chars > FACESWAP_MAX_REPLY_CHARS)
     p->too_long = 1;
@@ -527,24 +530,14 @@ static void build_json_object(lua_State *L, const request *r) {
   luaL_pushresult(&buf);
 }
 
-/* The path, with a channel as its last segment percent-encoded. */
+/* The path, with a channel as its last segment percent-encoded (the channel rule has kept
+ * "." and ".." out, so no segment is a dot segment). */
 static void push_path(lua_State *L, const command_def *c, const char *channel, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
   luaL_Buffer buf;
-  size_t i;
   luaL_buffinit(L, &buf);
   luaL_addstring(&buf, c->path);
-  for (i = 0; c->path_channel && i < len; i++) {
-    unsigned char ch = (unsigned char)channel[i];
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-        ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-      luaL_addchar(&buf, (char)ch);
-    } else {
-      luaL_addchar(&buf, '%');
-      luaL_addchar(&buf, hex[ch >> 4]);
-      luaL_addchar(&buf, hex[ch & 15]);
-    }
-  }
+  if (c->path_channel)
+    request_add_escaped(&buf, channel, len);
   luaL_pushresult(&buf);
 }
 
@@ -598,7 +591,7 @@ int core_build_command(lua_State *L) {
       return luaL_error(L, "bad argument #1 to '%s' (channel must be a string, got %s)",
                         c->name, luaL_typename(L, 2));
     r.parts[0].name = "channel";
-    r.parts[0].s = request_check_text(L, 2, c->name, "channel", 0, &r.parts[0].len, &chars);
+    r.parts[0].s = request_check_channel(L, 2, c->name, &r.parts[0].len, &chars);
     r.n = 1;
   } else if (nf == 0 && !c->common) {
     if (!lua_isnil(L, 2))
@@ -693,6 +686,17 @@ int core_build_command(lua_State *L) {
 
 /* ---- answers that are not jobs --------------------------------------------------------- */
 
+/* Whether the key at idx names a channel by the rule every request follows: a batch over
+ * channels = "all" sends these back, and that must not raise. */
+static int is_channel_key(lua_State *L, int idx) {
+  size_t len;
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return 0;
+  s = lua_tolstring(L, idx, &len);
+  return len > 0 && !request_channel_problem(s, len);
+}
+
 /* Whether the table at idx is an account: an object whose known fields have their types. */
 static const char *account_problem(lua_State *L, int idx) {
   static const char *const texts[] = {"server", "channel", "discord"};
@@ -777,8 +781,7 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
     /* GET /account: accounts keyed by channel; each gets its key as channel if it lacks one */
     lua_pushnil(L);
     while (lua_next(L, -2)) {
-      problem = lua_type(L, -2) == LUA_TSTRING ? account_problem(L, -1)
-                                               : "accounts keyed by channel";
+      problem = is_channel_key(L, -2) ? account_problem(L, -1) : "accounts keyed by channel";
       if (problem) {
         lua_pop(L, 2);
         break;

@@ -110,6 +110,48 @@ describe("client commands", function()
         "bad argument #1 to 'listid' (faceswap.client expected, got table; call it as " ..
         "client:listid(...))")
     end)
+
+  end)
+
+  describe("paths", function()
+    it("refuses \".\" and \"..\" as a channel at the caller's line; nothing is sent", function()
+      for _, dots in ipairs { ".", ".." } do
+        for _, call in ipairs {
+          function() client:account(dots) end, -- not tail calls: the line is the caller's
+          function() client:delete_account(dots) end,
+          function() client:listid { channel = dots } end,
+          function() client:headshot { prompt = "p", channel = dots } end,
+        } do
+          local ok, message = pcall(call)
+          assert.is_false(ok)
+          assert.truthy(message:find("^spec/commands_client_spec.lua:%d+: bad argument #1 to " ..
+            "'[%w_]+' %(channel \"" .. dots:gsub("%.", "%%.") .. "\" is not a channel id: a URL " ..
+            "path cannot carry \"%.\" or \"%.%.\"%)$"), message)
+        end
+      end
+      assert.has_error(function() faceswap.new { token = TOKEN, base_url = s.base_url,
+        channel = ".." } end, "bad argument #1 to 'new' (default channel \"..\" is not a " ..
+        "channel id: a URL path cannot carry \".\" or \"..\")")
+      assert.same({}, s:requests())
+    end)
+
+    it("sends a channel as one percent-encoded segment, and the path as it was built", function()
+      local none, err = client:account("../" .. CH2)
+      assert.is_nil(none)
+      assert.equal("not_found", err.kind)
+      none, err = client:delete_account("a/./b")
+      assert.is_nil(none)
+      assert.equal("not_found", err.kind)
+      -- libcurl keeps dot segments (CURLOPT_PATH_AS_IS): a base URL's own ones included
+      local other = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url .. "/x/.." }
+      assert.is_nil(other:accounts())
+      other:close()
+      local got = {}
+      for _, r in ipairs(s:requests()) do got[#got + 1] = r.method .. " " .. r.path end
+      assert.same({ "GET /account/..%2F" .. CH2, "DELETE /account/a%2F.%2Fb", "GET /x/../account" },
+        got)
+      assert(client:account(CH2)) -- CH2 was not deleted by any of these
+    end)
   end)
 
   describe("server errors", function()

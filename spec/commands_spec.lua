@@ -208,6 +208,50 @@ describe("core.build_command", function()
       { core.build_command("delete_account", "55") })
   end)
 
+  it("percent-encodes the channel as one path segment: no dot segment, no slash", function()
+    local cases = {
+      { "../x", "/account/..%2Fx" }, { "...", "/account/..." }, { "%2E", "/account/%252E" },
+      { "a/./b", "/account/a%2F.%2Fb" }, { "é?#", "/account/%C3%A9%3F%23" },
+      { ".a", "/account/.a" },
+    }
+    for _, c in ipairs(cases) do
+      assert.same({ "GET", c[2], nil, nil, c[1] }, { core.build_command("account", c[1]) })
+      assert.same({ "DELETE", c[2], nil, nil, c[1] },
+        { core.build_command("delete_account", c[1]) })
+    end
+    -- the jobid of GET /jobs/ goes through the same encoder
+    assert.same({ "GET", "/jobs/?jobid=a%2F..%2Fb%26c%3D1" },
+      { core.build_get("job", "a/../b&c=1") })
+  end)
+
+  it("holds one channel rule everywhere: \".\" and \"..\" are never a channel", function()
+    local function why(what, channel)
+      return "bad argument #1 to '" .. what .. "' (channel \"" .. channel ..
+        "\" is not a channel id: a URL path cannot carry \".\" or \"..\")"
+    end
+    for _, dots in ipairs { ".", ".." } do
+      assert.has_error(function() core.build_command("account", dots) end, why("account", dots))
+      assert.has_error(function() core.build_command("delete_account", dots) end,
+        why("delete_account", dots))
+      assert.has_error(function() core.build_command("add_account", { channel = dots,
+        server = "1", discord = "t" }) end, why("add_account", dots))
+      assert.has_error(function() core.build_command("listid", { channel = dots }) end,
+        why("listid", dots))
+      assert.has_error(function() core.build_command("listid", nil, dots) end, why("listid", dots))
+      assert.has_error(function() core.build_command("saveid", { idname = "me", image = face },
+        dots) end, why("saveid", dots))
+      assert.has_error(function() core.build_headshot({ prompt = "p", channel = dots }) end,
+        why("headshot", dots))
+      assert.has_error(function() core.build_headshot("p", "json", dots) end,
+        why("headshot", dots))
+    end
+    -- the same rule's other half, as before: text on one line
+    assert.has_error(function() core.build_command("account", "1\n2") end,
+      "bad argument #1 to 'account' (channel contains control byte 0x0A)")
+    assert.has_error(function() core.build_headshot({ prompt = "p", channel = "\255" }) end,
+      "bad argument #1 to 'headshot' (channel is not valid UTF-8)")
+  end)
+
   it("builds add_account as JSON {discord, server, channel}", function()
     local method, path, ctype, body, channel = core.build_command("add_account",
       { discord = "tok\"en\\", server = "222", channel = "1234567890" }, "999")
@@ -358,6 +402,17 @@ describe("core.read_response for the commands", function()
       core.read_response("account", 200, "", '{"channel":"1","credits":{"used":1}}'))
     assert.equal("HTTP 200 answer is not an object", refused("account", ' [1]'))
     assert.equal("HTTP 200 answer is not an object", refused("accounts", '[]'))
+  end)
+
+  it("refuses accounts keyed by what the channel rule refuses: nothing then raises", function()
+    for _, key in ipairs { ".", "..", "", "1\\n2", "\\u0000" } do
+      local v, err = core.read_response("accounts", 200, "", '{"1":{},"' .. key .. '":{}}')
+      assert.is_nil(v)
+      assert.same({ "bad_response", 200, "HTTP 200 answer is not accounts keyed by channel" },
+        { err.kind, err.code, err.error })
+    end
+    assert.same({ ["..."] = { channel = "..." }, [".a"] = { channel = ".a" } },
+      core.read_response("accounts", 200, "", '{"...":{},".a":{}}'))
   end)
 
   it("reads 204 and any 2xx JSON of add_account and delete_account as true", function()
