@@ -111,6 +111,36 @@ describe("client commands", function()
         "client:listid(...))")
     end)
 
+    it("refuses a FIFO, a device and a HEIC before anything is sent", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+      local fifo = dir .. "/face.png"
+      assert(os.execute("mkfifo " .. fifo))
+      local heic = dir .. "/face.heic"
+      local f = assert(io.open(heic, "wb"))
+      f:write("\0\0\0\24ftypheic\0\0\0\0mif1heic", ("\0"):rep(64))
+      f:close()
+      local cases = {
+        { fifo, "image: cannot read " .. fifo .. ": not a regular file (a FIFO)" },
+        { "/dev/zero", "image: cannot read /dev/zero: not a regular file (a character device)" },
+        { heic, 'image: face.heic is a HEIC image (ISO-BMFF brand "heic"), not a PNG, JPEG, ' ..
+          "GIF, WebP or MP4 file" },
+      }
+      -- a writer holds the FIFO open, so that code opening it fails here instead of blocking
+      -- (commands_spec.lua tries it with no writer too)
+      local holder = assert(io.open(fifo, "r+"))
+      for _, c in ipairs(cases) do
+        local job, err = client:saveid { idname = "x", image = c[1] }
+        assert.is_nil(job)
+        assert.same({ "invalid_request", c[2], false }, { err.kind, err.error, err.sent })
+      end
+      holder:close()
+      os.remove(fifo)
+      os.remove(heic)
+      os.remove(dir)
+      assert.same({}, s:requests())
+    end)
   end)
 
   describe("paths", function()
