@@ -6,9 +6,11 @@
  * (request.c: it also speaks JSON) but has its row, so the CLI and docs list it. No I/O but
  * reading the files a caller uploads, before anything is sent. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "core.h"
 
 /* An upload over this is refused locally: Discord, where the bot reads the file, takes 25 MiB
@@ -204,7 +206,10 @@ static void read_part(lua_State *L, request *r, part *p, int idx) {
     p->len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 1;
     return;
   }
-  p->s = request_check_text(L, idx, r->what, p->name, p->kind == K_PROSE, &p->len, &chars);
+  if (strcmp(p->name, "channel") == 0)
+    p->s = request_check_channel(L, idx, r->what, &p->len, &chars);
+  else
+    p->s = request_check_text(L, idx, r->what, p->name, p->kind == K_PROSE, &p->len, &chars);
   if ((strcmp(p->name, "replyUrl") == 0 || strcmp(p->name, "replyRef") == 0) &&
       chars > FACESWAP_MAX_REPLY_CHARS)
     p->too_long = 1;
@@ -232,12 +237,108 @@ static void read_table(lua_State *L, request *r, int idx) {
 
 /* ---- files ----------------------------------------------------------------------------- */
 
-static const char *sniff(const unsigned char *b, size_t n) {
+/* The bytes of a file that tell its type: its ftyp box, brands included, fits in these. */
+#define SNIFF_BYTES 64
+
+/* ISO base media files (MP4, HEIF, AVIF, QuickTime...) all open with an ftyp box whose brands
+ * say what they are. what NULL: an MP4 video, the one kind of them the API takes (the picsi
+ * target), sent as video/mp4. The others are refused by name: the server answered a HEIC or
+ * AVIF sent as video/mp4 with a 400. generic: a HEIF brand that a more specific compatible
+ * brand (heic, avif) names better. */
+typedef struct {
+  char brand[5];
+  const char *what;
+  unsigned char generic;
+} brand_def;
+
+static const brand_def brands[] = {
+  {"isom", NULL, 0}, {"iso2", NULL, 0}, {"iso3", NULL, 0}, {"iso4", NULL, 0},
+  {"iso5", NULL, 0}, {"iso6", NULL, 0}, {"mp41", NULL, 0}, {"mp42", NULL, 0},
+  {"avc1", NULL, 0}, {"M4V ", NULL, 0}, {"M4VH", NULL, 0}, {"M4VP", NULL, 0},
+  {"MSNV", NULL, 0},
+  {"mif1", "a HEIF image", 1}, {"mif2", "a HEIF image", 1}, {"miaf", "a HEIF image", 1},
+  {"msf1", "a HEIF image sequence", 1},
+  {"heic", "a HEIC image", 0}, {"heix", "a HEIC image", 0}, {"heim", "a HEIC image", 0},
+  {"heis", "a HEIC image", 0}, {"hevc", "a HEIC image sequence", 0},
+  {"hevx", "a HEIC image sequence", 0},
+  {"avif", "an AVIF image", 0}, {"avis", "an AVIF image sequence", 0},
+  {"M4A ", "an MP4 audio file", 0}, {"M4B ", "an MP4 audio file", 0},
+  {"M4P ", "an MP4 audio file", 0}, {"qt  ", "a QuickTime movie", 0},
+  {"crx ", "a Canon raw image", 0},
+};
+
+static const brand_def *find_brand(const unsigned char *b) {
+  size_t i;
+  for (i = 0; i < sizeof brands / sizeof brands[0]; i++)
+    if (memcmp(b, brands[i].brand, 4) == 0)
+      return &brands[i];
+  return NULL;
+}
+
+/* A brand as text for a message: printable ASCII as it is, other bytes (and quotes) as \xHH. */
+static void brand_text(const unsigned char *b, char out[17]) {
+  static const char hex[] = "0123456789ABCDEF";
+  int i;
+  for (i = 0; i < 4; i++) {
+    if (b[i] >= 0x20 && b[i] < 0x7F && b[i] != '"' && b[i] != '\\') {
+      *out++ = (char)b[i];
+    } else {
+      *out++ = '\\';
+      *out++ = 'x';
+      *out++ = hex[b[i] >> 4];
+      *out++ = hex[b[i] & 15];
+    }
+  }
+  *out = '\0';
+}
+
+/* An ISO base media file (n >= 12, "ftyp" at 4): "video/mp4", or NULL with what it is in why.
+ * The major brand decides when it is known; an unknown one (a camera's own, such as Sony's
+ * XAVC) is an MP4 when a compatible brand says so and none says HEIF, AVIF and the like. */
+static const char *sniff_bmff(const unsigned char *b, size_t n, char *why, size_t why_size) {
+  size_t size = ((size_t)b[0] << 24) | ((size_t)b[1] << 16) | ((size_t)b[2] << 8) | b[3];
+  size_t at = 8, i;
+  const brand_def *major, *named = NULL, *video = NULL;
+  char text[17];
+  if (size == 1) /* a 64-bit size follows the type: the brands come after it */
+    at = 16, size = n;
+  if (size == 0 || size > n)
+    size = n;
+  if (at + 4 > size) {
+    snprintf(why, why_size, "an ISO-BMFF file without a brand");
+    return NULL;
+  }
+  major = find_brand(b + at);
+  if (major && !major->what)
+    return "video/mp4";
+  for (i = at + 8; i + 4 <= size; i += 4) {
+    const brand_def *d = find_brand(b + i);
+    if (d && !d->what && !video)
+      video = d;
+    else if (d && d->what && (!named || (named->generic && !d->generic)))
+      named = d;
+  }
+  if (major && (!major->generic || !named || named->generic))
+    named = major;
+  if (!named && video)
+    return "video/mp4";
+  brand_text(named ? (const unsigned char *)named->brand : b + at, text);
+  if (named)
+    snprintf(why, why_size, "%s (ISO-BMFF brand \"%s\")", named->what, text);
+  else
+    snprintf(why, why_size, "an ISO-BMFF file of unknown brand \"%s\"", text);
+  return NULL;
+}
+
+/* The type of a file from its first bytes, or NULL; why says more when they say something. */
+static const char *sniff(const unsigned char *b, size_t n, char *why, size_t why_size) {
+  why[0] = '\0';
   if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return "image/png";
   if (n >= 3 && memcmp(b, "\xff\xd8\xff", 3) == 0) return "image/jpeg";
   if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) return "image/gif";
   if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) return "image/webp";
-  if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0) return "video/mp4";
+  if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0)
+    return sniff_bmff(b, n < SNIFF_BYTES ? n : SNIFF_BYTES, why, why_size);
   return NULL;
 }
 
@@ -258,53 +359,93 @@ static void push_filename(lua_State *L, const char *s, size_t len, const char *f
   luaL_pushresult(&b);
 }
 
+/* Pushes the refusal of an upload over the cap, with both sizes exact. */
+static void push_too_big(lua_State *L, const char *field, const char *name,
+                         unsigned long long size) {
+  char have[24], cap[24];
+  snprintf(have, sizeof have, "%llu", size);
+  snprintf(cap, sizeof cap, "%lu", (unsigned long)FACESWAP_MAX_UPLOAD);
+  lua_pushfstring(L, "%s: %s is %s bytes, over the %s-byte (%d MiB) limit on uploads", field,
+                  name, have, cap, (int)(FACESWAP_MAX_UPLOAD >> 20));
+}
+
+/* An err of read_some: the path is no longer a regular file. */
+#define NOT_REGULAR (-1)
+
+/* What a file that is not a regular one is, for a message. */
+static const char *not_regular(mode_t mode) {
+  if (S_ISFIFO(mode)) return "not a regular file (a FIFO)";
+  if (S_ISCHR(mode)) return "not a regular file (a character device)";
+  if (S_ISBLK(mode)) return "not a regular file (a block device)";
+  if (S_ISSOCK(mode)) return "not a regular file (a socket)";
+  return "not a regular file";
+}
+
 /* Checks that path is a file that may be uploaded: pushes why not and returns 0, or returns 1
- * with its size. */
+ * with its size. Only a regular file is read: a FIFO would block the process in open or read
+ * until a writer came, and a device would never end. stat, not open: opening a device can
+ * itself act (a tape rewinds, a terminal is taken). */
 static int check_path(lua_State *L, const char *field, const char *path, size_t *size) {
   struct stat st;
   if (stat(path, &st) != 0) {
     lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(errno));
     return 0;
   }
-  if (S_ISDIR(st.st_mode)) {
-    lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(EISDIR));
+  if (!S_ISREG(st.st_mode)) {
+    lua_pushfstring(L, "%s: cannot read %s: %s", field, path,
+                    S_ISDIR(st.st_mode) ? strerror(EISDIR) : not_regular(st.st_mode));
     return 0;
   }
   if ((unsigned long long)st.st_size > FACESWAP_MAX_UPLOAD) {
-    lua_pushfstring(L, "%s: %s is %d MiB, over the %d MiB limit on uploads", field, path,
-                    (int)(st.st_size >> 20), (int)(FACESWAP_MAX_UPLOAD >> 20));
+    push_too_big(L, field, path, (unsigned long long)st.st_size);
     return 0;
   }
   *size = (size_t)st.st_size;
   return 1;
 }
 
-/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err. No Lua call is
- * made while the FILE is open, so nothing can raise past its fclose. */
+/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err (an errno or
+ * NOT_REGULAR). Opened without blocking and checked again once open, so a path swapped for a
+ * FIFO since check_path cannot hang the host. No Lua call is made while the descriptor is
+ * open, so nothing can raise past its close. */
 static size_t read_some(const char *path, char *dst, size_t n, int *err) {
-  FILE *f = fopen(path, "rb");
-  size_t got;
-  if (!f) {
+  struct stat st;
+  size_t got = 0;
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  *err = 0;
+  if (fd < 0) {
     *err = errno;
     return (size_t)-1;
   }
-  got = fread(dst, 1, n, f);
-  *err = ferror(f) ? (errno ? errno : EIO) : 0;
-  fclose(f);
+  if (fstat(fd, &st) != 0)
+    *err = errno;
+  else if (!S_ISREG(st.st_mode))
+    *err = NOT_REGULAR;
+  while (!*err && got < n) {
+    ssize_t r = read(fd, dst + got, n - got);
+    if (r > 0)
+      got += (size_t)r;
+    else if (r == 0)
+      break;
+    else if (errno != EINTR)
+      *err = errno;
+  }
+  close(fd);
   return *err ? (size_t)-1 : got;
 }
 
 /* Pushes why a file could not be read whole: an error, or a size other than stat's. */
 static void push_unread(lua_State *L, const part *p, const char *path, size_t got, int err) {
   lua_pushfstring(L, "%s: cannot read %s: %s", p->name, path,
-                  got == (size_t)-1 ? strerror(err) : "it changed while being read");
+                  got != (size_t)-1 ? "it changed while being read"
+                  : err == NOT_REGULAR ? "not a regular file" : strerror(err));
 }
 
 /* Reads a file part's source (the value at p->file_idx): its bytes, filename and type. The
  * bytes, name and type stay referenced from the stack until the body is built. */
 static int read_file(lua_State *L, request *r, part *p) {
   const char *type = NULL;
-  char head[12];
+  char head[SNIFF_BYTES], why[80];
   size_t len, head_len = 0;
   if (lua_type(L, p->file_idx) == LUA_TSTRING) {
     const char *path = lua_tostring(L, p->file_idx), *base = strrchr(path, '/');
@@ -320,7 +461,7 @@ static int read_file(lua_State *L, request *r, part *p) {
       return 0;
     }
     p->path = path;
-    p->s = head;
+    p->s = ""; /* not NULL: present; the bytes are read by build_form */
     p->len = size;
 #else
     {
@@ -381,16 +522,15 @@ static int read_file(lua_State *L, request *r, part *p) {
     return 0;
   }
   if (p->len > FACESWAP_MAX_UPLOAD) {
-    lua_pushfstring(L, "%s: %s is %d MiB, over the %d MiB limit on uploads", p->name,
-                    p->filename, (int)(p->len >> 20), (int)(FACESWAP_MAX_UPLOAD >> 20));
+    push_too_big(L, p->name, p->filename, (unsigned long long)p->len);
     return 0;
   }
   if (!type) {
-    type = p->path ? sniff((const unsigned char *)head, head_len)
-                   : sniff((const unsigned char *)p->s, p->len);
+    type = p->path ? sniff((const unsigned char *)head, head_len, why, sizeof why)
+                   : sniff((const unsigned char *)p->s, p->len, why, sizeof why);
     if (!type) {
-      lua_pushfstring(L, "%s: %s is not a PNG, JPEG, GIF, WebP or MP4 file", p->name,
-                      p->filename);
+      lua_pushfstring(L, "%s: %s is %s%snot a PNG, JPEG, GIF, WebP or MP4 file", p->name,
+                      p->filename, why, why[0] ? ", " : "");
       return 0;
     }
   }
@@ -527,24 +667,14 @@ static void build_json_object(lua_State *L, const request *r) {
   luaL_pushresult(&buf);
 }
 
-/* The path, with a channel as its last segment percent-encoded. */
+/* The path, with a channel as its last segment percent-encoded (the channel rule has kept
+ * "." and ".." out, so no segment is a dot segment). */
 static void push_path(lua_State *L, const command_def *c, const char *channel, size_t len) {
-  static const char hex[] = "0123456789ABCDEF";
   luaL_Buffer buf;
-  size_t i;
   luaL_buffinit(L, &buf);
   luaL_addstring(&buf, c->path);
-  for (i = 0; c->path_channel && i < len; i++) {
-    unsigned char ch = (unsigned char)channel[i];
-    if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-        ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-      luaL_addchar(&buf, (char)ch);
-    } else {
-      luaL_addchar(&buf, '%');
-      luaL_addchar(&buf, hex[ch >> 4]);
-      luaL_addchar(&buf, hex[ch & 15]);
-    }
-  }
+  if (c->path_channel)
+    request_add_escaped(&buf, channel, len);
   luaL_pushresult(&buf);
 }
 
@@ -598,7 +728,7 @@ int core_build_command(lua_State *L) {
       return luaL_error(L, "bad argument #1 to '%s' (channel must be a string, got %s)",
                         c->name, luaL_typename(L, 2));
     r.parts[0].name = "channel";
-    r.parts[0].s = request_check_text(L, 2, c->name, "channel", 0, &r.parts[0].len, &chars);
+    r.parts[0].s = request_check_channel(L, 2, c->name, &r.parts[0].len, &chars);
     r.n = 1;
   } else if (nf == 0 && !c->common) {
     if (!lua_isnil(L, 2))
@@ -693,6 +823,17 @@ int core_build_command(lua_State *L) {
 
 /* ---- answers that are not jobs --------------------------------------------------------- */
 
+/* Whether the key at idx names a channel by the rule every request follows: a batch over
+ * channels = "all" sends these back, and that must not raise. */
+static int is_channel_key(lua_State *L, int idx) {
+  size_t len;
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return 0;
+  s = lua_tolstring(L, idx, &len);
+  return len > 0 && !request_channel_problem(s, len);
+}
+
 /* Whether the table at idx is an account: an object whose known fields have their types. */
 static const char *account_problem(lua_State *L, int idx) {
   static const char *const texts[] = {"server", "channel", "discord"};
@@ -777,8 +918,7 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx) {
     /* GET /account: accounts keyed by channel; each gets its key as channel if it lacks one */
     lua_pushnil(L);
     while (lua_next(L, -2)) {
-      problem = lua_type(L, -2) == LUA_TSTRING ? account_problem(L, -1)
-                                               : "accounts keyed by channel";
+      problem = is_channel_key(L, -2) ? account_problem(L, -1) : "accounts keyed by channel";
       if (problem) {
         lua_pop(L, 2);
         break;

@@ -73,6 +73,11 @@ void request_push_rng(lua_State *L); /* the boundary generator, build_headshot's
 const char *request_check_text(lua_State *L, int idx, const char *what, const char *name,
                                int multiline, size_t *len, size_t *chars);
 size_t request_make_boundary(void *rng, char *out);
+/* the one channel rule (NULL: a channel) and its raising check; the one percent-encoder */
+const char *request_channel_problem(const char *s, size_t len);
+const char *request_check_channel(lua_State *L, int idx, const char *what, size_t *len,
+                                  size_t *chars);
+void request_add_escaped(luaL_Buffer *buf, const char *s, size_t len);
 
 /* command.c: the command table */
 enum { ANSWER_JOB, ANSWER_JOBIDS, ANSWER_ACCOUNT, ANSWER_ACCOUNTS, ANSWER_NONE };

@@ -41,6 +41,18 @@ malformed:
   return (size_t)-1;
 }
 
+/* The offset of the first control byte in s, or len: free text (multiline) may hold tabs and
+ * line breaks. */
+static size_t control_byte(const char *s, size_t len, int multiline) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 || c == 0x7F) && !(multiline && (c == '\t' || c == '\r' || c == '\n')))
+      break;
+  }
+  return i;
+}
+
 /* Raises unless the string at idx is text: UTF-8 without control bytes, except that a prompt
  * or replyRef may hold tabs and line breaks (free text; a channel, URL or jobid never is). */
 static const char *check_text(lua_State *L, int idx, const char *what, const char *name,
@@ -52,18 +64,67 @@ static const char *check_text(lua_State *L, int idx, const char *what, const cha
     luaL_error(L, "bad argument #1 to '%s' (%s must be a string, got %s)", what, name,
                luaL_typename(L, idx));
   s = lua_tolstring(L, idx, len);
-  for (i = 0; i < *len; i++) {
+  i = control_byte(s, *len, multiline);
+  if (i < *len) {
+    static const char hex[] = "0123456789ABCDEF";
     unsigned char c = (unsigned char)s[i];
-    if ((c < 0x20 || c == 0x7F) && !(multiline && (c == '\t' || c == '\r' || c == '\n'))) {
-      static const char hex[] = "0123456789ABCDEF";
-      char byte[3] = {hex[c >> 4], hex[c & 15], '\0'};
-      luaL_error(L, "bad argument #1 to '%s' (%s contains control byte 0x%s)", what, name, byte);
-    }
+    char byte[3] = {hex[c >> 4], hex[c & 15], '\0'};
+    luaL_error(L, "bad argument #1 to '%s' (%s contains control byte 0x%s)", what, name, byte);
   }
   *chars = utf8_length(s, *len, &valid);
   if (!valid)
     luaL_error(L, "bad argument #1 to '%s' (%s is not valid UTF-8)", what, name);
   return s;
+}
+
+/* ---- channels and URL paths ------------------------------------------------------------ */
+
+/* The one rule for a channel id, wherever it goes (a form or JSON body, a URL path, an
+ * account's key in GET /account's answer): text on one line (UTF-8, no control bytes), and not
+ * "." or "..": as a path segment those are dot segments, which URL normalisation (libcurl's, a
+ * proxy's, the server's) removes, so /account/.. would address /v1/faceswap/ itself. Discord
+ * channel ids are digits; other text is kept as it always was (the server answers a channel it
+ * does not know). Emptiness is the server's 400, not this rule's. NULL: a channel; or why not. */
+const char *request_channel_problem(const char *s, size_t len) {
+  int valid;
+  if (control_byte(s, len, 0) < len)
+    return "it contains a control byte";
+  utf8_length(s, len, &valid);
+  if (!valid)
+    return "it is not valid UTF-8";
+  if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+    return "a URL path cannot carry \".\" or \"..\"";
+  return NULL;
+}
+
+/* check_text for a channel, then the rest of the channel rule: raises as misuse. */
+static const char *check_channel(lua_State *L, int idx, const char *what, size_t *len,
+                                 size_t *chars) {
+  const char *s = check_text(L, idx, what, "channel", 0, len, chars), *why;
+  why = request_channel_problem(s, *len);
+  if (why)
+    luaL_error(L, "bad argument #1 to '%s' (channel \"%s\" is not a channel id: %s)", what, s,
+               why);
+  return s;
+}
+
+/* Appends s percent-encoded: every byte but RFC 3986's unreserved ones (letters, digits and
+ * -._~) as %XX, so a path segment or query value keeps its bytes and never its meaning. The
+ * one encoder of the core: jobids in queries, channels in paths. */
+void request_add_escaped(luaL_Buffer *buf, const char *s, size_t len) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t i;
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+        c == '-' || c == '_' || c == '.' || c == '~') {
+      luaL_addchar(buf, (char)c);
+    } else {
+      luaL_addchar(buf, '%');
+      luaL_addchar(buf, hex[c >> 4]);
+      luaL_addchar(buf, hex[c & 15]);
+    }
+  }
 }
 
 static int local_400(lua_State *L, const char *text) {
@@ -225,8 +286,11 @@ static void read_param(lua_State *L, headshot_params *p, int which, int idx) {
   if (lua_isnil(L, idx))
     return;
   /* prompt and replyRef are free text: tabs and line breaks allowed */
-  p->s[which] = check_text(L, idx, "headshot", param_names[which],
-                           which == P_PROMPT || which == P_REPLY_REF, &p->len[which], &chars);
+  if (which == P_CHANNEL)
+    p->s[which] = check_channel(L, idx, "headshot", &p->len[which], &chars);
+  else
+    p->s[which] = check_text(L, idx, "headshot", param_names[which],
+                             which == P_PROMPT || which == P_REPLY_REF, &p->len[which], &chars);
   /* 1024 characters is the server's limit on replyUrl and replyRef */
   if ((which == P_REPLY_URL || which == P_REPLY_REF) && chars > FACESWAP_MAX_REPLY_CHARS)
     p->len[which] = (size_t)-1; /* marked: too long, reported in the server's order */
@@ -311,11 +375,10 @@ int core_build_headshot(lua_State *L) {
 /* core.build_get(op, jobid): op "job" or "cancel"; jobid a string or a job. */
 int core_build_get(lua_State *L) {
   static const char *const ops[] = {"job", "cancel", NULL};
-  static const char hex[] = "0123456789ABCDEF";
   int op = luaL_checkoption(L, 1, NULL, ops);
   const char *what = op == 0 ? "job" : "cancel";
   const char *id;
-  size_t len, chars, i;
+  size_t len, chars;
   luaL_Buffer buf;
   lua_settop(L, 2);
   if (job_is(L, 2)) {
@@ -331,17 +394,7 @@ int core_build_get(lua_State *L) {
   lua_pushliteral(L, "GET");
   luaL_buffinit(L, &buf);
   luaL_addstring(&buf, op == 0 ? "/jobs/?jobid=" : "/jobs/cancel/?jobid=");
-  for (i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)id[i];
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-        c == '-' || c == '_' || c == '.' || c == '~') {
-      luaL_addchar(&buf, (char)c);
-    } else {
-      luaL_addchar(&buf, '%');
-      luaL_addchar(&buf, hex[c >> 4]);
-      luaL_addchar(&buf, hex[c & 15]);
-    }
-  }
+  request_add_escaped(&buf, id, len);
   luaL_pushresult(&buf);
   lua_pushnil(L);
   lua_pushnil(L);
@@ -364,6 +417,11 @@ void request_push_rng(lua_State *L) {
 const char *request_check_text(lua_State *L, int idx, const char *what, const char *name,
                                int multiline, size_t *len, size_t *chars) {
   return check_text(L, idx, what, name, multiline, len, chars);
+}
+
+const char *request_check_channel(lua_State *L, int idx, const char *what, size_t *len,
+                                  size_t *chars) {
+  return check_channel(L, idx, what, len, chars);
 }
 
 size_t request_make_boundary(void *rng, char *out) {

@@ -110,6 +110,78 @@ describe("client commands", function()
         "bad argument #1 to 'listid' (faceswap.client expected, got table; call it as " ..
         "client:listid(...))")
     end)
+
+    it("refuses a FIFO, a device and a HEIC before anything is sent", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(os.execute("mkdir " .. dir))
+      local fifo = dir .. "/face.png"
+      assert(os.execute("mkfifo " .. fifo))
+      local heic = dir .. "/face.heic"
+      local f = assert(io.open(heic, "wb"))
+      f:write("\0\0\0\24ftypheic\0\0\0\0mif1heic", ("\0"):rep(64))
+      f:close()
+      local cases = {
+        { fifo, "image: cannot read " .. fifo .. ": not a regular file (a FIFO)" },
+        { "/dev/zero", "image: cannot read /dev/zero: not a regular file (a character device)" },
+        { heic, 'image: face.heic is a HEIC image (ISO-BMFF brand "heic"), not a PNG, JPEG, ' ..
+          "GIF, WebP or MP4 file" },
+      }
+      -- a writer holds the FIFO open, so that code opening it fails here instead of blocking
+      -- (commands_spec.lua tries it with no writer too)
+      local holder = assert(io.open(fifo, "r+"))
+      for _, c in ipairs(cases) do
+        local job, err = client:saveid { idname = "x", image = c[1] }
+        assert.is_nil(job)
+        assert.same({ "invalid_request", c[2], false }, { err.kind, err.error, err.sent })
+      end
+      holder:close()
+      os.remove(fifo)
+      os.remove(heic)
+      os.remove(dir)
+      assert.same({}, s:requests())
+    end)
+  end)
+
+  describe("paths", function()
+    it("refuses \".\" and \"..\" as a channel at the caller's line; nothing is sent", function()
+      for _, dots in ipairs { ".", ".." } do
+        for _, call in ipairs {
+          function() client:account(dots) end, -- not tail calls: the line is the caller's
+          function() client:delete_account(dots) end,
+          function() client:listid { channel = dots } end,
+          function() client:headshot { prompt = "p", channel = dots } end,
+        } do
+          local ok, message = pcall(call)
+          assert.is_false(ok)
+          assert.truthy(message:find("^spec/commands_client_spec.lua:%d+: bad argument #1 to " ..
+            "'[%w_]+' %(channel \"" .. dots:gsub("%.", "%%.") .. "\" is not a channel id: a URL " ..
+            "path cannot carry \"%.\" or \"%.%.\"%)$"), message)
+        end
+      end
+      assert.has_error(function() faceswap.new { token = TOKEN, base_url = s.base_url,
+        channel = ".." } end, "bad argument #1 to 'new' (default channel \"..\" is not a " ..
+        "channel id: a URL path cannot carry \".\" or \"..\")")
+      assert.same({}, s:requests())
+    end)
+
+    it("sends a channel as one percent-encoded segment, and the path as it was built", function()
+      local none, err = client:account("../" .. CH2)
+      assert.is_nil(none)
+      assert.equal("not_found", err.kind)
+      none, err = client:delete_account("a/./b")
+      assert.is_nil(none)
+      assert.equal("not_found", err.kind)
+      -- libcurl keeps dot segments (CURLOPT_PATH_AS_IS): a base URL's own ones included
+      local other = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url .. "/x/.." }
+      assert.is_nil(other:accounts())
+      other:close()
+      local got = {}
+      for _, r in ipairs(s:requests()) do got[#got + 1] = r.method .. " " .. r.path end
+      assert.same({ "GET /account/..%2F" .. CH2, "DELETE /account/a%2F.%2Fb", "GET /x/../account" },
+        got)
+      assert(client:account(CH2)) -- CH2 was not deleted by any of these
+    end)
   end)
 
   describe("server errors", function()

@@ -208,6 +208,50 @@ describe("core.build_command", function()
       { core.build_command("delete_account", "55") })
   end)
 
+  it("percent-encodes the channel as one path segment: no dot segment, no slash", function()
+    local cases = {
+      { "../x", "/account/..%2Fx" }, { "...", "/account/..." }, { "%2E", "/account/%252E" },
+      { "a/./b", "/account/a%2F.%2Fb" }, { "é?#", "/account/%C3%A9%3F%23" },
+      { ".a", "/account/.a" },
+    }
+    for _, c in ipairs(cases) do
+      assert.same({ "GET", c[2], nil, nil, c[1] }, { core.build_command("account", c[1]) })
+      assert.same({ "DELETE", c[2], nil, nil, c[1] },
+        { core.build_command("delete_account", c[1]) })
+    end
+    -- the jobid of GET /jobs/ goes through the same encoder
+    assert.same({ "GET", "/jobs/?jobid=a%2F..%2Fb%26c%3D1" },
+      { core.build_get("job", "a/../b&c=1") })
+  end)
+
+  it("holds one channel rule everywhere: \".\" and \"..\" are never a channel", function()
+    local function why(what, channel)
+      return "bad argument #1 to '" .. what .. "' (channel \"" .. channel ..
+        "\" is not a channel id: a URL path cannot carry \".\" or \"..\")"
+    end
+    for _, dots in ipairs { ".", ".." } do
+      assert.has_error(function() core.build_command("account", dots) end, why("account", dots))
+      assert.has_error(function() core.build_command("delete_account", dots) end,
+        why("delete_account", dots))
+      assert.has_error(function() core.build_command("add_account", { channel = dots,
+        server = "1", discord = "t" }) end, why("add_account", dots))
+      assert.has_error(function() core.build_command("listid", { channel = dots }) end,
+        why("listid", dots))
+      assert.has_error(function() core.build_command("listid", nil, dots) end, why("listid", dots))
+      assert.has_error(function() core.build_command("saveid", { idname = "me", image = face },
+        dots) end, why("saveid", dots))
+      assert.has_error(function() core.build_headshot({ prompt = "p", channel = dots }) end,
+        why("headshot", dots))
+      assert.has_error(function() core.build_headshot("p", "json", dots) end,
+        why("headshot", dots))
+    end
+    -- the same rule's other half, as before: text on one line
+    assert.has_error(function() core.build_command("account", "1\n2") end,
+      "bad argument #1 to 'account' (channel contains control byte 0x0A)")
+    assert.has_error(function() core.build_headshot({ prompt = "p", channel = "\255" }) end,
+      "bad argument #1 to 'headshot' (channel is not valid UTF-8)")
+  end)
+
   it("builds add_account as JSON {discord, server, channel}", function()
     local method, path, ctype, body, channel = core.build_command("add_account",
       { discord = "tok\"en\\", server = "222", channel = "1234567890" }, "999")
@@ -266,8 +310,26 @@ describe("core.build_command", function()
     local text = tmpfile("just text")
     expect_local("image: " .. text:match("[^/]*$") .. " is not a PNG, JPEG, GIF, WebP or MP4 file",
       "saveid", { idname = "me", image = text })
-    expect_local("image: big.png is 26 MiB, over the 25 MiB limit on uploads", "saveid",
-      { idname = "me", image = { data = PNG .. ("x"):rep(26 * 1048576), filename = "big.png" } })
+    expect_local("image: big.png is 27262976 bytes, over the 26214400-byte (25 MiB) limit on " ..
+      "uploads", "saveid", { idname = "me", image = { data = PNG .. ("x"):rep(26 * 1048576 - #PNG),
+      filename = "big.png" } })
+  end)
+
+  it("says the exact sizes of an upload one byte over the cap, and takes one at the cap", function()
+    local cap = 25 * 1048576
+    expect_local("image: big.png is 26214401 bytes, over the 26214400-byte (25 MiB) limit on " ..
+      "uploads", "saveid", { idname = "me", image = { data = PNG .. ("x"):rep(cap + 1 - #PNG),
+      filename = "big.png" } })
+    local path = tmpfile(PNG)
+    assert(os.execute("truncate -s " .. (cap + 1) .. " " .. path))
+    expect_local("image: " .. path .. " is 26214401 bytes, over the 26214400-byte (25 MiB) " ..
+      "limit on uploads", "saveid", { idname = "me", image = path })
+    assert(os.execute("truncate -s " .. cap .. " " .. path))
+    local method, _, _, body = core.build_command("saveid", { idname = "me", image = path },
+      nil, nil, B)
+    assert.equal("POST", method)
+    assert.equal(#part(B, "idname", "me") + #file_part(B, "image", path:match("[^/]*$"),
+      "image/png", "") + cap + #("--" .. B .. "--\r\n"), #body)
   end)
 
   it("refuses a file over the cap by its size, without reading it", function()
@@ -275,8 +337,89 @@ describe("core.build_command", function()
     tmpfiles[#tmpfiles + 1] = path
     -- a sparse file: its size says 30 MiB, no disk is used
     assert(os.execute("truncate -s 30M " .. path))
-    expect_local("image: " .. path .. " is 30 MiB, over the 25 MiB limit on uploads", "saveid",
-      { idname = "me", image = path })
+    expect_local("image: " .. path .. " is 31457280 bytes, over the 26214400-byte (25 MiB) " ..
+      "limit on uploads", "saveid", { idname = "me", image = path })
+  end)
+
+  it("reads only a regular file: a FIFO, a device or a directory is refused unopened", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local fifo = dir .. "/pipe.png"
+    assert(os.execute("mkfifo " .. fifo))
+    -- a writer holds the FIFO open (Linux opens a FIFO "r+" at once), so that code that opens
+    -- it fails here instead of blocking; then, with no writer, opening would block for ever
+    local holder = assert(io.open(fifo, "r+"))
+    local ok, err = pcall(expect_local, "image: cannot read " .. fifo ..
+      ": not a regular file (a FIFO)", "saveid", { idname = "me", image = fifo })
+    holder:close()
+    assert(ok, err)
+    expect_local("image: cannot read " .. fifo .. ": not a regular file (a FIFO)", "saveid",
+      { idname = "me", image = fifo })
+    expect_local("source_image: cannot read " .. fifo .. ": not a regular file (a FIFO)",
+      "picsi", { source_image = fifo, target_image_gif_or_video = face })
+    expect_local("image: cannot read /dev/null: not a regular file (a character device)",
+      "saveid", { idname = "me", image = "/dev/null" })
+    expect_local("image: cannot read " .. dir .. ": Is a directory", "saveid",
+      { idname = "me", image = dir })
+    os.remove(fifo)
+    os.remove(dir)
+  end)
+
+  it("takes an ISO-BMFF file as MP4 only when its brands say MP4 video", function()
+    -- an ftyp box: size, "ftyp", major brand, minor version, compatible brands
+    local function ftyp(major, ...)
+      local compat = table.concat { ... }
+      local size = 16 + #compat
+      return string.char(0, 0, math.floor(size / 256), size % 256) .. "ftyp" .. major ..
+        "\0\0\2\0" .. compat .. "\0\0\0\8free"
+    end
+    local function build(data)
+      return core.build_command("picsi", { source_image = { data = PNG, filename = "s.png" },
+        target_image_gif_or_video = { data = data, filename = "t.mp4" } }, nil, nil, B)
+    end
+    local videos = {
+      ftyp("isom", "isom", "iso2", "avc1", "mp41"), ftyp("mp42", "mp42", "isom"),
+      ftyp("mp41"), ftyp("iso5", "iso6", "mp41"), ftyp("avc1"), ftyp("M4V ", "M4V ", "mp42"),
+      ftyp("XAVC", "XAVC", "mp42", "iso2"), -- a camera's own brand, compatible with MP4
+    }
+    for _, data in ipairs(videos) do
+      local _, _, _, body = build(data)
+      assert.equal(file_part(B, "source_image", "s.png", "image/png", PNG) ..
+        file_part(B, "target_image_gif_or_video", "t.mp4", "video/mp4", data) .. "--" .. B ..
+        "--\r\n", body)
+    end
+    local not_taken = ", not a PNG, JPEG, GIF, WebP or MP4 file"
+    local refused = {
+      { ftyp("heic", "mif1", "heic"), 'a HEIC image (ISO-BMFF brand "heic")' },
+      { ftyp("heix", "mif1", "heix"), 'a HEIC image (ISO-BMFF brand "heix")' },
+      { ftyp("mif1", "mif1", "heic"), 'a HEIC image (ISO-BMFF brand "heic")' },
+      { ftyp("mif1", "mif1", "miaf"), 'a HEIF image (ISO-BMFF brand "mif1")' },
+      { ftyp("msf1", "msf1", "iso8"), 'a HEIF image sequence (ISO-BMFF brand "msf1")' },
+      { ftyp("avif", "avif", "mif1", "miaf", "MA1B"), 'an AVIF image (ISO-BMFF brand "avif")' },
+      { ftyp("mif1", "mif1", "avif", "miaf"), 'an AVIF image (ISO-BMFF brand "avif")' },
+      { ftyp("avis", "avis", "msf1", "iso8", "mif1", "miaf"),
+        'an AVIF image sequence (ISO-BMFF brand "avis")' },
+      { ftyp("M4A ", "M4A ", "mp42", "isom"), 'an MP4 audio file (ISO-BMFF brand "M4A ")' },
+      { ftyp("qt  ", "qt  "), 'a QuickTime movie (ISO-BMFF brand "qt  ")' },
+      { ftyp("abcd", "abcd", "isom", "heic"), 'a HEIC image (ISO-BMFF brand "heic")' },
+      { ftyp("abcd", "abcd"), 'an ISO-BMFF file of unknown brand "abcd"' },
+      { ftyp('"\1\255x'), 'an ISO-BMFF file of unknown brand "\\x22\\x01\\xFFx"' },
+      { string.char(0, 0, 0, 10) .. "ftyp\0\0mp42", "an ISO-BMFF file without a brand" },
+    }
+    for _, c in ipairs(refused) do
+      expect_local("target_image_gif_or_video: t.mp4 is " .. c[2] .. not_taken, "picsi",
+        { source_image = { data = PNG, filename = "s.png" },
+          target_image_gif_or_video = { data = c[1], filename = "t.mp4" } })
+    end
+    -- read from a path, the brands are read too, and a type given is taken as given
+    local heic = tmpfile(ftyp("heic", "mif1", "heic") .. ("\0"):rep(100))
+    expect_local("image: " .. heic:match("[^/]*$") .. ' is a HEIC image (ISO-BMFF brand "heic")' ..
+      not_taken, "saveid", { idname = "me", image = heic })
+    local _, _, _, body = core.build_command("saveid", { idname = "me", image = { data = "x",
+      filename = "p.heic", content_type = "image/heic" } }, nil, nil, B)
+    assert.equal(part(B, "idname", "me") .. file_part(B, "image", "p.heic", "image/heic", "x") ..
+      "--" .. B .. "--\r\n", body)
   end)
 
   it("raises for misuse, naming the command and the argument", function()
@@ -358,6 +501,17 @@ describe("core.read_response for the commands", function()
       core.read_response("account", 200, "", '{"channel":"1","credits":{"used":1}}'))
     assert.equal("HTTP 200 answer is not an object", refused("account", ' [1]'))
     assert.equal("HTTP 200 answer is not an object", refused("accounts", '[]'))
+  end)
+
+  it("refuses accounts keyed by what the channel rule refuses: nothing then raises", function()
+    for _, key in ipairs { ".", "..", "", "1\\n2", "\\u0000" } do
+      local v, err = core.read_response("accounts", 200, "", '{"1":{},"' .. key .. '":{}}')
+      assert.is_nil(v)
+      assert.same({ "bad_response", 200, "HTTP 200 answer is not accounts keyed by channel" },
+        { err.kind, err.code, err.error })
+    end
+    assert.same({ ["..."] = { channel = "..." }, [".a"] = { channel = ".a" } },
+      core.read_response("accounts", 200, "", '{"...":{},".a":{}}'))
   end)
 
   it("reads 204 and any 2xx JSON of add_account and delete_account as true", function()

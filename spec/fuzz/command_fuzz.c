@@ -56,14 +56,76 @@ static slot next_slot(const uint8_t **pp, const uint8_t *end) {
 
 /* ---- the harness's own rules ---------------------------------------------------------- */
 
-NOCOV static const char *sniffed(const slot *d) {
+/* ISO-BMFF (an ftyp box in the first 64 bytes): MP4 video only, by its brands (docs/commands.md):
+ * a known major brand decides; an unknown one is MP4 when a compatible brand is MP4 and none is
+ * one of the named others; a generic HEIF major brand is named by a specific compatible one. */
+static const char *const mp4_brands[] = {"isom", "iso2", "iso3", "iso4", "iso5", "iso6", "mp41",
+                                         "mp42", "avc1", "M4V ", "M4VH", "M4VP", "MSNV"};
+static const char *const named_brands[][2] = {
+  {"mif1", "a HEIF image"}, {"mif2", "a HEIF image"}, {"miaf", "a HEIF image"},
+  {"msf1", "a HEIF image sequence"}, {"heic", "a HEIC image"}, {"heix", "a HEIC image"},
+  {"heim", "a HEIC image"}, {"heis", "a HEIC image"}, {"hevc", "a HEIC image sequence"},
+  {"hevx", "a HEIC image sequence"}, {"avif", "an AVIF image"},
+  {"avis", "an AVIF image sequence"}, {"M4A ", "an MP4 audio file"},
+  {"M4B ", "an MP4 audio file"}, {"M4P ", "an MP4 audio file"}, {"qt  ", "a QuickTime movie"},
+  {"crx ", "a Canon raw image"}};
+#define N_NAMED (int)(sizeof named_brands / sizeof named_brands[0])
+
+NOCOV static int is_mp4(const unsigned char *b) {
+  size_t i;
+  for (i = 0; i < sizeof mp4_brands / sizeof mp4_brands[0]; i++)
+    if (!memcmp(b, mp4_brands[i], 4)) return 1;
+  return 0;
+}
+NOCOV static int named(const unsigned char *b) { /* index, or -1 */
+  int i;
+  for (i = 0; i < N_NAMED; i++)
+    if (!memcmp(b, named_brands[i][0], 4)) return i;
+  return -1;
+}
+#define GENERIC(i) ((i) >= 0 && (i) <= 3)
+
+NOCOV static const char *bmff(const unsigned char *b, size_t n, char *why, size_t cap) {
+  size_t box = ((size_t)b[0] << 24) | ((size_t)b[1] << 16) | ((size_t)b[2] << 8) | b[3], at = 8, i;
+  int major, best = -1, video = 0;
+  char text[20], *o = text;
+  if (n > 64) n = 64;
+  if (box == 1) at = 16, box = n;
+  if (box == 0 || box > n) box = n;
+  if (at + 4 > box) {
+    snprintf(why, cap, "an ISO-BMFF file without a brand");
+    return NULL;
+  }
+  if (is_mp4(b + at)) return "video/mp4";
+  major = named(b + at);
+  for (i = at + 8; i + 4 <= box; i += 4) {
+    int k = named(b + i);
+    video |= is_mp4(b + i);
+    if (k >= 0 && (best < 0 || (GENERIC(best) && !GENERIC(k)))) best = k;
+  }
+  if (major >= 0 && (!GENERIC(major) || best < 0 || GENERIC(best))) best = major;
+  if (best < 0 && video) return "video/mp4";
+  for (i = 0; i < 4; i++) {
+    unsigned char c = best >= 0 ? (unsigned char)named_brands[best][0][i] : b[at + i];
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') *o++ = (char)c;
+    else o += sprintf(o, "\\x%02X", c);
+  }
+  *o = '\0';
+  if (best >= 0) snprintf(why, cap, "%s (ISO-BMFF brand \"%s\")", named_brands[best][1], text);
+  else snprintf(why, cap, "an ISO-BMFF file of unknown brand \"%s\"", text);
+  return NULL;
+}
+
+/* The type the core must give a file's bytes, or NULL with why (maybe "") it refuses them. */
+NOCOV static const char *sniffed(const slot *d, char *why, size_t cap) {
   const unsigned char *b = (const unsigned char *)d->s;
   size_t n = d->len;
+  why[0] = '\0';
   if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "image/png";
   if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "image/jpeg";
   if (n >= 6 && (!memcmp(b, "GIF87a", 6) || !memcmp(b, "GIF89a", 6))) return "image/gif";
   if (n >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4)) return "image/webp";
-  if (n >= 12 && !memcmp(b + 4, "ftyp", 4)) return "video/mp4";
+  if (n >= 12 && !memcmp(b + 4, "ftyp", 4)) return bmff(b, n, why, cap);
   return NULL;
 }
 
@@ -182,7 +244,7 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
   field f[MAXF];
   char name[32], m[600], msgs[MAXF][300], bnd[71];
   const char *err400 = NULL, *local = NULL;
-  char local_buf[400];
+  char local_buf[500], why[100];
   int nf = 0, nmsgs = 0, i, top, status, ncmd;
   slot def_channel, def_url, boundary;
   size_t bl = 0;
@@ -294,7 +356,7 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
     }
     f[i].want_name[n] = '\0';
     if (f[i].filename.len == 0) snprintf(f[i].want_name, sizeof f[i].want_name, "%s", f[i].name);
-    f[i].want_type = f[i].ctype.present ? NULL : sniffed(&f[i].value);
+    f[i].want_type = f[i].ctype.present ? NULL : sniffed(&f[i].value, why, sizeof why);
     if (nmsgs || err400 || local) continue;
     if (f[i].ctype.present) {
       text_problem(&f[i].ctype, name, "content_type", 0, msgs[nmsgs], sizeof msgs[0]);
@@ -310,8 +372,8 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
       snprintf(local_buf, sizeof local_buf, "%s: %s is empty", f[i].name, f[i].want_name);
       local = local_buf;
     } else if (!f[i].ctype.present && !f[i].want_type) {
-      snprintf(local_buf, sizeof local_buf, "%s: %s is not a PNG, JPEG, GIF, WebP or MP4 file",
-               f[i].name, f[i].want_name);
+      snprintf(local_buf, sizeof local_buf, "%s: %s is %s%snot a PNG, JPEG, GIF, WebP or MP4 "
+               "file", f[i].name, f[i].want_name, why, why[0] ? ", " : "");
       local = local_buf;
     }
   }

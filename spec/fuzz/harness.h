@@ -74,6 +74,10 @@ NOCOV static void text_problem_of(const char *s, size_t len, const char *what, c
   }
   if (utf8_chars(s, len) < 0)
     snprintf(out, cap, "bad argument #1 to '%s' (%s is not valid UTF-8)", what, name);
+  else if (strcmp(name, "channel") == 0 && len >= 1 && len <= 2 && s[0] == '.' &&
+           s[len - 1] == '.') /* the channel rule: never a dot segment of a URL path */
+    snprintf(out, cap, "bad argument #1 to '%s' (channel \"%.*s\" is not a channel id: a URL "
+             "path cannot carry \".\" or \"..\")", what, (int)len, s);
 }
 #define text_problem(slot, what, name, multiline, out, cap) \
   text_problem_of((slot)->s, (slot)->len, what, name, multiline, out, cap)
