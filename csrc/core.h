@@ -92,6 +92,12 @@ int command_read_answer(lua_State *L, int answer, int status, int body_idx);
 
 /* response.c */
 int core_read_response(lua_State *L);
+/* For an answer that is not a 2xx whose body the transport stopped reading at its limit
+ * (bytes: its Content-Length when known, else the limit it passed): pushes nil and the error
+ * core.read_response gives an error body too large to read, the status deciding the kind.
+ * post: the request may not be sent again. Returns 2. */
+int response_push_unread(lua_State *L, int status, const char *headers, size_t hlen,
+                         size_t bytes, int known, size_t limit, int post);
 
 /* files.c */
 int core_isatty(lua_State *L);

@@ -1,13 +1,18 @@
 /* job.c: the job userdata. A job is immutable. Its JSON text is decoded once by lua-cjson
- * (cjson.c) and the fields' types checked; the user values keep the decoded table and the text
- * itself, for job:json() (before 5.4, one user value: the text is the table's [0]). A field becomes the value a user sees when asked for:
- * null is nil, integral numbers are integers (5.3+), and tables are fresh copies. Derived
- * numbers (credits) are parsed from `content` when the job is made. */
+ * (cjson.c) and the fields' types checked; then the decoded table is dropped, and a job keeps
+ * only its text (for job:json()) and its documented fields, so what stays is bounded by the
+ * answer's bytes whatever else the server put in it (unknown members, deep arrays):
+ *   - the string fields and `code` in a small table of their own, as the user sees them;
+ *   - `attachments` and `embeds` as where their value lies in the text, decoded afresh on
+ *     each access (a decoded array of objects takes tens of times its bytes).
+ * The user values are that table and the text (before 5.4, one user value: the text is the
+ * table's [0]). null is nil, integral numbers are integers (5.3+). Derived numbers (credits)
+ * are parsed from `content` when the job is made. */
 #include <stdlib.h>
 #include <string.h>
 #include "core.h"
 
-/* The upstream fields, in the order of the spans kept for them. */
+/* The upstream fields, in the order of docs/api.md. */
 enum { F_JOBID, F_VERB, F_STATUS, F_PROMPT, F_CREATED, F_UPDATED, F_DISCORD, F_SERVER,
        F_CHANNEL, F_REPLY_URL, F_REPLY_REF, F_MESSAGE_ID, F_CONTENT, F_TIMESTAMP, F_ERROR,
        F_ERROR_DETAILS, F_CODE, F_ATTACHMENTS, F_EMBEDS, F_COUNT };
@@ -25,8 +30,16 @@ static char names_key;
 /* Names __index knows beyond the upstream fields (which map to their index + 1). */
 enum { D_CREDITS = F_COUNT + 1, D_CREDITS_LEFT, D_CREDITS_TOTAL };
 
+/* Where a member's value lies in the text: [start, start + len); len 0 for none, or an empty
+ * array when start is EMPTY_ARRAY. */
+#define EMPTY_ARRAY ((size_t)-1)
+typedef struct {
+  size_t start, len;
+} span_t;
+
 typedef struct {
   lua_Integer credits, credits_left, credits_total;
+  span_t attachments, embeds;
   unsigned char has_credits, has_remaining;
 } job_t;
 
@@ -82,8 +95,8 @@ static void parse_credits(job_t *job, const char *s, size_t len) {
 
 /* ---- making a job --------------------------------------------------------------------- */
 
-/* The job userdata, its user values the decoded table (tree) and the text (text) */
-static job_t *new_job(lua_State *L, int tree, int text) {
+/* The job userdata, its user values the table of fields (fields) and the text (text) */
+static job_t *new_job(lua_State *L, int fields, int text) {
 #if LUA_VERSION_NUM >= 504
   job_t *job = (job_t *)lua_newuserdatauv(L, sizeof *job, 2);
   lua_pushvalue(L, text);
@@ -91,9 +104,9 @@ static job_t *new_job(lua_State *L, int tree, int text) {
 #else
   job_t *job = (job_t *)lua_newuserdata(L, sizeof *job);
   lua_pushvalue(L, text);
-  lua_rawseti(L, tree, 0); /* an integer key: never one of an object's */
+  lua_rawseti(L, fields, 0); /* an integer key: never one of an object's */
 #endif
-  lua_pushvalue(L, tree);
+  lua_pushvalue(L, fields);
   compat_setuservalue(L, -2);
   memset(job, 0, sizeof *job);
   return job;
@@ -208,9 +221,159 @@ static int has_empty_table(lua_State *L, int tree, const char *field) {
   return found;
 }
 
+/* ---- where attachments and embeds lie in the text -------------------------------------- */
+
+/* These read a text lua-cjson has already read whole, so it is well formed: they only need
+ * to find where each top-level member's value begins and ends. */
+
+static size_t skip_space(const char *s, size_t len, size_t i) {
+  while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+    i++;
+  return i;
+}
+
+/* Past the string whose opening quote is at i. */
+static size_t skip_string(const char *s, size_t len, size_t i) {
+  for (i++; i < len;) {
+    const char *q = (const char *)memchr(s + i, '"', len - i);
+    size_t j, backslashes = 0;
+    if (!q)
+      return len;
+    for (j = (size_t)(q - s); j > i && s[j - 1] == '\\'; j--)
+      backslashes++;
+    i = (size_t)(q - s) + 1;
+    if (backslashes % 2 == 0) /* not itself escaped */
+      return i;
+  }
+  return len;
+}
+
+/* Past the value that begins at i. */
+static size_t skip_value(const char *s, size_t len, size_t i) {
+  size_t depth = 0;
+  while (i < len) {
+    char c = s[i];
+    if (c == '"') {
+      i = skip_string(s, len, i);
+      if (depth == 0)
+        return i;
+      continue;
+    }
+    if (depth == 0 && (c == ',' || c == '}' || c == ']' || c == ' ' || c == '\t' ||
+                       c == '\r' || c == '\n'))
+      return i; /* the end of a number, true, false or null */
+    if (c == '[' || c == '{')
+      depth++;
+    else if ((c == ']' || c == '}') && --depth == 0)
+      return i + 1;
+    i++;
+  }
+  return i;
+}
+
+/* The span kept for the member whose name is the string body s (len bytes, escapes as sent),
+ * or NULL when it is not attachments or embeds. */
+static span_t *member_span(lua_State *L, job_t *job, const char *s, size_t len) {
+  span_t *span = NULL;
+  const char *name = s;
+  if (memchr(s, '\\', len)) { /* "embe\u0064s" is embeds, as lua-cjson read it */
+    if (!core_json_decode(L, s - 1, len + 2))
+      return NULL; /* it was read before: cannot fail but for memory, which raises */
+    name = lua_tolstring(L, -1, &len);
+  }
+  if (len == 11 && memcmp(name, "attachments", 11) == 0)
+    span = &job->attachments;
+  else if (len == 6 && memcmp(name, "embeds", 6) == 0)
+    span = &job->embeds;
+  if (name != s)
+    lua_pop(L, 1);
+  return span;
+}
+
+/* Finds the values of attachments and embeds in the text of the object s; the last of
+ * duplicate members wins, as in lua-cjson, and a null one is none. */
+static void find_spans(lua_State *L, job_t *job, const char *s, size_t len) {
+  size_t i = skip_space(s, len, 0);
+  if (i >= len || s[i] != '{')
+    return;
+  i = skip_space(s, len, i + 1);
+  while (i < len && s[i] == '"') {
+    size_t name = i, value;
+    span_t *span;
+    i = skip_string(s, len, i);
+    span = member_span(L, job, s + name + 1, i - name - 2);
+    i = skip_space(s, len, skip_space(s, len, i) + 1); /* past the ':' */
+    value = i;
+    i = skip_value(s, len, i);
+    if (span) {
+      span->start = value;
+      span->len = value < len && s[value] == '[' ? i - value : 0;
+    }
+    i = skip_space(s, len, i);
+    if (i < len && s[i] == ',')
+      i = skip_space(s, len, i + 1);
+  }
+}
+
+/* Pushes the table a job keeps its string fields and code in, and returns its index: the
+ * decoded table itself when it has no member the job does not document (the usual answer:
+ * nothing to copy), without attachments and embeds; else a new table of those fields only.
+ * `present` counts the documented members of the decoded table, `kept` its strings and numbers;
+ * names is the index of the names table. */
+static int keep_fields(lua_State *L, int tree, int names, int present, int kept) {
+  int i, members = 0, fields;
+  lua_pushnil(L);
+  while (members <= present && lua_next(L, tree)) {
+    members++;
+    lua_pop(L, 1);
+  }
+  if (members == present) {
+    lua_pushvalue(L, tree);
+    fields = lua_gettop(L);
+    lua_rawgeti(L, names, F_ATTACHMENTS + 1);
+    lua_pushnil(L);
+    lua_rawset(L, fields);
+    lua_rawgeti(L, names, F_EMBEDS + 1);
+    lua_pushnil(L);
+    lua_rawset(L, fields);
+    lua_rawgeti(L, names, F_CODE + 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, fields);
+    if (lua_type(L, -1) == LUA_TNUMBER) { /* an integer where it is one (5.3+) */
+      compat_pushnumber(L, lua_tonumber(L, -1));
+      lua_replace(L, -2);
+      lua_rawset(L, fields);
+    } else {
+      lua_pop(L, 2);
+    }
+    return fields;
+  }
+  if (members > present) /* lua_next stopped early: its key is still on the stack */
+    lua_pop(L, 1);
+  lua_createtable(L, 0, kept);
+  fields = lua_gettop(L);
+  for (i = 0; i < F_COUNT; i++) {
+    if (i == F_ATTACHMENTS || i == F_EMBEDS)
+      continue;
+    lua_rawgeti(L, names, i + 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, tree);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      compat_pushnumber(L, lua_tonumber(L, -1));
+      lua_replace(L, -2);
+    }
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+      lua_rawset(L, fields);
+    else
+      lua_pop(L, 2);
+  }
+  return fields;
+}
+
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
-  int i, tree, shapes, names, empty_object;
+  int i, tree, shapes, names, fields, empty_object, present = 0, kept = 0, arrays = 0;
+  job_t empty = {0, 0, 0, {0, 0}, {0, 0}, 0, 0};
   json_idx = lua_absindex(L, json_idx);
   if (!json_decode_raw(L, json_idx, &empty_object)) {
     lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
@@ -246,6 +409,15 @@ int job_push_json(lua_State *L, int json_idx) {
     lua_rawgeti(L, names, i + 1);
     lua_rawget(L, shapes);
     problem = type_problem(L, i, lua_gettop(L));
+    present += !lua_isnil(L, -1);
+    if ((i == F_ATTACHMENTS || i == F_EMBEDS) && lua_istable(L, -1)) {
+      /* an empty one needs no looking for in the text (duplicates: this is the last one) */
+      if (lua_rawlen(L, -1) > 0)
+        arrays = 1;
+      else
+        (i == F_ATTACHMENTS ? &empty.attachments : &empty.embeds)->start = EMPTY_ARRAY;
+    }
+    kept += lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER;
     lua_pop(L, 1);
     if (problem) {
       lua_settop(L, tree - 1);
@@ -254,19 +426,27 @@ int job_push_json(lua_State *L, int json_idx) {
     }
   }
   lua_settop(L, names);
-  job = new_job(L, tree, json_idx);
+  fields = keep_fields(L, tree, names, present, kept);
+  job = new_job(L, fields, json_idx);
   lua_rawgeti(L, names, 0);
   lua_setmetatable(L, -2);
   lua_rawgeti(L, names, F_CONTENT + 1);
-  lua_rawget(L, tree);
+  lua_rawget(L, fields);
   if (lua_type(L, -1) == LUA_TSTRING) {
     size_t len;
     const char *s = lua_tolstring(L, -1, &len);
     parse_credits(job, s, len);
   }
   lua_pop(L, 1);
-  lua_remove(L, tree);
-  lua_remove(L, tree); /* names */
+  job->attachments = empty.attachments;
+  job->embeds = empty.embeds;
+  if (arrays) {
+    size_t len;
+    const char *s = lua_tolstring(L, json_idx, &len);
+    find_spans(L, job, s, len);
+  }
+  lua_replace(L, tree);
+  lua_settop(L, tree);
   return 1;
 }
 
@@ -289,27 +469,50 @@ int core_decode(lua_State *L) {
 
 /* ---- methods -------------------------------------------------------------------------- */
 
-/* Pushes the field named by the string at key of the job at idx, as a user sees it. */
-static void push_field(lua_State *L, int idx, int key) {
-  key = lua_absindex(L, key);
+/* Pushes field number `field` of the job at idx as a user sees it; key is the stack index of
+ * its name when the caller has it, else 0. */
+static void push_field(lua_State *L, int idx, job_t *job, int field, int key) {
+  if (field == F_ATTACHMENTS || field == F_EMBEDS) {
+    /* decoded afresh on every access: changing the array cannot change the job */
+    const span_t *span = field == F_ATTACHMENTS ? &job->attachments : &job->embeds;
+    const char *s;
+    if (span->len == 0) {
+      if (span->start == EMPTY_ARRAY)
+        lua_newtable(L);
+      else
+        lua_pushnil(L);
+      return;
+    }
+    push_text(L, idx);
+    s = lua_tostring(L, -1);
+    if (!core_json_decode(L, s + span->start, span->len)) { /* read before: only memory */
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    lua_remove(L, -2);
+    return;
+  }
+  if (key)
+    key = lua_absindex(L, key);
   compat_getuservalue(L, idx);
-  lua_pushvalue(L, key);
+  if (key) {
+    lua_pushvalue(L, key);
+  } else {
+    lua_pushlightuserdata(L, &names_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, -1, field + 1);
+    lua_remove(L, -2);
+  }
   lua_rawget(L, -2);
   if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* null */
     lua_pop(L, 1);
     lua_pushnil(L);
-  } else if (lua_type(L, -1) != LUA_TSTRING) {
-    /* arrays are built afresh on every access: changing one cannot change the job */
-    json_push_clean(L, -1);
-    lua_remove(L, -2);
   }
   lua_remove(L, -2);
 }
 
-static void push_named(lua_State *L, int idx, const char *name) {
-  lua_pushstring(L, name);
-  push_field(L, idx, -1);
-  lua_remove(L, -2);
+static void push_named(lua_State *L, int idx, int field) {
+  push_field(L, idx, (job_t *)lua_touserdata(L, idx), field, 0);
 }
 
 static int job_index(lua_State *L) {
@@ -343,7 +546,7 @@ static int job_index(lua_State *L) {
     lua_pushinteger(L, job->credits_total);
     return 1;
   default:
-    push_field(L, 1, 2);
+    push_field(L, 1, job, (int)lua_tointeger(L, -1) - 1, 2);
     return 1;
   }
 }
@@ -360,7 +563,7 @@ static int job_done(lua_State *L) {
   size_t len;
   int i, done = 0;
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  push_named(L, 1, "status");
+  push_named(L, 1, F_STATUS);
   status = lua_tolstring(L, -1, &len);
   for (i = 0; status && terminal[i] && !done; i++)
     done = strlen(terminal[i]) == len && memcmp(status, terminal[i], len) == 0;
@@ -374,7 +577,7 @@ static int job_urls(lua_State *L) {
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   lua_settop(L, 1);
   lua_newtable(L);
-  push_named(L, 1, "attachments");
+  push_named(L, 1, F_ATTACHMENTS);
   len = lua_istable(L, 3) ? lua_rawlen(L, 3) : 0;
   for (i = 1; i <= len; i++) {
     lua_rawgeti(L, 3, (lua_Integer)i);
@@ -397,8 +600,8 @@ static int job_json(lua_State *L) {
 
 static int job_tostring(lua_State *L) {
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  push_named(L, 1, "jobid");
-  push_named(L, 1, "status");
+  push_named(L, 1, F_JOBID);
+  push_named(L, 1, F_STATUS);
   lua_pushfstring(L, FACESWAP_JOB_MT ": %s (%s)", lua_tostring(L, -2),
                   lua_isstring(L, -1) ? lua_tostring(L, -1) : "no status");
   return 1;

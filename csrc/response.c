@@ -4,7 +4,9 @@
  * (`rate_limited`) and a 5xx (`server`) whatever the body, as a CDN answers them with its own
  * page; a 2xx or another 4xx whose body is not the documented JSON is `bad_response`.
  * An error answer's body is decoded only up to ERROR_BODY_MAX bytes (useapi's are well under
- * 1 KiB): a larger one is not read, so an 8 MiB error page costs no more memory than its bytes. */
+ * 1 KiB): a larger one is not read, so an 8 MiB error page costs no more memory than its bytes.
+ * One past the transport's max_response is not even received: response_push_unread gives it
+ * the same error, its status deciding the kind as for any other. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -202,6 +204,92 @@ static int bad_response(lua_State *L, error_info *info) {
   return 2;
 }
 
+/* An error answer's body that was not read: its size (known, or more than `bytes` when the
+ * transport stopped at its limit without a Content-Length) and the cap that applied. */
+typedef struct {
+  size_t bytes, cap;
+  int known;
+} unread_t;
+
+/* Pushes nil and the error for an answer that is not a 2xx: the body at body (blen bytes), or,
+ * when unread is given, a body the transport did not read. Returns 2. */
+static int read_error(lua_State *L, error_info *info, int status, const char *headers,
+                      size_t hlen, const char *body, size_t blen, const unread_t *unread) {
+  /* a body past the cap is not decoded: its error text cannot be known, only its status */
+  int too_big = unread != NULL || blen > ERROR_BODY_MAX, decoded, has_error;
+  int base = lua_gettop(L), DECODED = base + 1, ERROR = base + 2, DETAILS = base + 3,
+      CODE = base + 4;
+  decoded = !too_big && core_json_decode(L, body, blen) && lua_istable(L, DECODED);
+  if (!decoded) {
+    lua_settop(L, base);
+    lua_pushnil(L); /* keeps DECODED meaning "the decoded body" */
+  }
+  if (decoded) {
+    lua_getfield(L, DECODED, "error");
+    lua_getfield(L, DECODED, "errorDetails");
+    lua_getfield(L, DECODED, "code");
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  has_error = lua_type(L, ERROR) == LUA_TSTRING &&
+              (lua_type(L, DETAILS) == LUA_TSTRING || lua_isnil(L, DETAILS)) &&
+              (lua_type(L, CODE) == LUA_TNUMBER || lua_isnil(L, CODE));
+  if (too_big && status >= 400) {
+    size_t bytes = unread ? unread->bytes : blen, cap = unread ? unread->cap : ERROR_BODY_MAX;
+    lua_pushfstring(L, "HTTP %d answer of %s%d bytes not read (an error answer is read up to %d "
+                    "bytes)", status, unread && !unread->known ? "more than " : "",
+                    (int)(bytes > 0x7FFFFFFF ? 0x7FFFFFFF : bytes), (int)cap);
+    lua_replace(L, ERROR);
+  }
+
+  if (status >= 500 || status < 400) {
+    info->kind = "server";
+    info->retry_after = header_retry_after(headers, hlen);
+    if (!has_error && !(too_big && status >= 500)) {
+      if (status >= 500)
+        push_status_text(L, status, body, blen);
+      else
+        lua_pushfstring(L, "unexpected HTTP %d (redirects are not followed)", status);
+      lua_replace(L, ERROR);
+    }
+    if (status < 400)
+      info->retryable = 0;
+  } else if (status == 429) {
+    /* the queue was full, or a CDN's rate limit: no job was made, asking later is right */
+    info->kind = "rate_limited";
+    info->retryable = 1;
+    if (!has_error && !too_big) {
+      push_status_text(L, status, body, blen);
+      lua_replace(L, ERROR);
+    }
+    if (lua_type(L, DETAILS) == LUA_TSTRING)
+      info->retry_after = details_retry_after(L, DETAILS);
+    if (info->retry_after < 0)
+      info->retry_after = header_retry_after(headers, hlen);
+  } else {
+    info->retryable = 0;
+    if (!has_error && (!too_big || !strcmp(kind_of_status(status), "server"))) {
+      /* an error page from something in between: asking again will not change it */
+      if (too_big)
+        lua_pushvalue(L, ERROR);
+      else
+        lua_pushfstring(L, "HTTP %d answer is not a documented error (%s)", status,
+                        decoded ? "no error string, or a field of the wrong type" : "not JSON");
+      return bad_response(L, info);
+    }
+    info->kind = kind_of_status(status);
+  }
+  /* a wait the server asks for is honoured up to a day; beyond that (or not finite) it is
+   * not a wait anyone can make, so it counts as unknown */
+  if (!(info->retry_after <= MAX_RETRY_AFTER))
+    info->retry_after = -1;
+  lua_pushnil(L);
+  error_push(L, info, NULL, ERROR, lua_type(L, DETAILS) == LUA_TSTRING ? DETAILS : 0);
+  return 2;
+}
+
 /* core.read_response(op, status, headers, body) -> job | nil, err */
 int core_read_response(lua_State *L) {
   int answer = ANSWER_JOB, safe = 0;
@@ -210,7 +298,6 @@ int core_read_response(lua_State *L) {
   size_t hlen = 0, blen;
   const char *headers = luaL_optlstring(L, 3, "", &hlen);
   const char *body = luaL_checklstring(L, 4, &blen);
-  int decoded, has_error, too_big;
   /* a GET may always be asked again; a POST answered badly may still have made a job */
   error_info info = {"server", status, 1, op == OP_COMMAND ? safe : op != OP_HEADSHOT, -1};
   lua_settop(L, 4);
@@ -226,74 +313,15 @@ int core_read_response(lua_State *L) {
     lua_pushfstring(L, "HTTP %d answer: %s", status, lua_tostring(L, -1));
     return bad_response(L, &info);
   }
+  return read_error(L, &info, status, headers, hlen, body, blen, NULL);
+}
 
-  /* a body past the cap is not decoded: its error text cannot be known, only its status */
-  too_big = blen > ERROR_BODY_MAX;
-  decoded = !too_big && core_json_decode(L, body, blen) && lua_istable(L, 5);
-  if (!decoded) {
-    lua_settop(L, 4);
-    lua_pushnil(L); /* keeps index 5 meaning "the decoded body" */
-  }
-  if (decoded) {
-    lua_getfield(L, 5, "error");        /* 6 */
-    lua_getfield(L, 5, "errorDetails"); /* 7 */
-    lua_getfield(L, 5, "code");         /* 8 */
-  } else {
-    lua_pushnil(L);
-    lua_pushnil(L);
-    lua_pushnil(L);
-  }
-  has_error = lua_type(L, 6) == LUA_TSTRING &&
-              (lua_type(L, 7) == LUA_TSTRING || lua_isnil(L, 7)) &&
-              (lua_type(L, 8) == LUA_TNUMBER || lua_isnil(L, 8));
-  if (too_big && status >= 400) {
-    lua_pushfstring(L, "HTTP %d answer of %d bytes not read (an error answer is read up to %d "
-                    "bytes)", status, (int)(blen > 0x7FFFFFFF ? 0x7FFFFFFF : blen), ERROR_BODY_MAX);
-    lua_replace(L, 6);
-  }
-
-  if (status >= 500 || status < 400) {
-    info.kind = "server";
-    info.retry_after = header_retry_after(headers, hlen);
-    if (!has_error && !(too_big && status >= 500)) {
-      if (status >= 500)
-        push_status_text(L, status, body, blen);
-      else
-        lua_pushfstring(L, "unexpected HTTP %d (redirects are not followed)", status);
-      lua_replace(L, 6);
-    }
-    if (status < 400)
-      info.retryable = 0;
-  } else if (status == 429) {
-    /* the queue was full, or a CDN's rate limit: no job was made, asking later is right */
-    info.kind = "rate_limited";
-    info.retryable = 1;
-    if (!has_error && !too_big) {
-      push_status_text(L, status, body, blen);
-      lua_replace(L, 6);
-    }
-    if (lua_type(L, 7) == LUA_TSTRING)
-      info.retry_after = details_retry_after(L, 7);
-    if (info.retry_after < 0)
-      info.retry_after = header_retry_after(headers, hlen);
-  } else {
-    info.retryable = 0;
-    if (!has_error && (!too_big || !strcmp(kind_of_status(status), "server"))) {
-      /* an error page from something in between: asking again will not change it */
-      if (too_big)
-        lua_pushvalue(L, 6);
-      else
-        lua_pushfstring(L, "HTTP %d answer is not a documented error (%s)", status,
-                        decoded ? "no error string, or a field of the wrong type" : "not JSON");
-      return bad_response(L, &info);
-    }
-    info.kind = kind_of_status(status);
-  }
-  /* a wait the server asks for is honoured up to a day; beyond that (or not finite) it is
-   * not a wait anyone can make, so it counts as unknown */
-  if (!(info.retry_after <= MAX_RETRY_AFTER))
-    info.retry_after = -1;
-  lua_pushnil(L);
-  error_push(L, &info, NULL, 6, lua_type(L, 7) == LUA_TSTRING ? 7 : 0);
-  return 2;
+int response_push_unread(lua_State *L, int status, const char *headers, size_t hlen,
+                         size_t bytes, int known, size_t limit, int post) {
+  error_info info = {"server", status, 1, !post, -1};
+  unread_t unread;
+  unread.bytes = bytes;
+  unread.known = known;
+  unread.cap = limit < ERROR_BODY_MAX ? limit : ERROR_BODY_MAX;
+  return read_error(L, &info, status, headers, hlen, "", 0, &unread);
 }

@@ -1004,13 +1004,26 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
  * frees its slot, and returns the number of values pushed. */
 static int finish(lua_State *L, transport_t *t, transfer_t *x) {
   int n;
+  long status = 0;
   if (x->result == CURLE_OK && !x->no_memory && x->head_done) {
-    long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
     lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
     lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
     n = 3;
+  } else if ((x->oversize || x->result == CURLE_FILESIZE_EXCEEDED) && x->final_status &&
+             x->limit != MAX_DOWNLOAD_BYTES && (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE,
+                                                                  &status), status >= 300)) {
+    /* an error answer past max_response: its status decides its kind, as for any other (the
+     * headers copied and the rest read before anything allocates) */
+    size_t hlen, limit = x->limit;
+    long long length = x->content_length;
+    int post = x->post;
+    const char *head = (lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len),
+                        lua_tolstring(L, -1, &hlen));
+    n = response_push_unread(L, (int)status, head, hlen, length >= 0 ? (size_t)length : limit,
+                             length >= 0, limit, post);
+    lua_remove(L, -3); /* the headers, under nil and the error */
   } else {
     push_transfer_error(L, x);
     n = 2;

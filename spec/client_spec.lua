@@ -329,7 +329,7 @@ describe("client", function()
         local err = fails(client:headshot("p"))
         assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 7, true },
           { err.kind, err.code, err.error, err.retry_after, err.retryable })
-        -- the client's retry policy (max_delay 30 s): 121 s is past 4 x 30, so no sleep at all
+        -- the client's retry policy: 121 s is past max_retry_after (120 s), so no sleep at all
         local c = faceswap.new { token = TOKEN, base_url = s.base_url }
         s:script { action = "status", status = 429, headers = { ["Retry-After"] = "121" },
                    body = "<html><title>Rate limited</title></html>" }

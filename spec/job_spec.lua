@@ -181,3 +181,129 @@ describe("faceswap.decode", function()
       "bad argument #1 to 'decode' (string expected, got nil)")
   end)
 end)
+
+-- What a job keeps (issue 17, item 17): its JSON text and its documented fields, nothing else
+-- of the answer, so a hostile answer within max_response cannot make a job hold tens of times
+-- its bytes for as long as the program keeps it.
+describe("what a job keeps", function()
+  local cjson = require "cjson.safe"
+
+  -- Every value reachable from a job through its user values (5.2+) or environment (5.1).
+  local function reachable(job)
+    local seen, strings, queue = {}, {}, {}
+    local function add(v)
+      if type(v) == "string" then strings[#strings + 1] = v
+      elseif type(v) == "table" and not seen[v] then seen[v] = true; queue[#queue + 1] = v end
+    end
+    local getuservalue, getfenv = rawget(debug, "getuservalue"), rawget(debug, "getfenv")
+    if not getuservalue then
+      add(getfenv(job))
+    else
+      for n = 1, 10 do
+        local v, ok = getuservalue(job, n)
+        if n > 1 and ok == false then break end
+        add(v)
+        if _VERSION < "Lua 5.4" then break end
+      end
+    end
+    while #queue > 0 do
+      local t = table.remove(queue)
+      for k, v in pairs(t) do add(k); add(v) end
+    end
+    return strings
+  end
+
+  it("drops the members it does not document, and keeps every documented one", function()
+    local job = assert(faceswap.decode(COMPLETED))
+    local found = {}
+    for _, s in ipairs(reachable(job)) do found[s] = true end
+    assert.is_nil(found.future_field)
+    assert.is_nil(found.kept)
+    assert.is_nil(found.proxy_url) -- inside attachments: read from the text when asked for
+    assert.is_true(found[COMPLETED]) -- job:json(), exactly as received
+    -- the documented fields are all still there, as before
+    assert.equal("ABC…secured…xyz", job.discord)
+    assert.equal(200, job.code)
+    assert.equal("https://media.example/a_1.png", job.attachments[1].proxy_url)
+    assert.same({ { type = "rich", description = "done",
+                    image = { url = "https://cdn.example/e.png", width = 1 } } }, job.embeds)
+    assert.same({ 4, 796, 800 }, { job.credits, job.credits_left, job.credits_total })
+  end)
+
+  it("finds attachments and embeds where lua-cjson does: last duplicate wins, names escaped", function()
+    local texts = {
+      '{"jobid":"a","attachments":[{"url":"x"}],"attachments":null}',
+      '{"jobid":"a","attachments":null,"attachments":[{"url":"y"}]}',
+      '{"jobid":"a","att\\u0061chments":[{"url":"z"}],"embeds":[{"a":[1,{"b":"]}"}]}]}',
+      ' { "x" : "]}\\"[{\\\\" , "n" : -1.5e3 , "t" : true , "f" : false , "z" : null ,' ..
+        ' "attachments" : [ { "url" : "q\\"]" } , { } ] , "jobid" : "a" } ',
+      '{"jobid":"a","embeds":[],"attachments":[{"url":"w","n":null,"l":[null,2]}],' ..
+        '"attachmentsX":[{"url":"no"}],"embeds":[{"e":{}}],"deep":[[[[{"attachments":1}]]]]}',
+      '{"jobid":"a"}',
+      '{"jobid":"a","attachments":[],"embeds":[{"x":1}],"embeds":[]}',
+      '{"jobid":"a","attachments":[{"url":"v"}],"embeds":[]}',
+    }
+    -- lua-cjson's reading, in the module's convention: a null member is left out
+    local function clean(v)
+      if type(v) ~= "table" then return v end
+      for k, e in pairs(v) do
+        if type(k) == "string" and e == cjson.null then v[k] = nil else v[k] = clean(e) end
+      end
+      return v
+    end
+    for _, text in ipairs(texts) do
+      local job = assert(faceswap.decode(text))
+      local want = clean(assert(cjson.decode(text)))
+      assert.same(want.attachments, job.attachments, text)
+      assert.same(want.embeds, job.embeds, text)
+    end
+  end)
+
+  -- Texts of about `bytes` bytes, each a different string (so each job's text is its own), in
+  -- the shapes that cost the most once decoded.
+  local SHAPES = {
+    unknown_keys = function(i, bytes) -- many members the job does not document
+      local parts, n = {}, 0
+      while n < bytes - 40 do parts[#parts + 1] = '"k' .. #parts .. '":{}'; n = n + #parts[#parts] + 1 end
+      return '{"jobid":"j' .. i .. '",' .. table.concat(parts, ",") .. '}'
+    end,
+    deep_arrays = function(i, bytes) -- an unknown member of nested arrays
+      local unit = ("["):rep(60) .. ("]"):rep(60) .. ","
+      return '{"jobid":"j' .. i .. '","future":[' .. unit:rep(math.floor((bytes - 40) / #unit)) .. '0]}'
+    end,
+    attachments = function(i, bytes) -- a long list of (empty) attachments: a table per 3 bytes
+      return '{"jobid":"j' .. i .. '","attachments":[' .. ("{},"):rep(math.floor((bytes - 40) / 3)) .. '{}]}'
+    end,
+    embeds = function(i, bytes) -- embeds of objects holding numbers
+      return '{"jobid":"j' .. i .. '","embeds":[' .. ('{"a":[0,0,0,0]},'):rep(math.floor((bytes - 40) / 16)) .. '{}]}'
+    end,
+    content = function(i, bytes) -- one long documented string: the text and the string stay
+      return '{"jobid":"j' .. i .. '","content":"' .. ("x"):rep(bytes - 30) .. '"}'
+    end,
+  }
+
+  it("retains at most 2 x the answer's bytes plus 4 KiB per job, whatever its shape #novalgrind", function()
+    local BYTES, N = 65536, 8
+    for name, make in pairs(SHAPES) do
+      local jobs = {}
+      collectgarbage(); collectgarbage()
+      local before = collectgarbage("count")
+      local size
+      for i = 1, N do
+        local text = make(i, BYTES)
+        size = #text
+        jobs[i] = assert(faceswap.decode(text))
+      end
+      collectgarbage(); collectgarbage()
+      local per_job = (collectgarbage("count") - before) * 1024 / N
+      assert.is_true(per_job <= 2 * size + 4096,
+        string.format("%s: %.0f bytes kept per job of %d bytes", name, per_job, size))
+      -- and the documented fields are all there
+      assert.equal("j" .. N, jobs[N].jobid)
+      assert.equal(size, #jobs[N]:json())
+      if name == "attachments" then assert.equal(math.floor((BYTES - 40) / 3) + 1, #jobs[N].attachments) end
+      if name == "embeds" then assert.same({ 0, 0, 0, 0 }, jobs[N].embeds[1].a) end
+      if name == "content" then assert.equal(BYTES - 30, #jobs[N].content) end
+    end
+  end)
+end)

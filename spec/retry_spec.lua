@@ -56,22 +56,42 @@ describe("faceswap.retry", function()
     assert.equal("Discord /interactions failed with HTTP status 429", retries[1][1].error)
   end)
 
-  it("does not sleep on a retry_after past 4 x max_delay: the error comes back at once", function()
+  it("does not sleep on a retry_after past max_retry_after (120 s): the error comes back at once", function()
     local fn, opts, calls, slept = scripted { discord_429(86400), "job" }
     local job, e = faceswap.retry(fn, opts)
     assert.is_nil(job)
     assert.same({ "rate_limited", 86400 }, { e.kind, e.retry_after })
     assert.equal(1, calls())
     assert.same({}, slept)
-    -- 120 s is the longest wait with the default max_delay of 30 s; a smaller max_delay, less
     fn, opts, calls, slept = scripted { discord_429(120), "job" }
     assert.equal("job", (faceswap.retry(fn, opts)))
     assert.same({ 120 }, slept)
     assert.equal(2, calls())
-    fn, opts, calls, slept = scripted { discord_429(41), "job" }
-    opts.max_delay, opts.min_delay = 10, 1
+    fn, opts, calls, slept = scripted { discord_429(120.5), "job" }
     assert.is_nil((faceswap.retry(fn, opts)))
     assert.same({ 1, {} }, { calls(), slept })
+    -- a cap of one's own
+    fn, opts, calls, slept = scripted { discord_429(6), "job" }
+    opts.max_retry_after = 5
+    local _, e6 = faceswap.retry(fn, opts)
+    assert.same({ 1, {}, 6 }, { calls(), slept, e6.retry_after })
+    fn, opts, calls, slept = scripted { discord_429(5), "job" }
+    opts.max_retry_after = 5
+    assert.equal("job", (faceswap.retry(fn, opts)))
+    assert.same({ 2, { 5 } }, { calls(), slept })
+  end)
+
+  -- issue 17, item 19: the wait the server asks for is its instruction, not our backoff
+  it("waits the server's retry_after whatever max_delay is", function()
+    local fn, opts, calls, slept = scripted { discord_429(1), discord_429(0.3), "job" }
+    opts.min_delay, opts.max_delay = 0.01, 0.02
+    assert.equal("job", (faceswap.retry(fn, opts)))
+    assert.same({ 1, 0.3 }, slept)
+    assert.equal(3, calls())
+    fn, opts, calls, slept = scripted { discord_429(41), "job" }
+    opts.min_delay, opts.max_delay = 1, 10
+    assert.equal("job", (faceswap.retry(fn, opts)))
+    assert.same({ 2, { 41 } }, { calls(), slept })
   end)
 
   it("waits a random time in [min_delay, max_delay] for a 429 without retry_after", function()
@@ -149,6 +169,11 @@ describe("faceswap.retry", function()
       "bad argument #2 to 'retry' (option 'min_delay' must be a number of seconds from 0 to 1e9)")
     assert.has_error(function() faceswap.retry(print, { min_delay = 40 }) end,
       "bad argument #2 to 'retry' (min_delay is larger than max_delay)")
+    assert.has_error(function() faceswap.retry(print, { max_retry_after = -1 }) end,
+      "bad argument #2 to 'retry' (option 'max_retry_after' must be a number of seconds from 0 to 1e9)")
+    assert.has_error(function() faceswap.new { token = "t", retry = { max_retry_after = "2" } } end,
+      "bad argument #1 to 'new' (option 'retry': option 'max_retry_after' must be a number of " ..
+      "seconds from 0 to 1e9)")
     assert.has_error(function() faceswap.retry(print, { sleep = 1 }) end,
       "bad argument #2 to 'retry' (option 'sleep' must be a function)")
     assert.has_error(function() faceswap.new { token = "t", retry = { attempt = 1 } } end,
@@ -188,6 +213,33 @@ describe("the client's retry policy", function()
     s:script { action = "discord_429", retry_after = 1.5, match = "^POST /headshot$" }
     assert(client():headshot("portrait"))
     assert.same({ 1.5 }, slept)
+  end)
+
+  -- issue 17, item 19: with max_delay = 0.02 these came back as errors instead of retries
+  it("waits a Retry-After of 1 s, and Discord's retry_after of 0.3 s, whatever max_delay is", function()
+    s:script { action = "status", status = 429, headers = { ["Retry-After"] = "1" },
+               body = "Too Many Requests", match = "^POST /headshot$" }
+    s:script { action = "discord_429", retry_after = 0.3, match = "^POST /headshot$" }
+    local c = client { min_delay = 0.01, max_delay = 0.02 }
+    local job, e = c:headshot("portrait")
+    assert.is_nil(e)
+    assert.equal("started", job.status)
+    assert.same({ 1, 0.3 }, slept)
+    assert.equal(3, s:count("POST"))
+    c:close()
+  end)
+
+  it("returns a Retry-After past max_retry_after at once, retry_after telling how long", function()
+    s:script { action = "status", status = 429, headers = { ["Retry-After"] = "3" },
+               body = "Too Many Requests", match = "^POST /headshot$" }
+    local c = client { max_retry_after = 2 }
+    local job, e = c:headshot("portrait")
+    assert.is_nil(job)
+    assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 3 },
+      { e.kind, e.code, e.error, e.retry_after })
+    assert.same({}, slept)
+    assert.equal(1, s:count("POST"))
+    c:close()
   end)
 
   it("never resends a headshot whose body may have reached the server", function()

@@ -50,7 +50,8 @@ end
 -- @tparam function fn called with no arguments; returns a value, or `nil, err`
 -- @tparam[opt] table opts the retry options: `attempts` (5), `deadline` (seconds, none),
 -- `min_delay` (10) and `max_delay` (30), the range of a 429's wait when the answer names none;
--- `base_delay` (1), the first backoff after a transport error, timeout or 5xx; `sleep`,
+-- `base_delay` (1), the first backoff after a transport error, timeout or 5xx;
+-- `max_retry_after` (120), the longest wait a 429 may ask for and get; `sleep`,
 -- `random`, and `on_retry(err, attempt, delay)`, called before each wait
 -- @return what `fn` returned last
 -- @see faceswap.retry

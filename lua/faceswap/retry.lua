@@ -17,7 +17,9 @@ local M = {}
 -- `deadline` (none: seconds from the first call; no wait starts that would end past it),
 -- `min_delay` (10) and `max_delay` (30: a 429's wait range, as upstream advises, when the answer
 -- names none; also the longest backoff), `base_delay` (1: the first backoff after a transport
--- error, timeout or 5xx). Also `sleep`, `random` and `on_retry(err, attempt, delay)`.
+-- error, timeout or 5xx), `max_retry_after` (120: the longest wait the server may ask for and
+-- get, whatever `max_delay` is; a longer one returns the error at once). Also `sleep`, `random`
+-- and `on_retry(err, attempt, delay)`.
 -- @table defaults
 M.defaults = {
   attempts = 5,     -- calls of fn in all, the first included
@@ -25,14 +27,13 @@ M.defaults = {
   min_delay = 10,   -- the 429 wait range, as upstream advises, when the answer gives no wait
   max_delay = 30,   -- also the longest backoff
   base_delay = 1,   -- the first backoff after a transport error, timeout or 5xx
+  max_retry_after = 120, -- the longest retry_after waited on (the server's, not our backoff)
 }
-
--- The longest retry_after waited on: this many times max_delay (120 s by default).
-M.MAX_WAIT_FACTOR = 4
 
 local CHECKS = {
   attempts = "count", deadline = "seconds", min_delay = "seconds", max_delay = "seconds",
-  base_delay = "seconds", sleep = "function", random = "function", on_retry = "function",
+  base_delay = "seconds", max_retry_after = "seconds", sleep = "function", random = "function",
+  on_retry = "function",
 }
 
 -- Checks opts and returns them merged over the defaults. `where` names the caller for the
@@ -103,10 +104,11 @@ function M.run(fn, o, delay, first_err, started, what)
   local attempt, slept = 1, 0
   local r = first_err == nil and pack(fn()) or { n = 2, nil, first_err }
   while r[1] == nil and retryable(r[2]) and attempt < o.attempts do
-    -- a server (or a CDN) asking for a wait past the policy's is not slept on for up to a
-    -- day: the error goes back at once, its retry_after telling the caller how long
+    -- the wait a server (or a CDN) asks for is its instruction, not our backoff: made up to
+    -- max_retry_after whatever max_delay is; a longer one is not slept on for up to a day: the
+    -- error goes back at once, its retry_after telling the caller how long
     local asked = r[2].kind == "rate_limited" and r[2].retry_after
-    if type(asked) == "number" and asked > M.MAX_WAIT_FACTOR * o.max_delay then break end
+    if type(asked) == "number" and asked > o.max_retry_after then break end
     local d = delay(r[2], attempt, o)
     -- time spent is at least what was slept, also when `sleep` is a stand-in that sleeps not
     if o.deadline and math.max(core.now() - started, slept) + d > o.deadline then break end
