@@ -21,18 +21,23 @@ local check_setting, reset_state = S.check_setting, S.reset_state
 ---------------------------------------------------------------------------------------------
 -- Control endpoints (/__sim/...): configure the simulator and read back what it saw.
 ---------------------------------------------------------------------------------------------
--- files: the file parts, name -> {filename, content_type, size} (their bytes are in fields)
+-- files: the file parts, name -> {filename, content_type, size} (their bytes are in fields);
+-- body_size: the body's bytes; omitted: what the record left out for its size (past 1 MiB),
+-- {body = {size, crc32}, fields = {name = {size, crc32}}}. A request still being answered
+-- shows what has arrived (its record is compacted once it is answered).
 local function record_json(r)
   local files = cjson.null
   if r.files and next(r.files) then
     files = {}
     for name, f in pairs(r.files) do
-      files[name] = { filename = f.filename, content_type = f.content_type or cjson.null, size = #f.data }
+      files[name] = { filename = f.filename, content_type = f.content_type or cjson.null,
+                      size = f.size or #f.data }
     end
   end
-  return { method = r.method, path = r.path, query = r.query, headers = r.headers, body = r.body,
+  return { method = r.method, path = r.path, query = r.query, headers = r.headers,
+           body = r.body or cjson.null, body_size = r.body_size or #r.body,
            fields = r.fields or cjson.null, files = files, conn = r.conn,
-           content_type = r.content_type or cjson.null }
+           content_type = r.content_type or cjson.null, omitted = r.omitted or cjson.null }
 end
 
 -- The settings as GET /__sim/config shows them: credits_total and credits_used are the first
@@ -59,11 +64,15 @@ CONTROL["GET /__sim/requests"] = function()
   return json_response(200, out)
 end
 
+-- clients, refused, accept_errors: since the start, not reset (the connections are still there).
 CONTROL["GET /__sim/stats"] = function()
   local open = 0
   for _ in pairs(S.state.open) do open = open + 1 end
+  local live = S.live
   return json_response(200, { connections = S.state.connections, requests = #S.state.requests,
-                              open = open, rejected = S.state.rejected })
+                              open = open, rejected = S.state.rejected, clients = live.clients,
+                              refused = live.refused, accept_errors = live.accept_errors,
+                              event_loop = live.event_loop })
 end
 
 CONTROL["GET /__sim/callbacks"] = function()
@@ -112,6 +121,7 @@ end
 
 CONTROL["POST /__sim/reset"] = function()
   reset_state()
+  collectgarbage()          -- the old records, jobs and saved faces go back to the allocator now
   return ok_response()
 end
 

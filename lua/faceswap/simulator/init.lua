@@ -39,7 +39,7 @@ M.root = module_root()
 -- Settings start() passes on the command line; they are also what reset() restores.
 local OPTIONS = { "host", "port", "token", "job_seconds", "keepalive_timeout", "latency", "channels",
                   "subscription", "credits_total", "credits_used", "callback_timeout", "max_running",
-                  "blocking_seconds", "seed_identity", "picsi_async" }
+                  "blocking_seconds", "seed_identity", "picsi_async", "event_loop" }
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
@@ -167,7 +167,8 @@ Sim.__gc = function(self) pcall(Sim.stop, self) end
 Sim.__close = Sim.__gc
 
 -- Starts a simulator. opts: any of OPTIONS (channels as an array), plus lua = the interpreter
--- (default "lua5.4"). Returns the handle with base_url, host, port and pid.
+-- (default "lua5.4") and max_files = its limit of open descriptors (`ulimit -n`; default: this
+-- process's). Returns the handle with base_url, host, port and pid.
 function M.start(opts)
   opts = opts or {}
   -- the child runs the server module from the directory this module came from: `-e` runs it
@@ -185,7 +186,12 @@ function M.start(opts)
     end
   end
   -- the shell prints its pid, then becomes the simulator (same pid) through exec
-  local pipe = assert(io.popen("echo $$; " .. table.concat(args, " "), "r"))
+  local limit = ""
+  if opts.max_files then
+    limit = string.format("ulimit -n %d 2>&1 || { echo cannot set ulimit -n %d; exit 1; }; ",
+                          opts.max_files, opts.max_files)
+  end
+  local pipe = assert(io.popen("echo $$; " .. limit .. table.concat(args, " "), "r"))
   local pid = tonumber(pipe:read("*l"))
   local line = pipe:read("*l")
   local host, port = (line or ""):match("^listening http://([^:]+):(%d+)$")

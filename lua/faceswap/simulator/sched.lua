@@ -1,5 +1,8 @@
--- faceswap.simulator.sched: the scheduler (coroutines waiting on sockets or deadlines over
--- socket.select) and non-blocking socket I/O for use inside its tasks.
+-- faceswap.simulator.sched: the scheduler (coroutines waiting on sockets or deadlines) and
+-- non-blocking socket I/O for use inside its tasks. Two event loops: libuv through lua-luv
+-- (epoll: any number of sockets) when it loads, else LuaSocket's select(), which can only
+-- watch descriptors below FD_SETSIZE, so that loop refuses (closes at once) a connection whose
+-- descriptor is too high instead of dying on it.
 local socket = require "socket"
 local util = require "faceswap.simulator.util"
 
@@ -8,20 +11,73 @@ local M = { running = true }   -- false: the main loop ends after this round
 local now = util.now
 local IO_TIMEOUT = 60          -- seconds without progress before a half-sent/half-read exchange is dropped
 local TICK = 1                 -- longest select() wait, so the parent watch runs even when idle
-M.IO_TIMEOUT, M.TICK = IO_TIMEOUT, TICK
-
----------------------------------------------------------------------------------------------
--- Scheduler: coroutines wait for a socket to become readable/writable or for a deadline.
----------------------------------------------------------------------------------------------
-local waits = {}        -- coroutine -> { sock, mode ("r"|"w"|nil), deadline (or nil) }
+local FD_LIMIT = 1024          -- FD_SETSIZE on Linux: select() raises on a descriptor >= this
+M.IO_TIMEOUT, M.TICK, M.FD_LIMIT = IO_TIMEOUT, TICK, FD_LIMIT
 
 local function report(what, err)
   io.stderr:write("simulator: ", what, ": ", tostring(err), "\n")
 end
 
+---------------------------------------------------------------------------------------------
+-- Scheduler: coroutines wait for a socket to become readable/writable or for a deadline.
+---------------------------------------------------------------------------------------------
+local waits = {}        -- coroutine -> { sock, mode ("r"|"w"|nil), deadline (or nil), poll, timer }
+local due = {}          -- coroutine -> "ready" | "timeout": woken, resumed by the next step()
+local uv                -- lua-luv's module while the libuv loop is in use
+
+local function fd_of(sock)
+  local fd = sock:getfd()
+  return fd and math.floor(fd) or -1
+end
+
+-- Whether the loop can watch this socket (select(): only descriptors below FD_SETSIZE).
+local function can_watch(sock)
+  return uv ~= nil or fd_of(sock) < FD_LIMIT
+end
+
+-- Ends a wait (from a libuv callback or a select round): its handles closed, so a socket that
+-- its task closes next is never watched, and the task queued for resumption.
+local function wake(co, w, event)
+  if waits[co] ~= w then return end
+  waits[co] = nil
+  if w.poll then uv.close(w.poll) end
+  if w.timer then uv.close(w.timer) end
+  due[co] = event
+end
+
+-- libuv: one poll handle on the socket's descriptor and one timer per wait, closed when it ends.
+local function watch_uv(co, w)
+  if w.sock then
+    local fd = fd_of(w.sock)
+    local poll = fd >= 0 and uv.new_poll(fd)
+    if poll then
+      w.poll = poll
+      local ok = uv.poll_start(poll, w.mode == "w" and "w" or "r", function() wake(co, w, "ready") end)
+      if not ok then uv.close(poll) w.poll = nil end
+    end
+    if not w.poll then                -- a closed socket: its next call says so
+      if fd >= 0 then report("cannot watch descriptor", fd) end
+      due[co], waits[co] = "ready", nil
+      return
+    end
+  end
+  if w.deadline then
+    uv.update_time()                  -- the loop's clock stands still while tasks run
+    local ms = math.max(0, math.ceil((w.deadline - now()) * 1000))
+    w.timer = uv.new_timer()
+    uv.timer_start(w.timer, ms, 0, function() wake(co, w, "timeout") end)
+  end
+end
+
 -- Suspends the running coroutine; returns "ready" or "timeout".
 local function wait(sock, mode, deadline)
-  waits[coroutine.running()] = { sock = sock, mode = mode, deadline = deadline }
+  local co = coroutine.running()
+  local w = { sock = sock, mode = mode, deadline = deadline }
+  if sock and not can_watch(sock) then        -- select() cannot: give up on this socket
+    w.sock, w.deadline = nil, now()
+  end
+  waits[co] = w
+  if uv then watch_uv(co, w) end
   return coroutine.yield()
 end
 
@@ -43,8 +99,15 @@ local function spawn(fn, ...)
   end))
 end
 
--- One round: select over all waiting sockets until the nearest deadline, wake whoever is due.
-local function step()
+-- Resumes every woken task.
+local function run_due()
+  local batch = due
+  due = {}
+  for co, event in pairs(batch) do resume(co, event) end
+end
+
+-- One round over select(): every waiting socket until the nearest deadline.
+local function step_select()
   local recvt, sendt, owner = {}, {}, {}
   local soonest
   for co, w in pairs(waits) do
@@ -54,18 +117,54 @@ local function step()
   end
   local timeout = TICK
   if soonest then timeout = math.max(0, math.min(TICK, soonest - now())) end
+  if next(due) then timeout = 0 end
   local readable, writable = socket.select(recvt, sendt, timeout)
-  local due = {}
-  for _, s in ipairs(readable) do due[owner[s]] = "ready" end
-  for _, s in ipairs(writable) do due[owner[s]] = "ready" end
+  for _, s in ipairs(readable) do wake(owner[s], waits[owner[s]], "ready") end
+  for _, s in ipairs(writable) do wake(owner[s], waits[owner[s]], "ready") end
   local t = now()
   for co, w in pairs(waits) do
-    if not due[co] and w.deadline and w.deadline <= t then due[co] = "timeout" end
+    if w.deadline and w.deadline <= t then wake(co, w, "timeout") end
   end
-  for co, event in pairs(due) do
-    if waits[co] then
-      waits[co] = nil
-      resume(co, event)
+  run_due()
+end
+
+-- One round over libuv: blocks until a socket or a timer fires (nothing waits: a TICK).
+local function step_uv()
+  if not next(due) and not uv.run("once") and not next(due) then socket.sleep(TICK) end
+  run_due()
+end
+
+local function step()
+  if uv then return step_uv() end
+  return step_select()
+end
+
+-- Picks the event loop before the first task: "luv" (fails without lua-luv), "select", or nil
+-- for luv when it loads. Returns the loop's name, or nil and why.
+local function use(name)
+  if name == "select" then
+    uv = nil
+    return "select"
+  end
+  local ok, mod = pcall(require, "luv")
+  if ok and type(mod) == "table" then
+    uv = mod
+    return "luv"
+  end
+  if name == "luv" then return nil, "lua-luv cannot be loaded: " .. tostring(mod) end
+  uv = nil
+  return "select"
+end
+
+-- The main loop: rounds until `running` is false; an error in a round (a bug, or a socket
+-- library raising) is reported and the loop goes on after a short pause, so nothing that one
+-- connection does ends the server.
+local function run()
+  while M.running do
+    local ok, err = xpcall(step, debug.traceback)
+    if not ok then
+      report("main loop", err)
+      socket.sleep(0.05)
     end
   end
 end
@@ -107,7 +206,8 @@ local function reset(sock)
   sock:close()
 end
 
-M.report, M.wait, M.sleep, M.spawn, M.step = report, wait, sleep, spawn, step
+M.report, M.wait, M.sleep, M.spawn, M.step, M.run, M.use, M.can_watch =
+  report, wait, sleep, spawn, step, run, use, can_watch
 M.recv_some, M.send_all, M.reset = recv_some, send_all, reset
 
 return M

@@ -7,12 +7,14 @@ local faults = require "faceswap.simulator.faults"
 local control = require "faceswap.simulator.control"
 local commands = require "faceswap.simulator.commands"
 local S = require "faceswap.simulator.state"
+local png = require "faceswap.simulator.png"
 local socket = require "socket"
 
 local M = {}
 
 local sleep, spawn, wait, report = sched.sleep, sched.spawn, sched.wait, sched.report
 local TICK = sched.TICK
+local crc32_update = png.crc32_update
 local read_request, send_response, parse_fields, Conn = http.read_request, http.send_response,
   http.parse_fields, http.Conn
 local take_action, perform, ACTIONS = faults.take_action, faults.perform, faults.ACTIONS
@@ -23,7 +25,8 @@ local default_config, cli_value, check_setting, reset_state = S.default_config, 
 local USAGE = "usage: faceswap-sim [--host H] [--port N] [--token T] [--keepalive-timeout S]"
   .. " [--job-seconds S] [--latency S] [--channels a,b] [--subscription true|false]"
   .. " [--credits-total N] [--credits-used N] [--callback-timeout S] [--max-running N]"
-  .. " [--blocking-seconds S] [--seed-identity NAME] [--picsi-async true|false] [--parent-pid PID]\n"
+  .. " [--blocking-seconds S] [--seed-identity NAME] [--picsi-async true|false] [--parent-pid PID]"
+  .. " [--event-loop luv|select]\n"
 
 local function usage(message)
   io.stderr:write("simulator: ", message, "\n", USAGE)
@@ -44,6 +47,9 @@ local function parse_args(argv)
     local key = name:gsub("%-", "_")
     if key == "host" then
       opts.host = text
+    elseif key == "event_loop" then
+      if text ~= "luv" and text ~= "select" then usage("--event-loop is luv or select") end
+      opts.event_loop = text
     elseif key == "port" or key == "parent_pid" then
       opts[key] = tonumber(text) or usage("--" .. name .. " needs a number")
     else
@@ -80,8 +86,46 @@ local function should_process(action)
   return ACTIONS[action.action].process
 end
 
-local function serve_api(conn, req)
-  record(conn, req)
+local KEEP = 1024 * 1024      -- bytes of a body or field value the record keeps whole
+local SLICE = 256 * 1024      -- bytes checksummed between two yields to the other tasks
+M.KEEP = KEEP
+
+-- {size, crc32} of a string past KEEP, checksummed in slices so other connections go on.
+local function summary(text)
+  local c = 0xFFFFFFFF
+  for i = 1, #text, SLICE do
+    c = crc32_update(c, text, i, math.min(#text, i + SLICE - 1))
+    sleep(0)
+  end
+  return { size = #text, crc32 = c ~ 0xFFFFFFFF }
+end
+
+-- Once a request is answered its record keeps the body and each field value up to KEEP bytes;
+-- a longer one is left out, its size and CRC-32 kept in req.omitted. The file parts keep their
+-- name, type and size, the decoded params go: a record costs at most a few MiB however large
+-- the upload, and a reset frees it all.
+local function compact(req)
+  req.body_size = #(req.body or "")
+  local omitted = {}
+  if #(req.body or "") > KEEP then
+    omitted.body = summary(req.body)
+    req.body = nil
+  end
+  for name, value in pairs(req.fields or {}) do
+    if #value > KEEP then
+      omitted.fields = omitted.fields or {}
+      omitted.fields[name] = summary(value)
+      req.fields[name] = nil
+    end
+  end
+  for name, f in pairs(req.files or {}) do
+    req.files[name] = { filename = f.filename, content_type = f.content_type, size = #f.data }
+  end
+  req.params, req.omitted = nil, next(omitted) and omitted or nil
+  if omitted.body then collectgarbage() end     -- give the upload's memory back now
+end
+
+local function handle(conn, req)
   if req.framing_error then
     send_response(conn, req.framing_error, true)    -- cannot find the next request: close
     return false
@@ -91,6 +135,14 @@ local function serve_api(conn, req)
   if should_process(action) then resp = handle_api(req) end
   if S.config.latency > 0 then sleep(S.config.latency) end
   return perform(conn, req, action, resp)
+end
+
+local function serve_api(conn, req)
+  record(conn, req)
+  local ok, keep = xpcall(handle, debug.traceback, conn, req)
+  compact(req)
+  if not ok then error(keep, 0) end
+  return keep
 end
 
 local function serve(conn)
@@ -110,21 +162,61 @@ local function serve(conn)
   end
 end
 
+-- One connection's task: its exchanges, then the socket closed whatever happened.
+local function connection(client)
+  local conn = Conn.new(client)
+  local ok, err = xpcall(serve, debug.traceback, conn)
+  if not ok then report("connection failed", err) end
+  client:close()
+  S.state.open[conn] = nil
+  S.live.clients = S.live.clients - 1
+end
+
+-- Takes one accepted socket: a task of its own, or refused (closed at once) when the event
+-- loop cannot watch its descriptor. Nothing here can end the accept loop.
+local function admit(client)
+  if not sched.can_watch(client) then
+    client:close()
+    S.live.refused = S.live.refused + 1
+    return
+  end
+  client:settimeout(0)
+  client:setoption("tcp-nodelay", true)
+  S.live.clients = S.live.clients + 1
+  spawn(connection, client)
+end
+
+local BACKOFF_FIRST, BACKOFF_MAX = 0.05, 1    -- seconds between accept() tries after a failure
+
+-- Accepts every pending connection each time the listening socket is readable. When accept()
+-- fails (EMFILE: out of descriptors; ENFILE, ENOMEM...) the pending connections stay in the
+-- kernel's backlog and the socket stays readable, so it waits (doubling up to a second) before
+-- trying again instead of spinning, and says so once per episode.
 local function accept_loop(server)
+  local backoff
   while sched.running do
     wait(server, "r")
     while true do
-      local client = server:accept()
-      if not client then break end
-      client:settimeout(0)
-      client:setoption("tcp-nodelay", true)
-      spawn(function()
-        local conn = Conn.new(client)
-        local ok, err = xpcall(serve, debug.traceback, conn)
-        if not ok then report("connection failed", err) end
-        client:close()
-        S.state.open[conn] = nil
-      end)
+      local client, err = server:accept()
+      if client then
+        if backoff then
+          report("accept", "accepting again")
+          backoff = nil
+        end
+        local ok, aerr = pcall(admit, client)
+        if not ok then
+          report("accept", aerr)
+          pcall(client.close, client)
+        end
+      elseif err == "timeout" then
+        break
+      else
+        if not backoff then report("accept", tostring(err) .. " (retrying, waiting up to "
+                                   .. BACKOFF_MAX .. " s between tries)") end
+        S.live.accept_errors = S.live.accept_errors + 1
+        backoff = math.min(BACKOFF_MAX, (backoff or BACKOFF_FIRST / 2) * 2)
+        sleep(backoff)
+      end
     end
   end
 end
@@ -136,16 +228,23 @@ local function watch_parent(pid)
   probe:close()
   while true do
     sleep(TICK)
-    local f = io.open("/proc/" .. pid .. "/stat")
-    local stat = f and f:read("a")
-    if f then f:close() end
-    if not stat or stat:match("^%d+ %b() (%a)") == "Z" then os.exit(0) end
+    local f, _, code = io.open("/proc/" .. pid .. "/stat")
+    if f then
+      local stat = f:read("a")
+      f:close()
+      if not stat or stat:match("^%d+ %b() (%a)") == "Z" then os.exit(0) end
+    elseif code == 2 then             -- ENOENT: gone (EMFILE, out of descriptors, is not)
+      os.exit(0)
+    end
   end
 end
 
 local function main(argv)
   local opts = parse_args(argv)
   S.opts = opts
+  local loop, lerr = sched.use(opts.event_loop)
+  if not loop then usage(lerr) end
+  S.live.event_loop = loop
   reset_state()
   local server, err = socket.bind(opts.host, opts.port, 511)
   if not server then usage("cannot listen on " .. opts.host .. ":" .. opts.port .. ": " .. tostring(err)) end
@@ -157,7 +256,7 @@ local function main(argv)
   if opts.parent_pid then spawn(watch_parent, opts.parent_pid) end
   io.stdout:write("listening ", S.base_url, "\n")
   io.stdout:flush()
-  while sched.running do sched.step() end
+  sched.run()
   server:close()
   os.exit(0)
 end

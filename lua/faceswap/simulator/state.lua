@@ -10,6 +10,9 @@ local S = {
   config = nil,     -- current settings
   state = nil,      -- recorded requests, counters, scripts, jobs, callbacks
   on_reset = {},    -- functions run after each reset (the accounts seed themselves)
+  -- what a reset does not touch: TCP connections open now, refused (the select() loop cannot
+  -- watch their descriptor), accept() failures (EMFILE...), the event loop in use
+  live = { clients = 0, refused = 0, accept_errors = 0, event_loop = "select" },
 }
 
 ---------------------------------------------------------------------------------------------
