@@ -10,6 +10,7 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local logs = require "faceswap.log"
+local authority = require "faceswap.channel"
 
 local M = { _VERSION = core._VERSION }
 
@@ -173,14 +174,15 @@ function M.new(opts)
     if env_url then transport = transport:gsub("^bad option 'base_url'", "bad USEAPI_BASE_URL") end
     error("bad argument #1 to 'new' (" .. transport .. ")", 2)
   end
+  local sched = (backend or tasks).scheduler(transport)
   return setmetatable({
     _transport = transport,
-    _sched = (backend or tasks).scheduler(transport),
+    _sched = sched,
+    _channel_of = authority.registry(sched),
     _retry = policy,
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
-    _locks = {},
     _log = log,
     _closed = false,
   }, client_mt)
@@ -294,52 +296,9 @@ end
 
 -- The channel lock. A blocking command holds its channel upstream for seconds, and a second
 -- call meanwhile is refused; so the client runs one blocking command per channel at a time and
--- the others wait their turn (parked inside a task, driving the tasks outside one). Calls that
--- name no channel share the lock NO_CHANNEL. A holder that ended without releasing (a task
--- that raised or was cancelled, a blocking call that raised) is passed over.
-local NO_CHANNEL, MAIN = {}, {}
-
-local function stale(holder, sched)
-  if holder == MAIN then return not sched:current() end
-  return holder:done()
-end
-
-local function lock_channel(self, key)
-  local sched, locks = self._sched, self._locks
-  local me = sched:current() or MAIN
-  local lock = locks[key]
-  if me == MAIN then
-    while lock and not stale(lock.holder, sched) do -- the tasks run until the holder is done
-      sched:step(1)
-      lock = locks[key]
-    end
-  elseif lock and not stale(lock.holder, sched) then
-    lock.waiters[#lock.waiters + 1] = me
-    -- unlock_channel hands the lock over and wakes us; a holder that ended without releasing
-    -- it (a cancelled task) is noticed within a second
-    repeat
-      sched:park(M.now() + 1)
-      lock = locks[key]
-    until not lock or lock.holder == me or stale(lock.holder, sched)
-    for k = lock and #lock.waiters or 0, 1, -1 do
-      if lock.waiters[k] == me then table.remove(lock.waiters, k) end
-    end
-  end
-  if lock then lock.holder = me else locks[key] = { holder = me, waiters = {} } end
-end
-
-local function unlock_channel(self, key)
-  local lock = self._locks[key]
-  while lock.waiters[1] do
-    local t = table.remove(lock.waiters, 1)
-    if not t:done() then
-      lock.holder = t
-      self._sched:wake(t)
-      return
-    end
-  end
-  self._locks[key] = nil
-end
+-- the others wait their turn (parked inside a task, driving the other tasks where the call
+-- cannot yield). Calls that name no channel share one lock of their own. The lock is a
+-- channel's exclusive hold (lua/faceswap/channel.lua), released whatever the call does.
 
 -- The methods below are made from the table; their reference:
 
@@ -471,11 +430,8 @@ for _, cmd in ipairs(M.commands) do
     if not ok then error(method, 2) end
     if not method then return nil, path end
     if not blocking then return call(self, name, method, path, content_type, body) end
-    local key = channel or NO_CHANNEL
-    lock_channel(self, key)
-    local result, err = call(self, name, method, path, content_type, body)
-    unlock_channel(self, key)
-    return result, err
+    -- held alone, and released whatever happens (a log function or on_retry that raises)
+    return self._channel_of(channel):exclusive(call, self, name, method, path, content_type, body)
   end
 end
 
@@ -754,6 +710,9 @@ local function build_item(self, item, channel)
   for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
   return command, build_command(command, params, channel or self._channel, self._reply_url)
 end
+
+-- The key of the client's default channel in a batch's tables.
+local NO_CHANNEL = {}
 
 --- Jobs for a list of prompts (headshots, or changebg items), several at once, over one
 -- account or several.
