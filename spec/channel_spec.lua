@@ -6,6 +6,7 @@ local sim = require "spec.support.sim"
 
 local TOKEN = "test-token"
 local CH1, CH2 = "1100000000000000001", "1100000000000000002"
+local FAST = { interval = 0.05, max_interval = 0.05, timeout = 30 }
 
 describe("a channel's hold", function()
   local s, client
@@ -118,6 +119,24 @@ describe("a channel's hold", function()
       end
       assert.equal(0, s:stats().rejected)
       assert.equal(3, #sent("/listid"))
+    end)
+  end)
+
+  describe("in a batch", function()
+    it("waits out a blocking command on its channel instead of meeting its 429", function()
+      local slept = {}
+      client:close()
+      client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH1, retry = {
+        sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
+      s:config { blocking_seconds = 0.5 }
+      local saved = client:spawn(function() return client:listid() end)
+      client:step(0) -- the task holds CH1 and has sent its request
+      local results = client:batch({ "one", "two", "three" }, { wait = FAST })
+      finish(client, saved)
+      assert.equal("completed", saved:result().status)
+      for i = 1, 3 do assert.equal("completed", results[i].status) end
+      assert.equal(0, s:stats().rejected)
+      assert.same({}, slept)
     end)
   end)
 end)
