@@ -31,13 +31,15 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- pcall that a task may yield through. On 5.2+ and LuaJIT that is pcall itself; PUC 5.1's pcall
 -- is a C call no coroutine can yield across, so there fn runs in a coroutine of its own that
--- counts as the same task, its yields handed on to whoever resumes the task.
+-- counts as the same task, its yields handed on to whoever resumes the task. Where the task
+-- itself cannot yield (a gsub callback above), fn runs under plain pcall: its calls see that
+-- C boundary and block, instead of yielding out of their own coroutine into one that cannot.
 M.pcall = pcall
 if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then
   function M.pcall(fn, ...)
     local outer = coroutine.running()
     local t = outer and running[outer]
-    if not t then return pcall(fn, ...) end
+    if not t or not M.can_yield() then return pcall(fn, ...) end
     local co, r = coroutine.create(fn), pack(...)
     while true do
       running[co] = t
