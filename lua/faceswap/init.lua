@@ -775,14 +775,18 @@ end
 -- batch learns each queue's size: a 429 while some of its own jobs run there means the queue
 -- holds that many, so the next item waits until one of the jobs of some queue ends instead of
 -- sleeping 10-30 s. After that many starts in a row on a queue it tries one more there, in
--- case room has grown.
+-- case room has grown. An answer saying an account cannot work takes its channel out of the
+-- batch; its items go to the other channels.
 -- @tparam {string|table,...} list prompts, params tables as for @{client:headshot}, or
 -- `{command = "changebg", image = ..., a_background_photo_of = ...}`
 -- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
 -- return the started jobs), `on_update(i, job_or_err)`, `channels` (an array of channel ids,
 -- or `"all"`), `stop`
 -- @treturn table `[i]` the job of `list[i]`, or its error object (nil and an error object
--- when `channels = "all"` and the accounts cannot be listed)
+-- when `channels = "all"` and the accounts cannot be listed); `dead_channels`, when an answer
+-- took a channel out of the batch (401, 402, "Configuration not found"): `{channel = id,
+-- error = err}` for each, once
+-- @raise on misuse, before anything is sent: `bad item #5 to 'batch' (...)` for an item
 function client:batch(list, opts)
   check_client(self, "batch")
   opts = opts or {}
