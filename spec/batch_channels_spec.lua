@@ -69,6 +69,14 @@ describe("client:batch over channels", function()
     for i = 1, 40 do assert.is_true(posts["prompt " .. i] <= 2, "prompt " .. i) end
   end)
 
+  it("runs more items at once than a queue holds without one of them running out of attempts", function()
+    -- 8 at once on a queue of 2: the item a full queue refused waits ahead of the items not
+    -- sent yet, so the one more the batch tries after each round is not its again and again
+    local results = client:batch(prompts(20), { channels = { CH1 }, concurrency = 8, wait = FAST })
+    assert.same({ [CH1] = 20 }, per_channel(results))
+    assert.same({}, slept)
+  end)
+
   it("takes every configured account for \"all\"", function()
     local results = client:batch(prompts(9), { channels = "all", wait = FAST })
     local count = per_channel(results)
@@ -109,6 +117,84 @@ describe("client:batch over channels", function()
       a_background_photo_of = "x" }, "fine" }, { channels = { CH1 }, wait = FAST })
     assert.equal("image: cannot read /no/such.png: No such file or directory", results[1].error)
     assert.equal("completed", results[2].status)
+  end)
+
+  describe("a dead account", function()
+    local function not_configured(channel)
+      return "Configuration not found for channel " .. channel ..
+        ", to create POST v1/faceswap/account/" .. channel
+    end
+    local function posts_to(channel)
+      local count = 0
+      for _, r in ipairs(s:requests()) do
+        if r.method == "POST" and r.path == "/headshot" and r.fields.channel == channel then
+          count = count + 1
+        end
+      end
+      return count
+    end
+
+    it("is taken out of the batch: its items, the one it refused too, go to the others", function()
+      assert(client:delete_account(CH2))
+      local lines = {}
+      client = faceswap.new { token = TOKEN, base_url = s.base_url, log = function(level, message, what)
+        if what == "dead_channel" then lines[#lines + 1] = level .. " " .. message end
+      end, retry = { sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
+      local results = client:batch(prompts(20), { channels = { CH1, CH2 }, wait = FAST })
+      assert.equal(20, #results)
+      assert.same({ [CH1] = 20 }, per_channel(results))
+      -- each prompt became one job: none was billed twice, none was lost
+      assert.equal(20, posts_to(CH1) - s:stats().rejected)
+      assert.is_true(posts_to(CH2) >= 1)
+      -- reported once: a field of the result and one log line
+      assert.equal(1, #results.dead_channels)
+      assert.equal(CH2, results.dead_channels[1].channel)
+      assert.equal("invalid_request (400): " .. not_configured(CH2),
+        tostring(results.dead_channels[1].error))
+      assert.same({ "warn channel " .. CH2 .. " taken out of the batch: invalid_request (400): " ..
+        not_configured(CH2) }, lines)
+    end)
+
+    it("fails the items that name it with its answer, and lets the others run", function()
+      assert(client:delete_account(CH2))
+      local list = prompts(4)
+      list[2] = { prompt = "mine", channel = CH2 }
+      local results = client:batch(list, { channels = { CH1 }, wait = FAST })
+      assert.equal(not_configured(CH2), results[2].error)
+      assert.equal(true, results[2].sent)
+      for _, i in ipairs { 1, 3, 4 } do assert.equal("completed", results[i].status) end
+      assert.equal(CH2, results.dead_channels[1].channel)
+    end)
+
+    it("when every channel is dead, fails the remaining items with its answer, unsent", function()
+      assert(client:delete_account(CH2))
+      local updates = {}
+      local results = client:batch(prompts(5), { channels = { CH2 }, concurrency = 1, wait = FAST,
+        on_update = function(i, v) updates[#updates + 1] = i .. " " .. tostring(v) end })
+      for i = 1, 5 do
+        assert.equal("error", faceswap.type(results[i]))
+        assert.same({ "invalid_request", 400, not_configured(CH2) },
+          { results[i].kind, results[i].code, results[i].error })
+        assert.equal(i == 1, results[i].sent) -- the first was answered; the others never left
+      end
+      assert.equal(1, posts_to(CH2))
+      assert.equal(5, #updates)
+      assert.equal("5 invalid_request (400): " .. not_configured(CH2), updates[5])
+      assert.equal(1, #results.dead_channels)
+    end)
+
+    it("takes out every channel whose subscription ended (402), each once", function()
+      s:config { subscription = false }
+      local results = client:batch(prompts(6), { channels = { CH1, CH2 }, concurrency = 1,
+        wait = FAST })
+      for i = 1, 6 do
+        assert.equal("payment_required (402): Account has no subscription or subscription expired",
+          tostring(results[i]))
+      end
+      assert.same({ 1, 1 }, { posts_to(CH1), posts_to(CH2) })
+      assert.equal(2, #results.dead_channels)
+      assert.equal(nil, results.dead_channels[3])
+    end)
   end)
 
   it("raises for misuse of channels and items", function()

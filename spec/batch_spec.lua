@@ -4,6 +4,7 @@ local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 
 local TOKEN = "test-token"
+local SPEC = "spec/batch_spec.lua"
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 10 }
 
 describe("client:batch", function()
@@ -134,6 +135,49 @@ describe("client:batch", function()
     end, "callback broke")
     assert.equal("completed", seen[1])
     assert.equal("completed", seen[3])
+  end)
+
+  describe("checks every item before the first POST", function()
+    -- The line after the one that calls here: for errors that must point at the caller.
+    local function next_line()
+      return debug.getinfo(2, "l").currentline + 1
+    end
+
+    it("raises at the caller's line naming the item, and sends nothing", function()
+      local list = prompts(6)
+      list[5] = "caf\233 au lait" -- Latin-1
+      local line = next_line()
+      local ok, msg = pcall(function() client:batch(list, { concurrency = 1, wait = FAST }) end)
+      assert.is_false(ok)
+      assert.equal(SPEC .. ":" .. line .. ": bad item #5 to 'batch' (prompt is not valid UTF-8)", msg)
+      assert.equal(0, s:count("POST"))
+      assert.same({}, s:requests())
+    end)
+
+    it("with the core's own checks, for params tables, changebg items and channels", function()
+      assert.has_error(function() client:batch({ "a", { prompt = "b", seed = 1 } }) end,
+        "bad item #2 to 'batch' (unknown param 'seed')")
+      assert.has_error(function() client:batch({ "a", "b", { prompt = "c", replyRef = "x\0y" } }) end,
+        "bad item #3 to 'batch' (replyRef contains control byte 0x00)")
+      assert.has_error(function()
+        client:batch({ "a", { command = "changebg", image = { data = "x" }, a_background_photo_of = "b" } })
+      end, "bad item #2 to 'batch' (image.filename is missing)")
+      assert.has_error(function() client:batch({ "a" }, { channels = { "1", "caf\233" } }) end,
+        "bad argument #2 to 'batch' (option 'channels': item 2: channel is not valid UTF-8)")
+      assert.equal(0, s:count("POST"))
+    end)
+
+    it("gives an item's local problem as its result, unsent, and runs the others", function()
+      local updates = {}
+      local results = client:batch({ "a", { prompt = "" }, "c" }, { wait = FAST,
+        on_update = function(i, v) if i == 2 then updates[#updates + 1] = tostring(v) end end })
+      assert.equal("completed", results[1].status)
+      assert.same({ "invalid_request", 400, "Required param prompt is missing or empty", false },
+        { results[2].kind, results[2].code, results[2].error, results[2].sent })
+      assert.equal("completed", results[3].status)
+      assert.same({ "invalid_request (400): Required param prompt is missing or empty" }, updates)
+      assert.equal(2, s:count("POST"))
+    end)
   end)
 
   it("raises on misuse", function()

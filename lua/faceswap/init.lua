@@ -10,6 +10,7 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local logs = require "faceswap.log"
+local authority = require "faceswap.channel"
 
 local M = { _VERSION = core._VERSION }
 
@@ -174,14 +175,15 @@ function M.new(opts)
     if env_url then transport = transport:gsub("^bad option 'base_url'", "bad USEAPI_BASE_URL") end
     error("bad argument #1 to 'new' (" .. transport .. ")", 2)
   end
+  local sched = (backend or tasks).scheduler(transport)
   return setmetatable({
     _transport = transport,
-    _sched = (backend or tasks).scheduler(transport),
+    _sched = sched,
+    _channel_of = authority.registry(sched),
     _retry = policy,
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
-    _locks = {},
     _log = log,
     _closed = false,
   }, client_mt)
@@ -295,52 +297,9 @@ end
 
 -- The channel lock. A blocking command holds its channel upstream for seconds, and a second
 -- call meanwhile is refused; so the client runs one blocking command per channel at a time and
--- the others wait their turn (parked inside a task, driving the tasks outside one). Calls that
--- name no channel share the lock NO_CHANNEL. A holder that ended without releasing (a task
--- that raised or was cancelled, a blocking call that raised) is passed over.
-local NO_CHANNEL, MAIN = {}, {}
-
-local function stale(holder, sched)
-  if holder == MAIN then return not sched:current() end
-  return holder:done()
-end
-
-local function lock_channel(self, key)
-  local sched, locks = self._sched, self._locks
-  local me = sched:current() or MAIN
-  local lock = locks[key]
-  if me == MAIN then
-    while lock and not stale(lock.holder, sched) do -- the tasks run until the holder is done
-      sched:step(1)
-      lock = locks[key]
-    end
-  elseif lock and not stale(lock.holder, sched) then
-    lock.waiters[#lock.waiters + 1] = me
-    -- unlock_channel hands the lock over and wakes us; a holder that ended without releasing
-    -- it (a cancelled task) is noticed within a second
-    repeat
-      sched:park(M.now() + 1)
-      lock = locks[key]
-    until not lock or lock.holder == me or stale(lock.holder, sched)
-    for k = lock and #lock.waiters or 0, 1, -1 do
-      if lock.waiters[k] == me then table.remove(lock.waiters, k) end
-    end
-  end
-  if lock then lock.holder = me else locks[key] = { holder = me, waiters = {} } end
-end
-
-local function unlock_channel(self, key)
-  local lock = self._locks[key]
-  while lock.waiters[1] do
-    local t = table.remove(lock.waiters, 1)
-    if not t:done() then
-      lock.holder = t
-      self._sched:wake(t)
-      return
-    end
-  end
-  self._locks[key] = nil
-end
+-- the others wait their turn (parked inside a task, driving the other tasks where the call
+-- cannot yield). Calls that name no channel share one lock of their own. The lock is a
+-- channel's exclusive hold (lua/faceswap/channel.lua), released whatever the call does.
 
 -- The methods below are made from the table; their reference:
 
@@ -472,11 +431,8 @@ for _, cmd in ipairs(M.commands) do
     if not ok then error(method, 2) end
     if not method then return nil, path end
     if not blocking then return call(self, name, method, path, content_type, body) end
-    local key = channel or NO_CHANNEL
-    lock_channel(self, key)
-    local result, err = call(self, name, method, path, content_type, body)
-    unlock_channel(self, key)
-    return result, err
+    -- held alone, and released whatever happens (a log function or on_retry that raises)
+    return self._channel_of(channel):exclusive(call, self, name, method, path, content_type, body)
   end
 end
 
@@ -756,6 +712,58 @@ local function build_item(self, item, channel)
   return command, build_command(command, params, channel or self._channel, self._reply_url)
 end
 
+-- The key of the client's default channel in a batch's tables.
+local NO_CHANNEL = {}
+
+-- Checks every item with the core's own request builders before anything is sent: misuse
+-- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
+-- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept for headshots,
+-- whose bodies are small; a changebg item's file is read again at its turn) or the item's
+-- local error (a required param missing, a file that cannot be read), which is its result.
+-- An item is checked with its own channel, else the batch's first (nil: the client's default).
+local function check_items(self, list, channels)
+  for k = 1, type(channels) == "table" and #channels or 0 do
+    local ok, problem = pcall(build_headshot, "check", self._encoding, channels[k])
+    if not ok then
+      error("bad argument #2 to 'batch' (option 'channels': item " .. k .. ": " ..
+        tostring(problem):match("%((.*)%)$") .. ")", 3)
+    end
+  end
+  local first = type(channels) == "table" and channels[1] or nil
+  local prebuilt, local_errors = {}, {}
+  for i = 1, #list do
+    local item = list[i]
+    local channel = type(item) == "table" and item.channel or first
+    local r = pack(pcall(build_item, self, item, channel))
+    if not r[1] then
+      local why = tostring(r[2]):gsub("^[^\n]-:%d+: ", "", 1)
+      error("bad item #" .. i .. " to 'batch' (" .. (why:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or why) ..
+        ")", 3)
+    elseif r[3] == nil then
+      local_errors[i] = r[4]
+    elseif r[2] == "headshot" then
+      prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
+    end
+  end
+  return prebuilt, local_errors
+end
+
+-- The batch's record of a dead channel and the error it answered, as `results.dead_channels`
+-- gives it; a log line says it once.
+local function dead_channel(self, dead, q, err)
+  dead[#dead + 1] = { channel = q.channel, error = err }
+  if self._log then
+    self._log("warn", "channel " .. (q.channel or "(the default)") .. " taken out of the " ..
+      "batch: " .. tostring(err), "dead_channel")
+  end
+end
+
+-- What an item that could not be sent anywhere gets: the dead channel's answer, not sent.
+local function unsent(err)
+  return core.error { kind = err.kind, code = err.code, error = err.error,
+    errorDetails = err.errorDetails, retryable = false, sent = false }
+end
+
 --- Jobs for a list of prompts (headshots, or changebg items), several at once, over one
 -- account or several.
 -- client:batch(list, opts): a job (headshot, or changebg for {command = "changebg", ...}) for
@@ -768,14 +776,18 @@ end
 -- batch learns each queue's size: a 429 while some of its own jobs run there means the queue
 -- holds that many, so the next item waits until one of the jobs of some queue ends instead of
 -- sleeping 10-30 s. After that many starts in a row on a queue it tries one more there, in
--- case room has grown.
+-- case room has grown. An answer saying an account cannot work takes its channel out of the
+-- batch; its items go to the other channels.
 -- @tparam {string|table,...} list prompts, params tables as for @{client:headshot}, or
 -- `{command = "changebg", image = ..., a_background_photo_of = ...}`
 -- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
 -- return the started jobs), `on_update(i, job_or_err)`, `channels` (an array of channel ids,
 -- or `"all"`), `stop`
 -- @treturn table `[i]` the job of `list[i]`, or its error object (nil and an error object
--- when `channels = "all"` and the accounts cannot be listed)
+-- when `channels = "all"` and the accounts cannot be listed); `dead_channels`, when an answer
+-- took a channel out of the batch (401, 402, "Configuration not found"): `{channel = id,
+-- error = err}` for each, once
+-- @raise on misuse, before anything is sent: `bad item #5 to 'batch' (...)` for an item
 function client:batch(list, opts)
   check_client(self, "batch")
   opts = opts or {}
@@ -783,6 +795,7 @@ function client:batch(list, opts)
   local n, results = #list, {}
   if n == 0 then return results end
   local channels = opts.channels
+  local prebuilt, local_errors = check_items(self, list, channels)
   if channels == "all" then
     local accounts, err = self:accounts()
     if not accounts then return nil, err end
@@ -801,14 +814,18 @@ function client:batch(list, opts)
   local follow = wait_opts ~= false
 
   -- one queue per channel: jobs of ours that run there, requests on their way, its size once
-  -- known, and the tasks waiting for those requests to be answered
-  local queues, by_channel = {}, {}
+  -- known, the tasks waiting for those requests to be answered, and the answer that took it
+  -- out of the batch (dead); `ch` is the channel's authority, whose hold (a blocking command
+  -- running there) the batch waits out instead of meeting its 429
+  local queues, by_channel, dead = {}, {}, {}
+  local room -- (below)
   local function queue_of(channel)
     local key = channel or NO_CHANNEL
     local q = by_channel[key]
     if not q then
       q = { channel = channel, running = 0, posting = 0, capacity = nil, streak = 0,
-            settling = {} }
+            settling = {}, dead = nil, ch = self._channel_of(channel or self._channel) }
+      q.ch.on_release[queues] = function() room() end -- (weak: gone with the batch)
       by_channel[key] = q
       queues[#queues + 1] = q
     end
@@ -819,7 +836,24 @@ function client:batch(list, opts)
 
   local waiters = {} -- items waiting for room: { task, own queue or nil, queue given }
   local function has_room(q)
-    return not q.capacity or q.running + q.posting < q.capacity
+    return not q.dead and (not q.capacity or q.running + q.posting < q.capacity) and
+      not q.ch:held()
+  end
+  -- Why an item cannot be sent anywhere any more: its own channel, or every shared one, is
+  -- dead (the answer of the last to die); nil while it can.
+  local last_dead
+  local function nowhere(own)
+    if own then return own.dead end
+    for k = 1, shared do if not queues[k].dead then return nil end end
+    return last_dead
+  end
+  -- Takes a channel out of the batch on an answer that says its account cannot work: no item
+  -- is sent there any more, and the items that can go nowhere else are told.
+  local function kill(q, err)
+    if q.dead then return end
+    q.dead, last_dead = err, err
+    dead_channel(self, dead, q, err)
+    room()
   end
   -- The queue for an item's next request: its own, or the least busy one with room; nil: none.
   local function pick(own)
@@ -835,14 +869,15 @@ function client:batch(list, opts)
   end
   -- Hands the room there is to the waiting items, longest waiting first, reserving each its
   -- slot (a request on its way) so that no item arriving meanwhile takes it.
-  local function room()
+  function room()
     local k = 1
     while waiters[k] do
       local w = waiters[k]
-      local q = pick(w.own)
-      if q then
-        q.posting = q.posting + 1
-        w.queue = q
+      local gone = nowhere(w.own)
+      local q = not gone and pick(w.own)
+      if gone or q then
+        if q then q.posting = q.posting + 1 end
+        w.queue, w.gone = q, gone
         table.remove(waiters, k)
         sched:wake(w.task)
       else
@@ -850,16 +885,34 @@ function client:batch(list, opts)
       end
     end
   end
-  local function enter(own)
+  -- A queue with room for the item's next request, reserved (nil and the error when it can go
+  -- nowhere). An item that a full queue refused (`refused`) waits ahead of the items not sent
+  -- yet, behind the others refused before it: else, the slot that opens after each round of
+  -- starts (the batch trying one more) would be its again and again, each costing an attempt.
+  local function enter(own, refused)
+    local gone = nowhere(own)
+    if gone then return nil, gone end
     local q = pick(own)
     if q then
       q.posting = q.posting + 1
       return q
     end
-    local w = { task = sched:current(), own = own }
-    waiters[#waiters + 1] = w
-    sched:park() -- room() reserves the slot it wakes us for
-    return w.queue
+    local w = { task = sched:current(), own = own, refused = refused }
+    local at = #waiters + 1
+    if refused then
+      at = 1
+      while waiters[at] and waiters[at].refused do at = at + 1 end
+    end
+    table.insert(waiters, at, w)
+    -- room() reserves the slot it wakes us for; a hold whose task was cancelled ends unseen,
+    -- so while a channel is held, look again each second
+    repeat
+      local held = false
+      for k = 1, #queues do held = held or queues[k].ch.holder ~= nil end
+      sched:park(held and M.now() + 1 or nil)
+      if not (w.queue or w.gone) then room() end
+    until w.queue or w.gone
+    return w.queue, w.gone
   end
 
   local function start(i)
@@ -871,6 +924,8 @@ function client:batch(list, opts)
       if not built[key] then built[key] = pack(build_item(self, item, q.channel)) end
       return unpack(built[key], 1, built[key].n)
     end
+    local pre = prebuilt[i]
+    if pre then built[pre.key], prebuilt[i] = pre.request, nil end
     local op, method, path = request(own or queues[1])
     if not method then return nil, path end
     local q -- the queue of the latest attempt
@@ -890,13 +945,22 @@ function client:batch(list, opts)
       end
       return retry.delay(err, attempt, o)
     end
-    local attempt = 0
-    local job, err = retry.run(function()
-      q = enter(own)
+    local attempt, refused = 0, false
+    local function once()
+      local gone
+      q, gone = enter(own, refused)
+      if not q then return nil, unsent(gone) end
       attempt = attempt + 1
       local _, m, p, content_type, body = request(q)
-      local job, err = exchange(self, op, m, p, content_type, body, attempt)
+      local job, err
+      if m then
+        job, err = exchange(self, op, m, p, content_type, body, attempt)
+      else -- built again for this channel, it failed (its file is gone since): not sent
+        err = p
+      end
       q.posting = q.posting - 1
+      -- an account that cannot work: nothing was created, so the item goes elsewhere
+      if not job and authority.dead_answer(err) then kill(q, err) end
       if job then
         if follow then q.running = q.running + 1 end
         -- the queue holds at least what it took; after that many starts in a row, try one more
@@ -905,13 +969,18 @@ function client:batch(list, opts)
         if q.capacity and q.streak >= q.capacity then q.capacity, q.streak = q.capacity + 1, 0 end
       elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
         q.capacity, q.streak = math.max(q.running, 1), 0 -- no more until delay() knows better
+        refused = true
       end
       if q.posting == 0 then
         for k = #q.settling, 1, -1 do sched:wake(table.remove(q.settling, k)) end
       end
       room()
       return job, err
-    end, policy, delay, nil, nil, method .. " " .. path)
+    end
+    local job, err
+    repeat
+      job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
+    until job or own or not (q and q.dead and authority.dead_answer(err)) or nowhere(nil)
     return job, err, q
   end
 
@@ -933,7 +1002,8 @@ function client:batch(list, opts)
         end
       end
       local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
-        local job, err, q = start(i)
+        local job, err, q
+        if local_errors[i] then err = local_errors[i] else job, err, q = start(i) end
         holding = job ~= nil and follow and q or nil
         inflight[i].job = job
         if job then
@@ -994,7 +1064,9 @@ function client:batch(list, opts)
     end
   end
   if stop and not stopped and stop() then stop_all() end -- stopped before anything began
+  for k = 1, #queues do queues[k].ch.on_release[queues] = nil end
   if failure then error(failure, 0) end
+  if dead[1] then results.dead_channels = dead end
   return results
 end
 

@@ -31,13 +31,15 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- pcall that a task may yield through. On 5.2+ and LuaJIT that is pcall itself; PUC 5.1's pcall
 -- is a C call no coroutine can yield across, so there fn runs in a coroutine of its own that
--- counts as the same task, its yields handed on to whoever resumes the task.
+-- counts as the same task, its yields handed on to whoever resumes the task. Where the task
+-- itself cannot yield (a gsub callback above), fn runs under plain pcall: its calls see that
+-- C boundary and block, instead of yielding out of their own coroutine into one that cannot.
 M.pcall = pcall
 if _VERSION == "Lua 5.1" and not rawget(_G, "jit") then
   function M.pcall(fn, ...)
     local outer = coroutine.running()
     local t = outer and running[outer]
-    if not t then return pcall(fn, ...) end
+    if not t or not M.can_yield() then return pcall(fn, ...) end
     local co, r = coroutine.create(fn), pack(...)
     while true do
       running[co] = t
@@ -183,7 +185,12 @@ function M.scheduler(transport)
   return setmetatable({
     transport = transport,
     count = 0,      -- tasks not finished
-    ready = {},     -- tasks for the next pass
+    -- the queues below live here, not in step()'s locals: a call that cannot yield steps the
+    -- scheduler from inside a task (nested), and must find what the outer step had not done yet
+    ready = {},     -- tasks for the next pass, a queue from ready_head to ready_tail
+    ready_head = 1, ready_tail = 0,
+    ended = {},     -- transfer ids the transport reported ended, not yet handed to their tasks
+    ended_head = 1, ended_tail = 0,
     waiting = {},   -- transfer id -> task
     sleepers = {},  -- the heap
     tasks = {},     -- every task not finished
@@ -197,6 +204,11 @@ function Scheduler:current()
   local t = running[coroutine.running()]
   if t and t._sched == self and can_yield() then return t end
   return nil
+end
+
+local function push_ready(self, t)
+  local tail = self.ready_tail + 1
+  self.ready[tail], self.ready_tail = t, tail
 end
 
 local function finished(self, t, result)
@@ -240,7 +252,7 @@ local function settle(self, t, ok, ...)
     t._parked = true
     if arg then heap_push(self.sleepers, arg, t) end
   else
-    self.ready[#self.ready + 1] = t
+    push_ready(self, t)
   end
 end
 
@@ -256,7 +268,7 @@ function Scheduler:spawn(fn, ...)
                            _parked = false }, task_mt)
   self.count = self.count + 1
   self.tasks[t] = true
-  self.ready[#self.ready + 1] = t
+  push_ready(self, t)
   return t
 end
 
@@ -293,27 +305,41 @@ function Scheduler:close()
   for i = 1, #list do self:cancel(list[i], "client closed") end
 end
 
--- Resumes the tasks whose transfers have ended; false when there were none. An id with no
--- task (its task was cancelled meanwhile) is dropped; nothing stops the others.
+-- Queues the ids of transfers that have ended.
 local function transfers_ended(self, ...)
-  local n = select("#", ...)
-  if n == 0 then return false end
-  local ids, waiting = { ... }, self.waiting
-  for i = 1, n do
-    local t = waiting[ids[i]]
-    waiting[ids[i]] = nil
+  local ended, tail = self.ended, self.ended_tail
+  for i = 1, select("#", ...) do
+    tail = tail + 1
+    ended[tail] = (select(i, ...))
+  end
+  self.ended_tail = tail
+end
+
+-- Resumes the tasks whose transfers have ended, one at a time off the queue (so that a
+-- nested step resumes the rest); false when there were none. An id with no task (its task was
+-- cancelled meanwhile) is dropped; nothing stops the others.
+local function resume_ended(self)
+  local ended, waiting = self.ended, self.waiting
+  if self.ended_head > self.ended_tail then return false end
+  while self.ended_head <= self.ended_tail do
+    local head = self.ended_head
+    local id = ended[head]
+    ended[head], self.ended_head = nil, head + 1
+    local t = waiting[id]
+    waiting[id] = nil
     if t then
       t._transfer = false
       resume(self, t)
     elseif not self.closed then
-      self.transport:cancel(ids[i])
+      self.transport:cancel(id)
     end
   end
   return true
 end
 
 -- One pass or more, until something ran or `timeout` seconds are over; 0 never blocks.
--- `nested`: driven from inside a task that cannot yield (a batch there).
+-- `nested`: driven from inside a task that cannot yield (a batch there, a blocking command
+-- waiting for its channel): the other tasks run, that one (running) is never resumed.
 function Scheduler:step(timeout, nested)
   if self.closed then error("attempt to use a closed faceswap client", 3) end
   if not nested and next(running) then
@@ -326,11 +352,15 @@ function Scheduler:step(timeout, nested)
   local sleepers = self.sleepers
   repeat
     local progressed = false
-    local ready = self.ready
-    if #ready > 0 then
-      self.ready = {}
-      for i = 1, #ready do
-        local t, args = ready[i], ready[i]._args
+    local ready, last = self.ready, self.ready_tail
+    if self.ready_head <= last then
+      -- the tasks queued before this pass, taken off one at a time: a nested step takes on
+      -- from where this one is
+      while self.ready_head <= last do
+        local head = self.ready_head
+        local t = ready[head]
+        ready[head], self.ready_head = nil, head + 1
+        local args = t._args
         if t._result then -- cancelled meanwhile
           t._args = nil
         elseif args then -- a new task: its first resume passes spawn's arguments
@@ -345,7 +375,8 @@ function Scheduler:step(timeout, nested)
     end
     -- wait for transfers only while nothing else is due
     local wait = 0
-    if not progressed and #self.ready == 0 then
+    if not progressed and self.ready_head > self.ready_tail and
+       self.ended_head > self.ended_tail then
       local t = now()
       wait = deadline - t
       if sleepers[1] and sleepers[1].at - t < wait then wait = sleepers[1].at - t end
@@ -354,7 +385,8 @@ function Scheduler:step(timeout, nested)
         error("faceswap: " .. self.count .. " task(s) wait for nothing that can happen", 3)
       end
     end
-    if transfers_ended(self, self.transport:poll(wait)) then progressed = true end
+    transfers_ended(self, self.transport:poll(wait))
+    if resume_ended(self) then progressed = true end
     if self.closed then return self.count end
     local t = now()
     while sleepers[1] and sleepers[1].at <= t do
@@ -410,7 +442,7 @@ end
 -- can run now, else the sooner of libcurl's timer and the first sleep's end; nil for never.
 function Scheduler:next_wakeup()
   local due = self.transport:next_timer() -- first: a closed client raises
-  if #self.ready > 0 then return 0 end
+  if self.ready_head <= self.ready_tail or self.ended_head <= self.ended_tail then return 0 end
   local sleepers = self.sleepers
   -- a task woken early left a stale entry: dropped here, it cannot cause a needless wakeup
   while sleepers[1] and sleepers[1].token ~= sleepers[1].task._token do heap_pop(sleepers) end
@@ -426,7 +458,7 @@ function Scheduler:wake(t)
   if t._parked then
     t._parked = false
     t._token = t._token + 1 -- its heap entry, if any, is stale now
-    self.ready[#self.ready + 1] = t
+    push_ready(self, t)
   end
 end
 
