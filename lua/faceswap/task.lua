@@ -116,7 +116,7 @@ end
 -- the one running. True if this call stopped it, false if it had already finished.
 -- A stopped task's @{result} is `nil` and an error of kind `cancelled`. In OpenResty, where
 -- nginx lets only the light thread that spawned a task kill it, a task cancelled from
--- anywhere else stops at its next request or wait.
+-- anywhere else stops at its next request or park.
 -- @treturn boolean whether this call stopped it
 function task:cancel()
   check_task(self, "cancel")

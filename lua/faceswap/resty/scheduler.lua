@@ -147,8 +147,8 @@ end
 
 -- Ends a task that has not finished with nil and a `cancelled` error. nginx lets only the
 -- light thread that spawned a task kill it: from there (and when it waits) the task ends at
--- once; from anywhere else, and when it is the one running, it ends at its next wait (a
--- request, a park, a sleep of the client's). Returns whether a request it dropped may have
+-- once; from anywhere else, and when it is the one running, it ends at its next request or
+-- park (a sleep does not end early). Returns whether a request it dropped may have
 -- reached the server.
 function Scheduler:cancel(t, why)
   if t._result or t._cancel then return false end
