@@ -95,7 +95,7 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 .PHONY: static examples test-hosts lint-embed
 STATIC      := $(BUILD)/libfaceswap.a
 OBJCOPY     ?= objcopy
-LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
+LUA_LAYER   := $(wildcard lua/faceswap/*.lua lua/faceswap/resty/*.lua)
 static: $(STATIC)
 
 # the generator is Lua too
@@ -246,6 +246,7 @@ endif
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
+	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/resty && install -m 644 lua/faceswap/resty/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/resty/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	install -d $(DESTDIR)$(INST_BINDIR)

@@ -226,7 +226,7 @@ describe("TLS inside nginx", function()
   end)
 
   -- ten times: a handshake that completes at once takes another path in lua-resty-core 0.1.25,
-  -- which loses OpenSSL's reason (see resty.lua), and a fast loopback server makes that happen
+  -- which loses OpenSSL's reason (see resty/transport.lua), and a fast loopback server makes that happen
   -- often; either way the call fails closed, before anything is sent
   it("refuses a self-signed certificate, every time, in libcurl's words when nginx gives the reason", function()
     local before = #s:requests()

@@ -247,7 +247,7 @@ describe("docs/openresty.md's table of phases", function()
   teardown(function() if n then n:stop() end end)
 
   -- What a call raised there, without the position nginx's Lua put before it.
-  local function raised(text) return (text:gsub("^[^\n]-resty%.lua:%d+: ", "")) end
+  local function raised(text) return (text:gsub("^[^\n]-resty/transport%.lua:%d+: ", "")) end
 
   it("is right that /usr/local (make install's default PREFIX) is on nginx's own Lua paths", function()
     local paths = select(2, nginx.request(n.url .. "/paths"))
