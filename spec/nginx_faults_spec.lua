@@ -54,7 +54,7 @@ local function same_shape(text) return (text:gsub("after %d+ m", "after N m")) e
 
 local function escape(s) return (s:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
 
-describe("the nginx transport", function()
+describe("the nginx transport #external", function()
   local s, n
 
   setup(function()
@@ -192,7 +192,7 @@ describe("the nginx transport", function()
   end)
 end)
 
-describe("TLS inside nginx", function()
+describe("TLS inside nginx #external", function()
   local certs, s, front, self_signed, app
 
   setup(function()
