@@ -126,3 +126,10 @@ void error_open(lua_State *L) {
   lua_setfield(L, -2, "__concat");
   lua_pop(L, 1);
 }
+
+int error_result(lua_State *L, const error_info *info, const char *msg, int idx_error) {
+  idx_error = idx_error ? lua_absindex(L, idx_error) : 0;
+  lua_pushnil(L);
+  error_push(L, info, msg, idx_error, 0);
+  return 2;
+}
