@@ -53,54 +53,58 @@ typedef struct {
   field_def fields[MAX_FIELDS];
 } command_def;
 
+/* A field that must be there, one that may, one the command line names otherwise */
+#define REQUIRED(n, k) {.name = n, .kind = k, .required = 1}
+#define OPTIONAL(n, k) {.name = n, .kind = k}
+#define NAMED(n, k, m) {.name = n, .kind = k, .required = 1, .metavar = m}
 /* channel, replyUrl and replyRef, which every command that posts to Discord takes */
 #define COMMON_FIELDS                                                                        \
-  {"channel", K_CHANNEL, 0, .common = 1}, {"replyUrl", K_URL, 0, .common = 1},              \
-  {"replyRef", K_REF, 0, .common = 1}
+  {.name = "channel", .kind = K_CHANNEL, .common = 1},                                        \
+  {.name = "replyUrl", .kind = K_URL, .common = 1},                                           \
+  {.name = "replyRef", .kind = K_REF, .common = 1}
 
 static const command_def commands[] = {
   {.name = "headshot", .method = "POST", .path = "/headshot", .mode = M_JOB,
    .answer = ANSWER_JOB, .bodies = B_FORM | B_JSON, .params = A_STRING_OR_TABLE,
    .attachments = 1,
    .summary = "a headshot of the saved face, with the background the prompt describes",
-   .fields = {{"prompt", K_PROSE, 1, .metavar = "PROMPT"}, COMMON_FIELDS,
-              {"options", K_TEXT, 0}}},
+   .fields = {NAMED("prompt", K_PROSE, "PROMPT"), COMMON_FIELDS, OPTIONAL("options", K_TEXT)}},
   {.name = "saveid", .method = "POST", .path = "/saveid", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM,
    .summary = "save the face in an image under a name",
-   .fields = {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}, COMMON_FIELDS}},
+   .fields = {REQUIRED("idname", K_TEXT), REQUIRED("image", K_FILE), COMMON_FIELDS}},
   {.name = "swapid", .method = "POST", .path = "/swapid", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
    .summary = "put saved faces (names separated by commas) on an image",
-   .fields = {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}, COMMON_FIELDS}},
+   .fields = {REQUIRED("idname", K_TEXT), REQUIRED("image", K_FILE), COMMON_FIELDS}},
   {.name = "listid", .method = "POST", .path = "/listid", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM,
    .summary = "list the saved faces' names", .fields = {COMMON_FIELDS}},
   {.name = "setid", .method = "POST", .path = "/setid", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM,
    .summary = "make a saved face the default",
-   .fields = {{"idname", K_TEXT, 1}, COMMON_FIELDS}},
+   .fields = {REQUIRED("idname", K_TEXT), COMMON_FIELDS}},
   {.name = "delid", .method = "DELETE", .path = "/delid", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM,
-   .summary = "delete a saved face", .fields = {{"idname", K_TEXT, 1}, COMMON_FIELDS}},
+   .summary = "delete a saved face", .fields = {REQUIRED("idname", K_TEXT), COMMON_FIELDS}},
   {.name = "delall", .method = "DELETE", .path = "/delall", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM, .confirm = 1,
    .summary = "delete every saved face", .fields = {COMMON_FIELDS}},
   {.name = "inswapper", .method = "POST", .path = "/inswapper", .mode = M_BLOCKING,
    .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
    .summary = "swap the default face onto an image posted in the channel",
-   .fields = {{"targetMessageId", K_TEXT, 1, .metavar = "MESSAGE_ID"}, COMMON_FIELDS}},
+   .fields = {NAMED("targetMessageId", K_TEXT, "MESSAGE_ID"), COMMON_FIELDS}},
   {.name = "picsi", .method = "POST", .path = "/picsi", .mode = M_EITHER,
    .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
    .summary = "put the face of one image on an image, GIF or video",
-   .fields = {{"source_image", K_FILE, 1, .metavar = "SOURCE"},
-              {"target_image_gif_or_video", K_FILE, 1, .metavar = "TARGET"},
-              {"options", K_TEXT, 0}, COMMON_FIELDS}},
+   .fields = {NAMED("source_image", K_FILE, "SOURCE"),
+              NAMED("target_image_gif_or_video", K_FILE, "TARGET"), OPTIONAL("options", K_TEXT),
+              COMMON_FIELDS}},
   {.name = "changebg", .method = "POST", .path = "/changebg", .mode = M_JOB,
    .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
    .summary = "replace an image's background with the one described",
-   .fields = {{"image", K_FILE, 1}, {"a_background_photo_of", K_PROSE, 1, .metavar = "PROMPT"},
-              {"options", K_TEXT, 0}, COMMON_FIELDS}},
+   .fields = {REQUIRED("image", K_FILE), NAMED("a_background_photo_of", K_PROSE, "PROMPT"),
+              OPTIONAL("options", K_TEXT), COMMON_FIELDS}},
   {.name = "jobs", .method = "GET", .path = "/jobs", .mode = M_NONE,
    .answer = ANSWER_JOBIDS, .params = A_NONE,
    .summary = "the ids of the jobs running now"},
@@ -110,23 +114,24 @@ static const command_def commands[] = {
   {.name = "account", .method = "GET", .path = "/account/", .mode = M_NONE,
    .answer = ANSWER_ACCOUNT, .params = A_VALUE,
    .summary = "one account: server, channel, masked token, credits",
-   .fields = {{"channel", K_CHANNEL, 1, .at = AT_PATH}}},
+   .fields = {{.name = "channel", .kind = K_CHANNEL, .required = 1, .at = AT_PATH}}},
   {.name = "add_account", .method = "POST", .path = "/account/", .mode = M_NONE,
    .answer = ANSWER_NONE, .bodies = B_JSON,
    .summary = "configure an account: its Discord token, server and channel",
-   .fields = {{"discord", K_TEXT, 1}, {"server", K_TEXT, 1},
-              {"channel", K_CHANNEL_ID, 1, .at = AT_BOTH}}},
+   .fields = {REQUIRED("discord", K_TEXT), REQUIRED("server", K_TEXT),
+              {.name = "channel", .kind = K_CHANNEL_ID, .required = 1, .at = AT_BOTH}}},
   {.name = "delete_account", .method = "DELETE", .path = "/account/", .mode = M_NONE,
    .answer = ANSWER_NONE, .params = A_VALUE,
    .summary = "remove an account's configuration",
-   .fields = {{"channel", K_CHANNEL, 1, .at = AT_PATH}}},
+   .fields = {{.name = "channel", .kind = K_CHANNEL, .required = 1, .at = AT_PATH}}},
   {.name = "job", .method = "GET", .path = "/jobs/", .mode = M_NONE,
    .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
    .summary = "a job as the server has it now",
-   .fields = {{"jobid", K_JOBID, 1, .at = AT_QUERY}}},
+   .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
   {.name = "cancel", .method = "GET", .path = "/jobs/cancel/", .mode = M_NONE,
    .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
-   .summary = "cancel a job", .fields = {{"jobid", K_JOBID, 1, .at = AT_QUERY}}},
+   .summary = "cancel a job",
+   .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
