@@ -21,7 +21,7 @@
 #define FACESWAP_ERROR_MT "faceswap.error"
 #define FACESWAP_TRANSPORT_MT "faceswap.transport"
 
-/* Limits the server enforces, mirrored locally (useapi-faceswap.md). */
+/* Limits the server enforces, mirrored locally (docs/api.md, docs/commands.md). */
 #define FACESWAP_MAX_REPLY_CHARS 1024
 #define FACESWAP_BOUNDARY_MAX 70 /* RFC 2046 */
 
@@ -45,7 +45,7 @@ void json_open(lua_State *L);
 
 /* error.c */
 typedef struct {
-  const char *kind;      /* one of the kinds of API.md */
+  const char *kind;      /* one of the kinds of docs/api.md */
   int code;              /* HTTP status, 0 for none */
   int sent;              /* 0: surely never reached the server */
   int retryable;

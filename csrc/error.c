@@ -104,7 +104,7 @@ static int error_concat(lua_State *L) {
 }
 
 /* core.error{kind=..., ...}: gives a table the error metatable, for errors the Lua layer makes
- * (a wait that runs out of time). The kind must be one of API.md's. */
+ * (a wait that runs out of time). The kind must be one of docs/api.md's. */
 int core_error_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "kind");
