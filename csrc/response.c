@@ -328,3 +328,21 @@ int response_push_unread(lua_State *L, int status, const char *headers, size_t h
   unread.cap = limit < ERROR_BODY_MAX ? limit : ERROR_BODY_MAX;
   return read_error(L, &info, status, headers, hlen, "", 0, &unread);
 }
+
+/* core.read_unread(status, headers, bytes, known, limit, post) -> nil, err: the error of an
+ * answer (status 300 or more) whose body a transport written in Lua stopped reading at its
+ * limit, as response_push_unread gives libcurl's: bytes is its Content-Length when known is
+ * true, else the limit it passed; post: the request may not be sent again. */
+int core_read_unread(lua_State *L) {
+  int status = (int)luaL_checkinteger(L, 1);
+  size_t hlen;
+  const char *headers = luaL_checklstring(L, 2, &hlen);
+  lua_Number bytes = luaL_checknumber(L, 3), limit = luaL_checknumber(L, 5);
+  luaL_argcheck(L, status >= 300 && status <= 999, 1, "an HTTP status from 300 to 999 expected");
+  luaL_argcheck(L, bytes >= 0, 3, "a number of bytes expected");
+  luaL_argcheck(L, limit >= 0 && limit <= 1e15, 5, "a number of bytes expected");
+  if (bytes > 1e15) /* a Content-Length of 10^23: shown capped, as libcurl's */
+    bytes = 1e15;
+  return response_push_unread(L, status, headers, hlen, (size_t)bytes, lua_toboolean(L, 4),
+                              (size_t)limit, lua_toboolean(L, 6));
+}
