@@ -46,6 +46,11 @@ PREFIX      ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_API)
 INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
+# the man page, the bash completion and the editor's types (tools/); the rock gives its own
+INST_DATADIR ?= $(PREFIX)/share
+GEN_DIR     := $(BUILD)/share
+GENERATED   := $(GEN_DIR)/man/man1/faceswap.1 $(GEN_DIR)/bash-completion/completions/faceswap \
+               $(GEN_DIR)/lua-faceswap/library/faceswap.lua
 
 # Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
 # ca-certificates: libcurl's Debian package only recommends it, and without it (a minimal
@@ -236,7 +241,7 @@ INSTALL_ENV  := $(if $(filter 5.1,$(LUA_API)),,_$(subst .,_,$(LUA_API)))
 # Exits 0 when the Lua finds INST_LUADIR's and INST_LIBDIR's modules by itself.
 INSTALL_ON_PATH := os.exit(((";" .. package.path .. ";"):find(";$(INST_LUADIR)/?.lua;", 1, true) and \
   (";" .. package.cpath .. ";"):find(";$(INST_LIBDIR)/?.so;", 1, true)) and 0 or 1)
-install: all
+install: all $(GENERATED)
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	@for dir in '$(INST_LUADIR)' '$(INST_LIBDIR)'; do case "$$dir" in \
 	  /*[!A-Za-z0-9/._+@,=~-]*|[!/]*|'') echo "make install: '$$dir' is no plain absolute path" \
@@ -247,6 +252,13 @@ endif
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
+	install -d $(DESTDIR)$(INST_DATADIR)/man/man1 $(DESTDIR)$(INST_DATADIR)/bash-completion/completions \
+	  $(DESTDIR)$(INST_DATADIR)/lua-faceswap/library
+	install -m 644 $(GEN_DIR)/man/man1/faceswap.1 $(DESTDIR)$(INST_DATADIR)/man/man1/faceswap.1
+	install -m 644 $(GEN_DIR)/bash-completion/completions/faceswap \
+	  $(DESTDIR)$(INST_DATADIR)/bash-completion/completions/faceswap
+	install -m 644 $(GEN_DIR)/lua-faceswap/library/faceswap.lua \
+	  $(DESTDIR)$(INST_DATADIR)/lua-faceswap/library/faceswap.lua
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	install -d $(DESTDIR)$(INST_BINDIR)
 	@set -e; bin='$(DESTDIR)$(INST_BINDIR)'; mark='$(INSTALL_MARK)'; \
@@ -313,6 +325,33 @@ doc:
 	    -e '^output written to ' build/ldoc.log; warned=$$?; \
 	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
 	@echo "built build/doc/index.html"
+
+# Generated from the core's command table, the CLI's help and the doc comments by tools/
+# (tools/gen.lua), with the Lua the core was built for, into $(BUILD)/share: the man page
+# faceswap(1), the bash completion, and the LuaLS ---@meta file (docs/editor.md): GENERATED,
+# which `make install` installs into INST_DATADIR.
+# `make docs-tables` rewrites docs/commands.md's table of the commands in place.
+.PHONY: generated man completion types docs-tables lint-tools
+GEN_INPUTS  := $(MODULE) $(wildcard tools/*.lua) $(LUA_LAYER) docs/objects.luadoc docs/api.md \
+               docs/cli.md CHANGELOG.md
+generated: $(GENERATED)
+man: $(GEN_DIR)/man/man1/faceswap.1
+completion: $(GEN_DIR)/bash-completion/completions/faceswap
+types: $(GEN_DIR)/lua-faceswap/library/faceswap.lua
+$(GEN_DIR)/man/man1/faceswap.1: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	$(LUA) tools/gen.lua man $(BUILD) >$@.tmp && mv $@.tmp $@
+$(GEN_DIR)/bash-completion/completions/faceswap: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	$(LUA) tools/gen.lua completion $(BUILD) >$@.tmp && mv $@.tmp $@
+$(GEN_DIR)/lua-faceswap/library/faceswap.lua: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	$(LUA) tools/gen.lua types $(BUILD) >$@.tmp && mv $@.tmp $@
+docs-tables: all
+	$(LUA) tools/gen.lua docs-tables $(BUILD)
+lint-lua: lint-tools
+lint-tools:
+	luacheck --quiet --codes tools
 
 clean:
 	rm -rf build

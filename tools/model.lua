@@ -301,7 +301,8 @@ function M.ldoc(path)
         i = i + 1
       end
       local after = lines[i] or ""
-      block.name = block.tags["function"] or block.tags.table or block.tags.type or after:match("^function ([%w_.:]+)%(")
+      block.name = block.tags["function"] or block.tags.table or block.tags.type or
+        after:match("^function ([%w_.:]+)%(")
         or after:match("^([%w_.]+)%s*=")
       block.args = after:match("^function [%w_.:]+%(([^)]*)%)")
       if block.tags.type then class = block.tags.type end

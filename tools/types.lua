@@ -290,7 +290,9 @@ function M.render()
       describe(lines, b.text)
       for _, l in ipairs(lines) do add(l) end
       local rs = returns(b)
-      if #rs == 0 and method == "result" then rs = { "---@return any ... # " .. oneline(prose(b.returns[1] and b.returns[1].desc or "")) } end
+      if #rs == 0 and method == "result" then
+        rs = { "---@return any ... # " .. oneline(prose(b.returns[1] and b.returns[1].desc or "")) }
+      end
       for _, r in ipairs(rs) do add(r) end
       add("function task:" .. method .. "() end", "")
     end
@@ -425,7 +427,8 @@ function M.render()
         args[#args + 1] = p.name
       end
       if name == "wait" then
-        lines[#lines + 1] = "---@overload fun(self: faceswap.client, target: nil, err: faceswap.error): nil, faceswap.error"
+        lines[#lines + 1] = "---@overload fun(self: faceswap.client, target: nil, err: faceswap.error): " ..
+          "nil, faceswap.error"
       end
       for _, r in ipairs(returns(b)) do lines[#lines + 1] = r end
     end
