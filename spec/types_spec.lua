@@ -216,12 +216,26 @@ local function public_names()
   local task = client:spawn(function() end)
   client:run()
   add("faceswap.task", keys(getmetatable(task).__index), ":")
-  -- the job's __index is a C closure over one table: field names and method names
+  -- the job's __index is a C closure over one table: field names and method names (Lua 5.1's
+  -- debug library does not read a C function's upvalues); and the names csrc/job.c gives it
   local job = assert(faceswap.decode(JOB_JSON))
   local _, lookup = debug.getupvalue(debug.getmetatable(job).__index, 1)
+  local job_fields, job_methods = {}, {}
   for _, k in ipairs(keys(lookup)) do
-    names[#names + 1] = "faceswap.job" .. (type(lookup[k]) == "function" and ":" or ".") .. k
+    table.insert(type(lookup[k]) == "function" and job_methods or job_fields, k)
   end
+  local c = assert(io.open("csrc/job.c", "rb"))
+  local source = c:read("*a")
+  c:close()
+  for _, list in ipairs { source:match("field_names%[F_COUNT%] = (%b{})"),
+                          source:match("derived%[%] = (%b{})") } do
+    for k in list:gmatch('"([%a_][%w_]*)"') do job_fields[#job_fields + 1] = k end
+  end
+  for k in source:match("luaL_Reg methods%[%] = (%b{})"):gmatch('{"([%a_][%w_]*)", job_') do
+    job_methods[#job_methods + 1] = k
+  end
+  add("faceswap.job", sorted_union(job_fields))
+  add("faceswap.job", sorted_union(job_methods), ":")
   -- an error's fields: those of real errors, every field the C core sets (csrc/error.c), and
   -- every field the Lua layer gives one (core.error{...} and err.NAME = ...)
   local fields = {}
@@ -241,7 +255,7 @@ local function public_names()
     local text = scan(name, "core%.error%s*(%b{})")
     for k in text:gmatch("%f[%w_]err%.([%a_][%w_]*)%s*=[^=]") do fields[#fields + 1] = k end
   end
-  local c = assert(io.open("csrc/error.c", "rb"))
+  c = assert(io.open("csrc/error.c", "rb"))
   for k in c:read("*a"):gmatch('lua_setfield%(L, %-2, "([%a_][%w_]*)"%)') do
     if not k:find("^__") then fields[#fields + 1] = k end
   end
