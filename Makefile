@@ -332,6 +332,13 @@ doc:
 # which `make install` installs into INST_DATADIR.
 # `make docs-tables` rewrites docs/commands.md's table of the commands in place.
 .PHONY: generated man completion types docs-tables lint-tools
+# The generators load the core: with $(LUA), else the first Lua here that can (luarocks may
+# name another Lua of the same API than the one whose headers built it: lua5.1 for LuaJIT).
+GEN         = found=; for lua in '$(LUA)' luajit lua5.4 lua5.3 lua5.2 lua5.1; do \
+                if $$lua -e 'package.cpath = "./$(BUILD)/?.so;" .. package.cpath; require "faceswap.core"' \
+                  >/dev/null 2>&1; then found=$$lua; break; fi; done; \
+              [ -n "$$found" ] || { echo "make: no Lua here loads $(MODULE)" >&2; exit 1; }; \
+              $$found tools/gen.lua
 GEN_INPUTS  := $(MODULE) $(wildcard tools/*.lua) $(LUA_LAYER) docs/objects.luadoc docs/api.md \
                docs/cli.md CHANGELOG.md
 generated: $(GENERATED)
@@ -340,15 +347,15 @@ completion: $(GEN_DIR)/bash-completion/completions/faceswap
 types: $(GEN_DIR)/lua-faceswap/library/faceswap.lua
 $(GEN_DIR)/man/man1/faceswap.1: $(GEN_INPUTS)
 	@mkdir -p $(dir $@)
-	$(LUA) tools/gen.lua man $(BUILD) >$@.tmp && mv $@.tmp $@
+	@$(GEN) man $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
 $(GEN_DIR)/bash-completion/completions/faceswap: $(GEN_INPUTS)
 	@mkdir -p $(dir $@)
-	$(LUA) tools/gen.lua completion $(BUILD) >$@.tmp && mv $@.tmp $@
+	@$(GEN) completion $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
 $(GEN_DIR)/lua-faceswap/library/faceswap.lua: $(GEN_INPUTS)
 	@mkdir -p $(dir $@)
-	$(LUA) tools/gen.lua types $(BUILD) >$@.tmp && mv $@.tmp $@
+	@$(GEN) types $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
 docs-tables: all
-	$(LUA) tools/gen.lua docs-tables $(BUILD)
+	@$(GEN) docs-tables $(BUILD)
 lint-lua: lint-tools
 lint-tools:
 	luacheck --quiet --codes tools
