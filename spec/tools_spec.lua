@@ -32,7 +32,7 @@ end
 local SUBCOMMANDS = { "headshot", "job", "wait", "cancel", "batch", "saveid", "swapid", "listid",
   "setid", "delid", "delall", "inswapper", "picsi", "changebg", "jobs", "account" }
 
-describe("make docs-tables", function()
+describe("make docs-tables #external", function()
   it("finds docs/commands.md's table equal to the generator's output", function()
     local out, status = make("docs-tables")
     assert.equal(0, status, out)
@@ -48,7 +48,7 @@ describe("make docs-tables", function()
   end)
 end)
 
-describe("faceswap(1)", function()
+describe("faceswap(1) #external", function()
   local page
   setup(function()
     local out, status = make("man")
@@ -89,7 +89,7 @@ describe("faceswap(1)", function()
   end)
 end)
 
-describe("the bash completion", function()
+describe("the bash completion #external", function()
   local script, dir
   setup(function()
     local out, status = make("completion")
@@ -142,7 +142,7 @@ describe("the bash completion", function()
   end)
 end)
 
-describe("make install", function()
+describe("make install of the generated files #external", function()
   local scratch
   setup(function() scratch = mktemp() end)
   teardown(function() if scratch then os.execute("rm -rf " .. quote(scratch)) end end)
