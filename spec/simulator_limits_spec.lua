@@ -307,8 +307,8 @@ describe("the simulator under load #external", function()
       .. boundary .. "\r\nTransfer-Encoding: chunked\r\n\r\n" .. table.concat(chunks) .. "0\r\n\r\n"))
     local r = s:requests()[1]
     assert.is_true(r.body == nil, "the body kept: " .. #(r.body or ""))
-    assert.same({ body = { size = #multipart, crc32 = want[2] }, fields = { image = { size = #image, crc32 = want[1] } } },
-                r.omitted)
+    assert.same({ body = { size = #multipart, crc32 = want[2] },
+                  fields = { image = { size = #image, crc32 = want[1] } } }, r.omitted)
     assert.same({ #multipart, "chunked", { filename = "c.png", content_type = "image/png", size = #image } },
                 { r.body_size, r.fields.idname, r.files.image })
     exchange(c, "POST /headshot HTTP/1.1\r\n" .. head .. "Content-Type: application/json\r\nContent-Length: "
