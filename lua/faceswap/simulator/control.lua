@@ -23,19 +23,18 @@ local check_setting, reset_state = S.check_setting, S.reset_state
 ---------------------------------------------------------------------------------------------
 -- files: the file parts, name -> {filename, content_type, size} (their bytes are in fields);
 -- body_size: the body's bytes; omitted: what the record left out for its size (past 1 MiB),
--- {body = {size, crc32}, fields = {name = {size, crc32}}}. A request still being answered
--- shows what has arrived (its record is compacted once it is answered).
+-- {body = {size, crc32}, fields = {name = {size, crc32}}}. A record is bounded from the moment
+-- it is made (faceswap.simulator.server's record), answered or not.
 local function record_json(r)
   local files = cjson.null
-  if r.files and next(r.files) then
+  if r.files then
     files = {}
     for name, f in pairs(r.files) do
-      files[name] = { filename = f.filename, content_type = f.content_type or cjson.null,
-                      size = f.size or #f.data }
+      files[name] = { filename = f.filename, content_type = f.content_type or cjson.null, size = f.size }
     end
   end
   return { method = r.method, path = r.path, query = r.query, headers = r.headers,
-           body = r.body or cjson.null, body_size = r.body_size or #r.body,
+           body = r.body or cjson.null, body_size = r.body_size,
            fields = r.fields or cjson.null, files = files, conn = r.conn,
            content_type = r.content_type or cjson.null, omitted = r.omitted or cjson.null }
 end

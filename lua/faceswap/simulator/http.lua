@@ -6,14 +6,17 @@ local socket = require "socket"
 local util = require "faceswap.simulator.util"
 local sched = require "faceswap.simulator.sched"
 local S = require "faceswap.simulator.state"
+local png = require "faceswap.simulator.png"
 
 local M = {}
 
 local encode, decode, now, number_text = util.encode, util.decode, util.now, util.number_text
-local recv_some, send_all, wait = sched.recv_some, sched.send_all, sched.wait
+local recv_some, send_all, wait, sleep = sched.recv_some, sched.send_all, sched.wait, sched.sleep
+local crc32_update, crc32_shift = png.crc32_update, png.crc32_shift
 local IO_TIMEOUT = sched.IO_TIMEOUT
 local MAX_HEAD = 64 * 1024
 local MAX_BODY = 64 * 1024 * 1024
+local SLICE = 256 * 1024      -- body bytes checksummed between two yields to the other tasks
 
 ---------------------------------------------------------------------------------------------
 -- HTTP responses
@@ -196,7 +199,80 @@ function Conn:read_head(first_deadline)
   end
 end
 
--- Reads exactly n bytes; chunks are gathered in a table so a 10 MiB body costs one concat.
+-- A request body as it comes off the socket: its pieces (one concat at the end), its size, and
+-- its CRC-32 (zlib's) carried along piece by piece, with the running value noted at each
+-- piece's end. So the CRC-32 of the whole body is known once its last byte is read, and that of
+-- any stretch of it (a multipart field) costs at most two pieces' bytes (Body:crc32): nothing
+-- reads a large body again to checksum it. It yields every SLICE bytes, so a fast upload does
+-- not hold up the other connections while it is checksummed.
+local Body = {}
+Body.__index = Body
+
+function Body.new()
+  return setmetatable({ parts = {}, size = 0, crc = 0xFFFFFFFF, ends = { 0 }, crcs = { 0xFFFFFFFF },
+                        unyielded = 0 }, Body)
+end
+
+function Body:add(piece)
+  self.crc = crc32_update(self.crc, piece, 1, #piece)
+  self.parts[#self.parts + 1] = piece
+  self.size = self.size + #piece
+  self.ends[#self.ends + 1], self.crcs[#self.crcs + 1] = self.size, self.crc
+  self.unyielded = self.unyielded + #piece
+  if self.unyielded >= SLICE then
+    self.unyielded = 0
+    sleep(0)
+  end
+end
+
+-- The body's bytes; the pieces go (the text is needed for Body:crc32 from now on).
+function Body:finish()
+  self.text = table.concat(self.parts)
+  self.parts = nil
+  return self.text
+end
+
+-- The running CRC register after the body's first n bytes: from the last piece ending at or
+-- before n, on over the bytes after it.
+function Body:register_at(n)
+  local ends, lo, hi = self.ends, 1, #self.ends
+  while lo < hi do
+    local mid = (lo + hi + 1) // 2
+    if ends[mid] <= n then lo = mid else hi = mid - 1 end
+  end
+  return crc32_update(self.crcs[lo], self.text, ends[lo] + 1, n)
+end
+
+-- CRC-32 of the body's bytes i..j (all of it without arguments).
+function Body:crc32(i, j)
+  if not i then return self.crc ~ 0xFFFFFFFF end
+  local before = self:register_at(i - 1) ~ 0xFFFFFFFF
+  local through = self:register_at(j) ~ 0xFFFFFFFF
+  return through ~ crc32_shift(before, j - i + 1)
+end
+
+-- Reads exactly n bytes into body, piece by piece as they arrive. Returns true, or nil and why.
+function Conn:read_into(n, body)
+  while n > 0 do
+    if self.buf == "" then
+      local chunk, err = recv_some(self.sock, now() + IO_TIMEOUT)
+      if not chunk then return nil, err end
+      self.buf = chunk
+    end
+    if #self.buf <= n then
+      n = n - #self.buf
+      body:add(self.buf)
+      self.buf = ""
+    else
+      body:add(self.buf:sub(1, n))
+      self.buf = self.buf:sub(n + 1)
+      n = 0
+    end
+  end
+  return true
+end
+
+-- Reads exactly n bytes (a few: a chunk's CRLF).
 function Conn:read_exact(n)
   if #self.buf >= n then
     local out = self.buf:sub(1, n)
@@ -216,10 +292,10 @@ function Conn:read_exact(n)
 end
 
 -- Reads a chunked body (RFC 9112 7.1): hex sizes (extensions ignored), data, CRLF, then a
--- zero-size chunk and optional trailer lines up to a blank line. Returns the body, or nil and
--- an error response (nil when the connection failed).
-function Conn:read_chunked()
-  local parts, total = {}, 0
+-- zero-size chunk and optional trailer lines up to a blank line, the data going into body.
+-- Returns true, or nil and an error response (nil when the connection failed).
+function Conn:read_chunked(body)
+  local total = 0
   while true do
     local line, err = self:read_line()
     if not line then return nil, err end
@@ -229,16 +305,16 @@ function Conn:read_chunked()
     if size == 0 then break end
     total = total + size
     if total > MAX_BODY then return nil, error_response(413, "Request body too large") end
-    local data = self:read_exact(size + 2)
-    if not data then return nil end
-    if data:sub(-2) ~= "\r\n" then return nil, error_response(400, "Malformed chunked body") end
-    parts[#parts + 1] = data:sub(1, -3)
+    if not self:read_into(size, body) then return nil end
+    local crlf = self:read_exact(2)
+    if not crlf then return nil end
+    if crlf ~= "\r\n" then return nil, error_response(400, "Malformed chunked body") end
   end
   repeat                                           -- trailer fields, ignored
     local line, err = self:read_line()
     if not line then return nil, err end
   until line == ""
-  return table.concat(parts)
+  return true
 end
 
 -- Reads one CRLF-terminated line (without it); nil and an error response when too long.
@@ -261,6 +337,7 @@ end
 -- error response (sent before closing). A body is framed by Content-Length or by
 -- Transfer-Encoding: chunked (as Python's generators, httpx iterators and Node's streams send
 -- it, and as upstream's CDN accepts it); another transfer coding gets req.framing_error.
+-- req.received is the Body it came in (its CRC-32s, Body:crc32).
 local function read_request(conn)
   local head, err = conn:read_head(now() + S.config.keepalive_timeout)
   if not head then
@@ -286,14 +363,14 @@ local function read_request(conn)
   if (chunked or n > 0) and (req.headers.expect or ""):lower() == "100-continue" then
     if not send_all(conn.sock, "HTTP/1.1 100 Continue\r\n\r\n") then return nil end
   end
+  local body = Body.new()
   if chunked then
-    local body, failure = conn:read_chunked()
-    if not body then return nil, failure end
-    req.body = body
-  else
-    req.body = conn:read_exact(n)
+    local ok, failure = conn:read_chunked(body)
+    if not ok then return nil, failure end
+  elseif not conn:read_into(n, body) then
+    return nil
   end
-  if not req.body then return nil end
+  req.body, req.received = body:finish(), body
   return req
 end
 
@@ -311,10 +388,10 @@ local function parse_part_headers(block)
   return headers
 end
 
--- Returns a table name -> value (first occurrence wins) and one name -> file for the parts
--- that carry a filename ({filename, content_type (nil when the part has none), data}), or nil
--- when malformed. A part's value is exactly the bytes between its blank line and the CRLF before
--- the next delimiter.
+-- Returns a table name -> value (first occurrence wins), one name -> file for the parts
+-- that carry a filename ({filename, content_type (nil when the part has none), data}) and one
+-- name -> {first, last}, where each value lies in the body; or nil when malformed. A part's value
+-- is exactly the bytes between its blank line and the CRLF before the next delimiter.
 local function parse_multipart(body, content_type)
   local _, params = parse_params(content_type)
   local boundary = params and params.boundary
@@ -328,10 +405,10 @@ local function parse_multipart(body, content_type)
     if not s then return nil end
     pos = s + 2
   end
-  local fields, files = {}, {}
+  local fields, files, spans = {}, {}, {}
   while true do
     local after = pos + #dash
-    if body:sub(after, after + 1) == "--" then return fields, files end   -- close delimiter
+    if body:sub(after, after + 1) == "--" then return fields, files, spans end   -- close delimiter
     local start = body:match("^[ \t]*\r\n()", after)               -- transport padding, CRLF
     if not start then return nil end
     local block, content_start
@@ -350,6 +427,7 @@ local function parse_multipart(body, content_type)
     if kind ~= "form-data" or not dparams.name then return nil end
     if fields[dparams.name] == nil then
       fields[dparams.name] = body:sub(content_start, next_delim - 1)
+      spans[dparams.name] = { content_start, next_delim - 1 }
       if dparams.filename then
         local ct = headers["content-type"] and parse_params(headers["content-type"])
         files[dparams.name] = { filename = dparams.filename, content_type = ct,
@@ -383,12 +461,13 @@ end
 -- Fills req.fields (or req.parse_error) for multipart and JSON bodies: the fields as they
 -- arrived, for the record. The commands read req.params: the text fields decoded as a
 -- JavaScript server decodes them (invalid UTF-8 becomes U+FFFD), so no answer echoes invalid
--- UTF-8; req.files: the file parts; req.not_strings: JSON fields that are not strings.
+-- UTF-8; req.files: the file parts; req.not_strings: JSON fields that are not strings;
+-- req.spans: where each multipart value lies in the body.
 local function parse_fields(req)
   local media = media_type(req)
   req.files, req.not_strings = {}, {}
   if media == "multipart/form-data" then
-    req.fields, req.files = parse_multipart(req.body, req.headers["content-type"])
+    req.fields, req.files, req.spans = parse_multipart(req.body, req.headers["content-type"])
     if not req.fields then req.parse_error = error_response(400, "Malformed multipart/form-data body") end
   elseif media == "application/json" then
     req.fields, req.not_strings = parse_json_fields(req.body)
@@ -456,6 +535,7 @@ M.response_closes, M.render_head, M.send_response = response_closes, render_head
 M.parse_params, M.parse_head, M.media_type, M.client_closes, M.Conn, M.read_request =
   parse_params, parse_head, media_type, client_closes, Conn, read_request
 M.parse_multipart, M.parse_json_fields, M.parse_fields = parse_multipart, parse_json_fields, parse_fields
+M.Body, M.SLICE = Body, SLICE
 M.http_post, M.resolve_host = http_post, resolve_host
 
 return M

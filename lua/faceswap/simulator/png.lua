@@ -38,6 +38,30 @@ local function crc32(s)
   return crc32_update(0xFFFFFFFF, s, 1, #s) ~ 0xFFFFFFFF
 end
 
+-- The CRC-32 polynomial arithmetic behind joining or splitting checksums: a CRC-32 value times
+-- x^(8n) modulo the polynomial, i.e. what the CRC of A becomes once n more bytes follow it.
+-- With it, crc32(A .. B) == crc32_shift(crc32(A), #B) ~ crc32(B), so the CRC-32 of any stretch
+-- of a body follows from the CRC-32s of two of its prefixes without reading the stretch again.
+local POLY = 0xEDB88320
+local function mul_mod(a, b)         -- bit 31 is x^0 (the reflected order the table uses)
+  local p = 0
+  for _ = 1, 32 do
+    if a & 0x80000000 ~= 0 then p = p ~ b end
+    a = (a << 1) & 0xFFFFFFFF
+    if b & 1 ~= 0 then b = (b >> 1) ~ POLY else b = b >> 1 end
+  end
+  return p
+end
+
+local function crc32_shift(c, n)
+  local factor, power = 0x80000000, 0x00800000      -- 1, and x^8 (one byte)
+  while n > 0 do
+    if n & 1 == 1 then factor = mul_mod(factor, power) end
+    power, n = mul_mod(power, power), n >> 1
+  end
+  return mul_mod(factor, c)
+end
+
 local function adler32(s)
   local a, b = 1, 0
   for i = 1, #s do
@@ -64,6 +88,7 @@ end
 local PNG_SIZE = 8
 local PNGS = { make_png(PNG_SIZE, 200, 120, 40), make_png(PNG_SIZE, 40, 120, 200) }
 
+M.crc32_shift = crc32_shift
 M.crc32, M.crc32_update, M.make_png, M.PNG_SIZE, M.PNGS = crc32, crc32_update, make_png, PNG_SIZE, PNGS
 
 return M

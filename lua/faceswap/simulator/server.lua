@@ -67,62 +67,72 @@ end
 ---------------------------------------------------------------------------------------------
 -- Connections
 ---------------------------------------------------------------------------------------------
--- Records an API request; a connection gets its number with its first API request.
+local KEEP = 1024 * 1024      -- bytes of a body or field value the record keeps whole
+local SLICE = http.SLICE      -- bytes checksummed between two yields to the other tasks
+M.KEEP = KEEP
+
+-- CRC-32 of a field value past KEEP: a multipart value from the CRC-32s taken as the body
+-- arrived (no second pass); a JSON member's (decoded, so not a stretch of the body) in slices,
+-- so other connections go on.
+local function field_crc(req, name, value)
+  local span = req.spans and req.spans[name]
+  if span then return req.received:crc32(span[1], span[2]) end
+  local c = 0xFFFFFFFF
+  for i = 1, #value, SLICE do
+    c = crc32_update(c, value, i, math.min(#value, i + SLICE - 1))
+    sleep(0)
+  end
+  return c ~ 0xFFFFFFFF
+end
+
+-- Records an API request, as it arrived; a connection gets its number with its first API
+-- request. The record is its own table, bounded from the start whatever the connection does
+-- next: the body and each field value up to KEEP bytes, a longer one left out, its size and
+-- CRC-32 in omitted; the file parts' name, type and size. The request itself (every byte, the
+-- decoded params) goes to the command and is dropped once answered: a record costs at most a
+-- few MiB however large the upload, and a reset frees it all.
 local function record(conn, req)
-  if conn.epoch ~= S.state.epoch then
-    S.state.connections = S.state.connections + 1
-    conn.number, conn.epoch = S.state.connections, S.state.epoch
-    S.state.open[conn] = true
+  local state = S.state
+  if conn.epoch ~= state.epoch then
+    state.connections = state.connections + 1
+    conn.number, conn.epoch = state.connections, state.epoch
+    state.open[conn] = true
   end
   parse_fields(req)
-  req.conn = conn.number
-  req.content_type = req.headers["content-type"]
-  S.state.requests[#S.state.requests + 1] = req
+  local r = { method = req.method, path = req.path, query = req.query, headers = req.headers,
+              conn = conn.number, content_type = req.headers["content-type"], body_size = #req.body }
+  local omitted = {}
+  if #req.body > KEEP then
+    omitted.body = { size = #req.body, crc32 = req.received:crc32() }
+  else
+    r.body = req.body
+  end
+  if req.fields then
+    r.fields = {}
+    for name, value in pairs(req.fields) do
+      if #value > KEEP then
+        omitted.fields = omitted.fields or {}
+        omitted.fields[name] = { size = #value, crc32 = field_crc(req, name, value) }
+      else
+        r.fields[name] = value
+      end
+    end
+  end
+  if next(req.files) then
+    r.files = {}
+    for name, f in pairs(req.files) do
+      r.files[name] = { filename = f.filename, content_type = f.content_type, size = #f.data }
+    end
+  end
+  r.omitted = next(omitted) and omitted or nil
+  state.requests[#state.requests + 1] = r
+  return r
 end
 
 local function should_process(action)
   if not action then return true end
   if action.process ~= nil then return action.process == true end
   return ACTIONS[action.action].process
-end
-
-local KEEP = 1024 * 1024      -- bytes of a body or field value the record keeps whole
-local SLICE = 256 * 1024      -- bytes checksummed between two yields to the other tasks
-M.KEEP = KEEP
-
--- {size, crc32} of a string past KEEP, checksummed in slices so other connections go on.
-local function summary(text)
-  local c = 0xFFFFFFFF
-  for i = 1, #text, SLICE do
-    c = crc32_update(c, text, i, math.min(#text, i + SLICE - 1))
-    sleep(0)
-  end
-  return { size = #text, crc32 = c ~ 0xFFFFFFFF }
-end
-
--- Once a request is answered its record keeps the body and each field value up to KEEP bytes;
--- a longer one is left out, its size and CRC-32 kept in req.omitted. The file parts keep their
--- name, type and size, the decoded params go: a record costs at most a few MiB however large
--- the upload, and a reset frees it all.
-local function compact(req)
-  req.body_size = #(req.body or "")
-  local omitted = {}
-  if #(req.body or "") > KEEP then
-    omitted.body = summary(req.body)
-    req.body = nil
-  end
-  for name, value in pairs(req.fields or {}) do
-    if #value > KEEP then
-      omitted.fields = omitted.fields or {}
-      omitted.fields[name] = summary(value)
-      req.fields[name] = nil
-    end
-  end
-  for name, f in pairs(req.files or {}) do
-    req.files[name] = { filename = f.filename, content_type = f.content_type, size = #f.data }
-  end
-  req.params, req.omitted = nil, next(omitted) and omitted or nil
-  if omitted.body then collectgarbage() end     -- give the upload's memory back now
 end
 
 local function handle(conn, req)
@@ -138,10 +148,9 @@ local function handle(conn, req)
 end
 
 local function serve_api(conn, req)
-  record(conn, req)
-  local ok, keep = xpcall(handle, debug.traceback, conn, req)
-  compact(req)
-  if not ok then error(keep, 0) end
+  local r = record(conn, req)
+  local keep = handle(conn, req)
+  if r.omitted then collectgarbage() end      -- give the upload's memory back now
   return keep
 end
 
