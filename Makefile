@@ -8,8 +8,12 @@
 
 LUA_VERSION ?= 5.4
 PKG_CONFIG  ?= pkg-config
-# The Debian packages of a Lua: its interpreter and headers.
-debs_for     = $(if $(filter luajit,$(1)),luajit2 libluajit2-5.1-dev,lua$(1) liblua$(1)-dev)
+# Every Lua the README promises: `make test` runs the suite on each.
+ALL_LUAS    := 5.1 5.2 5.3 5.4 luajit
+# The Debian packages of a Lua: its interpreter and headers (5.1's are liblua5.1-0-dev, whose
+# liblua5.1-dev is only a name it provides, which dpkg-query never finds installed).
+debs_for     = $(if $(filter luajit,$(1)),luajit2 libluajit2-5.1-dev,lua$(1) \
+               $(if $(filter 5.1,$(1)),liblua5.1-0-dev,liblua$(1)-dev))
 ifeq ($(LUA_VERSION),luajit)
 LUA         ?= luajit
 LUA_API     := 5.1
@@ -19,9 +23,9 @@ LUA         ?= lua$(LUA_VERSION)
 LUA_API     := $(LUA_VERSION)
 LUA_INCDIR  ?= $(or $(shell $(PKG_CONFIG) --variable=includedir lua$(LUA_VERSION) 2>/dev/null),/usr/include)/lua$(LUA_VERSION)
 endif
-# `make test` also runs the whole busted suite under each of these, built too: so CI, which
-# runs `make test`, covers 5.4 and LuaJIT. TEST_ALSO= runs LUA_VERSION's alone.
-TEST_ALSO   ?= $(filter-out $(LUA_VERSION),luajit)
+# `make test` runs the whole suite on LUA_VERSION, and its specs that depend on the Lua on each
+# of these: so CI, which runs `make test`, covers every Lua. TEST_ALSO= runs LUA_VERSION's alone.
+TEST_ALSO   ?= $(filter-out $(LUA_VERSION),$(ALL_LUAS))
 CC          ?= cc
 CFLAGS      ?= -O2 -g
 WARN        ?= -Wall -Wextra -Werror
@@ -47,26 +51,34 @@ INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_API)
 INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
 
-# Debian packages each command needs (lua-cjson and lua-socket serve every Lua, LuaJIT too).
-# ca-certificates: libcurl's Debian package only recommends it, and without it (a minimal
-# root, --no-install-recommends) no HTTPS call can verify anything.
+# The Debian packages each command needs, all of them here (lua-cjson and lua-socket serve
+# every Lua, LuaJIT too). ca-certificates: libcurl's Debian package only recommends it, and
+# without it (a minimal root, --no-install-recommends) no HTTPS call can verify anything.
 BUILD_DEBS  := gcc make pkg-config $(call debs_for,$(LUA_VERSION)) libcurl4-openssl-dev lua-cjson \
                lua-socket ca-certificates
 # `make doc`: LDoc, and the markdown it formats comments with (for Lua 5.1 only in Debian)
 DOC_DEBS    := lua-ldoc lua-markdown lua5.1
 # `make rock`: it packs the checkout's tracked files with git
 ROCK_DEBS   := luarocks git
-TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(TEST_ALSO),$(call debs_for,$(v))) lua-busted lua-check \
-               valgrind cppcheck luarocks nginx libnginx-mod-http-lua luajit2 libluajit2-5.1-dev \
-               lua5.4 liblua5.4-dev openssl locales strace tinyproxy curl python3-requests \
-               $(DOC_DEBS) $(ROCK_DEBS)
-# `make test-all-lua`: every Lua the module builds for
-ALL_LUAS    := 5.1 5.2 5.3 5.4 luajit
+# `make test-hosts`: LÖVE 11.4 and Neovim 0.7 (LuaJIT), WeeChat's Lua plugin (5.3)
+HOST_DEBS   := love neovim weechat-headless weechat-lua
+# `make test`: every Lua it runs (ALL_LUAS, LUA_VERSION's own among them), busted, the linters,
+# valgrind, nginx's lua module, tinyproxy and strace for the faults, lua-luv for
+# spec/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a ledger that
+# processes share; then the hosts, the doc and the rock.
+TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-busted lua-check \
+               valgrind cppcheck nginx libnginx-mod-http-lua openssl locales strace tinyproxy curl \
+               lua-luv lua-posix redis-server libhiredis-dev lua-nginx-redis \
+               $(HOST_DEBS) $(DOC_DEBS) $(ROCK_DEBS)
 # `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
-BENCH_DEBS  := $(TEST_DEBS)
+BENCH_DEBS  := $(TEST_DEBS) python3-requests
+# `make test-all-lua`: the Luas, and what their busted suites need
+ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-socket lua-busted \
+               libcurl4-openssl-dev locales
 
-.PHONY: all test demo bench install clean deps-build deps-test deps-bench lint lint-lua lint-c FORCE \
-        test-asan test-valgrind fuzz rock test-rock doc test-all-lua test-fresh
+.PHONY: all test check demo bench install clean deps-build deps-test deps-bench lint lint-lua \
+        lint-c FORCE test-asan asan-build test-valgrind fuzz rock test-rock doc test-all-lua \
+        test-fresh static examples test-hosts
 
 all: $(MODULE)
 
@@ -92,16 +104,10 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 # For C hosts: the core and the Lua layer (compiled in as text) in one archive of one object,
 # whose only global symbols are luaopen_faceswap_core and faceswap_preload (csrc/faceswap.h):
 # the core's internal functions are made local, so they cannot clash with a host's.
-.PHONY: static examples test-hosts lint-embed
 STATIC      := $(BUILD)/libfaceswap.a
 OBJCOPY     ?= objcopy
-LUA_LAYER   := $(wildcard lua/faceswap/*.lua)
+LUA_LAYER   := $(wildcard lua/faceswap/*.lua lua/faceswap/resty/*.lua)
 static: $(STATIC)
-
-# the generator is Lua too
-lint-lua: lint-embed
-lint-embed:
-	luacheck --quiet --codes csrc/embed.lua
 
 $(BUILD)/obj/lua_layer.c: $(LUA_LAYER) csrc/embed.lua
 	@mkdir -p $(dir $@)
@@ -142,16 +148,24 @@ demo: deps-build
 	@$(MAKE) --no-print-directory all
 	@$(LUA) spec/support/demo.lua
 
+# Everything, its independent passes side by side (spec/support/test.sh, docs/development.md);
+# PASSES="valgrind asan" runs those alone (after the builds). Ends "N passed, M failed".
+PASSES      ?=
 test: deps-test
-	@$(MAKE) --no-print-directory all
 	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
-	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh
+	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh $(PASSES)
+
+# Lint and the unit specs (tagged #unit: no simulator, no other program) on LUA_VERSION, in
+# well under a minute: the check to run before each commit. --lazy: a describe block none of
+# whose specs is selected does not run its setup (which may start a simulator or nginx).
+check: all
+	@$(MAKE) --no-print-directory -s lint
+	$(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal --tags=unit --lazy
 
 # The busted suite on each of ALL_LUAS, each with its own build (build/V); ends with one line
 # per Lua and fails if any failed.
 test-all-lua:
-	@sh spec/support/debs.sh $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-socket \
-	  lua-busted libcurl4-openssl-dev locales
+	@sh spec/support/debs.sh $(ALL_LUA_DEBS)
 	@for v in $(ALL_LUAS); do $(MAKE) --no-print-directory LUA_VERSION=$$v all || exit 1; done
 	@mkdir -p build/test; fail=0; for v in $(ALL_LUAS); do \
 	  if [ $$v = luajit ]; then lua=luajit; else lua=lua$$v; fi; \
@@ -160,31 +174,40 @@ test-all-lua:
 	  [ $$rc -eq 0 ] || fail=1; \
 	done; exit $$fail
 
-# The whole suite with the module and a small Lua 5.4 host built with ASan and UBSan (linked
-# in, so the simulator and nginx the specs start run unsanitized), the collector stepping all
-# the time (FACESWAP_GC_STEP), leaks checked at exit.
+# The suite with the module and a small Lua 5.4 host built with ASan and UBSan (linked in, so
+# the simulator and nginx the specs start run unsanitized), the collector stepping all the
+# time (FACESWAP_GC_STEP), leaks checked at exit. Like test-valgrind it leaves out the specs
+# that exercise no C of this process (#external, #lua_only) and those asserting how soon
+# something happens (#timing), and it tells the rest (SPEC_NO_TIME_BOUNDS) to assert no upper
+# bound on time: a sanitized run is slow, and a spec asserts behaviour.
 SAN_FLAGS   := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-test-asan: deps-test
+SLOW_SKIP   := external,lua_only,timing
+test-asan: deps-test asan-build
+	ASAN_OPTIONS=detect_leaks=1 FACESWAP_GC_STEP=10 SPEC_NO_TIME_BOUNDS=1 build/asan/asan_lua \
+	  /usr/bin/busted --cpath='./build/asan/?.so' -o plainTerminal --exclude-tags=$(SLOW_SKIP)
+
+asan-build: build/asan/asan_lua
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/asan CFLAGS="$(SAN_FLAGS)" \
 	  LDFLAGS="$(SAN_FLAGS)" all
 	@# the command line's specs run bin/faceswap, which loads the plain build/5.4
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 all
-	$(CC) $(SAN_FLAGS) $(shell $(PKG_CONFIG) --cflags lua5.4) -o build/asan/asan_lua \
-	  spec/support/asan_lua.c $(shell $(PKG_CONFIG) --libs lua5.4)
-	ASAN_OPTIONS=detect_leaks=1 FACESWAP_GC_STEP=10 build/asan/asan_lua /usr/bin/busted \
-	  --cpath='./build/asan/?.so' -o plainTerminal
 
-# The whole suite under valgrind, in the same process as the module: no errors, nothing
-# definitely lost (specs that measure memory are tagged novalgrind).
+build/asan/asan_lua: spec/support/asan_lua.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN_FLAGS) $(shell $(PKG_CONFIG) --cflags lua5.4) -o $@ $< \
+	  $(shell $(PKG_CONFIG) --libs lua5.4)
+
+# The suite under valgrind, in the same process as the module: no errors, nothing definitely
+# lost. The specs that measure memory (#novalgrind) are left out too, and the selection and
+# SPEC_NO_TIME_BOUNDS are test-asan's.
 test-valgrind: all
-	valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-	  --show-leak-kinds=definite --trace-children=no $(LUA) /usr/bin/busted \
-	  --cpath='./$(BUILD)/?.so' -o plainTerminal --exclude-tags=novalgrind
+	SPEC_NO_TIME_BOUNDS=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
+	  --errors-for-leak-kinds=definite --show-leak-kinds=definite --trace-children=no $(LUA) \
+	  /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal \
+	  --exclude-tags=novalgrind,$(SLOW_SKIP)
 
 # The library inside real hosts (spec/hosts): LÖVE 11.4 and Neovim 0.7 load the LuaJIT build,
-# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4. lua-luv serves
-# spec/eventloop_spec.lua.
-TEST_DEBS   += lua-luv lua5.3 liblua5.3-dev love neovim weechat-headless weechat-lua
+# WeeChat's Lua plugin the 5.3 one; the simulator and busted run on 5.4.
 test-hosts:
 	@$(MAKE) --no-print-directory LUA_VERSION=luajit all
 	@$(MAKE) --no-print-directory LUA_VERSION=5.3 all
@@ -203,8 +226,9 @@ test-fresh:
 
 lint: lint-lua lint-c
 
+# the generator of the static archive's Lua layer (csrc/embed.lua) is Lua too
 lint-lua:
-	luacheck --quiet --codes lua spec bin/faceswap bin/faceswap-sim
+	luacheck --quiet --codes lua spec bin/faceswap bin/faceswap-sim csrc/embed.lua
 
 # each side of compat.h: 5.4, 5.3, 5.2 and 5.1 (PUC and LuaJIT)
 lint-c:
@@ -246,6 +270,7 @@ endif
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
+	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/resty && install -m 644 lua/faceswap/resty/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/resty/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	install -d $(DESTDIR)$(INST_BINDIR)

@@ -5,6 +5,7 @@
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
  *   error.c     error objects
+ *   fault.c     the faults of a transfer: kind, retryable and words, for both transports
  *   transport_curl.c  the libcurl transport (the only file that does network I/O)
  *   files.c     isatty and exclusive file creation, for the command line
  *   signals.c   SIGINT/SIGTERM as a flag, for the command line's batch
@@ -55,6 +56,20 @@ void error_push(lua_State *L, const error_info *info, const char *msg, int idx_e
 int error_is(lua_State *L, int idx);
 void error_open(lua_State *L);
 int core_error_new(lua_State *L);
+
+/* fault.c: the faults of a transfer, for both transports (core.fault for the nginx one) */
+enum {
+  FAULT_OTHER, FAULT_OVERSIZE, FAULT_FRAMING, FAULT_NOT_RESENT, FAULT_CUT_HEADERS,
+  FAULT_NO_MEMORY, FAULT_FORKED, FAULT_REFUSED_URL, FAULT_CONNECT, FAULT_TLS, FAULT_BIG_HEADERS,
+  FAULT_TIMEOUT,
+  FAULT_TIMEOUT_OF, FAULT_CONNECT_TIMEOUT, FAULT_TLS_TIMEOUT, FAULT_REFUSED, FAULT_CERTIFICATE,
+  FAULT_BAD_URL, FAULT_HTTP09, FAULT_SEND, FAULT_EMPTY, FAULT_RESET, FAULT_CUT_BODY,
+  FAULT_CUT_CHUNKED, FAULT_BAD_LENGTH, FAULT_CHUNK_SIZE, FAULT_COUNT
+};
+/* Pushes nil and the error object of the fault: its words are msg when given (libcurl's), else
+ * its row's, filled in from the arguments as lua_pushfstring does. */
+void fault_push(lua_State *L, int fault, int sent, int post, int code, const char *msg, ...);
+int core_fault(lua_State *L);
 
 /* job.c */
 /* Makes a job of the JSON text at json_idx: pushes it and returns 1, or pushes why the text is

@@ -46,6 +46,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"read_response", core_read_response},
     {"decode", core_decode},
     {"error", core_error_new},
+    {"fault", core_fault},
     {"transport", core_transport_new},
     {"url_problem", core_url_problem},
     {"type", core_type},

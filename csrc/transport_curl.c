@@ -245,8 +245,10 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
   if (epoll_ctl(t->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) != 0)
     /* a descriptor number reused after a close libcurl did not report, or the reverse */
     epoll_ctl(t->epfd, errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
-  if (!socketp)
-    curl_multi_assign(t->multi, s, t);
+  /* -1: libcurl fails the multi handle's call with CURLM_ABORTED_BY_CALLBACK, which drive
+   * reports */
+  if (!socketp && curl_multi_assign(t->multi, s, t) != CURLM_OK)
+    return -1;
   return 0;
 }
 
@@ -270,9 +272,11 @@ static void enqueue_done(transport_t *t, transfer_t *x) {
   t->done_tail = x;
 }
 
-/* Moves every transfer libcurl reports as ended out of the multi handle. */
-static void collect(transport_t *t) {
+/* Moves every transfer libcurl reports as ended out of the multi handle; CURLM_OK, or the
+ * first failure to remove one. */
+static CURLMcode collect(transport_t *t) {
   CURLMsg *msg;
+  CURLMcode rc = CURLM_OK, r;
   int left;
   while ((msg = curl_multi_info_read(t->multi, &left)) != NULL) {
     transfer_t *x = NULL;
@@ -281,19 +285,25 @@ static void collect(transport_t *t) {
       continue;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
     x->result = msg->data.result;
-    curl_multi_remove_handle(t->multi, easy); /* its connection goes back to the cache */
+    r = curl_multi_remove_handle(t->multi, easy); /* its connection goes back to the cache */
+    if (r != CURLM_OK && rc == CURLM_OK)
+      rc = r;
     x->state = SLOT_DONE;
     t->running--;
     if (!x->sync)
       enqueue_done(t, x);
   }
+  return rc;
 }
 
 /* Waits at most `wait` seconds for a socket or libcurl's timer, and lets libcurl act on what
- * is ready. Costs a system call and a clock read when nothing is. */
-static void drive(transport_t *t, double wait) {
+ * is ready. Costs a system call and a clock read when nothing is. Returns CURLM_OK or the
+ * first failure of libcurl's multi interface (as curl's docs/examples/ephiperfifo.c, a
+ * CURLM_BAD_SOCKET is none: a socket that an earlier event of the same wait closed). */
+static CURLMcode drive(transport_t *t, double wait) {
   struct epoll_event ev[MAX_EVENTS];
   int n, i, still;
+  CURLMcode rc = CURLM_OK, r;
   if (t->timer_at >= 0) {
     double until = t->timer_at - mono_now();
     if (until < wait)
@@ -306,15 +316,20 @@ static void drive(transport_t *t, double wait) {
     int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                 (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                 (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-    curl_multi_socket_action(t->multi, ev[i].data.fd, flags, &still);
+    r = curl_multi_socket_action(t->multi, ev[i].data.fd, flags, &still);
+    if (r != CURLM_OK && r != CURLM_BAD_SOCKET && rc == CURLM_OK)
+      rc = r;
   }
   if (t->timer_at >= 0 && mono_now() >= t->timer_at) {
     t->timer_at = -1; /* libcurl sets the next one from inside the call */
-    curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    r = curl_multi_socket_action(t->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+    if (r != CURLM_OK && rc == CURLM_OK)
+      rc = r;
     n = 1;
   }
-  if (n > 0)
-    collect(t);
+  if (n > 0 && (r = collect(t)) != CURLM_OK && rc == CURLM_OK)
+    rc = r;
+  return rc;
 }
 
 /* ---- fork and exec -------------------------------------------------------------------
@@ -391,7 +406,7 @@ static void cloexec_wakeup(transport_t *t) {
   }
 }
 
-static void multi_setup(transport_t *t);
+static void multi_setup(lua_State *L, transport_t *t);
 
 /* In a child of the process that made the client: drop what is the parent's, start afresh.
  * Transfers in flight end with an error (the answer goes to the parent). */
@@ -435,7 +450,7 @@ static void forked(lua_State *L, transport_t *t) {
     close(t->epfd);
     t->epfd = fresh;
   }
-  multi_setup(t);
+  multi_setup(L, t);
   if (!t->multi)
     luaL_error(L, "curl_multi_init failed");
 }
@@ -478,13 +493,17 @@ static void unqueue(transport_t *t, transfer_t *x) {
 
 /* Takes a transfer out of play, whatever its state, and puts its slot on the free list. */
 static void release_slot(transport_t *t, transfer_t *x) {
+  int stuck = 0;
   if (x->state == SLOT_RUNNING) {
-    curl_multi_remove_handle(t->multi, x->easy); /* closes its connection mid-exchange */
+    /* closes its connection mid-exchange */
+    stuck = curl_multi_remove_handle(t->multi, x->easy) != CURLM_OK;
     t->running--;
   }
   if (x->queued)
     unqueue(t, x);
-  if (x->forked) { /* its easy handle was the parent's: the slot is never used again */
+  /* its easy handle was the parent's, or is still in the multi handle (where adding it again
+   * would fail): the slot is never used again */
+  if (x->forked || stuck) {
     x->state = SLOT_FREE;
     return;
   }
@@ -729,27 +748,33 @@ int core_transport_new(lua_State *L) {
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (t->epfd < 0)
     return luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
-  multi_setup(t);
+  multi_setup(L, t);
   if (!t->multi)
     return luaL_error(L, "curl_multi_init failed");
   return 1;
 }
 
-/* A new multi handle for t, owned by this process (t->multi stays NULL on failure). */
-static void multi_setup(transport_t *t) {
+/* A new multi handle for t, owned by this process (t->multi stays NULL on failure, and a
+ * failing option raises). */
+static void multi_setup(lua_State *L, transport_t *t) {
+  CURLMcode rc;
   t->pid = getpid();
   lowest_free(t->wake_fds);
   t->multi = curl_multi_init();
   if (!t->multi)
     return;
   cloexec_wakeup(t);
-  curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t);
-  curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-  curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t);
-  /* libcurl's default pool is 4 per transfer added; transfers leave the handle as they end,
-   * so with few in flight it closed idle connections that the next transfers wanted */
-  curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE_CONNECTIONS);
+  if ((rc = curl_multi_setopt(t->multi, CURLMOPT_SOCKETFUNCTION, on_socket)) != CURLM_OK ||
+      (rc = curl_multi_setopt(t->multi, CURLMOPT_SOCKETDATA, t)) != CURLM_OK ||
+      (rc = curl_multi_setopt(t->multi, CURLMOPT_TIMERFUNCTION, on_timer)) != CURLM_OK ||
+      (rc = curl_multi_setopt(t->multi, CURLMOPT_TIMERDATA, t)) != CURLM_OK ||
+      /* libcurl's default pool is 4 per transfer added; transfers leave the handle as they
+       * end, so with few in flight it closed idle connections that the next transfers wanted */
+      (rc = curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE_CONNECTIONS)) != CURLM_OK) {
+    curl_multi_cleanup(t->multi);
+    t->multi = NULL;
+    luaL_error(L, "curl_multi_setopt failed: %s", curl_multi_strerror(rc));
+  }
 }
 
 /* A new easy handle with everything that is the same for every request. */
@@ -826,53 +851,45 @@ static transfer_t *take_slot(transport_t *t) {
   return x;
 }
 
-/* Pushes nil and the error object for a transfer that ended without a usable answer. */
+/* Pushes nil and the error object for a transfer that ended without a usable answer: which
+ * fault it met is this transport's to say, its kind and words are fault.c's. */
 static void push_transfer_error(lua_State *L, transfer_t *x) {
-  error_info info = {"transport", 0, 1, 0, -1};
   long status = 0, request_bytes = 0;
+  int sent, code;
   CURLcode res = x->result;
   const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(res);
   if (x->forked) { /* its answer, if any, goes to the parent */
-    info.retryable = !x->post;
-    lua_pushnil(L);
-    error_push(L, &info, "the process forked while this request was in flight; its answer "
-               "goes to the parent process", 0, 0);
+    fault_push(L, FAULT_FORKED, 1, x->post, 0, NULL);
     return;
   }
   curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
-  info.code = x->final_status ? (int)status : 0; /* a 1xx is no answer */
+  code = x->final_status ? (int)status : 0; /* a 1xx is no answer */
   /* sent unless nothing of the request left this machine: libcurl counts request bytes once
    * per transfer, so a resend's failed connect still shows the first attempt's bytes */
-  info.sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
-  info.retryable = !info.sent || !x->post;
-  if (x->oversize || res == CURLE_FILESIZE_EXCEEDED) {
-    info.kind = "bad_response";
-    info.retryable = 0;
-    lua_pushfstring(L, "answer larger than %s (%d bytes)",
-                    x->limit == MAX_DOWNLOAD_BYTES ? "a download may be" : "max_response",
-                    (int)x->limit);
-    msg = lua_tostring(L, -1);
-  } else if (x->bad_framing) {
-    msg = "answer with Content-Length headers that disagree";
-  } else if (x->refused_rewind) {
-    info.retryable = 0;
-    msg = "connection lost after the request was sent; not resent, since the server may "
-          "have acted on it";
-  } else if (res == CURLE_OK) { /* libcurl's OK for a connection closed inside the headers */
-    info.code = 0;
-    msg = "connection closed before the answer's headers ended";
-  } else if (x->no_memory) {
-    msg = "not enough memory for the answer";
-  } else if (res == CURLE_OPERATION_TIMEDOUT) {
-    info.kind = "timeout";
-  } else if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
-             res == CURLE_SSL_CERTPROBLEM || res == CURLE_URL_MALFORMAT ||
-             res == CURLE_UNSUPPORTED_PROTOCOL) {
-    info.retryable = 0; /* the same request would fail the same way */
-  }
-  lua_pushnil(L);
-  error_push(L, &info, msg, 0, 0);
+  sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
+  if (x->oversize || res == CURLE_FILESIZE_EXCEEDED)
+    fault_push(L, FAULT_OVERSIZE, sent, x->post, code, NULL,
+               x->limit == MAX_DOWNLOAD_BYTES ? "a download may be" : "max_response", (int)x->limit);
+  else if (x->bad_framing)
+    fault_push(L, FAULT_FRAMING, sent, x->post, code, NULL);
+  else if (x->refused_rewind)
+    fault_push(L, FAULT_NOT_RESENT, sent, x->post, code, NULL);
+  else if (res == CURLE_OK) /* libcurl's OK for a connection closed inside the headers */
+    fault_push(L, FAULT_CUT_HEADERS, sent, x->post, 0, NULL);
+  else if (x->no_memory)
+    fault_push(L, FAULT_NO_MEMORY, sent, x->post, code, NULL);
+  else if (res == CURLE_OPERATION_TIMEDOUT)
+    fault_push(L, FAULT_TIMEOUT, sent, x->post, code, msg);
+  else if (res == CURLE_PEER_FAILED_VERIFICATION || res == CURLE_SSL_CACERT_BADFILE ||
+           res == CURLE_SSL_CERTPROBLEM)
+    fault_push(L, FAULT_CERTIFICATE, sent, x->post, code, msg);
+  else if (res == CURLE_URL_MALFORMAT)
+    fault_push(L, FAULT_BAD_URL, sent, x->post, code, msg);
+  else if (res == CURLE_UNSUPPORTED_PROTOCOL) /* the protocols are http(s): HTTP/0.9 */
+    fault_push(L, FAULT_HTTP09, sent, x->post, code, msg);
+  else
+    fault_push(L, FAULT_OTHER, sent, x->post, code, msg);
 }
 
 /* Sets up and adds a transfer for the request at stack 2..5: method, then a path under
@@ -893,12 +910,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   if (download) {
     const char *why = url_problem(target, plen, 0);
     if (why || post || del) {
-      error_info info = {"invalid_request", 0, 0, 0, -1};
-      lua_pushnil(L);
-      lua_pushfstring(L, "refused to fetch %s (%s)", why ? "a URL" : "with POST",
-                      why ? why : "downloads are GET");
-      error_push(L, &info, NULL, -1, 0);
-      lua_remove(L, -2);
+      fault_push(L, FAULT_REFUSED_URL, 0, 1, 0, NULL, why ? "a URL" : "with POST",
+                 why ? why : "downloads are GET");
       return NULL;
     }
   }
@@ -991,9 +1004,12 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   x->errbuf[0] = '\0';
   x->sync = sync;
   x->result = CURLE_OK;
-  if (curl_multi_add_handle(t->multi, e) != CURLM_OK) {
-    release_slot(t, x);
-    luaL_error(L, "curl_multi_add_handle failed");
+  {
+    CURLMcode rc = curl_multi_add_handle(t->multi, e);
+    if (rc != CURLM_OK) {
+      release_slot(t, x);
+      luaL_error(L, "curl_multi_add_handle failed: %s", curl_multi_strerror(rc));
+    }
   }
   x->state = SLOT_RUNNING;
   t->running++;
@@ -1062,7 +1078,9 @@ static int transport_poll(lua_State *L) {
     wait = 86400;
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
-    drive(t, wait);
+    CURLMcode rc = drive(t, wait);
+    if (rc != CURLM_OK)
+      luaL_error(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
     if (t->done_head || wait <= 0 || faceswap_signal)
       break;
     wait = until - mono_now();
@@ -1115,8 +1133,16 @@ static int transport_perform(lua_State *L) {
   transfer_t *x = start(L, t, 1);
   if (!x)
     return 2;
-  while (x->state == SLOT_RUNNING)
-    drive(t, 3600); /* libcurl's timer bounds every wait */
+  while (x->state == SLOT_RUNNING) {
+    CURLMcode rc = drive(t, 3600); /* libcurl's timer bounds every wait */
+    if (rc != CURLM_OK) { /* this transfer's fate is unknown: dropped, and said so */
+      int post = x->post;
+      release_slot(t, x);
+      lua_pushfstring(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
+      fault_push(L, FAULT_OTHER, 1, post, 0, lua_tostring(L, -1));
+      return 2;
+    }
+  }
   return finish(L, t, x);
 }
 

@@ -24,7 +24,7 @@ local function post(port, body)
   return line
 end
 
-describe("docs/callbacks.md", function()
+describe("docs/callbacks.md #external", function()
   local s, dir
   before_each(function()
     s = sim.start { job_seconds = 0.3, token = TOKEN }

@@ -29,7 +29,7 @@ local function stream(input)
   return s
 end
 
-describe("faceswap command line: the commands", function()
+describe("faceswap command line: the commands #lua_only", function()
   local s
 
   setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN, channels = { CH1, CH2 } } end)

@@ -23,7 +23,7 @@ local function sorted_lines(text)
   return out
 end
 
-describe("command line lifecycle", function()
+describe("command line lifecycle #lua_only", function()
   local s, tmp
 
   setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)

@@ -42,7 +42,7 @@ local function lines(text)
   return out
 end
 
-describe("faceswap command line", function()
+describe("faceswap command line #lua_only", function()
   local s, tmp
 
   setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)

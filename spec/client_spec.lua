@@ -322,7 +322,7 @@ describe("client", function()
       assert.equal(17, fails(client:headshot("p")).retry_after)
     end)
 
-    it("reads a CDN's text 429 as rate_limited with its Retry-After; a wait too long is not made",
+    it("reads a CDN's text 429 as rate_limited with its Retry-After; a wait too long is not made #timing",
       function()
         s:script { action = "status", status = 429, headers = { ["Retry-After"] = "7" },
                    body = "Too Many Requests" }
@@ -376,7 +376,7 @@ describe("client", function()
       c:close()
     end)
 
-    it("times out a server that never answers", function()
+    it("times out a server that never answers #timing", function()
       local c = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url, timeout = 0.3 }
       s:script { action = "hang" }
       local t0 = faceswap.now()

@@ -57,7 +57,7 @@ local function tmpfile(data)
 end
 teardown(function() for _, p in ipairs(tmpfiles) do os.remove(p) end end)
 
-describe("core.commands", function()
+describe("core.commands #unit", function()
   it("lists every command of the family, each with its method, path, mode and fields", function()
     local rows = {}
     for _, c in ipairs(core.commands()) do
@@ -88,7 +88,7 @@ describe("core.commands", function()
   end)
 end)
 
-describe("docs/commands.md", function()
+describe("docs/commands.md #unit", function()
   it("shows the command table the core describes", function()
     local markdown = require("spec.support.commands_table").markdown(core.commands())
     local f = assert(io.open("docs/commands.md", "rb"))
@@ -98,7 +98,7 @@ describe("docs/commands.md", function()
   end)
 end)
 
-describe("core.build_command", function()
+describe("core.build_command #unit", function()
   it("builds saveid from a path: the file's bytes, its last path component, its type", function()
     local method, path, ctype, body, channel = core.build_command("saveid",
       { idname = "me", image = face, replyRef = "r1" }, "123", "https://cb.example/x", B)
@@ -455,7 +455,7 @@ describe("core.build_command", function()
   end)
 end)
 
-describe("core.read_response for the commands", function()
+describe("core.read_response for the commands #unit", function()
   it("reads a blocking command's job-shaped result", function()
     local job = core.read_response("saveid", 200, "", '{"jobid":"j1","verb":"faceswap-saveid",' ..
       '"status":"completed","content":"saved as me"}')

@@ -3,7 +3,7 @@
 -- apt-get and id are stand-ins on PATH that record how they were called.
 local shell = require "spec.support.shell"
 
-describe("debs.sh", function()
+describe("debs.sh #unit #external", function()
   local dir
 
   -- Writes an executable stand-in for `name`.

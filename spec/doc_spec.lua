@@ -38,7 +38,7 @@ local function c_strings(path, start)
   return out
 end
 
-describe("the API reference", function()
+describe("the API reference #unit #lua_only", function()
   it("has a doc comment for every public function of faceswap, and every client method", function()
     assert.same({}, undocumented("lua/faceswap/init.lua", "M."))
     assert.same({}, undocumented("lua/faceswap/init.lua", "client:"))

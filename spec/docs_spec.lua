@@ -171,7 +171,7 @@ local function hosted_entry(b)
   end
 end
 
-describe("the guides' code blocks", function()
+describe("the guides' code blocks #external", function()
   local s
   setup(function()
     s = sim.start { token = TOKEN, job_seconds = 0.5, blocking_seconds = 0.05, channels = CHANNELS }
@@ -298,7 +298,7 @@ local function slug(heading)
   return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
 end
 
-describe("the guides' links", function()
+describe("the guides' links #external", function()
   it("name files of the checkout, and headings that exist", function()
     local problems = {}
     for _, page in ipairs(pages()) do

@@ -16,7 +16,7 @@ local function child(env, code)
   return shell.capture(table.concat(words, " "))
 end
 
-describe("faceswap.new's defaults from the environment", function()
+describe("faceswap.new's defaults from the environment #lua_only", function()
   local s
 
   setup(function() s = sim.start { token = "env-token" } end)

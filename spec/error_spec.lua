@@ -10,7 +10,7 @@ local function rate_limited()
   return err
 end
 
-describe("error objects", function()
+describe("error objects #unit", function()
   it("are one line in tostring", function()
     assert.equal("rate_limited (429): Unable to lock Discord after 3 attempts",
       tostring(rate_limited()))

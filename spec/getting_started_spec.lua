@@ -8,7 +8,7 @@ local GUIDE = "docs/getting-started.md"
 
 local function code_block(heading, language) return shell.code_block(GUIDE, heading, language) end
 
-describe("docs/getting-started.md", function()
+describe("docs/getting-started.md #external", function()
   it("installs with make targets that exist", function()
     local block = code_block("## 1. Install", "sh")
     local commands = 0

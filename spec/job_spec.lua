@@ -21,7 +21,7 @@ local COMPLETED = [[{
   "future_field": {"kept": true}
 }]]
 
-describe("job objects", function()
+describe("job objects #unit", function()
   local job
   before_each(function() job = assert(faceswap.decode(COMPLETED)) end)
 
@@ -122,7 +122,7 @@ describe("job objects", function()
   end)
 end)
 
-describe("faceswap.decode", function()
+describe("faceswap.decode #unit", function()
   local function decode_error(text)
     local job, err = faceswap.decode(text)
     assert.is_nil(job)

@@ -15,7 +15,7 @@ local function nest(n, inner)
   return ("["):rep(n - 1) .. inner .. ("]"):rep(n - 1)
 end
 
-describe("JSON", function()
+describe("JSON #unit", function()
   describe("the host's own cjson settings", function()
     -- lua-cjson 2.1.0's defaults, restored after each test
     local function defaults()

@@ -3,7 +3,7 @@
 local shell = require "spec.support.shell"
 local quote, capture = shell.quote, shell.capture
 
-describe("make targets in a fresh checkout", function()
+describe("make targets in a fresh checkout #external", function()
   local tmp
 
   setup(function()

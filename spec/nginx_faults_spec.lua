@@ -54,7 +54,7 @@ local function same_shape(text) return (text:gsub("after %d+ m", "after N m")) e
 
 local function escape(s) return (s:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
 
-describe("the nginx transport", function()
+describe("the nginx transport #external", function()
   local s, n
 
   setup(function()
@@ -192,7 +192,7 @@ describe("the nginx transport", function()
   end)
 end)
 
-describe("TLS inside nginx", function()
+describe("TLS inside nginx #external", function()
   local certs, s, front, self_signed, app
 
   setup(function()
@@ -226,7 +226,7 @@ describe("TLS inside nginx", function()
   end)
 
   -- ten times: a handshake that completes at once takes another path in lua-resty-core 0.1.25,
-  -- which loses OpenSSL's reason (see resty.lua), and a fast loopback server makes that happen
+  -- which loses OpenSSL's reason (see resty/transport.lua), and a fast loopback server makes that happen
   -- often; either way the call fails closed, before anything is sent
   it("refuses a self-signed certificate, every time, in libcurl's words when nginx gives the reason", function()
     local before = #s:requests()

@@ -98,7 +98,7 @@ local SERVER = [[
     }
 ]]
 
-describe("inside nginx", function()
+describe("inside nginx #external", function()
   local s, n
 
   setup(function()
@@ -106,7 +106,7 @@ describe("inside nginx", function()
     n = nginx.start {
       http = "lua_shared_dict faceswap_callbacks 1m; lua_shared_dict received 1m;",
       server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url,
-        FACE = io.popen("pwd"):read("l") .. "/spec/support/demo-face.png" }),
+        FACE = nginx.root .. "/spec/support/demo-face.png" }),
     }
   end)
   teardown(function()

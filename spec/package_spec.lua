@@ -1,7 +1,7 @@
 -- Packaging: the version is written once, in the rockspec's name, and everything agrees.
 local faceswap = require "faceswap"
 
-describe("the version", function()
+describe("the version #unit", function()
   it("is the rockspec's, in its name and in its version field", function()
     local pipe = io.popen("ls rockspec")
     local names = pipe:read("*a")

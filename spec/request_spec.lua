@@ -10,7 +10,7 @@ local function expect_400(text, ...)
                 sent = false }, setmetatable(err, nil))
 end
 
-describe("core.build_headshot", function()
+describe("core.build_headshot #unit", function()
   it("builds a multipart body with the given boundary, fields in a fixed order", function()
     local method, path, ctype, body = core.build_headshot({
       prompt = "a cat", channel = "123", replyUrl = "https://r.example/cb", replyRef = "ref-1",
@@ -132,7 +132,7 @@ describe("core.build_headshot", function()
   end)
 end)
 
-describe("core.build_get", function()
+describe("core.build_get #unit", function()
   it("builds the job and cancel paths", function()
     assert.same({ "GET", "/jobs/?jobid=8a1f574fdbf79e8cd57e070476d9d5f3" },
       { core.build_get("job", "8a1f574fdbf79e8cd57e070476d9d5f3") })

@@ -19,7 +19,7 @@ local function read(op, status, body, headers)
   return fields(err)
 end
 
-describe("core.read_response", function()
+describe("core.read_response #unit", function()
   it("turns a 200 into a job", function()
     local job = core.read_response("headshot", 200, "", JOB)
     assert.equal("job", core.type(job))

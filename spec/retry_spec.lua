@@ -36,7 +36,7 @@ local function scripted(results)
   return fn, opts, function() return calls end, slept, retries
 end
 
-describe("faceswap.retry", function()
+describe("faceswap.retry #unit", function()
   it("returns the first success at once, with all of fn's values", function()
     local fn, opts, calls, slept = scripted { "job" }
     assert.same({ "job", "second value" }, { faceswap.retry(fn, opts) })

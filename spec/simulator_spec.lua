@@ -141,7 +141,7 @@ local function closed_stats()
                    rejected = got.rejected }
 end
 
-describe("simulator", function()
+describe("simulator #lua_only", function()
   setup(function() s = sim.start() end)
   teardown(function() s:stop() end)
   before_each(function() s:reset() end)
@@ -715,7 +715,7 @@ describe("simulator", function()
       c:close()
     end)
 
-    it("closes idle connections after keepalive_timeout", function()
+    it("closes idle connections after keepalive_timeout #timing", function()
       s:config { keepalive_timeout = 0.2 }
       local c = connect()
       assert.equals(404, http("GET", "/jobs/?jobid=a", { conn = c }).status)
@@ -852,7 +852,7 @@ print(r.status_code, r.json()["prompt"])
       assert_error(http("POST", "/jobs/?jobid=a", { body = "" }), 405, "Method not allowed")
     end)
 
-    it("serves other connections while one answer is delayed", function()
+    it("serves other connections while one answer is delayed #timing", function()
       s:script { action = "delay", seconds = 0.8, match = "slow" }
       local a = connect()
       a:send(build("GET", "/jobs/?jobid=slow"))
@@ -1248,7 +1248,7 @@ local function get_bytes(url)
   return http("GET", path)
 end
 
-describe("simulator commands", function()
+describe("simulator commands #lua_only", function()
   setup(function() s = sim.start { blocking_seconds = 0.05, job_seconds = 0.2 } end)
   teardown(function() s:stop() end)
   before_each(function() s:reset() end)

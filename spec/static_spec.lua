@@ -20,7 +20,7 @@ local function run(cmd)
   return code, text
 end
 
-describe("make static and examples/host.c", function()
+describe("make static and examples/host.c #external", function()
   local s
 
   setup(function()

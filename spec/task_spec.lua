@@ -51,7 +51,7 @@ describe("tasks", function()
     assert.equal(4, s:stats().connections)
   end)
 
-  it("step(0) returns at once while transfers and sleeps are pending", function()
+  it("step(0) returns at once while transfers and sleeps are pending #timing", function()
     s:config { latency = 3 }
     local slept = client:spawn(function() faceswap.sleep(3) return "awake" end)
     local asked = client:spawn(function() return client:job("0123") end)
@@ -62,7 +62,7 @@ describe("tasks", function()
     assert.is_false(asked:done())
   end)
 
-  it("step(timeout) waits at most that long, and returns the tasks still running", function()
+  it("step(timeout) waits at most that long, and returns the tasks still running #timing", function()
     local t = client:spawn(function() faceswap.sleep(0.3) return "late" end)
     assert.equal(1, client:step(0)) -- started; now asleep
     local t0 = faceswap.now()

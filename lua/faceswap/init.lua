@@ -841,12 +841,11 @@ end
 --- The descriptor a host's event loop watches for readability: it turns readable when `step`
 -- has work. It is the transport's epoll descriptor, the same from `new` to `close`. A host
 -- watches it, arms one timer from `next_wakeup()`, and calls `step(0)` when either fires.
--- @treturn ?integer nil in OpenResty, where nginx drives the requests itself
+-- @treturn ?integer the descriptor; nil in OpenResty, where nginx drives the requests itself
+-- @treturn[opt] string why there is none
 function client:fd()
   check_client(self, "fd")
-  local fd = self._transport.fd
-  if fd then return fd(self._transport) end
-  return nil
+  return self._sched:fd()
 end
 
 --- The seconds until `step` is due even if `fd()` stays quiet: 0 when a task can run now, else
@@ -854,9 +853,7 @@ end
 -- @treturn ?number nil when nothing is pending (and in OpenResty)
 function client:next_wakeup()
   check_client(self, "next_wakeup")
-  local sched = self._sched
-  if sched.next_wakeup then return sched:next_wakeup() end
-  return nil
+  return self._sched:next_wakeup()
 end
 
 ---------------------------------------------------------------------------------------------
@@ -1306,7 +1303,7 @@ end
 local function close(self)
   if self._closed then return end
   self._closed = true
-  if self._sched.close then self._sched:close() end
+  self._sched:close()
   self._transport:close()
 end
 

@@ -116,15 +116,13 @@ end
 --- Stops the task.
 -- Stops the task: at once if it waits (its transfer is dropped), at its next yield if it is
 -- the one running. True if this call stopped it, false if it had already finished.
--- A stopped task's @{result} is `nil` and an error of kind `cancelled`.
+-- A stopped task's @{result} is `nil` and an error of kind `cancelled`. In OpenResty, where
+-- nginx lets only the light thread that spawned a task kill it, a task cancelled from
+-- anywhere else stops at its next request or park.
 -- @treturn boolean whether this call stopped it
--- @raise in OpenResty, where light threads cannot be stopped
 function task:cancel()
   check_task(self, "cancel")
   if self._result then return false end
-  if not self._sched.cancel then -- faceswap.resty's light threads
-    error("bad argument #1 to 'cancel' (tasks in OpenResty cannot be cancelled)", 2)
-  end
   self._sched:cancel(self, "task cancelled")
   return true
 end
@@ -141,6 +139,14 @@ function task:result()
     error("bad argument #1 to 'result' (the task has not finished; step() or run() its client)", 2)
   end
   return unpack(r, 1, r.n)
+end
+
+-- A new task of scheduler `sched`, run by coroutine `co` with the arguments `args` (a packed
+-- list): the one shape of a task, whichever transport's scheduler drives it (faceswap.resty's
+-- sets `co` once its light thread has started).
+function M.new(sched, co, args)
+  return setmetatable({ _sched = sched, _co = co, _token = 0, _args = args, _transfer = false,
+                        _sent = false, _parked = false, _cancel = false }, task_mt)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -263,9 +269,7 @@ local function resume(self, t, ...)
 end
 
 function Scheduler:spawn(fn, ...)
-  local t = setmetatable({ _sched = self, _co = coroutine.create(fn), _token = 0,
-                           _args = pack(...), _transfer = false, _sent = false,
-                           _parked = false }, task_mt)
+  local t = M.new(self, coroutine.create(fn), pack(...))
   self.count = self.count + 1
   self.tasks[t] = true
   push_ready(self, t)
@@ -452,6 +456,11 @@ function Scheduler:next_wakeup()
     if not due or left < due then due = left end
   end
   return due
+end
+
+-- The descriptor a host watches: the transport's epoll set.
+function Scheduler:fd()
+  return self.transport:fd()
 end
 
 function Scheduler:wake(t)

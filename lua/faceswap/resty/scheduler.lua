@@ -1,0 +1,182 @@
+--- The nginx scheduler: tasks as nginx light threads.
+-- faceswap.resty.scheduler: the glue between a client's tasks and nginx. A task is an nginx
+-- light thread (made with faceswap.task's constructor, so it is the one shape of task), a
+-- request moves through faceswap.resty.transport in the thread that asks, waiting is an nginx
+-- semaphore, and nginx's own event loop drives everything: there is no descriptor to watch and
+-- no timer to arm. It implements the transport contract of docs/development.md.
+-- @module faceswap.resty.scheduler
+local core = require "faceswap.core"
+local task = require "faceswap.task"
+
+local ngx = rawget(_G, "ngx")
+local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+local now = core.now
+
+local M = {}
+
+local semaphore
+
+local Scheduler = {}
+Scheduler.__index = Scheduler
+
+local running = {} -- coroutine -> task, while its thread lives
+
+-- Raised through a task's own code to end it where it asked to be cancelled.
+local CANCELLED = setmetatable({}, { __tostring = function() return "faceswap: task cancelled" end })
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+function M.new(transport)
+  semaphore = semaphore or require "ngx.semaphore"
+  return setmetatable({
+    transport = transport,
+    count = 0,       -- tasks not finished
+    tasks = {},      -- every task not finished
+    semas = setmetatable({}, { __mode = "k" }), -- task -> the semaphore it parks on
+    ended = semaphore.new(),
+    closed = false,
+  }, Scheduler)
+end
+
+function Scheduler:current()
+  local t = running[coroutine.running()]
+  if t and t._sched == self then return t end
+  return nil
+end
+
+local function traceback(e)
+  if type(e) == "string" then return debug.traceback(e, 2) end
+  return e
+end
+
+local function cancelled_error(why, sent)
+  return core.error { kind = "cancelled", error = why, sent = sent or false, retryable = false }
+end
+
+local function finished(self, t, result)
+  self.count = self.count - 1
+  self.tasks[t] = nil
+  t._result = result
+  self.ended:post(1)
+end
+
+-- A task that was asked to stop while it could not be killed stops at its next wait.
+local function stop_if_cancelled(t)
+  if t and t._cancel then error(CANCELLED, 0) end
+end
+
+-- Starts fn(...) in a light thread at once (nginx runs it until it first waits).
+function Scheduler:spawn(fn, ...)
+  local t = task.new(self, nil, pack(...))
+  self.count = self.count + 1
+  self.tasks[t] = true
+  local thread = ngx.thread.spawn(function()
+    local co = coroutine.running()
+    t._co = co
+    running[co] = t
+    local args = t._args
+    t._args = nil
+    local r = pack(xpcall(fn, traceback, unpack(args, 1, args.n)))
+    running[co] = nil
+    if t._result then return end -- cancelled meanwhile
+    if t._cancel then
+      finished(self, t, { n = 2, nil, cancelled_error(t._cancel, t._sent) })
+    else
+      finished(self, t, r[1] and pack(unpack(r, 2, r.n)) or { n = 2, nil, r[2] })
+    end
+  end)
+  t._co = t._co or thread
+  return t
+end
+
+-- Lets the threads run: until one ends or `timeout` is over; 0 only yields once.
+function Scheduler:step(timeout)
+  if self.closed then error("attempt to use a closed faceswap client", 3) end
+  if self:current() then error("bad argument #1 to 'step' (called from inside one of its tasks)", 3) end
+  if timeout <= 0 then
+    ngx.sleep(0)
+  elseif self.count > 0 then
+    self.ended:wait(timeout)
+  end
+  return self.count
+end
+
+function Scheduler:run()
+  while self.count > 0 and not self.closed do self.ended:wait(3600) end
+end
+
+-- Whether a transfer's request may have reached the server, from what it returned.
+local function reached(status, err)
+  return status ~= nil or (type(err) == "table" and err.sent ~= false)
+end
+
+-- The request, in the thread that asks: the cosocket yields to nginx while it waits.
+function Scheduler:transfer(method, target, content_type, body)
+  local t = self:current()
+  stop_if_cancelled(t)
+  if t then t._transfer = true end
+  local status, headers, answer = self.transport:perform(method, target, content_type, body)
+  if t then
+    t._transfer = false
+    if reached(status, headers) then t._sent = true end
+    stop_if_cancelled(t)
+  end
+  return status, headers, answer
+end
+
+function Scheduler:park(at)
+  local t = assert(self:current(), "park outside the scheduler's tasks")
+  stop_if_cancelled(t)
+  local sema = self.semas[t]
+  if not sema then
+    sema = semaphore.new()
+    self.semas[t] = sema
+  end
+  t._parked = true
+  sema:wait(at and math.max(at - now(), 0) or 86400)
+  t._parked = false
+  stop_if_cancelled(t)
+end
+
+function Scheduler:wake(t)
+  if t._parked then
+    t._parked = false
+    self.semas[t]:post(1)
+  end
+end
+
+-- Ends a task that has not finished with nil and a `cancelled` error. nginx lets only the
+-- light thread that spawned a task kill it: from there (and when it waits) the task ends at
+-- once; from anywhere else, and when it is the one running, it ends at its next request or
+-- park (a sleep does not end early). Returns whether a request it dropped may have
+-- reached the server.
+function Scheduler:cancel(t, why)
+  if t._result or t._cancel then return false end
+  local co = coroutine.running()
+  if t._co ~= co and ngx.thread.kill(t._co) then
+    local dropped = t._transfer -- killed inside a request: it may have reached the server
+    running[t._co] = nil
+    t._transfer, t._parked = false, false
+    finished(self, t, { n = 2, nil, cancelled_error(why, t._sent or dropped) })
+    return dropped
+  end
+  t._cancel = why
+  self:wake(t)
+  return false
+end
+
+-- close(): every task ends with a `cancelled` error (see cancel), and step() refuses to run.
+function Scheduler:close()
+  self.closed = true
+  local list = {}
+  for t in pairs(self.tasks) do list[#list + 1] = t end
+  for i = 1, #list do self:cancel(list[i], "client closed") end
+end
+
+-- nil: nginx's event loop wakes the threads itself; a host has no timer to arm.
+function Scheduler.next_wakeup() return nil end
+
+-- nil and why: nginx watches the cosockets itself; there is no descriptor for a host.
+function Scheduler.fd() return nil, "nginx drives the requests itself" end
+
+return M

@@ -1,0 +1,126 @@
+-- The transport contract of docs/development.md ("The transport contract"): both transports,
+-- libcurl's (faceswap.task's scheduler over the C transport) and nginx's (faceswap.resty's
+-- light threads over cosockets), have every method of the contract, each returning its
+-- documented shape, and build their tasks in one shape. And the one table of faults
+-- (csrc/fault.c) that gives both their error kinds and words.
+local faceswap = require "faceswap"
+local core = require "faceswap.core"
+local sim = require "spec.support.sim"
+local nginx = require "spec.support.nginx"
+
+local TOKEN = "test-token"
+
+-- spec/support/contract.lua runs the contract against a client and returns what it saw, one
+-- line per check: the same file runs outside nginx (here) and inside (a content_by_lua handler).
+local CONTRACT = nginx.root .. "/spec/support/contract.lua"
+
+local SERVER = [[
+  location = /contract {
+    content_by_lua_block {
+      local faceswap = require "faceswap"
+      local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+      ngx.print(dofile("@CONTRACT@")(client, faceswap))
+    }
+  }
+  location = /sibling {
+    content_by_lua_block {
+      local faceswap = require "faceswap"
+      local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+      -- cancelled from a sibling, which nginx does not let kill it: it stops at its request
+      local victim = client:spawn(function() faceswap.sleep(0.2) return client:job("nope") end)
+      local killer = client:spawn(function() return victim:cancel() end)
+      client:run()
+      local _, err = victim:result()
+      ngx.say(tostring(killer:result()), " | ", tostring(err), " | sent ", tostring(err.sent))
+    }
+  }
+]]
+
+describe("the transport contract", function()
+  local s, n
+
+  setup(function()
+    s = sim.start { token = TOKEN }
+    n = nginx.start {
+      http = "",
+      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url, CONTRACT = CONTRACT }),
+    }
+  end)
+  teardown(function()
+    if n then n:stop() end
+    s:stop()
+  end)
+
+  -- The lines every transport gives alike.
+  -- (an integer is "number" on LuaJIT, which has no math.type)
+  local function common(number, fd_line, next_wakeup)
+    return table.concat({
+      "spawn task faceswap.task: running",
+      "step " .. number,
+      "fields _cancel,_co,_parked,_sched,_sent,_token,_transfer",
+      "next_wakeup " .. next_wakeup,
+      fd_line,
+      "cancel true cancelled: task cancelled false",
+      "close true cancelled: client closed",
+    }, "\n")
+  end
+
+  it("libcurl's: every method, an epoll descriptor and libcurl's next timer", function()
+    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local got = dofile(CONTRACT)(client, faceswap)
+    local number = math.type and "integer" or "number"
+    assert.equal(common(number, "fd " .. number .. " nil", "seconds"), got)
+  end)
+
+  it("nginx's: every method, no descriptor (and why), nothing to arm", function()
+    local status, got = nginx.request(n.url .. "/contract")
+    assert.equal(200, status, got)
+    assert.equal(common("number", "fd nil nginx drives the requests itself", "nil"), got)
+  end)
+
+  it("nginx's: a task cancelled by a sibling stops at its next request, which is not sent", function()
+    local before = s:count("GET")
+    local status, got = nginx.request(n.url .. "/sibling")
+    assert.equal(200, status, got)
+    assert.equal("true | cancelled: task cancelled | sent false\n", got)
+    assert.equal(before, s:count("GET"))
+  end)
+end)
+
+describe("core.fault, the one table of faults", function()
+  local function fields(e)
+    return { getmetatable(e) == getmetatable(core.error { kind = "transport", error = "" }),
+             e.kind, e.code, e.retryable, e.sent, e.error }
+  end
+
+  it("fills in libcurl's words, and says retryable unless sent and not safe to repeat", function()
+    assert.same({ true, "timeout", 200, false, true,
+                  "Operation timed out after 1234 milliseconds with 5 out of 10 bytes received" },
+                fields(core.fault("timeout_of", true, true, 200, 1234, 5, 10)))
+    assert.same({ true, "timeout", nil, true, true,
+                  "Operation timed out after 7 milliseconds with 0 bytes received" },
+                fields(core.fault("timeout", true, false, nil, 7, 0)))
+    assert.same({ true, "transport", nil, true, false,
+                  "Failed to connect to 127.0.0.1 port 9 after 3 ms: Couldn't connect to server" },
+                fields(core.fault("refused", false, true, nil, "127.0.0.1", 9, 3)))
+  end)
+
+  it("never retries what fails the same way again, or may act twice", function()
+    assert.same({ true, "bad_response", nil, false, true, "answer larger than max_response (65536 bytes)" },
+                fields(core.fault("oversize", true, false, nil, "max_response", 65536)))
+    assert.same({ true, "transport", nil, false, false, "SSL certificate problem: self-signed certificate" },
+                fields(core.fault("certificate", false, false, nil, "self-signed certificate")))
+    assert.same({ true, "invalid_request", nil, false, false, "refused to fetch with POST (downloads are GET)" },
+                fields(core.fault("refused_url", false, true, nil, "with POST", "downloads are GET")))
+    assert.same({ true, "transport", nil, false, true, "connection lost after the request was sent; " ..
+                  "not resent, since the server may have acted on it" },
+                fields(core.fault("not_resent", true, true)))
+  end)
+
+  it("refuses a fault it does not know, and words it lacks", function()
+    assert.matches("bad argument #1 to '[^']*' %(no fault named 'nope'%)",
+                   select(2, pcall(core.fault, "nope", true, true)))
+    assert.matches("bad argument #5 to '[^']*' %(string expected, got no value%)",
+                   select(2, pcall(core.fault, "send", true, true)))
+  end)
+end)
