@@ -49,7 +49,7 @@ end
 local WHERE = "lua -e 'print(require(\"faceswap\")._VERSION, package.searchpath(\"faceswap.core\", package.cpath))'"
 local function where(lua) return (WHERE:gsub("^lua", lua)) end
 
-describe("make install", function()
+describe("make install #external", function()
   local scratch, prefix, elsewhere, first_out, first_status
 
   setup(function()
@@ -145,7 +145,7 @@ describe("make install", function()
   end)
 end)
 
-describe("README.md's LuaRocks lines", function()
+describe("README.md's LuaRocks lines #external", function()
   it("install the rock into the user's tree and set up the shell, run as written", function()
     local home = mktemp()
     finally(function() os.execute("rm -rf " .. quote(home)) end)
@@ -161,7 +161,7 @@ describe("README.md's LuaRocks lines", function()
   end)
 end)
 
-describe("docs/hosts.md's C host", function()
+describe("docs/hosts.md's C host #external", function()
   it("builds with its cc line as written and runs, the library compiled in", function()
     local made, status = make("-s LUA_VERSION=5.4 static")
     assert.equal(0, status, made)

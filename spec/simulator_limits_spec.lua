@@ -108,7 +108,7 @@ local CLK_TCK = (function()
   return n
 end)()
 
-describe("the simulator under load", function()
+describe("the simulator under load #external", function()
   local s
   after_each(function()
     if s then s:stop() end
