@@ -301,7 +301,7 @@ local function call_options(self, name, opts, arg, kind, params)
       if not ok then
         bad_option(name, arg, "option 'channel': " .. tostring(problem):match("%((.*)%)$"))
       end
-      local own = type(params) == "table" and params.channel
+      local own = type(params) == "table" and params.channel or nil
       if own ~= nil and own ~= value then
         bad_option(name, arg, "option 'channel' and params.channel differ")
       end
