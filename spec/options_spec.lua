@@ -198,17 +198,20 @@ describe("per-call options", function()
       { function(c) c:headshot("p", { wait = { intervall = 1 } }) end,
         "bad argument #2 to 'headshot' (option 'wait': unknown option 'intervall')" },
       { function(c) c:headshot("p", { wait = { timeout = -1 } }) end,
-        "bad argument #2 to 'headshot' (option 'wait': option 'timeout' must be a positive number of seconds, at most 1e9)" },
+        "bad argument #2 to 'headshot' (option 'wait': option 'timeout' must be a positive number of " ..
+          "seconds, at most 1e9)" },
       { function(c) c:headshot("p", { wait = 5 }) end,
         "bad argument #2 to 'headshot' (option 'wait' must be true, false or a table of wait options, got number)" },
       { function(c) c:headshot({ prompt = "p", channel = CH1 }, { channel = CH2 }) end,
         "bad argument #2 to 'headshot' (option 'channel' and params.channel differ)" },
       { function(c) c:headshot("p", { channel = ".." }) end,
-        "bad argument #2 to 'headshot' (option 'channel': channel \"..\" is not a channel id: a URL path cannot carry \".\" or \"..\")" },
+        "bad argument #2 to 'headshot' (option 'channel': channel \"..\" is not a channel id: a URL " ..
+          "path cannot carry \".\" or \"..\")" },
       { function(c) c:changebg({ image = FACE, a_background_photo_of = "x" }, { bogus = true }) end,
         "bad argument #2 to 'changebg' (unknown option 'bogus')" },
       { function(c) c:saveid({ idname = "x", image = FACE }, { wait = true }) end,
-        "bad argument #2 to 'saveid' (option 'wait' is only for the commands that start a job (changebg, headshot, picsi))" },
+        "bad argument #2 to 'saveid' (option 'wait' is only for the commands that start a job " ..
+          "(changebg, headshot, picsi))" },
       { function(c) c:listid(nil, { foo = 1 }) end, "bad argument #2 to 'listid' (unknown option 'foo')" },
       { function(c) c:jobs { channel = CH1 } end, "bad argument #1 to 'jobs' (unknown option 'channel')" },
       { function(c) c:accounts { foo = 1 } end, "bad argument #1 to 'accounts' (unknown option 'foo')" },
@@ -221,10 +224,12 @@ describe("per-call options", function()
       { function(c) c:add_account({ channel = CH1, server = "1", discord = "x" }, { channel = CH1 }) end,
         "bad argument #2 to 'add_account' (option 'channel': the channel is params.channel)" },
       { function(c) c:job("abc", { wait = true }) end,
-        "bad argument #2 to 'job' (option 'wait' is only for the commands that start a job (changebg, headshot, picsi))" },
+        "bad argument #2 to 'job' (option 'wait' is only for the commands that start a job (changebg, " ..
+          "headshot, picsi))" },
       { function(c) c:cancel("abc", { foo = 1 }) end, "bad argument #2 to 'cancel' (unknown option 'foo')" },
       { function(c) c:wait(c:headshot(""), { interval = 5 }) end,
-        "bad argument #1 to 'wait' (jobid or job expected, got nil: to keep a failed call's error, pass { wait = ... } to the call itself, or check its result first)" },
+        "bad argument #1 to 'wait' (jobid or job expected, got nil: to keep a failed call's error, pass " ..
+          "{ wait = ... } to the call itself, or check its result first)" },
     }
     for i, case in ipairs(cases) do
       it(case[2], function()
