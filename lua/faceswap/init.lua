@@ -445,6 +445,8 @@ end
 -- (docs/commands.md).
 -- @function client:saveid
 -- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -454,6 +456,8 @@ end
 -- (docs/commands.md).
 -- @function client:swapid
 -- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the swapped image in `attachments`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -463,6 +467,8 @@ end
 -- (docs/commands.md).
 -- @function client:listid
 -- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the names in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -472,6 +478,8 @@ end
 -- (docs/commands.md).
 -- @function client:setid
 -- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -481,6 +489,8 @@ end
 -- (docs/commands.md).
 -- @function client:delid
 -- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -490,6 +500,8 @@ end
 -- (docs/commands.md).
 -- @function client:delall
 -- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -499,6 +511,8 @@ end
 -- (docs/commands.md).
 -- @function client:inswapper
 -- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the image in `attachments`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -508,6 +522,8 @@ end
 -- (docs/commands.md).
 -- @function client:picsi
 -- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -517,18 +533,22 @@ end
 -- (docs/commands.md).
 -- @function client:changebg
 -- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
 -- @return[2] nil
 -- @treturn[2] objects.error
 
 --- The ids of the jobs running now (GET /jobs).
 -- @function client:jobs
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] {string,...} the jobids
 -- @return[2] nil
 -- @treturn[2] objects.error
 
 --- Every configured account (GET /account).
 -- @function client:accounts
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
 -- total, used}}`
 -- @return[2] nil
@@ -537,6 +557,7 @@ end
 --- One account (GET /account/<channel>).
 -- @function client:account
 -- @tparam string channel
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -545,6 +566,7 @@ end
 -- @function client:add_account
 -- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
 -- required
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] boolean true
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -552,6 +574,7 @@ end
 --- Removes an account's configuration (DELETE /account/<channel>).
 -- @function client:delete_account
 -- @tparam string channel
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] boolean true
 -- @return[2] nil
 -- @treturn[2] objects.error
