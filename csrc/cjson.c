@@ -1,4 +1,4 @@
-/* cjson.c: JSON through lua-cjson, the one codec of the module (DESIGN.md, "Dependencies").
+/* cjson.c: JSON through lua-cjson, the one codec of the module (docs/json.md).
  *
  * The core keeps a private instance, `require("cjson.safe").new()`, configured once and kept in
  * the registry, so that whatever a host sets on its own cjson (depths, number precision,

@@ -1,82 +1,137 @@
 /* command.c: the commands of the InsightFaceSwap family as data, and the one builder that
- * reads them. Each row says a command's method, path, fields (text, free text or file;
- * required or not), mode (blocking, a job, or either) and the shape of its answer; validation,
- * the multipart and JSON bodies, the Lua methods (init.lua), the command line (cli.lua) and the
- * docs' table all come from here. Adding a command is a row. headshot keeps its own builder
- * (request.c: it also speaks JSON) but has its row, so the CLI and docs list it. No I/O but
- * reading the files a caller uploads, before anything is sent. */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
+ * reads them. Each row says a command's method and path, its fields in the order the server
+ * takes them (text, free text, a channel, a file...; required or not; in the body, the path or
+ * the query), the encodings of its body, how its params are given, its mode (blocking, a job,
+ * or either) and the shape of its answer. Validation and every request (headshot, job and
+ * cancel included), the Lua methods (init.lua), the command line (cli.lua) and the docs' table
+ * come from here: adding a command is a row (docs/development.md, "Adding a command"). The
+ * text rules and body writers are form.c's, the files upload.c's. No I/O but reading the
+ * files a caller uploads, before anything is sent. */
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "core.h"
 
-/* An upload over this is refused locally: Discord, where the bot reads the file, takes 25 MiB
- * at most for an account without Nitro, so the job could not succeed with more. */
-#define FACESWAP_MAX_UPLOAD (25u << 20)
-
-enum { K_TEXT, K_PROSE, K_FILE }; /* a line of text; free text (tabs, line breaks); a file */
+/* A field's kind: what its value may be, and the checks it gets. */
+enum {
+  K_TEXT,       /* a line of text */
+  K_PROSE,      /* free text: tabs and line breaks allowed */
+  K_FILE,       /* a file (upload.c) */
+  K_CHANNEL,    /* a channel: text under the channel rule (form.c) */
+  K_CHANNEL_ID, /* a channel that must be a Discord id, or the server's 400 */
+  K_URL,        /* replyUrl: a line of text of at most 1024 characters, or the server's 400 */
+  K_REF,        /* replyRef: free text of at most 1024 characters, or the server's 400 */
+  K_JOBID       /* a jobid: a line of text, or a job (its jobid is taken) */
+};
+/* Where a field goes: the body (the default), the path's last segment, both, the query. */
+enum { AT_BODY, AT_PATH, AT_BOTH, AT_QUERY };
 enum { M_BLOCKING, M_JOB, M_EITHER, M_NONE };
-enum { B_FORM, B_JSON, B_NONE };  /* the body: multipart/form-data, JSON, none */
+enum { B_FORM = 1, B_JSON = 2 }; /* a body's encodings: multipart/form-data, JSON */
+/* How the params come: a table of fields; none; a string (the first field) or a table; the
+ * first field's value alone. */
+enum { A_TABLE, A_NONE, A_STRING_OR_TABLE, A_VALUE };
 
 typedef struct {
   const char *name;
   unsigned char kind, required;
+  unsigned char common;  /* channel, replyUrl, replyRef: the client's defaults fill the first
+                            two; core.commands() shows them as the row's `common` */
+  unsigned char at;      /* AT_* */
+  const char *metavar;   /* the command line's name for it; NULL: its name in capitals */
 } field_def;
 
-#define MAX_FIELDS 4
+#define MAX_FIELDS 7
 typedef struct {
   const char *name;      /* the Lua method and the CLI subcommand */
   const char *method, *path;
-  unsigned char mode, body;
-  unsigned char common;  /* takes channel, replyUrl, replyRef */
-  unsigned char path_channel; /* the channel is the path's last segment */
-  unsigned char answer;  /* ANSWER_* of core.h */
+  unsigned char mode, answer; /* M_*, ANSWER_* of core.h */
+  unsigned char bodies;  /* B_* of the encodings its body takes, B_FORM the default; 0: none */
+  unsigned char params;  /* A_* */
+  unsigned char attachments; /* its job brings files to download */
+  unsigned char confirm; /* destroys what cannot be had back: the command line asks first */
+  unsigned char unlisted; /* left out of core.commands(): the client and the command line
+                             still write their own method and subcommand */
   const char *summary;   /* one line for the CLI's help and the docs */
   field_def fields[MAX_FIELDS];
 } command_def;
 
+/* A field that must be there, one that may, one the command line names otherwise */
+#define REQUIRED(n, k) {.name = n, .kind = k, .required = 1}
+#define OPTIONAL(n, k) {.name = n, .kind = k}
+#define NAMED(n, k, m) {.name = n, .kind = k, .required = 1, .metavar = m}
+/* channel, replyUrl and replyRef, which every command that posts to Discord takes */
+#define COMMON_FIELDS                                                                        \
+  {.name = "channel", .kind = K_CHANNEL, .common = 1},                                        \
+  {.name = "replyUrl", .kind = K_URL, .common = 1},                                           \
+  {.name = "replyRef", .kind = K_REF, .common = 1}
+
 static const command_def commands[] = {
-  {"headshot", "POST", "/headshot", M_JOB, B_FORM, 1, 0, ANSWER_JOB,
-   "a headshot of the saved face, with the background the prompt describes",
-   {{"prompt", K_PROSE, 1}, {"options", K_TEXT, 0}}},
-  {"saveid", "POST", "/saveid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "save the face in an image under a name",
-   {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}}},
-  {"swapid", "POST", "/swapid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "put saved faces (names separated by commas) on an image",
-   {{"idname", K_TEXT, 1}, {"image", K_FILE, 1}}},
-  {"listid", "POST", "/listid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "list the saved faces' names", {{NULL, 0, 0}}},
-  {"setid", "POST", "/setid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "make a saved face the default", {{"idname", K_TEXT, 1}}},
-  {"delid", "DELETE", "/delid", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "delete a saved face", {{"idname", K_TEXT, 1}}},
-  {"delall", "DELETE", "/delall", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "delete every saved face", {{NULL, 0, 0}}},
-  {"inswapper", "POST", "/inswapper", M_BLOCKING, B_FORM, 1, 0, ANSWER_JOB,
-   "swap the default face onto an image posted in the channel",
-   {{"targetMessageId", K_TEXT, 1}}},
-  {"picsi", "POST", "/picsi", M_EITHER, B_FORM, 1, 0, ANSWER_JOB,
-   "put the face of one image on an image, GIF or video",
-   {{"source_image", K_FILE, 1}, {"target_image_gif_or_video", K_FILE, 1},
-    {"options", K_TEXT, 0}}},
-  {"changebg", "POST", "/changebg", M_JOB, B_FORM, 1, 0, ANSWER_JOB,
-   "replace an image's background with the one described",
-   {{"image", K_FILE, 1}, {"a_background_photo_of", K_PROSE, 1}, {"options", K_TEXT, 0}}},
-  {"jobs", "GET", "/jobs", M_NONE, B_NONE, 0, 0, ANSWER_JOBIDS,
-   "the ids of the jobs running now", {{NULL, 0, 0}}},
-  {"accounts", "GET", "/account", M_NONE, B_NONE, 0, 0, ANSWER_ACCOUNTS,
-   "every configured account, keyed by channel", {{NULL, 0, 0}}},
-  {"account", "GET", "/account/", M_NONE, B_NONE, 0, 1, ANSWER_ACCOUNT,
-   "one account: server, channel, masked token, credits", {{NULL, 0, 0}}},
-  {"add_account", "POST", "/account/", M_NONE, B_JSON, 0, 1, ANSWER_NONE,
-   "configure an account: its Discord token, server and channel",
-   {{"discord", K_TEXT, 1}, {"server", K_TEXT, 1}, {"channel", K_TEXT, 1}}},
-  {"delete_account", "DELETE", "/account/", M_NONE, B_NONE, 0, 1, ANSWER_NONE,
-   "remove an account's configuration", {{NULL, 0, 0}}},
+  {.name = "headshot", .method = "POST", .path = "/headshot", .mode = M_JOB,
+   .answer = ANSWER_JOB, .bodies = B_FORM | B_JSON, .params = A_STRING_OR_TABLE,
+   .attachments = 1,
+   .summary = "a headshot of the saved face, with the background the prompt describes",
+   .fields = {NAMED("prompt", K_PROSE, "PROMPT"), COMMON_FIELDS, OPTIONAL("options", K_TEXT)}},
+  {.name = "saveid", .method = "POST", .path = "/saveid", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "save the face in an image under a name",
+   .fields = {REQUIRED("idname", K_TEXT), REQUIRED("image", K_FILE), COMMON_FIELDS}},
+  {.name = "swapid", .method = "POST", .path = "/swapid", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
+   .summary = "put saved faces (names separated by commas) on an image",
+   .fields = {REQUIRED("idname", K_TEXT), REQUIRED("image", K_FILE), COMMON_FIELDS}},
+  {.name = "listid", .method = "POST", .path = "/listid", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "list the saved faces' names", .fields = {COMMON_FIELDS}},
+  {.name = "setid", .method = "POST", .path = "/setid", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "make a saved face the default",
+   .fields = {REQUIRED("idname", K_TEXT), COMMON_FIELDS}},
+  {.name = "delid", .method = "DELETE", .path = "/delid", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "delete a saved face", .fields = {REQUIRED("idname", K_TEXT), COMMON_FIELDS}},
+  {.name = "delall", .method = "DELETE", .path = "/delall", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM, .confirm = 1,
+   .summary = "delete every saved face", .fields = {COMMON_FIELDS}},
+  {.name = "inswapper", .method = "POST", .path = "/inswapper", .mode = M_BLOCKING,
+   .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
+   .summary = "swap the default face onto an image posted in the channel",
+   .fields = {NAMED("targetMessageId", K_TEXT, "MESSAGE_ID"), COMMON_FIELDS}},
+  {.name = "picsi", .method = "POST", .path = "/picsi", .mode = M_EITHER,
+   .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
+   .summary = "put the face of one image on an image, GIF or video",
+   .fields = {NAMED("source_image", K_FILE, "SOURCE"),
+              NAMED("target_image_gif_or_video", K_FILE, "TARGET"), OPTIONAL("options", K_TEXT),
+              COMMON_FIELDS}},
+  {.name = "changebg", .method = "POST", .path = "/changebg", .mode = M_JOB,
+   .answer = ANSWER_JOB, .bodies = B_FORM, .attachments = 1,
+   .summary = "replace an image's background with the one described",
+   .fields = {REQUIRED("image", K_FILE), NAMED("a_background_photo_of", K_PROSE, "PROMPT"),
+              OPTIONAL("options", K_TEXT), COMMON_FIELDS}},
+  {.name = "jobs", .method = "GET", .path = "/jobs", .mode = M_NONE,
+   .answer = ANSWER_JOBIDS, .params = A_NONE,
+   .summary = "the ids of the jobs running now"},
+  {.name = "accounts", .method = "GET", .path = "/account", .mode = M_NONE,
+   .answer = ANSWER_ACCOUNTS, .params = A_NONE,
+   .summary = "every configured account, keyed by channel"},
+  {.name = "account", .method = "GET", .path = "/account/", .mode = M_NONE,
+   .answer = ANSWER_ACCOUNT, .params = A_VALUE,
+   .summary = "one account: server, channel, masked token, credits",
+   .fields = {{.name = "channel", .kind = K_CHANNEL, .required = 1, .at = AT_PATH}}},
+  {.name = "add_account", .method = "POST", .path = "/account/", .mode = M_NONE,
+   .answer = ANSWER_NONE, .bodies = B_JSON,
+   .summary = "configure an account: its Discord token, server and channel",
+   .fields = {REQUIRED("discord", K_TEXT), REQUIRED("server", K_TEXT),
+              {.name = "channel", .kind = K_CHANNEL_ID, .required = 1, .at = AT_BOTH}}},
+  {.name = "delete_account", .method = "DELETE", .path = "/account/", .mode = M_NONE,
+   .answer = ANSWER_NONE, .params = A_VALUE,
+   .summary = "remove an account's configuration",
+   .fields = {{.name = "channel", .kind = K_CHANNEL, .required = 1, .at = AT_PATH}}},
+  {.name = "job", .method = "GET", .path = "/jobs/", .mode = M_NONE,
+   .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
+   .summary = "a job as the server has it now",
+   .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
+  {.name = "cancel", .method = "GET", .path = "/jobs/cancel/", .mode = M_NONE,
+   .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
+   .summary = "cancel a job",
+   .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -103,23 +158,74 @@ static int n_fields(const command_def *c) {
   return n;
 }
 
+/* The field that is the path's last segment or the query's value, or NULL. */
+static const field_def *url_field(const command_def *c) {
+  int i;
+  for (i = 0; i < n_fields(c); i++)
+    if (c->fields[i].at != AT_BODY)
+      return &c->fields[i];
+  return NULL;
+}
+
 /* ---- core.commands(): the table as Lua data ---------------------------------------------- */
 
+static void push_field(lua_State *L, const field_def *f, int all) {
+  static const char *const kinds[] = {"text", "prose", "file", "text", "text", "text", "prose",
+                                      "text"};
+  static const char *const places[] = {"body", "path", "path and body", "query"};
+  lua_createtable(L, 0, all ? 6 : 3);
+  lua_pushstring(L, f->name);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, kinds[f->kind]);
+  lua_setfield(L, -2, "kind");
+  lua_pushboolean(L, f->required);
+  lua_setfield(L, -2, "required");
+  if (f->metavar) {
+    lua_pushstring(L, f->metavar);
+  } else {
+    luaL_Buffer b;
+    const char *s;
+    luaL_buffinit(L, &b);
+    for (s = f->name; *s; s++)
+      luaL_addchar(&b, *s >= 'a' && *s <= 'z' ? (char)(*s - 'a' + 'A') : *s);
+    luaL_pushresult(&b);
+  }
+  lua_setfield(L, -2, "metavar");
+  if (all) {
+    lua_pushboolean(L, f->common);
+    lua_setfield(L, -2, "common");
+    lua_pushstring(L, places[f->at]);
+    lua_setfield(L, -2, "at");
+  }
+}
+
+/* core.commands([which]): the rows, each a table (name, method, path, mode, answer, summary,
+ * common, path_channel, fields: the keys of its params table but channel, replyUrl and
+ * replyRef; and encodings, query, value, attachments, confirm, params: every field in the
+ * server's order, with common and at). which "listed" (the default): the commands the client
+ * and the command line make from the table today; "all": job and cancel too. */
 int core_commands(lua_State *L) {
   static const char *const modes[] = {"blocking", "job", "either", "none"};
-  static const char *const kinds[] = {"text", "prose", "file"};
   static const char *const answers[] = {"job", "jobids", "account", "accounts", "none"};
+  static const char *const which[] = {"listed", "all", NULL};
+  int all = luaL_checkoption(L, 1, "listed", which), n = 0, f, common;
   size_t i;
-  int f;
   lua_createtable(L, (int)N_COMMANDS, 0);
   for (i = 0; i < N_COMMANDS; i++) {
     const command_def *c = &commands[i];
-    lua_createtable(L, 0, 9);
+    const field_def *u = url_field(c);
+    int listed = 0;
+    if (c->unlisted && !all)
+      continue;
+    lua_createtable(L, 0, 16);
     lua_pushstring(L, c->name);
     lua_setfield(L, -2, "name");
     lua_pushstring(L, c->method);
     lua_setfield(L, -2, "method");
-    lua_pushstring(L, c->path_channel ? "/account/<channel>" : c->path);
+    if (u)
+      lua_pushfstring(L, u->at == AT_QUERY ? "%s?%s=<%s>" : "%s<%s>", c->path, u->name, u->name);
+    else
+      lua_pushstring(L, c->path);
     lua_setfield(L, -2, "path");
     lua_pushstring(L, modes[c->mode]);
     lua_setfield(L, -2, "mode");
@@ -127,92 +233,85 @@ int core_commands(lua_State *L) {
     lua_setfield(L, -2, "answer");
     lua_pushstring(L, c->summary);
     lua_setfield(L, -2, "summary");
-    lua_pushboolean(L, c->common);
-    lua_setfield(L, -2, "common");
-    lua_pushboolean(L, c->path_channel);
+    lua_pushboolean(L, u && u->at != AT_QUERY);
     lua_setfield(L, -2, "path_channel");
-    lua_createtable(L, n_fields(c), 0);
-    for (f = 0; f < n_fields(c); f++) {
-      lua_createtable(L, 0, 3);
-      lua_pushstring(L, c->fields[f].name);
-      lua_setfield(L, -2, "name");
-      lua_pushstring(L, kinds[c->fields[f].kind]);
-      lua_setfield(L, -2, "kind");
-      lua_pushboolean(L, c->fields[f].required);
-      lua_setfield(L, -2, "required");
+    if (u && u->at == AT_QUERY) {
+      lua_pushstring(L, u->name);
+      lua_setfield(L, -2, "query");
+    }
+    if (c->params == A_VALUE || c->params == A_STRING_OR_TABLE) {
+      lua_pushstring(L, c->fields[0].name);
+      lua_setfield(L, -2, "value");
+    }
+    if (c->bodies) {
+      lua_createtable(L, 2, 0);
+      if (c->bodies & B_FORM) {
+        lua_pushliteral(L, "multipart");
+        lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+      }
+      if (c->bodies & B_JSON) {
+        lua_pushliteral(L, "json");
+        lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+      }
+      lua_setfield(L, -2, "encodings");
+    }
+    lua_pushboolean(L, c->attachments);
+    lua_setfield(L, -2, "attachments");
+    lua_pushboolean(L, c->confirm);
+    lua_setfield(L, -2, "confirm");
+    lua_createtable(L, n_fields(c), 0); /* fields */
+    lua_createtable(L, n_fields(c), 0); /* params */
+    for (f = 0, common = 0; f < n_fields(c); f++) {
+      const field_def *d = &c->fields[f];
+      common |= d->common;
+      if (!d->common && (d->at == AT_BODY || d->at == AT_BOTH)) {
+        push_field(L, d, 0);
+        lua_rawseti(L, -3, ++listed);
+      }
+      push_field(L, d, 1);
       lua_rawseti(L, -2, f + 1);
     }
+    lua_setfield(L, -3, "params");
     lua_setfield(L, -2, "fields");
-    lua_rawseti(L, -2, (int)i + 1);
+    lua_pushboolean(L, common);
+    lua_setfield(L, -2, "common");
+    lua_rawseti(L, -2, ++n);
   }
   return 1;
 }
 
 /* ---- reading params -------------------------------------------------------------------- */
 
-/* One field of a request: its bytes, and for a file the part's filename and type. */
-typedef struct {
-  const char *name;
-  unsigned char kind;
-  const char *s;        /* NULL: absent */
-  size_t len;
-  int too_long;         /* replyUrl, replyRef over their limit */
-  const char *filename, *type;
-  size_t filename_len;
-  const char *path;     /* a file read into the body as it is built (Lua 5.2+), or NULL */
-  int file_idx;         /* the stack slot holding a file's source: path or table */
-} part;
-
-#define COMMON_FIELDS 3
-static const char *const common_names[COMMON_FIELDS] = {"channel", "replyUrl", "replyRef"};
-
+/* A request being built: one part per field of its row, in the row's order. */
 typedef struct {
   const command_def *c;
-  const char *what;     /* the name errors carry: the command's */
-  part parts[MAX_FIELDS + COMMON_FIELDS];
   int n;
+  form_part parts[MAX_FIELDS];
+  int src[MAX_FIELDS];                /* the stack slot of a file's source */
+  unsigned char too_long[MAX_FIELDS]; /* replyUrl, replyRef over their limit */
 } request;
 
-static part *part_named(request *r, const char *name) {
-  int i;
-  for (i = 0; i < r->n; i++)
-    if (strcmp(r->parts[i].name, name) == 0)
-      return &r->parts[i];
-  return NULL;
-}
-
-static int local_error(lua_State *L, int code, const char *text) {
-  error_info info = {"invalid_request", code, 0, 0, -1};
-  lua_pushnil(L);
-  error_push(L, &info, text, 0, 0);
-  return 2;
-}
-
-/* Reads the value at idx into p: text is checked now; a file's source is only typed here and
- * read once validation has passed (read_file). */
-static void read_part(lua_State *L, request *r, part *p, int idx) {
+/* Reads the value at idx into field i: text is checked now; a file's source is only typed
+ * here and read once validation has passed (upload_load). Misuse raises. */
+static void read_part(lua_State *L, request *r, int i, int idx) {
+  const field_def *f = &r->c->fields[i];
+  form_part *p = &r->parts[i];
   size_t chars;
   idx = lua_absindex(L, idx);
   if (lua_isnil(L, idx))
     return;
-  if (p->kind == K_FILE) {
-    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TTABLE)
-      luaL_error(L, "bad argument #1 to '%s' (%s must be a file path or a table {data = "
-                    "bytes, filename = name}, got %s)", r->what, p->name, luaL_typename(L, idx));
-    if (lua_type(L, idx) == LUA_TSTRING && strlen(lua_tostring(L, idx)) != lua_rawlen(L, idx))
-      luaL_error(L, "bad argument #1 to '%s' (%s path contains a zero byte)", r->what, p->name);
-    p->file_idx = idx;
-    p->s = "";
-    p->len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 1;
+  if (f->kind == K_FILE) {
+    upload_check_source(L, idx, r->c->name, p);
+    r->src[i] = idx;
     return;
   }
-  if (strcmp(p->name, "channel") == 0)
-    p->s = request_check_channel(L, idx, r->what, &p->len, &chars);
+  if (f->kind == K_CHANNEL || f->kind == K_CHANNEL_ID)
+    p->s = form_check_channel(L, idx, r->c->name, &p->len, &chars);
   else
-    p->s = request_check_text(L, idx, r->what, p->name, p->kind == K_PROSE, &p->len, &chars);
-  if ((strcmp(p->name, "replyUrl") == 0 || strcmp(p->name, "replyRef") == 0) &&
-      chars > FACESWAP_MAX_REPLY_CHARS)
-    p->too_long = 1;
+    p->s = form_check_text(L, idx, r->c->name, f->name, f->kind == K_PROSE || f->kind == K_REF,
+                           &p->len, &chars);
+  if ((f->kind == K_URL || f->kind == K_REF) && chars > FACESWAP_MAX_REPLY_CHARS)
+    r->too_long[i] = 1;
 }
 
 /* Keys of a table of params: each must be one of the command's fields. */
@@ -220,462 +319,52 @@ static void read_table(lua_State *L, request *r, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    part *p = key ? part_named(r, key) : NULL;
-    if (!p) {
-      luaL_error(L, "bad argument #1 to '%s' (unknown param '%s')", r->what,
+    int i;
+    for (i = 0; key && i < r->n && strcmp(r->parts[i].name, key) != 0; i++) {}
+    if (!key || i == r->n)
+      luaL_error(L, "bad argument #1 to '%s' (unknown param '%s')", r->c->name,
                  key ? key : luaL_typename(L, -2));
-      return; /* not reached: luaL_error does not return */
-    }
     /* the value stays on the stack: a file's source is read from it later */
-    read_part(L, r, p, -1);
-    if (p->kind != K_FILE)
+    read_part(L, r, i, -1);
+    if (r->c->fields[i].kind != K_FILE)
       lua_pop(L, 1);
     else
       lua_pushvalue(L, -2); /* the key for lua_next; the value keeps its slot */
   }
 }
 
-/* ---- files ----------------------------------------------------------------------------- */
-
-/* The bytes of a file that tell its type: its ftyp box, brands included, fits in these. */
-#define SNIFF_BYTES 64
-
-/* ISO base media files (MP4, HEIF, AVIF, QuickTime...) all open with an ftyp box whose brands
- * say what they are. what NULL: an MP4 video, the one kind of them the API takes (the picsi
- * target), sent as video/mp4. The others are refused by name: the server answered a HEIC or
- * AVIF sent as video/mp4 with a 400. generic: a HEIF brand that a more specific compatible
- * brand (heic, avif) names better. */
-typedef struct {
-  char brand[5];
-  const char *what;
-  unsigned char generic;
-} brand_def;
-
-static const brand_def brands[] = {
-  {"isom", NULL, 0}, {"iso2", NULL, 0}, {"iso3", NULL, 0}, {"iso4", NULL, 0},
-  {"iso5", NULL, 0}, {"iso6", NULL, 0}, {"mp41", NULL, 0}, {"mp42", NULL, 0},
-  {"avc1", NULL, 0}, {"M4V ", NULL, 0}, {"M4VH", NULL, 0}, {"M4VP", NULL, 0},
-  {"MSNV", NULL, 0},
-  {"mif1", "a HEIF image", 1}, {"mif2", "a HEIF image", 1}, {"miaf", "a HEIF image", 1},
-  {"msf1", "a HEIF image sequence", 1},
-  {"heic", "a HEIC image", 0}, {"heix", "a HEIC image", 0}, {"heim", "a HEIC image", 0},
-  {"heis", "a HEIC image", 0}, {"hevc", "a HEIC image sequence", 0},
-  {"hevx", "a HEIC image sequence", 0},
-  {"avif", "an AVIF image", 0}, {"avis", "an AVIF image sequence", 0},
-  {"M4A ", "an MP4 audio file", 0}, {"M4B ", "an MP4 audio file", 0},
-  {"M4P ", "an MP4 audio file", 0}, {"qt  ", "a QuickTime movie", 0},
-  {"crx ", "a Canon raw image", 0},
-};
-
-static const brand_def *find_brand(const unsigned char *b) {
-  size_t i;
-  for (i = 0; i < sizeof brands / sizeof brands[0]; i++)
-    if (memcmp(b, brands[i].brand, 4) == 0)
-      return &brands[i];
-  return NULL;
-}
-
-/* A brand as text for a message: printable ASCII as it is, other bytes (and quotes) as \xHH. */
-static void brand_text(const unsigned char *b, char out[17]) {
-  static const char hex[] = "0123456789ABCDEF";
-  int i;
-  for (i = 0; i < 4; i++) {
-    if (b[i] >= 0x20 && b[i] < 0x7F && b[i] != '"' && b[i] != '\\') {
-      *out++ = (char)b[i];
-    } else {
-      *out++ = '\\';
-      *out++ = 'x';
-      *out++ = hex[b[i] >> 4];
-      *out++ = hex[b[i] & 15];
+/* Reads the params at idx 2 as the row says they come. */
+static void read_params(lua_State *L, request *r) {
+  const command_def *c = r->c;
+  if (c->params == A_NONE) {
+    if (!lua_isnil(L, 2))
+      luaL_error(L, "bad argument #1 to '%s' (no params expected, got %s)", c->name,
+                 luaL_typename(L, 2));
+  } else if (c->params == A_VALUE) {
+    if (c->fields[0].kind == K_JOBID && job_is(L, 2)) {
+      lua_getfield(L, 2, "jobid");
+      lua_replace(L, 2);
     }
-  }
-  *out = '\0';
-}
-
-/* An ISO base media file (n >= 12, "ftyp" at 4): "video/mp4", or NULL with what it is in why.
- * The major brand decides when it is known; an unknown one (a camera's own, such as Sony's
- * XAVC) is an MP4 when a compatible brand says so and none says HEIF, AVIF and the like. */
-static const char *sniff_bmff(const unsigned char *b, size_t n, char *why, size_t why_size) {
-  size_t size = ((size_t)b[0] << 24) | ((size_t)b[1] << 16) | ((size_t)b[2] << 8) | b[3];
-  size_t at = 8, i;
-  const brand_def *major, *named = NULL, *video = NULL;
-  char text[17];
-  if (size == 1) /* a 64-bit size follows the type: the brands come after it */
-    at = 16, size = n;
-  if (size == 0 || size > n)
-    size = n;
-  if (at + 4 > size) {
-    snprintf(why, why_size, "an ISO-BMFF file without a brand");
-    return NULL;
-  }
-  major = find_brand(b + at);
-  if (major && !major->what)
-    return "video/mp4";
-  for (i = at + 8; i + 4 <= size; i += 4) {
-    const brand_def *d = find_brand(b + i);
-    if (d && !d->what && !video)
-      video = d;
-    else if (d && d->what && (!named || (named->generic && !d->generic)))
-      named = d;
-  }
-  if (major && (!major->generic || !named || named->generic))
-    named = major;
-  if (!named && video)
-    return "video/mp4";
-  brand_text(named ? (const unsigned char *)named->brand : b + at, text);
-  if (named)
-    snprintf(why, why_size, "%s (ISO-BMFF brand \"%s\")", named->what, text);
-  else
-    snprintf(why, why_size, "an ISO-BMFF file of unknown brand \"%s\"", text);
-  return NULL;
-}
-
-/* The type of a file from its first bytes, or NULL; why says more when they say something. */
-static const char *sniff(const unsigned char *b, size_t n, char *why, size_t why_size) {
-  why[0] = '\0';
-  if (n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0) return "image/png";
-  if (n >= 3 && memcmp(b, "\xff\xd8\xff", 3) == 0) return "image/jpeg";
-  if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) return "image/gif";
-  if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) return "image/webp";
-  if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0)
-    return sniff_bmff(b, n < SNIFF_BYTES ? n : SNIFF_BYTES, why, why_size);
-  return NULL;
-}
-
-/* Pushes the filename with what would break the part's header (quotes, backslashes, control
- * bytes such as CR and LF) replaced by '_'; an empty one becomes the field's name. */
-static void push_filename(lua_State *L, const char *s, size_t len, const char *field) {
-  luaL_Buffer b;
-  size_t i;
-  if (len == 0) {
-    lua_pushstring(L, field);
-    return;
-  }
-  luaL_buffinit(L, &b);
-  for (i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    luaL_addchar(&b, c < 0x20 || c == 0x7F || c == '"' || c == '\\' ? '_' : (char)c);
-  }
-  luaL_pushresult(&b);
-}
-
-/* Pushes the refusal of an upload over the cap, with both sizes exact. */
-static void push_too_big(lua_State *L, const char *field, const char *name,
-                         unsigned long long size) {
-  char have[24], cap[24];
-  snprintf(have, sizeof have, "%llu", size);
-  snprintf(cap, sizeof cap, "%lu", (unsigned long)FACESWAP_MAX_UPLOAD);
-  lua_pushfstring(L, "%s: %s is %s bytes, over the %s-byte (%d MiB) limit on uploads", field,
-                  name, have, cap, (int)(FACESWAP_MAX_UPLOAD >> 20));
-}
-
-/* An err of read_some: the path is no longer a regular file. */
-#define NOT_REGULAR (-1)
-
-/* What a file that is not a regular one is, for a message. */
-static const char *not_regular(mode_t mode) {
-  if (S_ISFIFO(mode)) return "not a regular file (a FIFO)";
-  if (S_ISCHR(mode)) return "not a regular file (a character device)";
-  if (S_ISBLK(mode)) return "not a regular file (a block device)";
-  if (S_ISSOCK(mode)) return "not a regular file (a socket)";
-  return "not a regular file";
-}
-
-/* Checks that path is a file that may be uploaded: pushes why not and returns 0, or returns 1
- * with its size. Only a regular file is read: a FIFO would block the process in open or read
- * until a writer came, and a device would never end. stat, not open: opening a device can
- * itself act (a tape rewinds, a terminal is taken). */
-static int check_path(lua_State *L, const char *field, const char *path, size_t *size) {
-  struct stat st;
-  if (stat(path, &st) != 0) {
-    lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(errno));
-    return 0;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    lua_pushfstring(L, "%s: cannot read %s: %s", field, path,
-                    S_ISDIR(st.st_mode) ? strerror(EISDIR) : not_regular(st.st_mode));
-    return 0;
-  }
-  if ((unsigned long long)st.st_size > FACESWAP_MAX_UPLOAD) {
-    push_too_big(L, field, path, (unsigned long long)st.st_size);
-    return 0;
-  }
-  *size = (size_t)st.st_size;
-  return 1;
-}
-
-/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err (an errno or
- * NOT_REGULAR). Opened without blocking and checked again once open, so a path swapped for a
- * FIFO since check_path cannot hang the host. No Lua call is made while the descriptor is
- * open, so nothing can raise past its close. */
-static size_t read_some(const char *path, char *dst, size_t n, int *err) {
-  struct stat st;
-  size_t got = 0;
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  *err = 0;
-  if (fd < 0) {
-    *err = errno;
-    return (size_t)-1;
-  }
-  if (fstat(fd, &st) != 0)
-    *err = errno;
-  else if (!S_ISREG(st.st_mode))
-    *err = NOT_REGULAR;
-  while (!*err && got < n) {
-    ssize_t r = read(fd, dst + got, n - got);
-    if (r > 0)
-      got += (size_t)r;
-    else if (r == 0)
-      break;
-    else if (errno != EINTR)
-      *err = errno;
-  }
-  close(fd);
-  return *err ? (size_t)-1 : got;
-}
-
-/* Pushes why a file could not be read whole: an error, or a size other than stat's. */
-static void push_unread(lua_State *L, const part *p, const char *path, size_t got, int err) {
-  lua_pushfstring(L, "%s: cannot read %s: %s", p->name, path,
-                  got != (size_t)-1 ? "it changed while being read"
-                  : err == NOT_REGULAR ? "not a regular file" : strerror(err));
-}
-
-/* Reads a file part's source (the value at p->file_idx): its bytes, filename and type. The
- * bytes, name and type stay referenced from the stack until the body is built. */
-static int read_file(lua_State *L, request *r, part *p) {
-  const char *type = NULL;
-  char head[SNIFF_BYTES], why[80];
-  size_t len, head_len = 0;
-  if (lua_type(L, p->file_idx) == LUA_TSTRING) {
-    const char *path = lua_tostring(L, p->file_idx), *base = strrchr(path, '/');
-    size_t size;
-    int err;
-    if (!check_path(L, p->name, path, &size))
-      return 0;
-#if LUA_VERSION_NUM >= 502
-    /* the bytes go straight into the body (build_form); the first ones tell the type now */
-    head_len = read_some(path, head, size < sizeof head ? size : sizeof head, &err);
-    if (head_len == (size_t)-1) {
-      push_unread(L, p, path, head_len, err);
-      return 0;
-    }
-    p->path = path;
-    p->s = ""; /* not NULL: present; the bytes are read by build_form */
-    p->len = size;
-#else
-    {
-      /* one byte more than expected tells a file that grew since stat */
-      char *data = (char *)lua_newuserdata(L, size + 1);
-      size_t got = read_some(path, data, size + 1, &err);
-      if (got != size) {
-        push_unread(L, p, path, got, err);
-        return 0;
-      }
-      p->s = data;
-      p->len = size;
-    }
-#endif
-    base = base ? base + 1 : path;
-    push_filename(L, base, strlen(base), p->name);
-    p->filename = lua_tolstring(L, -1, &p->filename_len);
+    if (lua_type(L, 2) != LUA_TSTRING)
+      luaL_error(L, "bad argument #1 to '%s' (%s must be a string%s, got %s)", c->name,
+                 c->fields[0].name, c->fields[0].kind == K_JOBID ? " or a job" : "",
+                 luaL_typename(L, 2));
+    read_part(L, r, 0, 2);
+  } else if (lua_istable(L, 2)) {
+    read_table(L, r, 2);
+  } else if (c->params == A_STRING_OR_TABLE) {
+    if (lua_type(L, 2) != LUA_TSTRING)
+      luaL_error(L, "bad argument #1 to '%s' (string or table expected, got %s)", c->name,
+                 luaL_typename(L, 2));
+    read_part(L, r, 0, 2);
   } else {
-    static const char *const keys[] = {"data", "filename", "content_type"};
-    int i;
-    lua_pushnil(L);
-    while (lua_next(L, p->file_idx)) {
-      const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-      for (i = 0; i < 3 && strcmp(key, keys[i]) != 0; i++) {}
-      if (i == 3)
-        luaL_error(L, "bad argument #1 to '%s' (%s: unknown field '%s' in a file table)",
-                   r->what, p->name, lua_type(L, -2) == LUA_TSTRING ? key : luaL_typename(L, -2));
-      if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "bad argument #1 to '%s' (%s.%s must be a string, got %s)", r->what,
-                   p->name, key, luaL_typename(L, -1));
-      lua_pop(L, 1);
-    }
-    lua_getfield(L, p->file_idx, "data");
-    if (lua_isnil(L, -1))
-      luaL_error(L, "bad argument #1 to '%s' (%s.data is missing)", r->what, p->name);
-    p->s = lua_tolstring(L, -1, &p->len);
-    lua_getfield(L, p->file_idx, "filename");
-    if (lua_isnil(L, -1))
-      luaL_error(L, "bad argument #1 to '%s' (%s.filename is missing)", r->what, p->name);
-    {
-      const char *name = lua_tolstring(L, -1, &len);
-      push_filename(L, name, len, p->name);
-      lua_remove(L, -2);
-      p->filename = lua_tolstring(L, -1, &p->filename_len);
-    }
-    lua_getfield(L, p->file_idx, "content_type");
-    if (!lua_isnil(L, -1)) {
-      size_t chars;
-      type = request_check_text(L, -1, r->what, "content_type", 0, &len, &chars);
-      if (len == 0)
-        luaL_error(L, "bad argument #1 to '%s' (%s.content_type is empty)", r->what, p->name);
-    } else {
-      lua_pop(L, 1);
-    }
+    int i, fields = 0;
+    for (i = 0; i < r->n; i++)
+      fields |= !c->fields[i].common;
+    if (!lua_isnil(L, 2) || fields)
+      luaL_error(L, "bad argument #1 to '%s' (table expected, got %s)", c->name,
+                 luaL_typename(L, 2));
   }
-  if (p->len == 0) {
-    lua_pushfstring(L, "%s: %s is empty", p->name, p->filename);
-    return 0;
-  }
-  if (p->len > FACESWAP_MAX_UPLOAD) {
-    push_too_big(L, p->name, p->filename, (unsigned long long)p->len);
-    return 0;
-  }
-  if (!type) {
-    type = p->path ? sniff((const unsigned char *)head, head_len, why, sizeof why)
-                   : sniff((const unsigned char *)p->s, p->len, why, sizeof why);
-    if (!type) {
-      lua_pushfstring(L, "%s: %s is %s%snot a PNG, JPEG, GIF, WebP or MP4 file", p->name,
-                      p->filename, why, why[0] ? ", " : "");
-      return 0;
-    }
-  }
-  p->type = type;
-  return 1;
-}
-
-/* ---- bodies ---------------------------------------------------------------------------- */
-
-/* Boyer-Moore-Horspool: in bytes that hold few of the boundary's characters (an image) it
- * looks at about one byte in blen, so a large file costs a fraction of a pass over it. */
-static int contains(const char *str, size_t len, const char *pat, size_t blen) {
-  const unsigned char *s = (const unsigned char *)str, *b = (const unsigned char *)pat;
-  size_t skip[256], i, last = blen - 1;
-  if (!s || blen == 0 || len < blen)
-    return 0;
-  for (i = 0; i < 256; i++)
-    skip[i] = blen;
-  for (i = 0; i < last; i++)
-    skip[b[i]] = last - i;
-  for (i = 0; i + blen <= len; i += skip[s[i + last]])
-    if (s[i + last] == b[last] && memcmp(s + i, b, last) == 0)
-      return 1;
-  return 0;
-}
-
-/* Whether the boundary occurs in any part, binary ones and filenames included. */
-static int boundary_collides(const request *r, const char *b, size_t blen) {
-  int i;
-  for (i = 0; i < r->n; i++) {
-    const part *p = &r->parts[i];
-    /* a file still on disk is checked as build_form reads it */
-    if ((!p->path && contains(p->s, p->len, b, blen)) ||
-        contains(p->filename, p->filename_len, b, blen))
-      return 1;
-  }
-  return 0;
-}
-
-static void add_part_head(luaL_Buffer *buf, const char *b, size_t blen, const part *p) {
-  luaL_addlstring(buf, "--", 2);
-  luaL_addlstring(buf, b, blen);
-  luaL_addstring(buf, "\r\nContent-Disposition: form-data; name=\"");
-  luaL_addstring(buf, p->name);
-  if (p->filename) {
-    luaL_addstring(buf, "\"; filename=\"");
-    luaL_addlstring(buf, p->filename, p->filename_len);
-    luaL_addstring(buf, "\"\r\nContent-Type: ");
-    luaL_addstring(buf, p->type);
-  } else {
-    luaL_addchar(buf, '"');
-  }
-  luaL_addstring(buf, "\r\n\r\n");
-}
-
-/* Pushes the body and returns 1; or returns 0 (the boundary occurs in a file it read: try
- * another) or -1 with why a file could not be read pushed, leaving the stack as it was. A
- * file given by path is read straight into the body: its bytes are not copied by the core. */
-static int build_form(lua_State *L, const request *r, const char *b, size_t blen) {
-  luaL_Buffer buf;
-  size_t total = blen + 8;
-  int i, top = lua_gettop(L);
-  (void)top; /* used where files are read into the body (5.2+) */
-  for (i = 0; i < r->n; i++)
-    if (r->parts[i].s)
-      total += r->parts[i].len + r->parts[i].filename_len + blen + 160;
-#if LUA_VERSION_NUM >= 502
-  luaL_buffinitsize(L, &buf, total); /* one allocation: a large image is not copied twice */
-#else
-  luaL_buffinit(L, &buf);
-#endif
-  for (i = 0; i < r->n; i++) {
-    const part *p = &r->parts[i];
-    if (!p->s)
-      continue;
-    add_part_head(&buf, b, blen, p);
-#if LUA_VERSION_NUM >= 502
-    if (p->path) {
-      /* room first (it may raise), then the file; one byte more tells one that grew */
-      char *dst = luaL_prepbuffsize(&buf, p->len + 1);
-      int err;
-      size_t got = read_some(p->path, dst, p->len + 1, &err);
-      if (got != p->len || contains(dst, got, b, blen)) {
-        lua_settop(L, top); /* drops the buffer */
-        if (got == p->len)
-          return 0;
-        push_unread(L, p, p->path, got, err);
-        return -1;
-      }
-      luaL_addsize(&buf, got);
-    } else
-#endif
-      luaL_addlstring(&buf, p->s, p->len);
-    luaL_addlstring(&buf, "\r\n", 2);
-  }
-  luaL_addlstring(&buf, "--", 2);
-  luaL_addlstring(&buf, b, blen);
-  luaL_addlstring(&buf, "--\r\n", 4);
-  luaL_pushresult(&buf);
-  return 1;
-}
-
-/* A JSON string of text that request_check_text accepted: no control bytes to escape. */
-static void add_json_text(luaL_Buffer *buf, const char *s, size_t len) {
-  size_t i, run = 0;
-  luaL_addchar(buf, '"');
-  for (i = 0; i < len; i++) {
-    if (s[i] == '"' || s[i] == '\\') {
-      luaL_addlstring(buf, s + run, i - run);
-      luaL_addchar(buf, '\\');
-      run = i;
-    }
-  }
-  luaL_addlstring(buf, s + run, len - run);
-  luaL_addchar(buf, '"');
-}
-
-static void build_json_object(lua_State *L, const request *r) {
-  luaL_Buffer buf;
-  int i, first = 1;
-  luaL_buffinit(L, &buf);
-  luaL_addchar(&buf, '{');
-  for (i = 0; i < r->n; i++) {
-    if (!r->parts[i].s)
-      continue;
-    if (!first)
-      luaL_addchar(&buf, ',');
-    first = 0;
-    add_json_text(&buf, r->parts[i].name, strlen(r->parts[i].name));
-    luaL_addchar(&buf, ':');
-    add_json_text(&buf, r->parts[i].s, r->parts[i].len);
-  }
-  luaL_addchar(&buf, '}');
-  luaL_pushresult(&buf);
-}
-
-/* The path, with a channel as its last segment percent-encoded (the channel rule has kept
- * "." and ".." out, so no segment is a dot segment). */
-static void push_path(lua_State *L, const command_def *c, const char *channel, size_t len) {
-  luaL_Buffer buf;
-  luaL_buffinit(L, &buf);
-  luaL_addstring(&buf, c->path);
-  if (c->path_channel)
-    request_add_escaped(&buf, channel, len);
-  luaL_pushresult(&buf);
 }
 
 /* Discord ids are snowflakes: decimal numbers below 2^64, so at most 20 digits. */
@@ -689,136 +378,183 @@ static int is_snowflake(const char *s, size_t len) {
   return 1;
 }
 
-/* ---- core.build_command ---------------------------------------------------------------- */
+/* Pushes the server's 400 for the params, in the server's order (required fields, a channel
+ * that is no Discord id, then replyRef and replyUrl too long), and returns 1; or returns 0. */
+static int push_refusal(lua_State *L, const request *r) {
+  static const unsigned char limited[] = {K_REF, K_URL};
+  const command_def *c = r->c;
+  int i, k;
+  for (i = 0; i < r->n; i++)
+    if (c->fields[i].required && (!r->parts[i].s || r->parts[i].len == 0)) {
+      lua_pushfstring(L, c->fields[i].at == AT_QUERY ? "Query param %s not provided"
+                      : "Required param %s is missing or empty", c->fields[i].name);
+      return 1;
+    }
+  for (i = 0; i < r->n; i++)
+    if (c->fields[i].kind == K_CHANNEL_ID && r->parts[i].s &&
+        !is_snowflake(r->parts[i].s, r->parts[i].len)) {
+      lua_pushfstring(L, "Required param %s (%s) is not valid Discord channel id",
+                      c->fields[i].name, r->parts[i].s);
+      return 1;
+    }
+  for (k = 0; k < 2; k++)
+    for (i = 0; i < r->n; i++)
+      if (c->fields[i].kind == limited[k] && r->too_long[i]) {
+        lua_pushfstring(L, "Optional param %s is too long", c->fields[i].name);
+        return 1;
+      }
+  return 0;
+}
 
-/* core.build_command(name, params, channel, reply_url [, boundary])
- *   -> method, path, content_type, body, channel | nil, err
- * params: a table of the command's fields (and channel, replyUrl, replyRef where it takes
- * them); for account and delete_account the channel; nil for jobs and accounts. The client's
- * defaults fill channel and replyUrl. The returned channel is the one the request names (nil:
- * none), for the client's channel lock. The optional boundary is tried first (for specs). */
-int core_build_command(lua_State *L) {
+/* ---- the builder ----------------------------------------------------------------------- */
+
+/* The encoding (B_*) named by the string at idx, the row's default when there is none. */
+static int body_encoding(lua_State *L, const command_def *c, int idx) {
+  const char *e = luaL_optstring(L, idx, NULL);
+  if (!e)
+    return c->bodies & B_FORM ? B_FORM : c->bodies;
+  if ((c->bodies & B_FORM) && strcmp(e, "multipart") == 0)
+    return B_FORM;
+  if ((c->bodies & B_JSON) && strcmp(e, "json") == 0)
+    return B_JSON;
+  if (!c->bodies)
+    return luaL_error(L, "bad argument #1 to '%s' (no body to encode, got encoding \"%s\")",
+                      c->name, e);
+  return luaL_error(L, "bad argument #1 to '%s' (encoding must be %s, got \"%s\")", c->name,
+                    c->bodies == B_FORM ? "\"multipart\"" : c->bodies == B_JSON ? "\"json\""
+                    : "\"multipart\" or \"json\"", e);
+}
+
+/* The path, with the value of a field that goes in the URL percent-encoded: a path's last
+ * segment (the channel rule has kept "." and ".." out, so it is no dot segment), or the
+ * query's one param. */
+static void push_path(lua_State *L, const request *r) {
+  luaL_Buffer buf;
+  int i;
+  luaL_buffinit(L, &buf);
+  luaL_addstring(&buf, r->c->path);
+  for (i = 0; i < r->n; i++) {
+    const field_def *f = &r->c->fields[i];
+    if (f->at == AT_BODY)
+      continue;
+    if (f->at == AT_QUERY) {
+      luaL_addchar(&buf, '?');
+      luaL_addstring(&buf, f->name);
+      luaL_addchar(&buf, '=');
+    }
+    form_add_escaped(&buf, r->parts[i].s, r->parts[i].len);
+  }
+  luaL_pushresult(&buf);
+}
+
+/* Builds the request of row c, its params at 2, the client's default channel and replyUrl at
+ * 3 and 4, a boundary to try first at 5 (specs), encoding a B_* of the row (0: no body).
+ * Pushes method, path, content type, body and the channel the request names (nil: none, for
+ * the client's channel lock) and returns 5; or pushes nil and an error object and returns 2.
+ * Misuse raises. */
+static int build(lua_State *L, const command_def *c, int encoding) {
+  static const error_info refused = {.kind = "invalid_request", .code = 400, .retry_after = -1};
+  static const error_info unreadable = {.kind = "invalid_request", .retry_after = -1};
   request r;
-  const command_def *c;
-  const char *name = luaL_checkstring(L, 1);
-  part *channel;
-  int i, nf, top;
-  c = find(name);
-  if (!c || strcmp(name, "headshot") == 0)
-    return luaL_error(L, "bad argument #1 to 'build_command' (unknown command '%s')", name);
-  lua_settop(L, 5);
+  form_part body[MAX_FIELDS];
+  int i, nb = 0, top;
   memset(&r, 0, sizeof r);
   r.c = c;
-  r.what = c->name;
-  nf = n_fields(c);
-  for (i = 0; i < nf; i++) {
-    r.parts[r.n].name = c->fields[i].name;
-    r.parts[r.n++].kind = c->fields[i].kind;
-  }
-  for (i = 0; c->common && i < COMMON_FIELDS; i++) {
-    r.parts[r.n].name = common_names[i];
-    /* replyRef is free text, as for headshot: tabs and line breaks allowed */
-    r.parts[r.n++].kind = strcmp(common_names[i], "replyRef") == 0 ? K_PROSE : K_TEXT;
+  r.n = n_fields(c);
+  for (i = 0; i < r.n; i++)
+    r.parts[i].name = c->fields[i].name;
+  read_params(L, &r);
+  for (i = 0; i < r.n; i++) {
+    const field_def *f = &c->fields[i];
+    if (f->common && !r.parts[i].s && (f->kind == K_CHANNEL || f->kind == K_URL))
+      read_part(L, &r, i, f->kind == K_CHANNEL ? 3 : 4);
   }
 
-  if (c->path_channel && c->body == B_NONE) {
-    /* account(channel), delete_account(channel) */
-    size_t chars;
-    if (lua_type(L, 2) != LUA_TSTRING)
-      return luaL_error(L, "bad argument #1 to '%s' (channel must be a string, got %s)",
-                        c->name, luaL_typename(L, 2));
-    r.parts[0].name = "channel";
-    r.parts[0].s = request_check_channel(L, 2, c->name, &r.parts[0].len, &chars);
-    r.n = 1;
-  } else if (nf == 0 && !c->common) {
-    if (!lua_isnil(L, 2))
-      return luaL_error(L, "bad argument #1 to '%s' (no params expected, got %s)", c->name,
-                        luaL_typename(L, 2));
-  } else if (lua_istable(L, 2)) {
-    read_table(L, &r, 2);
-  } else if (!lua_isnil(L, 2) || n_fields(c) > 0) {
-    return luaL_error(L, "bad argument #1 to '%s' (table expected, got %s)", c->name,
-                      luaL_typename(L, 2));
-  }
-  channel = part_named(&r, "channel");
-  if (c->common) {
-    if (!channel->s)
-      read_part(L, &r, channel, 3);
-    if (!part_named(&r, "replyUrl")->s)
-      read_part(L, &r, part_named(&r, "replyUrl"), 4);
-  }
-
-  /* the server's checks, in the server's order: required fields, then the limits */
-  for (i = 0; i < nf; i++) {
-    part *p = &r.parts[i];
-    if (c->fields[i].required && (!p->s || p->len == 0)) {
-      lua_pushfstring(L, "Required param %s is missing or empty", p->name);
-      return local_error(L, 400, lua_tostring(L, -1));
-    }
-  }
-  if (c->path_channel && (!channel->s || channel->len == 0))
-    return local_error(L, 400, "Required param channel is missing or empty");
-  if (c->path_channel && c->body == B_JSON && !is_snowflake(channel->s, channel->len)) {
-    lua_pushfstring(L, "Required param channel (%s) is not valid Discord channel id",
-                    channel->s);
-    return local_error(L, 400, lua_tostring(L, -1));
-  }
-  if (c->common && part_named(&r, "replyRef")->too_long)
-    return local_error(L, 400, "Optional param replyRef is too long");
-  if (c->common && part_named(&r, "replyUrl")->too_long)
-    return local_error(L, 400, "Optional param replyUrl is too long");
-
+  if (push_refusal(L, &r))
+    return error_result(L, &refused, NULL, -1);
   /* files last: nothing is read for a request the checks above refuse */
-  for (i = 0; i < nf; i++) {
-    if (r.parts[i].kind == K_FILE && r.parts[i].s && !read_file(L, &r, &r.parts[i])) {
-      error_info info = {"invalid_request", 0, 0, 0, -1};
-      error_push(L, &info, NULL, -1, 0);
-      lua_pushnil(L);
-      lua_insert(L, -2);
-      return 2;
-    }
-  }
+  for (i = 0; i < r.n; i++)
+    if (c->fields[i].kind == K_FILE && r.parts[i].s && !upload_load(L, r.src[i], c->name,
+                                                                     &r.parts[i]))
+      return error_result(L, &unreadable, NULL, -1);
 
+  for (i = 0; i < r.n; i++)
+    if (c->fields[i].at == AT_BODY || c->fields[i].at == AT_BOTH)
+      body[nb++] = r.parts[i];
   top = lua_gettop(L);
   lua_pushstring(L, c->method);
-  push_path(L, c, channel ? channel->s : NULL, channel ? channel->len : 0);
-  if (c->body == B_NONE) {
+  push_path(L, &r);
+  if (!encoding) {
     lua_pushnil(L);
     lua_pushnil(L);
-  } else if (c->body == B_JSON) {
+  } else if (encoding == B_JSON) {
     lua_pushliteral(L, "application/json");
-    build_json_object(L, &r);
+    form_push_json(L, body, nb, c->name);
   } else {
-    char b[FACESWAP_BOUNDARY_MAX + 1];
+    form_unread u;
     size_t blen = 0;
-    if (lua_type(L, 5) == LUA_TSTRING && lua_rawlen(L, 5) <= FACESWAP_BOUNDARY_MAX) {
-      blen = lua_rawlen(L, 5);
-      memcpy(b, lua_tostring(L, 5), blen + 1);
-    }
-    for (;;) {
-      int built;
-      while (blen == 0 || boundary_collides(&r, b, blen))
-        blen = request_make_boundary(lua_touserdata(L, lua_upvalueindex(1)), b);
-      lua_pushfstring(L, "multipart/form-data; boundary=%s", b);
-      built = build_form(L, &r, b, blen);
-      if (built > 0)
-        break;
-      if (built < 0) {
-        error_info info = {"invalid_request", 0, 0, 0, -1};
-        error_push(L, &info, NULL, -1, 0);
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-      }
-      lua_pop(L, 1);
-      blen = 0; /* it occurs in a file: another one */
+    const char *b = lua_type(L, 5) == LUA_TSTRING ? lua_tolstring(L, 5, &blen) : NULL;
+    if (!form_push_multipart(L, body, nb, lua_touserdata(L, lua_upvalueindex(1)), b, blen,
+                             upload_read_some, &u)) {
+      upload_push_unread(L, body[u.part].name, body[u.part].path, u.got, u.err);
+      return error_result(L, &unreadable, NULL, -1);
     }
   }
-  if (channel && channel->s && (c->common || c->path_channel))
-    lua_pushlstring(L, channel->s, channel->len);
+  for (i = 0; i < r.n; i++)
+    if ((c->fields[i].kind == K_CHANNEL || c->fields[i].kind == K_CHANNEL_ID) && r.parts[i].s)
+      break;
+  if (i < r.n)
+    lua_pushlstring(L, r.parts[i].s, r.parts[i].len);
   else
     lua_pushnil(L);
   return lua_gettop(L) - top;
+}
+
+/* core.build_command(name, params, channel, reply_url [, boundary [, encoding]])
+ *   -> method, path, content_type, body, channel | nil, err
+ * params: a table of the command's fields (and channel, replyUrl, replyRef where it takes
+ * them); for headshot also the prompt alone; for account and delete_account the channel; for
+ * job and cancel the jobid or a job; nil for jobs and accounts. The client's defaults fill
+ * channel and replyUrl. The returned channel is the one the request names (nil: none), for
+ * the client's channel lock. The optional boundary is tried first (for specs); encoding
+ * "multipart" or "json" where the row takes both (headshot), its first by default. */
+int core_build_command(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  const command_def *c = find(name);
+  int encoding;
+  if (!c)
+    return luaL_error(L, "bad argument #1 to 'build_command' (unknown command '%s')", name);
+  encoding = body_encoding(L, c, 6);
+  lua_settop(L, 5);
+  return build(L, c, encoding);
+}
+
+/* core.build_headshot(params, encoding, channel, reply_url [, boundary])
+ *   -> method, path, content_type, body | nil, err
+ * headshot's row as the client has always called it: params a prompt or a table of prompt,
+ * channel, replyUrl, replyRef, options; encoding "multipart" (the default) or "json". */
+int core_build_headshot(lua_State *L) {
+  const command_def *c = find("headshot");
+  int encoding = body_encoding(L, c, 2);
+  lua_settop(L, 5);
+  lua_pushvalue(L, 1);
+  lua_replace(L, 2); /* the params where build takes them */
+  if (build(L, c, encoding) == 2)
+    return 2;
+  lua_pop(L, 1); /* the channel: headshots take no channel lock */
+  return 4;
+}
+
+/* core.build_get(op, jobid) -> "GET", path, nil, nil | nil, err: the job and cancel rows, op
+ * naming one; jobid a string or a job. */
+int core_build_get(lua_State *L) {
+  static const char *const ops[] = {"job", "cancel", NULL};
+  const command_def *c = find(ops[luaL_checkoption(L, 1, NULL, ops)]);
+  lua_settop(L, 5);
+  if (build(L, c, 0) == 2)
+    return 2;
+  lua_pop(L, 1);
+  return 4;
 }
 
 /* ---- answers that are not jobs --------------------------------------------------------- */
@@ -831,7 +567,7 @@ static int is_channel_key(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TSTRING)
     return 0;
   s = lua_tolstring(L, idx, &len);
-  return len > 0 && !request_channel_problem(s, len);
+  return len > 0 && !form_channel_problem(s, len);
 }
 
 /* Whether the table at idx is an account: an object whose known fields have their types. */

@@ -1,7 +1,9 @@
 /* core.h: what the files of faceswap.core share. Each .c owns one concern:
  *   cjson.c     JSON text <-> Lua values through a private lua-cjson instance
- *   request.c   validate params, build method/path/content-type/body (no I/O)
- *   command.c   the command table, and the builder of every command but headshot
+ *   command.c   the command table, and the one builder that reads it: params checked,
+ *               method, path, content type and body built
+ *   form.c      text checks, percent-encoding, boundaries, multipart and JSON bodies (no I/O)
+ *   upload.c    files to upload: read, size-checked, sniffed (reads files, nothing else)
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
  *   error.c     error objects
@@ -20,7 +22,7 @@
 #define FACESWAP_ERROR_MT "faceswap.error"
 #define FACESWAP_TRANSPORT_MT "faceswap.transport"
 
-/* Limits the server enforces, mirrored locally (useapi-faceswap.md). */
+/* Limits the server enforces, mirrored locally (docs/api.md, docs/commands.md). */
 #define FACESWAP_MAX_REPLY_CHARS 1024
 #define FACESWAP_BOUNDARY_MAX 70 /* RFC 2046 */
 
@@ -44,7 +46,7 @@ void json_open(lua_State *L);
 
 /* error.c */
 typedef struct {
-  const char *kind;      /* one of the kinds of API.md */
+  const char *kind;      /* one of the kinds of docs/api.md */
   int code;              /* HTTP status, 0 for none */
   int sent;              /* 0: surely never reached the server */
   int retryable;
@@ -53,6 +55,8 @@ typedef struct {
 /* Pushes a new error object; message and details are taken from the stack when their index is
  * non-zero (strings), or from msg when idx_error is 0. */
 void error_push(lua_State *L, const error_info *info, const char *msg, int idx_error, int idx_details);
+/* Pushes nil and a new error object (as error_push) and returns 2, for `return nil, err`. */
+int error_result(lua_State *L, const error_info *info, const char *msg, int idx_error);
 int error_is(lua_State *L, int idx);
 void error_open(lua_State *L);
 int core_error_new(lua_State *L);
@@ -79,24 +83,59 @@ int job_is(lua_State *L, int idx);
 void job_open(lua_State *L);
 int core_decode(lua_State *L);
 
-/* request.c */
-int core_build_headshot(lua_State *L);
-int core_build_get(lua_State *L);
+/* form.c: the text rules, percent-encoding, boundaries, and the multipart and JSON writers */
 size_t utf8_length(const char *s, size_t len, int *valid);
-void request_push_rng(lua_State *L); /* the boundary generator, build_headshot's upvalue */
-/* check_text and make_boundary, for command.c's builder */
-const char *request_check_text(lua_State *L, int idx, const char *what, const char *name,
-                               int multiline, size_t *len, size_t *chars);
-size_t request_make_boundary(void *rng, char *out);
-/* the one channel rule (NULL: a channel) and its raising check; the one percent-encoder */
-const char *request_channel_problem(const char *s, size_t len);
-const char *request_check_channel(lua_State *L, int idx, const char *what, size_t *len,
-                                  size_t *chars);
-void request_add_escaped(luaL_Buffer *buf, const char *s, size_t len);
+/* Raises unless the string at idx is text: UTF-8 without control bytes, except that free text
+ * (multiline: a prompt, a replyRef) may hold tabs and line breaks. *chars: its code points. */
+const char *form_check_text(lua_State *L, int idx, const char *what, const char *name,
+                            int multiline, size_t *len, size_t *chars);
+/* The one channel rule: NULL for a channel, or why not. form_check_channel raises on misuse. */
+const char *form_channel_problem(const char *s, size_t len);
+const char *form_check_channel(lua_State *L, int idx, const char *what, size_t *len,
+                               size_t *chars);
+/* The one percent-encoder: jobids in queries, channels in paths. */
+void form_add_escaped(luaL_Buffer *buf, const char *s, size_t len);
+/* Pushes the boundary generator: the userdata upvalue the builders keep. */
+void form_push_rng(lua_State *L);
+
+/* One part of a body. s NULL: absent. A file has a filename and type; its bytes are at s, or
+ * still on disk at path (read into the body as it is written). */
+typedef struct {
+  const char *name;
+  const char *s;
+  size_t len;
+  const char *filename, *type;
+  size_t filename_len;
+  const char *path;
+} form_part;
+/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err. */
+typedef size_t (*form_reader)(const char *path, char *dst, size_t n, int *err);
+typedef struct { int part; size_t got; int err; } form_unread; /* a file that could not be read */
+/* Pushes the content type and the multipart/form-data body of the parts and returns 1, with
+ * a boundary that occurs in no part (given first, when it is one); or fills *unread and
+ * returns 0, pushing nothing. */
+int form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
+                        const char *given, size_t given_len, form_reader read,
+                        form_unread *unread);
+/* Pushes the JSON object of the parts (strings), in their order; what names the command. */
+void form_push_json(lua_State *L, const form_part *parts, int n, const char *what);
+
+/* upload.c: files to upload */
+/* Raises unless the value at idx can be a file's source (a path or a table); marks p present. */
+void upload_check_source(lua_State *L, int idx, const char *what, form_part *p);
+/* Reads the source at idx into p (bytes or path, filename, type): returns 1, or pushes why it
+ * cannot be uploaded and returns 0. Misuse in a table source raises. */
+int upload_load(lua_State *L, int idx, const char *what, form_part *p);
+size_t upload_read_some(const char *path, char *dst, size_t n, int *err); /* a form_reader */
+void upload_push_unread(lua_State *L, const char *field, const char *path, size_t got, int err);
 
 /* command.c: the command table */
 enum { ANSWER_JOB, ANSWER_JOBIDS, ANSWER_ACCOUNT, ANSWER_ACCOUNTS, ANSWER_NONE };
-int core_build_command(lua_State *L); /* an upvalue: the boundary generator */
+/* core.build_command, core.build_headshot, core.build_get: each has the boundary generator
+ * (form_push_rng) as its upvalue */
+int core_build_command(lua_State *L);
+int core_build_headshot(lua_State *L);
+int core_build_get(lua_State *L);
 int core_commands(lua_State *L);
 /* The ANSWER_* a command's answer is read as, and whether asking again is safe; -1 for a
  * name that is not a command of the table. */

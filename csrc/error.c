@@ -104,7 +104,7 @@ static int error_concat(lua_State *L) {
 }
 
 /* core.error{kind=..., ...}: gives a table the error metatable, for errors the Lua layer makes
- * (a wait that runs out of time). The kind must be one of API.md's. */
+ * (a wait that runs out of time). The kind must be one of docs/api.md's. */
 int core_error_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "kind");
@@ -125,4 +125,11 @@ void error_open(lua_State *L) {
   lua_pushcfunction(L, error_concat);
   lua_setfield(L, -2, "__concat");
   lua_pop(L, 1);
+}
+
+int error_result(lua_State *L, const error_info *info, const char *msg, int idx_error) {
+  idx_error = idx_error ? lua_absindex(L, idx_error) : 0;
+  lua_pushnil(L);
+  error_push(L, info, msg, idx_error, 0);
+  return 2;
 }

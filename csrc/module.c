@@ -41,7 +41,6 @@ static int core_sleep(lua_State *L) {
 
 __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"build_get", core_build_get},
     {"commands", core_commands},
     {"read_response", core_read_response},
     {"decode", core_decode},
@@ -63,12 +62,16 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
   error_open(L);
   transport_open(L);
   luaL_newlib(L, funcs);
-  request_push_rng(L);
+  /* the builders share the boundary generator, their upvalue */
+  form_push_rng(L);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, core_build_command, 1);
   lua_setfield(L, -3, "build_command");
+  lua_pushvalue(L, -1);
   lua_pushcclosure(L, core_build_headshot, 1);
-  lua_setfield(L, -2, "build_headshot");
+  lua_setfield(L, -3, "build_headshot");
+  lua_pushcclosure(L, core_build_get, 1);
+  lua_setfield(L, -2, "build_get");
   lua_pushliteral(L, "lua-faceswap " FACESWAP_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

@@ -88,6 +88,57 @@ describe("core.commands #unit", function()
   end)
 end)
 
+describe("core.commands(\"all\") #unit", function()
+  local rows = {}
+  for _, c in ipairs(core.commands("all")) do rows[c.name] = c end
+
+  it("adds the rows of job and cancel, which the client and command line write by hand", function()
+    local names = {}
+    for _, c in ipairs(core.commands("all")) do names[#names + 1] = c.name end
+    local listed = {}
+    for _, c in ipairs(core.commands()) do listed[#listed + 1] = c.name end
+    listed[#listed + 1], listed[#listed + 2] = "job", "cancel"
+    assert.same(listed, names)
+    assert.same({ "GET", "/jobs/?jobid=<jobid>", "jobid", "jobid", "none", "job" },
+      { rows.job.method, rows.job.path, rows.job.query, rows.job.value, rows.job.mode,
+        rows.job.answer })
+    assert.equal("/jobs/cancel/?jobid=<jobid>", rows.cancel.path)
+    assert.same({ { name = "jobid", kind = "text", required = true, metavar = "JOBID",
+      common = false, at = "query" } }, rows.cancel.params)
+  end)
+
+  it("says each command's encodings, attachments, confirmation and metavars", function()
+    assert.same({ "multipart", "json" }, rows.headshot.encodings)
+    assert.same({ "multipart" }, rows.saveid.encodings)
+    assert.same({ "json" }, rows.add_account.encodings)
+    assert.is_nil(rows.jobs.encodings)
+    local attach, confirm = {}, {}
+    for _, c in ipairs(core.commands("all")) do
+      if c.attachments then attach[#attach + 1] = c.name end
+      if c.confirm then confirm[#confirm + 1] = c.name end
+    end
+    assert.same({ "headshot", "swapid", "inswapper", "picsi", "changebg" }, attach)
+    assert.same({ "delall" }, confirm)
+    local metavars = {}
+    for _, c in ipairs(core.commands()) do
+      for _, f in ipairs(c.fields) do metavars[#metavars + 1] = f.metavar end
+    end
+    assert.same({ "PROMPT", "OPTIONS", "IDNAME", "IMAGE", "IDNAME", "IMAGE", "IDNAME", "IDNAME",
+      "MESSAGE_ID", "SOURCE", "TARGET", "OPTIONS", "IMAGE", "PROMPT", "OPTIONS", "DISCORD",
+      "SERVER", "CHANNEL" }, metavars)
+    local order = {}
+    for _, f in ipairs(rows.headshot.params) do order[#order + 1] = f.name end
+    assert.same({ "prompt", "channel", "replyUrl", "replyRef", "options" }, order)
+    assert.equal("prompt", rows.headshot.value)
+    assert.equal("path and body", rows.add_account.params[3].at)
+  end)
+
+  it("refuses another list", function()
+    assert.has_error(function() core.commands("some") end,
+      "bad argument #1 to 'commands' (invalid option 'some')")
+  end)
+end)
+
 describe("docs/commands.md #unit", function()
   it("shows the command table the core describes", function()
     local markdown = require("spec.support.commands_table").markdown(core.commands())
@@ -222,6 +273,37 @@ describe("core.build_command #unit", function()
     -- the jobid of GET /jobs/ goes through the same encoder
     assert.same({ "GET", "/jobs/?jobid=a%2F..%2Fb%26c%3D1" },
       { core.build_get("job", "a/../b&c=1") })
+  end)
+
+  it("builds headshot, job and cancel from their rows, as build_headshot and build_get", function()
+    local params = { prompt = "a/b \"q\"\n", replyRef = "r", options = "-s" }
+    local want = { core.build_headshot(params, "multipart", "7", "https://d/cb", B) }
+    want[5] = "7"
+    assert.same(want, { core.build_command("headshot", params, "7", "https://d/cb", B) })
+    assert.equal(part(B, "prompt", "a/b \"q\"\n") .. part(B, "channel", "7") ..
+      part(B, "replyUrl", "https://d/cb") .. part(B, "replyRef", "r") .. part(B, "options", "-s") ..
+      "--" .. B .. "--\r\n", want[4])
+    local _, _, ct, body = core.build_command("headshot", "p", "7", nil, nil, "json")
+    assert.same({ "application/json", '{"prompt":"p","channel":"7"}' }, { ct, body })
+    assert.same({ core.build_get("cancel", "a b") }, { core.build_command("cancel", "a b") })
+    assert.same({ "GET", "/jobs/?jobid=j%2F1" },
+      { core.build_command("job", core.decode('{"jobid":"j/1","status":"started"}')) })
+    assert.has_error(function() core.build_command("job", 5) end,
+      "bad argument #1 to 'job' (jobid must be a string or a job, got number)")
+    assert.has_error(function() core.build_command("saveid", {}, nil, nil, nil, "json") end,
+      "bad argument #1 to 'saveid' (encoding must be \"multipart\", got \"json\")")
+    assert.has_error(function() core.build_command("jobs", nil, nil, nil, nil, "json") end,
+      "bad argument #1 to 'jobs' (no body to encode, got encoding \"json\")")
+    local method, err = core.build_command("job", "")
+    assert.is_nil(method)
+    assert.same({ kind = "invalid_request", code = 400, error = "Query param jobid not provided",
+      retryable = false, sent = false }, plain(err))
+  end)
+
+  it("names the boundary it used in the content type, every byte of it", function()
+    local _, _, ct, body = core.build_command("listid", nil, "7", nil, "spec\0b")
+    assert.equal("multipart/form-data; boundary=spec\0b", ct)
+    assert.equal(part("spec\0b", "channel", "7") .. "--spec\0b--\r\n", body)
   end)
 
   it("holds one channel rule everywhere: \".\" and \"..\" are never a channel", function()

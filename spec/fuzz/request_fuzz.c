@@ -1,4 +1,6 @@
-/* request_fuzz.c: libFuzzer harness for request building (core.build_headshot, core.build_get).
+/* request_fuzz.c: libFuzzer harness for request building (core.build_headshot, core.build_get:
+ * the headshot, job and cancel rows of the command table, csrc/command.c, as the client calls
+ * them).
  *
  * The fuzz input becomes params: prompt, channel, replyUrl, replyRef, options, the client's
  * default channel and replyUrl, an explicit boundary and a jobid; each arbitrary bytes, present
