@@ -659,6 +659,9 @@ end
 -- @return[2] nil
 -- @treturn[2] objects.error kind `timeout` (with `err.job` the last job seen and `err.last_error`)
 -- or the error that ended it
+-- @raise on bad options, and on a nil target without an error object:
+-- `client:wait(client:headshot(p), opts)` has lost the headshot's error (pass `{wait = opts}`
+-- to the call instead)
 function client:wait(target, opts)
   check_client(self, "wait")
   if target == nil and M.type(opts) == "error" then return nil, opts end
