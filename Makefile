@@ -50,6 +50,11 @@ PREFIX      ?= /usr/local
 INST_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_API)
 INST_LUADIR ?= $(PREFIX)/share/lua/$(LUA_API)
 INST_BINDIR ?= $(PREFIX)/bin
+# the man page, the bash completion and the editor's types (tools/); the rock gives its own
+INST_DATADIR ?= $(PREFIX)/share
+GEN_DIR     := $(BUILD)/share
+GENERATED   := $(GEN_DIR)/man/man1/faceswap.1 $(GEN_DIR)/bash-completion/completions/faceswap \
+               $(GEN_DIR)/lua-faceswap/library/faceswap.lua
 
 # The Debian packages each command needs, all of them here (lua-cjson and lua-socket serve
 # every Lua, LuaJIT too). ca-certificates: libcurl's Debian package only recommends it, and
@@ -260,7 +265,7 @@ INSTALL_ENV  := $(if $(filter 5.1,$(LUA_API)),,_$(subst .,_,$(LUA_API)))
 # Exits 0 when the Lua finds INST_LUADIR's and INST_LIBDIR's modules by itself.
 INSTALL_ON_PATH := os.exit(((";" .. package.path .. ";"):find(";$(INST_LUADIR)/?.lua;", 1, true) and \
   (";" .. package.cpath .. ";"):find(";$(INST_LIBDIR)/?.so;", 1, true)) and 0 or 1)
-install: all
+install: all $(GENERATED)
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	@for dir in '$(INST_LUADIR)' '$(INST_LIBDIR)'; do case "$$dir" in \
 	  /*[!A-Za-z0-9/._+@,=~-]*|[!/]*|'') echo "make install: '$$dir' is no plain absolute path" \
@@ -272,6 +277,13 @@ endif
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/resty && install -m 644 lua/faceswap/resty/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/resty/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
+	install -d $(DESTDIR)$(INST_DATADIR)/man/man1 $(DESTDIR)$(INST_DATADIR)/bash-completion/completions \
+	  $(DESTDIR)$(INST_DATADIR)/lua-faceswap/library
+	install -m 644 $(GEN_DIR)/man/man1/faceswap.1 $(DESTDIR)$(INST_DATADIR)/man/man1/faceswap.1
+	install -m 644 $(GEN_DIR)/bash-completion/completions/faceswap \
+	  $(DESTDIR)$(INST_DATADIR)/bash-completion/completions/faceswap
+	install -m 644 $(GEN_DIR)/lua-faceswap/library/faceswap.lua \
+	  $(DESTDIR)$(INST_DATADIR)/lua-faceswap/library/faceswap.lua
 ifneq ($(INSTALL_BY_LUAROCKS),yes)
 	install -d $(DESTDIR)$(INST_BINDIR)
 	@set -e; bin='$(DESTDIR)$(INST_BINDIR)'; mark='$(INSTALL_MARK)'; \
@@ -338,6 +350,40 @@ doc:
 	    -e '^output written to ' build/ldoc.log; warned=$$?; \
 	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
 	@echo "built build/doc/index.html"
+
+# Generated from the core's command table, the CLI's help and the doc comments by tools/
+# (tools/gen.lua), with the Lua the core was built for, into $(BUILD)/share: the man page
+# faceswap(1), the bash completion, and the LuaLS ---@meta file (docs/editor.md): GENERATED,
+# which `make install` installs into INST_DATADIR.
+# `make docs-tables` rewrites docs/commands.md's table of the commands in place.
+.PHONY: generated man completion types docs-tables lint-tools
+# The generators load the core: with $(LUA), else the first Lua here that can (luarocks may
+# name another Lua of the same API than the one whose headers built it: lua5.1 for LuaJIT).
+GEN         = found=; for lua in '$(LUA)' luajit lua5.4 lua5.3 lua5.2 lua5.1; do \
+                if $$lua -e 'package.cpath = "./$(BUILD)/?.so;" .. package.cpath; require "faceswap.core"' \
+                  >/dev/null 2>&1; then found=$$lua; break; fi; done; \
+              [ -n "$$found" ] || { echo "make: no Lua here loads $(MODULE)" >&2; exit 1; }; \
+              $$found tools/gen.lua
+GEN_INPUTS  := $(MODULE) $(wildcard tools/*.lua) $(LUA_LAYER) docs/objects.luadoc docs/api.md \
+               docs/cli.md CHANGELOG.md
+generated: $(GENERATED)
+man: $(GEN_DIR)/man/man1/faceswap.1
+completion: $(GEN_DIR)/bash-completion/completions/faceswap
+types: $(GEN_DIR)/lua-faceswap/library/faceswap.lua
+$(GEN_DIR)/man/man1/faceswap.1: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	@$(GEN) man $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
+$(GEN_DIR)/bash-completion/completions/faceswap: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	@$(GEN) completion $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
+$(GEN_DIR)/lua-faceswap/library/faceswap.lua: $(GEN_INPUTS)
+	@mkdir -p $(dir $@)
+	@$(GEN) types $(BUILD) >$@.tmp && mv $@.tmp $@ && echo "made $@"
+docs-tables: all
+	@$(GEN) docs-tables $(BUILD)
+lint-lua: lint-tools
+lint-tools:
+	luacheck --quiet --codes tools
 
 clean:
 	rm -rf build

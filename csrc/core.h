@@ -152,6 +152,9 @@ int core_read_response(lua_State *L);
  * post: the request may not be sent again. Returns 2. */
 int response_push_unread(lua_State *L, int status, const char *headers, size_t hlen,
                          size_t bytes, int known, size_t limit, int post);
+/* core.read_unread(status, headers, bytes, known, limit, post): the same, for the nginx
+ * transport */
+int core_read_unread(lua_State *L);
 
 /* files.c */
 int core_isatty(lua_State *L);

@@ -43,6 +43,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"commands", core_commands},
     {"read_response", core_read_response},
+    {"read_unread", core_read_unread},
     {"decode", core_decode},
     {"error", core_error_new},
     {"fault", core_fault},

@@ -13,7 +13,7 @@
 #include <curl/curl.h>
 #include "core.h"
 
-#define MAX_RETRY_AFTER 86400.0
+#define MAX_RETRY_AFTER 1e10 /* s: a longer retry_after (300 years) reads as this */
 #define ERROR_BODY_MAX 65536 /* bytes of an error answer's body that are decoded */
 #define BODY_SHOWN 100       /* bytes of an undocumented error page shown in the error text */
 
@@ -57,36 +57,37 @@ static double header_retry_after(const char *h, size_t len) {
       eol = end;
     if ((size_t)(eol - line) > sizeof name - 1 && ascii_ieq(line, name, sizeof name - 1)) {
       char value[64];
-      const char *v = line + sizeof name - 1, *ve = eol;
-      char *stop;
-      double secs;
+      const char *v = line + sizeof name - 1, *ve = eol, *p;
+      double secs = 0, scale = 1;
+      int dot = 0;
       while (v < ve && (*v == ' ' || *v == '\t')) v++;
       while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-      if (ve == v || (size_t)(ve - v) >= sizeof value)
+      if (ve == v)
         return -1;
-      memcpy(value, v, (size_t)(ve - v));
-      value[ve - v] = '\0';
-      if (value[0] >= '0' && value[0] <= '9') {
-        /* delta-seconds, a fraction allowed; read here, not by strtod, whose decimal point is
+      if (*v >= '0' && *v <= '9') {
+        /* delta-seconds, a fraction allowed, any number of digits (too many for a double read
+         * as infinity, capped by the caller); read here, not by strtod, whose decimal point is
          * the locale's (a host with LC_NUMERIC=de_DE would read "2.5" as 2) */
-        double scale = 1;
-        int dot = 0;
-        for (stop = value, secs = 0; *stop; stop++) {
-          if (*stop == '.' && !dot) {
+        for (p = v; p < ve; p++) {
+          if (*p == '.' && !dot) {
             dot = 1;
-          } else if (*stop >= '0' && *stop <= '9') {
+          } else if (*p >= '0' && *p <= '9') {
             if (dot)
-              secs += (*stop - '0') * (scale /= 10);
+              secs += (*p - '0') * (scale /= 10);
             else
-              secs = secs * 10 + (*stop - '0');
+              secs = secs * 10 + (*p - '0');
           } else {
             return -1; /* no hex, exponents or signs */
           }
         }
         return secs;
       } else {
-        time_t when = curl_getdate(value, NULL);
-        time_t now = time(NULL);
+        time_t when, now = time(NULL);
+        if ((size_t)(ve - v) >= sizeof value)
+          return -1; /* no HTTP date is that long */
+        memcpy(value, v, (size_t)(ve - v));
+        value[ve - v] = '\0';
+        when = curl_getdate(value, NULL);
         if (when < 0)
           return -1;
         return when > now ? (double)(when - now) : 0;
@@ -281,10 +282,12 @@ static int read_error(lua_State *L, error_info *info, int status, const char *he
     }
     info->kind = kind_of_status(status);
   }
-  /* a wait the server asks for is honoured up to a day; beyond that (or not finite) it is
-   * not a wait anyone can make, so it counts as unknown */
-  if (!(info->retry_after <= MAX_RETRY_AFTER))
-    info->retry_after = -1;
+  /* however long the server asks for is kept: the retry policy decides whether to wait it
+   * (up to its max_retry_after) or to return the error at once, retry_after telling how long;
+   * past MAX_RETRY_AFTER (infinity too) it reads as MAX_RETRY_AFTER, longer than any wait a
+   * retry option allows, so it is never waited and never dropped */
+  if (info->retry_after > MAX_RETRY_AFTER)
+    info->retry_after = MAX_RETRY_AFTER;
   lua_pushnil(L);
   error_push(L, info, NULL, ERROR, lua_type(L, DETAILS) == LUA_TSTRING ? DETAILS : 0);
   return 2;
@@ -324,4 +327,22 @@ int response_push_unread(lua_State *L, int status, const char *headers, size_t h
   unread.known = known;
   unread.cap = limit < ERROR_BODY_MAX ? limit : ERROR_BODY_MAX;
   return read_error(L, &info, status, headers, hlen, "", 0, &unread);
+}
+
+/* core.read_unread(status, headers, bytes, known, limit, post) -> nil, err: the error of an
+ * answer (status 300 or more) whose body a transport written in Lua stopped reading at its
+ * limit, as response_push_unread gives libcurl's: bytes is its Content-Length when known is
+ * true, else the limit it passed; post: the request may not be sent again. */
+int core_read_unread(lua_State *L) {
+  int status = (int)luaL_checkinteger(L, 1);
+  size_t hlen;
+  const char *headers = luaL_checklstring(L, 2, &hlen);
+  lua_Number bytes = luaL_checknumber(L, 3), limit = luaL_checknumber(L, 5);
+  luaL_argcheck(L, status >= 300 && status <= 999, 1, "an HTTP status from 300 to 999 expected");
+  luaL_argcheck(L, bytes >= 0, 3, "a number of bytes expected");
+  luaL_argcheck(L, limit >= 0 && limit <= 1e15, 5, "a number of bytes expected");
+  if (bytes > 1e15) /* a Content-Length of 10^23: shown capped, as libcurl's */
+    bytes = 1e15;
+  return response_push_unread(L, status, headers, hlen, (size_t)bytes, lua_toboolean(L, 4),
+                              (size_t)limit, lua_toboolean(L, 6));
 }

@@ -44,6 +44,10 @@ build = {
       INST_LIBDIR = "$(LIBDIR)",
       INST_LUADIR = "$(LUADIR)",
       INST_BINDIR = "$(BINDIR)",
+      -- the man page, the bash completion and the editor's types go under the rock's own
+      -- directory (`luarocks show --rock-dir lua-faceswap`): share/man/man1/faceswap.1,
+      -- share/bash-completion/completions/faceswap, share/lua-faceswap/library/faceswap.lua
+      INST_DATADIR = "$(PREFIX)/share",
       -- the scripts are luarocks' to install (below), wrapped with its tree's paths
       INSTALL_BY_LUAROCKS = "yes",
    },

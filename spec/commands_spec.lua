@@ -141,11 +141,11 @@ end)
 
 describe("docs/commands.md #unit", function()
   it("shows the command table the core describes", function()
-    local markdown = require("spec.support.commands_table").markdown(core.commands())
+    local markdown = require("tools.commands_table").markdown(core.commands())
     local f = assert(io.open("docs/commands.md", "rb"))
     local doc = f:read("*a")
     f:close()
-    assert.truthy(doc:find(markdown, 1, true), "run lua5.4 spec/support/commands_table.lua")
+    assert.truthy(doc:find(markdown, 1, true), "run make docs-tables")
   end)
 end)
 

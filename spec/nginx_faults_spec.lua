@@ -192,6 +192,94 @@ describe("the nginx transport #external", function()
   end)
 end)
 
+-- An error answer past max_response (65536 here): with either transport the status decides
+-- its kind, as for any other, and the text is the one csrc/response.c gives (issue 17, item 18).
+local SIZE_SERVER = [[
+  location = /call {
+    content_by_lua_block {
+      local faceswap = require "faceswap"
+      local client = faceswap.new { token = "@TOKEN@", base_url = ngx.req.get_uri_args().base, retry = false,
+                                    max_response = 65536 }
+      local job, err = client:job("abc")
+      if job then ngx.say("ok ", job.status) return end
+      ngx.say(table.concat({ err.kind, tostring(err.code), tostring(err.retryable),
+        tostring(err.retry_after), err.error }, "|"))
+    }
+  }
+]]
+
+describe("an error answer past max_response inside nginx #external", function()
+  local s, n
+  -- 100,012 bytes of documented JSON: it would be read, were it not too large
+  local BIG = '{"error":"' .. ("x"):rep(100000) .. '"}'
+
+  setup(function()
+    s = sim.start { token = TOKEN, job_seconds = 600 }
+    n = nginx.start { server = SIZE_SERVER:gsub("@TOKEN@", TOKEN) }
+  end)
+  teardown(function()
+    n:stop()
+    s:stop()
+  end)
+
+  local function inside()
+    local status, body = nginx.request(n.url .. "/call?base=" .. escape(s.base_url))
+    assert.equal(200, status, body .. n:log())
+    return (body:gsub("\n$", ""))
+  end
+
+  -- the same call through libcurl, outside nginx, for the same answer
+  local function through_curl()
+    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false, max_response = 65536 }
+    local job, err = c:job("abc")
+    c:close()
+    if job then return "ok " .. job.status end
+    return table.concat({ err.kind, tostring(err.code), tostring(err.retryable),
+      tostring(err.retry_after), err.error }, "|")
+  end
+
+  local function both(script)
+    s:reset()
+    s:script(script)
+    local got_in = inside()
+    s:reset()
+    s:script(script)
+    assert.equal(through_curl(), got_in, "nginx differs from libcurl")
+    return got_in
+  end
+
+  it("a 500 is server, with its status and size", function()
+    s:reset()
+    s:script { action = "status", status = 500, body = BIG }
+    assert.equal("server|500|true|nil|HTTP 500 answer of 100012 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)", inside())
+    assert.equal("server|500|true|nil|HTTP 500 answer of 100012 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)", both { action = "status", status = 500, body = BIG })
+  end)
+
+  it("a 429 is rate_limited and retryable, with its Retry-After", function()
+    s:reset()
+    s:script { action = "status", status = 429, headers = { ["Retry-After"] = "7" }, body = BIG }
+    assert.equal("rate_limited|429|true|7|HTTP 429 answer of 100012 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)", inside())
+    assert.equal("rate_limited|429|true|7|HTTP 429 answer of 100012 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)",
+      both { action = "status", status = 429, headers = { ["Retry-After"] = "7" }, body = BIG })
+  end)
+
+  it("a 404 is not_found, not retried", function()
+    assert.equal("not_found|404|false|nil|HTTP 404 answer of 100012 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)", both { action = "status", status = 404, body = BIG })
+  end)
+
+  it("a chunked 503 of unknown size is server, more than max_response", function()
+    assert.equal("server|503|true|nil|HTTP 503 answer of more than 65536 bytes not read " ..
+      "(an error answer is read up to 65536 bytes)",
+      both { action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        string.format("%x\r\n", #BIG) .. BIG .. "\r\n0\r\n\r\n" })
+  end)
+end)
+
 describe("TLS inside nginx #external", function()
   local certs, s, front, self_signed, app
 

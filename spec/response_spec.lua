@@ -80,19 +80,26 @@ describe("core.read_response #unit", function()
       .retry_after)
   end)
 
-  it("counts a wait that is not finite, not plain seconds, or over a day as unknown", function()
+  it("keeps a wait past a day, one too long for a double capped at 1e10 s; not plain seconds is unknown", function()
     local function details(v)
       return '{"error":"Discord /interactions failed with HTTP status 429","errorDetails":' ..
         '"{\\"retry_after\\":' .. v .. '}","code":429}'
     end
-    assert.is_nil(read("headshot", 429, details("1e999")).retry_after)
-    assert.is_nil(read("headshot", 429, details("90000")).retry_after)
+    assert.equal(1e10, read("headshot", 429, details("1e999")).retry_after)
+    assert.equal(1e10, read("headshot", 429, details("1e308")).retry_after)
+    assert.equal(90000, read("headshot", 429, details("90000")).retry_after)
     assert.equal(86400, read("headshot", 429, details("86400")).retry_after)
     local body = '{"error":"Unable to lock Discord after 3 attempts","code":429}'
     assert.is_nil(read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: 0x10\r\n\r\n")
       .retry_after)
     assert.is_nil(read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: 1e9\r\n\r\n")
       .retry_after)
+    assert.equal(86401, read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: 86401\r\n\r\n")
+      .retry_after)
+    assert.equal(1e10, read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: " ..
+      ("9"):rep(400) .. "\r\n\r\n").retry_after)
+    assert.equal(1e10, read("headshot", 429, body, "HTTP/1.1 429 x\r\nRetry-After: " ..
+      "Fri, 31 Dec 9999 23:59:59 GMT\r\n\r\n").retry_after)
   end)
 
   it("reads any 5xx as server, whatever its body, retryable only for a GET", function()

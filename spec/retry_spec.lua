@@ -313,4 +313,34 @@ describe("the client's retry policy", function()
     assert.is_false(e.retryable)
     assert.same({}, slept)
   end)
+
+  -- a wait past a day is still the server's instruction (issue 17, item 19): kept, so the
+  -- retry returns the 429 at once instead of sending the headshot again after its own backoff
+  for _, case in ipairs { { "86401", 86401 }, { "90000", 90000 }, { "99999999999999999999", 1e10 } } do
+    local after, kept = case[1], case[2]
+    it("returns the 429 at once, not sleeping or sending again, for Retry-After: " .. after, function()
+      s:script { action = "status", status = 429, headers = { ["Retry-After"] = after },
+                 body = "Too Many Requests", match = "^POST /headshot$" }
+      local c = client()
+      local job, e = c:headshot("portrait")
+      assert.is_nil(job)
+      assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests" }, { e.kind, e.code, e.error })
+      assert.equal(kept, e.retry_after)
+      assert.same({}, slept)
+      assert.equal(1, s:count("POST"))
+      c:close()
+    end)
+  end
+
+  it("returns Discord's retry_after of two days at once", function()
+    s:script { action = "discord_429", retry_after = 172800, match = "^POST /headshot$" }
+    local c = client()
+    local job, e = c:headshot("portrait")
+    assert.is_nil(job)
+    assert.equal("rate_limited", e.kind)
+    assert.equal(172800, e.retry_after)
+    assert.same({}, slept)
+    assert.equal(1, s:count("POST"))
+    c:close()
+  end)
 end)

@@ -107,7 +107,7 @@ function M.run(fn, o, delay, first_err, started, what)
   local r = first_err == nil and pack(fn()) or { n = 2, nil, first_err }
   while r[1] == nil and retryable(r[2]) and attempt < o.attempts do
     -- the wait a server (or a CDN) asks for is its instruction, not our backoff: made up to
-    -- max_retry_after whatever max_delay is; a longer one is not slept on for up to a day: the
+    -- max_retry_after whatever max_delay is; a longer one (days, years) is not slept on: the
     -- error goes back at once, its retry_after telling the caller how long
     local asked = r[2].kind == "rate_limited" and r[2].retry_after
     if type(asked) == "number" and asked > o.max_retry_after then break end

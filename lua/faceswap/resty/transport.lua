@@ -88,7 +88,8 @@ function Reader:receive(want)
 end
 
 -- Reads the answer body as its headers frame it, at most `limit` bytes; on failure nil and a
--- fault's name (and what fills in its words) or the cosocket's error.
+-- fault's name (and what fills in its words: for "oversize" the Content-Length, when there is
+-- one) or the cosocket's error.
 local function read_body(sock, framing, limit)
   if framing.chunked then
     local parts, total = {}, 0
@@ -116,7 +117,7 @@ local function read_body(sock, framing, limit)
       if not line then return nil, err end
     end
   elseif framing.length then
-    if framing.length > limit then return nil, "oversize" end
+    if framing.length > limit then return nil, "oversize", framing.length end
     if framing.length == 0 then return "" end
     local data, err, partial = sock:receive(framing.length)
     if data then return data end
@@ -301,7 +302,11 @@ function M.transport(o)
     end
     if not answer then
       sock:close()
-      if err == "oversize" then
+      if err == "oversize" and not download and status >= 300 then
+        -- an error answer past max_response: its status decides its kind, as for any other;
+        -- the error and its words are libcurl's (csrc/response.c), `left` the Content-Length
+        return core.read_unread(status, head, left or limit, left ~= nil, limit, post)
+      elseif err == "oversize" then
         return failed("oversize", true, post, nil, download and "a download may be" or "max_response", limit)
       elseif err == "timeout" then
         return timed_out(status, r, framing.length)

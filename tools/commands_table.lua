@@ -1,6 +1,7 @@
--- commands_table.lua: the Markdown table of the commands, made from the core's command table
--- (faceswap.commands, csrc/command.c), as docs/commands.md shows it; commands_spec checks that
--- the doc holds exactly this. Run `lua5.4 spec/support/commands_table.lua` after adding a row.
+-- tools/commands_table.lua: the Markdown table of the commands, made from the core's command
+-- table (faceswap.commands, csrc/command.c), as docs/commands.md shows it. `make docs-tables`
+-- (tools/gen.lua docs-tables) rewrites that table in place after a row is added or changed;
+-- commands_spec and tools_spec check that the doc holds exactly this.
 local M = {}
 
 local MODES = { blocking = "blocking: holds its channel", job = "a job to `wait` for",
@@ -33,8 +34,18 @@ function M.markdown(commands)
   return table.concat(lines, "\n") .. "\n"
 end
 
-if arg and arg[0] and arg[0]:find("commands_table%.lua$") then
-  package.cpath = "build/5.4/?.so;" .. package.cpath
-  io.write(M.markdown(require("faceswap.core").commands()))
+-- docs/commands.md's text with its table of the commands replaced by markdown(commands): the
+-- lines from the table's header to the first line that is not a table row.
+function M.rewrite(doc, commands)
+  local header = "| command | method | HTTP |"
+  local start = doc:find("\n" .. header, 1, true)
+  assert(start, "docs/commands.md has no table starting with " .. header)
+  start = start + 1
+  local stop = start
+  while doc:sub(stop, stop) == "|" do
+    stop = (doc:find("\n", stop, true) or #doc) + 1
+  end
+  return doc:sub(1, start - 1) .. M.markdown(commands) .. doc:sub(stop)
 end
+
 return M
