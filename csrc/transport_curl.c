@@ -15,8 +15,12 @@
  *   cancel(id)            drops a transfer, finished or not
  *   perform(...)          start, drive until that transfer ends, finish: the blocking call
  *
- * No Lua function is ever called from inside libcurl: every callback here is plain C on
- * buffers this file owns, so no Lua error can long-jump through curl. */
+ * A download may stream instead (start's options `path` or `sink`): its body goes, as it
+ * arrives, to a temporary file renamed into place once complete, or to a Lua function.
+ *
+ * No Lua function is called from inside libcurl but a download's sink, and that only inside a
+ * protected call: nothing long-jumps through curl. Every other callback here is plain C on
+ * buffers this file owns. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -78,6 +82,18 @@ typedef struct transfer {
   curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
   struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
   size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
+  long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS */
+  int download;                 /* a whole URL, sent without the token */
+  /* A streamed download: the body goes to stream_fd (a temporary file, renamed to final_path
+   * once complete) or to the sink (kept in the registry under this transfer's address), not
+   * into `body`. */
+  int streaming;                /* 1: a file, 2: a sink */
+  int stream_fd;                /* -1 when none is open */
+  char *tmp_path, *final_path;
+  size_t received;              /* body bytes taken */
+  int stream_errno;             /* writing the file failed so */
+  int sink_stop;                /* 1: the sink returned false, 2: it raised (sink_msg) */
+  char *sink_msg;
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
   int head_done;                /* and so did the blank line that ends its header block */
@@ -110,6 +126,8 @@ struct transport {
   pid_t pid;                    /* the process that made the multi handle */
   int *socks, nsocks, socks_cap; /* the connections' sockets (opened by open_socket) */
   int wake_fds[2];              /* libcurl's own wakeup socketpair, -1 when unknown */
+  lua_State *L;                 /* the thread driving the transfers now (for a sink), or NULL */
+  int in_sink;                  /* a sink runs: the transport may not be used from inside it */
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -157,9 +175,97 @@ static double mono_now(void) {
 
 /* ---- libcurl callbacks ---------------------------------------------------------------- */
 
+/* A sink's call, made protected: the sink and the chunk are pushed inside it. */
+typedef struct {
+  transfer_t *x;
+  const char *data;
+  size_t n;
+  int go;
+} sink_call;
+
+static int sink_protected(lua_State *L) {
+  sink_call *c = (sink_call *)lua_touserdata(L, 1);
+  lua_pushlightuserdata(L, c->x);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  lua_pushlstring(L, c->data, c->n);
+  lua_call(L, 1, 1);
+  c->go = !(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1));
+  return 0;
+}
+
+/* Hands a chunk to the sink; whether to go on. What it raised is kept in sink_msg. */
+static int call_sink(transfer_t *x, const char *data, size_t n) {
+  transport_t *t = x->owner;
+  lua_State *L = t->L;
+  sink_call c;
+  int status, top;
+  c.x = x;
+  c.data = data;
+  c.n = n;
+  c.go = 0;
+  if (!L || !lua_checkstack(L, 4)) {
+    x->sink_stop = 2;
+    return 0;
+  }
+  top = lua_gettop(L);
+  t->in_sink = 1;
+#if LUA_VERSION_NUM < 502
+  status = lua_cpcall(L, sink_protected, &c);
+#else
+  lua_pushcfunction(L, sink_protected); /* a light C function: nothing allocated */
+  lua_pushlightuserdata(L, &c);
+  status = lua_pcall(L, 1, 0, 0);
+#endif
+  t->in_sink = 0;
+  if (status != 0) { /* its message copied without a Lua call: nothing here may raise */
+    int type = lua_type(L, -1);
+    const char *msg = type == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1);
+    size_t len = strlen(msg) + 40;
+    x->sink_msg = (char *)malloc(len);
+    if (x->sink_msg && type == LUA_TNUMBER)
+      snprintf(x->sink_msg, len, "%.14g", (double)lua_tonumber(L, -1));
+    else if (x->sink_msg)
+      snprintf(x->sink_msg, len, type == LUA_TSTRING ? "%s" : "(error object is a %s value)", msg);
+    x->sink_stop = 2;
+  } else if (!c.go) {
+    x->sink_stop = 1;
+  }
+  lua_settop(L, top);
+  return status == 0 && c.go;
+}
+
+/* A streamed download's body: an error answer's is read and dropped, a 2xx's written. */
+static size_t on_stream(transfer_t *x, char *data, size_t bytes) {
+  long status = 0;
+  size_t done = 0;
+  if (bytes > x->limit - x->received) {
+    x->oversize = 1;
+    return 0;
+  }
+  x->received += bytes;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status > 299)
+    return bytes;
+  if (x->streaming == 2)
+    return call_sink(x, data, bytes) ? bytes : 0;
+  while (done < bytes) {
+    ssize_t w = write(x->stream_fd, data + done, bytes - done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      x->stream_errno = w < 0 ? errno : EIO;
+      return 0;
+    }
+    done += (size_t)w;
+  }
+  return bytes;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
+  if (x->streaming)
+    return on_stream(x, data, bytes);
   if (bytes > x->limit - x->body.len) {
     x->oversize = 1;
     return 0; /* aborts the transfer: memory stays bounded by the limit */
@@ -472,6 +578,8 @@ static transport_t *check_transport(lua_State *L) {
     t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
   if (!t->multi)
     luaL_error(L, "attempt to use a closed faceswap client");
+  if (t->in_sink)
+    luaL_error(L, "attempt to use a faceswap client from inside its download's sink");
   if (t->pid != getpid())
     forked(L, t);
   return t;
@@ -489,6 +597,28 @@ static void unqueue(transport_t *t, transfer_t *x) {
       t->done_tail = prev;
   }
   x->queued = 0;
+}
+
+/* Ends a streamed download's part: closes its file and removes the temporary (unless it was
+ * renamed into place, or it is the parent process's), forgets its sink. */
+static void stream_end(lua_State *L, transfer_t *x) {
+  if (!x->streaming)
+    return;
+  if (x->stream_fd >= 0)
+    close(x->stream_fd);
+  x->stream_fd = -1;
+  if (x->tmp_path && !x->forked)
+    unlink(x->tmp_path);
+  free(x->tmp_path);
+  free(x->final_path);
+  free(x->sink_msg);
+  x->tmp_path = x->final_path = x->sink_msg = NULL;
+  if (x->streaming == 2) {
+    lua_pushlightuserdata(L, x);
+    lua_pushnil(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
+  x->streaming = 0;
 }
 
 /* Takes a transfer out of play, whatever its state, and puts its slot on the free list. */
@@ -526,13 +656,14 @@ static void transfer_free(transfer_t *x) {
   free(x);
 }
 
-static void transport_release(transport_t *t) {
+static void transport_release(lua_State *L, transport_t *t) {
   int i;
   if (t->multi) {
     CURLM *multi = t->multi;
     for (i = 0; i < t->nslots; i++) {
       if (t->slots[i]->state == SLOT_RUNNING)
         curl_multi_remove_handle(multi, t->slots[i]->easy);
+      stream_end(L, t->slots[i]);
       transfer_free(t->slots[i]);
     }
     t->multi = NULL; /* cleared before cleanup: a second close finds nothing to free */
@@ -563,9 +694,11 @@ static void transport_release(transport_t *t) {
  * connections closed. */
 static int transport_close(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
+  if (t->in_sink)
+    luaL_error(L, "attempt to close a faceswap client from inside its download's sink");
   if (t->multi && t->pid != getpid())
     forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
-  transport_release(t);
+  transport_release(L, t);
   return 0;
 }
 
@@ -790,6 +923,8 @@ static transfer_t *transfer_new(transport_t *t) {
   }
   x->owner = t;
   x->set_size = -1;
+  x->set_timeout_ms = t->timeout_ms;
+  x->stream_fd = -1;
   x->ct_node.data = x->ct_line;
   x->expect_node.data = (char *)"Expect:";
   x->expect_node.next = &x->ct_node;
@@ -868,9 +1003,13 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
   /* sent unless nothing of the request left this machine: libcurl counts request bytes once
    * per transfer, so a resend's failed connect still shows the first attempt's bytes */
   sent = x->refused_rewind || request_bytes > 0 || x->upload_pos > 0;
-  if (x->oversize || res == CURLE_FILESIZE_EXCEEDED)
+  if ((x->oversize || res == CURLE_FILESIZE_EXCEEDED) && x->limit > 0x7fffffff) {
+    char m[96]; /* past what %d holds: the fault's words, written out here */
+    snprintf(m, sizeof m, "answer larger than a download may be (%.0f bytes)", (double)x->limit);
+    fault_push(L, FAULT_OVERSIZE, sent, x->post, code, m);
+  } else if (x->oversize || res == CURLE_FILESIZE_EXCEEDED)
     fault_push(L, FAULT_OVERSIZE, sent, x->post, code, NULL,
-               x->limit == MAX_DOWNLOAD_BYTES ? "a download may be" : "max_response", (int)x->limit);
+               x->download ? "a download may be" : "max_response", (int)x->limit);
   else if (x->bad_framing)
     fault_push(L, FAULT_FRAMING, sent, x->post, code, NULL);
   else if (x->refused_rewind)
@@ -892,9 +1031,78 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     fault_push(L, FAULT_OTHER, sent, x->post, code, msg);
 }
 
+/* Pushes nil and the error of a streamed download that its file or sink stopped. */
+static void push_stream_error(lua_State *L, transfer_t *x, int err, long status) {
+  error_info info = {"invalid_request", 0, 1, 0, -1};
+  info.code = x->final_status ? (int)status : 0;
+  lua_pushnil(L);
+  if (x->sink_stop) {
+    info.kind = "cancelled";
+    if (x->sink_stop == 1)
+      lua_pushliteral(L, "download stopped by its sink (it returned false)");
+    else
+      lua_pushfstring(L, "download stopped by its sink: %s",
+                      x->sink_msg ? x->sink_msg : "not enough memory");
+  } else {
+    lua_pushfstring(L, "cannot write %s: %s", x->final_path, strerror(err));
+  }
+  error_push(L, &info, NULL, -1, 0);
+  lua_remove(L, -2);
+}
+
+/* A new temporary file beside `path` (its name with ".part-<pid>-<n>" added), made with
+ * O_EXCL so no other file is ever written over; NULL and errno set on failure. */
+static char *stream_open(const char *path, int *fd) {
+  static unsigned counter;
+  size_t len = strlen(path) + 48;
+  char *tmp;
+  int tries;
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the rename would fail: say so first */
+    errno = EISDIR;
+    return NULL;
+  }
+  tmp = (char *)malloc(len);
+  if (!tmp) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  for (tries = 0; tries < 100; tries++) {
+    snprintf(tmp, len, "%s.part-%ld-%u", path, (long)getpid(), ++counter);
+    *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (*fd >= 0)
+      return tmp;
+    if (errno != EEXIST)
+      break;
+  }
+  free(tmp);
+  return NULL;
+}
+
+/* A complete streamed file: flushed to disk, then renamed over the final name, so that name
+ * only ever holds a whole body. 0 and errno set on failure. */
+static int stream_commit(transfer_t *x) {
+  int fd = x->stream_fd;
+  x->stream_fd = -1;
+  if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return 0;
+  }
+  if (close(fd) != 0 || rename(x->tmp_path, x->final_path) != 0)
+    return 0;
+  free(x->tmp_path);
+  x->tmp_path = NULL; /* renamed: nothing to remove */
+  return 1;
+}
+
 /* Sets up and adds a transfer for the request at stack 2..5: method, then a path under
  * base_url (sent with the token) or a whole URL (a download: sent without it), content type
- * and body for a POST. Returns it, or NULL with nil and an error object pushed. */
+ * and body for a POST; and at 6, nil or the transfer's options: `timeout` (seconds, instead
+ * of the transport's), and for a download `max` (bytes), `path` (a file to stream the body
+ * to) or `sink` (a function called with each piece). Returns it, or NULL with nil and an
+ * error object pushed. */
 static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   const char *method = luaL_checkstring(L, 2);
   size_t plen;
@@ -902,11 +1110,43 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   /* a DELETE (delid, delall) may carry a form body; with one it goes like a POST */
   int del = strcmp(method, "DELETE") == 0, download = target[0] != '/';
   int post = strcmp(method, "POST") == 0 || (del && lua_type(L, 5) == LUA_TSTRING);
+  long timeout_ms = t->timeout_ms;
+  size_t limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
+  const char *path = NULL;
+  int sink = 0;
   transfer_t *x;
   CURL *e;
   struct curl_slist *headers;
   if (!post && !del && strcmp(method, "GET") != 0)
     luaL_error(L, "bad argument #1 to 'perform' (GET, POST or DELETE expected)");
+  if (!lua_isnoneornil(L, 6)) {
+    luaL_checktype(L, 6, LUA_TTABLE);
+    lua_getfield(L, 6, "timeout");
+    if (!lua_isnil(L, -1)) {
+      double v = lua_tonumber(L, -1);
+      luaL_argcheck(L, lua_type(L, -1) == LUA_TNUMBER && v >= 0.001 && v <= 1e9, 6,
+                    "timeout must be a number of seconds from 0.001 to 1e9");
+      timeout_ms = (long)(v * 1000);
+    }
+    lua_getfield(L, 6, "max");
+    if (!lua_isnil(L, -1)) {
+      double v = lua_tonumber(L, -1);
+      luaL_argcheck(L, download && lua_type(L, -1) == LUA_TNUMBER && v >= 1 && v <= 9007199254740992.0 &&
+                    (double)(size_t)v == v, 6, "max is for downloads: a whole number of bytes from 1");
+      limit = (size_t)v;
+    }
+    lua_getfield(L, 6, "path");
+    path = lua_tostring(L, -1);
+    luaL_argcheck(L, lua_isnil(L, -1) || (download && lua_type(L, -1) == LUA_TSTRING && *path), 6,
+                  "path is for downloads: a file name");
+    lua_getfield(L, 6, "sink");
+    sink = !lua_isnil(L, -1);
+    luaL_argcheck(L, !sink || (download && !path && lua_isfunction(L, -1)), 6,
+                  "sink is for downloads without a path: a function");
+    lua_remove(L, -4); /* the timeout and the max; the path (its string) and the sink stay */
+    lua_remove(L, -3);
+    sink = sink ? lua_gettop(L) : 0; /* the sink's index */
+  }
   if (download) {
     const char *why = url_problem(target, plen, 0);
     if (why || post || del) {
@@ -990,10 +1230,43 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     x->set_headers = headers;
   }
-  x->limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
+  x->limit = limit;
   if (x->limit != x->set_limit) {
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->limit);
     x->set_limit = x->limit;
+  }
+  if (timeout_ms < 1)
+    timeout_ms = 1;
+  if (timeout_ms != x->set_timeout_ms) {
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    x->set_timeout_ms = timeout_ms;
+  }
+  x->download = download;
+  x->received = 0;
+  x->stream_errno = x->sink_stop = 0;
+  if (sink) { /* the sink kept in the registry under the transfer */
+    lua_pushlightuserdata(L, x);
+    lua_pushvalue(L, sink);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    x->streaming = 2;
+  } else if (path) {
+    size_t len = strlen(path);
+    x->final_path = (char *)malloc(len + 1);
+    if (x->final_path)
+      memcpy(x->final_path, path, len + 1);
+    x->tmp_path = x->final_path ? stream_open(path, &x->stream_fd) : NULL;
+    x->streaming = 1;
+    if (!x->tmp_path) { /* nothing sent: the file cannot be made */
+      error_info info = {"invalid_request", 0, 0, 0, -1};
+      int err = x->final_path ? errno : ENOMEM;
+      lua_pushnil(L);
+      lua_pushfstring(L, "cannot write %s: %s", path, strerror(err));
+      error_push(L, &info, NULL, -1, 0);
+      lua_remove(L, -2);
+      stream_end(L, x);
+      release_slot(t, x);
+      return NULL;
+    }
   }
   x->upload_pos = 0;
   x->body.len = x->head.len = 0;
@@ -1007,6 +1280,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   {
     CURLMcode rc = curl_multi_add_handle(t->multi, e);
     if (rc != CURLM_OK) {
+      stream_end(L, x);
       release_slot(t, x);
       luaL_error(L, "curl_multi_add_handle failed: %s", curl_multi_strerror(rc));
     }
@@ -1021,15 +1295,34 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
 static int finish(lua_State *L, transport_t *t, transfer_t *x) {
   int n;
   long status = 0;
-  if (x->result == CURLE_OK && !x->no_memory && x->head_done) {
+  if (x->easy && !x->forked)
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (x->streaming && (x->sink_stop || x->stream_errno)) {
+    push_stream_error(L, x, x->stream_errno, status);
+    n = 2;
+  } else if (x->result == CURLE_OK && !x->no_memory && x->head_done && x->streaming) {
+    /* a streamed download: its size for a 2xx, whose file is renamed into place now; an
+     * error answer's body was not kept */
+    int ok = status >= 200 && status <= 299;
+    if (ok && x->streaming == 1 && !stream_commit(x)) {
+      push_stream_error(L, x, errno, status);
+      n = 2;
+    } else {
+      lua_pushinteger(L, status);
+      lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
+      if (ok)
+        lua_pushinteger(L, (lua_Integer)x->received);
+      else
+        lua_pushliteral(L, "");
+      n = 3;
+    }
+  } else if (x->result == CURLE_OK && !x->no_memory && x->head_done) {
     lua_pushinteger(L, status);
     lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
     lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
     n = 3;
   } else if ((x->oversize || x->result == CURLE_FILESIZE_EXCEEDED) && x->final_status &&
-             x->limit != MAX_DOWNLOAD_BYTES && (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE,
-                                                                  &status), status >= 300)) {
+             !x->download && status >= 300) {
     /* an error answer past max_response: its status decides its kind, as for any other (the
      * headers copied and the rest read before anything allocates) */
     size_t hlen, limit = x->limit;
@@ -1044,6 +1337,7 @@ static int finish(lua_State *L, transport_t *t, transfer_t *x) {
     push_transfer_error(L, x);
     n = 2;
   }
+  stream_end(L, x);
   release_slot(t, x);
   return n;
 }
@@ -1055,7 +1349,7 @@ static transfer_t *check_id(lua_State *L, transport_t *t, int arg) {
   return t->slots[id - 1];
 }
 
-/* transport:start(method, path_or_url, content_type, body) -> id | nil, err */
+/* transport:start(method, path_or_url, content_type, body, opts) -> id | nil, err */
 static int transport_start(lua_State *L) {
   transport_t *t = check_transport(L);
   transfer_t *x = start(L, t, 0);
@@ -1078,7 +1372,10 @@ static int transport_poll(lua_State *L) {
     wait = 86400;
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
-    CURLMcode rc = drive(t, wait);
+    CURLMcode rc;
+    t->L = L; /* for a sink */
+    rc = drive(t, wait);
+    t->L = NULL;
     if (rc != CURLM_OK)
       luaL_error(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
     if (t->done_head || wait <= 0 || faceswap_signal)
@@ -1122,11 +1419,12 @@ static int transport_cancel(lua_State *L) {
   transport_t *t = check_transport(L);
   transfer_t *x = check_id(L, t, 2);
   lua_pushboolean(L, may_have_sent(x));
+  stream_end(L, x);
   release_slot(t, x);
   return 1;
 }
 
-/* transport:perform(method, path_or_url, content_type, body) -> status, headers, body |
+/* transport:perform(method, path_or_url, content_type, body, opts) -> status, headers, body |
  * nil, err: start, drive until this transfer ends (others progress meanwhile), finish. */
 static int transport_perform(lua_State *L) {
   transport_t *t = check_transport(L);
@@ -1134,9 +1432,13 @@ static int transport_perform(lua_State *L) {
   if (!x)
     return 2;
   while (x->state == SLOT_RUNNING) {
-    CURLMcode rc = drive(t, 3600); /* libcurl's timer bounds every wait */
+    CURLMcode rc;
+    t->L = L; /* for a sink */
+    rc = drive(t, 3600); /* libcurl's timer bounds every wait */
+    t->L = NULL;
     if (rc != CURLM_OK) { /* this transfer's fate is unknown: dropped, and said so */
       int post = x->post;
+      stream_end(L, x);
       release_slot(t, x);
       lua_pushfstring(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
       fault_push(L, FAULT_OTHER, 1, post, 0, lua_tostring(L, -1));

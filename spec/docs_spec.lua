@@ -102,7 +102,7 @@ local TASK = [[
 local faceswap = require "faceswap"
 local client = faceswap.new {}
 local task = client:spawn(function()
-  local job = assert(client:wait(client:headshot("portrait of a knight"), { interval = 0.2 }))
+  local job = assert(client:headshot("portrait of a knight", { wait = { interval = 0.2 } }))
   return assert(client:download(job:urls()[1]))
 end)
 ]]

@@ -129,6 +129,13 @@ describe("docs/openresty.md #external", function()
     assert.matches("^completed " .. s.base_url:gsub("%p", "%%%0") .. "/attachments/%x+/1%.png[^\n]*\n$", body)
   end)
 
+  it("answers /portrait/wait with the headshot's own error when it fails (not a 500)", function()
+    s:script { action = "status", status = 401, body = '{"error":"Unauthorized","code":401}',
+               match = "^POST /headshot$" }
+    assert.same({ 502, "unauthorized (401): Unauthorized\n" },
+      { get("/portrait/wait?prompt=a%20dog&interval=0.05") })
+  end)
+
   it("serves requests side by side with the one shared client: each waits without blocking", function()
     s:config { job_seconds = 1 }
     local socks = {}

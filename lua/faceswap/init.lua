@@ -181,10 +181,12 @@ function M.new(opts)
     _sched = sched,
     _channel_of = authority.registry(sched),
     _retry = policy,
+    _retry_opts = opts.retry or nil, -- what a call's own `retry` option is merged over
     _channel = opts.channel,
     _reply_url = opts.reply_url,
     _encoding = encoding,
     _log = log,
+    _nginx = backend ~= nil, -- its transport takes no streaming download options
     _closed = false,
   }, client_mt)
 end
@@ -205,27 +207,151 @@ local function misuse(msg)
 end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
--- answer. `attempt` (1 when nil) is for the log.
-local function exchange(self, op, method, path, content_type, body, attempt)
+-- answer. `attempt` (1 when nil) is for the log; `xfer` (nil: none) the call's own transfer
+-- options for the transport (`timeout`).
+local function exchange(self, op, method, path, content_type, body, attempt, xfer)
   local logged = self._log and logs.request(self._log, method, path, body, attempt)
-  local status, headers, answer = self._sched:transfer(method, path, content_type, body)
+  local status, headers, answer = self._sched:transfer(method, path, content_type, body, xfer)
   if logged then logged(status, headers, answer) end
   if not status then return nil, headers end
   return read_response(op, status, headers, answer)
 end
 
--- The same, under the client's retry policy; the first call is made here, so a call that
--- succeeds at once pays nothing for the policy.
-local function call(self, op, method, path, content_type, body)
-  local policy = self._retry
+-- The same, under the retry policy (the call's own when `o`, its checked options, has one,
+-- else the client's); the first call is made here, so a call that succeeds at once pays
+-- nothing for the policy.
+local function call(self, op, method, path, content_type, body, o)
+  local policy, xfer = self._retry, nil
+  if o then policy, xfer = o.policy, o.transfer end
   local started = policy and policy.deadline and M.now()
-  local job, err = exchange(self, op, method, path, content_type, body, 1)
+  local job, err = exchange(self, op, method, path, content_type, body, 1, xfer)
   if job or not policy or not retry.retryable(err) then return job, err end
   local attempt = 1
   return retry.run(function()
     attempt = attempt + 1
-    return exchange(self, op, method, path, content_type, body, attempt)
+    return exchange(self, op, method, path, content_type, body, attempt, xfer)
   end, policy, nil, err, started, method .. " " .. path)
+end
+
+-- == Per-call options: one trailing table on every command method. ==
+
+-- The options each kind of method takes: `timeout` and `retry` everywhere; `channel` where
+-- the command has the common params; `wait` where the answer is a job to wait for.
+local TAKES = {
+  job = { timeout = true, retry = true, channel = true, wait = true },
+  blocking = { timeout = true, retry = true, channel = true },
+  plain = { timeout = true, retry = true },
+  download = { timeout = true, retry = true, path = true, sink = true, max = true },
+}
+local JOB_COMMANDS_TEXT -- "changebg, headshot, picsi", from the command table (below)
+
+-- What a call's options may not say, raised at the line that called the method (level 4
+-- from here: bad_option, call_options, the method, its caller).
+local function bad_option(name, arg, why)
+  error("bad argument #" .. arg .. " to '" .. name .. "' (" .. why .. ")", 4)
+end
+
+local check_wait_options -- (below, with wait)
+
+-- Checks a call's options table, argument `arg` of method `name` (of kind `kind`, a key of
+-- TAKES; `params` its params, to compare channels). Returns what call() and the method use:
+-- `policy` (the retry policy: the call's `retry` merged over the client's, nil for none),
+-- `transfer` (options for the transport: `timeout`, and a download's `max`, `path`, `sink`),
+-- `wait` (the wait options, when the call is to wait for its job), `channel`.
+local function call_options(self, name, opts, arg, kind, params)
+  if type(opts) ~= "table" then
+    bad_option(name, arg, "table of options expected, got " .. type(opts))
+  end
+  local takes = TAKES[kind]
+  local o = { policy = self._retry }
+  for key, value in pairs(opts) do
+    if not takes[key] then
+      if key == "wait" then
+        bad_option(name, arg, "option 'wait' is only for the commands that start a job (" ..
+          JOB_COMMANDS_TEXT .. ")")
+      elseif key == "channel" and (name == "account" or name == "delete_account") then
+        bad_option(name, arg, "option 'channel': the channel is argument #1")
+      elseif key == "channel" and name == "add_account" then
+        bad_option(name, arg, "option 'channel': the channel is params.channel")
+      end
+      bad_option(name, arg, "unknown option '" .. tostring(key) .. "'")
+    elseif key == "timeout" then
+      if type(value) ~= "number" or value ~= value or value < 0.001 or value > 1e9 then
+        bad_option(name, arg, "option 'timeout' must be a number of seconds from 0.001 to 1e9")
+      end
+      o.transfer = o.transfer or {}
+      o.transfer.timeout = value
+    elseif key == "retry" then
+      if value == false then
+        o.policy = nil
+      elseif type(value) ~= "table" then
+        bad_option(name, arg, "option 'retry' must be a table or false, got " .. type(value))
+      else
+        local merged = {}
+        for k, v in pairs(self._retry_opts or {}) do merged[k] = v end
+        for k, v in pairs(value) do merged[k] = v end
+        local ok, policy = pcall(retry.options, merged, name, arg)
+        if not ok then error((tostring(policy):gsub("^[^\n]-:%d+: ", "", 1)), 3) end
+        policy.sleep = policy.sleep or M.sleep
+        policy.log = self._log
+        o.policy = policy
+      end
+    elseif key == "channel" then
+      local ok, problem = pcall(build_headshot, "check", self._encoding, value)
+      if not ok then
+        bad_option(name, arg, "option 'channel': " .. tostring(problem):match("%((.*)%)$"))
+      end
+      local own = type(params) == "table" and params.channel or nil
+      if own ~= nil and own ~= value then
+        bad_option(name, arg, "option 'channel' and params.channel differ")
+      end
+      o.channel = value
+    elseif key == "wait" then
+      if type(value) == "table" then
+        local ok, problem = pcall(check_wait_options, value, 1)
+        if not ok then
+          bad_option(name, arg, "option 'wait': " .. tostring(problem):match("%((.*)%)$"))
+        end
+        o.wait = value
+      elseif value == true then
+        o.wait = {}
+      elseif value ~= false then
+        bad_option(name, arg, "option 'wait' must be true, false or a table of wait " ..
+          "options, got " .. type(value))
+      end
+    elseif key == "path" then
+      if type(value) ~= "string" or value == "" then
+        bad_option(name, arg, "option 'path' must be a file name")
+      end
+      o.transfer = o.transfer or {}
+      o.transfer.path = value
+    elseif key == "sink" then
+      if type(value) ~= "function" then
+        bad_option(name, arg, "option 'sink' must be a function, got " .. type(value))
+      end
+      o.transfer = o.transfer or {}
+      o.transfer.sink = value
+    else -- max
+      if type(value) ~= "number" or value < 1 or value % 1 ~= 0 or value > 2 ^ 53 then
+        bad_option(name, arg, "option 'max' must be a whole number of bytes from 1")
+      end
+      o.transfer = o.transfer or {}
+      o.transfer.max = value
+    end
+  end
+  if o.transfer and o.transfer.path and o.transfer.sink then
+    bad_option(name, arg, "options 'path' and 'sink' exclude each other")
+  end
+  return o
+end
+
+local wait_for -- (below, with client:wait)
+
+-- What a job command returns: its answer, or (with the `wait` option) the job once it has
+-- ended, the polls under the call's timeout.
+local function answer(self, o, job, err)
+  if not (job and o and o.wait) then return job, err end
+  return wait_for(self, job, o.wait, o.transfer)
 end
 
 --- A client, made by @{new}. Its methods block outside a task; inside one of its tasks (see
@@ -236,25 +362,31 @@ end
 --- Starts a headshot job (POST /headshot).
 -- @tparam string|table params the prompt, or a table: `prompt` (required), `channel`,
 -- `replyUrl`, `replyRef` (at most 1024 characters each), `options`
--- @treturn[1] objects.job the job, `status` `"started"`
+-- @tparam[opt] table opts this call's options: `timeout` (seconds per attempt), `retry` (retry
+-- options merged over the client's, or false), `channel` (this call's default channel),
+-- `wait` (true, or the options of @{client:wait}: return the job once it has ended)
+-- @treturn[1] objects.job the job, `status` `"started"` (with `wait`: once it has ended)
 -- @return[2] nil
 -- @treturn[2] objects.error what went wrong; a request the server would refuse with 400 fails
 -- before anything is sent, with the server's own text
-function client:headshot(params)
+function client:headshot(params, opts)
   -- the checks of check_client and build inline: a round trip makes no call it can spare
   if getmetatable(self) ~= client_mt or self._closed then check_client(self, "headshot") end
+  local o = opts ~= nil and call_options(self, "headshot", opts, 2, "job", params) or nil
   local ok, method, path, content_type, body = pcall(build_headshot, params, self._encoding,
-    self._channel, self._reply_url)
+    o and o.channel or self._channel, self._reply_url)
   if not ok then misuse(method) end
   if not method then return nil, path end
-  return call(self, "headshot", method, path, content_type, body)
+  if not o then return call(self, "headshot", method, path, content_type, body) end
+  return answer(self, o, call(self, "headshot", method, path, content_type, body, o))
 end
 
 -- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
 -- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
 -- that called client:job or client:cancel, through their tail call), but one inside a job the
--- server sent is the server's doing, and comes back as bad_response.
-local function get(self, op, target, with_retry, level)
+-- server sent is the server's doing, and comes back as bad_response. `o`: the call's options
+-- (with_retry), or its transfer options (without).
+local function get(self, op, target, with_retry, level, o)
   local ok, method, path = pcall(build_get, op, target)
   if not ok then
     local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
@@ -266,29 +398,34 @@ local function get(self, op, target, with_retry, level)
     }
   end
   if not method then return nil, path end
-  return (with_retry and call or exchange)(self, op, method, path)
+  if with_retry then return call(self, op, method, path, nil, nil, o) end
+  return exchange(self, op, method, path, nil, nil, 1, o)
 end
 
 --- Fetches a job (GET /jobs/?jobid=).
 -- @tparam string|objects.job jobid the jobid, or a job
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] objects.job the job as the server has it now
 -- @return[2] nil
 -- @treturn[2] objects.error
-function client:job(jobid)
+function client:job(jobid, opts)
   check_client(self, "job")
+  local o = opts ~= nil and call_options(self, "job", opts, 2, "plain") or nil
   -- not a tail call, so that misuse points at the caller on 5.1 too (its tail calls leave no line)
-  local job, err = get(self, "job", jobid, true, 3)
+  local job, err = get(self, "job", jobid, true, 3, o)
   return job, err
 end
 
 --- Cancels a job (GET /jobs/cancel/?jobid=).
 -- @tparam string|objects.job jobid the jobid, or a job
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] objects.job the job, `status` `"cancelled"`
 -- @return[2] nil
 -- @treturn[2] objects.error
-function client:cancel(jobid)
+function client:cancel(jobid, opts)
   check_client(self, "cancel")
-  local job, err = get(self, "cancel", jobid, true, 3)
+  local o = opts ~= nil and call_options(self, "cancel", opts, 2, "plain") or nil
+  local job, err = get(self, "cancel", jobid, true, 3, o)
   return job, err
 end
 
@@ -308,6 +445,8 @@ end
 -- (docs/commands.md).
 -- @function client:saveid
 -- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -317,6 +456,8 @@ end
 -- (docs/commands.md).
 -- @function client:swapid
 -- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the swapped image in `attachments`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -326,6 +467,8 @@ end
 -- (docs/commands.md).
 -- @function client:listid
 -- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the names in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -335,6 +478,8 @@ end
 -- (docs/commands.md).
 -- @function client:setid
 -- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -344,6 +489,8 @@ end
 -- (docs/commands.md).
 -- @function client:delid
 -- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -353,6 +500,8 @@ end
 -- (docs/commands.md).
 -- @function client:delall
 -- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the bot's reply in `content`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -362,6 +511,8 @@ end
 -- (docs/commands.md).
 -- @function client:inswapper
 -- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the image in `attachments`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -371,6 +522,8 @@ end
 -- (docs/commands.md).
 -- @function client:picsi
 -- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -380,18 +533,22 @@ end
 -- (docs/commands.md).
 -- @function client:changebg
 -- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
+-- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
+-- @{client:headshot})
 -- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
 -- @return[2] nil
 -- @treturn[2] objects.error
 
 --- The ids of the jobs running now (GET /jobs).
 -- @function client:jobs
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] {string,...} the jobids
 -- @return[2] nil
 -- @treturn[2] objects.error
 
 --- Every configured account (GET /account).
 -- @function client:accounts
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
 -- total, used}}`
 -- @return[2] nil
@@ -400,6 +557,7 @@ end
 --- One account (GET /account/<channel>).
 -- @function client:account
 -- @tparam string channel
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -408,6 +566,7 @@ end
 -- @function client:add_account
 -- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
 -- required
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] boolean true
 -- @return[2] nil
 -- @treturn[2] objects.error
@@ -415,30 +574,55 @@ end
 --- Removes an account's configuration (DELETE /account/<channel>).
 -- @function client:delete_account
 -- @tparam string channel
+-- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
 -- @treturn[1] boolean true
 -- @return[2] nil
 -- @treturn[2] objects.error
 
 M.commands = core.commands()
 
+do
+  local names = {}
+  for _, cmd in ipairs(M.commands) do
+    if cmd.mode == "job" or cmd.mode == "either" then names[#names + 1] = cmd.name end
+  end
+  table.sort(names)
+  JOB_COMMANDS_TEXT = table.concat(names, ", ")
+end
+
+-- Every command's method: `client:name(params, opts)`; the commands that take no params at
+-- all (jobs, accounts) take only the options, `client:jobs(opts)`.
 for _, cmd in ipairs(M.commands) do
   local name = cmd.name
   local blocking = cmd.mode == "blocking" or cmd.mode == "either"
-  client[name] = client[name] or function(self, params)
+  local kind = (cmd.mode == "job" or cmd.mode == "either") and "job" or
+    cmd.common and "blocking" or "plain"
+  local no_params = not cmd.common and not cmd.path_channel and #cmd.fields == 0
+  client[name] = client[name] or function(self, params, opts)
     check_client(self, name)
+    if no_params then
+      if opts ~= nil then
+        error("bad argument #2 to '" .. name .. "' (" .. name .. " takes no params: its " ..
+          "options are argument #1)", 2)
+      end
+      params, opts = nil, params
+    end
+    local o = opts ~= nil and call_options(self, name, opts, no_params and 1 or 2, kind,
+      params) or nil
     local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
-      self._channel, self._reply_url)
+      o and o.channel or self._channel, self._reply_url)
     if not ok then error(method, 2) end
     if not method then return nil, path end
-    if not blocking then return call(self, name, method, path, content_type, body) end
+    if not blocking then return answer(self, o, call(self, name, method, path, content_type, body, o)) end
     -- held alone, and released whatever happens (a log function or on_retry that raises)
-    return self._channel_of(channel):exclusive(call, self, name, method, path, content_type, body)
+    return answer(self, o, self._channel_of(channel):exclusive(call, self, name, method, path,
+      content_type, body, o))
   end
 end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
 
-local function check_wait_options(opts, level)
+function check_wait_options(opts, level)
   for name, value in pairs(opts) do
     if name == "on_update" or name == "on_error" then
       if type(value) ~= "function" then
@@ -475,14 +659,36 @@ end
 -- @return[2] nil
 -- @treturn[2] objects.error kind `timeout` (with `err.job` the last job seen and `err.last_error`)
 -- or the error that ended it
+-- @raise on bad options, and on a nil target without an error object:
+-- `client:wait(client:headshot(p), opts)` has lost the headshot's error (pass `{wait = opts}`
+-- to the call instead)
 function client:wait(target, opts)
   check_client(self, "wait")
   if target == nil and M.type(opts) == "error" then return nil, opts end
+  if target == nil then
+    -- client:wait(client:headshot(p), {...}): a call that is not last in an argument list
+    -- gives only its first value, so the headshot's error is gone by now
+    error("bad argument #1 to 'wait' (jobid or job expected, got nil: to keep a failed " ..
+      "call's error, pass { wait = ... } to the call itself, or check its result first)", 2)
+  end
   opts = opts or {}
   if type(opts) ~= "table" then
     error("bad argument #2 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
   end
   check_wait_options(opts, 3)
+  if M.type(target) ~= "job" and type(target) ~= "string" then
+    error("bad argument #1 to 'wait' (jobid or job expected, got " .. type(target) .. ")", 2)
+  elseif type(target) == "string" then
+    local ok, problem = pcall(build_get, "job", target) -- misuse is reported as wait's
+    if not ok then error((tostring(problem):gsub("^.-bad argument #1 to 'job'", "bad argument #1 to 'wait'")), 2) end
+  end
+  local job, err = wait_for(self, target, opts)
+  return job, err
+end
+
+-- The loop of client:wait, for a target and options already checked; `xfer`: the transfer
+-- options of each poll (a call's own `timeout`), nil for the client's.
+function wait_for(self, target, opts, xfer)
   local interval = opts.interval or wait_defaults.interval
   local max_interval = math.max(opts.max_interval or wait_defaults.max_interval, interval)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
@@ -493,19 +699,15 @@ function client:wait(target, opts)
     last, jobid = target, target.jobid
     -- a blocking command's finished result (picsi's, for one) has no status to wait for
     if last:done() or last.status == nil then return last end
-  elseif type(target) == "string" then
-    jobid = target
-    local ok, problem = pcall(build_get, "job", jobid) -- misuse is reported as wait's
-    if not ok then error((tostring(problem):gsub("^.-bad argument #1 to 'job'", "bad argument #1 to 'wait'")), 2) end
   else
-    error("bad argument #1 to 'wait' (jobid or job expected, got " .. type(target) .. ")", 2)
+    jobid = target
   end
   local delay = last and interval or 0
   failures = 0
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
-    local job, err = get(self, "job", target) -- this loop is the retry policy
+    local job, err = get(self, "job", target, false, nil, xfer) -- this loop is the retry policy
     if job then
       failures = 0
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
@@ -532,39 +734,94 @@ function client:wait(target, opts)
   end
 end
 
+-- What a download's sink said to stop: a `cancelled` error.
+local function sink_stopped(why)
+  return core.error { kind = "cancelled", sent = true, retryable = false,
+    error = "download stopped by its sink" .. why }
+end
+
+-- Writes a whole body to `path` through a temporary file in the same directory, renamed into
+-- place: what a download to a file does where the transport cannot stream (inside nginx).
+local function write_whole(path, body)
+  local tmp = string.format("%s.part-%d-%d", path, os.time(), math.random(1e9))
+  local f, why = io.open(tmp, "wb")
+  local ok = f and f:write(body) and f:close()
+  if f and not ok then why = "cannot write " .. tmp; f:close() end
+  if ok then ok, why = os.rename(tmp, path) end
+  if ok then return #body end
+  os.remove(tmp)
+  return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
+    error = "cannot write " .. path .. ": " .. tostring(why) }
+end
+
 --- Downloads a result.
--- client:download(url): the bytes at an attachment URL, or nil, err. The token is not sent
--- (the URL is not the API's); https only, or plain http to a loopback host.
+-- client:download(url[, opts]): the bytes at an attachment URL, or nil, err. The token is not
+-- sent (the URL is not the API's); https only, or plain http to a loopback host. With
+-- `path`, the body goes to a temporary file in the same directory as it arrives, renamed to
+-- `path` once complete (on any failure it is removed and `path` is left as it was); with
+-- `sink`, each piece goes to `sink(chunk)` as it arrives, in order (`false` or an error from
+-- the sink stops the transfer: a `cancelled` error). Neither holds the body in memory.
 -- @tparam string url an attachment URL (`job:urls()`)
--- @treturn[1] string the bytes
+-- @tparam[opt] table opts `path` (a file name) or `sink` (a function), `max` (bytes, default
+-- 64 MiB: a larger body is `bad_response`), and this call's `timeout` and `retry` (as for
+-- @{client:headshot}; a sink that has had a piece is never retried)
+-- @treturn[1] string|integer the bytes, or with `path` or `sink` their number
 -- @return[2] nil
 -- @treturn[2] objects.error
-function client:download(url)
+function client:download(url, opts)
   check_client(self, "download")
   if type(url) ~= "string" then
     error("bad argument #1 to 'download' (absolute URL expected, got " .. type(url) .. ")", 2)
   end
+  local o = opts ~= nil and call_options(self, "download", opts, 2, "download") or nil
   if not url:find("^%a[%w+.-]*://") then -- URLs come from the server: its mistake is no raise
     return nil, core.error { kind = "invalid_request", sent = false, retryable = false,
       error = string.format("refused to fetch %q (not an absolute URL)", url:sub(1, 60)) }
   end
+  local policy, xfer = self._retry, nil
+  if o then policy, xfer = o.policy, o.transfer end
+  local path, sink = xfer and xfer.path, xfer and xfer.sink
+  local delivered = false -- a piece went to the sink: the download cannot start again
+  if sink then
+    xfer = { timeout = xfer.timeout, max = xfer.max, sink = function(chunk)
+      delivered = true
+      return sink(chunk)
+    end }
+  end
+  local whole = (path or sink) and self._nginx -- nginx's transport hands over whole bodies
+  if whole then xfer = { timeout = xfer.timeout, max = xfer.max } end
   local attempt = 0
   local function once()
     attempt = attempt + 1
     local logged = self._log and logs.request(self._log, "GET", url, nil, attempt)
-    local status, headers, body = self._sched:transfer("GET", url)
-    if logged then logged(status, headers, body) end
-    if not status then return nil, headers end
-    if status >= 200 and status < 300 then return body end
+    local status, headers, body = self._sched:transfer("GET", url, nil, nil, xfer)
+    if logged then logged(status, headers, type(body) == "string" and body or nil) end
+    if not status then
+      if delivered then headers.retryable = false end
+      return nil, headers
+    end
+    if status >= 200 and status < 300 then
+      if not whole then return body end
+      if xfer.max and #body > xfer.max then
+        return nil, core.error { kind = "bad_response", code = status, sent = true,
+          retryable = false, error = "answer larger than a download may be (" .. xfer.max ..
+            " bytes)" }
+      end
+      if path then return write_whole(path, body) end
+      local ok, more = pcall(sink, body)
+      if not ok then return nil, sink_stopped(": " .. tostring(more)) end
+      if more == false then return nil, sink_stopped(" (it returned false)") end
+      return #body
+    end
     return nil, core.error { -- as for API calls: 3xx (never followed) and 5xx are server
       kind = status == 404 and "not_found" or (status >= 500 or status < 400) and "server" or
         "bad_response",
       code = status, error = "download failed with HTTP " .. status, sent = true,
-      retryable = status >= 500,
+      retryable = status >= 500 and not delivered,
     }
   end
-  if not self._retry then return once() end
-  return retry.run(once, self._retry, nil, nil, nil, logs.request_name("GET", url))
+  if not policy then return once() end
+  return retry.run(once, policy, nil, nil, nil, logs.request_name("GET", url))
 end
 
 --

@@ -37,9 +37,11 @@ local CHECKS = {
 }
 
 -- Checks opts and returns them merged over the defaults. `where` names the caller for the
--- error message ("retry" or "new"), `option` is set when opts is a client's `retry` option.
+-- error message ("retry" or "new"), `option` is set when opts is a `retry` option: true for
+-- a client's (argument #1 of new), or the number of the argument (a call's options table).
 function M.options(opts, where, option)
-  local prefix = "bad argument #" .. (option and "1" or "2") .. " to '" .. where .. "' (" ..
+  local arg = option == true and 1 or option or 2
+  local prefix = "bad argument #" .. arg .. " to '" .. where .. "' (" ..
     (option and "option 'retry': " or "")
   if type(opts) ~= "table" then
     error(prefix .. "table expected, got " .. type(opts) .. ")", 3)

@@ -418,17 +418,17 @@ local function reached(status, err)
 end
 
 -- Inside a task: starts the transfer and yields until it ends. Outside (or where the task
--- cannot yield): blocks on it.
-function Scheduler:transfer(method, target, content_type, body)
+-- cannot yield): blocks on it. `opts`: the transfer's own options (the transport's).
+function Scheduler:transfer(method, target, content_type, body, opts)
   local transport = self.transport
   local t = running[coroutine.running()]
   if t and t._sched ~= self then t = nil end
   if not (t and can_yield()) then
-    local status, headers, answer = transport:perform(method, target, content_type, body)
+    local status, headers, answer = transport:perform(method, target, content_type, body, opts)
     if t and reached(status, headers) then t._sent = true end
     return status, headers, answer
   end
-  local id, err = transport:start(method, target, content_type, body)
+  local id, err = transport:start(method, target, content_type, body, opts)
   if not id then return nil, err end
   coroutine.yield(TRANSFER, id)
   local status, headers, answer = transport:finish(id)

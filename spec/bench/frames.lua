@@ -39,8 +39,8 @@ local function spawn()
   spawned = spawned + 1
   local i = spawned
   client:spawn(function()
-    local job, err = client:wait(client:headshot("frame budget " .. i),
-      { interval = 0.5, max_interval = 0.5, timeout = 600 })
+    local job, err = client:headshot("frame budget " .. i,
+      { wait = { interval = 0.5, max_interval = 0.5, timeout = 600 } })
     local image
     if job and job.status == "completed" then image, err = client:download(job:urls()[1]) end
     if image and image:sub(1, #PNG) == PNG then

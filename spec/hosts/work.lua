@@ -29,8 +29,8 @@ function M.start(faceswap)
   for i = 1, tonumber(os.getenv("HOST_JOBS") or "3") do
     client:spawn(function()
       local prompt = i == 1 and os.getenv("HOST_PROMPT_1") or "host portrait " .. i
-      local job, err = client:wait(client:headshot(prompt),
-        { interval = 0.2, max_interval = 0.2, timeout = 60 })
+      local job, err = client:headshot(prompt,
+        { wait = { interval = 0.2, max_interval = 0.2, timeout = 60 } })
       if not job then
         results[i] = "error " .. tostring(err)
         return
