@@ -182,6 +182,8 @@ function M.new(opts)
     _encoding = encoding,
     _locks = {},
     _log = log,
+    -- a server or proxy that echoes the token gets it replaced in the error's text
+    _redact = function(e) return logs.redact_error(e, { token }) end,
     _closed = false,
   }, client_mt)
 end
@@ -207,8 +209,10 @@ local function exchange(self, op, method, path, content_type, body, attempt)
   local logged = self._log and logs.request(self._log, method, path, body, attempt)
   local status, headers, answer = self._sched:transfer(method, path, content_type, body)
   if logged then logged(status, headers, answer) end
-  if not status then return nil, headers end
-  return read_response(op, status, headers, answer)
+  if not status then return nil, self._redact(headers) end
+  local value, err = read_response(op, status, headers, answer)
+  if err ~= nil then self._redact(err) end
+  return value, err
 end
 
 -- The same, under the client's retry policy; the first call is made here, so a call that
@@ -470,7 +474,13 @@ for _, cmd in ipairs(M.commands) do
       self._channel, self._reply_url)
     if not ok then error(method, 2) end
     if not method then return nil, path end
-    if not blocking then return call(self, name, method, path, content_type, body) end
+    if not blocking then
+      if type(params) ~= "table" or type(params.discord) ~= "string" then
+        return call(self, name, method, path, content_type, body)
+      end
+      local result, err = call(self, name, method, path, content_type, body) -- add_account
+      return result, err and logs.redact_error(err, { params.discord })
+    end
     local key = channel or NO_CHANNEL
     lock_channel(self, key)
     local result, err = call(self, name, method, path, content_type, body)
