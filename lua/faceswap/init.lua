@@ -717,7 +717,7 @@ local function check_batch(list, opts)
       if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
         error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
       end
-    elseif name == "on_update" or name == "stop" then
+    elseif name == "on_update" or name == "stop" or name == "on_send" then
       if type(value) ~= "function" then
         error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
       end
@@ -782,7 +782,9 @@ end
 -- `{command = "changebg", image = ..., a_background_photo_of = ...}`
 -- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
 -- return the started jobs), `on_update(i, job_or_err)`, `channels` (an array of channel ids,
--- or `"all"`), `stop`
+-- or `"all"`), `stop`, `on_send(i, attempt)` (called just before each request of item i
+-- leaves, in its task; returning `false, message` keeps it from being sent: the item ends
+-- with a `cancelled` error, `sent = false`, of that message)
 -- @treturn table `[i]` the job of `list[i]`, or its error object (nil and an error object
 -- when `channels = "all"` and the accounts cannot be listed)
 function client:batch(list, opts)
@@ -805,6 +807,7 @@ function client:batch(list, opts)
   end
   local sched, policy = self._sched, self._retry or NO_RETRY
   local on_update = opts.on_update or function() end
+  local on_send = opts.on_send
   local wait_opts = opts.wait
   if wait_opts == nil or wait_opts == true then wait_opts = {} end
   local follow = wait_opts ~= false
@@ -904,7 +907,15 @@ function client:batch(list, opts)
       q = enter(own)
       attempt = attempt + 1
       local _, m, p, content_type, body = request(q)
-      local job, err = exchange(self, op, m, p, content_type, body, attempt)
+      local job, err
+      local go, why = true, nil
+      if on_send then go, why = on_send(i, attempt) end
+      if go == false then -- the caller could not record the request: it is not sent
+        err = core.error { kind = "cancelled", sent = false, retryable = false,
+                           error = tostring(why or "not sent (on_send said no)") }
+      else
+        job, err = exchange(self, op, m, p, content_type, body, attempt)
+      end
       q.posting = q.posting - 1
       if job then
         if follow then q.running = q.running + 1 end
