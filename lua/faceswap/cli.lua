@@ -28,8 +28,9 @@ commands:
   job JOBID         show a job
   wait JOBID        wait until a job has ended, then show it
   cancel JOBID      cancel a job
-  batch FILE|-      a headshot for each line of FILE (- for stdin), each waited for;
-                    prints one line per prompt: JOBID STATUS FILES...
+  batch FILE|-      a headshot for each line of FILE (- for stdin; blank lines and lines
+                    starting with # skipped), each waited for; prints one line per prompt:
+                    JOBID STATUS FILES...
 %s
 options:
   --channel ID      Discord channel of the account to use (headshot and the commands
@@ -47,8 +48,9 @@ options:
   --options FLAGS   the command's options field (picsi, changebg)
   --server ID       the account's Discord server (account add)
   --yes             confirm delall
-  --state FILE      batch: record each submitted job in FILE as its answer arrives; a rerun
-                    with the same FILE waits for those and submits only the rest. Ctrl-C
+  --state FILE      batch: record each headshot in FILE before it is sent and as its answer
+                    arrives (on disk at once; one batch at a time per FILE); a rerun with the
+                    same FILE waits for the jobs submitted and submits only the rest. Ctrl-C
                     stops submitting and lists the jobs submitted (exit status 130)
   --resubmit-unknown  batch --state: submit again the prompts whose headshot may or may not
                     have reached the server (by default they are listed, not resubmitted)
@@ -58,7 +60,8 @@ options:
 
 environment: USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else
              the first line of standard input: a token is never taken from the command line)
-exit status: 0 success, 1 API, network or job failure, 2 usage error
+exit status: 0 success, 1 API, network or job failure, 2 usage error (or --state FILE in
+             use by another batch), 130 a batch stopped by Ctrl-C
 ]]
 
 local HINT = "Try 'faceswap --help' for usage."
