@@ -239,3 +239,39 @@ describe("batch --state", function()
     end)
   end)
 end)
+
+describe("faceswap.ledger", function()
+  local ledger = require "faceswap.ledger"
+  local tmp
+  before_each(function() tmp = capture("mktemp -d"):gsub("\n$", "") end)
+  after_each(function() os.execute("rm -rf " .. quote(tmp)) end)
+
+  it("appends whole records, reads them back, and has one writer at a time", function()
+    local path = tmp .. "/state"
+    local book = assert(ledger.open(path))
+    assert.is_true(book:write { state = "sending", line = 2, prompt = "two", attempt = 1 })
+    assert.is_true(book:write { state = "submitted", line = 2, prompt = "two", jobid = "abc" })
+    -- a second opener, even in this process, is refused while the first holds the file
+    assert.same({ nil, path .. ": in use by another process (locked)", "locked" }, { ledger.open(path) })
+    local records = assert(book:load { [2] = "two" })
+    assert.same({ state = "submitted", line = 2, prompt = "two", jobid = "abc", n = 2 }, records[2])
+    book:close()
+    book:close() -- twice is harmless
+    -- a last line a crash cut short is left out; another batch's record is refused
+    local f = assert(io.open(path, "ab"))
+    f:write('{"state":"done","line":2,"pro')
+    f:close()
+    book = assert(ledger.open(path))
+    assert.equal("submitted", assert(book:load { [2] = "two" })[2].state)
+    assert.same({ nil, path .. ":1: not a record of this batch's prompts (line 2 of the prompts differs)" },
+      { book:load { [2] = "other" } })
+    book:close()
+    collectgarbage()
+  end)
+
+  it("refuses what is not a regular file, and a name with a NUL byte", function()
+    assert.same({ nil, "/dev/null: not a regular file", "not_regular" }, { ledger.open("/dev/null") })
+    assert.same({ nil, tmp .. ": Is a directory", "error" }, { ledger.open(tmp) })
+    assert.same({ nil, "a file name cannot contain a NUL byte", "error" }, { ledger.open(tmp .. "/a\0b") })
+  end)
+end)
