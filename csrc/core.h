@@ -9,7 +9,7 @@
  *   error.c     error objects
  *   fault.c     the faults of a transfer: kind, retryable and words, for both transports
  *   transport_curl.c  the libcurl transport (the only file that does network I/O)
- *   files.c     isatty and exclusive file creation, for the command line
+ *   files.c     isatty, exclusive file creation, the locked append file, for the command line
  *   signals.c   SIGINT/SIGTERM as a flag, for the command line's batch
  *   module.c    luaopen_faceswap_core: wires the above into one Lua table */
 #ifndef FACESWAP_CORE_H
@@ -159,6 +159,7 @@ int core_read_unread(lua_State *L);
 /* files.c */
 int core_isatty(lua_State *L);
 int core_write_new(lua_State *L);
+int core_open_append(lua_State *L);
 
 /* signals.c */
 #include <signal.h>

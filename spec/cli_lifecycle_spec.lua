@@ -4,6 +4,7 @@
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 local shell = require "spec.support.shell"
+local cjson = require "cjson"
 local quote, capture, read = shell.quote, shell.capture, shell.read
 
 local TOKEN = "test-token"
@@ -14,6 +15,23 @@ local function write(path, data)
   local f = assert(io.open(path, "wb"))
   f:write(data)
   f:close()
+end
+
+-- The records of a state file, in order (one JSON object a line).
+local function records_of(path)
+  local out = {}
+  for line in (read(path) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+  return out
+end
+
+-- Line of the batch file -> the last record of that item; and how many records have `state`.
+local function last_records(path)
+  local by_line, count = {}, {}
+  for _, r in ipairs(records_of(path)) do
+    by_line[r.line] = r
+    count[r.state] = (count[r.state] or 0) + 1
+  end
+  return by_line, count
 end
 
 local function sorted_lines(text)
@@ -70,14 +88,16 @@ describe("command line lifecycle #lua_only", function()
     local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
     write(prompts, "first\nsecond\n\nthird\nfourth\nfifth\n")
     local p = start { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
-    assert(sim.wait_for(function() return #sorted_lines(read(state)) == 2 end, 30))
+    assert(sim.wait_for(function() return (select(2, last_records(state)).submitted or 0) == 2 end, 30))
     assert(compat.execute("kill -INT " .. p.pid))
     local code, out, err = p.finish()
     assert.equal(130, code)
     assert.equal("", out)
-    local records = sorted_lines(read(state))
-    local j1 = assert(records[1]:match("^submitted\t1\t(%x+)\tfirst$"), records[1])
-    local j2 = assert(records[2]:match("^submitted\t2\t(%x+)\tsecond$"), records[2])
+    local last = last_records(state)
+    assert.same({ state = "submitted", line = 1, prompt = "first", jobid = last[1].jobid }, last[1])
+    assert.same({ state = "submitted", line = 2, prompt = "second", jobid = last[2].jobid }, last[2])
+    local j1, j2 = last[1].jobid, last[2].jobid
+    assert.matches("^%x+$", j1)
     assert.truthy(err:find("faceswap: interrupted: stopped submitting; 2 submitted job(s) go on " ..
       "upstream (billed); follow each with:\n" ..
       "faceswap:   line 1: faceswap wait " .. j1 .. "\n" ..
@@ -92,6 +112,8 @@ describe("command line lifecycle #lua_only", function()
     s:advance(j2, "completed")
     code, out, err = run { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
     assert.equal(0, code, err)
+    assert.truthy(err:find("faceswap: " .. state .. ": 5 prompts: 2 submitted, waited for, 3 to submit\n",
+      1, true), err)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     assert.equal(5, #lines)
@@ -99,9 +121,21 @@ describe("command line lifecycle #lua_only", function()
     assert.equal(j2 .. " completed", lines[2])
     for k = 3, 5 do assert.matches("^%x+ completed$", lines[k]) end
     assert.equal(5, s:count("POST"))
-    records = sorted_lines(read(state))
-    assert.equal(5, #records)
-    assert.matches("^submitted\t6\t%x+\tfifth$", records[5])
+    last = last_records(state)
+    for _, line in ipairs { 1, 2, 4, 5, 6 } do
+      assert.equal("done", last[line].state)
+      assert.equal("completed", last[line].status)
+    end
+    assert.equal("fifth", last[6].prompt)
+
+    -- a third run finds everything done: one line says so, nothing is asked or sent
+    local requests = #s:requests()
+    code, out, err = run { "batch", prompts, "--state", state }
+    assert.equal(0, code, err)
+    assert.equal(table.concat(lines, "\n") .. "\n", out)
+    assert.equal("faceswap: " .. state .. ": 5 prompts: 5 done before (5 completed), nothing to submit\n" ..
+      "5/5 done, 0 in flight, 0 failed, N.Ns\n", (err:gsub("%d+%.%ds\n$", "N.Ns\n")))
+    assert.equal(requests, #s:requests())
   end)
 
   it("a headshot without an answer is listed on Ctrl-C (SIGTERM) and not resubmitted unless asked", function()
@@ -111,29 +145,33 @@ describe("command line lifecycle #lua_only", function()
     write(prompts, "one\ntwo\nthree\n")
     local p = start { "batch", prompts, "--concurrency", "3", "--interval", "0.05", "--state", state }
     assert(sim.wait_for(function()
-      return #sorted_lines(read(state)) == 2 and s:count("POST") == 3
+      return (select(2, last_records(state)).submitted or 0) == 2 and s:count("POST") == 3
     end, 30))
     assert(compat.execute("kill -TERM " .. p.pid))
     local code, _, err = p.finish()
     assert.equal(130, code)
-    local records = sorted_lines(read(state))
-    assert.equal(3, #records)
-    local line, prompt = records[3]:match("^unknown\t(%d)\t%-\t(%a+)$")
-    assert.truthy(line, records[3])
-    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": its headshot may or may " ..
-      "not have reached the server (no answer came)\n", 1, true), err)
+    local last, count = last_records(state)
+    assert.same({ sending = 3, submitted = 2, unknown = 1 }, count)
+    local line, prompt
+    for l, r in pairs(last) do
+      if r.state == "unknown" then line, prompt = l, r.prompt end
+    end
+    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": fate unknown: its headshot " ..
+      "may or may not have reached the server (no answer came)\n", 1, true), err)
 
     -- the rerun waits for the two submitted, and lists the third without sending it
     s:config { job_seconds = 0.2 }
-    for k = 1, 2 do s:advance(records[k]:match("^submitted\t%d\t(%x+)"), "completed") end
+    for l, r in pairs(last) do
+      if l ~= line then s:advance(r.jobid, "completed") end
+    end
     local out
     code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state }
     assert.equal(1, code)
-    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": its headshot may or " ..
-      "may not have reached the server; not resubmitted (--resubmit-unknown to submit it again)\n",
+    assert.truthy(err:find("faceswap: line " .. line .. ": " .. prompt .. ": fate unknown: its headshot " ..
+      "may have reached the server; not resubmitted (--resubmit-unknown to submit it again)\n",
       1, true), err)
-    assert.truthy(out:find("- error not resubmitted: its headshot may or may not have reached the " ..
-      "server\n", 1, true), out)
+    assert.truthy(out:find("- error unknown: not resubmitted: its headshot may or may not have " ..
+      "reached the server\n", 1, true), out)
     assert.equal(3, s:count("POST"))
     -- unless the user says so
     code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state, "--resubmit-unknown" }

@@ -10,6 +10,7 @@
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
 local logs = require "faceswap.log"
+local ledger = require "faceswap.ledger"
 
 -- Lua 5.1 (LuaJIT) has neither table.unpack nor math.tointeger
 local unpack = table.unpack or _G.unpack
@@ -27,8 +28,9 @@ commands:
   job JOBID         show a job
   wait JOBID        wait until a job has ended, then show it
   cancel JOBID      cancel a job
-  batch FILE|-      a headshot for each line of FILE (- for stdin), each waited for;
-                    prints one line per prompt: JOBID STATUS FILES...
+  batch FILE|-      a headshot for each line of FILE (- for stdin; blank lines and lines
+                    starting with # skipped), each waited for; prints one line per prompt:
+                    JOBID STATUS FILES...
 %s
 options:
   --channel ID      Discord channel of the account to use (headshot and the commands
@@ -46,8 +48,9 @@ options:
   --options FLAGS   the command's options field (picsi, changebg)
   --server ID       the account's Discord server (account add)
   --yes             confirm delall
-  --state FILE      batch: record each submitted job in FILE as its answer arrives; a rerun
-                    with the same FILE waits for those and submits only the rest. Ctrl-C
+  --state FILE      batch: record each headshot in FILE before it is sent and as its answer
+                    arrives (on disk at once; one batch at a time per FILE); a rerun with the
+                    same FILE waits for the jobs submitted and submits only the rest. Ctrl-C
                     stops submitting and lists the jobs submitted (exit status 130)
   --resubmit-unknown  batch --state: submit again the prompts whose headshot may or may not
                     have reached the server (by default they are listed, not resubmitted)
@@ -57,7 +60,8 @@ options:
 
 environment: USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else
              the first line of standard input: a token is never taken from the command line)
-exit status: 0 success, 1 API, network or job failure, 2 usage error
+exit status: 0 success, 1 API, network or job failure, 2 usage error (or --state FILE in
+             use by another batch), 130 a batch stopped by Ctrl-C
 ]]
 
 local HINT = "Try 'faceswap --help' for usage."
@@ -156,6 +160,25 @@ local function parse(args)
   return words, opts
 end
 
+-- What the core's checks say of a prompt (and channel) the server could never take: a control
+-- byte, invalid UTF-8...; nil when it can be sent.
+local function prompt_problem(prompt, channel)
+  local ok, why = pcall(core.build_headshot, { prompt = prompt, channel = channel }, "multipart")
+  if ok then return nil end
+  why = tostring(why)
+  return why:match("%(([^()]*)%)$") or (why:gsub("^[^\n]-:%d+: ", "", 1))
+end
+
+-- The same of a jobid (from a state file): nil when it can be asked for.
+local function jobid_problem(jobid)
+  local ok, method, err = pcall(core.build_get, "job", jobid)
+  if not ok then
+    local why = tostring(method)
+    return why:match("%(([^()]*)%)$") or (why:gsub("^[^\n]-:%d+: ", "", 1))
+  end
+  if not method then return tostring(err) end
+end
+
 local function check_command(words, opts)
   local command = words[1]
   if not command then usage_error("no command given") end
@@ -208,6 +231,10 @@ local function check_command(words, opts)
       usage_error("option '--channels' needs all or channel ids separated by commas")
     end
     opts.channels = opts.channels == "all" and "all" or list
+  end
+  for _, id in ipairs(type(opts.channels) == "table" and opts.channels or { opts.channel }) do
+    local why = prompt_problem("x", id)
+    if why then usage_error("option '--channel" .. (opts.channels and "s" or "") .. "': " .. why) end
   end
   return command, args
 end
@@ -389,7 +416,8 @@ function commands.cancel(ctx, _, jobid)
   return 0
 end
 
--- The prompts of a batch: the non-blank lines of the file or stdin, and their line numbers.
+-- The prompts of a batch: the lines of the file or stdin but blank ones and comments (a line
+-- whose first non-blank character is #), and their line numbers.
 local function read_prompts(ctx, source)
   local text, err
   if source == "-" then
@@ -398,9 +426,11 @@ local function read_prompts(ctx, source)
     local f
     f, err = io.open(source, "rb")
     if f then
-      text, err = f:read("*a")
+      -- (a directory opens, and then fails to read)
+      local ok, bytes, why = pcall(f.read, f, "*a")
       f:close()
-      if not text then err = source .. ": " .. tostring(err) end
+      text, err = ok and bytes or nil, ok and why or bytes
+      if not text then err = source .. ": " .. tostring(err or "cannot be read") end
     end
   end
   if not text then return nil, err end
@@ -408,34 +438,11 @@ local function read_prompts(ctx, source)
   for line in text:gmatch("([^\n]*)\n?") do
     n = n + 1
     line = line:gsub("\r$", "")
-    if line:find("%S") then prompts[#prompts + 1], numbers[#prompts + 1] = line, n end
+    if line:find("%S") and not line:find("^%s*#") then
+      prompts[#prompts + 1], numbers[#prompts + 1] = line, n
+    end
   end
   return prompts, numbers
-end
-
--- The state file of `batch --state FILE`, append-only, one line per headshot as its answer
--- arrives, flushed at once: "submitted<TAB>LINE<TAB>JOBID<TAB>PROMPT", or
--- "unknown<TAB>LINE<TAB>-<TAB>PROMPT" for one that may or may not have reached the server.
--- Returns the records by line number (the last one for a line wins), or nil and a message.
-local function read_state(path, prompts, numbers)
-  local f = io.open(path, "rb")
-  if not f then return {} end -- a first run
-  local records, by_line = {}, {}
-  for i = 1, #prompts do by_line[numbers[i]] = prompts[i] end
-  local n = 0
-  for text in f:lines() do
-    n = n + 1
-    local kind, line, jobid, prompt = text:match("^(%l+)\t(%d+)\t([^\t]*)\t(.*)$")
-    line = tonumber(line)
-    if not (kind == "submitted" or kind == "unknown") or by_line[line] ~= prompt then
-      f:close()
-      return nil, path .. ":" .. n .. ": not a record of this batch's prompts (" ..
-        (kind and ("line " .. line .. " of the prompts differs") or "unreadable") .. ")"
-    end
-    records[line] = { kind = kind, jobid = jobid }
-  end
-  f:close()
-  return records
 end
 
 -- The batch's progress on stderr: on a terminal one status line rewritten in place; elsewhere
@@ -487,36 +494,45 @@ local function fate_unknown(err)
     (err.kind == "transport" or err.kind == "timeout" or err.kind == "cancelled")
 end
 
-function commands.batch(ctx, _, source)
+-- The batch itself, with its ledger open (book, and the records read from it) or none.
+local function run_batch(ctx, prompts, numbers, book, records)
   local o = ctx.opts
-  local prompts, numbers = read_prompts(ctx, source)
-  if not prompts then return fail(ctx, numbers) end
-  local records, record = {}, function() end
-  if o.state then
-    local problem
-    records, problem = read_state(o.state, prompts, numbers)
-    if not records then return fail(ctx, problem) end
-    local f, why = io.open(o.state, "ab")
-    if not f then return fail(ctx, why) end
-    ctx.state_file = f
-    record = function(kind, i, jobid)
-      f:write(kind, "\t", numbers[i], "\t", jobid or "-", "\t", prompts[i], "\n")
-      f:flush()
-    end
-  end
   local client = ctx.client
   local p = progress(ctx, #prompts)
   ctx.wait_line = p.wait
   local state, files, results = {}, {}, {} -- per item: nil, "flight" or "done"; paths; result
+  local fixed = {} -- per item: its output line, known without asking (done before, bad record)
+
+  -- the ledger: a record per step of an item; the first write that fails stops submissions
+  local broken -- why the state file could not be written
+  local fresh_item, unknown_recorded = {}, {}
+  local function record(i, kind, fields)
+    if not book or broken then return not broken end
+    local r = { state = kind, line = numbers[i], prompt = prompts[i] }
+    for k, v in pairs(fields or {}) do r[k] = v end
+    local ok, err = book:write(r)
+    if not ok then broken = err end
+    return ok == true
+  end
+
   local function on_update(i, x)
     if state[i] == "done" then return end
     local is_job = faceswap.type(x) == "job"
+    if is_job and not state[i] and fresh_item[i] then record(i, "submitted", { jobid = x.jobid }) end
     if is_job and not x:done() then
       if not state[i] then
         state[i], p.flight = "flight", p.flight + 1
         p.update()
       end
       return
+    end
+    if is_job then
+      record(i, "done", { jobid = x.jobid, status = x.status })
+    elseif fresh_item[i] and x.job == nil then
+      -- its fate is written down the moment it is known: a kill now loses nothing
+      local unknown = fate_unknown(x)
+      record(i, unknown and "unknown" or "failed", { error = ctx.redact(tostring(x)) })
+      unknown_recorded[i] = unknown or nil
     end
     if state[i] == "flight" then p.flight = p.flight - 1 end
     state[i], p.done = "done", p.done + 1
@@ -535,12 +551,31 @@ function commands.batch(ctx, _, source)
   local w = wait_options(o)
   w.on_error = p.poll_failed
 
-  -- what an earlier run of this state file submitted is waited for; the rest is submitted,
-  -- but for prompts whose fate is unknown, unless the user says so
+  -- what an earlier run of this state file submitted is waited for, what ended is shown as
+  -- it ended; the rest is submitted, but for prompts whose fate is unknown, unless the user
+  -- says so
   local fresh, index, resumed, unknown = {}, {}, {}, {}
+  local before = { done = 0, completed = 0, wait = 0, unknown = 0 }
   for i = 1, #prompts do
     local r = records[numbers[i]]
-    if r and r.kind == "submitted" then
+    local kind = r and r.state
+    local bad = (kind == "submitted" or kind == "done") and jobid_problem(r.jobid)
+    if bad then
+      fixed[i] = "- error " .. o.state .. ":" .. r.n .. ": the recorded jobid cannot be asked for (" ..
+        bad .. ")"
+      p.done, p.failed = p.done + 1, p.failed + 1
+      p.item(i .. " error " .. o.state .. ":" .. r.n .. ": bad jobid (" .. bad .. ")")
+    elseif kind == "done" then
+      fixed[i] = r.jobid .. " " .. tostring(r.status)
+      before.done = before.done + 1
+      p.done = p.done + 1
+      if r.status == "completed" then
+        before.completed = before.completed + 1
+      else
+        p.failed = p.failed + 1
+      end
+    elseif kind == "submitted" then
+      before.wait = before.wait + 1
       local wi = {}
       for k, v in pairs(w) do wi[k] = v end
       wi.on_update = function(job) on_update(i, job) end
@@ -549,41 +584,63 @@ function commands.batch(ctx, _, source)
         results[i] = job or err
         if not job then on_update(i, err) end
       end) }
-    elseif r and r.kind == "unknown" and not o["resubmit-unknown"] then
+    elseif (kind == "sending" or kind == "unknown") and not o["resubmit-unknown"] then
+      before.unknown = before.unknown + 1
       unknown[#unknown + 1] = i
       results[i] = false
     else
       fresh[#fresh + 1], index[#fresh + 1] = prompts[i], i
+      fresh_item[i] = true
     end
   end
+  if next(records) then -- a rerun: one line says where the batch stands
+    local parts = {}
+    if before.done > 0 then
+      parts[#parts + 1] = before.done .. " done before (" .. before.completed .. " completed)"
+    end
+    if before.wait > 0 then parts[#parts + 1] = before.wait .. " submitted, waited for" end
+    if before.unknown > 0 then parts[#parts + 1] = before.unknown .. " of unknown fate" end
+    parts[#parts + 1] = #fresh > 0 and (#fresh .. " to submit") or "nothing to submit"
+    p.note(o.state .. ": " .. #prompts .. " prompts: " .. table.concat(parts, ", "))
+  end
   for _, i in ipairs(unknown) do
-    p.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": its headshot may or may not have " ..
+    p.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": fate unknown: its headshot may have " ..
       "reached the server; not resubmitted (--resubmit-unknown to submit it again)")
   end
   p.update()
 
   if ctx.catch_signals ~= false then core.catch_signals(true) end
-  local stop = core.interrupted
+  -- stop: on a signal; or once the ledger cannot be written and no headshot is on its way
+  local posting = {}
+  local function stop()
+    return core.interrupted() or (broken ~= nil and next(posting) == nil)
+  end
+  local on_send = book and function(k, attempt)
+    if broken then return false, "not sent: " .. broken end
+    local i = index[k]
+    if not record(i, "sending", { attempt = attempt }) then return false, "not sent: " .. broken end
+    posting[k] = true
+    return true
+  end
   local out, batch_err = client:batch(fresh, { concurrency = o.concurrency, wait = w,
-    stop = stop, channels = o.channels, on_update = function(k, x)
-      if faceswap.type(x) == "job" and not state[index[k]] then record("submitted", index[k], x.jobid) end
+    stop = stop, channels = o.channels, on_send = on_send or nil, on_update = function(k, x)
+      posting[k] = nil
       on_update(index[k], x)
     end })
   if not out then -- channels "all" and no list of accounts: nothing was submitted
     if ctx.catch_signals ~= false then core.catch_signals(false) end
     for _, r in ipairs(resumed) do r.task:cancel() end
-    if ctx.state_file then ctx.state_file:close() end
     return fail(ctx, batch_err)
   end
   while not stop() and client:step(0) > 0 do client:step(3600) end -- the resumed waits
-  local signal = stop()
+  local signal = core.interrupted()
   if ctx.catch_signals ~= false then core.catch_signals(false) end
   for _, r in ipairs(resumed) do r.task:cancel() end
   for k, r in ipairs(out) do
     local i = index[k]
     results[i] = r
     if faceswap.type(r) == "error" and fate_unknown(r) then
-      record("unknown", i)
+      if not unknown_recorded[i] then record(i, "unknown", { error = ctx.redact(tostring(r)) }) end
       unknown[#unknown + 1] = i
     end
   end
@@ -595,42 +652,82 @@ function commands.batch(ctx, _, source)
     if r and r.kind ~= "cancelled" then on_update(i, r) end
   end
   p.finish()
-  if ctx.state_file then ctx.state_file:close() end
 
   local running = {} -- submitted, not finished here: "line N: JOBID"
   for i = 1, #prompts do
     local r = results[i]
-    if faceswap.type(r) == "job" then
+    if fixed[i] then
+      ctx.out(fixed[i])
+    elseif faceswap.type(r) == "job" then
       ctx.out(job_line(r, files[i]))
-    elseif r and r.kind == "cancelled" then
+    elseif r and r.kind == "cancelled" and state[i] ~= "done" then -- stopped, not ended
       local jobid = r.job and r.job.jobid or r.jobid
       if jobid then running[#running + 1] = { i, jobid } end
     elseif r then
       ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
     elseif r == false then
-      ctx.out("- error not resubmitted: its headshot may or may not have reached the server")
+      ctx.out("- error unknown: not resubmitted: its headshot may or may not have reached " ..
+        "the server")
     end
   end
   local status = (p.failed > 0 or p.lost > 0 or #unknown > 0) and 1 or 0
-  if signal then
-    ctx.note("interrupted: stopped submitting; " .. #running .. " submitted job(s) go on " ..
-      "upstream (billed); follow each with:")
+  if broken then
+    ctx.note(broken .. ": the state file cannot be written: stopped submitting")
+    status = 1
+  end
+  if signal or broken then
+    ctx.note((signal and "interrupted: " or "") .. "stopped submitting; " .. #running ..
+      " submitted job(s) go on upstream (billed); follow each with:")
     for _, r in ipairs(running) do
       ctx.note("  line " .. numbers[r[1]] .. ": faceswap wait " .. r[2] ..
         (o.download and (" --download " .. shell_quote(o.download)) or ""))
     end
-    status = 130
+    if signal then status = 130 end
   end
   for _, i in ipairs(unknown) do
     if results[i] ~= false then
-      ctx.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": its headshot may or may not " ..
-        "have reached the server (no answer came)")
+      ctx.note("line " .. numbers[i] .. ": " .. prompts[i] .. ": fate unknown: its headshot may " ..
+        "or may not have reached the server (no answer came)")
     end
   end
-  if o.state and (signal or #unknown > 0) then
+  if o.state and (signal or broken or #unknown > 0) then
     ctx.note("rerun with --state " .. o.state .. " to wait for the jobs submitted and submit " ..
       "the prompts that never were")
   end
+  return status
+end
+
+function commands.batch(ctx, _, source)
+  local o = ctx.opts
+  local prompts, numbers = read_prompts(ctx, source)
+  if not prompts then return fail(ctx, numbers) end
+  -- every line is checked before anything is sent
+  for i = 1, #prompts do
+    local why = prompt_problem(prompts[i])
+    if why then
+      return fail(ctx, (source == "-" and "stdin" or source) .. ":" .. numbers[i] .. ": " .. why ..
+        "; nothing was sent")
+    end
+  end
+  if not o.state then return run_batch(ctx, prompts, numbers, nil, {}) end
+  local book, problem, why = ledger.open(o.state)
+  if not book then
+    if why == "locked" then -- one writer: another batch has this state file
+      ctx.err("faceswap: " .. problem .. "; nothing was sent")
+      return 2
+    end
+    return fail(ctx, problem)
+  end
+  local by_line = {}
+  for i = 1, #prompts do by_line[numbers[i]] = prompts[i] end
+  local records
+  records, problem = book:load(by_line)
+  if not records then
+    book:close()
+    return fail(ctx, problem)
+  end
+  local status = run_batch(ctx, prompts, numbers, book, records)
+  book:close() -- (a raise leaves it to the process's end, which releases the lock too)
   return status
 end
 
@@ -710,6 +807,7 @@ function commands.account(ctx, _, sub, channel)
       ctx.err("faceswap: no Discord token: set DISCORD_TOKEN or write it on standard input")
       return 2
     end
+    ctx.secrets[#ctx.secrets + 1] = token
     local ok, err = client:add_account { channel = channel, server = ctx.opts.server,
                                          discord = token }
     if not ok then return fail(ctx, err) end
@@ -753,6 +851,9 @@ local function run(args, ctx)
     ctx.stdout:write(M.usage)
     return 2
   end
+  for _, a in ipairs(args) do -- (no shell passes one; an embedding program might)
+    if a:find("\0", 1, true) then usage_error("an argument contains a NUL byte") end
+  end
   local words, opts = parse(args)
   if opts.help then
     ctx.stdout:write(M.usage)
@@ -766,6 +867,7 @@ local function run(args, ctx)
   ctx.opts = opts
   local token = ctx.getenv("USEAPI_TOKEN")
   if not token or token == "" then usage_error("no token: set USEAPI_TOKEN") end
+  ctx.secrets[#ctx.secrets + 1] = token
   local base_url = opts["base-url"] or ctx.getenv("USEAPI_BASE_URL")
   if base_url == "" then base_url = nil end
   -- retry waits on the status line (the batch's, until that request is answered) or a line
@@ -806,6 +908,26 @@ local function run(args, ctx)
   return status
 end
 
+-- A stream whose writes have the secrets (the list, as it grows) replaced.
+local function redacting(stream, secrets)
+  return { write = function(self, ...)
+    local parts, n = { ... }, select("#", ...)
+    for k = 1, n do
+      if type(parts[k]) == "string" then parts[k] = logs.redact(parts[k], secrets) end
+    end
+    stream:write(unpack(parts, 1, n))
+    return self
+  end }
+end
+
+-- A client method's "bad argument" raised at a line of this file is what the user typed (a
+-- prompt, jobid, idname or channel with a control byte or not UTF-8...): its reason, or nil.
+local function misuse_reason(e)
+  if type(e) ~= "string" then return nil end
+  local where, reason = e:match("^([^\n]-):%d+: bad argument #%d+ to '[%w_]+' %((.*)%)$")
+  if where and where:find("faceswap[/\\.]cli") then return reason end
+end
+
 function M.main(args, streams)
   streams = streams or {}
   local ctx = {
@@ -817,6 +939,10 @@ function M.main(args, streams)
     catch_signals = streams.catch_signals, -- false: leave SIGINT and SIGTERM alone
   }
   if streams.tty ~= nil then ctx.tty = streams.tty else ctx.tty = core.isatty(2) end
+  -- the tokens never leave in what is printed or recorded, whoever echoed them back
+  ctx.secrets = {}
+  function ctx.redact(text) return logs.redact(text, ctx.secrets) end
+  ctx.stdout, ctx.stderr = redacting(ctx.stdout, ctx.secrets), redacting(ctx.stderr, ctx.secrets)
   function ctx.out(line) ctx.stdout:write(line, "\n") end
   function ctx.err(line) ctx.stderr:write(line, "\n") end
   function ctx.note(message) ctx.err("faceswap: " .. message) end
@@ -826,6 +952,8 @@ function M.main(args, streams)
   -- (5.1's xpcall passes no arguments on)
   local ok, status = xpcall(function() return run(list, ctx) end, function(e)
     if type(e) == "table" and e[1] == Usage then return e end
+    local reason = misuse_reason(e)
+    if reason then return { Usage, reason } end
     return debug.traceback(e, 2) -- a bug: raise it with where it happened
   end)
   if ok then return status end

@@ -187,6 +187,8 @@ function M.new(opts)
     _encoding = encoding,
     _log = log,
     _nginx = backend ~= nil, -- its transport takes no streaming download options
+    -- a server or proxy that echoes the token gets it replaced in the error's text
+    _redact = function(e) return logs.redact_error(e, { token }) end,
     _closed = false,
   }, client_mt)
 end
@@ -213,8 +215,10 @@ local function exchange(self, op, method, path, content_type, body, attempt, xfe
   local logged = self._log and logs.request(self._log, method, path, body, attempt)
   local status, headers, answer = self._sched:transfer(method, path, content_type, body, xfer)
   if logged then logged(status, headers, answer) end
-  if not status then return nil, headers end
-  return read_response(op, status, headers, answer)
+  if not status then return nil, self._redact(headers) end
+  local value, err = read_response(op, status, headers, answer)
+  if err ~= nil then self._redact(err) end
+  return value, err
 end
 
 -- The same, under the retry policy (the call's own when `o`, its checked options, has one,
@@ -613,7 +617,13 @@ for _, cmd in ipairs(M.commands) do
       o and o.channel or self._channel, self._reply_url)
     if not ok then error(method, 2) end
     if not method then return nil, path end
-    if not blocking then return answer(self, o, call(self, name, method, path, content_type, body, o)) end
+    if not blocking then
+      local result, err = call(self, name, method, path, content_type, body, o)
+      if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
+        err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
+      end
+      return answer(self, o, result, err)
+    end
     -- held alone, and released whatever happens (a log function or on_retry that raises)
     return answer(self, o, self._channel_of(channel):exclusive(call, self, name, method, path,
       content_type, body, o))
@@ -918,7 +928,7 @@ local function check_batch(list, opts)
       if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
         error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
       end
-    elseif name == "on_update" or name == "stop" then
+    elseif name == "on_update" or name == "stop" or name == "on_send" then
       if type(value) ~= "function" then
         error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
       end
@@ -1036,7 +1046,9 @@ end
 -- `{command = "changebg", image = ..., a_background_photo_of = ...}`
 -- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
 -- return the started jobs), `on_update(i, job_or_err)`, `channels` (an array of channel ids,
--- or `"all"`), `stop`
+-- or `"all"`), `stop`, `on_send(i, attempt)` (called just before each request of item i
+-- leaves, in its task; returning `false, message` keeps it from being sent: the item ends
+-- with a `cancelled` error, `sent = false`, of that message)
 -- @treturn table `[i]` the job of `list[i]`, or its error object (nil and an error object
 -- when `channels = "all"` and the accounts cannot be listed); `dead_channels`, when an answer
 -- took a channel out of the batch (401, 402, "Configuration not found"): `{channel = id,
@@ -1063,6 +1075,7 @@ function client:batch(list, opts)
   end
   local sched, policy = self._sched, self._retry or NO_RETRY
   local on_update = opts.on_update or function() end
+  local on_send = opts.on_send
   local wait_opts = opts.wait
   if wait_opts == nil or wait_opts == true then wait_opts = {} end
   local follow = wait_opts ~= false
@@ -1207,10 +1220,17 @@ function client:batch(list, opts)
       attempt = attempt + 1
       local _, m, p, content_type, body = request(q)
       local job, err
-      if m then
-        job, err = exchange(self, op, m, p, content_type, body, attempt)
-      else -- built again for this channel, it failed (its file is gone since): not sent
+      if not m then -- built again for this channel, it failed (its file is gone since): not sent
         err = p
+      else
+        local go, why = true, nil
+        if on_send then go, why = on_send(i, attempt) end
+        if go == false then -- the caller could not record the request: it is not sent
+          err = core.error { kind = "cancelled", sent = false, retryable = false,
+                             error = tostring(why or "not sent (on_send said no)") }
+        else
+          job, err = exchange(self, op, m, p, content_type, body, attempt)
+        end
       end
       q.posting = q.posting - 1
       -- an account that cannot work: nothing was created, so the item goes elsewhere

@@ -60,6 +60,57 @@ function M.default()
   return default_sink(false)
 end
 
+-- A secret shorter than this is too short to be a real token (as in examples) and would match
+-- ordinary words: it is left alone.
+local MIN_SECRET = 8
+
+--- A text with every secret in it replaced by `[token]`: the one redaction that log lines,
+-- error objects (their `error` and `errorDetails`), and what the command line prints or
+-- records all go through, for a server or proxy that echoes a token back in its text.
+-- @tparam string text
+-- @tparam {string,...} secrets the API token, a Discord token...; those shorter than 8 bytes
+-- are left alone
+-- @treturn string
+function M.redact(text, secrets)
+  for k = 1, #secrets do
+    local secret = secrets[k]
+    if #secret >= MIN_SECRET and text:find(secret, 1, true) then
+      local from, parts = 1, {}
+      while true do
+        local s, e = text:find(secret, from, true)
+        if not s then break end
+        parts[#parts + 1] = text:sub(from, s - 1)
+        parts[#parts + 1] = "[token]"
+        from = e + 1
+      end
+      parts[#parts + 1] = text:sub(from)
+      text = table.concat(parts)
+    end
+  end
+  return text
+end
+
+-- The strings of a value (a table's, a few levels down) redacted in place.
+local function redact_value(value, secrets, depth)
+  if type(value) == "string" then return M.redact(value, secrets) end
+  if type(value) == "table" and depth < 4 then
+    for k, v in pairs(value) do
+      if type(v) == "string" or type(v) == "table" then value[k] = redact_value(v, secrets, depth + 1) end
+    end
+  end
+  return value
+end
+
+--- An error object with the secrets redacted from its texts (`error`, `errorDetails`), in
+-- place; returns it. Anything else is returned as it is.
+function M.redact_error(err, secrets)
+  if type(err) == "table" then
+    if type(err.error) == "string" then err.error = M.redact(err.error, secrets) end
+    if err.errorDetails ~= nil then err.errorDetails = redact_value(err.errorDetails, secrets, 1) end
+  end
+  return err
+end
+
 -- The log function of a client: `option` is its `log` option (a function, false for none, nil
 -- for the default); `token` is replaced wherever it would appear.
 function M.new(option, token, in_nginx)
@@ -67,12 +118,10 @@ function M.new(option, token, in_nginx)
   if option == false then return nil end
   if option == nil then sink = default_sink(in_nginx) else sink = option end
   if not sink then return nil end
-  -- (a token too short to be a real one, as in examples, would match words: left alone)
-  if #token < 8 then return sink end
-  local pattern = token:gsub("%p", "%%%0")
+  if #token < MIN_SECRET then return sink end
+  local secrets = { token }
   return function(level, message, what)
-    if message:find(token, 1, true) then message = message:gsub(pattern, "[token]") end
-    sink(level, message, what)
+    sink(level, M.redact(message, secrets), what)
   end
 end
 
