@@ -795,7 +795,7 @@ function client:download(url, opts)
     attempt = attempt + 1
     local logged = self._log and logs.request(self._log, "GET", url, nil, attempt)
     local status, headers, body = self._sched:transfer("GET", url, nil, nil, xfer)
-    if logged then logged(status, headers, type(body) == "string" and body or nil) end
+    if logged then logged(status, headers, body) end -- (streamed: the byte count)
     if not status then
       if delivered then headers.retryable = false end
       return nil, headers
