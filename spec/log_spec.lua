@@ -92,6 +92,25 @@ describe("logs", function()
     for _, l in ipairs(lines) do assert.is_nil(l:find("signature", 1, true)) end
   end)
 
+  it("gives a streamed download's answer line the bytes it streamed, not 0", function()
+    client = new_client(false)
+    local job = assert(client:headshot("a cat"))
+    s:advance(job.jobid, "completed")
+    local url = assert(client:job(job.jobid)):urls()[1]
+    local size = #assert(client:download(url))
+    local pieces = 0
+    assert.equal(size, client:download(url, { sink = function() pieces = pieces + 1 end }))
+    assert.is_true(pieces > 0)
+    local name = "GET " .. url:match("^[^?]*")
+    assert.equal("info answer: " .. name .. ": 200 in N ms, " .. size .. " bytes, attempt 1",
+      (lines[#lines]:gsub("%d+ ms", "N ms")))
+    local path = os.tmpname()
+    assert.equal(size, client:download(url, { path = path }))
+    os.remove(path)
+    assert.equal("info answer: " .. name .. ": 200 in N ms, " .. size .. " bytes, attempt 1",
+      (lines[#lines]:gsub("%d+ ms", "N ms")))
+  end)
+
   it("logs the requests of tasks and of the batch, with their attempts", function()
     client = new_client { min_delay = 0.05, max_delay = 0.05 }
     s:script { action = "queue_full", match = "^POST /headshot$" }

@@ -80,6 +80,42 @@ local SERVER = [[
         ngx.say(table.concat(out, "\n"))
       }
     }
+    location = /options {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+        local a, out = ngx.req.get_uri_args(), {}
+        local function add(r, err) out[#out + 1] = r and tostring(r) or tostring(err) end
+        local function gone(path) local f = io.open(path, "rb") if f then f:close() end return f == nil end
+        if a.step == "timeout" then
+          -- the call's timeout, not the client's 60 s; then the client's again
+          add(client:jobs { timeout = 0.3 })
+          add(#assert(client:jobs()) >= 0)
+        elseif a.step == "cut" then
+          -- a reset mid-body: no file and no temporary
+          add(client:download(a.url, { path = a.dir .. "/cut.png" }))
+        elseif a.step == "sink" then
+          add(client:download(a.url, { sink = function() client:jobs() end }))
+          add(client:download(a.url, { sink = function() error({}) end }))
+          add(client:download(a.url, { sink = function() error("disk full", 0) end }))
+        elseif a.step == "cancel" then
+          -- a download killed by the thread that spawned it leaves no temporary
+          local t = client:spawn(function() return client:download(a.url, { path = a.dir .. "/k.png" }) end)
+          local function partial() -- the temporary is there: the body is arriving
+            local l = io.popen("ls -A '" .. a.dir .. "'")
+            local names = l:read("*a")
+            l:close()
+            return names:find("k.png.part-", 1, true) ~= nil
+          end
+          while not partial() and not t:done() do ngx.sleep(0.01) end
+          add(t:cancel())
+          add(select(2, t:result()))
+          add(gone(a.dir .. "/k.png"))
+        end
+        ngx.print(table.concat(out, "\n"))
+        client:close()
+      }
+    }
     location = /callback {
       content_by_lua_block {
         require("faceswap.resty").callback(function(job)
@@ -143,6 +179,41 @@ describe("inside nginx #external", function()
     local methods = {}
     for _, r in ipairs(s:requests()) do methods[#methods + 1] = r.method .. " " .. r.path end
     assert.same({ "POST /saveid", "DELETE /delid", "DELETE /account/1100000000000000001" }, methods)
+  end)
+
+  it("honours a call's own options: timeout, and a download's path and sink", function()
+    local function escape(v) return (v:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
+    local p = io.popen("mktemp -d")
+    local dir = p:read("*l")
+    p:close()
+    local function listing()
+      local l = io.popen("ls -A '" .. dir .. "'")
+      local names = l:read("*a")
+      l:close()
+      return names
+    end
+    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local url = assert(c:headshot("p", { wait = { interval = 0.05, max_interval = 0.05, timeout = 30 } })):urls()[1]
+    c:close()
+    local function step(name)
+      local status, body = get("/options?step=" .. name .. "&url=" .. escape(url) .. "&dir=" .. escape(dir))
+      assert.equal(200, status, body .. n:log())
+      return body
+    end
+    s:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
+    assert.equal("timeout: Operation timed out after N milliseconds with 0 bytes received\ntrue",
+      (step("timeout"):gsub("%d+ milliseconds", "N milliseconds")))
+    s:script { action = "reset_during", match = "^GET /attachments/" }
+    assert.equal("transport (200): Recv failure: Connection reset by peer", step("cut"))
+    assert.equal("", listing())
+    assert.equal("cancelled (200): download stopped by its sink: attempt to use a faceswap client " ..
+      "from inside its download's sink\n" ..
+      "cancelled (200): download stopped by its sink: (error object is a table value)\n" ..
+      "cancelled (200): download stopped by its sink: disk full", step("sink"))
+    s:script { action = "drip", seconds = 0.05, match = "^GET /attachments/" }
+    assert.equal("true\ncancelled: task cancelled\ntrue", step("cancel"))
+    assert.equal("", listing())
+    os.execute("rm -rf '" .. dir .. "'")
   end)
 
   it("returns the same errors as outside nginx", function()

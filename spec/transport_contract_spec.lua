@@ -1,7 +1,8 @@
 -- The transport contract of docs/development.md ("The transport contract"): both transports,
 -- libcurl's (faceswap.task's scheduler over the C transport) and nginx's (faceswap.resty's
 -- light threads over cosockets), have every method of the contract, each returning its
--- documented shape, and build their tasks in one shape. And the one table of faults
+-- documented shape, and build their tasks in one shape; both honour transfer's 5th argument,
+-- the call's own options (timeout; for a download max, path, sink). And the one table of faults
 -- (csrc/fault.c) that gives both their error kinds and words.
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
@@ -19,7 +20,16 @@ local SERVER = [[
     content_by_lua_block {
       local faceswap = require "faceswap"
       local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
-      ngx.print(dofile("@CONTRACT@")(client, faceswap))
+      ngx.print(dofile("@CONTRACT@").methods(client, faceswap))
+    }
+  }
+  location = /transfer {
+    content_by_lua_block {
+      local faceswap = require "faceswap"
+      local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false }
+      local a = ngx.req.get_uri_args()
+      ngx.print(dofile("@CONTRACT@").transfer(client, { url = a.url, dir = a.dir }))
+      client:close()
     }
   }
   location = /sibling {
@@ -67,7 +77,7 @@ describe("the transport contract", function()
 
   it("libcurl's: every method, an epoll descriptor and libcurl's next timer", function()
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
-    local got = dofile(CONTRACT)(client, faceswap)
+    local got = dofile(CONTRACT).methods(client, faceswap)
     local number = math.type and "integer" or "number"
     assert.equal(common(number, "fd " .. number .. " nil", "seconds"), got)
   end)
@@ -76,6 +86,58 @@ describe("the transport contract", function()
     local status, got = nginx.request(n.url .. "/contract")
     assert.equal(200, status, got)
     assert.equal(common("number", "fd nil nginx drives the requests itself", "nil"), got)
+  end)
+
+  -- What both give for transfer's 5th argument: the same lines, and the one file left is the
+  -- whole body under its name (no temporary, nothing from the downloads that failed).
+  local TRANSFER = table.concat({
+    "timeout timeout|nil|true|true|Operation timed out after N milliseconds with 0 bytes received",
+    "sink 200 true 3145728 pieces true",
+    "sink false cancelled|200|true|false|download stopped by its sink (it returned false)",
+    "max bad_response|200|true|false|answer larger than a download may be (10 bytes)",
+    "max with a path bad_response|200|true|false|answer larger than a download may be (10 bytes)",
+    "path 200 true true",
+    "path, no such directory invalid_request|nil|false|false|cannot write DIR/no/such.png: No such file or directory",
+  }, "\n")
+
+  -- A fresh directory, an attachment URL, and the simulator scripted as M.transfer expects.
+  local function prepare()
+    s:reset()
+    local p = io.popen("mktemp -d")
+    local dir = p:read("*l")
+    p:close()
+    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local job = assert(c:headshot("p", { wait = { interval = 0.05, max_interval = 0.05, timeout = 30 } }))
+    c:close()
+    s:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
+    s:script { action = "flood", bytes = 3 * 1024 * 1024, match = "^GET /attachments/" }
+    return dir, job:urls()[1]
+  end
+
+  local function listing(dir)
+    local p = io.popen("ls -A '" .. dir .. "'")
+    local names = p:read("*a")
+    p:close()
+    os.execute("rm -rf '" .. dir .. "'")
+    return names
+  end
+
+  it("libcurl's: the call's timeout, a download's max, path and sink", function()
+    local dir, url = prepare()
+    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local got = dofile(CONTRACT).transfer(client, { url = url, dir = dir })
+    client:close()
+    assert.equal(TRANSFER, got)
+    assert.equal("a.png\n", listing(dir))
+  end)
+
+  it("nginx's: the call's timeout, a download's max, path and sink", function()
+    local dir, url = prepare()
+    local function escape(v) return (v:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
+    local status, got = nginx.request(n.url .. "/transfer?url=" .. escape(url) .. "&dir=" .. escape(dir))
+    assert.equal(200, status, got)
+    assert.equal(TRANSFER, got)
+    assert.equal("a.png\n", listing(dir))
   end)
 
   it("nginx's: a task cancelled by a sibling stops at its next request, which is not sent", function()

@@ -186,7 +186,6 @@ function M.new(opts)
     _reply_url = opts.reply_url,
     _encoding = encoding,
     _log = log,
-    _nginx = backend ~= nil, -- its transport takes no streaming download options
     -- a server or proxy that echoes the token gets it replaced in the error's text
     _redact = function(e) return logs.redact_error(e, { token }) end,
     _closed = false,
@@ -744,26 +743,6 @@ function wait_for(self, target, opts, xfer)
   end
 end
 
--- What a download's sink said to stop: a `cancelled` error.
-local function sink_stopped(why)
-  return core.error { kind = "cancelled", sent = true, retryable = false,
-    error = "download stopped by its sink" .. why }
-end
-
--- Writes a whole body to `path` through a temporary file in the same directory, renamed into
--- place: what a download to a file does where the transport cannot stream (inside nginx).
-local function write_whole(path, body)
-  local tmp = string.format("%s.part-%d-%d", path, os.time(), math.random(1e9))
-  local f, why = io.open(tmp, "wb")
-  local ok = f and f:write(body) and f:close()
-  if f and not ok then why = "cannot write " .. tmp; f:close() end
-  if ok then ok, why = os.rename(tmp, path) end
-  if ok then return #body end
-  os.remove(tmp)
-  return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
-    error = "cannot write " .. path .. ": " .. tostring(why) }
-end
-
 --- Downloads a result.
 -- client:download(url[, opts]): the bytes at an attachment URL, or nil, err. The token is not
 -- sent (the URL is not the API's); https only, or plain http to a loopback host. With
@@ -790,7 +769,7 @@ function client:download(url, opts)
   end
   local policy, xfer = self._retry, nil
   if o then policy, xfer = o.policy, o.transfer end
-  local path, sink = xfer and xfer.path, xfer and xfer.sink
+  local sink = xfer and xfer.sink
   local delivered = false -- a piece went to the sink: the download cannot start again
   if sink then
     xfer = { timeout = xfer.timeout, max = xfer.max, sink = function(chunk)
@@ -798,31 +777,17 @@ function client:download(url, opts)
       return sink(chunk)
     end }
   end
-  local whole = (path or sink) and self._nginx -- nginx's transport hands over whole bodies
-  if whole then xfer = { timeout = xfer.timeout, max = xfer.max } end
   local attempt = 0
   local function once()
     attempt = attempt + 1
     local logged = self._log and logs.request(self._log, "GET", url, nil, attempt)
     local status, headers, body = self._sched:transfer("GET", url, nil, nil, xfer)
-    if logged then logged(status, headers, type(body) == "string" and body or nil) end
+    if logged then logged(status, headers, body) end -- (streamed: the byte count)
     if not status then
       if delivered then headers.retryable = false end
       return nil, headers
     end
-    if status >= 200 and status < 300 then
-      if not whole then return body end
-      if xfer.max and #body > xfer.max then
-        return nil, core.error { kind = "bad_response", code = status, sent = true,
-          retryable = false, error = "answer larger than a download may be (" .. xfer.max ..
-            " bytes)" }
-      end
-      if path then return write_whole(path, body) end
-      local ok, more = pcall(sink, body)
-      if not ok then return nil, sink_stopped(": " .. tostring(more)) end
-      if more == false then return nil, sink_stopped(" (it returned false)") end
-      return #body
-    end
+    if status >= 200 and status < 300 then return body end
     return nil, core.error { -- as for API calls: 3xx (never followed) and 5xx are server
       kind = status == 404 and "not_found" or (status >= 500 or status < 400) and "server" or
         "bad_response",

@@ -133,7 +133,8 @@ local function request_name(method, target)
 end
 M.request_name = request_name
 
--- Called before a request is sent; returns the function to call with what transfer returned.
+-- Called before a request is sent; returns the function to call with what transfer returned
+-- (the answer's body, or for a download streamed to a file or a sink its byte count).
 function M.request(log, method, target, body, attempt)
   local name = request_name(method, target)
   attempt = attempt or 1
@@ -144,7 +145,7 @@ function M.request(log, method, target, body, attempt)
     local ms = math.floor((core.now() - started) * 1000 + 0.5)
     if status then
       log("info", string.format("%s: %d in %d ms, %d bytes, attempt %d", name, status, ms,
-        answer and #answer or 0, attempt), "answer")
+        type(answer) == "number" and answer or answer and #answer or 0, attempt), "answer")
     else
       log("info", string.format("%s: no answer after %d ms, attempt %d: %s", name, ms, attempt,
         tostring(headers_or_err)), "answer")

@@ -110,12 +110,13 @@ local function reached(status, err)
   return status ~= nil or (type(err) == "table" and err.sent ~= false)
 end
 
--- The request, in the thread that asks: the cosocket yields to nginx while it waits.
-function Scheduler:transfer(method, target, content_type, body)
+-- The request, in the thread that asks: the cosocket yields to nginx while it waits. `opts`:
+-- the transfer's own options (timeout; for a download max, path, sink), as for libcurl's.
+function Scheduler:transfer(method, target, content_type, body, opts)
   local t = self:current()
   stop_if_cancelled(t)
   if t then t._transfer = true end
-  local status, headers, answer = self.transport:perform(method, target, content_type, body)
+  local status, headers, answer = self.transport:perform(method, target, content_type, body, opts)
   if t then
     t._transfer = false
     if reached(status, headers) then t._sent = true end
@@ -155,6 +156,7 @@ function Scheduler:cancel(t, why)
   local co = coroutine.running()
   if t._co ~= co and ngx.thread.kill(t._co) then
     local dropped = t._transfer -- killed inside a request: it may have reached the server
+    if dropped then self.transport:abandon(t._co) end -- (a download's temporary file goes)
     running[t._co] = nil
     t._transfer, t._parked = false, false
     finished(self, t, { n = 2, nil, cancelled_error(why, t._sent or dropped) })

@@ -20,9 +20,6 @@ local POOL_SIZE = 64
 ---------------------------------------------------------------------------------------------
 -- HTTP/1.1 over a cosocket
 ---------------------------------------------------------------------------------------------
----------------------------------------------------------------------------------------------
--- HTTP/1.1 over a cosocket
----------------------------------------------------------------------------------------------
 -- nil and the error object of a fault (csrc/fault.c has its kind and words, the same under
 -- libcurl): `sent` says whether any of the request left; `code` the status of an answer that
 -- had begun to arrive; `...` fills in the fault's words.
@@ -55,91 +52,86 @@ function Reader:fill()
   return true
 end
 
--- As a cosocket's receive: "*l" (a line without its CRLF) or a byte count; on failure nil, the
--- error and what had arrived.
-function Reader:receive(want)
-  if want == "*l" then
-    while true do
-      local i = self.buf:find("\n", 1, true)
-      if i then
-        local line = self.buf:sub(1, i - 1)
-        self.buf = self.buf:sub(i + 1)
-        return (line:gsub("\r$", ""))
-      end
-      if #self.buf > MAX_HEADER_BYTES then return nil, "big_headers" end
-      local ok, err = self:fill()
-      if not ok then
-        local partial = self.buf
-        self.buf = ""
-        return nil, err, partial
-      end
+-- As a cosocket's receive("*l"): a line without its CRLF; on failure nil, the error and what
+-- had arrived.
+function Reader:line()
+  while true do
+    local i = self.buf:find("\n", 1, true)
+    if i then
+      local line = self.buf:sub(1, i - 1)
+      self.buf = self.buf:sub(i + 1)
+      return (line:gsub("\r$", ""))
+    end
+    if #self.buf > MAX_HEADER_BYTES then return nil, "big_headers" end
+    local ok, err = self:fill()
+    if not ok then
+      local partial = self.buf
+      self.buf = ""
+      return nil, err, partial
     end
   end
-  local parts, have = { self.buf }, #self.buf
-  self.buf = ""
-  while have < want do
-    local ok, err = self:fill()
-    if not ok then return nil, err, table.concat(parts) end
-    parts[#parts + 1], have, self.buf = self.buf, have + #self.buf, ""
-  end
-  local all = table.concat(parts)
-  self.buf = all:sub(want + 1)
-  return all:sub(1, want)
 end
 
--- Reads the answer body as its headers frame it, at most `limit` bytes; on failure nil and a
+-- Hands the next `want` bytes of body (math.huge: up to the end of the connection) to
+-- `out(piece)` as they arrive, counting them in body_bytes: true, or nil and the cosocket's
+-- error ("closed" at the end of the connection) or what `out` returned on refusing a piece.
+function Reader:pass(want, out)
+  while true do
+    local buf = self.buf
+    if buf ~= "" then
+      local piece = buf
+      if #buf > want then
+        piece, self.buf = buf:sub(1, want), buf:sub(want + 1)
+      else
+        self.buf = ""
+      end
+      want, self.body_bytes = want - #piece, self.body_bytes + #piece
+      local ok, err = out(piece)
+      if not ok then return nil, err end
+    end
+    if want == 0 then return true end
+    local ok, err = self:fill()
+    if not ok then return nil, err end
+  end
+end
+
+-- Reads the answer body as its headers frame it, handing it to `out(piece)` as it arrives
+-- (`out` refuses a piece with nil and why: "oversize" past the limit); true, or nil and a
 -- fault's name (and what fills in its words: for "oversize" the Content-Length, when there is
--- one) or the cosocket's error.
-local function read_body(sock, framing, limit)
+-- one; for "cut_body" the bytes missing) or the cosocket's error.
+local function read_body(r, framing, limit, out)
   if framing.chunked then
-    local parts, total = {}, 0
     while true do
-      local line, err = sock:receive("*l")
+      local line, err = r:line()
       if not line then return nil, err end
       local size = tonumber(line:match("^%s*(%x+)"), 16)
       if not size then return nil, "chunk_size" end
       if size == 0 then
         repeat -- trailers
-          line, err = sock:receive("*l")
+          line, err = r:line()
           if not line then return nil, err end
         until line == ""
-        return table.concat(parts)
+        return true
       end
-      if size > limit - total then return nil, "oversize" end
-      local data, partial
-      data, err, partial = sock:receive(size)
-      if not data then
-        sock.body_bytes = total + #(partial or "")
-        return nil, err
-      end
-      parts[#parts + 1], total = data, total + size
-      line, err = sock:receive("*l")
+      if size > limit - r.body_bytes then return nil, "oversize" end
+      local ok
+      ok, err = r:pass(size, out)
+      if not ok then return nil, err end
+      line, err = r:line()
       if not line then return nil, err end
     end
   elseif framing.length then
     if framing.length > limit then return nil, "oversize", framing.length end
-    if framing.length == 0 then return "" end
-    local data, err, partial = sock:receive(framing.length)
-    if data then return data end
-    sock.body_bytes = #(partial or "")
-    if err == "closed" then return nil, "cut_body", framing.length - sock.body_bytes end
+    if framing.length == 0 then return true end
+    local ok, err = r:pass(framing.length, out)
+    if ok then return true end
+    if err == "closed" then return nil, "cut_body", framing.length - r.body_bytes end
     return nil, err
   end
   -- neither: the body runs to the end of the connection
-  local parts, total = {}, 0
-  while true do
-    local data, err, partial = sock:receive(8192)
-    data = data or partial
-    if data and #data > 0 then
-      if #data > limit - total then return nil, "oversize" end
-      parts[#parts + 1], total = data, total + #data
-    end
-    if err == "closed" then return table.concat(parts) end
-    if err then
-      sock.body_bytes = total
-      return nil, err
-    end
-  end
+  local ok, err = r:pass(math.huge, out)
+  if ok or err == "closed" then return true end
+  return nil, err
 end
 
 -- Status line and headers: status, the header block (as libcurl gives it), and the framing;
@@ -147,14 +139,14 @@ end
 -- "cut" when the connection closed after some of the header block).
 local function read_head(sock)
   while true do
-    local line, err, partial = sock:receive("*l")
+    local line, err, partial = sock:line()
     if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
     local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
     if not status then return nil, "http09" end
     local block, framing = { line }, { keepalive = not line:find("^HTTP/1%.0") }
     local bytes = #line
     while true do
-      line, err = sock:receive("*l")
+      line, err = sock:line()
       if not line then return nil, err, status >= 200 and status or nil, true end
       if line == "" then break end
       bytes = bytes + #line + 2
@@ -181,6 +173,136 @@ local function read_head(sock)
   end
 end
 
+---------------------------------------------------------------------------------------------
+-- A call's own options, and streamed downloads
+---------------------------------------------------------------------------------------------
+-- The call's options (the 5th argument of transfer), checked as the C transport checks them:
+-- timeout, max, path, sink.
+local function options(opts, download)
+  if opts == nil then return nil end
+  local function bad(why) error("bad argument #6 to 'perform' (" .. why .. ")", 4) end
+  if type(opts) ~= "table" then bad("table expected, got " .. type(opts)) end
+  local timeout, max, path, sink = opts.timeout, opts.max, opts.path, opts.sink
+  if timeout ~= nil and not (type(timeout) == "number" and timeout >= 0.001 and timeout <= 1e9) then
+    bad("timeout must be a number of seconds from 0.001 to 1e9")
+  end
+  if max ~= nil and not (download and type(max) == "number" and max >= 1 and max <= 2 ^ 53 and
+                         max == math.floor(max)) then
+    bad("max is for downloads: a whole number of bytes from 1")
+  end
+  if path ~= nil and not (download and type(path) == "string" and path ~= "") then
+    bad("path is for downloads: a file name")
+  end
+  if sink ~= nil and not (download and path == nil and type(sink) == "function") then
+    bad("sink is for downloads without a path: a function")
+  end
+  return timeout, max, path, sink
+end
+
+-- coroutine -> what it does now, for as long as it does it: the stream of the download it
+-- makes (so a killed request's temporary can be removed), or true while it runs a sink.
+local streams = setmetatable({}, { __mode = "k" })
+local sinking = setmetatable({}, { __mode = "k" })
+
+-- An error message of io's ("name: reason") without the name.
+local function reason(msg, name)
+  msg = tostring(msg)
+  if msg:sub(1, #name + 2) == name .. ": " then return msg:sub(#name + 3) end
+  return msg
+end
+
+-- What a sink raised, in words (as the C transport words it).
+local function raised(e)
+  if type(e) == "string" then return e end
+  if type(e) == "number" then return string.format("%.14g", e) end
+  return "(error object is a " .. type(e) .. " value)"
+end
+
+-- A streamed download's destination: a temporary file beside `path`, renamed to it once the
+-- body is whole, or a sink. write(piece) is true, or nil and "stream" with error(status) then
+-- saying why.
+local Stream = {}
+Stream.__index = Stream
+
+local counter = 0
+
+-- A new stream; for a path, nil and an invalid_request error (nothing sent) when its
+-- temporary cannot be made, or `path` is a directory (the rename would fail).
+local function new_stream(path, sink)
+  if sink then return setmetatable({ sink = sink }, Stream) end
+  local function cannot(why)
+    return nil, core.error { kind = "invalid_request", sent = false, retryable = false,
+      error = "cannot write " .. path .. ": " .. why }
+  end
+  local dir = io.open(path .. "/.", "rb") -- opens only where `path` is a directory
+  if dir then
+    dir:close()
+    return cannot("Is a directory")
+  end
+  local pid = ngx and ngx.worker.pid() or 0
+  for _ = 1, 100 do
+    counter = counter + 1
+    local tmp = string.format("%s.part-%d-%d", path, pid, counter)
+    local other = io.open(tmp, "rb") -- (io.open has no O_EXCL: never write over another file)
+    if other then
+      other:close()
+    else
+      local file, why = io.open(tmp, "wb")
+      if not file then return cannot(reason(why, tmp)) end
+      return setmetatable({ path = path, tmp = tmp, file = file }, Stream)
+    end
+  end
+  return cannot("File exists")
+end
+
+function Stream:write(piece)
+  if self.sink then
+    local co = coroutine.running()
+    sinking[co] = true
+    local ok, more = pcall(self.sink, piece)
+    sinking[co] = nil
+    if not ok then
+      self.kind, self.why = "cancelled", "download stopped by its sink: " .. raised(more)
+    elseif more == false then
+      self.kind, self.why = "cancelled", "download stopped by its sink (it returned false)"
+    else
+      return true
+    end
+    return nil, "stream"
+  end
+  local ok, why = self.file:write(piece)
+  if ok then return true end
+  self.kind, self.why = "invalid_request", "cannot write " .. self.path .. ": " .. reason(why, self.tmp)
+  return nil, "stream"
+end
+
+-- The error of a stream that stopped its download (the answer's status, if one came).
+function Stream:error(status)
+  return core.error { kind = self.kind, code = status, sent = true, retryable = false, error = self.why }
+end
+
+-- A whole body: the file flushed, closed and renamed into place. true, or nil and the error.
+function Stream:commit(status)
+  if not self.file then return true end
+  local file = self.file
+  self.file = nil
+  local ok, why = file:flush()
+  local closed, cwhy = file:close()
+  if ok and closed then ok, why = os.rename(self.tmp, self.path) else why = why or cwhy end
+  if ok then return true end
+  os.remove(self.tmp)
+  self.kind, self.why = "invalid_request", "cannot write " .. self.path .. ": " .. reason(why, self.tmp)
+  return nil, self:error(status)
+end
+
+-- No whole body: the temporary closed and removed, the final name left as it was.
+function Stream:discard()
+  if not self.file then return end
+  self.file:close()
+  self.file = nil
+  os.remove(self.tmp)
+end
+
 local Transport = {}
 Transport.__index = Transport
 
@@ -203,13 +325,15 @@ function M.transport(o)
     max_response = o.max_response or 256 * 1024,
   }, Transport)
 
-  -- One exchange; `fresh` forces a new connection (after a reused one died unanswered), within
-  -- the same attempt: `started` and `deadline` are the first try's.
-  local function exchange(method, target, content_type, body, download, fresh, started, deadline)
+  -- One exchange of the request `q` (method, target, content_type, body, download, timeout,
+  -- limit, stream); `fresh` forces a new connection (after a reused one died unanswered),
+  -- within the same attempt: `started` and `deadline` are the first try's.
+  local function exchange(q, fresh, started, deadline)
+    local method, body, download = q.method, q.body, q.download
     local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
-    local scheme, host, port, path, authority = url.split(target)
+    local scheme, host, port, path, authority = url.split(q.target)
     started = started or now()
-    deadline = deadline or started + self.timeout
+    deadline = deadline or started + (q.timeout or self.timeout)
     local function ms() return math.floor((now() - started) * 1000 + 0.5) end
     local sock = ngx.socket.tcp()
     sock:settimeout(math.max(math.ceil(math.min(self.connect_timeout, deadline - now()) * 1000), 1))
@@ -243,15 +367,15 @@ function M.transport(o)
       elseif not ok then
         sock:close()
         -- "20: unable to get local issuer certificate": OpenSSL's verify result, as libcurl words it
-        local reason = tostring(err):match("^%d+: (.*)$")
-        if reason then return failed("certificate", false, post, nil, reason) end
+        local verify = tostring(err):match("^%d+: (.*)$")
+        if verify then return failed("certificate", false, post, nil, verify) end
         return failed("tls", false, post, nil, tostring(err))
       end
     end
     local request = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. authority ..
       "\r\nUser-Agent: lua-faceswap/" .. core._VERSION:match("%S+$") .. "\r\n" ..
       (download and "" or auth) ..
-      (body and ("Content-Type: " .. content_type .. "\r\nContent-Length: " .. #body ..
+      (body and ("Content-Type: " .. q.content_type .. "\r\nContent-Length: " .. #body ..
         "\r\n\r\n" .. body) or "\r\n")
     local function timed_out(code, r, length)
       if length then return failed("timeout_of", true, post, code, ms(), r.body_bytes, length) end
@@ -277,7 +401,7 @@ function M.transport(o)
       if reused and lost then
         -- a kept-alive connection the server had closed: a GET goes again on a new one; a POST
         -- may not, as the server may have acted on it
-        if not post then return exchange(method, target, content_type, body, download, true, started, deadline) end
+        if not post then return exchange(q, true, started, deadline) end
         return failed("not_resent", true, post)
       end
       if not sent then
@@ -293,21 +417,44 @@ function M.transport(o)
       end
       return failed("other", true, post, status, tostring(err))
     end
-    local limit = download and MAX_DOWNLOAD_BYTES or self.max_response
-    local answer, left
-    if method == "HEAD" or status == 204 or status == 304 then
-      answer = ""
+    -- the body: kept, or for a streamed download's 2xx handed to its stream, and for its
+    -- error answer read and dropped; any of them at most `limit` bytes
+    local limit, stream = q.limit, q.stream
+    local parts, out = {}
+    if stream and status >= 200 and status <= 299 then
+      out = function(piece)
+        if r.body_bytes > limit then return nil, "oversize" end
+        return stream:write(piece)
+      end
+    elseif stream then
+      out = function()
+        if r.body_bytes > limit then return nil, "oversize" end
+        return true
+      end
     else
-      answer, err, left = read_body(r, framing, limit)
+      out = function(piece)
+        if r.body_bytes > limit then return nil, "oversize" end
+        parts[#parts + 1] = piece
+        return true
+      end
     end
-    if not answer then
+    local whole, left = true, nil
+    if method ~= "HEAD" and status ~= 204 and status ~= 304 then
+      whole, err, left = read_body(r, framing, limit, out)
+    end
+    if not whole then
       sock:close()
       if err == "oversize" and not download and status >= 300 then
         -- an error answer past max_response: its status decides its kind, as for any other;
         -- the error and its words are libcurl's (csrc/response.c), `left` the Content-Length
         return core.read_unread(status, head, left or limit, left ~= nil, limit, post)
+      elseif err == "oversize" and limit > 0x7fffffff then -- past what the words' %d holds
+        return nil, core.error { kind = "bad_response", code = status, sent = true, retryable = false,
+          error = string.format("answer larger than a download may be (%.0f bytes)", limit) }
       elseif err == "oversize" then
-        return failed("oversize", true, post, nil, download and "a download may be" or "max_response", limit)
+        return failed("oversize", true, post, status, download and "a download may be" or "max_response", limit)
+      elseif err == "stream" then
+        return nil, stream:error(status)
       elseif err == "timeout" then
         return timed_out(status, r, framing.length)
       elseif err == "closed" then
@@ -328,22 +475,56 @@ function M.transport(o)
     else
       sock:close()
     end
-    return status, head, answer
+    if stream then return status, head, status <= 299 and r.body_bytes or "" end
+    return status, head, table.concat(parts)
   end
 
-  -- transport:perform(method, path_or_url, content_type, body), as in the C transport
-  function self.perform(_, method, target, content_type, body)
-    if target:sub(1, 1) == "/" then
-      return exchange(method, self.base .. target, content_type, body, false)
+  -- transport:perform(method, path_or_url, content_type, body, opts), as in the C transport:
+  -- `opts` (nil: none) the call's own `timeout`, and for a download `max` (bytes), `path` (a
+  -- file to stream the body to, through a temporary renamed into place) or `sink` (a function
+  -- that gets each piece as it arrives). A streamed download's 2xx returns its byte count.
+  function self.perform(_, method, target, content_type, body, opts)
+    local co = coroutine.running()
+    if sinking[co] then error("attempt to use a faceswap client from inside its download's sink", 0) end
+    local download = target:sub(1, 1) ~= "/"
+    local timeout, max, path, sink = options(opts, download)
+    if not download then
+      return exchange { method = method, target = self.base .. target, content_type = content_type,
+                        body = body, timeout = timeout, limit = self.max_response }
     end
     local problem = url.problem(target, false)
     if problem or method ~= "GET" then
       return failed("refused_url", false, true, nil, problem and "a URL" or "with POST",
         problem or "downloads are GET")
     end
-    return exchange("GET", target, nil, nil, true)
+    local stream
+    if path or sink then
+      local err
+      stream, err = new_stream(path, sink)
+      if not stream then return nil, err end
+      streams[co] = stream
+    end
+    local status, head, answer = exchange { method = "GET", target = target, download = true,
+      timeout = timeout, limit = max or MAX_DOWNLOAD_BYTES, stream = stream }
+    if not stream then return status, head, answer end
+    streams[co] = nil
+    if status and status <= 299 then
+      local ok, err = stream:commit(status)
+      if not ok then return nil, err end
+    else
+      stream:discard()
+    end
+    return status, head, answer
   end
   return self
+end
+
+-- A request that nginx killed (its task cancelled from the thread that spawned it) leaves no
+-- temporary file behind: the scheduler calls this with its coroutine.
+function Transport.abandon(_, co)
+  local stream = streams[co]
+  streams[co] = nil
+  if stream then stream:discard() end
 end
 
 function Transport.close() end -- connections belong to nginx's pool
