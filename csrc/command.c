@@ -221,12 +221,12 @@ static void read_table(lua_State *L, request *r, int idx) {
                  key ? key : luaL_typename(L, -2));
       return; /* not reached: luaL_error does not return */
     }
-    /* the value stays on the stack: a file's source is read from it later */
+    /* the value stays on the stack (at most one per field): a file's source is read from it
+     * later, and p points into a text while the body is built, which the table alone would
+     * not keep, since a finalizer run by an allocation there may change the table */
     read_part(L, r, p, -1);
-    if (p->kind != K_FILE)
-      lua_pop(L, 1);
-    else
-      lua_pushvalue(L, -2); /* the key for lua_next; the value keeps its slot */
+    luaL_checkstack(L, 2, r->what);
+    lua_pushvalue(L, -2); /* the key for lua_next; the value keeps its slot */
   }
 }
 

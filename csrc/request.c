@@ -261,7 +261,11 @@ int core_build_headshot(lua_State *L) {
                           key ? key : luaL_typename(L, -1));
       }
       read_param(L, &p, i, -1);
-      lua_pop(L, 1);
+      /* the value keeps its slot (at most one per param): p points into it while the body is
+       * built, and the table alone would not keep it, since a finalizer run by an allocation
+       * there may change the table */
+      luaL_checkstack(L, 2, "headshot");
+      lua_pushvalue(L, -2); /* the key, for lua_next */
     }
   } else {
     return luaL_error(L, "bad argument #1 to 'headshot' (string or table expected, got %s)",
