@@ -324,12 +324,12 @@ static void read_table(lua_State *L, request *r, int idx) {
     if (!key || i == r->n)
       luaL_error(L, "bad argument #1 to '%s' (unknown param '%s')", r->c->name,
                  key ? key : luaL_typename(L, -2));
-    /* the value stays on the stack: a file's source is read from it later */
+    /* the value stays on the stack (at most one per field): a file's source is read from it
+     * later, and a text is pointed into while the body is built, which the table alone would
+     * not keep, since a finalizer run by an allocation there may change the table */
     read_part(L, r, i, -1);
-    if (r->c->fields[i].kind != K_FILE)
-      lua_pop(L, 1);
-    else
-      lua_pushvalue(L, -2); /* the key for lua_next; the value keeps its slot */
+    luaL_checkstack(L, 2, r->c->name);
+    lua_pushvalue(L, -2); /* the key for lua_next; the value keeps its slot */
   }
 }
 

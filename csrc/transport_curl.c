@@ -20,7 +20,14 @@
  *
  * No Lua function is called from inside libcurl but a download's sink, and that only inside a
  * protected call: nothing long-jumps through curl. Every other callback here is plain C on
- * buffers this file owns. */
+ * buffers this file owns.
+ *
+ * Anything that allocates Lua memory (a lua_push*string, an error object) may run a step of
+ * the collector, and so a __gc finalizer, and a finalizer may close the client. No pointer into
+ * the transport's or a transfer's memory is kept across such a call outside a "window" (see
+ * `window`): inside one, close() only marks the transport closed and the memory is freed when
+ * the last window ends. A method whose client was closed while its call was on the way (start,
+ * perform, finish) returns nil and a `cancelled` error, "client closed", instead of raising. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,6 +81,7 @@ typedef struct transfer {
   size_t upload_pos;
   int oversize, refused_rewind, no_memory, bad_framing;
   int forked;                   /* in flight when the process forked: the parent's, not ours */
+  int pinned;                   /* being finished inside a window: no other call may take it */
   int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
   /* What the easy handle was last set to (libcurl keeps options from one transfer to the
    * next): each is set only when it changes. set_method 0 is "not yet" (calloc). */
@@ -128,6 +136,8 @@ struct transport {
   int wake_fds[2];              /* libcurl's own wakeup socketpair, -1 when unknown */
   lua_State *L;                 /* the thread driving the transfers now (for a sink), or NULL */
   int in_sink;                  /* a sink runs: the transport may not be used from inside it */
+  int busy;                     /* windows open (see `window`): nothing may be freed */
+  int close_pending;            /* close() came inside a window: done when the last one ends */
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -565,9 +575,15 @@ static void forked(lua_State *L, transport_t *t) {
 
 static void forked(lua_State *L, transport_t *t);
 
+/* Closed by close(), or by a close() made inside a window, which takes effect when it ends. */
+static int is_closed(const transport_t *t) {
+  return !t->multi || t->close_pending;
+}
+
 /* For the methods, whose upvalue is the transport metatable: compared by address, not looked
- * up by name (luaL_checkudata, which gives the message, only when it is not a transport). */
-static transport_t *check_transport(lua_State *L) {
+ * up by name (luaL_checkudata, which gives the message, only when it is not a transport).
+ * NULL when the transport is closed. */
+static transport_t *open_transport(lua_State *L) {
   transport_t *t = NULL;
   if (lua_getmetatable(L, 1)) {
     if (lua_rawequal(L, -1, lua_upvalueindex(1)))
@@ -576,13 +592,31 @@ static transport_t *check_transport(lua_State *L) {
   }
   if (!t)
     t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  if (!t->multi)
-    luaL_error(L, "attempt to use a closed faceswap client");
+  if (is_closed(t))
+    return NULL;
   if (t->in_sink)
     luaL_error(L, "attempt to use a faceswap client from inside its download's sink");
   if (t->pid != getpid())
     forked(L, t);
   return t;
+}
+
+/* The same for the methods that raise on a closed transport. */
+static transport_t *check_transport(lua_State *L) {
+  transport_t *t = open_transport(L);
+  if (!t)
+    luaL_error(L, "attempt to use a closed faceswap client");
+  return t;
+}
+
+/* What a call whose client was closed while it was on the way returns: nil and a `cancelled`
+ * error, as a task of a closed client ends. `sent`: whether its request may have left. */
+static int push_closed(lua_State *L, int sent) {
+  error_info info = {"cancelled", 0, 0, 0, -1};
+  info.sent = sent;
+  lua_pushnil(L);
+  error_push(L, &info, "client closed", 0, 0);
+  return 2;
 }
 
 static void unqueue(transport_t *t, transfer_t *x) {
@@ -690,16 +724,82 @@ static void transport_release(lua_State *L, transport_t *t) {
   t->base_url = NULL;
 }
 
-/* close(), __gc and __close alike: idempotent. Transfers in flight are dropped and their
- * connections closed. */
+static void close_now(lua_State *L, transport_t *t) {
+  t->close_pending = 0;
+  if (t->multi && t->pid != getpid())
+    forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
+  transport_release(L, t);
+}
+
+/* close() and __close: idempotent. Transfers in flight are dropped and their connections
+ * closed; inside a window (a finalizer run by one of the transport's own calls) that waits
+ * until the call returns, and the transport counts as closed from now on. */
 static int transport_close(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
   if (t->in_sink)
     luaL_error(L, "attempt to close a faceswap client from inside its download's sink");
-  if (t->multi && t->pid != getpid())
-    forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
-  transport_release(L, t);
+  if (t->busy > 0) {
+    if (t->multi)
+      t->close_pending = 1;
+    return 0;
+  }
+  close_now(L, t);
   return 0;
+}
+
+/* __gc: the transport is unreachable, so no call of it is under way (each holds it at stack
+ * index 1) and no window can be open, unless the Lua state itself is being closed from inside
+ * one (os.exit(code, true) in a finalizer): then too, everything goes. */
+static int transport_gc(lua_State *L) {
+  transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
+  t->busy = 0;
+  close_now(L, t);
+  return 0;
+}
+
+/* ---- windows ---------------------------------------------------------------------------
+ * A window is a stretch of C that reads the transport's or a transfer's memory while it
+ * allocates Lua memory. Allocation may run the collector, the collector a finalizer, and a
+ * finalizer may close the client: inside a window (t->busy > 0) close() only sets
+ * close_pending, and the memory stays until the last window ends. The stretch runs as a
+ * protected call, so that an error raised inside it (no memory; on 5.1-5.3 and LuaJIT, an error
+ * in a finalizer) still ends the window before it goes on up, and `busy` never stays set. */
+
+typedef struct {
+  int (*fn)(lua_State *L, void *arg); /* pushes values and returns how many */
+  void *arg;
+} window_call;
+
+/* The protected function: upvalue 2 of every method (pushing it allocates nothing). */
+static int window_trampoline(lua_State *L) {
+  window_call *w = (window_call *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  return w->fn(L, w->arg);
+}
+
+/* Ends a window; the last one carries out a close() made inside it. */
+static void window_close(lua_State *L, transport_t *t) {
+  if (--t->busy == 0 && t->close_pending)
+    close_now(L, t);
+}
+
+/* Runs w->fn inside a window: returns the number of values it pushed, or raises what it
+ * raised. `done` (which must not allocate) runs at the end, still inside the window. */
+static int window(lua_State *L, transport_t *t, window_call *w,
+                  void (*done)(lua_State *L, transport_t *t, void *arg)) {
+  int base, status;
+  luaL_checkstack(L, 2, "window"); /* before the window: it may raise */
+  base = lua_gettop(L);
+  t->busy++;
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushlightuserdata(L, w);
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  if (done)
+    done(L, t, w->arg);
+  window_close(L, t);
+  if (status != 0)
+    lua_error(L);
+  return lua_gettop(L) - base;
 }
 
 static int is_loopback_host(const char *h, size_t n) {
@@ -1162,6 +1262,12 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     if (clen > sizeof x->ct_line - sizeof "Content-Type: ")
       luaL_error(L, "bad argument #3 to 'perform' (content type too long)");
   }
+  /* the checks above may have made strings of numbers, and so run a finalizer that closed the
+   * client; from here on nothing allocates Lua memory but the errors */
+  if (is_closed(t)) {
+    push_closed(L, 0);
+    return NULL;
+  }
   x = take_slot(t);
   if (!x)
     luaL_error(L, "not enough memory");
@@ -1290,9 +1396,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   return x;
 }
 
-/* Pushes what an ended transfer got (status, headers, body, or nil and an error object),
- * frees its slot, and returns the number of values pushed. */
-static int finish(lua_State *L, transport_t *t, transfer_t *x) {
+/* Pushes what an ended transfer got: status, headers, body (a streamed download's size), or
+ * nil and an error object. It reads the transfer while it allocates: only inside a window. */
+static int push_outcome(lua_State *L, void *arg) {
+  transfer_t *x = (transfer_t *)arg;
   int n;
   long status = 0;
   if (x->easy && !x->forked)
@@ -1337,22 +1444,42 @@ static int finish(lua_State *L, transport_t *t, transfer_t *x) {
     push_transfer_error(L, x);
     n = 2;
   }
+  return n;
+}
+
+static void unpin_release(lua_State *L, transport_t *t, void *arg) {
+  transfer_t *x = (transfer_t *)arg;
+  x->pinned = 0;
   stream_end(L, x);
   release_slot(t, x);
-  return n;
+}
+
+/* Pushes what an ended transfer got, frees its slot, and returns the number of values pushed.
+ * The transfer is pinned meanwhile: a finalizer that runs inside cannot finish or cancel it,
+ * nor close the client under it. */
+static int finish(lua_State *L, transport_t *t, transfer_t *x) {
+  window_call w;
+  w.fn = push_outcome;
+  w.arg = x;
+  luaL_checkstack(L, 2, "finish"); /* before the pin: it may raise */
+  x->pinned = 1;
+  return window(L, t, &w, unpin_release);
 }
 
 static transfer_t *check_id(lua_State *L, transport_t *t, int arg) {
   lua_Integer id = luaL_checkinteger(L, arg);
-  luaL_argcheck(L, id >= 1 && id <= t->nslots && t->slots[id - 1]->state != SLOT_FREE, arg,
-                "no such transfer");
+  luaL_argcheck(L, id >= 1 && id <= t->nslots && t->slots[id - 1]->state != SLOT_FREE &&
+                !t->slots[id - 1]->pinned, arg, "no such transfer");
   return t->slots[id - 1];
 }
 
 /* transport:start(method, path_or_url, content_type, body, opts) -> id | nil, err */
 static int transport_start(lua_State *L) {
-  transport_t *t = check_transport(L);
-  transfer_t *x = start(L, t, 0);
+  transport_t *t = open_transport(L);
+  transfer_t *x;
+  if (!t)
+    return push_closed(L, 0);
+  x = start(L, t, 0);
   if (!x)
     return 2;
   lua_pushinteger(L, x->id);
@@ -1360,12 +1487,15 @@ static int transport_start(lua_State *L) {
 }
 
 /* transport:poll(wait) -> the ids of transfers that ended and were not reported before.
- * Waits at most `wait` seconds, and returns as soon as one has ended; 0 never blocks. */
+ * Waits at most `wait` seconds, and returns as soon as one has ended; 0 never blocks. Nothing,
+ * at once, once the client is closed. */
 static int transport_poll(lua_State *L) {
-  transport_t *t = check_transport(L);
+  transport_t *t = open_transport(L);
   double wait = luaL_optnumber(L, 2, 0), until;
   int n = 0;
   luaL_argcheck(L, wait >= 0, 2, "a wait of 0 or more seconds expected");
+  if (!t)
+    return 0;
   if (t->done_head) /* ended while a blocking perform drove the handle: report them now */
     wait = 0;
   else if (wait > 86400)
@@ -1386,20 +1516,25 @@ static int transport_poll(lua_State *L) {
   }
   while (t->done_head) {
     transfer_t *x = t->done_head;
-    t->done_head = x->next_done;
-    x->queued = 0;
+    /* room first: raising here leaves the list whole */
     luaL_checkstack(L, 1, "too many ended transfers");
+    t->done_head = x->next_done;
+    if (!t->done_head)
+      t->done_tail = NULL;
+    x->queued = 0;
     lua_pushinteger(L, x->id);
     n++;
   }
-  t->done_tail = NULL;
   return n;
 }
 
 /* transport:finish(id) -> status, headers, body | nil, err, for a transfer that ended */
 static int transport_finish(lua_State *L) {
-  transport_t *t = check_transport(L);
-  transfer_t *x = check_id(L, t, 2);
+  transport_t *t = open_transport(L);
+  transfer_t *x;
+  if (!t) /* closed since it started: whether its request left is not known */
+    return push_closed(L, 1);
+  x = check_id(L, t, 2);
   luaL_argcheck(L, x->state == SLOT_DONE, 2, "transfer still running");
   return finish(L, t, x);
 }
@@ -1414,10 +1549,16 @@ static int may_have_sent(transfer_t *x) {
 }
 
 /* transport:cancel(id) -> whether its request may have reached the server: drops a transfer,
- * closing its connection if it is mid-exchange. */
+ * closing its connection if it is mid-exchange. Once the client is closed (which dropped it)
+ * that is not known: true. */
 static int transport_cancel(lua_State *L) {
-  transport_t *t = check_transport(L);
-  transfer_t *x = check_id(L, t, 2);
+  transport_t *t = open_transport(L);
+  transfer_t *x;
+  if (!t) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  x = check_id(L, t, 2);
   lua_pushboolean(L, may_have_sent(x));
   stream_end(L, x);
   release_slot(t, x);
@@ -1427,8 +1568,11 @@ static int transport_cancel(lua_State *L) {
 /* transport:perform(method, path_or_url, content_type, body, opts) -> status, headers, body |
  * nil, err: start, drive until this transfer ends (others progress meanwhile), finish. */
 static int transport_perform(lua_State *L) {
-  transport_t *t = check_transport(L);
-  transfer_t *x = start(L, t, 1);
+  transport_t *t = open_transport(L);
+  transfer_t *x;
+  if (!t)
+    return push_closed(L, 0);
+  x = start(L, t, 1);
   if (!x)
     return 2;
   while (x->state == SLOT_RUNNING) {
@@ -1480,13 +1624,22 @@ static int transport_running(lua_State *L) {
   return 1;
 }
 
+/* Reads base_url while it allocates: only inside a window. */
+static int push_name(lua_State *L, void *arg) {
+  lua_pushfstring(L, FACESWAP_TRANSPORT_MT " (%s)", ((transport_t *)arg)->base_url);
+  return 1;
+}
+
 static int transport_tostring(lua_State *L) {
   transport_t *t = (transport_t *)luaL_checkudata(L, 1, FACESWAP_TRANSPORT_MT);
-  if (t->multi)
-    lua_pushfstring(L, FACESWAP_TRANSPORT_MT " (%s)", t->base_url);
-  else
+  window_call w;
+  if (is_closed(t)) {
     lua_pushliteral(L, FACESWAP_TRANSPORT_MT " (closed)");
-  return 1;
+    return 1;
+  }
+  w.fn = push_name;
+  w.arg = t;
+  return window(L, t, &w, NULL);
 }
 
 void transport_open(lua_State *L) {
@@ -1497,7 +1650,7 @@ void transport_open(lua_State *L) {
     {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {
-    {"__gc", transport_close}, {"__close", transport_close}, {"__tostring", transport_tostring},
+    {"__gc", transport_gc}, {"__close", transport_close}, {"__tostring", transport_tostring},
     {NULL, NULL}
   };
   static int curl_ready = 0;
@@ -1509,9 +1662,13 @@ void transport_open(lua_State *L) {
   }
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);
   lua_newtable(L);
+  /* upvalues: the metatable, for check_transport; the protected function of `window` */
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1); /* the metatable, for check_transport */
+  lua_pushcfunction(L, window_trampoline);
+  luaL_setfuncs(L, methods, 2);
   lua_setfield(L, -2, "__index");
-  luaL_setfuncs(L, metamethods, 0);
+  lua_pushvalue(L, -1);
+  lua_pushcfunction(L, window_trampoline);
+  luaL_setfuncs(L, metamethods, 2);
   lua_pop(L, 1);
 }

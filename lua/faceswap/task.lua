@@ -218,6 +218,8 @@ local function push_ready(self, t)
 end
 
 local function finished(self, t, result)
+  -- once: a close() from a finalizer run while a task's end is being recorded ends it first
+  if t._result then return end
   self.count = self.count - 1
   self.tasks[t] = nil
   t._result = result
