@@ -140,16 +140,20 @@ print("ok")
     before = [[
 local uv = require "luv"
 weechat = { WEECHAT_RC_OK = 0 }
+-- Each hook's callback ends the uv.run("once") it runs in (uv.stop: that run's poll no longer
+-- blocks), so the loop below sees the task done after the callback that finished it. Without
+-- it, a timer due when a run begins fires before that run's poll: if it finishes the task
+-- (nothing left to arm, fd() quiet for good), the poll blocks forever.
 function weechat.hook_fd(fd, read, _, _, callback)
   assert(read == 1)
   local poll = uv.new_poll(fd)
-  poll:start("r", function() _G[callback]("", fd) end)
+  poll:start("r", function() _G[callback]("", fd); uv.stop() end)
   return poll
 end
 function weechat.hook_timer(ms, _, calls, callback)
   assert(calls == 1)
   local timer = uv.new_timer()
-  timer:start(ms, 0, function() _G[callback]("", 1) end)
+  timer:start(ms, 0, function() _G[callback]("", 1); uv.stop() end)
   return timer
 end
 function weechat.unhook(hook) hook:stop(); hook:close() end
