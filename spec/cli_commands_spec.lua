@@ -135,7 +135,13 @@ describe("faceswap command line: the commands #lua_only", function()
       if r.method == "POST" then posted[#posted + 1] = r.fields.discord end
     end
     assert.same({ "token-from-env", "token-from-stdin" }, posted)
-    code, out = run { "account", "delete", CH3 }
+    -- delete asks for --yes, as delall does: without it nothing is sent
+    local before = #s:requests()
+    code, out, err = run { "account", "delete", CH3 }
+    assert.same({ 2, "", "faceswap: account delete removes an account's configuration: add --yes " ..
+      "to confirm\nTry 'faceswap --help' for usage.\n" }, { code, out, err })
+    assert.equal(before, #s:requests())
+    code, out = run { "account", "delete", CH3, "--yes" }
     assert.same({ 0, "deleted account " .. CH3 .. "\n" }, { code, out })
   end)
 
@@ -157,6 +163,10 @@ describe("faceswap command line: the commands #lua_only", function()
       { { "account", "add", "1" }, "account add needs --server ID" },
       { { "account", "delete" }, "account delete needs a CHANNEL" },
       { { "account", "1", "2" }, "unexpected argument '2'" },
+      { { "account", "1", "--yes" }, "option '--yes' only applies to account delete" },
+      { { "account", "add", "1", "--server", "2", "--yes" },
+        "option '--yes' only applies to account delete" },
+      { { "account", "delete", "1", "--server", "2" }, "option '--server' only applies to account add" },
       { { "setid", "me", "--wait" }, "option '--wait' does not apply to setid" },
       { { "batch", "f", "--channels", "," }, "option '--channels' needs all or channel ids " ..
         "separated by commas" },

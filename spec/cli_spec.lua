@@ -96,10 +96,49 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "--help" }
       assert.same({ 0, cli.usage, "" }, { code, out, err })
       assert.matches("  batch FILE|-  ", out, 1, true)
-      code, out, err = run { "job", "x", "-h" }
+      code, out, err = run { "help" }
       assert.same({ 0, cli.usage, "" }, { code, out, err })
       code, out, err = run {}
       assert.same({ 2, cli.usage, "" }, { code, out, err })
+      assert.matches("\nexit status: 0 success, 1 API, network, job or file failure, 2 usage error " ..
+        "(or --state FILE\n             in use by another batch), 130 interrupted (Ctrl-C)\n", out, 1, true)
+    end)
+
+    it("prints one command's help for `help COMMAND` and `COMMAND --help`", function()
+      local want = table.concat({
+        "usage: faceswap job JOBID [OPTIONS]",
+        "",
+        "A job as the server has it now.",
+        "",
+        "options:",
+        "  --json            print the answer as JSON (batch: one object per line), and errors as",
+        "                    JSON on stderr",
+        "  --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)",
+        "  --help            show the help (of a command: `faceswap help COMMAND`) and exit",
+        "  --version         show the version and exit",
+        "",
+        "example:",
+        "  faceswap job 8a1f574fdbf79e8cd57e070476d9d5f3",
+        "" }, "\n")
+      local code, out, err = run { "help", "job" }
+      assert.same({ 0, "" }, { code, err })
+      assert.equal(want, out:sub(1, #want))
+      assert.equal(cli.help("job"), out)
+      code, out, err = run { "job", "x", "-h" }
+      assert.same({ 0, cli.help("job"), "" }, { code, out, err })
+      -- each subcommand's help names only its own options, and its example
+      code, out = run { "delall", "--help" }
+      assert.equal(0, code)
+      assert.matches("^usage: faceswap delall %-%-yes %[OPTIONS%]\n\nDelete every saved face%.\n", out)
+      assert.matches("\nexample:\n  faceswap delall --yes\n", out, 1, true)
+      assert.is_nil(out:find("--concurrency", 1, true))
+      code, out = run { "help", "account" }
+      assert.equal(0, code)
+      assert.matches("^usage: faceswap account %[CHANNEL%] %[OPTIONS%]\n" ..
+        "       faceswap account add CHANNEL %-%-server ID %[OPTIONS%]\n" ..
+        "       faceswap account delete CHANNEL %-%-yes %[OPTIONS%]\n", out)
+      code, out, err = run { "help", "frob" }
+      assert.same({ 2, "", "faceswap: unknown command 'frob'\n" .. HINT }, { code, out, err })
     end)
 
     it("prints the version", function()

@@ -20,111 +20,237 @@ end
 
 local M = {}
 
-M.usage = [[
-usage: faceswap COMMAND ARGUMENT [OPTIONS]
+-- == The command line as data: M.subcommands and M.options, from which the usage, each
+-- command's help, the man page (tools/man.lua) and the bash completion (tools/completion.lua)
+-- are written. The commands of the core's table (faceswap.commands) bring their arguments
+-- (the metavars of their required fields), summary, attachments, mode and confirmation. ==
 
-commands:
-  headshot PROMPT   start a headshot job; print its jobid and status
-  job JOBID         show a job
-  wait JOBID        wait until a job has ended, then show it
-  cancel JOBID      cancel a job
-  batch FILE|-      a headshot for each line of FILE (- for stdin; blank lines and lines
-                    starting with # skipped), each waited for; prints one line per prompt:
-                    JOBID STATUS FILES...
-%s
-options:
-  --channel ID      Discord channel of the account to use (headshot and the commands
-                    after batch above)
-  --reply-url URL   replyUrl, where the API posts the finished job (the same)
-  --reply-ref REF   replyRef, sent back with it (the same)
-  --wait            wait until the job has ended (headshot, picsi, changebg)
-  --download DIR    save completed jobs' images in DIR as JOBID-N.EXT, never overwriting
-                    (headshot, wait, batch, swapid, inswapper, picsi, changebg;
-                    implies --wait)
-  --json            print the answer as JSON (headshot, job, wait and the commands after
-                    batch above)
-  --concurrency N   jobs at once (batch; default 4 per channel)
-  --channels all|ID,ID  spread a batch over these accounts (all: every account)
-  --options FLAGS   the command's options field (picsi, changebg)
-  --server ID       the account's Discord server (account add)
-  --yes             confirm delall
-  --state FILE      batch: record each headshot in FILE before it is sent and as its answer
-                    arrives (on disk at once; one batch at a time per FILE); a rerun with the
-                    same FILE waits for the jobs submitted and submits only the rest. Ctrl-C
-                    stops submitting and lists the jobs submitted (exit status 130)
-  --resubmit-unknown  batch --state: submit again the prompts whose headshot may or may not
-                    have reached the server (by default they are listed, not resubmitted)
-  --interval S      first poll interval in seconds while waiting
-  --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)
-  --help, --version
+local TABLE = {} -- name -> the command's row (every row, also those with no subcommand)
+for _, c in ipairs(core.commands("all")) do TABLE[c.name] = c end
 
-environment: USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else
-             the first line of standard input: a token is never taken from the command line)
-exit status: 0 success, 1 API, network or job failure, 2 usage error (or --state FILE in
-             use by another batch), 130 a batch stopped by Ctrl-C
-]]
+-- A sample value for each metavar: a command's example is its synopsis with these.
+local SAMPLES = { PROMPT = "'a portrait in a garden'", JOBID = "8a1f574fdbf79e8cd57e070476d9d5f3",
+  IDNAME = "me", IMAGE = "me.png", SOURCE = "face.png", TARGET = "clip.gif",
+  MESSAGE_ID = "1187654321098765432", FILE = "prompts.txt", CHANNEL = "1234567890123456789",
+  ["FILE|-"] = "prompts.txt", ID = "9876543210987654321", DIR = "out", FLAGS = "--v2", N = "8",
+  S = "5", URL = "https://example.com/hook", REF = "order-42" }
 
-local HINT = "Try 'faceswap --help' for usage."
+-- The required fields (or parameters) of a row, as metavars.
+local function row_args(row)
+  local args = {}
+  for _, f in ipairs(row.params or row.fields) do
+    if f.required then args[#args + 1] = f.metavar end
+  end
+  return args
+end
 
--- Every option: whether it takes a value, and the commands it applies to (nil: all).
-local OPTIONS = {
-  channel = { value = true, headshot = true },
-  ["reply-url"] = { value = true, headshot = true },
-  ["reply-ref"] = { value = true, headshot = true },
-  wait = { headshot = true },
-  download = { value = true, headshot = true, wait = true, batch = true },
-  json = { headshot = true, job = true, wait = true },
-  concurrency = { value = true, batch = true },
-  state = { value = true, batch = true },
-  ["resubmit-unknown"] = { batch = true },
-  interval = { value = true, headshot = true, wait = true, batch = true },
-  ["base-url"] = { value = true, all = true },
-  help = { all = true },
-  version = { all = true },
+-- Each subcommand: name, forms = { {args, summary, needs = {option...}} }, and its row (if
+-- it is one). The CLI's own commands first, then every common row of the table.
+M.subcommands = {
+  { name = "headshot", row = TABLE.headshot },
+  { name = "job", row = TABLE.job },
+  { name = "wait", forms = { { args = row_args(TABLE.job),
+    summary = "wait until a job has ended, then show it" } } },
+  { name = "cancel", row = TABLE.cancel },
+  { name = "batch", forms = { { args = { "FILE|-" }, summary = "a headshot for each line of " ..
+    "FILE (- for stdin; blank lines and lines starting with # skipped), each waited for; " ..
+    "prints one line per prompt: JOBID STATUS FILES..." } } },
 }
-
-OPTIONS.channels = { value = true, batch = true }
-OPTIONS.options = { value = true }
-OPTIONS.server = { value = true, account = true }
-OPTIONS.yes = { delall = true }
-
--- Each command's arguments, in order.
-local COMMANDS = { headshot = { "PROMPT" }, job = { "JOBID" }, wait = { "JOBID" },
-                   cancel = { "JOBID" }, batch = { "FILE" } }
-
--- The other commands come from the core's command table (faceswap.commands): their required
--- fields are their arguments, named here for the help.
-local METAVARS = { idname = "IDNAME", image = "IMAGE", targetMessageId = "MESSAGE_ID",
-  source_image = "SOURCE", target_image_gif_or_video = "TARGET",
-  a_background_photo_of = "PROMPT" }
-local ATTACHMENTS = { swapid = true, inswapper = true, picsi = true, changebg = true }
-local TABLE = {} -- name -> the command's row
-local help = {}
-for _, c in ipairs(faceswap.commands) do
-  TABLE[c.name] = c
-  if not COMMANDS[c.name] and c.common then
-    local args = {}
-    for _, f in ipairs(c.fields) do
-      if f.required then args[#args + 1] = METAVARS[f.name] or f.name:upper() end
-      if f.name == "options" then OPTIONS.options[c.name] = true end
-    end
-    COMMANDS[c.name] = args
-    for _, o in ipairs { "channel", "reply-url", "reply-ref", "json" } do OPTIONS[o][c.name] = true end
-    if ATTACHMENTS[c.name] then OPTIONS.download[c.name] = true end
-    if c.mode ~= "blocking" then OPTIONS.wait[c.name], OPTIONS.interval[c.name] = true, true end
-    local line = c.name .. (#args > 0 and " " .. table.concat(args, " ") or "")
-    help[#help + 1] = #line <= 17 and string.format("  %-17s %s", line, c.summary) or
-      ("  " .. line .. "\n" .. (" "):rep(20) .. c.summary)
+for _, c in ipairs(core.commands("all")) do
+  if c.common and c.name ~= "headshot" then M.subcommands[#M.subcommands + 1] = { name = c.name, row = c } end
+end
+M.subcommands[#M.subcommands + 1] = { name = "jobs", row = TABLE.jobs }
+M.subcommands[#M.subcommands + 1] = { name = "account", forms = {
+  { args = { "[CHANNEL]" }, summary = "the accounts (or one) with their credits used/total" },
+  { args = { "add", TABLE.add_account.params[3].metavar }, needs = { "server" },
+    summary = TABLE.add_account.summary .. " (the Discord token: from $DISCORD_TOKEN or " ..
+    "standard input)" },
+  { args = { "delete", TABLE.delete_account.params[1].metavar }, needs = { "yes" },
+    summary = TABLE.delete_account.summary },
+} }
+local SUB = {}
+for _, s in ipairs(M.subcommands) do
+  SUB[s.name] = s
+  if s.row and not s.forms then
+    s.forms = { { args = row_args(s.row), summary = s.row.summary,
+                  needs = s.row.confirm and { "yes" } or nil } }
+  end
+  for _, form in ipairs(s.forms) do
+    form.needs = form.needs or {}
+    local words = { s.name }
+    for _, a in ipairs(form.args) do words[#words + 1] = a end
+    for _, n in ipairs(form.needs) do words[#words + 1] = "--" .. n .. (n == "server" and " ID" or "") end
+    form.synopsis = table.concat(words, " ")
   end
 end
-COMMANDS.jobs, COMMANDS.account = {}, { "[add|delete] [CHANNEL]" }
-OPTIONS.json.jobs, OPTIONS.json.account = true, true
-help[#help + 1] = "  jobs              the ids of the jobs running now"
-help[#help + 1] = "  account [CHANNEL] the accounts (or one) with their credits used/total"
-help[#help + 1] = "  account add CHANNEL --server ID\n" .. (" "):rep(20) ..
-  "configure an account (its Discord token: see below)"
-help[#help + 1] = "  account delete CHANNEL\n" .. (" "):rep(20) .. "remove an account"
-M.usage = M.usage:format(table.concat(help, "\n") .. "\n")
+
+-- Which subcommands a row-driven option applies to.
+local function rows_where(test)
+  local list = {}
+  for _, s in ipairs(M.subcommands) do
+    if s.row and s.row.common and test(s.row) then list[#list + 1] = s.name end
+  end
+  return list
+end
+local function plus(list, ...)
+  for i = 1, select("#", ...) do list[#list + 1] = (select(i, ...)) end
+  return list
+end
+local waitable = function(r) return r.mode == "job" or r.mode == "either" end
+local has_options = function(r)
+  for _, f in ipairs(r.fields) do if f.name == "options" then return true end end
+  return false
+end
+
+-- Every option: name, metavar (nil: a flag), help, applies (nil: every command).
+M.options = {
+  { name = "channel", metavar = "ID", help = "Discord channel of the account to use",
+    applies = rows_where(function() return true end) },
+  { name = "reply-url", metavar = "URL", help = "replyUrl, where the API posts the finished job",
+    applies = rows_where(function() return true end) },
+  { name = "reply-ref", metavar = "REF", help = "replyRef, sent back with it",
+    applies = rows_where(function() return true end) },
+  { name = "wait", help = "wait until the job has ended", applies = rows_where(waitable) },
+  { name = "download", metavar = "DIR", help = "save completed jobs' images in DIR as " ..
+    "JOBID-N.EXT, never overwriting (implies --wait)",
+    applies = plus(rows_where(function(r) return r.attachments end), "wait", "batch") },
+  { name = "json", help = "print the answer as JSON (batch: one object per line), and errors " ..
+    "as JSON on stderr", applies = plus(rows_where(function() return true end), "job", "wait",
+    "batch", "jobs", "account") },
+  { name = "concurrency", metavar = "N", help = "jobs at once (default 4 per channel)",
+    applies = { "batch" } },
+  { name = "channels", metavar = "all|ID,ID", help = "spread a batch over these accounts " ..
+    "(all: every account)", applies = { "batch" } },
+  { name = "options", metavar = "FLAGS", help = "the command's options field",
+    applies = rows_where(has_options) },
+  { name = "server", metavar = "ID", help = "the account's Discord server",
+    applies = { "account" } },
+  { name = "yes", help = "confirm a command that deletes (" .. table.concat(plus(
+    rows_where(function(r) return r.confirm end), "account delete"), ", ") .. ")",
+    applies = plus(rows_where(function(r) return r.confirm end), "account") },
+  { name = "state", metavar = "FILE", help = "record each headshot in FILE before it is sent " ..
+    "and as its answer arrives (on disk at once; one batch at a time per FILE); a rerun with " ..
+    "the same FILE waits for the jobs submitted and submits only the rest. Ctrl-C stops " ..
+    "submitting and lists the jobs submitted (exit status 130)", applies = { "batch" } },
+  { name = "resubmit-unknown", help = "with --state: submit again the prompts whose headshot " ..
+    "may or may not have reached the server (by default they are listed, not resubmitted)",
+    applies = { "batch" } },
+  { name = "interval", metavar = "S", help = "first poll interval in seconds while waiting",
+    applies = plus(rows_where(waitable), "wait", "batch") },
+  { name = "base-url", metavar = "URL", help = "API base URL (default $USEAPI_BASE_URL, " ..
+    "else useapi.net's)" },
+  { name = "help", help = "show the help (of a command: `faceswap help COMMAND`) and exit" },
+  { name = "version", help = "show the version and exit" },
+}
+M.environment = "USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else " ..
+  "the first line of standard input: a token is never taken from the command line)"
+M.exit_status = {
+  { code = 0, text = "success" },
+  { code = 1, text = "API, network, job or file failure" },
+  { code = 2, text = "usage error (or --state FILE in use by another batch)" },
+  { code = 130, text = "interrupted (Ctrl-C)" },
+}
+
+-- name -> { value = takes one, all = applies everywhere, [command] = true }
+local OPTIONS = {}
+for _, o in ipairs(M.options) do
+  local spec = { value = o.metavar ~= nil, all = o.applies == nil }
+  for _, c in ipairs(o.applies or {}) do spec[c] = true end
+  OPTIONS[o.name] = spec
+end
+
+-- Text wrapped at 92 columns, each line after the first indented by `indent`.
+local function wrap(text, indent, first)
+  local lines, line = {}, first or ""
+  for word in text:gmatch("%S+") do
+    if #line + 1 + #word > 92 and line:find("%S") then
+      lines[#lines + 1] = line
+      line = (" "):rep(indent) .. word
+    else
+      line = line .. ((line:find("%S") and not line:find(" $")) and " " or "") .. word
+    end
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
+end
+
+-- "  NAME  help" with the help at column 21 (or on the next line when NAME is long).
+local function entry(name, help)
+  if #name <= 17 then return wrap(help, 20, string.format("  %-17s ", name)) end
+  return "  " .. name .. "\n" .. wrap(help, 20, (" "):rep(20))
+end
+
+local function option_head(o) return "--" .. o.name .. (o.metavar and (" " .. o.metavar) or "") end
+
+local function footer()
+  local codes = {}
+  for _, e in ipairs(M.exit_status) do codes[#codes + 1] = e.code .. " " .. e.text end
+  return wrap(M.environment, 13, "environment: ") .. "\n" ..
+    wrap(table.concat(codes, ", "), 13, "exit status: ") .. "\n"
+end
+
+-- The overview: every command and option.
+local function overview()
+  local out = { "usage: faceswap COMMAND ARGUMENT [OPTIONS]", "", "commands:" }
+  for _, s in ipairs(M.subcommands) do
+    for _, f in ipairs(s.forms) do out[#out + 1] = entry(f.synopsis, f.summary) end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "options:"
+  for _, o in ipairs(M.options) do
+    local where = o.applies and (" (" .. table.concat(o.applies, ", ") .. ")") or ""
+    if o.applies and #o.applies > 6 then where = "" end
+    out[#out + 1] = entry(option_head(o), o.help .. where)
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "'faceswap help COMMAND' (or 'faceswap COMMAND --help') shows one command."
+  out[#out + 1] = ""
+  return table.concat(out, "\n") .. "\n" .. footer()
+end
+M.usage = overview()
+
+-- A subcommand's example: its first form with a sample for each metavar.
+function M.example(s)
+  local words = { "faceswap" }
+  for w in s.forms[#s.forms == 3 and 2 or 1].synopsis:gmatch("%S+") do
+    if not w:find("^%[") then words[#words + 1] = SAMPLES[w] or w end
+  end
+  return table.concat(words, " ")
+end
+
+-- One subcommand's help: its usage, what it does, its options, one example.
+function M.help(name)
+  local s = SUB[name]
+  if not s then return nil end
+  local out = {}
+  for k, f in ipairs(s.forms) do
+    out[#out + 1] = (k == 1 and "usage: " or "       ") .. "faceswap " .. f.synopsis .. " [OPTIONS]"
+  end
+  out[#out + 1] = ""
+  for _, f in ipairs(s.forms) do
+    out[#out + 1] = wrap((#s.forms > 1 and (f.synopsis .. ": ") or "") ..
+      f.summary:gsub("^%l", string.upper) .. (f.summary:find("%.$") and "" or "."), 0)
+  end
+  if s.row and s.row.common and s.row.mode == "blocking" then
+    out[#out + 1] = "It holds its account's channel until the bot has answered."
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "options:"
+  for _, o in ipairs(M.options) do
+    if OPTIONS[o.name].all or OPTIONS[o.name][name] then
+      if not (name == "account" and o.name == "channel") then
+        out[#out + 1] = entry(option_head(o), o.help)
+      end
+    end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "example:"
+  out[#out + 1] = "  " .. M.example(s)
+  out[#out + 1] = ""
+  return table.concat(out, "\n") .. "\n" .. footer()
+end
+
+local HINT = "Try 'faceswap --help' for usage."
 
 local Usage = {} -- raised as { Usage, message } by the argument checks
 
@@ -182,30 +308,48 @@ end
 local function check_command(words, opts)
   local command = words[1]
   if not command then usage_error("no command given") end
-  if not COMMANDS[command] then usage_error("unknown command '" .. command .. "'") end
-  local args, wanted = { unpack(words, 2) }, COMMANDS[command]
-  if command == "account" then
-    wanted = (args[1] == "add" or args[1] == "delete") and { "add", "CHANNEL" } or { nil, nil }
-    if args[1] == "add" and not opts.server then usage_error("account add needs --server ID") end
-    if opts.server and args[1] ~= "add" then
-      usage_error("option '--server' only applies to account add")
+  local s = SUB[command]
+  if not s then usage_error("unknown command '" .. command .. "'") end
+  local args = { unpack(words, 2) }
+  local form = s.forms[1]
+  for _, f in ipairs(s.forms) do -- account add, account delete: by their first word
+    if f.args[1] and f.args[1] == args[1] and f.args[1]:find("^%l") then form = f end
+  end
+  local said = command .. (form.args[1] and form.args[1]:find("^%l") and (" " .. form.args[1]) or "")
+  for _, n in ipairs(form.needs) do
+    if n ~= "yes" and not opts[n] then
+      local o
+      for _, x in ipairs(M.options) do if x.name == n then o = x end end
+      usage_error(said .. " needs " .. option_head(o))
     end
   end
-  for k, meta in ipairs(wanted) do
-    if not args[k] then
-      usage_error(command .. (command == "account" and (" " .. args[1]) or "") .. " needs " ..
-        (meta:find("^[AEIOU]") and "an " or "a ") .. meta)
+  for k, meta in ipairs(form.args) do
+    if not args[k] and not meta:find("^%[") then
+      usage_error(said .. " needs " .. (meta:find("^[AEIOU]") and "an " or "a ") ..
+        meta:match("^[^|]*"))
     end
   end
-  local most = #wanted
-  if command == "account" then most = wanted[1] and 2 or 1 end
-  if args[most + 1] then usage_error("unexpected argument '" .. args[most + 1] .. "'") end
-  if command == "delall" and not opts.yes then
-    usage_error("delall deletes every saved face: add --yes to confirm")
+  if args[#form.args + 1] then usage_error("unexpected argument '" .. args[#form.args + 1] .. "'") end
+  for name in pairs(opts) do
+    local needed, somewhere = false, false
+    for _, f in ipairs(s.forms) do
+      for _, n in ipairs(f.needs) do
+        needed, somewhere = needed or (n == name and f == form), somewhere or n == name
+      end
+    end
+    if somewhere and not needed then
+      usage_error("option '--" .. name .. "' only applies to " .. command .. " " ..
+        (name == "server" and "add" or "delete"))
+    end
   end
   for name in pairs(opts) do
     if not (OPTIONS[name].all or OPTIONS[name][command]) then
       usage_error("option '--" .. name .. "' does not apply to " .. command)
+    end
+  end
+  for _, n in ipairs(form.needs) do
+    if n == "yes" and not opts.yes then -- "delete every saved face": "delall deletes every..."
+      usage_error(said .. " " .. form.summary:gsub("^(%l+)", "%1s") .. ": add --yes to confirm")
     end
   end
   if opts.concurrency then
@@ -217,12 +361,12 @@ local function check_command(words, opts)
     opts.concurrency = n
   end
   if opts.interval then
-    local s = tonumber(opts.interval)
-    if not s or s ~= s or s <= 0 or s > 1e9 then
+    local secs = tonumber(opts.interval)
+    if not secs or secs ~= secs or secs <= 0 or secs > 1e9 then
       usage_error("option '--interval' needs a number of seconds above 0, got '" ..
         opts.interval .. "'")
     end
-    opts.interval = s
+    opts.interval = secs
   end
   if opts.channels then
     local list = {}
@@ -382,7 +526,8 @@ end
 function commands.headshot(ctx, _, prompt)
   local o = ctx.opts
   local job, err = ctx.client:headshot { prompt = prompt, channel = o.channel,
-                                         replyUrl = o["reply-url"], replyRef = o["reply-ref"] }
+                                         replyUrl = o["reply-url"], replyRef = o["reply-ref"],
+                                         options = o.options }
   if not job then return fail(ctx, err) end
   local files, status = nil, 0
   if o.wait or o.download then
@@ -855,8 +1000,12 @@ local function run(args, ctx)
     if a:find("\0", 1, true) then usage_error("an argument contains a NUL byte") end
   end
   local words, opts = parse(args)
-  if opts.help then
-    ctx.stdout:write(M.usage)
+  if words[1] == "help" or opts.help then -- `faceswap help [COMMAND]`, `faceswap [COMMAND] --help`
+    local name = words[1]
+    if name == "help" then name = words[2] end
+    if words[1] == "help" and words[3] then usage_error("unexpected argument '" .. words[3] .. "'") end
+    if name and not SUB[name] then usage_error("unknown command '" .. name .. "'") end
+    ctx.stdout:write(name and M.help(name) or M.usage)
     return 0
   end
   if opts.version then
