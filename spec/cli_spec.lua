@@ -148,7 +148,6 @@ describe("faceswap command line #lua_only", function()
 
     local bad = {
       { { "frob" }, "unknown command 'frob'" },
-      { { "--json" }, "no command given" },
       { { "job" }, "job needs a JOBID" },
       { { "headshot", "--wait" }, "headshot needs a PROMPT" },
       { { "batch" }, "batch needs a FILE" },
@@ -156,7 +155,6 @@ describe("faceswap command line #lua_only", function()
       { { "job", "a", "--frob" }, "unknown option '--frob'" },
       { { "job", "a", "--frob=1" }, "unknown option '--frob'" },
       { { "job", "a", "--channel", "1" }, "option '--channel' does not apply to job" },
-      { { "cancel", "a", "--json" }, "option '--json' does not apply to cancel" },
       { { "wait", "a", "--json=yes" }, "option '--json' takes no value" },
       { { "batch", "f", "--concurrency" }, "option '--concurrency' needs a value" },
       { { "batch", "f", "--concurrency", "two" },
@@ -204,6 +202,21 @@ describe("faceswap command line #lua_only", function()
       assert.equal(1, code)
       assert.equal("", out)
       assert.matches("^faceswap: unauthorized %(401%): [^\n]+\n$", err)
+    end)
+
+    it("--json: the error as JSON on stderr, usage errors too", function()
+      local code, out, err = run { "job", "deadbeef", "--json" }
+      assert.same({ 1, "", '{"error":{"kind":"not_found","code":404,"text":"not_found (404): ' ..
+        'Unable to locate job deadbeef"}}\n' }, { code, out, err })
+      code, out, err = run { "job", "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"job needs a JOBID"}}\n' },
+        { code, out, err })
+      code, out, err = run { "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"no command given"}}\n' },
+        { code, out, err })
+      code, out, err = run { "cancel", "a", "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"option \'--json\' does not apply to ' ..
+        'cancel"}}\n' }, { code, out, err })
     end)
 
     it("a base URL from --base-url wins over USEAPI_BASE_URL", function()
@@ -389,6 +402,30 @@ describe("faceswap command line #lua_only", function()
       table.sort(progress)
       assert.same({ "1 " .. results[1], "2 " .. results[2], "3 " .. results[3] }, progress)
       assert.is_nil(err:find("\27", 1, true))
+    end)
+
+    it("--json: one JSON object per prompt, in input order, each its job or its error", function()
+      write_all(tmp .. "/prompts", "# a comment\nfirst\nsecond sim:fail\n")
+      local code, out = run { "batch", tmp .. "/prompts", "--json", "--interval", "0.05" }
+      assert.equal(1, code)
+      local results = lines(out)
+      assert.equal(2, #results)
+      local cjson = require "cjson"
+      for i, want in ipairs { { 2, "first", "completed" }, { 3, "second sim:fail", "failed" } } do
+        local item = cjson.decode(results[i])
+        assert.same({ want[1], want[2], want[3] }, { item.line, item.prompt, item.job.status })
+        assert.truthy(results[i]:find('^{"line":' .. want[1] .. ',"prompt":"' .. want[2] .. '","job":{'))
+      end
+      assert.is_nil(out:find("\\/", 1, true)) -- URLs as they are: no \/
+      assert.truthy(out:find("https?://[^\"]*/"))
+      -- a submission refused: the item's error
+      code, out = run({ "batch", tmp .. "/prompts", "--json" }, { env = { USEAPI_TOKEN = "wrong" } })
+      assert.equal(1, code)
+      results = lines(out)
+      assert.equal(2, #results)
+      assert.matches('^{"line":2,"prompt":"first","error":{"kind":"unauthorized","code":401,' ..
+        '"text":"unauthorized %(401%): [^"]+"}}$', results[1])
+      assert.matches('^{"line":3,"prompt":"second sim:fail","error":{"kind":"unauthorized",', results[2])
     end)
 
     it("reads stdin for -, and keeps to --concurrency", function()

@@ -252,6 +252,26 @@ end
 
 local HINT = "Try 'faceswap --help' for usage."
 
+-- JSON as printed: a private cjson instance, and never "\\/" for "/" (cjson escapes it, and
+-- this Debian build has no encode_escape_forward_slash to turn that off): a "/" after an odd
+-- run of backslashes is an escaped slash.
+local cjson = require("cjson").new()
+local function unslash(text)
+  return (text:gsub("(\\+)/", function(run)
+    if #run % 2 == 1 then return run:sub(2) .. "/" end
+  end))
+end
+local function json(value) return unslash(cjson.encode(value)) end
+
+-- An error as the JSON object printed under --json: {"error": {kind, code, text}}.
+-- Its members in this order; code left out when there is none.
+local function json_error(err, kind)
+  local e = type(err) == "table" or type(err) == "userdata"
+  local code = e and err.code or nil
+  return '{"error":{"kind":' .. json(e and err.kind or kind or "failure") ..
+    (code and (',"code":' .. json(code)) or "") .. ',"text":' .. json(tostring(err)) .. "}}"
+end
+
 local Usage = {} -- raised as { Usage, message } by the argument checks
 
 local function usage_error(message) error({ Usage, message }, 0) end
@@ -489,7 +509,11 @@ local commands = {}
 
 local function fail(ctx, err)
   if ctx.status_line then ctx.stderr:write("\n") end
-  ctx.err("faceswap: " .. tostring(err))
+  if ctx.json then
+    ctx.err(json_error(err))
+  else
+    ctx.err("faceswap: " .. tostring(err))
+  end
   return 1
 end
 
@@ -535,14 +559,14 @@ function commands.headshot(ctx, _, prompt)
     if not job then return fail(ctx, err) end
     files, status = finish(ctx, job)
   end
-  ctx.out(o.json and job:json() or job_line(job, files))
+  ctx.out(o.json and unslash(job:json()) or job_line(job, files))
   return status
 end
 
 function commands.job(ctx, _, jobid)
   local job, err = ctx.client:job(jobid)
   if not job then return fail(ctx, err) end
-  ctx.out(ctx.opts.json and job:json() or job_lines(job))
+  ctx.out(ctx.opts.json and unslash(job:json()) or job_lines(job))
   return 0
 end
 
@@ -550,7 +574,7 @@ function commands.wait(ctx, _, jobid)
   local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx))
   if not job then return fail(ctx, err) end
   local files, status = finish(ctx, job)
-  ctx.out(ctx.opts.json and job:json() or job_lines(job, files))
+  ctx.out(ctx.opts.json and unslash(job:json()) or job_lines(job, files))
   return status
 end
 
@@ -799,20 +823,29 @@ local function run_batch(ctx, prompts, numbers, book, records)
   p.finish()
 
   local running = {} -- submitted, not finished here: "line N: JOBID"
+  -- under --json: {"line": N, "prompt": ..., "job": {...}} or {..., "error": {...}} a line
+  local function item(i, job_json, err, kind)
+    local tail = job_json and ('"job":' .. unslash(job_json)) or json_error(err, kind):sub(2, -2)
+    if files[i] and job_json then tail = tail .. ',"files":' .. json(files[i]) end
+    return '{"line":' .. numbers[i] .. ',"prompt":' .. json(prompts[i]) .. "," .. tail .. "}"
+  end
   for i = 1, #prompts do
     local r = results[i]
     if fixed[i] then
-      ctx.out(fixed[i])
+      ctx.out(not o.json and fixed[i] or (fixed[i]:find("^%- error ") and
+        item(i, nil, fixed[i]:sub(9), "state") or item(i, '{"jobid":' ..
+        json(fixed[i]:match("^%S+")) .. ',"status":' .. json(fixed[i]:match("%S+$")) .. "}")))
     elseif faceswap.type(r) == "job" then
-      ctx.out(job_line(r, files[i]))
+      ctx.out(o.json and item(i, r:json()) or job_line(r, files[i]))
     elseif r and r.kind == "cancelled" and state[i] ~= "done" then -- stopped, not ended
       local jobid = r.job and r.job.jobid or r.jobid
       if jobid then running[#running + 1] = { i, jobid } end
     elseif r then
-      ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
+      ctx.out(o.json and item(i, nil, r) or
+        ((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r)))
     elseif r == false then
-      ctx.out("- error unknown: not resubmitted: its headshot may or may not have reached " ..
-        "the server")
+      local text = "not resubmitted: its headshot may or may not have reached the server"
+      ctx.out(o.json and item(i, nil, text, "unknown") or ("- error unknown: " .. text))
     end
   end
   local status = (p.failed > 0 or p.lost > 0 or #unknown > 0) and 1 or 0
@@ -858,7 +891,8 @@ function commands.batch(ctx, _, source)
   local book, problem, why = ledger.open(o.state)
   if not book then
     if why == "locked" then -- one writer: another batch has this state file
-      ctx.err("faceswap: " .. problem .. "; nothing was sent")
+      ctx.err(ctx.json and json_error(problem .. "; nothing was sent", "locked") or
+        ("faceswap: " .. problem .. "; nothing was sent"))
       return 2
     end
     return fail(ctx, problem)
@@ -904,7 +938,7 @@ function commands.generic(ctx, name, ...)
     status = ok and 0 or 1
   end
   if o.json then
-    ctx.out(job:json())
+    ctx.out(unslash(job:json()))
   else
     ctx.out(job_lines(job, files) .. (job.content and ("\ncontent  " .. job.content) or ""))
   end
@@ -915,7 +949,7 @@ function commands.jobs(ctx)
   local ids, err = ctx.client:jobs()
   if not ids then return fail(ctx, err) end
   if ctx.opts.json then
-    ctx.out(#ids == 0 and "[]" or require("cjson").encode(ids))
+    ctx.out(#ids == 0 and "[]" or json(ids))
   else
     for _, id in ipairs(ids) do ctx.out(id) end
   end
@@ -980,7 +1014,7 @@ function commands.account(ctx, _, sub, channel)
   end
   table.sort(channels)
   if ctx.opts.json then
-    ctx.out(require("cjson").encode(sub and accounts[sub] or accounts))
+    ctx.out(json(sub and accounts[sub] or accounts))
   else
     for _, id in ipairs(channels) do ctx.out(account_line(accounts[id])) end
   end
@@ -998,6 +1032,10 @@ local function run(args, ctx)
   end
   for _, a in ipairs(args) do -- (no shell passes one; an embedding program might)
     if a:find("\0", 1, true) then usage_error("an argument contains a NUL byte") end
+  end
+  for _, a in ipairs(args) do -- (errors as JSON from the first: --json may come last)
+    if a == "--" then break end
+    if a == "--json" then ctx.json = true end
   end
   local words, opts = parse(args)
   if words[1] == "help" or opts.help then -- `faceswap help [COMMAND]`, `faceswap [COMMAND] --help`
@@ -1107,8 +1145,12 @@ function M.main(args, streams)
   end)
   if ok then return status end
   if type(status) == "table" then
-    ctx.err("faceswap: " .. status[2])
-    ctx.err(HINT)
+    if ctx.json then
+      ctx.err(json_error(status[2], "usage"))
+    else
+      ctx.err("faceswap: " .. status[2])
+      ctx.err(HINT)
+    end
     return 2
   end
   error(status, 0)
