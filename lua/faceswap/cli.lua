@@ -61,7 +61,7 @@ for _, c in ipairs(core.commands("all")) do
 end
 M.subcommands[#M.subcommands + 1] = { name = "jobs", row = TABLE.jobs }
 M.subcommands[#M.subcommands + 1] = { name = "account", forms = {
-  { args = { "[CHANNEL]" }, summary = "the accounts (or one) with their credits used/total" },
+  { args = { "[CHANNEL]" }, summary = "the accounts (or one) with their credits left/total" },
   { args = { "add", TABLE.add_account.params[3].metavar }, needs = { "server" },
     summary = TABLE.add_account.summary .. " (the Discord token: from $DISCORD_TOKEN or " ..
     "standard input)" },
@@ -407,12 +407,17 @@ end
 -- Output
 ---------------------------------------------------------------------------------------------
 
+-- Credits left of the total, everywhere (job, account): "796/800 left".
+local function credits_left(left, total)
+  return tostring(left or "?") .. "/" .. tostring(total or "?") .. " left"
+end
+
 -- The readable form of a job: one "name  value" line each.
 local function job_lines(job, files)
   local lines = { "jobid    " .. tostring(job.jobid), "status   " .. tostring(job.status) }
   if job.credits then
     local left = job.credits_left and job.credits_total and
-      (" (" .. job.credits_left .. "/" .. job.credits_total .. " left)") or ""
+      (" (" .. credits_left(job.credits_left, job.credits_total) .. ")") or ""
     lines[#lines + 1] = "credits  " .. job.credits .. left
   end
   if job.error then lines[#lines + 1] = "error    " .. tostring(job.error) end
@@ -507,12 +512,25 @@ end
 
 local commands = {}
 
+-- How to add an account, said when there is none (by `account`, and after a 402).
+local NO_ACCOUNT = "no account configured: add one with 'faceswap account add CHANNEL " ..
+  "--server ID' (the Discord token from $DISCORD_TOKEN or standard input)"
+
+-- Whether the server has no account configured (asked after a 402, which says no more than
+-- "Account has no subscription or subscription expired").
+local function no_account(ctx, err)
+  if type(err) == "string" or err.code ~= 402 or not ctx.client then return false end
+  local accounts = ctx.client:accounts()
+  return accounts ~= nil and next(accounts) == nil
+end
+
 local function fail(ctx, err)
   if ctx.status_line then ctx.stderr:write("\n") end
   if ctx.json then
     ctx.err(json_error(err))
   else
     ctx.err("faceswap: " .. tostring(err))
+    if no_account(ctx, err) then ctx.note(NO_ACCOUNT) end
   end
   return 1
 end
@@ -956,11 +974,12 @@ function commands.jobs(ctx)
   return 0
 end
 
--- One account as a line: channel, server, credits used/total, the masked token.
+-- One account as a line: channel, server, credits left/total, the masked token.
 local function account_line(a)
   local credits = type(a.credits) == "table" and a.credits or {}
-  return string.format("%s  server %s  credits %s/%s  discord %s", tostring(a.channel),
-    tostring(a.server), tostring(credits.used or "?"), tostring(credits.total or "?"),
+  local used, total = tonumber(credits.used), tonumber(credits.total)
+  return string.format("%s  server %s  credits %s  discord %s", tostring(a.channel),
+    tostring(a.server), credits_left(used and total and total - used, credits.total),
     tostring(a.discord))
 end
 
@@ -1017,6 +1036,7 @@ function commands.account(ctx, _, sub, channel)
     ctx.out(json(sub and accounts[sub] or accounts))
   else
     for _, id in ipairs(channels) do ctx.out(account_line(accounts[id])) end
+    if not sub and #channels == 0 then ctx.note(NO_ACCOUNT) end
   end
   return 0
 end
