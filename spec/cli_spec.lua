@@ -42,6 +42,17 @@ local function lines(text)
   return out
 end
 
+-- A single-job wait off a terminal says each change of status on its own line: those lines'
+-- statuses in order, and the rest of stderr.
+local function changes(err, jobid)
+  local statuses = {}
+  local rest = err:gsub("faceswap: job " .. jobid .. ": (%a+)\n", function(status)
+    statuses[#statuses + 1] = status
+    return ""
+  end)
+  return statuses, rest
+end
+
 describe("faceswap command line #lua_only", function()
   local s, tmp
 
@@ -290,7 +301,11 @@ describe("faceswap command line #lua_only", function()
       local jobid = start("a dog")
       local code, out, err = run { "wait", jobid, "--interval", "0.05" }
       assert.equal(0, code)
-      assert.equal("", err)
+      -- off a terminal: a line per change of status, the first poll's included
+      local statuses, rest = changes(err, jobid)
+      assert.equal("", rest)
+      assert.equal("completed", statuses[#statuses])
+      assert.truthy(#statuses >= 2 and statuses[1] ~= "completed", err)
       local job = s:job(jobid)
       assert.same({ "jobid    " .. jobid, "status   completed", "credits  4 (796/800 left)",
                     "url      " .. job.attachments[1].url, "url      " .. job.attachments[2].url },
@@ -300,7 +315,8 @@ describe("faceswap command line #lua_only", function()
       code, out, err = run { "wait", jobid, "--interval", "0.05", "--json" }
       assert.equal(1, code)
       assert.equal("failed", assert(faceswap.decode(out)).status)
-      assert.equal("faceswap: job " .. jobid .. " ended failed: Job failed\n", err)
+      assert.equal("faceswap: job " .. jobid .. " ended failed: Job failed\n",
+        (select(2, changes(err, jobid))))
     end)
 
     it("headshot --wait --download saves the images, byte for byte", function()
@@ -308,8 +324,9 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "headshot", "a cat", "--wait", "--download", dir,
                                    "--interval", "0.05" }
       assert.equal(0, code)
-      assert.equal("", err)
       local jobid = out:match("^(%x+) ")
+      local statuses, rest = changes(err, jobid)
+      assert.same({ "", "completed" }, { rest, statuses[#statuses] })
       local a, b = dir .. "/" .. jobid .. "-1.png", dir .. "/" .. jobid .. "-2.png"
       assert.equal(jobid .. " completed " .. a .. " " .. b .. "\n", out)
       assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
@@ -332,7 +349,8 @@ describe("faceswap command line #lua_only", function()
       local err
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
-      assert.equal("faceswap: " .. a .. " is already there\nfaceswap: " .. b .. " is already there\n", err)
+      assert.equal("faceswap: job " .. jobid .. ": completed\nfaceswap: " .. a .. " is already there\n" ..
+        "faceswap: " .. b .. " is already there\n", err)
       assert.same({ "file     " .. a, "file     " .. b }, { compat.unpack(lines(out), 6) })
       assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
 
@@ -341,7 +359,8 @@ describe("faceswap command line #lua_only", function()
       local a1 = dir .. "/" .. jobid .. "-1.1.png"
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
-      assert.equal("faceswap: warning: " .. a .. " exists with other bytes; saved " .. a1 ..
+      assert.equal("faceswap: job " .. jobid .. ": completed\n" ..
+        "faceswap: warning: " .. a .. " exists with other bytes; saved " .. a1 ..
         " instead\nfaceswap: " .. b .. " is already there\n", err)
       assert.same({ "file     " .. a1, "file     " .. b }, { compat.unpack(lines(out), 6) })
       assert.equal("not the image", read_all(a))
@@ -351,7 +370,8 @@ describe("faceswap command line #lua_only", function()
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
       assert.same({ "file     " .. a1, "file     " .. b }, { compat.unpack(lines(out), 6) })
-      assert.equal("faceswap: " .. a1 .. " is already there\nfaceswap: " .. b .. " is already there\n", err)
+      assert.equal("faceswap: job " .. jobid .. ": completed\nfaceswap: " .. a1 .. " is already there\n" ..
+        "faceswap: " .. b .. " is already there\n", err)
       assert.same({ jobid .. "-1.1.png", jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
     end)
 
@@ -362,8 +382,9 @@ describe("faceswap command line #lua_only", function()
       assert.equal(1, code)
       local jobid = out:match("^(%x+) ")
       assert.equal(jobid .. " completed " .. dir .. "/" .. jobid .. "-1.png\n", out)
+      local _, rest = changes(err, jobid)
       assert.equal("faceswap: download of " .. s:job(jobid).attachments[2].url ..
-        " failed: not_found (404): download failed with HTTP 404\n", err)
+        " failed: not_found (404): download failed with HTTP 404\n", rest)
     end)
 
     it("a download directory that cannot be made fails before any request", function()
@@ -477,6 +498,20 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "batch", tmp .. "/missing" }
       assert.same({ 1, "", "faceswap: " .. tmp .. "/missing: No such file or directory\n" },
         { code, out, err })
+    end)
+
+    it("wait shows a live line on a terminal: status, elapsed, polls, rewritten in place", function()
+      assert.is_true(compat.execute("command -v script >/dev/null"), "util-linux script is needed")
+      local jobid = start("a dog")
+      local cmd = string.format("env USEAPI_TOKEN=%s USEAPI_BASE_URL=%s %s wait %s " ..
+        "--interval 0.05; echo \"exit $?\"", TOKEN, shell_quote(s.base_url), RUN_BIN, jobid)
+      local out = capture("script -qfec " .. shell_quote(cmd) .. " /dev/null")
+      assert.matches("\rfaceswap: job " .. jobid .. ": waiting, 0.0s, 0 polls\27[K", out, 1, true)
+      assert.matches("\rfaceswap: job " .. jobid .. ": started, %d+%.%ds, 1 poll\27%[K", out)
+      assert.matches("\rfaceswap: job " .. jobid .. ": completed, %d+%.%ds, %d+ polls\27%[K\r\27%[K" ..
+        "jobid    " .. jobid .. "\r?\n", out)
+      assert.matches("exit 0\r?\n$", out)
+      assert.is_nil(out:find("faceswap: job " .. jobid .. ": started\r?\n")) -- no plain lines
     end)
 
     it("shows one live status line on a terminal", function()

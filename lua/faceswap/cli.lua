@@ -537,8 +537,27 @@ end
 
 -- A failed poll is shown as it happens (on a terminal, on the status line; elsewhere a line);
 -- the wait gives up after a few in a row (client:wait's max_failures).
-local function wait_options(opts, ctx)
-  return { interval = opts.interval, on_error = ctx and function(err, n)
+-- While one job is waited for: on a terminal a live line, rewritten in place on stderr at
+-- each poll ("faceswap: job JOBID: started, 12.3s, 5 polls"); elsewhere a line per change of
+-- status ("faceswap: job JOBID: started").
+local function wait_options(opts, ctx, jobid)
+  if not ctx then return { interval = opts.interval } end -- (batch: its own status line)
+  local started, polls, status = core.now(), 0, nil
+  local function show()
+    if not ctx.tty then return end
+    ctx.stderr:write(string.format("\rfaceswap: job %s: %s, %.1fs, %d poll%s\27[K", tostring(jobid),
+      status or "waiting", core.now() - started, polls, polls == 1 and "" or "s"))
+    ctx.status_line = true
+  end
+  ctx.on_poll = function()
+    polls = polls + 1
+    show()
+  end
+  show()
+  return { interval = opts.interval, on_update = function(job)
+    status = tostring(job.status)
+    if ctx.tty then show() else ctx.note("job " .. tostring(jobid) .. ": " .. status) end
+  end, on_error = function(err, n)
     local line = "poll " .. n .. " failed: " .. tostring(err)
     if ctx.tty then ctx.stderr:write("\rfaceswap: ", line, "\27[K") else ctx.note(line) end
     ctx.status_line = ctx.tty
@@ -573,7 +592,7 @@ function commands.headshot(ctx, _, prompt)
   if not job then return fail(ctx, err) end
   local files, status = nil, 0
   if o.wait or o.download then
-    job, err = ctx.client:wait(job, wait_options(o, ctx))
+    job, err = ctx.client:wait(job, wait_options(o, ctx, job.jobid))
     if not job then return fail(ctx, err) end
     files, status = finish(ctx, job)
   end
@@ -589,7 +608,7 @@ function commands.job(ctx, _, jobid)
 end
 
 function commands.wait(ctx, _, jobid)
-  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx))
+  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx, jobid))
   if not job then return fail(ctx, err) end
   local files, status = finish(ctx, job)
   ctx.out(ctx.opts.json and unslash(job:json()) or job_lines(job, files))
@@ -944,7 +963,7 @@ function commands.generic(ctx, name, ...)
   local job, err = ctx.client[name](ctx.client, params)
   if not job then return fail(ctx, err) end
   if (o.wait or o.download) and job.status ~= nil and not job:done() then
-    job, err = ctx.client:wait(job, wait_options(o, ctx))
+    job, err = ctx.client:wait(job, wait_options(o, ctx, job.jobid))
     if not job then return fail(ctx, err) end
   end
   local files, status = nil, 0
@@ -1085,7 +1104,10 @@ local function run(args, ctx)
     if what == "retry" then
       waiting = message:match("^(.-): ")
       ctx.wait_line(message)
-    elseif what == "answer" and waiting and message:sub(1, #waiting + 2) == waiting .. ": " then
+    elseif what == "answer" and ctx.on_poll and message:find("^GET /jobs/%?jobid=") then
+      ctx.on_poll()
+    end
+    if what == "answer" and waiting and message:sub(1, #waiting + 2) == waiting .. ": " then
       waiting = nil
       ctx.wait_line(nil)
     end
