@@ -375,6 +375,39 @@ describe("faceswap command line #lua_only", function()
       assert.same({ jobid .. "-1.1.png", jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
     end)
 
+    it("--download streams each image to a file beside its name, put in place once whole", function()
+      local jobid = start("a cat")
+      local dir = tmp .. "/out"
+      assert(os.execute("mkdir " .. shell_quote(dir)))
+      while s:job(jobid).status ~= "completed" do faceswap.sleep(0.02) end
+      local url = s:job(jobid).attachments[1].url
+      -- the first image arrives a byte at a time: while it does, its bytes are on disk in a
+      -- file beside DIR/.JOBID-1.png.download (client:download's temporary), and nothing is
+      -- under JOBID-1.png yet
+      s:script { action = "drip", seconds = 0.002, match = "^GET /attachments/%x+/1%.png" }
+      local done = tmp .. "/done"
+      os.execute(string.format("(env USEAPI_TOKEN=%s USEAPI_BASE_URL=%s %s wait %s --download %s " ..
+        ">/dev/null 2>&1; echo $? >%s) &", TOKEN, shell_quote(s.base_url), RUN_BIN, jobid,
+        shell_quote(dir), shell_quote(done)))
+      local part, final = "." .. jobid .. "-1.png.download", dir .. "/" .. jobid .. "-1.png"
+      local seen_part, final_early = false, false
+      while not read_all(done) do
+        for _, name in ipairs(ls(dir)) do
+          local bytes = name:sub(1, #part) == part and read_all(dir .. "/" .. name)
+          if bytes and #bytes > 0 then
+            seen_part = true
+            final_early = final_early or read_all(final) ~= nil
+          end
+        end
+        faceswap.sleep(0.01)
+      end
+      assert.equal("0\n", read_all(done))
+      assert.is_true(seen_part, "no " .. part .. " while the image arrived")
+      assert.is_false(final_early)
+      assert.equal(fetch(url), read_all(final))
+      assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
+    end)
+
     it("a failed download exits 1 and says which", function()
       s:script { action = "status", status = 404, match = "^GET /attachments/%x+/2%.png$" }
       local dir = tmp .. "/out"

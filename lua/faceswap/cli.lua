@@ -445,12 +445,23 @@ local function make_dir(dir)
   return nil, "cannot create directory " .. dir
 end
 
-local function read_file(path)
+-- Whether two files hold the same bytes (read a piece at a time: neither is held whole).
+local function same_bytes(a, b)
+  local fa, fb = io.open(a, "rb"), io.open(b, "rb")
+  local same = fa ~= nil and fb ~= nil
+  while same do
+    local x, y = fa:read(65536), fb:read(65536)
+    if x ~= y then same = false elseif x == nil then break end
+  end
+  if fa then fa:close() end
+  if fb then fb:close() end
+  return same
+end
+
+local function exists(path)
   local f = io.open(path, "rb")
-  if not f then return nil end
-  local bytes = f:read("*a")
-  f:close()
-  return bytes
+  if f then f:close() end
+  return f ~= nil
 end
 
 -- DIR/<jobid>-<n>.<ext>, split into the part before the extension and the extension: the
@@ -462,40 +473,47 @@ local function file_name(jobid, n, url)
   return tostring(jobid):gsub("[^%w_-]", "_") .. "-" .. n, ext
 end
 
--- Writes bytes to dir/stem.ext, never over another file: a file already there with the same
--- bytes is kept; one with other bytes makes it dir/stem.1.ext (.2, ...) and a warning.
--- Returns the path, or nil and a message.
-local function save(dir, stem, ext, bytes, note)
+-- Moves the downloaded file `part` to dir/stem.ext, never over another file: a file already
+-- there with the same bytes is kept (part removed); one with other bytes makes it
+-- dir/stem.1.ext (.2, ...) and a warning. Returns the path, or nil and a message. (Between
+-- the check and the rename, another process could make the file: the one race left.)
+local function place(dir, stem, ext, part, note)
   local first = dir .. "/" .. stem .. "." .. ext
   local path = first
   for k = 1, 1000 do
-    local ok, message, why = core.write_new(path, bytes)
-    if ok then
+    if not exists(path) then
+      local ok, err = os.rename(part, path)
+      if not ok then
+        os.remove(part)
+        return nil, err
+      end
       if path ~= first then
         note("warning: " .. first .. " exists with other bytes; saved " .. path .. " instead")
       end
       return path
     end
-    if why ~= "exists" then return nil, message end
-    if read_file(path) == bytes then
+    if same_bytes(path, part) then
+      os.remove(part)
       note(path .. " is already there")
       return path
     end
     path = dir .. "/" .. stem .. "." .. k .. "." .. ext
   end
+  os.remove(part)
   return nil, first .. ": too many files of that name"
 end
 
--- Downloads every result of a job into dir; returns the saved paths and whether all went well.
+-- Downloads every result of a job into dir, each streamed to a file beside its final name
+-- (client:download's path: nothing held in memory, never a partial file under that name),
+-- then put in place; returns the saved paths and whether all went well.
 local function download_job(client, job, dir, note)
   local files, all_ok = {}, true
   for n, url in ipairs(job:urls()) do
-    local bytes, err = client:download(url)
+    local stem, ext = file_name(job.jobid, n, url)
+    local part = dir .. "/." .. stem .. "." .. ext .. ".download"
+    local bytes, err = client:download(url, { path = part })
     local path
-    if bytes then
-      local stem, ext = file_name(job.jobid, n, url)
-      path, err = save(dir, stem, ext, bytes, note)
-    end
+    if bytes then path, err = place(dir, stem, ext, part, note) end
     if path then
       files[#files + 1] = path
     else
