@@ -109,13 +109,15 @@ describe("faceswap command line: the commands #lua_only", function()
     assert.equal(first:match("^(%x+)") .. "\n", out)
   end)
 
-  it("account lists the accounts with credits used/total; account CHANNEL one", function()
-    local code, out = run { "account" }
-    assert.equal(0, code)
+  it("account lists the accounts with credits left/total (as job does); account CHANNEL one", function()
+    assert.equal(0, (run { "headshot", "a cat", "--channel", CH1 }))
+    local code, out, err = run { "account" }
+    assert.same({ 0, "" }, { code, err })
     local rows = {}
     for line in out:gmatch("[^\n]+") do rows[#rows + 1] = line end
     assert.equal(2, #rows)
-    assert.truthy(rows[1]:find("^" .. CH1 .. "  server %d+  credits %d+/%d+  discord %S+$"))
+    assert.truthy(rows[1]:find("^" .. CH1 .. "  server %d+  credits 796/800 left  discord %S+$"), rows[1])
+    assert.truthy(rows[2]:find("^" .. CH2 .. "  server %d+  credits 800/800 left  discord %S+$"), rows[2])
     assert.truthy(rows[2]:find("^" .. CH2 .. "  server"))
     code, out = run { "account", CH2 }
     assert.equal(0, code)
@@ -135,8 +137,26 @@ describe("faceswap command line: the commands #lua_only", function()
       if r.method == "POST" then posted[#posted + 1] = r.fields.discord end
     end
     assert.same({ "token-from-env", "token-from-stdin" }, posted)
-    code, out = run { "account", "delete", CH3 }
+    -- delete asks for --yes, as delall does: without it nothing is sent
+    local before = #s:requests()
+    code, out, err = run { "account", "delete", CH3 }
+    assert.same({ 2, "", "faceswap: account delete removes an account's configuration: add --yes " ..
+      "to confirm\nTry 'faceswap --help' for usage.\n" }, { code, out, err })
+    assert.equal(before, #s:requests())
+    code, out = run { "account", "delete", CH3, "--yes" }
     assert.same({ 0, "deleted account " .. CH3 .. "\n" }, { code, out })
+  end)
+
+  it("with no account, account and a 402 say how to add one", function()
+    assert.equal(0, (run { "account", "delete", CH1, "--yes" }))
+    assert.equal(0, (run { "account", "delete", CH2, "--yes" }))
+    local hint = "faceswap: no account configured: add one with 'faceswap account add CHANNEL " ..
+      "--server ID' (the Discord token from $DISCORD_TOKEN or standard input)\n"
+    local code, out, err = run { "account" }
+    assert.same({ 0, "", hint }, { code, out, err })
+    code, out, err = run { "headshot", "a cat" }
+    assert.same({ 1, "", "faceswap: payment_required (402): Account has no subscription or " ..
+      "subscription expired\n" .. hint }, { code, out, err })
   end)
 
   it("account add without a token, or with one on the command line, is refused", function()
@@ -157,6 +177,10 @@ describe("faceswap command line: the commands #lua_only", function()
       { { "account", "add", "1" }, "account add needs --server ID" },
       { { "account", "delete" }, "account delete needs a CHANNEL" },
       { { "account", "1", "2" }, "unexpected argument '2'" },
+      { { "account", "1", "--yes" }, "option '--yes' only applies to account delete" },
+      { { "account", "add", "1", "--server", "2", "--yes" },
+        "option '--yes' only applies to account delete" },
+      { { "account", "delete", "1", "--server", "2" }, "option '--server' only applies to account add" },
       { { "setid", "me", "--wait" }, "option '--wait' does not apply to setid" },
       { { "batch", "f", "--channels", "," }, "option '--channels' needs all or channel ids " ..
         "separated by commas" },

@@ -202,7 +202,7 @@ describe("command line lifecycle #lua_only", function()
       (err:gsub("after %d+ ms", "after N ms")))
   end)
 
-  it("on a terminal, failed polls are shown on the status line", function()
+  it("on a terminal, failed polls are shown on the live status line", function()
     local cli = require "faceswap.cli"
     local out, err = {}, {}
     local function sink(t) return { write = function(_, ...) for _, v in ipairs { ... } do t[#t + 1] = v end end } end
@@ -215,10 +215,15 @@ describe("command line lifecycle #lua_only", function()
     assert.equal(1, code)
     assert.equal("", table.concat(out))
     local refused = "transport: Failed to connect to 127.0.0.1 port 1 after N ms: Couldn't connect to server"
-    local want = {}
-    for n = 1, 5 do want[n] = "\rfaceswap: poll " .. n .. " failed: " .. refused .. "\27[K" end
-    want[6] = "\nfaceswap: " .. refused .. "\n"
-    assert.equal(table.concat(want), (table.concat(err):gsub("after %d+ ms", "after N ms")))
+    -- the live line (status, elapsed, polls), then each failed poll in its place
+    local want = { "\rfaceswap: job abc: waiting, T, 0 polls\27[K" }
+    for n = 1, 5 do
+      want[#want + 1] = "\rfaceswap: job abc: waiting, T, " .. n .. " poll" .. (n == 1 and "" or "s") ..
+        "\27[K\rfaceswap: poll " .. n .. " failed: " .. refused .. "\27[K"
+    end
+    want[#want + 1] = "\nfaceswap: " .. refused .. "\n"
+    assert.equal(table.concat(want), (table.concat(err):gsub("after %d+ ms", "after N ms")
+      :gsub("waiting, %d+%.%ds", "waiting, T")))
   end)
 
   it("a relative attachment URL from the server is a failed download, not a crash", function()
@@ -228,7 +233,8 @@ describe("command line lifecycle #lua_only", function()
     local code, out, err = run { "wait", "abc", "--download", tmp .. "/files" }
     assert.equal(1, code)
     assert.equal("jobid    abc\nstatus   completed\nurl      /relative/1.png\n", out)
-    assert.equal('faceswap: download of /relative/1.png failed: invalid_request: refused to fetch ' ..
+    assert.equal('faceswap: job abc: completed\n' ..
+      'faceswap: download of /relative/1.png failed: invalid_request: refused to fetch ' ..
       '"/relative/1.png" (not an absolute URL)\n', err)
   end)
 end)

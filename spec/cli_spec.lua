@@ -42,6 +42,17 @@ local function lines(text)
   return out
 end
 
+-- A single-job wait off a terminal says each change of status on its own line: those lines'
+-- statuses in order, and the rest of stderr.
+local function changes(err, jobid)
+  local statuses = {}
+  local rest = err:gsub("faceswap: job " .. jobid .. ": (%a+)\n", function(status)
+    statuses[#statuses + 1] = status
+    return ""
+  end)
+  return statuses, rest
+end
+
 describe("faceswap command line #lua_only", function()
   local s, tmp
 
@@ -96,10 +107,49 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "--help" }
       assert.same({ 0, cli.usage, "" }, { code, out, err })
       assert.matches("  batch FILE|-  ", out, 1, true)
-      code, out, err = run { "job", "x", "-h" }
+      code, out, err = run { "help" }
       assert.same({ 0, cli.usage, "" }, { code, out, err })
       code, out, err = run {}
       assert.same({ 2, cli.usage, "" }, { code, out, err })
+      assert.matches("\nexit status: 0 success, 1 API, network, job or file failure, 2 usage error " ..
+        "(or --state FILE\n             in use by another batch), 130 interrupted (Ctrl-C)\n", out, 1, true)
+    end)
+
+    it("prints one command's help for `help COMMAND` and `COMMAND --help`", function()
+      local want = table.concat({
+        "usage: faceswap job JOBID [OPTIONS]",
+        "",
+        "A job as the server has it now.",
+        "",
+        "options:",
+        "  --json            print the answer as JSON (batch: one object per line), and errors as",
+        "                    JSON on stderr",
+        "  --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)",
+        "  --help            show the help (of a command: `faceswap help COMMAND`) and exit",
+        "  --version         show the version and exit",
+        "",
+        "example:",
+        "  faceswap job 8a1f574fdbf79e8cd57e070476d9d5f3",
+        "" }, "\n")
+      local code, out, err = run { "help", "job" }
+      assert.same({ 0, "" }, { code, err })
+      assert.equal(want, out:sub(1, #want))
+      assert.equal(cli.help("job"), out)
+      code, out, err = run { "job", "x", "-h" }
+      assert.same({ 0, cli.help("job"), "" }, { code, out, err })
+      -- each subcommand's help names only its own options, and its example
+      code, out = run { "delall", "--help" }
+      assert.equal(0, code)
+      assert.matches("^usage: faceswap delall %-%-yes %[OPTIONS%]\n\nDelete every saved face%.\n", out)
+      assert.matches("\nexample:\n  faceswap delall --yes\n", out, 1, true)
+      assert.is_nil(out:find("--concurrency", 1, true))
+      code, out = run { "help", "account" }
+      assert.equal(0, code)
+      assert.matches("^usage: faceswap account %[CHANNEL%] %[OPTIONS%]\n" ..
+        "       faceswap account add CHANNEL %-%-server ID %[OPTIONS%]\n" ..
+        "       faceswap account delete CHANNEL %-%-yes %[OPTIONS%]\n", out)
+      code, out, err = run { "help", "frob" }
+      assert.same({ 2, "", "faceswap: unknown command 'frob'\n" .. HINT }, { code, out, err })
     end)
 
     it("prints the version", function()
@@ -109,7 +159,6 @@ describe("faceswap command line #lua_only", function()
 
     local bad = {
       { { "frob" }, "unknown command 'frob'" },
-      { { "--json" }, "no command given" },
       { { "job" }, "job needs a JOBID" },
       { { "headshot", "--wait" }, "headshot needs a PROMPT" },
       { { "batch" }, "batch needs a FILE" },
@@ -117,7 +166,6 @@ describe("faceswap command line #lua_only", function()
       { { "job", "a", "--frob" }, "unknown option '--frob'" },
       { { "job", "a", "--frob=1" }, "unknown option '--frob'" },
       { { "job", "a", "--channel", "1" }, "option '--channel' does not apply to job" },
-      { { "cancel", "a", "--json" }, "option '--json' does not apply to cancel" },
       { { "wait", "a", "--json=yes" }, "option '--json' takes no value" },
       { { "batch", "f", "--concurrency" }, "option '--concurrency' needs a value" },
       { { "batch", "f", "--concurrency", "two" },
@@ -165,6 +213,21 @@ describe("faceswap command line #lua_only", function()
       assert.equal(1, code)
       assert.equal("", out)
       assert.matches("^faceswap: unauthorized %(401%): [^\n]+\n$", err)
+    end)
+
+    it("--json: the error as JSON on stderr, usage errors too", function()
+      local code, out, err = run { "job", "deadbeef", "--json" }
+      assert.same({ 1, "", '{"error":{"kind":"not_found","code":404,"text":"not_found (404): ' ..
+        'Unable to locate job deadbeef"}}\n' }, { code, out, err })
+      code, out, err = run { "job", "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"job needs a JOBID"}}\n' },
+        { code, out, err })
+      code, out, err = run { "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"no command given"}}\n' },
+        { code, out, err })
+      code, out, err = run { "cancel", "a", "--json" }
+      assert.same({ 2, "", '{"error":{"kind":"usage","text":"option \'--json\' does not apply to ' ..
+        'cancel"}}\n' }, { code, out, err })
     end)
 
     it("a base URL from --base-url wins over USEAPI_BASE_URL", function()
@@ -238,7 +301,11 @@ describe("faceswap command line #lua_only", function()
       local jobid = start("a dog")
       local code, out, err = run { "wait", jobid, "--interval", "0.05" }
       assert.equal(0, code)
-      assert.equal("", err)
+      -- off a terminal: a line per change of status, the first poll's included
+      local statuses, rest = changes(err, jobid)
+      assert.equal("", rest)
+      assert.equal("completed", statuses[#statuses])
+      assert.truthy(#statuses >= 2 and statuses[1] ~= "completed", err)
       local job = s:job(jobid)
       assert.same({ "jobid    " .. jobid, "status   completed", "credits  4 (796/800 left)",
                     "url      " .. job.attachments[1].url, "url      " .. job.attachments[2].url },
@@ -248,7 +315,8 @@ describe("faceswap command line #lua_only", function()
       code, out, err = run { "wait", jobid, "--interval", "0.05", "--json" }
       assert.equal(1, code)
       assert.equal("failed", assert(faceswap.decode(out)).status)
-      assert.equal("faceswap: job " .. jobid .. " ended failed: Job failed\n", err)
+      assert.equal("faceswap: job " .. jobid .. " ended failed: Job failed\n",
+        (select(2, changes(err, jobid))))
     end)
 
     it("headshot --wait --download saves the images, byte for byte", function()
@@ -256,8 +324,9 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "headshot", "a cat", "--wait", "--download", dir,
                                    "--interval", "0.05" }
       assert.equal(0, code)
-      assert.equal("", err)
       local jobid = out:match("^(%x+) ")
+      local statuses, rest = changes(err, jobid)
+      assert.same({ "", "completed" }, { rest, statuses[#statuses] })
       local a, b = dir .. "/" .. jobid .. "-1.png", dir .. "/" .. jobid .. "-2.png"
       assert.equal(jobid .. " completed " .. a .. " " .. b .. "\n", out)
       assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
@@ -280,7 +349,8 @@ describe("faceswap command line #lua_only", function()
       local err
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
-      assert.equal("faceswap: " .. a .. " is already there\nfaceswap: " .. b .. " is already there\n", err)
+      assert.equal("faceswap: job " .. jobid .. ": completed\nfaceswap: " .. a .. " is already there\n" ..
+        "faceswap: " .. b .. " is already there\n", err)
       assert.same({ "file     " .. a, "file     " .. b }, { compat.unpack(lines(out), 6) })
       assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
 
@@ -289,7 +359,8 @@ describe("faceswap command line #lua_only", function()
       local a1 = dir .. "/" .. jobid .. "-1.1.png"
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
-      assert.equal("faceswap: warning: " .. a .. " exists with other bytes; saved " .. a1 ..
+      assert.equal("faceswap: job " .. jobid .. ": completed\n" ..
+        "faceswap: warning: " .. a .. " exists with other bytes; saved " .. a1 ..
         " instead\nfaceswap: " .. b .. " is already there\n", err)
       assert.same({ "file     " .. a1, "file     " .. b }, { compat.unpack(lines(out), 6) })
       assert.equal("not the image", read_all(a))
@@ -299,8 +370,42 @@ describe("faceswap command line #lua_only", function()
       code, out, err = run { "wait", jobid, "--download", dir }
       assert.equal(0, code)
       assert.same({ "file     " .. a1, "file     " .. b }, { compat.unpack(lines(out), 6) })
-      assert.equal("faceswap: " .. a1 .. " is already there\nfaceswap: " .. b .. " is already there\n", err)
+      assert.equal("faceswap: job " .. jobid .. ": completed\nfaceswap: " .. a1 .. " is already there\n" ..
+        "faceswap: " .. b .. " is already there\n", err)
       assert.same({ jobid .. "-1.1.png", jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
+    end)
+
+    it("--download streams each image to a file beside its name, put in place once whole", function()
+      local jobid = start("a cat")
+      local dir = tmp .. "/out"
+      assert(os.execute("mkdir " .. shell_quote(dir)))
+      while s:job(jobid).status ~= "completed" do faceswap.sleep(0.02) end
+      local url = s:job(jobid).attachments[1].url
+      -- the first image arrives a byte at a time: while it does, its bytes are on disk in a
+      -- file beside DIR/.JOBID-1.png.download (client:download's temporary), and nothing is
+      -- under JOBID-1.png yet
+      s:script { action = "drip", seconds = 0.002, match = "^GET /attachments/%x+/1%.png" }
+      local done = tmp .. "/done"
+      os.execute(string.format("(env USEAPI_TOKEN=%s USEAPI_BASE_URL=%s %s wait %s --download %s " ..
+        ">/dev/null 2>&1; echo $? >%s) &", TOKEN, shell_quote(s.base_url), RUN_BIN, jobid,
+        shell_quote(dir), shell_quote(done)))
+      local part, final = "." .. jobid .. "-1.png.download", dir .. "/" .. jobid .. "-1.png"
+      local seen_part, final_early = false, false
+      while not read_all(done) do
+        for _, name in ipairs(ls(dir)) do
+          local bytes = name:sub(1, #part) == part and read_all(dir .. "/" .. name)
+          if bytes and #bytes > 0 then
+            seen_part = true
+            final_early = final_early or read_all(final) ~= nil
+          end
+        end
+        faceswap.sleep(0.01)
+      end
+      assert.equal("0\n", read_all(done))
+      assert.is_true(seen_part, "no " .. part .. " while the image arrived")
+      assert.is_false(final_early)
+      assert.equal(fetch(url), read_all(final))
+      assert.same({ jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
     end)
 
     it("a failed download exits 1 and says which", function()
@@ -310,8 +415,9 @@ describe("faceswap command line #lua_only", function()
       assert.equal(1, code)
       local jobid = out:match("^(%x+) ")
       assert.equal(jobid .. " completed " .. dir .. "/" .. jobid .. "-1.png\n", out)
+      local _, rest = changes(err, jobid)
       assert.equal("faceswap: download of " .. s:job(jobid).attachments[2].url ..
-        " failed: not_found (404): download failed with HTTP 404\n", err)
+        " failed: not_found (404): download failed with HTTP 404\n", rest)
     end)
 
     it("a download directory that cannot be made fails before any request", function()
@@ -350,6 +456,30 @@ describe("faceswap command line #lua_only", function()
       table.sort(progress)
       assert.same({ "1 " .. results[1], "2 " .. results[2], "3 " .. results[3] }, progress)
       assert.is_nil(err:find("\27", 1, true))
+    end)
+
+    it("--json: one JSON object per prompt, in input order, each its job or its error", function()
+      write_all(tmp .. "/prompts", "# a comment\nfirst\nsecond sim:fail\n")
+      local code, out = run { "batch", tmp .. "/prompts", "--json", "--interval", "0.05" }
+      assert.equal(1, code)
+      local results = lines(out)
+      assert.equal(2, #results)
+      local cjson = require "cjson"
+      for i, want in ipairs { { 2, "first", "completed" }, { 3, "second sim:fail", "failed" } } do
+        local item = cjson.decode(results[i])
+        assert.same({ want[1], want[2], want[3] }, { item.line, item.prompt, item.job.status })
+        assert.truthy(results[i]:find('^{"line":' .. want[1] .. ',"prompt":"' .. want[2] .. '","job":{'))
+      end
+      assert.is_nil(out:find("\\/", 1, true)) -- URLs as they are: no \/
+      assert.truthy(out:find("https?://[^\"]*/"))
+      -- a submission refused: the item's error
+      code, out = run({ "batch", tmp .. "/prompts", "--json" }, { env = { USEAPI_TOKEN = "wrong" } })
+      assert.equal(1, code)
+      results = lines(out)
+      assert.equal(2, #results)
+      assert.matches('^{"line":2,"prompt":"first","error":{"kind":"unauthorized","code":401,' ..
+        '"text":"unauthorized %(401%): [^"]+"}}$', results[1])
+      assert.matches('^{"line":3,"prompt":"second sim:fail","error":{"kind":"unauthorized",', results[2])
     end)
 
     it("reads stdin for -, and keeps to --concurrency", function()
@@ -401,6 +531,20 @@ describe("faceswap command line #lua_only", function()
       local code, out, err = run { "batch", tmp .. "/missing" }
       assert.same({ 1, "", "faceswap: " .. tmp .. "/missing: No such file or directory\n" },
         { code, out, err })
+    end)
+
+    it("wait shows a live line on a terminal: status, elapsed, polls, rewritten in place", function()
+      assert.is_true(compat.execute("command -v script >/dev/null"), "util-linux script is needed")
+      local jobid = start("a dog")
+      local cmd = string.format("env USEAPI_TOKEN=%s USEAPI_BASE_URL=%s %s wait %s " ..
+        "--interval 0.05; echo \"exit $?\"", TOKEN, shell_quote(s.base_url), RUN_BIN, jobid)
+      local out = capture("script -qfec " .. shell_quote(cmd) .. " /dev/null")
+      assert.matches("\rfaceswap: job " .. jobid .. ": waiting, 0.0s, 0 polls\27[K", out, 1, true)
+      assert.matches("\rfaceswap: job " .. jobid .. ": started, %d+%.%ds, 1 poll\27%[K", out)
+      assert.matches("\rfaceswap: job " .. jobid .. ": completed, %d+%.%ds, %d+ polls\27%[K\r\27%[K" ..
+        "jobid    " .. jobid .. "\r?\n", out)
+      assert.matches("exit 0\r?\n$", out)
+      assert.is_nil(out:find("faceswap: job " .. jobid .. ": started\r?\n")) -- no plain lines
     end)
 
     it("shows one live status line on a terminal", function()

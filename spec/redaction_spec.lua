@@ -84,8 +84,8 @@ describe("redaction of echoed tokens", function()
     assert.same({ 1, "", "faceswap: unauthorized (401): token [token] refused\n" },
       { run { "headshot", "a portrait" } })
     echo("^POST /headshot")
-    assert.same({ 1, "", "faceswap: unauthorized (401): token [token] refused\n" },
-      { run { "headshot", "a portrait", "--json" } })
+    assert.same({ 1, "", '{"error":{"kind":"unauthorized","code":401,"text":"unauthorized (401): ' ..
+      'token [token] refused"}}\n' }, { run { "headshot", "a portrait", "--json" } })
     -- a server that puts both tokens in its error text
     s:script { action = "status", status = 400, match = "^POST /account",
                body = cjson.encode { error = "bad discord " .. DISCORD .. " for " .. TOKEN } }

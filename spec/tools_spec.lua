@@ -70,7 +70,7 @@ describe("faceswap(1) #external", function()
       assert.truthy(text:find("\n       " .. name .. "[ \n]"), "no entry for " .. name)
     end
     assert.truthy(text:find("\n       account add CHANNEL %-%-server ID\n"), text)
-    assert.truthy(text:find("\n       account delete CHANNEL\n"), text)
+    assert.truthy(text:find("\n       account delete CHANNEL %-%-yes\n"), text)
     -- every command of the table that is a subcommand of its own, with its request
     for _, row in ipairs(faceswap.commands) do
       if row.common then
@@ -82,9 +82,10 @@ describe("faceswap(1) #external", function()
       "resubmit-unknown", "interval S", "base-url URL", "help", "version" } do
       assert.truthy(text:find("\n       %-%-" .. option:gsub("%p", "%%%0") .. "[ \n]"), "no entry for --" .. option)
     end
-    assert.truthy(text:find("\n       %-%-yes%s+confirm delall%.%s+For delall%.\n"), text)
-    assert.truthy(text:find("%-%-server ID\n%s+the account's Discord server %(account add%)%.%s+For account add%.\n"),
-      text)
+    assert.truthy(text:find("\n       %-%-yes%s+confirm%s+a%s+command%s+that%s+deletes%s+" ..
+      "%(delall,%s+account%s+delete%)%.%s+" ..
+      "For%s+delall,"), text)
+    assert.truthy(text:find("%-%-server ID\n%s+the account's Discord server%.%s+For account add%.\n"), text)
     assert.truthy(text:find("\nlua%-faceswap " .. faceswap._VERSION:match("[%d.]+$"):gsub("%.", "%%.")), text)
   end)
 end)

@@ -1,8 +1,7 @@
 -- tools/model.lua: what the generators of tools/ read, in one place.
 --  * the command table of the C core (faceswap.commands, csrc/command.c);
---  * the command line as faceswap.cli has it: its help text (M.usage) parsed into
---    subcommands and options, and which option applies to which subcommand, asked of
---    faceswap.cli.main itself (a usage check answers before any token or network is needed);
+--  * the command line as faceswap.cli exports it as data (its subcommands and their forms,
+--    its options and the commands each applies to, the environment, the exit statuses);
 --  * the doc comments (LDoc) of lua/faceswap/*.lua and docs/objects.luadoc;
 --  * the option lists of docs/api.md's calls;
 --  * the release date of the version (CHANGELOG.md).
@@ -42,159 +41,43 @@ end
 -- The command line
 ---------------------------------------------------------------------------------------------
 
--- The sections of the CLI's help: "commands:" and "options:" entries, each
--- { synopsis, help }, and the "environment:" and "exit status:" texts. An entry is a line that
--- starts with two spaces; its help is at column 21 or on the lines below, indented 20.
-local function parse_usage(usage)
-  local out = { commands = {}, options = {}, head = usage:match("^usage: ([^\n]*)") }
-  local section, entry, tail
-  for line in (usage .. "\n"):gmatch("([^\n]*)\n") do
-    local name = line:match("^(%l[%l ]*):%s*(.*)$")
-    if name == "commands" or name == "options" then
-      section, entry, tail = out[name], nil, nil
-    elseif name == "environment" or name == "exit status" then
-      section, entry = nil, nil
-      tail = name
-      out[tail] = line:match("^[^:]*:%s*(.*)$")
-    elseif line == "" then
-      section, entry, tail = nil, nil, nil
-    elseif tail then
-      out[tail] = out[tail] .. " " .. trim(line)
-    elseif section and line:find("^                    %S") then
-      assert(entry, "a help line without an entry: " .. line)
-      entry.help = trim(entry.help .. " " .. line:sub(21))
-    elseif section and line:find("^  %S") then
-      entry = { synopsis = trim(line), help = "" }
-      if section == out.options then
-        -- "--name METAVAR  help": help after the first run of two spaces
-        local synopsis, help = line:match("^  (%S+ ?%S*)%s%s+(.*)$")
-        if synopsis and not synopsis:find(",$") then entry.synopsis, entry.help = synopsis, help end
-      elseif #line > 20 and line:sub(20, 20) == " " and line:sub(21, 21) ~= " " then
-        entry.synopsis, entry.help = trim(line:sub(3, 19)), line:sub(21)
-      end
-      section[#section + 1] = entry
-    end
-  end
-  return out
-end
-
--- A stream for faceswap.cli.main that keeps what is written.
-local function sink()
-  local s = { text = "" }
-  function s.write(self, ...)
-    for i = 1, select("#", ...) do self.text = self.text .. tostring((select(i, ...))) end
-    return self
-  end
-  function s.read() return nil end
-  return s
-end
-
--- Runs faceswap.cli.main on args with no token, no terminal and no input: returns its exit
--- status and what it wrote on stderr. Nothing can reach the network: without a token the CLI
--- stops right after its usage checks.
-local function probe(main, args)
-  local out, err = sink(), sink()
-  local ok, status = pcall(main, args, { stdout = out, stderr = err, stdin = sink(), tty = false,
-    getenv = function() return nil end, catch_signals = false })
-  if not ok then return nil, tostring(status) end
-  return status, err.text
-end
-
-local NO_TOKEN = "no token: set USEAPI_TOKEN"
-
--- The command line: { commands = { {name, forms = { {synopsis, help, words} }, args} ... },
--- options = { {name, metavar, help, applies = {command = true}} ... }, environment,
--- exit_status = { {code, text} }, head }.
---  * A form's words are its synopsis as arguments: literal words as they are, METAVARs as a
---    sample value, [OPTIONAL] ones left out; --options with a sample value.
---  * An option applies to a command when adding it to one of the command's forms leaves only
---    the missing token to complain about; an option the form needs to pass at all (delall's
---    --yes) is found the same way and kept in form.needs.
+-- The command line, from the data faceswap.cli exports (M.subcommands, M.options,
+-- M.environment, M.exit_status): { commands = { {name, forms = { {synopsis, help, needs,
+-- options = {name = true}} } } ... }, options = { {name, metavar, help, applies =
+-- {command = true}} ... }, environment, exit_status = { {code, text} }, head }.
 function M.cli()
   local cli = require("faceswap.cli")
-  local usage = parse_usage(cli.usage)
-  local model = { commands = {}, options = {}, head = usage.head, environment = usage.environment }
-  local by_name = {}
-  for _, o in ipairs(usage.options) do
-    for part in (o.synopsis .. ", "):gmatch("(%-%-.-), ") do
-      local name, metavar = trim(part):match("^%-%-([%w-]+)%s*(.*)$")
-      assert(name, "an option line of the help that names no option: " .. o.synopsis)
-      local opt = { name = name, metavar = metavar ~= "" and metavar or nil, help = o.help,
-                    applies = {} }
-      model.options[#model.options + 1] = opt
-      by_name[name] = opt
+  local model = { commands = {}, options = {}, head = "faceswap COMMAND ARGUMENT [OPTIONS]",
+                  environment = cli.environment, exit_status = cli.exit_status, by_name = {} }
+  for _, o in ipairs(cli.options) do
+    local opt = { name = o.name, metavar = o.metavar, help = o.help, applies = {} }
+    for _, s in ipairs(cli.subcommands) do
+      local list = o.applies or { s.name }
+      for _, c in ipairs(list) do if c == s.name then opt.applies[s.name] = true end end
     end
+    model.options[#model.options + 1] = opt
+    model.by_name[o.name] = opt
   end
-  local function sample(opt) return opt.metavar and (opt.metavar:match("^(%l+)|") or "1") end
-  for _, c in ipairs(usage.commands) do
-    local words, name = {}, c.synopsis:match("^(%S+)")
-    local k, parts = 1, {}
-    for w in c.synopsis:gmatch("%S+") do parts[#parts + 1] = w end
-    while k <= #parts do
-      local w = parts[k]
-      local opt = w:match("^%-%-([%w-]+)$")
-      if opt then
-        words[#words + 1] = w
-        if by_name[opt] and by_name[opt].metavar then
-          words[#words + 1] = sample(by_name[opt])
-          k = k + 1
-        end
-      elseif not w:find("^%[") then
-        words[#words + 1] = w:find("%u") and "x" or w
-      end
-      k = k + 1
-    end
-    local command
-    for _, known in ipairs(model.commands) do if known.name == name then command = known end end
-    if not command then
-      command = { name = name, forms = {} }
-      model.commands[#model.commands + 1] = command
-    end
-    command.forms[#command.forms + 1] = { synopsis = c.synopsis, help = c.help, words = words,
-                                          needs = {} }
-  end
-  local function with(words, extra)
-    local args = {}
-    for _, w in ipairs(words) do args[#args + 1] = w end
-    for _, w in ipairs(extra) do args[#args + 1] = w end
-    return args
-  end
-  for _, command in ipairs(model.commands) do
-    for _, form in ipairs(command.forms) do
-      local status, err = probe(cli.main, form.words)
-      if not err:find(NO_TOKEN, 1, true) then -- an option the form needs: try each flag
-        for _, opt in ipairs(model.options) do
-          if not opt.metavar then
-            local s2, e2 = probe(cli.main, with(form.words, { "--" .. opt.name }))
-            if s2 == 2 and e2:find(NO_TOKEN, 1, true) then
-              form.needs[#form.needs + 1] = opt.name
-              break
-            end
-          end
-        end
-        assert(#form.needs > 0, "faceswap " .. form.synopsis .. ": the CLI refuses it: " ..
-          tostring(status) .. " " .. tostring(err))
-      end
-      local needs = {}
-      for _, n in ipairs(form.needs) do needs[#needs + 1] = "--" .. n end
+  for _, s in ipairs(cli.subcommands) do
+    local command = { name = s.name, forms = {} }
+    for _, f in ipairs(s.forms) do
+      local form = { synopsis = f.synopsis, help = f.summary, needs = f.needs, options = {} }
       for _, opt in ipairs(model.options) do
-        local extra = { "--" .. opt.name, sample(opt) }
-        local s, e = probe(cli.main, with(with(form.words, needs), extra))
-        if opt.name == "help" or opt.name == "version" then
-          if s == 0 then opt.applies[command.name] = true end
-        elseif s == 2 and e:find(NO_TOKEN, 1, true) then
-          opt.applies[command.name] = true
-          form.options = form.options or {}
+        local needed = false
+        for _, n in ipairs(f.needs) do needed = needed or n == opt.name end
+        local elsewhere = false -- an option another form of the command needs
+        for _, g in ipairs(s.forms) do
+          for _, n in ipairs(g.needs) do elsewhere = elsewhere or (g ~= f and n == opt.name) end
+        end
+        if opt.applies[s.name] and not (elsewhere and not needed) and
+          not (s.name == "account" and opt.name == "channel") then
           form.options[opt.name] = true
         end
       end
+      command.forms[#command.forms + 1] = form
     end
+    model.commands[#model.commands + 1] = command
   end
-  model.exit_status = {}
-  for code, text in (usage["exit status"] or ""):gmatch("(%d+) ([^%d]+)") do
-    model.exit_status[#model.exit_status + 1] = { code = tonumber(code), text = trim(text:gsub(",%s*$", "")) }
-  end
-  model.by_name = by_name
   return model
 end
 

@@ -20,111 +20,257 @@ end
 
 local M = {}
 
-M.usage = [[
-usage: faceswap COMMAND ARGUMENT [OPTIONS]
+-- == The command line as data: M.subcommands and M.options, from which the usage, each
+-- command's help, the man page (tools/man.lua) and the bash completion (tools/completion.lua)
+-- are written. The commands of the core's table (faceswap.commands) bring their arguments
+-- (the metavars of their required fields), summary, attachments, mode and confirmation. ==
 
-commands:
-  headshot PROMPT   start a headshot job; print its jobid and status
-  job JOBID         show a job
-  wait JOBID        wait until a job has ended, then show it
-  cancel JOBID      cancel a job
-  batch FILE|-      a headshot for each line of FILE (- for stdin; blank lines and lines
-                    starting with # skipped), each waited for; prints one line per prompt:
-                    JOBID STATUS FILES...
-%s
-options:
-  --channel ID      Discord channel of the account to use (headshot and the commands
-                    after batch above)
-  --reply-url URL   replyUrl, where the API posts the finished job (the same)
-  --reply-ref REF   replyRef, sent back with it (the same)
-  --wait            wait until the job has ended (headshot, picsi, changebg)
-  --download DIR    save completed jobs' images in DIR as JOBID-N.EXT, never overwriting
-                    (headshot, wait, batch, swapid, inswapper, picsi, changebg;
-                    implies --wait)
-  --json            print the answer as JSON (headshot, job, wait and the commands after
-                    batch above)
-  --concurrency N   jobs at once (batch; default 4 per channel)
-  --channels all|ID,ID  spread a batch over these accounts (all: every account)
-  --options FLAGS   the command's options field (picsi, changebg)
-  --server ID       the account's Discord server (account add)
-  --yes             confirm delall
-  --state FILE      batch: record each headshot in FILE before it is sent and as its answer
-                    arrives (on disk at once; one batch at a time per FILE); a rerun with the
-                    same FILE waits for the jobs submitted and submits only the rest. Ctrl-C
-                    stops submitting and lists the jobs submitted (exit status 130)
-  --resubmit-unknown  batch --state: submit again the prompts whose headshot may or may not
-                    have reached the server (by default they are listed, not resubmitted)
-  --interval S      first poll interval in seconds while waiting
-  --base-url URL    API base URL (default $USEAPI_BASE_URL, else useapi.net's)
-  --help, --version
+local TABLE = {} -- name -> the command's row (every row, also those with no subcommand)
+for _, c in ipairs(core.commands("all")) do TABLE[c.name] = c end
 
-environment: USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else
-             the first line of standard input: a token is never taken from the command line)
-exit status: 0 success, 1 API, network or job failure, 2 usage error (or --state FILE in
-             use by another batch), 130 a batch stopped by Ctrl-C
-]]
+-- A sample value for each metavar: a command's example is its synopsis with these.
+local SAMPLES = { PROMPT = "'a portrait in a garden'", JOBID = "8a1f574fdbf79e8cd57e070476d9d5f3",
+  IDNAME = "me", IMAGE = "me.png", SOURCE = "face.png", TARGET = "clip.gif",
+  MESSAGE_ID = "1187654321098765432", FILE = "prompts.txt", CHANNEL = "1234567890123456789",
+  ["FILE|-"] = "prompts.txt", ID = "9876543210987654321", DIR = "out", FLAGS = "--v2", N = "8",
+  S = "5", URL = "https://example.com/hook", REF = "order-42" }
+
+-- The required fields (or parameters) of a row, as metavars.
+local function row_args(row)
+  local args = {}
+  for _, f in ipairs(row.params or row.fields) do
+    if f.required then args[#args + 1] = f.metavar end
+  end
+  return args
+end
+
+-- Each subcommand: name, forms = { {args, summary, needs = {option...}} }, and its row (if
+-- it is one). The CLI's own commands first, then every common row of the table.
+M.subcommands = {
+  { name = "headshot", row = TABLE.headshot },
+  { name = "job", row = TABLE.job },
+  { name = "wait", forms = { { args = row_args(TABLE.job),
+    summary = "wait until a job has ended, then show it" } } },
+  { name = "cancel", row = TABLE.cancel },
+  { name = "batch", forms = { { args = { "FILE|-" }, summary = "a headshot for each line of " ..
+    "FILE (- for stdin; blank lines and lines starting with # skipped), each waited for; " ..
+    "prints one line per prompt: JOBID STATUS FILES..." } } },
+}
+for _, c in ipairs(core.commands("all")) do
+  if c.common and c.name ~= "headshot" then M.subcommands[#M.subcommands + 1] = { name = c.name, row = c } end
+end
+M.subcommands[#M.subcommands + 1] = { name = "jobs", row = TABLE.jobs }
+M.subcommands[#M.subcommands + 1] = { name = "account", forms = {
+  { args = { "[CHANNEL]" }, summary = "the accounts (or one) with their credits left/total" },
+  { args = { "add", TABLE.add_account.params[3].metavar }, needs = { "server" },
+    summary = TABLE.add_account.summary .. " (the Discord token: from $DISCORD_TOKEN or " ..
+    "standard input)" },
+  { args = { "delete", TABLE.delete_account.params[1].metavar }, needs = { "yes" },
+    summary = TABLE.delete_account.summary },
+} }
+local SUB = {}
+for _, s in ipairs(M.subcommands) do
+  SUB[s.name] = s
+  if s.row and not s.forms then
+    s.forms = { { args = row_args(s.row), summary = s.row.summary,
+                  needs = s.row.confirm and { "yes" } or nil } }
+  end
+  for _, form in ipairs(s.forms) do
+    form.needs = form.needs or {}
+    local words = { s.name }
+    for _, a in ipairs(form.args) do words[#words + 1] = a end
+    for _, n in ipairs(form.needs) do words[#words + 1] = "--" .. n .. (n == "server" and " ID" or "") end
+    form.synopsis = table.concat(words, " ")
+  end
+end
+
+-- Which subcommands a row-driven option applies to.
+local function rows_where(test)
+  local list = {}
+  for _, s in ipairs(M.subcommands) do
+    if s.row and s.row.common and test(s.row) then list[#list + 1] = s.name end
+  end
+  return list
+end
+local function plus(list, ...)
+  for i = 1, select("#", ...) do list[#list + 1] = (select(i, ...)) end
+  return list
+end
+local waitable = function(r) return r.mode == "job" or r.mode == "either" end
+local has_options = function(r)
+  for _, f in ipairs(r.fields) do if f.name == "options" then return true end end
+  return false
+end
+
+-- Every option: name, metavar (nil: a flag), help, applies (nil: every command).
+M.options = {
+  { name = "channel", metavar = "ID", help = "Discord channel of the account to use",
+    applies = rows_where(function() return true end) },
+  { name = "reply-url", metavar = "URL", help = "replyUrl, where the API posts the finished job",
+    applies = rows_where(function() return true end) },
+  { name = "reply-ref", metavar = "REF", help = "replyRef, sent back with it",
+    applies = rows_where(function() return true end) },
+  { name = "wait", help = "wait until the job has ended", applies = rows_where(waitable) },
+  { name = "download", metavar = "DIR", help = "save completed jobs' images in DIR as " ..
+    "JOBID-N.EXT, never overwriting (implies --wait)",
+    applies = plus(rows_where(function(r) return r.attachments end), "wait", "batch") },
+  { name = "json", help = "print the answer as JSON (batch: one object per line), and errors " ..
+    "as JSON on stderr", applies = plus(rows_where(function() return true end), "job", "wait",
+    "batch", "jobs", "account") },
+  { name = "concurrency", metavar = "N", help = "jobs at once (default 4 per channel)",
+    applies = { "batch" } },
+  { name = "channels", metavar = "all|ID,ID", help = "spread a batch over these accounts " ..
+    "(all: every account)", applies = { "batch" } },
+  { name = "options", metavar = "FLAGS", help = "the command's options field",
+    applies = rows_where(has_options) },
+  { name = "server", metavar = "ID", help = "the account's Discord server",
+    applies = { "account" } },
+  { name = "yes", help = "confirm a command that deletes (" .. table.concat(plus(
+    rows_where(function(r) return r.confirm end), "account delete"), ", ") .. ")",
+    applies = plus(rows_where(function(r) return r.confirm end), "account") },
+  { name = "state", metavar = "FILE", help = "record each headshot in FILE before it is sent " ..
+    "and as its answer arrives (on disk at once; one batch at a time per FILE); a rerun with " ..
+    "the same FILE waits for the jobs submitted and submits only the rest. Ctrl-C stops " ..
+    "submitting and lists the jobs submitted (exit status 130)", applies = { "batch" } },
+  { name = "resubmit-unknown", help = "with --state: submit again the prompts whose headshot " ..
+    "may or may not have reached the server (by default they are listed, not resubmitted)",
+    applies = { "batch" } },
+  { name = "interval", metavar = "S", help = "first poll interval in seconds while waiting",
+    applies = plus(rows_where(waitable), "wait", "batch") },
+  { name = "base-url", metavar = "URL", help = "API base URL (default $USEAPI_BASE_URL, " ..
+    "else useapi.net's)" },
+  { name = "help", help = "show the help (of a command: `faceswap help COMMAND`) and exit" },
+  { name = "version", help = "show the version and exit" },
+}
+M.environment = "USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else " ..
+  "the first line of standard input: a token is never taken from the command line)"
+M.exit_status = {
+  { code = 0, text = "success" },
+  { code = 1, text = "API, network, job or file failure" },
+  { code = 2, text = "usage error (or --state FILE in use by another batch)" },
+  { code = 130, text = "interrupted (Ctrl-C)" },
+}
+
+-- name -> { value = takes one, all = applies everywhere, [command] = true }
+local OPTIONS = {}
+for _, o in ipairs(M.options) do
+  local spec = { value = o.metavar ~= nil, all = o.applies == nil }
+  for _, c in ipairs(o.applies or {}) do spec[c] = true end
+  OPTIONS[o.name] = spec
+end
+
+-- Text wrapped at 92 columns, each line after the first indented by `indent`.
+local function wrap(text, indent, first)
+  local lines, line = {}, first or ""
+  for word in text:gmatch("%S+") do
+    if #line + 1 + #word > 92 and line:find("%S") then
+      lines[#lines + 1] = line
+      line = (" "):rep(indent) .. word
+    else
+      line = line .. ((line:find("%S") and not line:find(" $")) and " " or "") .. word
+    end
+  end
+  lines[#lines + 1] = line
+  return table.concat(lines, "\n")
+end
+
+-- "  NAME  help" with the help at column 21 (or on the next line when NAME is long).
+local function entry(name, help)
+  if #name <= 17 then return wrap(help, 20, string.format("  %-17s ", name)) end
+  return "  " .. name .. "\n" .. wrap(help, 20, (" "):rep(20))
+end
+
+local function option_head(o) return "--" .. o.name .. (o.metavar and (" " .. o.metavar) or "") end
+
+local function footer()
+  local codes = {}
+  for _, e in ipairs(M.exit_status) do codes[#codes + 1] = e.code .. " " .. e.text end
+  return wrap(M.environment, 13, "environment: ") .. "\n" ..
+    wrap(table.concat(codes, ", "), 13, "exit status: ") .. "\n"
+end
+
+-- The overview: every command and option.
+local function overview()
+  local out = { "usage: faceswap COMMAND ARGUMENT [OPTIONS]", "", "commands:" }
+  for _, s in ipairs(M.subcommands) do
+    for _, f in ipairs(s.forms) do out[#out + 1] = entry(f.synopsis, f.summary) end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "options:"
+  for _, o in ipairs(M.options) do
+    local where = o.applies and (" (" .. table.concat(o.applies, ", ") .. ")") or ""
+    if o.applies and #o.applies > 6 then where = "" end
+    out[#out + 1] = entry(option_head(o), o.help .. where)
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "'faceswap help COMMAND' (or 'faceswap COMMAND --help') shows one command."
+  out[#out + 1] = ""
+  return table.concat(out, "\n") .. "\n" .. footer()
+end
+M.usage = overview()
+
+-- A subcommand's example: its first form with a sample for each metavar.
+function M.example(s)
+  local words = { "faceswap" }
+  for w in s.forms[#s.forms == 3 and 2 or 1].synopsis:gmatch("%S+") do
+    if not w:find("^%[") then words[#words + 1] = SAMPLES[w] or w end
+  end
+  return table.concat(words, " ")
+end
+
+-- One subcommand's help: its usage, what it does, its options, one example.
+function M.help(name)
+  local s = SUB[name]
+  if not s then return nil end
+  local out = {}
+  for k, f in ipairs(s.forms) do
+    out[#out + 1] = (k == 1 and "usage: " or "       ") .. "faceswap " .. f.synopsis .. " [OPTIONS]"
+  end
+  out[#out + 1] = ""
+  for _, f in ipairs(s.forms) do
+    out[#out + 1] = wrap((#s.forms > 1 and (f.synopsis .. ": ") or "") ..
+      f.summary:gsub("^%l", string.upper) .. (f.summary:find("%.$") and "" or "."), 0)
+  end
+  if s.row and s.row.common and s.row.mode == "blocking" then
+    out[#out + 1] = "It holds its account's channel until the bot has answered."
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "options:"
+  for _, o in ipairs(M.options) do
+    if OPTIONS[o.name].all or OPTIONS[o.name][name] then
+      if not (name == "account" and o.name == "channel") then
+        out[#out + 1] = entry(option_head(o), o.help)
+      end
+    end
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "example:"
+  out[#out + 1] = "  " .. M.example(s)
+  out[#out + 1] = ""
+  return table.concat(out, "\n") .. "\n" .. footer()
+end
 
 local HINT = "Try 'faceswap --help' for usage."
 
--- Every option: whether it takes a value, and the commands it applies to (nil: all).
-local OPTIONS = {
-  channel = { value = true, headshot = true },
-  ["reply-url"] = { value = true, headshot = true },
-  ["reply-ref"] = { value = true, headshot = true },
-  wait = { headshot = true },
-  download = { value = true, headshot = true, wait = true, batch = true },
-  json = { headshot = true, job = true, wait = true },
-  concurrency = { value = true, batch = true },
-  state = { value = true, batch = true },
-  ["resubmit-unknown"] = { batch = true },
-  interval = { value = true, headshot = true, wait = true, batch = true },
-  ["base-url"] = { value = true, all = true },
-  help = { all = true },
-  version = { all = true },
-}
-
-OPTIONS.channels = { value = true, batch = true }
-OPTIONS.options = { value = true }
-OPTIONS.server = { value = true, account = true }
-OPTIONS.yes = { delall = true }
-
--- Each command's arguments, in order.
-local COMMANDS = { headshot = { "PROMPT" }, job = { "JOBID" }, wait = { "JOBID" },
-                   cancel = { "JOBID" }, batch = { "FILE" } }
-
--- The other commands come from the core's command table (faceswap.commands): their required
--- fields are their arguments, named here for the help.
-local METAVARS = { idname = "IDNAME", image = "IMAGE", targetMessageId = "MESSAGE_ID",
-  source_image = "SOURCE", target_image_gif_or_video = "TARGET",
-  a_background_photo_of = "PROMPT" }
-local ATTACHMENTS = { swapid = true, inswapper = true, picsi = true, changebg = true }
-local TABLE = {} -- name -> the command's row
-local help = {}
-for _, c in ipairs(faceswap.commands) do
-  TABLE[c.name] = c
-  if not COMMANDS[c.name] and c.common then
-    local args = {}
-    for _, f in ipairs(c.fields) do
-      if f.required then args[#args + 1] = METAVARS[f.name] or f.name:upper() end
-      if f.name == "options" then OPTIONS.options[c.name] = true end
-    end
-    COMMANDS[c.name] = args
-    for _, o in ipairs { "channel", "reply-url", "reply-ref", "json" } do OPTIONS[o][c.name] = true end
-    if ATTACHMENTS[c.name] then OPTIONS.download[c.name] = true end
-    if c.mode ~= "blocking" then OPTIONS.wait[c.name], OPTIONS.interval[c.name] = true, true end
-    local line = c.name .. (#args > 0 and " " .. table.concat(args, " ") or "")
-    help[#help + 1] = #line <= 17 and string.format("  %-17s %s", line, c.summary) or
-      ("  " .. line .. "\n" .. (" "):rep(20) .. c.summary)
-  end
+-- JSON as printed: a private cjson instance, and never "\\/" for "/" (cjson escapes it, and
+-- this Debian build has no encode_escape_forward_slash to turn that off): a "/" after an odd
+-- run of backslashes is an escaped slash.
+local cjson = require("cjson").new()
+local function unslash(text)
+  return (text:gsub("(\\+)/", function(run)
+    if #run % 2 == 1 then return run:sub(2) .. "/" end
+  end))
 end
-COMMANDS.jobs, COMMANDS.account = {}, { "[add|delete] [CHANNEL]" }
-OPTIONS.json.jobs, OPTIONS.json.account = true, true
-help[#help + 1] = "  jobs              the ids of the jobs running now"
-help[#help + 1] = "  account [CHANNEL] the accounts (or one) with their credits used/total"
-help[#help + 1] = "  account add CHANNEL --server ID\n" .. (" "):rep(20) ..
-  "configure an account (its Discord token: see below)"
-help[#help + 1] = "  account delete CHANNEL\n" .. (" "):rep(20) .. "remove an account"
-M.usage = M.usage:format(table.concat(help, "\n") .. "\n")
+local function json(value) return unslash(cjson.encode(value)) end
+
+-- An error as the JSON object printed under --json: {"error": {kind, code, text}}.
+-- Its members in this order; code left out when there is none.
+local function json_error(err, kind)
+  local e = type(err) == "table" or type(err) == "userdata"
+  local code = e and err.code or nil
+  return '{"error":{"kind":' .. json(e and err.kind or kind or "failure") ..
+    (code and (',"code":' .. json(code)) or "") .. ',"text":' .. json(tostring(err)) .. "}}"
+end
 
 local Usage = {} -- raised as { Usage, message } by the argument checks
 
@@ -182,30 +328,48 @@ end
 local function check_command(words, opts)
   local command = words[1]
   if not command then usage_error("no command given") end
-  if not COMMANDS[command] then usage_error("unknown command '" .. command .. "'") end
-  local args, wanted = { unpack(words, 2) }, COMMANDS[command]
-  if command == "account" then
-    wanted = (args[1] == "add" or args[1] == "delete") and { "add", "CHANNEL" } or { nil, nil }
-    if args[1] == "add" and not opts.server then usage_error("account add needs --server ID") end
-    if opts.server and args[1] ~= "add" then
-      usage_error("option '--server' only applies to account add")
+  local s = SUB[command]
+  if not s then usage_error("unknown command '" .. command .. "'") end
+  local args = { unpack(words, 2) }
+  local form = s.forms[1]
+  for _, f in ipairs(s.forms) do -- account add, account delete: by their first word
+    if f.args[1] and f.args[1] == args[1] and f.args[1]:find("^%l") then form = f end
+  end
+  local said = command .. (form.args[1] and form.args[1]:find("^%l") and (" " .. form.args[1]) or "")
+  for _, n in ipairs(form.needs) do
+    if n ~= "yes" and not opts[n] then
+      local o
+      for _, x in ipairs(M.options) do if x.name == n then o = x end end
+      usage_error(said .. " needs " .. option_head(o))
     end
   end
-  for k, meta in ipairs(wanted) do
-    if not args[k] then
-      usage_error(command .. (command == "account" and (" " .. args[1]) or "") .. " needs " ..
-        (meta:find("^[AEIOU]") and "an " or "a ") .. meta)
+  for k, meta in ipairs(form.args) do
+    if not args[k] and not meta:find("^%[") then
+      usage_error(said .. " needs " .. (meta:find("^[AEIOU]") and "an " or "a ") ..
+        meta:match("^[^|]*"))
     end
   end
-  local most = #wanted
-  if command == "account" then most = wanted[1] and 2 or 1 end
-  if args[most + 1] then usage_error("unexpected argument '" .. args[most + 1] .. "'") end
-  if command == "delall" and not opts.yes then
-    usage_error("delall deletes every saved face: add --yes to confirm")
+  if args[#form.args + 1] then usage_error("unexpected argument '" .. args[#form.args + 1] .. "'") end
+  for name in pairs(opts) do
+    local needed, somewhere = false, false
+    for _, f in ipairs(s.forms) do
+      for _, n in ipairs(f.needs) do
+        needed, somewhere = needed or (n == name and f == form), somewhere or n == name
+      end
+    end
+    if somewhere and not needed then
+      usage_error("option '--" .. name .. "' only applies to " .. command .. " " ..
+        (name == "server" and "add" or "delete"))
+    end
   end
   for name in pairs(opts) do
     if not (OPTIONS[name].all or OPTIONS[name][command]) then
       usage_error("option '--" .. name .. "' does not apply to " .. command)
+    end
+  end
+  for _, n in ipairs(form.needs) do
+    if n == "yes" and not opts.yes then -- "delete every saved face": "delall deletes every..."
+      usage_error(said .. " " .. form.summary:gsub("^(%l+)", "%1s") .. ": add --yes to confirm")
     end
   end
   if opts.concurrency then
@@ -217,12 +381,12 @@ local function check_command(words, opts)
     opts.concurrency = n
   end
   if opts.interval then
-    local s = tonumber(opts.interval)
-    if not s or s ~= s or s <= 0 or s > 1e9 then
+    local secs = tonumber(opts.interval)
+    if not secs or secs ~= secs or secs <= 0 or secs > 1e9 then
       usage_error("option '--interval' needs a number of seconds above 0, got '" ..
         opts.interval .. "'")
     end
-    opts.interval = s
+    opts.interval = secs
   end
   if opts.channels then
     local list = {}
@@ -243,12 +407,17 @@ end
 -- Output
 ---------------------------------------------------------------------------------------------
 
+-- Credits left of the total, everywhere (job, account): "796/800 left".
+local function credits_left(left, total)
+  return tostring(left or "?") .. "/" .. tostring(total or "?") .. " left"
+end
+
 -- The readable form of a job: one "name  value" line each.
 local function job_lines(job, files)
   local lines = { "jobid    " .. tostring(job.jobid), "status   " .. tostring(job.status) }
   if job.credits then
     local left = job.credits_left and job.credits_total and
-      (" (" .. job.credits_left .. "/" .. job.credits_total .. " left)") or ""
+      (" (" .. credits_left(job.credits_left, job.credits_total) .. ")") or ""
     lines[#lines + 1] = "credits  " .. job.credits .. left
   end
   if job.error then lines[#lines + 1] = "error    " .. tostring(job.error) end
@@ -276,12 +445,23 @@ local function make_dir(dir)
   return nil, "cannot create directory " .. dir
 end
 
-local function read_file(path)
+-- Whether two files hold the same bytes (read a piece at a time: neither is held whole).
+local function same_bytes(a, b)
+  local fa, fb = io.open(a, "rb"), io.open(b, "rb")
+  local same = fa ~= nil and fb ~= nil
+  while same do
+    local x, y = fa:read(65536), fb:read(65536)
+    if x ~= y then same = false elseif x == nil then break end
+  end
+  if fa then fa:close() end
+  if fb then fb:close() end
+  return same
+end
+
+local function exists(path)
   local f = io.open(path, "rb")
-  if not f then return nil end
-  local bytes = f:read("*a")
-  f:close()
-  return bytes
+  if f then f:close() end
+  return f ~= nil
 end
 
 -- DIR/<jobid>-<n>.<ext>, split into the part before the extension and the extension: the
@@ -293,40 +473,47 @@ local function file_name(jobid, n, url)
   return tostring(jobid):gsub("[^%w_-]", "_") .. "-" .. n, ext
 end
 
--- Writes bytes to dir/stem.ext, never over another file: a file already there with the same
--- bytes is kept; one with other bytes makes it dir/stem.1.ext (.2, ...) and a warning.
--- Returns the path, or nil and a message.
-local function save(dir, stem, ext, bytes, note)
+-- Moves the downloaded file `part` to dir/stem.ext, never over another file: a file already
+-- there with the same bytes is kept (part removed); one with other bytes makes it
+-- dir/stem.1.ext (.2, ...) and a warning. Returns the path, or nil and a message. (Between
+-- the check and the rename, another process could make the file: the one race left.)
+local function place(dir, stem, ext, part, note)
   local first = dir .. "/" .. stem .. "." .. ext
   local path = first
   for k = 1, 1000 do
-    local ok, message, why = core.write_new(path, bytes)
-    if ok then
+    if not exists(path) then
+      local ok, err = os.rename(part, path)
+      if not ok then
+        os.remove(part)
+        return nil, err
+      end
       if path ~= first then
         note("warning: " .. first .. " exists with other bytes; saved " .. path .. " instead")
       end
       return path
     end
-    if why ~= "exists" then return nil, message end
-    if read_file(path) == bytes then
+    if same_bytes(path, part) then
+      os.remove(part)
       note(path .. " is already there")
       return path
     end
     path = dir .. "/" .. stem .. "." .. k .. "." .. ext
   end
+  os.remove(part)
   return nil, first .. ": too many files of that name"
 end
 
--- Downloads every result of a job into dir; returns the saved paths and whether all went well.
+-- Downloads every result of a job into dir, each streamed to a file beside its final name
+-- (client:download's path: nothing held in memory, never a partial file under that name),
+-- then put in place; returns the saved paths and whether all went well.
 local function download_job(client, job, dir, note)
   local files, all_ok = {}, true
   for n, url in ipairs(job:urls()) do
-    local bytes, err = client:download(url)
+    local stem, ext = file_name(job.jobid, n, url)
+    local part = dir .. "/." .. stem .. "." .. ext .. ".download"
+    local bytes, err = client:download(url, { path = part })
     local path
-    if bytes then
-      local stem, ext = file_name(job.jobid, n, url)
-      path, err = save(dir, stem, ext, bytes, note)
-    end
+    if bytes then path, err = place(dir, stem, ext, part, note) end
     if path then
       files[#files + 1] = path
     else
@@ -343,16 +530,52 @@ end
 
 local commands = {}
 
+-- How to add an account, said when there is none (by `account`, and after a 402).
+local NO_ACCOUNT = "no account configured: add one with 'faceswap account add CHANNEL " ..
+  "--server ID' (the Discord token from $DISCORD_TOKEN or standard input)"
+
+-- Whether the server has no account configured (asked after a 402, which says no more than
+-- "Account has no subscription or subscription expired").
+local function no_account(ctx, err)
+  if type(err) == "string" or err.code ~= 402 or not ctx.client then return false end
+  local accounts = ctx.client:accounts()
+  return accounts ~= nil and next(accounts) == nil
+end
+
 local function fail(ctx, err)
   if ctx.status_line then ctx.stderr:write("\n") end
-  ctx.err("faceswap: " .. tostring(err))
+  if ctx.json then
+    ctx.err(json_error(err))
+  else
+    ctx.err("faceswap: " .. tostring(err))
+    if no_account(ctx, err) then ctx.note(NO_ACCOUNT) end
+  end
   return 1
 end
 
 -- A failed poll is shown as it happens (on a terminal, on the status line; elsewhere a line);
 -- the wait gives up after a few in a row (client:wait's max_failures).
-local function wait_options(opts, ctx)
-  return { interval = opts.interval, on_error = ctx and function(err, n)
+-- While one job is waited for: on a terminal a live line, rewritten in place on stderr at
+-- each poll ("faceswap: job JOBID: started, 12.3s, 5 polls"); elsewhere a line per change of
+-- status ("faceswap: job JOBID: started").
+local function wait_options(opts, ctx, jobid)
+  if not ctx then return { interval = opts.interval } end -- (batch: its own status line)
+  local started, polls, status = core.now(), 0, nil
+  local function show()
+    if not ctx.tty then return end
+    ctx.stderr:write(string.format("\rfaceswap: job %s: %s, %.1fs, %d poll%s\27[K", tostring(jobid),
+      status or "waiting", core.now() - started, polls, polls == 1 and "" or "s"))
+    ctx.status_line = true
+  end
+  ctx.on_poll = function()
+    polls = polls + 1
+    show()
+  end
+  show()
+  return { interval = opts.interval, on_update = function(job)
+    status = tostring(job.status)
+    if ctx.tty then show() else ctx.note("job " .. tostring(jobid) .. ": " .. status) end
+  end, on_error = function(err, n)
     local line = "poll " .. n .. " failed: " .. tostring(err)
     if ctx.tty then ctx.stderr:write("\rfaceswap: ", line, "\27[K") else ctx.note(line) end
     ctx.status_line = ctx.tty
@@ -382,30 +605,31 @@ end
 function commands.headshot(ctx, _, prompt)
   local o = ctx.opts
   local job, err = ctx.client:headshot { prompt = prompt, channel = o.channel,
-                                         replyUrl = o["reply-url"], replyRef = o["reply-ref"] }
+                                         replyUrl = o["reply-url"], replyRef = o["reply-ref"],
+                                         options = o.options }
   if not job then return fail(ctx, err) end
   local files, status = nil, 0
   if o.wait or o.download then
-    job, err = ctx.client:wait(job, wait_options(o, ctx))
+    job, err = ctx.client:wait(job, wait_options(o, ctx, job.jobid))
     if not job then return fail(ctx, err) end
     files, status = finish(ctx, job)
   end
-  ctx.out(o.json and job:json() or job_line(job, files))
+  ctx.out(o.json and unslash(job:json()) or job_line(job, files))
   return status
 end
 
 function commands.job(ctx, _, jobid)
   local job, err = ctx.client:job(jobid)
   if not job then return fail(ctx, err) end
-  ctx.out(ctx.opts.json and job:json() or job_lines(job))
+  ctx.out(ctx.opts.json and unslash(job:json()) or job_lines(job))
   return 0
 end
 
 function commands.wait(ctx, _, jobid)
-  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx))
+  local job, err = ctx.client:wait(jobid, wait_options(ctx.opts, ctx, jobid))
   if not job then return fail(ctx, err) end
   local files, status = finish(ctx, job)
-  ctx.out(ctx.opts.json and job:json() or job_lines(job, files))
+  ctx.out(ctx.opts.json and unslash(job:json()) or job_lines(job, files))
   return status
 end
 
@@ -654,20 +878,29 @@ local function run_batch(ctx, prompts, numbers, book, records)
   p.finish()
 
   local running = {} -- submitted, not finished here: "line N: JOBID"
+  -- under --json: {"line": N, "prompt": ..., "job": {...}} or {..., "error": {...}} a line
+  local function item(i, job_json, err, kind)
+    local tail = job_json and ('"job":' .. unslash(job_json)) or json_error(err, kind):sub(2, -2)
+    if files[i] and job_json then tail = tail .. ',"files":' .. json(files[i]) end
+    return '{"line":' .. numbers[i] .. ',"prompt":' .. json(prompts[i]) .. "," .. tail .. "}"
+  end
   for i = 1, #prompts do
     local r = results[i]
     if fixed[i] then
-      ctx.out(fixed[i])
+      ctx.out(not o.json and fixed[i] or (fixed[i]:find("^%- error ") and
+        item(i, nil, fixed[i]:sub(9), "state") or item(i, '{"jobid":' ..
+        json(fixed[i]:match("^%S+")) .. ',"status":' .. json(fixed[i]:match("%S+$")) .. "}")))
     elseif faceswap.type(r) == "job" then
-      ctx.out(job_line(r, files[i]))
+      ctx.out(o.json and item(i, r:json()) or job_line(r, files[i]))
     elseif r and r.kind == "cancelled" and state[i] ~= "done" then -- stopped, not ended
       local jobid = r.job and r.job.jobid or r.jobid
       if jobid then running[#running + 1] = { i, jobid } end
     elseif r then
-      ctx.out((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r))
+      ctx.out(o.json and item(i, nil, r) or
+        ((r.job and tostring(r.job.jobid) or "-") .. " error " .. tostring(r)))
     elseif r == false then
-      ctx.out("- error unknown: not resubmitted: its headshot may or may not have reached " ..
-        "the server")
+      local text = "not resubmitted: its headshot may or may not have reached the server"
+      ctx.out(o.json and item(i, nil, text, "unknown") or ("- error unknown: " .. text))
     end
   end
   local status = (p.failed > 0 or p.lost > 0 or #unknown > 0) and 1 or 0
@@ -713,7 +946,8 @@ function commands.batch(ctx, _, source)
   local book, problem, why = ledger.open(o.state)
   if not book then
     if why == "locked" then -- one writer: another batch has this state file
-      ctx.err("faceswap: " .. problem .. "; nothing was sent")
+      ctx.err(ctx.json and json_error(problem .. "; nothing was sent", "locked") or
+        ("faceswap: " .. problem .. "; nothing was sent"))
       return 2
     end
     return fail(ctx, problem)
@@ -747,7 +981,7 @@ function commands.generic(ctx, name, ...)
   local job, err = ctx.client[name](ctx.client, params)
   if not job then return fail(ctx, err) end
   if (o.wait or o.download) and job.status ~= nil and not job:done() then
-    job, err = ctx.client:wait(job, wait_options(o, ctx))
+    job, err = ctx.client:wait(job, wait_options(o, ctx, job.jobid))
     if not job then return fail(ctx, err) end
   end
   local files, status = nil, 0
@@ -759,7 +993,7 @@ function commands.generic(ctx, name, ...)
     status = ok and 0 or 1
   end
   if o.json then
-    ctx.out(job:json())
+    ctx.out(unslash(job:json()))
   else
     ctx.out(job_lines(job, files) .. (job.content and ("\ncontent  " .. job.content) or ""))
   end
@@ -770,18 +1004,19 @@ function commands.jobs(ctx)
   local ids, err = ctx.client:jobs()
   if not ids then return fail(ctx, err) end
   if ctx.opts.json then
-    ctx.out(#ids == 0 and "[]" or require("cjson").encode(ids))
+    ctx.out(#ids == 0 and "[]" or json(ids))
   else
     for _, id in ipairs(ids) do ctx.out(id) end
   end
   return 0
 end
 
--- One account as a line: channel, server, credits used/total, the masked token.
+-- One account as a line: channel, server, credits left/total, the masked token.
 local function account_line(a)
   local credits = type(a.credits) == "table" and a.credits or {}
-  return string.format("%s  server %s  credits %s/%s  discord %s", tostring(a.channel),
-    tostring(a.server), tostring(credits.used or "?"), tostring(credits.total or "?"),
+  local used, total = tonumber(credits.used), tonumber(credits.total)
+  return string.format("%s  server %s  credits %s  discord %s", tostring(a.channel),
+    tostring(a.server), credits_left(used and total and total - used, credits.total),
     tostring(a.discord))
 end
 
@@ -835,9 +1070,10 @@ function commands.account(ctx, _, sub, channel)
   end
   table.sort(channels)
   if ctx.opts.json then
-    ctx.out(require("cjson").encode(sub and accounts[sub] or accounts))
+    ctx.out(json(sub and accounts[sub] or accounts))
   else
     for _, id in ipairs(channels) do ctx.out(account_line(accounts[id])) end
+    if not sub and #channels == 0 then ctx.note(NO_ACCOUNT) end
   end
   return 0
 end
@@ -854,9 +1090,17 @@ local function run(args, ctx)
   for _, a in ipairs(args) do -- (no shell passes one; an embedding program might)
     if a:find("\0", 1, true) then usage_error("an argument contains a NUL byte") end
   end
+  for _, a in ipairs(args) do -- (errors as JSON from the first: --json may come last)
+    if a == "--" then break end
+    if a == "--json" then ctx.json = true end
+  end
   local words, opts = parse(args)
-  if opts.help then
-    ctx.stdout:write(M.usage)
+  if words[1] == "help" or opts.help then -- `faceswap help [COMMAND]`, `faceswap [COMMAND] --help`
+    local name = words[1]
+    if name == "help" then name = words[2] end
+    if words[1] == "help" and words[3] then usage_error("unexpected argument '" .. words[3] .. "'") end
+    if name and not SUB[name] then usage_error("unknown command '" .. name .. "'") end
+    ctx.stdout:write(name and M.help(name) or M.usage)
     return 0
   end
   if opts.version then
@@ -878,7 +1122,10 @@ local function run(args, ctx)
     if what == "retry" then
       waiting = message:match("^(.-): ")
       ctx.wait_line(message)
-    elseif what == "answer" and waiting and message:sub(1, #waiting + 2) == waiting .. ": " then
+    elseif what == "answer" and ctx.on_poll and message:find("^GET /jobs/%?jobid=") then
+      ctx.on_poll()
+    end
+    if what == "answer" and waiting and message:sub(1, #waiting + 2) == waiting .. ": " then
       waiting = nil
       ctx.wait_line(nil)
     end
@@ -958,8 +1205,12 @@ function M.main(args, streams)
   end)
   if ok then return status end
   if type(status) == "table" then
-    ctx.err("faceswap: " .. status[2])
-    ctx.err(HINT)
+    if ctx.json then
+      ctx.err(json_error(status[2], "usage"))
+    else
+      ctx.err("faceswap: " .. status[2])
+      ctx.err(HINT)
+    end
     return 2
   end
   error(status, 0)
