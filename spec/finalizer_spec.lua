@@ -105,7 +105,7 @@ local function assert_later_calls_raise(client)
   assert.equal(SPEC .. ":" .. line .. ": attempt to use a closed faceswap client", msg)
 end
 
-describe("a finalizer that closes the client", function()
+describe("a finalizer that closes the client #gc", function()
   local s, client, restore, hit
 
   setup(function() s = sim.start { job_seconds = 30, token = TOKEN } end)

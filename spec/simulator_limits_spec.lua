@@ -252,8 +252,11 @@ describe("the simulator under load #external", function()
     s:reset()
     assert.same({}, s:requests())
     local grown = rss_kib(s.pid) - base
-    -- the 8 uploads were 24 MiB; kept whole (body and the file field: twice) they held 50 MiB
-    assert.is_true(grown < 16 * 1024, string.format("RSS grew by %d KiB", grown))
+    -- the 8 uploads were 24 MiB; kept whole (body and the file field: twice) they held 50 MiB.
+    -- What malloc keeps after a reset varies with the machine's load (3.6 MiB idle, 19.5 MiB
+    -- seen under a loaded make test): the bound sits between that and the 50 MiB of a record
+    -- kept whole.
+    assert.is_true(grown < 32 * 1024, string.format("RSS grew by %d KiB", grown))
   end)
 
   -- Hostile review of issue 17, item 20: over keep-alive (what the library uses) the answer went
