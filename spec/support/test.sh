@@ -54,12 +54,13 @@ done
 submake=(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u LUA -u LUA_INCDIR make --no-print-directory)
 
 # pass NAME COMMAND...: runs in the background; its output goes to build/test/NAME.log, its
-# exit status to build/test/NAME.status.
+# exit status to build/test/NAME.status. A pass still running after PASS_TIMEOUT seconds (1800)
+# is stopped and fails (exit 124): a spec that hangs fails the run instead of outliving CI.
 pass() {
   local name=$1
   shift
   (
-    "$@" >"$log/$name.log" 2>&1
+    timeout --kill-after=10 "${PASS_TIMEOUT:-1800}" "$@" >"$log/$name.log" 2>&1
     echo "$?" >"$log/$name.status"
   ) &
 }
