@@ -407,8 +407,8 @@ end
 -- Makes the method of one row: `client:name(params, opts)`; a command that takes no params at
 -- all (jobs, accounts) takes only the options, `client:jobs(opts)`. A row that takes both
 -- encodings (headshot) is built in the client's `encoding`. Misuse raises at the caller's line
--- (not a tail call, so that on 5.1 too); a job given as params whose jobid cannot be sent
--- back is the server's doing, and comes back as bad_response.
+-- (not a tail call, so that on 5.1 too); a job given for a jobid that cannot be sent back is
+-- the server's doing, and comes back as bad_response.
 local function command_method(cmd)
   local name = cmd.name
   local blocking = cmd.mode == "blocking" or cmd.mode == "either"
@@ -416,6 +416,7 @@ local function command_method(cmd)
     cmd.common and "blocking" or "plain"
   local no_params = #cmd.params == 0
   local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
+  local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
   return function(self, params, opts)
     -- check_client's checks inline: a round trip makes no call it can spare
     if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
@@ -431,7 +432,7 @@ local function command_method(cmd)
     local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
       o and o.channel or self._channel, self._reply_url, nil, encoded and self._encoding or nil)
     if not ok then
-      if M.type(params) == "job" then return nil, unsendable(method) end
+      if takes_job and M.type(params) == "job" then return nil, unsendable(method) end
       misuse(method)
     end
     if not method then return nil, path end

@@ -55,6 +55,9 @@ describe("the command methods #unit", function()
     -- the same jobid passed in by the caller is misuse, raised at the caller's line
     assert.has_error(function() c:job("a\nb") end,
       "bad argument #1 to 'job' (jobid contains control byte 0x0A)")
+    -- and a job given to a command that takes no jobid is misuse too, whatever its jobid
+    assert.has_error(function() c:saveid(sent) end,
+      "bad argument #1 to 'saveid' (table expected, got userdata)")
     c:close()
   end)
 
