@@ -83,7 +83,7 @@ ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-soc
 
 .PHONY: all test check demo bench install clean deps-build deps-test deps-bench lint lint-lua \
         lint-c FORCE test-asan asan-build test-valgrind fuzz rock test-rock doc test-all-lua \
-        test-fresh static examples test-hosts
+        test-fresh static examples test-hosts testrow
 
 all: $(MODULE)
 
@@ -196,6 +196,13 @@ asan-build: build/asan/asan_lua
 	  LDFLAGS="$(SAN_FLAGS)" all
 	@# the command line's specs run bin/faceswap, which loads the plain build/5.4
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 all
+
+# A core with csrc/command.c's test-only row (`ping`, -DFACESWAP_TEST_COMMAND) in build/testrow,
+# for Lua 5.4: spec/integration/add_command_spec.lua shows that the row alone makes a command
+# (docs/development.md, "Adding a command"). Never installed.
+testrow:
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/testrow \
+	  CFLAGS="$(CFLAGS) -DFACESWAP_TEST_COMMAND" all
 
 build/asan/asan_lua: spec/support/asan_lua.c
 	@mkdir -p $(dir $@)
@@ -340,14 +347,16 @@ test-rock:
 
 # The API reference from the sources' doc comments (docs/config.ld): build/doc/index.html.
 # LDoc runs on Lua 5.1, where Debian's lua-markdown is; any line it prints beyond its usual
-# three is a warning, and fails the build.
+# three, and the two that say it merged docs/commands.luadoc (the command methods, written by
+# `make docs-tables`) into the module faceswap, is a warning, and fails the build.
 LDOC        ?= lua5.1 /usr/bin/ldoc
 doc:
 	@sh spec/support/debs.sh $(DOC_DEBS)
 	@rm -rf build/doc && mkdir -p build
 	@$(LDOC) --fatalwarnings -c docs/config.ld -d $(CURDIR)/build/doc . >build/ldoc.log 2>&1; \
 	  status=$$?; grep -v -e '^reading configuration from ' -e '^changing to directory' \
-	    -e '^output written to ' build/ldoc.log; warned=$$?; \
+	    -e '^output written to ' -e '^found master module	.*/lua/faceswap/init\.lua$$' \
+	    -e '^\*\*\*closing section from master module\*\*\*$$' build/ldoc.log; warned=$$?; \
 	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
 	@echo "built build/doc/index.html"
 

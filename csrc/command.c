@@ -132,6 +132,15 @@ static const command_def commands[] = {
    .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
    .summary = "cancel a job",
    .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
+#ifdef FACESWAP_TEST_COMMAND
+  /* A row for the specs alone (`make testrow`: build/testrow, never installed): that this row
+   * and nothing else gives a command its method, batch item, CLI subcommand and help, docs
+   * row and types (spec/integration/add_command_spec.lua, docs/development.md). */
+  {.name = "ping", .method = "POST", .path = "/ping", .mode = M_JOB,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "a job that answers the text (a test build's command)",
+   .fields = {REQUIRED("text", K_TEXT), COMMON_FIELDS}},
+#endif
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -2,8 +2,9 @@
 -- an editor completes and checks the client, job, error and task objects, every method with
 -- its parameters and returns, every option and field. Written from:
 --  * the core's command table (faceswap.commands): a method and a params class per command;
---  * the doc comments of lua/faceswap/init.lua and task.lua and docs/objects.luadoc (LDoc):
---    the other methods, the module's functions, the job's and the error's fields;
+--  * the doc comments of lua/faceswap/init.lua and task.lua, docs/objects.luadoc and the
+--    command methods' (tools/commands_luadoc.lua, from the same table) (LDoc): the other
+--    methods, the module's functions, the job's and the error's fields;
 --  * docs/api.md: the option names of faceswap.new, client:wait, client:batch and the retry
 --    policy; faceswap.new itself says each option's type (a wrong one raises, naming it).
 -- `make types` builds it into $(BUILD)/share/lua-faceswap/library/faceswap.lua; `make install`
@@ -435,12 +436,17 @@ function M.render()
     lines[#lines + 1] = "function client:" .. name .. "(" .. table.concat(args, ", ") .. ") end"
     return lines
   end
-  for _, b in ipairs(init) do
-    local name = b.name and b.name:match("^client:([%w_]+)$")
-    if name and not done[name] then
-      done[name] = true
-      for _, l in ipairs(method_lines(b, name)) do add(l) end
-      add("")
+  -- the command methods' LDoc as tools/commands_luadoc.lua writes it from the loaded core's
+  -- rows (docs/commands.luadoc for this build), so a new row has its method here at once
+  local command_docs = model.ldoc_text(require("tools.commands_luadoc").render(model.all_commands()))
+  for _, blocks in ipairs { init, command_docs } do
+    for _, b in ipairs(blocks) do
+      local name = b.name and b.name:match("^client:([%w_]+)$")
+      if name and not done[name] then
+        done[name] = true
+        for _, l in ipairs(method_lines(b, name)) do add(l) end
+        add("")
+      end
     end
   end
   for _, c in ipairs(faceswap.commands) do

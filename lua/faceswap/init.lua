@@ -207,6 +207,16 @@ local function misuse(msg)
   error((tostring(msg):gsub("^[^\n]-:%d+: ", "", 1)), 3)
 end
 
+-- What a jobid the server sent gets when it cannot be sent back (`why`: the builder's raise).
+local function unsendable(why)
+  why = tostring(why):gsub("^[^\n]-:%d+: ", "", 1)
+  return core.error {
+    kind = "bad_response", sent = false, retryable = false,
+    error = "the server sent a jobid that cannot be sent back (" ..
+      (why:match("%((.*)%)$") or why) .. ")",
+  }
+end
+
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
 -- answer. `attempt` (1 when nil) is for the log; `xfer` (nil: none) the call's own transfer
 -- options for the transport (`timeout`).
@@ -362,225 +372,26 @@ end
 -- but `close`. `tostring(client)` names its base URL, never its token.
 -- @type client
 
---- Starts a headshot job (POST /headshot).
--- @tparam string|table params the prompt, or a table: `prompt` (required), `channel`,
--- `replyUrl`, `replyRef` (at most 1024 characters each), `options`
--- @tparam[opt] table opts this call's options: `timeout` (seconds per attempt), `retry` (retry
--- options merged over the client's, or false), `channel` (this call's default channel),
--- `wait` (true, or the options of @{client:wait}: return the job once it has ended)
--- @treturn[1] objects.job the job, `status` `"started"` (with `wait`: once it has ended)
--- @return[2] nil
--- @treturn[2] objects.error what went wrong; a request the server would refuse with 400 fails
--- before anything is sent, with the server's own text
-function client:headshot(params, opts)
-  -- the checks of check_client and build inline: a round trip makes no call it can spare
-  if getmetatable(self) ~= client_mt or self._closed then check_client(self, "headshot") end
-  local o = opts ~= nil and call_options(self, "headshot", opts, 2, "job", params) or nil
-  local ok, method, path, content_type, body = pcall(build_headshot, params, self._encoding,
-    o and o.channel or self._channel, self._reply_url)
-  if not ok then misuse(method) end
+-- GET /jobs/?jobid= for a job the server sent (client:wait's polls, `xfer` the call's
+-- transfer options): a jobid inside a job that cannot be sent back is the server's doing, and
+-- comes back as bad_response, as from client:job.
+local function get(self, target, xfer)
+  local ok, method, path = pcall(build_get, "job", target)
+  if not ok then return nil, unsendable(method) end
   if not method then return nil, path end
-  if not o then return call(self, "headshot", method, path, content_type, body) end
-  return answer(self, o, call(self, "headshot", method, path, content_type, body, o))
+  return exchange(self, "job", method, path, nil, nil, 1, xfer)
 end
 
--- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
--- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
--- that called client:job or client:cancel, through their tail call), but one inside a job the
--- server sent is the server's doing, and comes back as bad_response. `o`: the call's options
--- (with_retry), or its transfer options (without).
-local function get(self, op, target, with_retry, level, o)
-  local ok, method, path = pcall(build_get, op, target)
-  if not ok then
-    local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
-    if M.type(target) ~= "job" then error(why, level or 2) end
-    return nil, core.error {
-      kind = "bad_response", sent = false, retryable = false,
-      error = "the server sent a jobid that cannot be sent back (" ..
-        (why:match("%((.*)%)$") or why) .. ")",
-    }
-  end
-  if not method then return nil, path end
-  if with_retry then return call(self, op, method, path, nil, nil, o) end
-  return exchange(self, op, method, path, nil, nil, 1, o)
-end
-
---- Fetches a job (GET /jobs/?jobid=).
--- @tparam string|objects.job jobid the jobid, or a job
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] objects.job the job as the server has it now
--- @return[2] nil
--- @treturn[2] objects.error
-function client:job(jobid, opts)
-  check_client(self, "job")
-  local o = opts ~= nil and call_options(self, "job", opts, 2, "plain") or nil
-  -- not a tail call, so that misuse points at the caller on 5.1 too (its tail calls leave no line)
-  local job, err = get(self, "job", jobid, true, 3, o)
-  return job, err
-end
-
---- Cancels a job (GET /jobs/cancel/?jobid=).
--- @tparam string|objects.job jobid the jobid, or a job
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] objects.job the job, `status` `"cancelled"`
--- @return[2] nil
--- @treturn[2] objects.error
-function client:cancel(jobid, opts)
-  check_client(self, "cancel")
-  local o = opts ~= nil and call_options(self, "cancel", opts, 2, "plain") or nil
-  local job, err = get(self, "cancel", jobid, true, 3, o)
-  return job, err
-end
-
--- == The other commands: one method per row of the core's command table (csrc/command.c);
--- == docs/commands.md describes them. ==
+-- == The command methods: one per row of the core's command table (csrc/command.c,
+-- core.commands("all"): headshot, job and cancel too), nothing written here per command; their
+-- reference is docs/commands.luadoc, which tools/commands_luadoc.lua writes from the same rows
+-- (`make docs-tables`). docs/commands.md describes the commands. ==
 
 -- The channel lock. A blocking command holds its channel upstream for seconds, and a second
 -- call meanwhile is refused; so the client runs one blocking command per channel at a time and
 -- the others wait their turn (parked inside a task, driving the other tasks where the call
 -- cannot yield). Calls that name no channel share one lock of their own. The lock is a
 -- channel's exclusive hold (lua/faceswap/channel.lua), released whatever the call does.
-
--- The methods below are made from the table; their reference:
-
---- Saves the face in an image under a name (POST /saveid). Blocking: it holds its channel.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:saveid
--- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Puts saved faces (names separated by commas) on an image (POST /swapid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:swapid
--- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the swapped image in `attachments`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Lists the saved faces' names (POST /listid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:listid
--- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the names in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Makes a saved face the default (POST /setid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:setid
--- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Deletes a saved face (DELETE /delid, form body). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:delid
--- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Deletes every saved face (DELETE /delall, form body). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:delall
--- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Swaps the default face onto an image posted in the channel (POST /inswapper). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:inswapper
--- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the image in `attachments`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Puts the face of `source_image` on `target_image_gif_or_video` (POST /picsi). Counts as blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:picsi
--- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
--- @{client:headshot})
--- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Replaces an image's background with the one described (POST /changebg). A job, like a headshot.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:changebg
--- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
--- @return[2] nil
--- @treturn[2] objects.error
-
---- The ids of the jobs running now (GET /jobs).
--- @function client:jobs
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] {string,...} the jobids
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Every configured account (GET /account).
--- @function client:accounts
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
--- total, used}}`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- One account (GET /account/<channel>).
--- @function client:account
--- @tparam string channel
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Configures an account (POST /account/<channel>, JSON).
--- @function client:add_account
--- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
--- required
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] boolean true
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Removes an account's configuration (DELETE /account/<channel>).
--- @function client:delete_account
--- @tparam string channel
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] boolean true
--- @return[2] nil
--- @treturn[2] objects.error
 
 M.commands = core.commands()
 
@@ -593,16 +404,22 @@ do
   JOB_COMMANDS_TEXT = table.concat(names, ", ")
 end
 
--- Every command's method: `client:name(params, opts)`; the commands that take no params at
--- all (jobs, accounts) take only the options, `client:jobs(opts)`.
-for _, cmd in ipairs(M.commands) do
+-- Makes the method of one row: `client:name(params, opts)`; a command that takes no params at
+-- all (jobs, accounts) takes only the options, `client:jobs(opts)`. A row that takes both
+-- encodings (headshot) is built in the client's `encoding`. Misuse raises at the caller's line
+-- (not a tail call, so that on 5.1 too); a job given for a jobid that cannot be sent back is
+-- the server's doing, and comes back as bad_response.
+local function command_method(cmd)
   local name = cmd.name
   local blocking = cmd.mode == "blocking" or cmd.mode == "either"
   local kind = (cmd.mode == "job" or cmd.mode == "either") and "job" or
     cmd.common and "blocking" or "plain"
-  local no_params = not cmd.common and not cmd.path_channel and #cmd.fields == 0
-  client[name] = client[name] or function(self, params, opts)
-    check_client(self, name)
+  local no_params = #cmd.params == 0
+  local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
+  local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
+  return function(self, params, opts)
+    -- check_client's checks inline: a round trip makes no call it can spare
+    if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
     if no_params then
       if opts ~= nil then
         error("bad argument #2 to '" .. name .. "' (" .. name .. " takes no params: its " ..
@@ -613,21 +430,30 @@ for _, cmd in ipairs(M.commands) do
     local o = opts ~= nil and call_options(self, name, opts, no_params and 1 or 2, kind,
       params) or nil
     local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
-      o and o.channel or self._channel, self._reply_url)
-    if not ok then error(method, 2) end
+      o and o.channel or self._channel, self._reply_url, nil, encoded and self._encoding or nil)
+    if not ok then
+      if takes_job and M.type(params) == "job" then return nil, unsendable(method) end
+      misuse(method)
+    end
     if not method then return nil, path end
+    local result, err
     if not blocking then
-      local result, err = call(self, name, method, path, content_type, body, o)
+      result, err = call(self, name, method, path, content_type, body, o)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
       end
-      return answer(self, o, result, err)
+    else
+      -- held alone, and released whatever happens (a log function or on_retry that raises)
+      result, err = self._channel_of(channel):exclusive(call, self, name, method, path,
+        content_type, body, o)
     end
-    -- held alone, and released whatever happens (a log function or on_retry that raises)
-    return answer(self, o, self._channel_of(channel):exclusive(call, self, name, method, path,
-      content_type, body, o))
+    if not o then return result, err end
+    result, err = answer(self, o, result, err)
+    return result, err
   end
 end
+
+for _, cmd in ipairs(core.commands("all")) do client[cmd.name] = command_method(cmd) end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
 
@@ -716,7 +542,7 @@ function wait_for(self, target, opts, xfer)
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
-    local job, err = get(self, "job", target, false, nil, xfer) -- this loop is the retry policy
+    local job, err = get(self, target, xfer) -- this loop is the retry policy
     if job then
       failures = 0
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
@@ -865,8 +691,23 @@ local NO_RETRY = { attempts = 1 }
 local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 local function pack(...) return { n = select("#", ...), ... } end
 
--- The commands a batch runs: those whose answer is a job to wait for.
-local BATCH_COMMANDS = { headshot = true, changebg = true }
+-- The commands a batch runs: the rows whose mode is a job to wait for (headshot, changebg),
+-- each with whether it uploads a file (its request is then built again at its turn, not kept);
+-- and the words that list them in a misuse's text ("headshot" or "changebg").
+local BATCH_COMMANDS, BATCH_TEXT = {} -- (BATCH_TEXT: below)
+do
+  local names = {}
+  for _, cmd in ipairs(core.commands("all")) do
+    if cmd.mode == "job" then
+      local files = false
+      for _, f in ipairs(cmd.params) do files = files or f.kind == "file" end
+      BATCH_COMMANDS[cmd.name] = { files = files, encoded = #(cmd.encodings or {}) > 1 }
+      names[#names + 1] = "\"" .. cmd.name .. "\""
+    end
+  end
+  BATCH_TEXT = #names > 1 and table.concat(names, ", ", 1, #names - 1) .. " or " ..
+    names[#names] or names[1]
+end
 
 local function check_batch(list, opts)
   if type(list) ~= "table" then
@@ -880,8 +721,8 @@ local function check_batch(list, opts)
     end
     local command = kind == "table" and list[i].command or nil
     if command ~= nil and not BATCH_COMMANDS[command] then
-      error("bad argument #1 to 'batch' (item " .. i .. ": command must be \"headshot\" or " ..
-        "\"changebg\", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
+      error("bad argument #1 to 'batch' (item " .. i .. ": command must be " .. BATCH_TEXT ..
+        ", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
         type(command)) .. ")", 3)
     end
   end
@@ -923,22 +764,17 @@ local function check_batch(list, opts)
   end
 end
 
--- The request for one batch item on one channel (nil: the client's default): a headshot for a
--- prompt or params table, or {command = "changebg", ...}. The item's own channel wins.
+-- The request for one batch item on one channel (nil: the client's default), built by its
+-- row: a headshot for a prompt or params table, or {command = "changebg", ...} for another of
+-- BATCH_COMMANDS. The item's own channel wins.
 local function build_item(self, item, channel)
-  local command = type(item) == "table" and item.command or "headshot"
-  if command == "headshot" then
-    if type(item) == "table" and item.command then
-      local copy = {}
-      for k, v in pairs(item) do if k ~= "command" then copy[k] = v end end
-      item = copy
-    end
-    return "headshot", build_headshot(item, self._encoding, channel or self._channel,
-      self._reply_url)
+  local command, params = "headshot", item
+  if type(item) == "table" and item.command ~= nil then
+    command, params = item.command, {}
+    for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
   end
-  local params = {}
-  for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
-  return command, build_command(command, params, channel or self._channel, self._reply_url)
+  return command, build_command(command, params, channel or self._channel, self._reply_url, nil,
+    BATCH_COMMANDS[command].encoded and self._encoding or nil)
 end
 
 -- The key of the client's default channel in a batch's tables.
@@ -946,8 +782,9 @@ local NO_CHANNEL = {}
 
 -- Checks every item with the core's own request builders before anything is sent: misuse
 -- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
--- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept for headshots,
--- whose bodies are small; a changebg item's file is read again at its turn) or the item's
+-- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept when its row
+-- uploads no file, as headshot's, whose bodies are small; a changebg item's file is read again
+-- at its turn) or the item's
 -- local error (a required param missing, a file that cannot be read), which is its result.
 -- An item is checked with its own channel, else the batch's first (nil: the client's default).
 local function check_items(self, list, channels)
@@ -970,7 +807,7 @@ local function check_items(self, list, channels)
         ")", 3)
     elseif r[3] == nil then
       local_errors[i] = r[4]
-    elseif r[2] == "headshot" then
+    elseif not BATCH_COMMANDS[r[2]].files then
       prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
     end
   end
