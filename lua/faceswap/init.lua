@@ -11,6 +11,7 @@ local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local logs = require "faceswap.log"
 local authority = require "faceswap.channel"
+local coordinators = require "faceswap.coordinator"
 
 local M = { _VERSION = core._VERSION }
 
@@ -87,7 +88,8 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
-  retry = "table", log = "function", ca_file = "string",
+  retry = "table", log = "function", ca_file = "string", coordinator = "string",
+  lease = "number",
 }
 
 local function check_options(opts)
@@ -107,6 +109,10 @@ local function check_options(opts)
   end
   if opts.encoding and opts.encoding ~= "multipart" and opts.encoding ~= "json" then
     error("bad argument #1 to 'new' (option 'encoding' must be \"multipart\" or \"json\")", 3)
+  end
+  local lease = opts.lease
+  if lease ~= nil and (lease ~= lease or lease < 1 or lease > 1e9) then
+    error("bad argument #1 to 'new' (option 'lease' must be a number of seconds from 1 to 1e9)", 3)
   end
 end
 
@@ -135,6 +141,11 @@ end
 --    answer, retry wait and give-up; levels `"debug"`, `"info"`, `"warn"`; `what` one of
 --    `"request"`, `"answer"`, `"retry"`, `"give_up"`. Without one, `$FACESWAP_LOG=debug|info|warn`
 --    writes the lines to stderr, and inside OpenResty they go to nginx's error log
+--  * `coordinator` (string): where the state of the accounts' channels lives (their slots,
+--    holds, pauses, dead channels; docs/fleet.md): by default `$FACESWAP_COORDINATOR`, else this
+--    process; `"shared:DICT"` and `"redis://HOST:PORT/DB"` are not available yet
+--  * `lease` (number): seconds after which a slot whose holder stopped renewing it is free
+--    again, default 60
 -- @treturn client the client
 -- @raise on a bad option, naming it
 function M.new(opts)
@@ -176,7 +187,16 @@ function M.new(opts)
     error("bad argument #1 to 'new' (" .. transport .. ")", 2)
   end
   local sched = (backend or tasks).scheduler(transport)
+  local spec = opts.coordinator
+  if spec == nil then spec = os.getenv("FACESWAP_COORDINATOR") end
+  local made, coordinator = pcall(coordinators.new, spec, {
+    lease = opts.lease or coordinators.DEFAULT_LEASE, sched = sched })
+  if not made then
+    transport:close()
+    error("bad argument #1 to 'new' (" .. tostring(coordinator) .. ")", 2)
+  end
   return setmetatable({
+    _coordinator = coordinator,
     _transport = transport,
     _sched = sched,
     _channel_of = authority.registry(sched),
@@ -1315,6 +1335,7 @@ local function close(self)
   if self._closed then return end
   self._closed = true
   self._sched:close()
+  self._coordinator:close()
   self._transport:close()
 end
 
