@@ -9,8 +9,9 @@
 --    none is free (a task parks; a call that cannot yield drives the client's other tasks). The
 --    queue's size is learned: it starts at 3, and until a 429 is met each start raises it by
 --    one (a slow start); a queue-full 429 while jobs run there means it holds that many; after
---    that many starts in a row one more is tried, in case room has grown. A slot is held from the POST until the job is seen to end (the call's wait, a
---    later client:wait or client:job, a batch's wait). A job started without a wait keeps its
+--    that many starts in a row one more is tried, in case room has grown. A slot is held from the POST
+--    until the job is seen to end (the call's wait, a later client:wait or client:job, a
+--    batch's wait). A job started without a wait keeps its
 --    slot until a poll of this client sees it end, or for as long as the jobs this client saw
 --    end on the channel took (the mean of the last 8, from the POST's answer to the poll that
 --    saw the end); before any was seen, it is freed once the POST is answered, and the 429 that
@@ -59,7 +60,32 @@ Registry.__call = function(self, channel) return self:of(channel) end
 -- The channels of one client, made as they are first named (`channel` nil: the calls that
 -- name no channel and have no client default, which share one object of their own, "" for
 -- the coordinator). `coord` the client's coordinator.
+-- What each coordinator method answers once the client is closed (a close from a finalizer
+-- while a call runs): the call goes on to its answer or its 'client closed' error, and its
+-- bookkeeping neither raises nor waits.
+local WHEN_CLOSED = {
+  acquire = function() return "closed" end, hold = function() return true end,
+  renew = function() return false end, release = function() return false end,
+  unhold = function() return false end, running = function() return 0 end,
+  now = function() return core.now() end,
+}
+local function guarded(coord)
+  return setmetatable({ lease = coord.lease }, { __index = function(t, name)
+    local fn = function(_, ...)
+      if coord.closed then
+        local f = WHEN_CLOSED[name]
+        if f then return f() end
+        return nil
+      end
+      return coord[name](coord, ...)
+    end
+    rawset(t, name, fn)
+    return fn
+  end })
+end
+
 function M.registry(sched, coord)
+  coord = guarded(coord)
   local prefix = ("p%s-"):format(tostring({}):match("0x(%x+)") or tostring(os.time()))
   return setmetatable({ sched = sched, coord = coord, by_key = {}, jobs = {}, ids = 0,
                         prefix = prefix, lease = coord.lease or 60 }, Registry)
@@ -260,11 +286,6 @@ function Channel:try(owner, ahead)
     if self.waiters[1] then return nil, "queued", 1 end
   end
   local coord = self.coord
-  -- before a 429 has taught the size, one request at a time goes beyond the first 3 (a probe)
-  if self.posting > 0 and not coord:capacity(self.key) and
-     coord:running(self.key) >= M.START_CAPACITY then
-    return nil, "full", 1
-  end
   local lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
   if not lease and (why == "full" and self:sweep() or why == "held" and not self:held_by_other()) then
     lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
@@ -413,13 +434,12 @@ end
 -- The wait before the next try after `err` (the retry policy's delay): after a queue-full 429,
 -- once our other requests on their way here are answered, the queue holds the jobs that run;
 -- with some running the next try waits for a slot (a delay of 0), with none it waits as the
--- policy says. A pause waits in acquire (0 here).
+-- policy says.
 function Channel:delay(err, attempt, o)
   if err.kind == "rate_limited" then
-    if err.retry_after ~= nil then
-      if self.coord:paused(self.key) then return 0 end
-      return retry.delay(err, attempt, o)
-    end
+    -- the caller that met Discord's retry_after waits it as its policy says (the others wait
+    -- in acquire or ready, for what is left of the pause)
+    if err.retry_after ~= nil then return retry.delay(err, attempt, o) end
     local me = self.sched:current()
     while self.posting > 0 do
       if me then

@@ -59,7 +59,11 @@
 --       the job published for jobid (at once if it was already), or nil after `timeout`
 --       seconds. Inside a task it parks; outside one it drives the client's other tasks.
 --   close()                                frees the handle (idempotent); the state stays for
---                                          the others (a process coordinator's goes with it)
+--                                          the others (a process coordinator's goes with it);
+--                                          later calls raise "faceswap: the coordinator is
+--                                          closed". A handle's field `closed` is true from then
+--                                          on: a client closed mid-call (from a finalizer)
+--                                          reads it and stops asking (channel.lua)
 --
 -- spec/support/coordinator_contract.lua checks all of this against any implementation; the
 -- in-process one runs it in spec/integration/coordinator_spec.lua.
