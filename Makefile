@@ -111,7 +111,7 @@ $(BUILD)/obj/%.o: csrc/%.c Makefile $(ROCKSPEC) $(REBUILD)
 # the core's internal functions are made local, so they cannot clash with a host's.
 STATIC      := $(BUILD)/libfaceswap.a
 OBJCOPY     ?= objcopy
-LUA_LAYER   := $(wildcard lua/faceswap/*.lua lua/faceswap/resty/*.lua)
+LUA_LAYER   := $(wildcard lua/faceswap/*.lua lua/faceswap/resty/*.lua lua/faceswap/coordinator/*.lua)
 static: $(STATIC)
 
 $(BUILD)/obj/lua_layer.c: $(LUA_LAYER) csrc/embed.lua
@@ -284,6 +284,7 @@ endif
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/resty && install -m 644 lua/faceswap/resty/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/resty/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/
+	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/coordinator && install -m 644 lua/faceswap/coordinator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/coordinator/
 	install -d $(DESTDIR)$(INST_DATADIR)/man/man1 $(DESTDIR)$(INST_DATADIR)/bash-completion/completions \
 	  $(DESTDIR)$(INST_DATADIR)/lua-faceswap/library
 	install -m 644 $(GEN_DIR)/man/man1/faceswap.1 $(DESTDIR)$(INST_DATADIR)/man/man1/faceswap.1

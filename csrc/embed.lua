@@ -12,6 +12,7 @@ for i, path in ipairs(arg) do
   local text = f:read("*a")
   f:close()
   local base = assert(path:match("faceswap/(.+)%.lua$"), "not a .lua file of faceswap: " .. path)
+  base = base:gsub("/init$", "") -- lua/faceswap/x/init.lua is "faceswap.x"
   local name = base == "init" and "faceswap" or "faceswap." .. base:gsub("/", ".")
   local bytes = {}
   for j = 1, #text, 24 do

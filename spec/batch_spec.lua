@@ -60,7 +60,10 @@ describe("client:batch", function()
   it("keeps its connections: no more than it has requests in flight", function()
     local results = client:batch(prompts(48), { concurrency = 16, wait = FAST })
     assert.equal("completed", results[48].status)
-    assert.equal(16, s:stats().connections)
+    -- at most one per request in flight; fewer when the account's slots (3 at first, raised
+    -- by one per start until a 429 is met) let the first requests go before the others
+    local connections = s:stats().connections
+    assert.is_true(connections >= 3 and connections <= 16, tostring(connections))
   end)
 
   it("with wait = false returns the started jobs without polling", function()

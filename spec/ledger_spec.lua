@@ -224,7 +224,9 @@ describe("batch --state", function()
         assert.equal("- error cancelled: not sent: " .. state .. ": No space left on device", line)
         not_sent = not_sent + 1
       end
-      assert.truthy(not_sent >= 1 and not_sent <= 3, out)
+      -- (none when the write that failed was a submitted job's record, before a 4th item had
+      -- its turn: an account's slots start at 3)
+      assert.truthy(not_sent <= 3, out)
       local jobs = {}
       for _, r in ipairs(s:jobs()) do jobs[#jobs + 1] = r.jobid end
       assert.equal(3, #jobs)

@@ -130,9 +130,11 @@ describe("docs/openresty.md #external", function()
   end)
 
   it("answers /portrait/wait with the headshot's own error when it fails (not a 500)", function()
-    s:script { action = "status", status = 401, body = '{"error":"Unauthorized","code":401}',
+    -- (not a 401, 402 or "Configuration not found": those take the shared client's channel
+    -- out of use for its lifetime, and the next tests use it)
+    s:script { action = "status", status = 400, body = '{"error":"Prompt refused","code":400}',
                match = "^POST /headshot$" }
-    assert.same({ 502, "unauthorized (401): Unauthorized\n" },
+    assert.same({ 502, "invalid_request (400): Prompt refused\n" },
       { get("/portrait/wait?prompt=a%20dog&interval=0.05") })
   end)
 

@@ -1,46 +1,513 @@
 -- faceswap.channel: one authority per channel (an account's Discord channel) of a client.
 --
--- What a channel allows is decided here, in one object per channel that every call passes
--- through: the exclusive hold of a blocking command (saveid, listid...: upstream refuses a
--- second call on the channel while one runs), and whether an answer says the account cannot
--- work at all (a dead channel, which a batch takes out of use). The state lives in this
--- process; the batch's learned queue sizes are still its own (lua/faceswap/init.lua).
+-- Everything that limits what a call may do on an account is decided here, in one object per
+-- channel that every call with a channel passes through (headshot, every command, every batch
+-- item):
+--
+--  * slots: the account's queue runs about 3 jobs at once and answers 429 "Unable to lock
+--    Discord" beyond that. A job command takes a slot before its POST and waits for one when
+--    none is free (a task parks; a call that cannot yield drives the client's other tasks). The
+--    queue's size is learned: it starts at 3, and until a 429 is met each start raises it by
+--    one (a slow start); a queue-full 429 while jobs run there means it holds that many; after
+--    that many starts in a row one more is tried, in case room has grown. A slot is held from the POST
+--    until the job is seen to end (the call's wait, a later client:wait or client:job, a
+--    batch's wait). A job started without a wait keeps its
+--    slot until a poll of this client sees it end, or for as long as the jobs this client saw
+--    end on the channel took (the mean of the last 8, from the POST's answer to the poll that
+--    saw the end); before any was seen, it is freed once the POST is answered, and the 429 that
+--    may follow teaches the queue's size as above. Either way the slot is a lease of the
+--    coordinator, renewed while its job is waited on, so a slot is never kept longer than
+--    `lease` seconds by a holder that stopped (a cancelled task, a dead process).
+--  * the exclusive hold of a blocking command (saveid, listid...): upstream refuses a second
+--    call on the channel while one runs, so one holds it at a time; no slot is taken while it
+--    is held.
+--  * Discord's retry_after: a 429 that carries one pauses every caller on the channel until it
+--    passes (a caller whose retry policy would not wait that long gets the error at once).
+--  * a dead channel: an answer that says the account cannot work (401, 402, "Configuration not
+--    found") takes the channel out of use for the client's lifetime; every later call there
+--    fails at once, unsent, with the error that killed it.
+--
+-- The facts others must see live in the client's coordinator (lua/faceswap/coordinator/);
+-- what belongs to this process (its waiting tasks, its requests on their way) lives here.
 local tasks = require "faceswap.task"
 local core = require "faceswap.core"
+local retry = require "faceswap.retry"
 
 local M = {}
+
+M.START_CAPACITY = 3 -- a queue's size before any is learned
+local DURATIONS = 8  -- job durations kept per channel, for a job started without a wait
 
 local Channel = {}
 Channel.__index = Channel
 
--- The holder of a hold taken where no task can yield: outside every task, or inside a task at
--- a C boundary (a gsub callback). Such a holder blocks until its call ends and releases the
--- hold whatever happens (see exclusive), so it is never left holding.
+-- The holder of a slot or hold taken where no task can yield: outside every task, or inside
+-- a task at a C boundary (a gsub callback). Such a holder blocks until its call ends and
+-- releases what it took whatever happens, so it is never left holding.
 local BLOCKING = setmetatable({}, { __tostring = function() return "blocking caller" end })
 
--- The channels of one client, made as they are first named; `key` nil: the calls that name no
--- channel (and have no client default), which share one object of their own.
-function M.registry(sched)
-  local by_key, NONE = {}, {}
-  return function(channel)
-    local key = channel or NONE
-    local ch = by_key[key]
-    if not ch then
-      ch = setmetatable({ id = channel, sched = sched, holder = nil, waiters = {},
-                          on_release = setmetatable({}, { __mode = "k" }) }, Channel)
-      by_key[key] = ch
+-- Whether an owner is gone without releasing: a task that ended (cancelled while it waited,
+-- which no pcall sees).
+local function gone(owner)
+  return owner ~= nil and owner ~= BLOCKING and owner:done()
+end
+
+local Registry = {}
+Registry.__index = Registry
+Registry.__call = function(self, channel) return self:of(channel) end
+
+-- The channels of one client, made as they are first named (`channel` nil: the calls that
+-- name no channel and have no client default, which share one object of their own, "" for
+-- the coordinator). `coord` the client's coordinator.
+-- What each coordinator method answers once the client is closed (a close from a finalizer
+-- while a call runs): the call goes on to its answer or its 'client closed' error, and its
+-- bookkeeping neither raises nor waits.
+local WHEN_CLOSED = {
+  acquire = function() return "closed" end, hold = function() return true end,
+  renew = function() return false end, release = function() return false end,
+  unhold = function() return false end, running = function() return 0 end,
+  now = function() return core.now() end,
+}
+local function guarded(coord)
+  return setmetatable({ lease = coord.lease }, { __index = function(t, name)
+    local fn = function(_, ...)
+      if coord.closed then
+        local f = WHEN_CLOSED[name]
+        if f then return f() end
+        return nil
+      end
+      return coord[name](coord, ...)
     end
-    return ch
+    rawset(t, name, fn)
+    return fn
+  end })
+end
+
+function M.registry(sched, coord)
+  coord = guarded(coord)
+  local prefix = ("p%s-"):format(tostring({}):match("0x(%x+)") or tostring(os.time()))
+  return setmetatable({ sched = sched, coord = coord, by_key = {}, jobs = {}, ids = 0,
+                        prefix = prefix, lease = coord.lease or 60 }, Registry)
+end
+
+-- A holder id, unique in this process (the coordinator sees several processes' holders).
+function Registry:id()
+  self.ids = self.ids + 1
+  return self.prefix .. self.ids
+end
+
+local NONE = {}
+function Registry:of(channel)
+  local key = channel or NONE
+  local ch = self.by_key[key]
+  if not ch then
+    ch = setmetatable({ id = channel, key = channel or "", reg = self, sched = self.sched,
+      coord = self.coord,
+      holder = nil, hold_id = nil, hold_waiters = {},  -- the exclusive hold, as this process has it
+      waiters = {},      -- callers waiting for a slot, in order: { task = t or BLOCKING, refused }
+      leases = {},       -- lease id -> { owner = task|BLOCKING|nil, jobid, watcher, posted_at }
+      posting = 0,       -- requests on their way with a slot of ours
+      settling = {},     -- tasks waiting until none is on its way
+      streak = 0,        -- starts in a row since the size was last learned
+      guess = M.START_CAPACITY, -- the size used until a 429 teaches it (see answered)
+      durations = {},    -- the last jobs' durations (seconds)
+      on_release = setmetatable({}, { __mode = "k" }), -- who asked to hear of room (a batch)
+    }, Channel)
+    self.by_key[key] = ch
+  end
+  return ch
+end
+
+-- The slot of a job of ours, if it still has one: its channel and lease.
+function Registry:slot(jobid)
+  local s = type(jobid) == "string" and self.jobs[jobid]
+  if s and not s.ch.leases[s.lease] then
+    self.jobs[jobid], s = nil, nil
+  end
+  return s
+end
+
+-- A poll saw job `jobid` end: its slot is free.
+function Registry:ended(jobid)
+  local s = self:slot(jobid)
+  if not s then return end
+  local l = s.ch.leases[s.lease]
+  local d = l and l.posted_at and core.now() - l.posted_at
+  if d then
+    local list = s.ch.durations
+    list[#list + 1] = d
+    if #list > DURATIONS then table.remove(list, 1) end
+  end
+  s.ch:release_slot(s.lease)
+end
+
+-- Someone waits on job `jobid`: its lease is renewed. `watch` true: the caller (the running
+-- task, or a caller that cannot yield) starts watching it, until unwatch.
+function Registry:renew(jobid, watch)
+  local s = self:slot(jobid)
+  if not s then return end
+  local l = s.ch.leases[s.lease]
+  if watch then l.watcher = self.sched:current() or BLOCKING end
+  if core.now() - (l.renewed or 0) >= self.lease / 4 then
+    l.renewed = core.now()
+    if not s.ch.coord:renew(s.ch.key, s.lease) then s.ch:forget(s.lease) end
   end
 end
 
--- Whether the holder is gone without releasing: a task that ended (cancelled while it waited,
--- which no pcall sees).
-local function gone(holder)
-  return holder ~= BLOCKING and holder:done()
+-- The wait on job `jobid` is over (it returned, or gave up): nobody watches its slot now, so
+-- it is freed as a job started without a wait is (see the top of this file).
+function Registry:unwatch(jobid)
+  local s = self:slot(jobid)
+  if s then s.ch.leases[s.lease].watcher = nil end
 end
 
--- Whether a blocking command of someone else holds the channel now.
+---------------------------------------------------------------------------------------------
+-- Dead channels
+---------------------------------------------------------------------------------------------
+
+-- Whether an answer says that the account behind the channel cannot work: the API token is
+-- refused (401), the account has no subscription (402), or the channel has no configuration
+-- (400 or 404 "Configuration not found for channel ..."). Nothing was created upstream for it.
+function M.dead_answer(err)
+  if type(err) ~= "table" then return false end
+  if err.code == 401 or err.code == 402 then return true end
+  return (err.code == 400 or err.code == 404) and type(err.error) == "string" and
+    err.error:find("^Configuration not found") ~= nil
+end
+
+-- The reason a dead channel is recorded with, for every process to read: the error as one
+-- flat JSON object {"kind":..,"code":..,"error":..,"errorDetails":..}, written and read here
+-- (no JSON module: a C host of the static library has none but the core's private one).
+local function quote(v)
+  return '"' .. tostring(v):gsub('[%c"\\]', function(c)
+    return c == '"' and '\\"' or c == "\\" and "\\\\" or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode_reason(err)
+  local parts = { '"kind":' .. quote(err.kind or "invalid_request") }
+  if type(err.code) == "number" then parts[#parts + 1] = '"code":' .. string.format("%d", err.code) end
+  parts[#parts + 1] = '"error":' .. quote(err.error or "")
+  if type(err.errorDetails) == "string" then
+    parts[#parts + 1] = '"errorDetails":' .. quote(err.errorDetails)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The string value of field `name` in a reason written by encode_reason, unescaped; nil if
+-- it has none.
+local function field(reason, name)
+  local key = '"' .. name .. '":"'
+  local at = reason:find(key, 1, true)
+  if not at then return nil end
+  local out, k = {}, at + #key
+  while k <= #reason do
+    local c = reason:sub(k, k)
+    if c == '"' then return table.concat(out) end
+    if c == "\\" then
+      local e = reason:sub(k + 1, k + 1)
+      if e == "u" then
+        out[#out + 1] = string.char((tonumber(reason:sub(k + 2, k + 5), 16) or 63) % 256)
+        k = k + 6
+      else
+        out[#out + 1] = e
+        k = k + 2
+      end
+    else
+      out[#out + 1] = c
+      k = k + 1
+    end
+  end
+  return nil
+end
+
+-- The error that took the channel out of use, as a later call gets it (unsent), or nil.
+function Channel:dead()
+  local reason = self.coord:dead(self.key)
+  if not reason then return nil end
+  if self.dead_reason ~= reason then
+    self.dead_reason, self.dead_error = reason, core.error {
+      kind = field(reason, "kind") or "invalid_request",
+      code = tonumber(reason:match('"code":(%d+)')),
+      error = field(reason, "error") or reason,
+      errorDetails = field(reason, "errorDetails"),
+      retryable = false, sent = false }
+  end
+  return self.dead_error
+end
+
+-- Takes the channel out of use for good on `err`, an answer that says it cannot work.
+function Channel:kill(err)
+  self.coord:kill(self.key, encode_reason(err))
+  self:room()
+end
+
+---------------------------------------------------------------------------------------------
+-- Waiting
+---------------------------------------------------------------------------------------------
+
+-- Waits up to `seconds` (at most 1: what others do elsewhere is seen by looking again) for a
+-- wake: a task parks; a caller that cannot yield drives the client's other tasks meanwhile.
+local function pause_for(self, me, seconds)
+  seconds = math.max(math.min(seconds or 1, 1), 0.001)
+  if me ~= BLOCKING then
+    self.sched:park(core.now() + seconds)
+  else
+    self.sched:step(seconds, true) -- nested: the other tasks run, this caller not
+  end
+end
+
+-- The error of a call that would wait longer for a pause than its policy lets it.
+local function paused_error(self, left)
+  return core.error { kind = "rate_limited", code = 429, retryable = true, sent = false,
+    retry_after = left, error = string.format("channel %s paused by Discord's rate limit for %g " ..
+      "more seconds", self.id or "(the default)", math.ceil(left)) }
+end
+
+-- Tells whoever waits that room may have come: the first slot waiter, the batches watching.
+function Channel:room()
+  local w = self.waiters
+  while w[1] and gone(w[1].task) do table.remove(w, 1) end
+  if w[1] and w[1].task ~= BLOCKING then self.sched:wake(w[1].task) end
+  for _, fn in pairs(self.on_release) do fn(self) end
+end
+
+---------------------------------------------------------------------------------------------
+-- Slots
+---------------------------------------------------------------------------------------------
+
+-- Frees the leases whose owner is gone, and those of jobs started without a wait (or whose
+-- waiter is gone) once they have run as long as the jobs seen end here took. True when any.
+function Channel:sweep()
+  local freed, now, estimate = false, core.now(), nil
+  for id, l in pairs(self.leases) do
+    local drop = l.jobid == nil and gone(l.owner)
+    if not drop and l.jobid and (l.watcher == nil or gone(l.watcher)) then
+      if not estimate then
+        estimate = 0
+        for _, d in ipairs(self.durations) do estimate = estimate + d end
+        estimate = #self.durations > 0 and estimate / #self.durations or 0
+      end
+      drop = now - l.posted_at >= estimate
+    end
+    if drop then
+      if l.jobid == nil then self.posting = self.posting - 1 end
+      self:forget(id)
+      self.coord:release(self.key, id)
+      freed = true
+    end
+  end
+  if freed then self:settled() end
+  return freed
+end
+
+-- Drops a lease from this process's books (its job's too).
+function Channel:forget(id)
+  local l = self.leases[id]
+  if not l then return end
+  self.leases[id] = nil
+  if l.jobid and self.reg.jobs[l.jobid] and self.reg.jobs[l.jobid].lease == id then
+    self.reg.jobs[l.jobid] = nil
+  end
+end
+
+-- The slots taken here now, by every process (requests on their way and jobs running).
+function Channel:load()
+  self:sweep()
+  return self.coord:running(self.key)
+end
+
+-- One try for a slot, without waiting: the lease, or nil, why, retry_in (why also "queued":
+-- callers of this process wait for it before us). `ahead`: we are the first of them.
+function Channel:try(owner, ahead)
+  if not ahead and self.waiters[1] then
+    self:room()
+    if self.waiters[1] then return nil, "queued", 1 end
+  end
+  local coord = self.coord
+  local lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
+  if not lease and (why == "full" and self:sweep() or why == "held" and not self:held_by_other()) then
+    lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
+  end
+  if not lease then return nil, why, retry_in end
+  self.leases[lease] = { owner = owner }
+  self.posting = self.posting + 1
+  return lease
+end
+
+-- Waits for a slot: the lease, or nil and the error the call gets (the channel is dead, or
+-- paused longer than `max_pause` seconds). `refused`: the caller met a full queue, and waits
+-- ahead of the callers not sent yet (behind those refused before it): else the one more slot
+-- tried after each round of starts would be its again and again, each costing an attempt.
+function Channel:acquire(refused, max_pause)
+  local me = self.sched:current() or BLOCKING
+  local entry
+  while true do
+    local dead = self:dead()
+    if dead then break end
+    local w = self.waiters
+    while w[1] and gone(w[1].task) do table.remove(w, 1) end
+    local lease, why, retry_in = self:try(me, entry == nil and not w[1] or w[1] == entry)
+    if lease then
+      if entry then
+        for k = #w, 1, -1 do if w[k] == entry then table.remove(w, k) end end
+        self:room() -- the next may have room too
+      end
+      return lease
+    end
+    if why == "paused" and retry_in > (max_pause or 120) then
+      if entry then
+        for k = #w, 1, -1 do if w[k] == entry then table.remove(w, k) end end
+      end
+      return nil, paused_error(self, retry_in)
+    end
+    if why ~= "dead" then
+      if not entry then
+        entry = { task = me, refused = refused }
+        local at = #w + 1
+        if refused then
+          at = 1
+          while w[at] and w[at].refused do at = at + 1 end
+        end
+        table.insert(w, at, entry)
+      end
+      pause_for(self, me, retry_in)
+    end
+  end
+  if entry then
+    local w = self.waiters
+    for k = #w, 1, -1 do if w[k] == entry then table.remove(w, k) end end
+    self:room()
+  end
+  return nil, self:dead()
+end
+
+-- Frees a slot now.
+function Channel:release_slot(id)
+  local l = self.leases[id]
+  if not l then return end
+  if l.jobid == nil then self.posting = self.posting - 1 end
+  self:forget(id)
+  self.coord:release(self.key, id)
+  self:settled()
+  self:room()
+end
+
+-- Wakes the tasks waiting until no request of ours is on its way here.
+function Channel:settled()
+  if self.posting > 0 then return end
+  local s = self.settling
+  for k = #s, 1, -1 do self.sched:wake(table.remove(s, k)) end
+end
+
+-- What an answer to a request made with slot `lease` teaches: a job started (the queue holds
+-- at least what runs; after as many starts in a row as it holds, one more is tried), a
+-- queue-full 429 (it holds what runs now: no more until delay() knows better), Discord's
+-- retry_after (every caller pauses), an account that cannot work (dead). The slot stays with
+-- the job when `keep` (a job that runs); else it is free. Returns true for a queue-full 429.
+function Channel:answered(lease, job, err, keep)
+  local l = self.leases[lease]
+  local coord, key = self.coord, self.key
+  local full, wake = false, false
+  if job then
+    local capacity = coord:capacity(key)
+    if not capacity then
+      -- no 429 met yet: the size is a guess, which each start raises by one (a slow start)
+      self.guess = self.guess + 1
+      wake = true
+    else
+      local running = coord:running(key)
+      if running > capacity then capacity = running coord:learn(key, capacity) end
+      self.streak = self.streak + 1
+      if self.streak >= capacity then
+        coord:learn(key, capacity + 1)
+        self.streak = 0
+      end
+    end
+  end
+  if l and job and keep and type(job.jobid) == "string" then
+    self.posting = self.posting - 1
+    l.owner, l.jobid, l.posted_at = nil, job.jobid, core.now()
+    l.watcher = nil
+    self.reg.jobs[job.jobid] = { ch = self, lease = lease }
+    self:settled()
+    if wake then self:room() end -- the next probe may go
+  elseif l then
+    self:release_slot(lease)
+  end
+  if not job then
+    self:observe(err)
+    if type(err) == "table" and err.kind == "rate_limited" and err.retry_after == nil then
+      coord:learn(key, math.max(coord:running(key), 1))
+      self.streak, full = 0, true
+    end
+  end
+  return full
+end
+
+-- What any answer on the channel says about it: dead, or paused by Discord.
+function Channel:observe(err)
+  if type(err) ~= "table" then return end
+  if M.dead_answer(err) then
+    self:kill(err)
+  elseif err.kind == "rate_limited" and type(err.retry_after) == "number" and err.retry_after > 0 then
+    self.coord:pause(self.key, self.coord:now() + err.retry_after)
+  end
+end
+
+-- Whether the caller may go on now: nil, or the error it gets (dead; paused longer than
+-- `max_pause`). Waits out a pause that is not. For the calls that take no slot (blocking).
+function Channel:ready(max_pause)
+  local me = self.sched:current() or BLOCKING
+  while true do
+    local dead = self:dead()
+    if dead then return dead end
+    local until_ = self.coord:paused(self.key)
+    if not until_ then return nil end
+    local left = until_ - self.coord:now()
+    if left > (max_pause or 120) then return paused_error(self, left) end
+    pause_for(self, me, left)
+  end
+end
+
+-- The wait before the next try after `err` (the retry policy's delay): after a queue-full 429,
+-- once our other requests on their way here are answered, the queue holds the jobs that run;
+-- with some running the next try waits for a slot (a delay of 0), with none it waits as the
+-- policy says.
+function Channel:delay(err, attempt, o)
+  if err.kind == "rate_limited" then
+    -- the caller that met Discord's retry_after waits it as its policy says (the others wait
+    -- in acquire or ready, for what is left of the pause)
+    if err.retry_after ~= nil then return retry.delay(err, attempt, o) end
+    local me = self.sched:current()
+    while self.posting > 0 do
+      if me then
+        self.settling[#self.settling + 1] = me
+        self.sched:park(core.now() + 1)
+        for k = #self.settling, 1, -1 do
+          if self.settling[k] == me then table.remove(self.settling, k) end
+        end
+      else
+        self.sched:step(1, true)
+      end
+      self:sweep()
+    end
+    local running = self.coord:running(self.key)
+    if running > 0 then
+      self.coord:learn(self.key, running)
+      self.streak = 0
+      return 0
+    end
+  end
+  return retry.delay(err, attempt, o)
+end
+
+---------------------------------------------------------------------------------------------
+-- The exclusive hold
+---------------------------------------------------------------------------------------------
+
+-- Whether a blocking command of someone else in this process holds the channel now (a
+-- holder that ended without releasing it is dropped).
 function Channel:held()
   local holder = self.holder
   if holder and gone(holder) then
@@ -48,6 +515,37 @@ function Channel:held()
     holder = self.holder
   end
   return holder ~= nil
+end
+
+-- Whether someone holds the channel that is not a caller of this process that is gone.
+function Channel:held_by_other()
+  if self.holder then return self:held() end
+  return self.coord:holder(self.key) ~= nil
+end
+
+-- Takes the hold in the coordinator for the local holder, waiting while another process has
+-- it (or a pause runs: the call itself waits that out); a dead channel is the call's to see.
+-- Once it has the hold, no slot is given; the requests of ours already on their way there are
+-- let land first, so the command never meets them upstream (each would be a 429 there).
+local function hold_upstream(self, me)
+  self.hold_id = self.reg:id()
+  while true do
+    local ok, why, retry_in = self.coord:hold(self.key, self.hold_id)
+    if ok or why == "dead" or why == "paused" then break end
+    pause_for(self, me, retry_in)
+  end
+  while self.posting > 0 do
+    if me ~= BLOCKING then
+      self.settling[#self.settling + 1] = me
+      self.sched:park(core.now() + 1)
+      for k = #self.settling, 1, -1 do
+        if self.settling[k] == me then table.remove(self.settling, k) end
+      end
+    else
+      self.sched:step(1, true)
+    end
+    self:sweep()
+  end
 end
 
 -- Takes the exclusive hold, waiting for the holder to release it. A task that can yield parks
@@ -63,10 +561,10 @@ function Channel:hold()
       sched:step(1, true)
     end
     self.holder = BLOCKING
-    return
+    return hold_upstream(self, BLOCKING)
   end
   if self:held() then
-    local waiters = self.waiters
+    local waiters = self.hold_waiters
     waiters[#waiters + 1] = me
     -- release() hands the hold over and wakes us; a holder that ended without releasing it (a
     -- cancelled task) is noticed within a second
@@ -77,14 +575,16 @@ function Channel:hold()
     for k = #waiters, 1, -1 do
       if waiters[k] == me then table.remove(waiters, k) end
     end
+    if self.holder == me then return end -- handed over with the coordinator's hold
   end
   self.holder = me
+  return hold_upstream(self, me)
 end
 
 -- Ends the hold: hands it to the first waiter still alive, else frees the channel and tells
--- whoever asked to know (a batch waiting to post there).
+-- whoever waits for room.
 function Channel:release()
-  local waiters = self.waiters
+  local waiters = self.hold_waiters
   while waiters[1] do
     local t = table.remove(waiters, 1)
     if not t:done() then
@@ -94,7 +594,11 @@ function Channel:release()
     end
   end
   self.holder = nil
-  for _, fn in pairs(self.on_release) do fn(self) end
+  if self.hold_id then
+    self.coord:unhold(self.key, self.hold_id)
+    self.hold_id = nil
+  end
+  self:room()
 end
 
 local function after(self, ok, ...)
@@ -108,16 +612,6 @@ end
 function Channel:exclusive(fn, ...)
   self:hold()
   return after(self, tasks.pcall(fn, ...))
-end
-
--- Whether an answer says that the account behind the channel cannot work: the API token is
--- refused (401), the account has no subscription (402), or the channel has no configuration
--- (400 or 404 "Configuration not found for channel ..."). Nothing was created upstream for it.
-function M.dead_answer(err)
-  if type(err) ~= "table" then return false end
-  if err.code == 401 or err.code == 402 then return true end
-  return (err.code == 400 or err.code == 404) and type(err.error) == "string" and
-    err.error:find("^Configuration not found") ~= nil
 end
 
 return M

@@ -11,6 +11,7 @@ local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local logs = require "faceswap.log"
 local authority = require "faceswap.channel"
+local coordinators = require "faceswap.coordinator"
 
 local M = { _VERSION = core._VERSION }
 
@@ -87,7 +88,8 @@ end
 local option_checks = {
   token = "string", base_url = "string", channel = "string", reply_url = "string",
   encoding = "string", timeout = "number", connect_timeout = "number", max_response = "number",
-  retry = "table", log = "function", ca_file = "string",
+  retry = "table", log = "function", ca_file = "string", coordinator = "string",
+  lease = "number",
 }
 
 local function check_options(opts)
@@ -107,6 +109,10 @@ local function check_options(opts)
   end
   if opts.encoding and opts.encoding ~= "multipart" and opts.encoding ~= "json" then
     error("bad argument #1 to 'new' (option 'encoding' must be \"multipart\" or \"json\")", 3)
+  end
+  local lease = opts.lease
+  if lease ~= nil and (lease ~= lease or lease < 1 or lease > 1e9) then
+    error("bad argument #1 to 'new' (option 'lease' must be a number of seconds from 1 to 1e9)", 3)
   end
 end
 
@@ -135,6 +141,11 @@ end
 --    answer, retry wait and give-up; levels `"debug"`, `"info"`, `"warn"`; `what` one of
 --    `"request"`, `"answer"`, `"retry"`, `"give_up"`. Without one, `$FACESWAP_LOG=debug|info|warn`
 --    writes the lines to stderr, and inside OpenResty they go to nginx's error log
+--  * `coordinator` (string): where the state of the accounts' channels lives (their slots,
+--    holds, pauses, dead channels; docs/fleet.md): by default `$FACESWAP_COORDINATOR`, else this
+--    process; `"shared:DICT"` and `"redis://HOST:PORT/DB"` are not available yet
+--  * `lease` (number): seconds after which a slot whose holder stopped renewing it is free
+--    again, default 60
 -- @treturn client the client
 -- @raise on a bad option, naming it
 function M.new(opts)
@@ -176,10 +187,19 @@ function M.new(opts)
     error("bad argument #1 to 'new' (" .. transport .. ")", 2)
   end
   local sched = (backend or tasks).scheduler(transport)
+  local spec = opts.coordinator
+  if spec == nil then spec = os.getenv("FACESWAP_COORDINATOR") end
+  local made, coordinator = pcall(coordinators.new, spec, {
+    lease = opts.lease or coordinators.DEFAULT_LEASE, sched = sched })
+  if not made then
+    transport:close()
+    error("bad argument #1 to 'new' (" .. tostring(coordinator) .. ")", 2)
+  end
   return setmetatable({
+    _coordinator = coordinator,
     _transport = transport,
     _sched = sched,
-    _channel_of = authority.registry(sched),
+    _channel_of = authority.registry(sched, coordinator),
     _retry = policy,
     _retry_opts = opts.retry or nil, -- what a call's own `retry` option is merged over
     _channel = opts.channel,
@@ -230,20 +250,64 @@ local function exchange(self, op, method, path, content_type, body, attempt, xfe
   return value, err
 end
 
+local NO_RETRY = { attempts = 1 }
+
+-- Whether an answer is a job that runs on: its slot stays with it until it is seen to end.
+local function runs(job)
+  return M.type(job) == "job" and job.status ~= nil and not job:done()
+end
+
 -- The same, under the retry policy (the call's own when `o`, its checked options, has one,
--- else the client's); the first call is made here, so a call that succeeds at once pays
--- nothing for the policy.
-local function call(self, op, method, path, content_type, body, o)
+-- else the client's). `ch`: the authority of the call's channel (lua/faceswap/channel.lua),
+-- which every attempt goes through: `slot` true for a job command (it takes a slot, waiting
+-- for one, which its job keeps), else a blocking command that holds the channel already: both
+-- fail at once, unsent, on a dead channel and wait out a Discord pause. Without `ch` (the
+-- calls that name no channel: job polls, accounts...), the first call is made here, so a call
+-- that succeeds at once pays nothing for the policy.
+local function call(self, op, method, path, content_type, body, o, ch, slot)
   local policy, xfer = self._retry, nil
   if o then policy, xfer = o.policy, o.transfer end
-  local started = policy and policy.deadline and M.now()
-  local job, err = exchange(self, op, method, path, content_type, body, 1, xfer)
-  if job or not policy or not retry.retryable(err) then return job, err end
-  local attempt = 1
-  return retry.run(function()
+  if not ch then
+    local started = policy and policy.deadline and M.now()
+    local job, err = exchange(self, op, method, path, content_type, body, 1, xfer)
+    if job or not policy or not retry.retryable(err) then return job, err end
+    local attempt = 1
+    return retry.run(function()
+      attempt = attempt + 1
+      return exchange(self, op, method, path, content_type, body, attempt, xfer)
+    end, policy, nil, err, started, method .. " " .. path)
+  end
+  local max_pause = (policy or retry.defaults).max_retry_after
+  local attempt, refused = 0, false
+  local function once()
     attempt = attempt + 1
-    return exchange(self, op, method, path, content_type, body, attempt, xfer)
-  end, policy, nil, err, started, method .. " " .. path)
+    local lease, err
+    if slot then
+      lease, err = ch:acquire(refused, max_pause)
+      if not lease then return nil, err end
+    else
+      err = ch:ready(max_pause)
+      if err then return nil, err end
+    end
+    if not slot then
+      local job
+      job, err = exchange(self, op, method, path, content_type, body, attempt, xfer)
+      if not job then ch:observe(err) end
+      return job, err
+    end
+    -- the slot is freed whatever the exchange does (a log function that raises)
+    local ok, job, e = tasks.pcall(exchange, self, op, method, path, content_type, body,
+      attempt, xfer)
+    if not ok then
+      ch:release_slot(lease)
+      error(job, 0)
+    end
+    refused = ch:answered(lease, job, e, runs(job))
+    return job, e
+  end
+  return retry.run(once, policy or NO_RETRY, function(err, n, opts)
+    return ch:delay(err, n, opts)
+  end, nil, nil, method .. " " .. path)
 end
 
 -- == Per-call options: one trailing table on every command method. ==
@@ -379,7 +443,10 @@ local function get(self, target, xfer)
   local ok, method, path = pcall(build_get, "job", target)
   if not ok then return nil, unsendable(method) end
   if not method then return nil, path end
-  return exchange(self, "job", method, path, nil, nil, 1, xfer)
+  local job, err = exchange(self, "job", method, path, nil, nil, 1, xfer)
+  -- a job of ours seen ended (or cancelled) frees its slot on its channel
+  if job and job:done() then self._channel_of:ended(job.jobid) end
+  return job, err
 end
 
 -- == The command methods: one per row of the core's command table (csrc/command.c,
@@ -438,15 +505,19 @@ local function command_method(cmd)
     if not method then return nil, path end
     local result, err
     if not blocking then
-      result, err = call(self, name, method, path, content_type, body, o)
+      -- a job command takes a slot of its channel's authority; the others name no channel
+      local ch = kind == "job" and self._channel_of(channel) or nil
+      result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
       end
     else
       -- held alone, and released whatever happens (a log function or on_retry that raises)
-      result, err = self._channel_of(channel):exclusive(call, self, name, method, path,
-        content_type, body, o)
+      local ch = self._channel_of(channel)
+      result, err = ch:exclusive(call, self, name, method, path, content_type, body, o, ch)
     end
+    -- a job of ours seen ended (or cancelled) frees its slot on its channel
+    if takes_job and result and result:done() then self._channel_of:ended(result.jobid) end
     if not o then return result, err end
     result, err = answer(self, o, result, err)
     return result, err
@@ -521,9 +592,19 @@ function client:wait(target, opts)
   return job, err
 end
 
+local wait_loop -- (below)
+
 -- The loop of client:wait, for a target and options already checked; `xfer`: the transfer
--- options of each poll (a call's own `timeout`), nil for the client's.
+-- options of each poll (a call's own `timeout`), nil for the client's. While it runs, the
+-- job's slot (a job of ours) is watched: renewed, and freed when the job is seen to end.
 function wait_for(self, target, opts, xfer)
+  local jobid = M.type(target) == "job" and target.jobid or target
+  local job, err = wait_loop(self, target, opts, xfer)
+  self._channel_of:unwatch(jobid)
+  return job, err
+end
+
+function wait_loop(self, target, opts, xfer)
   local interval = opts.interval or wait_defaults.interval
   local max_interval = math.max(opts.max_interval or wait_defaults.max_interval, interval)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
@@ -539,9 +620,21 @@ function wait_for(self, target, opts, xfer)
   end
   local delay = last and interval or 0
   failures = 0
+  -- the slot of a job of ours stays its own while we wait: its lease is renewed meanwhile
+  local slots = self._channel_of
+  local piece = slots.lease / 4
+  slots:renew(jobid, true)
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
-    if delay > 0 then M.sleep(math.min(delay, math.max(deadline - M.now(), 0))) end
+    if delay > 0 then
+      local left = math.min(delay, math.max(deadline - M.now(), 0))
+      while left > 0 do
+        local d = slots:slot(jobid) and math.min(left, piece) or left
+        M.sleep(d)
+        left = left - d
+        slots:renew(jobid)
+      end
+    end
     local job, err = get(self, target, xfer) -- this loop is the retry policy
     if job then
       failures = 0
@@ -684,151 +777,8 @@ function client:next_wakeup()
 end
 
 ---------------------------------------------------------------------------------------------
--- The batch
+-- The batch (lua/faceswap/batch.lua): a loop over the channels' authorities
 ---------------------------------------------------------------------------------------------
-
-local NO_RETRY = { attempts = 1 }
-local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
-local function pack(...) return { n = select("#", ...), ... } end
-
--- The commands a batch runs: the rows whose mode is a job to wait for (headshot, changebg),
--- each with whether it uploads a file (its request is then built again at its turn, not kept);
--- and the words that list them in a misuse's text ("headshot" or "changebg").
-local BATCH_COMMANDS, BATCH_TEXT = {} -- (BATCH_TEXT: below)
-do
-  local names = {}
-  for _, cmd in ipairs(core.commands("all")) do
-    if cmd.mode == "job" then
-      local files = false
-      for _, f in ipairs(cmd.params) do files = files or f.kind == "file" end
-      BATCH_COMMANDS[cmd.name] = { files = files, encoded = #(cmd.encodings or {}) > 1 }
-      names[#names + 1] = "\"" .. cmd.name .. "\""
-    end
-  end
-  BATCH_TEXT = #names > 1 and table.concat(names, ", ", 1, #names - 1) .. " or " ..
-    names[#names] or names[1]
-end
-
-local function check_batch(list, opts)
-  if type(list) ~= "table" then
-    error("bad argument #1 to 'batch' (table expected, got " .. type(list) .. ")", 3)
-  end
-  for i = 1, #list do
-    local kind = type(list[i])
-    if kind ~= "string" and kind ~= "table" then
-      error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
-        ", not a prompt or params table)", 3)
-    end
-    local command = kind == "table" and list[i].command or nil
-    if command ~= nil and not BATCH_COMMANDS[command] then
-      error("bad argument #1 to 'batch' (item " .. i .. ": command must be " .. BATCH_TEXT ..
-        ", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
-        type(command)) .. ")", 3)
-    end
-  end
-  if type(opts) ~= "table" then
-    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 3)
-  end
-  for name, value in pairs(opts) do
-    if name == "concurrency" then
-      if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
-        error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
-      end
-    elseif name == "on_update" or name == "stop" or name == "on_send" then
-      if type(value) ~= "function" then
-        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
-      end
-    elseif name == "channels" then
-      local ok = value == "all" or (type(value) == "table" and #value > 0)
-      for k = 1, ok and value ~= "all" and #value or 0 do
-        ok = ok and type(value[k]) == "string" and value[k] ~= ""
-      end
-      if not ok then
-        error("bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array " ..
-          "of channel ids)", 3)
-      end
-    elseif name == "wait" then
-      if type(value) == "table" then
-        local ok, msg = pcall(check_wait_options, value, 1)
-        if not ok or value.on_update then
-          error("bad argument #2 to 'batch' (option 'wait': " .. (ok and
-            "use the batch's own on_update" or msg:match("%((.*)%)$")) .. ")", 3)
-        end
-      elseif type(value) ~= "boolean" then
-        error("bad argument #2 to 'batch' (option 'wait' must be a table of wait options, " ..
-          "true or false)", 3)
-      end
-    else
-      error("bad argument #2 to 'batch' (unknown option '" .. tostring(name) .. "')", 3)
-    end
-  end
-end
-
--- The request for one batch item on one channel (nil: the client's default), built by its
--- row: a headshot for a prompt or params table, or {command = "changebg", ...} for another of
--- BATCH_COMMANDS. The item's own channel wins.
-local function build_item(self, item, channel)
-  local command, params = "headshot", item
-  if type(item) == "table" and item.command ~= nil then
-    command, params = item.command, {}
-    for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
-  end
-  return command, build_command(command, params, channel or self._channel, self._reply_url, nil,
-    BATCH_COMMANDS[command].encoded and self._encoding or nil)
-end
-
--- The key of the client's default channel in a batch's tables.
-local NO_CHANNEL = {}
-
--- Checks every item with the core's own request builders before anything is sent: misuse
--- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
--- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept when its row
--- uploads no file, as headshot's, whose bodies are small; a changebg item's file is read again
--- at its turn) or the item's
--- local error (a required param missing, a file that cannot be read), which is its result.
--- An item is checked with its own channel, else the batch's first (nil: the client's default).
-local function check_items(self, list, channels)
-  for k = 1, type(channels) == "table" and #channels or 0 do
-    local ok, problem = pcall(build_headshot, "check", self._encoding, channels[k])
-    if not ok then
-      error("bad argument #2 to 'batch' (option 'channels': item " .. k .. ": " ..
-        tostring(problem):match("%((.*)%)$") .. ")", 3)
-    end
-  end
-  local first = type(channels) == "table" and channels[1] or nil
-  local prebuilt, local_errors = {}, {}
-  for i = 1, #list do
-    local item = list[i]
-    local channel = type(item) == "table" and item.channel or first
-    local r = pack(pcall(build_item, self, item, channel))
-    if not r[1] then
-      local why = tostring(r[2]):gsub("^[^\n]-:%d+: ", "", 1)
-      error("bad item #" .. i .. " to 'batch' (" .. (why:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or why) ..
-        ")", 3)
-    elseif r[3] == nil then
-      local_errors[i] = r[4]
-    elseif not BATCH_COMMANDS[r[2]].files then
-      prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
-    end
-  end
-  return prebuilt, local_errors
-end
-
--- The batch's record of a dead channel and the error it answered, as `results.dead_channels`
--- gives it; a log line says it once.
-local function dead_channel(self, dead, q, err)
-  dead[#dead + 1] = { channel = q.channel, error = err }
-  if self._log then
-    self._log("warn", "channel " .. (q.channel or "(the default)") .. " taken out of the " ..
-      "batch: " .. tostring(err), "dead_channel")
-  end
-end
-
--- What an item that could not be sent anywhere gets: the dead channel's answer, not sent.
-local function unsent(err)
-  return core.error { kind = err.kind, code = err.code, error = err.error,
-    errorDetails = err.errorDetails, retryable = false, sent = false }
-end
 
 --- Jobs for a list of prompts (headshots, or changebg items), several at once, over one
 -- account or several.
@@ -838,12 +788,11 @@ end
 -- opts.channels spreads the items over several accounts ("all": every account of GET
 -- /account); an item that names its channel runs there.
 --
--- Each account's queue has room for a few running jobs; beyond that upstream answers 429. The
--- batch learns each queue's size: a 429 while some of its own jobs run there means the queue
--- holds that many, so the next item waits until one of the jobs of some queue ends instead of
--- sleeping 10-30 s. After that many starts in a row on a queue it tries one more there, in
--- case room has grown. An answer saying an account cannot work takes its channel out of the
--- batch; its items go to the other channels.
+-- Each item goes through its channel's authority, as every call does: it takes a slot of the
+-- account's queue (whose size is learned from its 429s), waiting for a job of the queue to end
+-- instead of sleeping 10-30 s; blocking commands and Discord pauses on the channel are waited
+-- out. An answer saying an account cannot work takes its channel out of use (for the client's
+-- lifetime); its items go to the other channels.
 -- @tparam {string|table,...} list prompts, params tables as for @{client:headshot}, or
 -- `{command = "changebg", image = ..., a_background_photo_of = ...}`
 -- @tparam[opt] table opts `concurrency` (4 per channel), `wait` (wait options, or false to
@@ -856,295 +805,11 @@ end
 -- took a channel out of the batch (401, 402, "Configuration not found"): `{channel = id,
 -- error = err}` for each, once
 -- @raise on misuse, before anything is sent: `bad item #5 to 'batch' (...)` for an item
-function client:batch(list, opts)
-  check_client(self, "batch")
-  opts = opts or {}
-  check_batch(list, opts)
-  local n, results = #list, {}
-  if n == 0 then return results end
-  local channels = opts.channels
-  local prebuilt, local_errors = check_items(self, list, channels)
-  if channels == "all" then
-    local accounts, err = self:accounts()
-    if not accounts then return nil, err end
-    channels = {}
-    for channel in pairs(accounts) do channels[#channels + 1] = channel end
-    table.sort(channels)
-    if #channels == 0 then
-      return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
-        error = "no accounts configured (GET /account is empty)" }
-    end
-  end
-  local sched, policy = self._sched, self._retry or NO_RETRY
-  local on_update = opts.on_update or function() end
-  local on_send = opts.on_send
-  local wait_opts = opts.wait
-  if wait_opts == nil or wait_opts == true then wait_opts = {} end
-  local follow = wait_opts ~= false
-
-  -- one queue per channel: jobs of ours that run there, requests on their way, its size once
-  -- known, the tasks waiting for those requests to be answered, and the answer that took it
-  -- out of the batch (dead); `ch` is the channel's authority, whose hold (a blocking command
-  -- running there) the batch waits out instead of meeting its 429
-  local queues, by_channel, dead = {}, {}, {}
-  local room -- (below)
-  local function queue_of(channel)
-    local key = channel or NO_CHANNEL
-    local q = by_channel[key]
-    if not q then
-      q = { channel = channel, running = 0, posting = 0, capacity = nil, streak = 0,
-            settling = {}, dead = nil, ch = self._channel_of(channel or self._channel) }
-      q.ch.on_release[queues] = function() room() end -- (weak: gone with the batch)
-      by_channel[key] = q
-      queues[#queues + 1] = q
-    end
-    return q
-  end
-  for _, channel in ipairs(channels or { false }) do queue_of(channel or nil) end
-  local shared = #queues -- the queues items without a channel of their own are spread over
-
-  local waiters = {} -- items waiting for room: { task, own queue or nil, queue given }
-  local function has_room(q)
-    return not q.dead and (not q.capacity or q.running + q.posting < q.capacity) and
-      not q.ch:held()
-  end
-  -- Why an item cannot be sent anywhere any more: its own channel, or every shared one, is
-  -- dead (the answer of the last to die); nil while it can.
-  local last_dead
-  local function nowhere(own)
-    if own then return own.dead end
-    for k = 1, shared do if not queues[k].dead then return nil end end
-    return last_dead
-  end
-  -- Takes a channel out of the batch on an answer that says its account cannot work: no item
-  -- is sent there any more, and the items that can go nowhere else are told.
-  local function kill(q, err)
-    if q.dead then return end
-    q.dead, last_dead = err, err
-    dead_channel(self, dead, q, err)
-    room()
-  end
-  -- The queue for an item's next request: its own, or the least busy one with room; nil: none.
-  local function pick(own)
-    if own then return has_room(own) and own or nil end
-    local best
-    for k = 1, shared do
-      local q = queues[k]
-      if has_room(q) and (not best or q.running + q.posting < best.running + best.posting) then
-        best = q
-      end
-    end
-    return best
-  end
-  -- Hands the room there is to the waiting items, longest waiting first, reserving each its
-  -- slot (a request on its way) so that no item arriving meanwhile takes it.
-  function room()
-    local k = 1
-    while waiters[k] do
-      local w = waiters[k]
-      local gone = nowhere(w.own)
-      local q = not gone and pick(w.own)
-      if gone or q then
-        if q then q.posting = q.posting + 1 end
-        w.queue, w.gone = q, gone
-        table.remove(waiters, k)
-        sched:wake(w.task)
-      else
-        k = k + 1
-      end
-    end
-  end
-  -- A queue with room for the item's next request, reserved (nil and the error when it can go
-  -- nowhere). An item that a full queue refused (`refused`) waits ahead of the items not sent
-  -- yet, behind the others refused before it: else, the slot that opens after each round of
-  -- starts (the batch trying one more) would be its again and again, each costing an attempt.
-  local function enter(own, refused)
-    local gone = nowhere(own)
-    if gone then return nil, gone end
-    local q = pick(own)
-    if q then
-      q.posting = q.posting + 1
-      return q
-    end
-    local w = { task = sched:current(), own = own, refused = refused }
-    local at = #waiters + 1
-    if refused then
-      at = 1
-      while waiters[at] and waiters[at].refused do at = at + 1 end
-    end
-    table.insert(waiters, at, w)
-    -- room() reserves the slot it wakes us for; a hold whose task was cancelled ends unseen,
-    -- so while a channel is held, look again each second
-    repeat
-      local held = false
-      for k = 1, #queues do held = held or queues[k].ch.holder ~= nil end
-      sched:park(held and M.now() + 1 or nil)
-      if not (w.queue or w.gone) then room() end
-    until w.queue or w.gone
-    return w.queue, w.gone
-  end
-
-  local function start(i)
-    local item = list[i]
-    local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
-    local built = {} -- the request per channel, built once
-    local function request(q)
-      local key = q.channel or NO_CHANNEL
-      if not built[key] then built[key] = pack(build_item(self, item, q.channel)) end
-      return unpack(built[key], 1, built[key].n)
-    end
-    local pre = prebuilt[i]
-    if pre then built[pre.key], prebuilt[i] = pre.request, nil end
-    local op, method, path = request(own or queues[1])
-    if not method then return nil, path end
-    local q -- the queue of the latest attempt
-    -- After a 429 "queue full": once our other requests on their way there have been
-    -- answered, the queue holds the jobs of ours that run. With some running, the next call
-    -- waits for room (a delay of 0); with none, it waits as the retry policy says.
-    local function delay(err, attempt, o)
-      if follow and err.kind == "rate_limited" and err.retry_after == nil then
-        while q.posting > 0 do
-          q.settling[#q.settling + 1] = sched:current()
-          sched:park()
-        end
-        if q.running > 0 then
-          q.capacity, q.streak = q.running, 0
-          return 0
-        end
-      end
-      return retry.delay(err, attempt, o)
-    end
-    local attempt, refused = 0, false
-    local function once()
-      local gone
-      q, gone = enter(own, refused)
-      if not q then return nil, unsent(gone) end
-      attempt = attempt + 1
-      local _, m, p, content_type, body = request(q)
-      local job, err
-      if not m then -- built again for this channel, it failed (its file is gone since): not sent
-        err = p
-      else
-        local go, why = true, nil
-        if on_send then go, why = on_send(i, attempt) end
-        if go == false then -- the caller could not record the request: it is not sent
-          err = core.error { kind = "cancelled", sent = false, retryable = false,
-                             error = tostring(why or "not sent (on_send said no)") }
-        else
-          job, err = exchange(self, op, m, p, content_type, body, attempt)
-        end
-      end
-      q.posting = q.posting - 1
-      -- an account that cannot work: nothing was created, so the item goes elsewhere
-      if not job and authority.dead_answer(err) then kill(q, err) end
-      if job then
-        if follow then q.running = q.running + 1 end
-        -- the queue holds at least what it took; after that many starts in a row, try one more
-        if q.capacity and q.running > q.capacity then q.capacity = q.running end
-        q.streak = q.streak + 1
-        if q.capacity and q.streak >= q.capacity then q.capacity, q.streak = q.capacity + 1, 0 end
-      elseif follow and err.kind == "rate_limited" and err.retry_after == nil then
-        q.capacity, q.streak = math.max(q.running, 1), 0 -- no more until delay() knows better
-        refused = true
-      end
-      if q.posting == 0 then
-        for k = #q.settling, 1, -1 do sched:wake(table.remove(q.settling, k)) end
-      end
-      room()
-      return job, err
-    end
-    local job, err
-    repeat
-      job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
-    until job or own or not (q and q.dead and authority.dead_answer(err)) or nowhere(nil)
-    return job, err, q
-  end
-
-  -- opts.stop: checked before each item is started, and (outside a task) after each step,
-  -- which a caught signal cuts short. Once it says true, the items in flight are dropped.
-  local stop, stopped, inflight, workers_of = opts.stop, false, {}, {}
-  local next_item, workers, failure, parent = 0, 0, nil, nil
-  local function work()
-    while not failure and next_item < n and not (stop and stop()) do
-      next_item = next_item + 1
-      local i = next_item
-      inflight[i] = { task = sched:current() }
-      local holding -- the queue one of whose running jobs is this item's
-      local function release()
-        if holding then
-          holding.running = holding.running - 1
-          holding = nil
-          room()
-        end
-      end
-      local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
-        local job, err, q
-        if local_errors[i] then err = local_errors[i] else job, err, q = start(i) end
-        holding = job ~= nil and follow and q or nil
-        inflight[i].job = job
-        if job then
-          on_update(i, job)
-          if follow then
-            -- the slot frees as soon as the job ends, before on_update (which may download)
-            local w = { on_update = function(j)
-              if j:done() then release() end
-              on_update(i, j)
-            end }
-            for k, v in pairs(wait_opts) do w[k] = v end
-            job, err = self:wait(job, w)
-          end
-        end
-        release()
-        results[i] = job or err
-        if not job then on_update(i, err) end
-      end)
-      inflight[i] = nil
-      if not ok then -- on_update raised: hand on the error once all workers are out
-        failure = problem
-        release()
-      end
-    end
-    workers = workers - 1
-    if workers == 0 and parent then sched:wake(parent) end
-  end
-
-  -- After stop(): each item in flight is a `cancelled` error (with `job` once submitted, and
-  -- `sent` whether its headshot may have reached the server), each item not begun one with
-  -- sent = false. on_update is not called for them.
-  local function stop_all()
-    stopped = true
-    for i, f in pairs(inflight) do
-      local sent = sched:cancel(f.task, "batch stopped")
-      results[i] = core.error { kind = "cancelled", error = "batch stopped", retryable = false,
-                                sent = f.job ~= nil or sent, job = f.job }
-    end
-    for k = 1, #workers_of do sched:cancel(workers_of[k], "batch stopped") end
-    for i = 1, n do
-      results[i] = results[i] or core.error { kind = "cancelled", retryable = false, sent = false,
-                                              error = "batch stopped before this item" }
-    end
-    workers = 0
-  end
-
-  for _ = 1, math.min(opts.concurrency or 4 * shared, n) do
-    workers = workers + 1
-    workers_of[#workers_of + 1] = sched:spawn(work)
-  end
-  if sched:current() then
-    parent = sched:current()
-    while workers > 0 do sched:park() end
-  else
-    while workers > 0 do
-      sched:step(3600, true) -- true: also from a task that cannot yield
-      if stop and not stopped and workers > 0 and stop() then stop_all() end
-    end
-  end
-  if stop and not stopped and stop() then stop_all() end -- stopped before anything began
-  for k = 1, #queues do queues[k].ch.on_release[queues] = nil end
-  if failure then error(failure, 0) end
-  if dead[1] then results.dead_channels = dead end
-  return results
-end
+-- @function client:batch
+client.batch = require("faceswap.batch").method {
+  M = M, check_client = check_client, exchange = exchange,
+  check_wait_options = function(...) return check_wait_options(...) end,
+}
 
 -- Every task ends with a `cancelled` error (one running now, at its next yield), transfers in
 -- flight are dropped, and any later use of the client raises. Idempotent.
@@ -1152,6 +817,7 @@ local function close(self)
   if self._closed then return end
   self._closed = true
   self._sched:close()
+  self._coordinator:close()
   self._transport:close()
 end
 

@@ -1,0 +1,411 @@
+-- faceswap.batch: client:batch, a loop over the channels' authorities (lua/faceswap/channel.lua).
+--
+-- Each item is one job (a headshot, or a changebg) started through the authority of the
+-- channel it goes to: the authority gives it a slot (the channel's queue learned from its
+-- 429s, holds and Discord pauses waited out), takes a channel whose account cannot work out
+-- of use, and keeps the slot with the job until its wait sees it end. What is the batch's own
+-- is only which channel an item goes to (its own, else the least busy of opts.channels that
+-- has room, the item waiting longest first), what a channel dead during the batch did to its
+-- items (they go to the others), the workers, stop() and on_send/on_update.
+-- The method is documented in lua/faceswap/init.lua, which installs it (method, below).
+local core = require "faceswap.core"
+local retry = require "faceswap.retry"
+local tasks = require "faceswap.task"
+local authority = require "faceswap.channel"
+
+local M = {}
+
+local build_headshot, build_command = core.build_headshot, core.build_command
+local NO_RETRY = { attempts = 1 }
+local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+local function pack(...) return { n = select("#", ...), ... } end
+
+local check_wait_options -- (given by init.lua: method)
+
+-- The commands a batch runs: the rows whose mode is a job to wait for (headshot, changebg),
+-- each with whether it uploads a file (its request is then built again at its turn, not kept);
+-- and the words that list them in a misuse's text ("headshot" or "changebg").
+local BATCH_COMMANDS, BATCH_TEXT = {} -- (BATCH_TEXT: below)
+do
+  local names = {}
+  for _, cmd in ipairs(core.commands("all")) do
+    if cmd.mode == "job" then
+      local files = false
+      for _, f in ipairs(cmd.params) do files = files or f.kind == "file" end
+      BATCH_COMMANDS[cmd.name] = { files = files, encoded = #(cmd.encodings or {}) > 1 }
+      names[#names + 1] = "\"" .. cmd.name .. "\""
+    end
+  end
+  BATCH_TEXT = #names > 1 and table.concat(names, ", ", 1, #names - 1) .. " or " ..
+    names[#names] or names[1]
+end
+
+local function check_batch(list, opts)
+  if type(list) ~= "table" then
+    error("bad argument #1 to 'batch' (table expected, got " .. type(list) .. ")", 3)
+  end
+  for i = 1, #list do
+    local kind = type(list[i])
+    if kind ~= "string" and kind ~= "table" then
+      error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
+        ", not a prompt or params table)", 3)
+    end
+    local command = kind == "table" and list[i].command or nil
+    if command ~= nil and not BATCH_COMMANDS[command] then
+      error("bad argument #1 to 'batch' (item " .. i .. ": command must be " .. BATCH_TEXT ..
+        ", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
+        type(command)) .. ")", 3)
+    end
+  end
+  if type(opts) ~= "table" then
+    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  for name, value in pairs(opts) do
+    if name == "concurrency" then
+      if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
+        error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
+      end
+    elseif name == "on_update" or name == "stop" or name == "on_send" then
+      if type(value) ~= "function" then
+        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
+      end
+    elseif name == "channels" then
+      local ok = value == "all" or (type(value) == "table" and #value > 0)
+      for k = 1, ok and value ~= "all" and #value or 0 do
+        ok = ok and type(value[k]) == "string" and value[k] ~= ""
+      end
+      if not ok then
+        error("bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array " ..
+          "of channel ids)", 3)
+      end
+    elseif name == "wait" then
+      if type(value) == "table" then
+        local ok, msg = pcall(check_wait_options, value, 1)
+        if not ok or value.on_update then
+          error("bad argument #2 to 'batch' (option 'wait': " .. (ok and
+            "use the batch's own on_update" or msg:match("%((.*)%)$")) .. ")", 3)
+        end
+      elseif type(value) ~= "boolean" then
+        error("bad argument #2 to 'batch' (option 'wait' must be a table of wait options, " ..
+          "true or false)", 3)
+      end
+    else
+      error("bad argument #2 to 'batch' (unknown option '" .. tostring(name) .. "')", 3)
+    end
+  end
+end
+
+-- The request for one batch item on one channel (nil: the client's default), built by its
+-- row of the command table: a headshot for a prompt or params table, or an item naming one of
+-- BATCH_COMMANDS. The item's own channel wins.
+local function build_item(self, item, channel)
+  local command, params = "headshot", item
+  if type(item) == "table" and item.command ~= nil then
+    command, params = item.command, {}
+    for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
+  end
+  return command, build_command(command, params, channel or self._channel, self._reply_url, nil,
+    BATCH_COMMANDS[command].encoded and self._encoding or nil)
+end
+
+-- The key of the client's default channel in a batch's tables.
+local NO_CHANNEL = {}
+
+-- Checks every item with the core's own request builders before anything is sent: misuse
+-- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
+-- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept when its row
+-- uploads no file, as headshot's, whose bodies are small; a changebg item's file is read again
+-- at its turn) or the item's
+-- local error (a required param missing, a file that cannot be read), which is its result.
+-- An item is checked with its own channel, else the batch's first (nil: the client's default).
+local function check_items(self, list, channels)
+  for k = 1, type(channels) == "table" and #channels or 0 do
+    local ok, problem = pcall(build_headshot, "check", self._encoding, channels[k])
+    if not ok then
+      error("bad argument #2 to 'batch' (option 'channels': item " .. k .. ": " ..
+        tostring(problem):match("%((.*)%)$") .. ")", 3)
+    end
+  end
+  local first = type(channels) == "table" and channels[1] or nil
+  local prebuilt, local_errors = {}, {}
+  for i = 1, #list do
+    local item = list[i]
+    local channel = type(item) == "table" and item.channel or first
+    local r = pack(pcall(build_item, self, item, channel))
+    if not r[1] then
+      local why = tostring(r[2]):gsub("^[^\n]-:%d+: ", "", 1)
+      error("bad item #" .. i .. " to 'batch' (" .. (why:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or why) ..
+        ")", 3)
+    elseif r[3] == nil then
+      local_errors[i] = r[4]
+    elseif not BATCH_COMMANDS[r[2]].files then
+      prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
+    end
+  end
+  return prebuilt, local_errors
+end
+
+-- What an item that could not be sent anywhere gets: the dead channel's answer, not sent.
+local function unsent(err)
+  return core.error { kind = err.kind, code = err.code, error = err.error,
+    errorDetails = err.errorDetails, retryable = false, sent = false }
+end
+
+-- Whether an answer is a job that runs on (its slot stays with it).
+local function runs(job)
+  return core.type(job) == "job" and job.status ~= nil and not job:done()
+end
+
+-- client:batch(list, opts), for init.lua to install: `internals` gives what it shares with the
+-- client's other methods (M: the faceswap module; check_client, exchange, check_wait_options).
+function M.method(internals)
+  local faceswap, check_client, exchange = internals.M, internals.check_client, internals.exchange
+  check_wait_options = internals.check_wait_options
+
+  return function(self, list, opts)
+    check_client(self, "batch")
+    opts = opts or {}
+    check_batch(list, opts)
+    local n, results = #list, {}
+    if n == 0 then return results end
+    local channels = opts.channels
+    local prebuilt, local_errors = check_items(self, list, channels)
+    if channels == "all" then
+      local accounts, err = self:accounts()
+      if not accounts then return nil, err end
+      channels = {}
+      for channel in pairs(accounts) do channels[#channels + 1] = channel end
+      table.sort(channels)
+      if #channels == 0 then
+        return nil, core.error { kind = "invalid_request", sent = true, retryable = false,
+          error = "no accounts configured (GET /account is empty)" }
+      end
+    end
+    local sched, policy = self._sched, self._retry or NO_RETRY
+    local max_pause = (self._retry or retry.defaults).max_retry_after
+    local on_update = opts.on_update or function() end
+    local on_send = opts.on_send
+    local wait_opts = opts.wait
+    if wait_opts == nil or wait_opts == true then wait_opts = {} end
+    local follow = wait_opts ~= false
+
+    -- The channels the batch uses, each with its authority (`ch`); the items waiting for room
+    -- on the shared ones (those without a channel of their own), in order: the first of them
+    -- is woken whenever a channel says room may have come.
+    local queues, by_channel, waiters = {}, {}, {}
+    local function wake_first()
+      while waiters[1] and waiters[1].task:done() do table.remove(waiters, 1) end
+      if waiters[1] then sched:wake(waiters[1].task) end
+    end
+    local function queue_of(channel)
+      local key = channel or NO_CHANNEL
+      local q = by_channel[key]
+      if not q then
+        q = { channel = channel, ch = self._channel_of(channel or self._channel) }
+        q.ch.on_release[queues] = wake_first -- (weak: gone with the batch)
+        by_channel[key] = q
+        queues[#queues + 1] = q
+      end
+      return q
+    end
+    for _, channel in ipairs(channels or { false }) do queue_of(channel or nil) end
+    local shared = #queues
+
+    -- A channel out of use (now, or for the client since earlier): its error, reported once
+    -- by the batch (results.dead_channels and a log line).
+    local dead, reported, last_dead = {}, {}, nil
+    local function is_dead(q)
+      local err = q.ch:dead()
+      if err and not reported[q] then
+        reported[q], last_dead = true, err
+        dead[#dead + 1] = { channel = q.channel, error = err }
+        if self._log then
+          self._log("warn", "channel " .. (q.channel or "(the default)") .. " taken out of " ..
+            "the batch: " .. tostring(err), "dead_channel")
+        end
+      end
+      return err
+    end
+    -- Why an item cannot be sent anywhere any more (its own channel, or every shared one, is
+    -- dead: the answer of the last to die), nil while it can.
+    local function nowhere(own)
+      if own then return is_dead(own) end
+      for k = 1, shared do if not is_dead(queues[k]) then return nil end end
+      return last_dead
+    end
+
+    -- A slot for an item's next request: the queue and its lease, or nil and the error the
+    -- item gets. An item with its own channel waits in that channel's authority; the others
+    -- wait in the batch's line for the least busy shared channel with room. An item that a
+    -- full queue refused (`refused`) waits ahead of the items not sent yet.
+    local function enter(own, refused)
+      if own then
+        local lease, err = own.ch:acquire(refused, max_pause)
+        if not lease then return nil, err end
+        return own, lease
+      end
+      local me, entry = sched:current(), nil
+      local function leave()
+        for k = #waiters, 1, -1 do if waiters[k] == entry then table.remove(waiters, k) end end
+      end
+      while true do
+        local gone = nowhere(nil)
+        if gone then
+          leave()
+          wake_first()
+          return nil, unsent(gone)
+        end
+        while waiters[1] and waiters[1].task:done() do table.remove(waiters, 1) end
+        local soonest = 1
+        if waiters[1] == nil or waiters[1] == entry then
+          local order = {}
+          for k = 1, shared do
+            local q = queues[k]
+            if not is_dead(q) then order[#order + 1] = { q = q, load = q.ch:load(), k = k } end
+          end
+          table.sort(order, function(a, b)
+            if a.load ~= b.load then return a.load < b.load end
+            return a.k < b.k
+          end)
+          for _, c in ipairs(order) do
+            local lease, _, retry_in = c.q.ch:try(me, false)
+            if lease then
+              leave()
+              wake_first() -- the next may find room too
+              return c.q, lease
+            end
+            if retry_in and retry_in < soonest then soonest = retry_in end
+          end
+        end
+        if not entry then
+          entry = { task = me, refused = refused }
+          local at = #waiters + 1
+          if refused then
+            at = 1
+            while waiters[at] and waiters[at].refused do at = at + 1 end
+          end
+          table.insert(waiters, at, entry)
+        end
+        sched:park(faceswap.now() + math.max(soonest, 0.001))
+      end
+    end
+
+    local function start(i)
+      local item = list[i]
+      local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
+      local built = {} -- the request per channel, built once
+      local function request(q)
+        local key = q.channel or NO_CHANNEL
+        if not built[key] then built[key] = pack(build_item(self, item, q.channel)) end
+        return unpack(built[key], 1, built[key].n)
+      end
+      local pre = prebuilt[i]
+      if pre then built[pre.key], prebuilt[i] = pre.request, nil end
+      local op, method, path = request(own or queues[1])
+      if not method then return nil, path end
+      local q -- the queue of the latest attempt
+      local attempt, refused = 0, false
+      local function once()
+        local got, lease = enter(own, refused)
+        if not got then return nil, lease end
+        q = got
+        attempt = attempt + 1
+        local _, m, p, content_type, body = request(q)
+        local job, err
+        if not m then -- built again for this channel, it failed (its file is gone since): not sent
+          err = p
+        else
+          local go, why = true, nil
+          if on_send then go, why = on_send(i, attempt) end
+          if go == false then -- the caller could not record the request: it is not sent
+            err = core.error { kind = "cancelled", sent = false, retryable = false,
+                               error = tostring(why or "not sent (on_send said no)") }
+          else
+            job, err = exchange(self, op, m, p, content_type, body, attempt)
+          end
+        end
+        refused = q.ch:answered(lease, job, err, runs(job))
+        if not job then is_dead(q) end
+        return job, err
+      end
+      local function delay(err, k, o) return q.ch:delay(err, k, o) end
+      local job, err
+      repeat
+        job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
+      until job or own or not (q and q.ch:dead() and authority.dead_answer(err)) or nowhere(nil)
+      return job, err
+    end
+
+    -- opts.stop: checked before each item is started, and (outside a task) after each step,
+    -- which a caught signal cuts short. Once it says true, the items in flight are dropped.
+    local stop, stopped, inflight, workers_of = opts.stop, false, {}, {}
+    local next_item, workers, failure, parent = 0, 0, nil, nil
+    local function work()
+      while not failure and next_item < n and not (stop and stop()) do
+        next_item = next_item + 1
+        local i = next_item
+        inflight[i] = { task = sched:current() }
+        local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
+          local job, err
+          if local_errors[i] then err = local_errors[i] else job, err = start(i) end
+          inflight[i].job = job
+          if job then
+            on_update(i, job)
+            if follow then
+              -- the slot frees as soon as the job is seen to end (client:wait's poll), before
+              -- on_update (which may download)
+              local w = { on_update = function(j) on_update(i, j) end }
+              for k, v in pairs(wait_opts) do w[k] = v end
+              job, err = self:wait(job, w)
+            end
+          end
+          results[i] = job or err
+          if not job then on_update(i, err) end
+        end)
+        inflight[i] = nil
+        if not ok then failure = problem end -- on_update raised: hand it on once all are out
+      end
+      workers = workers - 1
+      if workers == 0 and parent then sched:wake(parent) end
+    end
+
+    -- After stop(): each item in flight is a `cancelled` error (with `job` once submitted, and
+    -- `sent` whether its headshot may have reached the server), each item not begun one with
+    -- sent = false. on_update is not called for them.
+    local function stop_all()
+      stopped = true
+      for i, f in pairs(inflight) do
+        local sent = sched:cancel(f.task, "batch stopped")
+        results[i] = core.error { kind = "cancelled", error = "batch stopped", retryable = false,
+                                  sent = f.job ~= nil or sent, job = f.job }
+      end
+      for k = 1, #workers_of do sched:cancel(workers_of[k], "batch stopped") end
+      for i = 1, n do
+        results[i] = results[i] or core.error { kind = "cancelled", retryable = false,
+          sent = false, error = "batch stopped before this item" }
+      end
+      workers = 0
+    end
+
+    for _ = 1, math.min(opts.concurrency or 4 * shared, n) do
+      workers = workers + 1
+      workers_of[#workers_of + 1] = sched:spawn(work)
+    end
+    if sched:current() then
+      parent = sched:current()
+      while workers > 0 do sched:park() end
+    else
+      while workers > 0 do
+        sched:step(3600, true) -- true: also from a task that cannot yield
+        if stop and not stopped and workers > 0 and stop() then stop_all() end
+      end
+    end
+    if stop and not stopped and stop() then stop_all() end -- stopped before anything began
+    for k = 1, #queues do queues[k].ch.on_release[queues] = nil end
+    if failure then error(failure, 0) end
+    if dead[1] then results.dead_channels = dead end
+    return results
+  end
+end
+
+return M

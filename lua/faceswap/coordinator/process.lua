@@ -1,0 +1,229 @@
+-- faceswap.coordinator.process: the coordinator whose state lives in this process (the
+-- default). The interface is documented in lua/faceswap/coordinator/init.lua; this one keeps
+-- it with plain tables, so every method is atomic by construction (nothing yields) and
+-- returns at once, except wait_published, which waits.
+--
+-- new{ lease = seconds, sched = scheduler, clock = fn, store = other:store() }: `clock` (the
+-- monotonic clock by default) is for specs; `store` makes a second handle over the same state,
+-- as a second process would open the same Redis.
+local core = require "faceswap.core"
+
+local M = {}
+
+local Coordinator = {}
+Coordinator.__index = Coordinator
+
+local KEEP_PUBLISHED = 600 -- seconds a published job is kept, at least the lease
+
+function M.new(opts)
+  opts = opts or {}
+  local lease = opts.lease or 60
+  return setmetatable({
+    lease = lease,
+    sched = opts.sched,
+    clock = opts.clock or core.now,
+    state = opts.store or { channels = {}, published = {}, waiters = {}, next_id = 0 },
+    closed = false,
+  }, Coordinator)
+end
+
+-- The state shared by every handle made with it (see new).
+function Coordinator:store() return self.state end
+
+function Coordinator:now() return self.clock() end
+
+local function check(self, key, what)
+  if self.closed then error("faceswap: the coordinator is closed", 3) end
+  if type(key) ~= "string" then
+    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
+      type(key), 3)
+  end
+end
+
+-- A channel's record, made as it is first named.
+local function record(self, channel)
+  local c = self.state.channels[channel]
+  if not c then
+    c = { leases = {}, hold = nil, pause = nil, dead = nil, capacity = nil }
+    self.state.channels[channel] = c
+  end
+  return c
+end
+
+-- Drops the expired leases (and an expired hold); returns the live count and the soonest end.
+local function sweep(c, now)
+  local n, first = 0, nil
+  for id, l in pairs(c.leases) do
+    if l.expires <= now then
+      c.leases[id] = nil
+    else
+      n = n + 1
+      if not first or l.expires < first then first = l.expires end
+    end
+  end
+  if c.hold and c.hold.expires <= now then c.hold = nil end
+  return n, first
+end
+
+-- Why the channel refuses anything now (dead, paused, held by someone else), if it does.
+local function refused(c, now, holder)
+  if c.dead then return "dead" end
+  if c.pause then
+    if c.pause > now then return "paused", c.pause - now end
+    c.pause = nil
+  end
+  if c.hold and c.hold.holder ~= holder then return "held", c.hold.expires - now end
+  return nil
+end
+
+function Coordinator:acquire(channel, holder, capacity)
+  check(self, channel)
+  local c, now = record(self, channel), self.clock()
+  local n, first = sweep(c, now)
+  local why, retry_in = refused(c, now, nil)
+  if why then return nil, why, retry_in end
+  if n >= (c.capacity or capacity or 3) then return nil, "full", first - now end
+  local state = self.state
+  state.next_id = state.next_id + 1
+  local id = "L" .. state.next_id
+  c.leases[id] = { holder = holder, expires = now + self.lease }
+  return id
+end
+
+function Coordinator:renew(channel, lease_id)
+  check(self, channel)
+  local c, now = record(self, channel), self.clock()
+  sweep(c, now)
+  local l = c.leases[lease_id]
+  if not l then return false end
+  l.expires = now + self.lease
+  return true
+end
+
+function Coordinator:release(channel, lease_id)
+  check(self, channel)
+  local c = record(self, channel)
+  sweep(c, self.clock())
+  local live = c.leases[lease_id] ~= nil
+  c.leases[lease_id] = nil
+  return live
+end
+
+function Coordinator:running(channel)
+  check(self, channel)
+  return (sweep(record(self, channel), self.clock()))
+end
+
+function Coordinator:hold(channel, holder)
+  check(self, channel)
+  local c, now = record(self, channel), self.clock()
+  sweep(c, now)
+  local why, retry_in = refused(c, now, holder)
+  if why then return nil, why, retry_in end
+  c.hold = { holder = holder, expires = now + self.lease }
+  return true
+end
+
+function Coordinator:unhold(channel, holder)
+  check(self, channel)
+  local c = record(self, channel)
+  sweep(c, self.clock())
+  if c.hold and c.hold.holder == holder then
+    c.hold = nil
+    return true
+  end
+  return false
+end
+
+function Coordinator:holder(channel)
+  check(self, channel)
+  local c = record(self, channel)
+  sweep(c, self.clock())
+  return c.hold and c.hold.holder or nil
+end
+
+function Coordinator:pause(channel, until_)
+  check(self, channel)
+  local c = record(self, channel)
+  if not c.pause or until_ > c.pause then c.pause = until_ end
+  return c.pause
+end
+
+function Coordinator:paused(channel)
+  check(self, channel)
+  local c = record(self, channel)
+  if c.pause and c.pause <= self.clock() then c.pause = nil end
+  return c.pause
+end
+
+function Coordinator:kill(channel, reason)
+  check(self, channel)
+  local c = record(self, channel)
+  c.dead = c.dead or tostring(reason)
+  return c.dead
+end
+
+function Coordinator:dead(channel)
+  check(self, channel)
+  return record(self, channel).dead
+end
+
+function Coordinator:learn(channel, capacity)
+  check(self, channel)
+  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
+    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
+  end
+  record(self, channel).capacity = capacity
+end
+
+function Coordinator:capacity(channel)
+  check(self, channel)
+  return record(self, channel).capacity
+end
+
+function Coordinator:publish(jobid, json)
+  check(self, jobid, "jobid")
+  local state = self.state
+  state.published[jobid] = { json = json, expires = self.clock() + math.max(KEEP_PUBLISHED, self.lease) }
+  local waiting = state.waiters[jobid]
+  state.waiters[jobid] = nil
+  for t in pairs(waiting or {}) do t.sched:wake(t.task) end
+end
+
+local function published(self, jobid)
+  local p = self.state.published[jobid]
+  if p and p.expires <= self.clock() then
+    self.state.published[jobid], p = nil, nil
+  end
+  return p and p.json or nil
+end
+
+function Coordinator:wait_published(jobid, timeout)
+  check(self, jobid, "jobid")
+  local deadline = self.clock() + timeout
+  local json = published(self, jobid)
+  local sched = self.sched
+  local me = sched and sched:current()
+  while not json and self.clock() < deadline do
+    if me then
+      local w = self.state.waiters[jobid] or {}
+      self.state.waiters[jobid] = w
+      local entry = { sched = sched, task = me }
+      w[entry] = true
+      sched:park(core.now() + (deadline - self.clock()))
+      w[entry] = nil
+    elseif sched then
+      sched:step(math.max(deadline - self.clock(), 0), true)
+    else
+      core.sleep(math.min(math.max(deadline - self.clock(), 0), 0.05))
+    end
+    json = published(self, jobid)
+  end
+  return json
+end
+
+function Coordinator:close()
+  self.closed = true
+end
+
+return M
