@@ -69,7 +69,7 @@ ROCK_DEBS   := luarocks git
 HOST_DEBS   := love neovim weechat-headless weechat-lua
 # `make test`: every Lua it runs (ALL_LUAS, LUA_VERSION's own among them), busted, the linters,
 # valgrind, nginx's lua module, tinyproxy and strace for the faults, lua-luv for
-# spec/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a ledger that
+# spec/integration/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a ledger that
 # processes share; then the hosts, the doc and the rock.
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck nginx libnginx-mod-http-lua openssl locales strace tinyproxy curl \
@@ -135,7 +135,7 @@ $(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
 	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
-# fork() and friends for spec/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
+# fork() and friends for spec/integration/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
 $(BUILD)/spec/forkhelp.so: spec/support/forkhelp.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< $(LDFLAGS)

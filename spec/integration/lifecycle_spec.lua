@@ -6,7 +6,7 @@ local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 
 local TOKEN = "test-token"
-local SPEC = "spec/lifecycle_spec.lua"
+local SPEC = "spec/integration/lifecycle_spec.lua"
 
 -- The line after the one that calls here: for errors that must point at the caller.
 local function next_line()

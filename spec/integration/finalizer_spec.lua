@@ -11,7 +11,7 @@ local core = require "faceswap.core"
 local sim = require "spec.support.sim"
 
 local TOKEN = "test-token"
-local SPEC = "spec/finalizer_spec.lua"
+local SPEC = "spec/integration/finalizer_spec.lua"
 local GC_STEP = tonumber(os.getenv("FACESWAP_GC_STEP")) or 1
 -- calls (or rounds) a guard may take to land where it is aimed: a count, not a time
 local MAX_TRIES = tonumber(os.getenv("FS_TRIES")) or 20000

@@ -1,7 +1,7 @@
 -- Specs for the simulator itself (spec/support/simulator.lua and its helper sim.lua).
 -- They talk raw HTTP/1.1 over luasocket so that what is checked is exactly what goes over the
 -- wire: documented answers, strictness, keep-alive, job progression, callbacks and every
--- scripted misbehaviour. Run from the repository root: lua5.4 /usr/bin/busted spec/simulator_spec.lua
+-- scripted misbehaviour. Run from the repository root: lua5.4 /usr/bin/busted spec/integration/simulator_spec.lua
 
 local socket = require "socket"
 local cjson = require "cjson"

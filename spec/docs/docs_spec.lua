@@ -18,7 +18,7 @@ local faceswap = require "faceswap"
 
 local ROOT = nginx.root
 local TOKEN = "docs-token"
-local THIS = "spec/docs_spec.lua"
+local THIS = "spec/docs/docs_spec.lua"
 local CHANNELS = { "1100000000000000001", "1100000000000000002" }   -- the accounts the examples name
 -- The pages whose ```sh blocks' `faceswap` lines run against the simulator.
 local CLI_PAGES = { ["docs/cli.md"] = true, ["docs/commands.md"] = true }

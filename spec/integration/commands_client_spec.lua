@@ -104,7 +104,7 @@ describe("client commands", function()
     it("raises for misuse, pointing at the caller", function()
       local ok, message = pcall(function() client:saveid { idname = "x", picture = FACE } end)
       assert.is_false(ok)
-      assert.equal("spec/commands_client_spec.lua:" .. debug.getinfo(1, "l").currentline - 2 ..
+      assert.equal("spec/integration/commands_client_spec.lua:" .. debug.getinfo(1, "l").currentline - 2 ..
         ": bad argument #1 to 'saveid' (unknown param 'picture')", message)
       assert.has_error(function() client.listid({}) end,
         "bad argument #1 to 'listid' (faceswap.client expected, got table; call it as " ..
@@ -154,7 +154,7 @@ describe("client commands", function()
         } do
           local ok, message = pcall(call)
           assert.is_false(ok)
-          assert.truthy(message:find("^spec/commands_client_spec.lua:%d+: bad argument #1 to " ..
+          assert.truthy(message:find("^spec/integration/commands_client_spec.lua:%d+: bad argument #1 to " ..
             "'[%w_]+' %(channel \"" .. dots:gsub("%.", "%%.") .. "\" is not a channel id: a URL " ..
             "path cannot carry \"%.\" or \"%.%.\"%)$"), message)
         end

@@ -4,7 +4,7 @@ local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 
 local TOKEN = "test-token"
-local SPEC = "spec/batch_spec.lua"
+local SPEC = "spec/integration/batch_spec.lua"
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 10 }
 
 describe("client:batch", function()
