@@ -185,7 +185,7 @@ end)
 -- What a job keeps (issue 17, item 17): its JSON text and its documented fields, nothing else
 -- of the answer, so a hostile answer within max_response cannot make a job hold tens of times
 -- its bytes for as long as the program keeps it.
-describe("what a job keeps", function()
+describe("what a job keeps #unit", function()
   local cjson = require "cjson.safe"
 
   -- Every value reachable from a job through its user values (5.2+) or environment (5.1).

@@ -318,7 +318,7 @@ local function missing(text, names)
   return out
 end
 
-describe("the LuaLS types (tools/types.lua)", function()
+describe("the LuaLS types (tools/types.lua) #unit", function()
   it("are a ---@meta file for require \"faceswap\" that Lua loads", function()
     assert.equal("---@meta faceswap\n", TYPES:match("^[^\n]*\n"))
     assert.truthy((rawget(_G, "loadstring") or load)(TYPES, "=faceswap.lua"))
