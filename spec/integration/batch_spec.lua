@@ -1,24 +1,13 @@
 -- client:batch against the simulator: order of results, concurrency, on_update, a full queue
--- learned from 429s instead of slept through, errors per item, and misuse.
+-- learned from 429s instead of fx.slept through, errors per item, and misuse.
 local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 
-local TOKEN = "test-token"
 local SPEC = "spec/integration/batch_spec.lua"
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 10 }
 
 describe("client:batch", function()
-  local s, client, slept
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    slept = {}
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = {
-      sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 0.2, client = function(f) return { retry = f.retry() } end }
 
   local function prompts(n)
     local list = {}
@@ -30,7 +19,7 @@ describe("client:batch", function()
     local updates = {}
     local list = prompts(5)
     list[3] = { prompt = "with params", replyRef = "ref-3" }
-    local results = client:batch(list, { concurrency = 2, wait = FAST, on_update = function(i, v)
+    local results = fx.client:batch(list, { concurrency = 2, wait = FAST, on_update = function(i, v)
       updates[i] = updates[i] or {}
       table.insert(updates[i], v.status)
     end })
@@ -48,29 +37,29 @@ describe("client:batch", function()
 
   it("keeps at most `concurrency` jobs going at once", function()
     local active, most = 0, 0
-    client:batch(prompts(7), { concurrency = 3, wait = FAST, on_update = function(_, v)
+    fx.client:batch(prompts(7), { concurrency = 3, wait = FAST, on_update = function(_, v)
       if v.status == "started" then active = active + 1 end
       if v.status == "completed" then active = active - 1 end
       most = math.max(most, active)
     end })
     assert.equal(3, most)
-    assert.equal(3, s:stats().connections)
+    assert.equal(3, fx.sim:stats().connections)
   end)
 
   it("keeps its connections: no more than it has requests in flight", function()
-    local results = client:batch(prompts(48), { concurrency = 16, wait = FAST })
+    local results = fx.client:batch(prompts(48), { concurrency = 16, wait = FAST })
     assert.equal("completed", results[48].status)
-    assert.equal(16, s:stats().connections)
+    assert.equal(16, fx.sim:stats().connections)
   end)
 
   it("with wait = false returns the started jobs without polling", function()
-    local results = client:batch(prompts(3), { wait = false })
+    local results = fx.client:batch(prompts(3), { wait = false })
     for i = 1, 3 do assert.equal("started", results[i].status) end
-    for _, r in ipairs(s:requests()) do assert.equal("POST", r.method) end
+    for _, r in ipairs(fx.sim:requests()) do assert.equal("POST", r.method) end
   end)
 
   it("gives each item its own result: a job, a failed job, or an error", function()
-    local results = client:batch({ "fine", "", "sim:fail please", { prompt = "x", replyRef = ("r"):rep(1025) } },
+    local results = fx.client:batch({ "fine", "", "sim:fail please", { prompt = "x", replyRef = ("r"):rep(1025) } },
       { wait = FAST })
     assert.equal("completed", results[1].status)
     assert.equal("error", faceswap.type(results[2]))
@@ -81,19 +70,19 @@ describe("client:batch", function()
   end)
 
   it("learns the queue's size from a 429 and waits for a slot instead of sleeping", function()
-    s:config { max_running = 2 }
-    local results = client:batch(prompts(8), { concurrency = 5, wait = FAST })
+    fx.sim:config { max_running = 2 }
+    local results = fx.client:batch(prompts(8), { concurrency = 5, wait = FAST })
     for i = 1, 8 do assert.equal("completed", results[i].status) end
-    local rejected = s:stats().rejected
+    local rejected = fx.sim:stats().rejected
     assert.is_true(rejected >= 1, "no 429 at all: the queue limit was not reached")
     assert.is_true(rejected <= 8, rejected .. " 429s for 8 jobs")
-    assert.same({}, slept) -- no 10-30 s waits: every retry waited for one of its own jobs
+    assert.same({}, fx.slept) -- no 10-30 s waits: every retry waited for one of its own jobs
   end)
 
   it("frees a job's slot as soon as it ends, before on_update returns", function()
-    s:config { max_running = 1 }
+    fx.sim:config { max_running = 1 }
     local events, first = {}, nil -- which item gets the one slot first is a race
-    client:batch(prompts(2), { concurrency = 2, wait = FAST, on_update = function(i, v)
+    fx.client:batch(prompts(2), { concurrency = 2, wait = FAST, on_update = function(i, v)
       if v.status == "started" then
         events[#events + 1] = "started"
         first = first or i
@@ -107,28 +96,28 @@ describe("client:batch", function()
   end)
 
   it("sleeps as the policy says when none of its jobs runs to free a slot", function()
-    s:script { action = "queue_full", match = "^POST /headshot$" }
-    local results = client:batch({ "only" }, { wait = FAST })
+    fx.sim:script { action = "queue_full", match = "^POST /headshot$" }
+    local results = fx.client:batch({ "only" }, { wait = FAST })
     assert.equal("completed", results[1].status)
-    assert.same({ 20 }, slept)
+    assert.same({ 20 }, fx.slept)
   end)
 
   it("runs inside a task too", function()
-    local t = client:spawn(function() return client:batch(prompts(2), { wait = FAST }) end)
-    client:run()
+    local t = fx.client:spawn(function() return fx.client:batch(prompts(2), { wait = FAST }) end)
+    fx.client:run()
     local results = t:result()
     assert.equal("completed", results[1].status)
     assert.equal("completed", results[2].status)
   end)
 
   it("returns an empty array for an empty list", function()
-    assert.same({}, client:batch({}))
+    assert.same({}, fx.client:batch({}))
   end)
 
   it("raises what on_update raised, once the other items are done", function()
     local seen = {}
     assert.has_error(function()
-      client:batch(prompts(3), { concurrency = 3, wait = FAST, on_update = function(i, v)
+      fx.client:batch(prompts(3), { concurrency = 3, wait = FAST, on_update = function(i, v)
         seen[i] = v.status
         if i == 2 then error("callback broke", 0) end
       end })
@@ -147,55 +136,55 @@ describe("client:batch", function()
       local list = prompts(6)
       list[5] = "caf\233 au lait" -- Latin-1
       local line = next_line()
-      local ok, msg = pcall(function() client:batch(list, { concurrency = 1, wait = FAST }) end)
+      local ok, msg = pcall(function() fx.client:batch(list, { concurrency = 1, wait = FAST }) end)
       assert.is_false(ok)
       assert.equal(SPEC .. ":" .. line .. ": bad item #5 to 'batch' (prompt is not valid UTF-8)", msg)
-      assert.equal(0, s:count("POST"))
-      assert.same({}, s:requests())
+      assert.equal(0, fx.sim:count("POST"))
+      assert.same({}, fx.sim:requests())
     end)
 
     it("with the core's own checks, for params tables, changebg items and channels", function()
-      assert.has_error(function() client:batch({ "a", { prompt = "b", seed = 1 } }) end,
+      assert.has_error(function() fx.client:batch({ "a", { prompt = "b", seed = 1 } }) end,
         "bad item #2 to 'batch' (unknown param 'seed')")
-      assert.has_error(function() client:batch({ "a", "b", { prompt = "c", replyRef = "x\0y" } }) end,
+      assert.has_error(function() fx.client:batch({ "a", "b", { prompt = "c", replyRef = "x\0y" } }) end,
         "bad item #3 to 'batch' (replyRef contains control byte 0x00)")
       assert.has_error(function()
-        client:batch({ "a", { command = "changebg", image = { data = "x" }, a_background_photo_of = "b" } })
+        fx.client:batch({ "a", { command = "changebg", image = { data = "x" }, a_background_photo_of = "b" } })
       end, "bad item #2 to 'batch' (image.filename is missing)")
-      assert.has_error(function() client:batch({ "a" }, { channels = { "1", "caf\233" } }) end,
+      assert.has_error(function() fx.client:batch({ "a" }, { channels = { "1", "caf\233" } }) end,
         "bad argument #2 to 'batch' (option 'channels': item 2: channel is not valid UTF-8)")
-      assert.equal(0, s:count("POST"))
+      assert.equal(0, fx.sim:count("POST"))
     end)
 
     it("gives an item's local problem as its result, unsent, and runs the others", function()
       local updates = {}
-      local results = client:batch({ "a", { prompt = "" }, "c" }, { wait = FAST,
+      local results = fx.client:batch({ "a", { prompt = "" }, "c" }, { wait = FAST,
         on_update = function(i, v) if i == 2 then updates[#updates + 1] = tostring(v) end end })
       assert.equal("completed", results[1].status)
       assert.same({ "invalid_request", 400, "Required param prompt is missing or empty", false },
         { results[2].kind, results[2].code, results[2].error, results[2].sent })
       assert.equal("completed", results[3].status)
       assert.same({ "invalid_request (400): Required param prompt is missing or empty" }, updates)
-      assert.equal(2, s:count("POST"))
+      assert.equal(2, fx.sim:count("POST"))
     end)
   end)
 
   it("raises on misuse", function()
-    assert.has_error(function() client:batch("p") end,
+    assert.has_error(function() fx.client:batch("p") end,
       "bad argument #1 to 'batch' (table expected, got string)")
-    assert.has_error(function() client:batch({ "a", 5 }) end,
+    assert.has_error(function() fx.client:batch({ "a", 5 }) end,
       "bad argument #1 to 'batch' (item 2 is a number, not a prompt or params table)")
-    assert.has_error(function() client:batch({}, { concurrency = 0 }) end,
+    assert.has_error(function() fx.client:batch({}, { concurrency = 0 }) end,
       "bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)")
-    assert.has_error(function() client:batch({}, { parallel = 2 }) end,
+    assert.has_error(function() fx.client:batch({}, { parallel = 2 }) end,
       "bad argument #2 to 'batch' (unknown option 'parallel')")
-    assert.has_error(function() client:batch({}, { wait = { every = 1 } }) end,
+    assert.has_error(function() fx.client:batch({}, { wait = { every = 1 } }) end,
       "bad argument #2 to 'batch' (option 'wait': unknown option 'every')")
-    assert.has_error(function() client:batch({}, { wait = { on_update = print } }) end,
+    assert.has_error(function() fx.client:batch({}, { wait = { on_update = print } }) end,
       "bad argument #2 to 'batch' (option 'wait': use the batch's own on_update)")
-    assert.has_error(function() client:batch({}, { wait = 5 }) end,
+    assert.has_error(function() fx.client:batch({}, { wait = 5 }) end,
       "bad argument #2 to 'batch' (option 'wait' must be a table of wait options, true or false)")
-    assert.has_error(function() client:batch({}, { on_update = true }) end,
+    assert.has_error(function() fx.client:batch({}, { on_update = true }) end,
       "bad argument #2 to 'batch' (option 'on_update' must be a function)")
   end)
 end)

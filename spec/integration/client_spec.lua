@@ -1,10 +1,10 @@
 -- The client against the simulator on loopback: what a user calls and sees, and what
 -- arrives at the server.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 
-local TOKEN = "test-token"
 
 -- A loopback URL where nothing listens: a port the kernel just handed out and took back.
 local function refused_url()
@@ -16,28 +16,19 @@ local function refused_url()
 end
 
 describe("client", function()
-  local s, client
-
-  setup(function() s = sim.start { job_seconds = 0.3, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    client = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url }
-  end)
-  after_each(function() client:close() end)
-
+  local fx = fixture.simulator { job_seconds = 0.3, client = { retry = false } }
   local function api_requests()
-    return s:requests()
+    return fx.sim:requests()
   end
 
   describe("headshot", function()
     it("reads the balance from the bot's message, not from the quoted prompt", function()
-      local job = assert(client:headshot("studio portrait (0/5 credits remaining)"))
+      local job = assert(fx.client:headshot("studio portrait (0/5 credits remaining)"))
       assert.same({ 4, 796, 800 }, { job.credits, job.credits_left, job.credits_total })
     end)
 
     it("submits a multipart POST and returns the started job", function()
-      local job = assert(client:headshot("portrait of a cat"))
+      local job = assert(fx.client:headshot("portrait of a cat"))
       assert.equal("job", faceswap.type(job))
       assert.equal("started", job.status)
       assert.equal("faceswap-headshot", job.verb)
@@ -51,7 +42,7 @@ describe("client", function()
       assert.equal(1, #r)
       assert.equal("POST", r[1].method)
       assert.equal("/headshot", r[1].path)
-      assert.equal("Bearer " .. TOKEN, r[1].headers.authorization)
+      assert.equal("Bearer " .. fx.TOKEN, r[1].headers.authorization)
       assert.matches("^multipart/form%-data; boundary=faceswap%-%w+$", r[1].headers["content-type"])
       assert.same({ prompt = "portrait of a cat" }, r[1].fields)
     end)
@@ -66,7 +57,7 @@ describe("client", function()
     }
     for _, encoding in ipairs { "multipart", "json" } do
       it("delivers tricky prompts byte-exact with " .. encoding .. " encoding", function()
-        local c = faceswap.new { token = TOKEN, base_url = s.base_url, encoding = encoding }
+        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, encoding = encoding }
         for _, prompt in ipairs(tricky) do
           local job = assert(c:headshot { prompt = prompt, replyRef = prompt:match("^[^\r\n\t]*") })
           assert.equal(prompt, job.prompt)
@@ -85,7 +76,7 @@ describe("client", function()
     for _, encoding in ipairs { "multipart", "json" } do
       it("delivers a replyRef with tabs and line breaks byte-exact with " .. encoding .. " encoding",
         function()
-          local c = faceswap.new { token = TOKEN, base_url = s.base_url, encoding = encoding }
+          local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, encoding = encoding }
           for _, ref in ipairs(tricky) do
             local job = assert(c:headshot { prompt = "p", replyRef = ref })
             assert.equal(ref, job.replyRef)
@@ -98,7 +89,7 @@ describe("client", function()
     end
 
     it("sends every param, and the client's defaults where params leave them out", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url,
                                channel = "1100000000000000001", reply_url = "http://127.0.0.1:9/cb" }
       assert(c:headshot { prompt = "p1", replyRef = "ref", options = "--square" })
       assert(c:headshot { prompt = "p2", replyUrl = "http://127.0.0.1:9/other" })
@@ -112,32 +103,32 @@ describe("client", function()
     end)
 
     it("fails locally, sending nothing, where the server would answer 400", function()
-      local job, err = client:headshot {}
+      local job, err = fx.client:headshot {}
       assert.is_nil(job)
       assert.equal("invalid_request", err.kind)
       assert.equal(400, err.code)
       assert.equal("Required param prompt is missing or empty", err.error)
       assert.is_false(err.sent)
-      job, err = client:headshot { prompt = "p", replyUrl = "http://x/" .. ("é"):rep(1020) }
+      job, err = fx.client:headshot { prompt = "p", replyUrl = "http://x/" .. ("é"):rep(1020) }
       assert.is_nil(job)
       assert.equal("Optional param replyUrl is too long", err.error)
-      job, err = client:job("")
+      job, err = fx.client:job("")
       assert.is_nil(job)
       assert.equal("Query param jobid not provided", err.error)
       assert.same({}, api_requests())
-      assert.equal(0, s:stats().connections)
+      assert.equal(0, fx.sim:stats().connections)
     end)
   end)
 
   describe("job, cancel and wait", function()
     it("reads a job's status and cancels it", function()
-      local started = assert(client:headshot("p"))
-      local job = assert(client:job(started.jobid))
+      local started = assert(fx.client:headshot("p"))
+      local job = assert(fx.client:job(started.jobid))
       assert.equal(started.jobid, job.jobid)
-      local cancelled = assert(client:cancel(job))
+      local cancelled = assert(fx.client:cancel(job))
       assert.equal("cancelled", cancelled.status)
       assert.is_true(cancelled:done())
-      assert.equal("cancelled", assert(client:job(started.jobid)).status)
+      assert.equal("cancelled", assert(fx.client:job(started.jobid)).status)
       local r = api_requests()
       assert.equal("/jobs/", r[2].path)
       assert.equal("jobid=" .. started.jobid, r[2].query)
@@ -145,9 +136,9 @@ describe("client", function()
     end)
 
     it("follows a job to completion, reporting each status change once", function()
-      local started = assert(client:headshot("portrait"))
+      local started = assert(fx.client:headshot("portrait"))
       local seen = {}
-      local job = assert(client:wait(started, {
+      local job = assert(fx.client:wait(started, {
         interval = 0.05, max_interval = 0.1, timeout = 10,
         on_update = function(j) seen[#seen + 1] = j.status end,
       }))
@@ -158,17 +149,17 @@ describe("client", function()
     end)
 
     it("waits by jobid too, and returns a failed job as a job", function()
-      local started = assert(client:headshot("this one will sim:fail"))
-      local job = assert(client:wait(started.jobid, { interval = 0.05, timeout = 10 }))
+      local started = assert(fx.client:headshot("this one will sim:fail"))
+      local job = assert(fx.client:wait(started.jobid, { interval = 0.05, timeout = 10 }))
       assert.equal("failed", job.status)
       assert.is_true(job:done())
     end)
 
     it("returns a timeout error carrying the last job seen", function()
-      s:config { job_seconds = 60 }
-      local started = assert(client:headshot("slow"))
+      fx.sim:config { job_seconds = 60 }
+      local started = assert(fx.client:headshot("slow"))
       local t0 = faceswap.now()
-      local job, err = client:wait(started, { interval = 0.05, timeout = 0.3 })
+      local job, err = fx.client:wait(started, { interval = 0.05, timeout = 0.3 })
       assert.is_nil(job)
       assert.equal("timeout", err.kind)
       assert.equal("job " .. started.jobid .. " not done after 0.3 seconds (status started)",
@@ -178,24 +169,24 @@ describe("client", function()
     end)
 
     it("polls once more at the deadline rather than give up unasked", function()
-      local started = assert(client:headshot("p"))   -- completes after 0.3 s
-      local job = assert(client:wait(started, { interval = 10, timeout = 0.6 }))
+      local started = assert(fx.client:headshot("p"))   -- completes after 0.3 s
+      local job = assert(fx.client:wait(started, { interval = 10, timeout = 0.6 }))
       assert.equal("completed", job.status)
       assert.equal(2, #api_requests())
     end)
 
     it("returns at once on an error page a retry cannot fix", function()
-      local started = assert(client:headshot("p"))
-      s:script { action = "status", status = 401, content_type = "text/html",
+      local started = assert(fx.client:headshot("p"))
+      fx.sim:script { action = "status", status = 401, content_type = "text/html",
                  body = "<html>Unauthorized</html>", match = "^GET" }
-      local job, err = client:wait(started, { interval = 0.05, timeout = 5 })
+      local job, err = fx.client:wait(started, { interval = 0.05, timeout = 5 })
       assert.is_nil(job)
       assert.same({ "bad_response", 401, false }, { err.kind, err.code, err.retryable })
       assert.equal(2, #api_requests())
     end)
 
     it("returns at once on an error a retry cannot fix", function()
-      local job, err = client:wait("0123456789abcdef0123456789abcdef", { interval = 0.05 })
+      local job, err = fx.client:wait("0123456789abcdef0123456789abcdef", { interval = 0.05 })
       assert.is_nil(job)
       assert.equal("not_found", err.kind)
       assert.equal("Unable to locate job 0123456789abcdef0123456789abcdef", err.error)
@@ -203,35 +194,35 @@ describe("client", function()
     end)
 
     it("raises on bad wait options", function()
-      assert.has_error(function() client:wait(42) end,
+      assert.has_error(function() fx.client:wait(42) end,
         "bad argument #1 to 'wait' (jobid or job expected, got number)")
-      assert.has_error(function() client:wait("x", { intervall = 1 }) end,
+      assert.has_error(function() fx.client:wait("x", { intervall = 1 }) end,
         "bad argument #2 to 'wait' (unknown option 'intervall')")
-      assert.has_error(function() client:wait("x", { timeout = -1 }) end,
+      assert.has_error(function() fx.client:wait("x", { timeout = -1 }) end,
         "bad argument #2 to 'wait' (option 'timeout' must be a positive number of seconds, at most 1e9)")
     end)
   end)
 
   describe("connections", function()
     it("sends 20 sequential requests over one kept-alive connection", function()
-      local started = assert(client:headshot("p"))
-      for _ = 1, 19 do assert(client:job(started.jobid)) end
-      local stats = s:stats()
+      local started = assert(fx.client:headshot("p"))
+      for _ = 1, 19 do assert(fx.client:job(started.jobid)) end
+      local stats = fx.sim:stats()
       assert.equal(20, stats.requests)
       assert.equal(1, stats.connections)
     end)
 
     it("never resends a POST whose body may have reached the server", function()
-      assert(client:headshot("warm up the connection"))
-      s:script { action = "close_after_body", match = "^POST /headshot" }
-      local job, err = client:headshot("the server takes this one, then drops the connection")
+      assert(fx.client:headshot("warm up the connection"))
+      fx.sim:script { action = "close_after_body", match = "^POST /headshot" }
+      local job, err = fx.client:headshot("the server takes this one, then drops the connection")
       assert.is_nil(job)
       assert.equal("transport", err.kind)
       assert.is_false(err.retryable)
       assert.is_true(err.sent)
-      assert.equal(2, s:count("POST"))
+      assert.equal(2, fx.sim:count("POST"))
       -- and the client carries on with a fresh connection
-      assert(client:headshot("next"))
+      assert(fx.client:headshot("next"))
     end)
 
     it("knows a POST was sent even when the resend's connection is refused", function()
@@ -259,7 +250,7 @@ describe("client", function()
         print(request()); io.stdout:flush()
         srv:close(); c:close()']])
       local port = pipe:read("*l")
-      local c = faceswap.new { retry = false, token = TOKEN, base_url = "http://127.0.0.1:" .. port }
+      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = "http://127.0.0.1:" .. port }
       assert(c:job("j1"))
       local job, err = c:headshot("p")
       c:close()
@@ -270,10 +261,10 @@ describe("client", function()
     end)
 
     it("lets libcurl resend a GET on a fresh connection, which is harmless", function()
-      local started = assert(client:headshot("p"))
-      s:script { action = "close_after_body", match = "^GET /jobs" }
-      assert.equal(started.jobid, assert(client:job(started.jobid)).jobid)
-      assert.equal(2, s:stats().connections)
+      local started = assert(fx.client:headshot("p"))
+      fx.sim:script { action = "close_after_body", match = "^GET /jobs" }
+      assert.equal(started.jobid, assert(fx.client:job(started.jobid)).jobid)
+      assert.equal(2, fx.sim:stats().connections)
     end)
   end)
 
@@ -285,31 +276,31 @@ describe("client", function()
     end
 
     it("maps each documented answer to its kind and the server's text", function()
-      local bad = faceswap.new { retry = false, token = "wrong", base_url = s.base_url }
+      local bad = faceswap.new { retry = false, token = "wrong", base_url = fx.base_url }
       local err = fails(bad:headshot("p"))
       bad:close()
       assert.same({ "unauthorized", 401, "Unauthorized" }, { err.kind, err.code, err.error })
-      err = fails(client:headshot { prompt = "p", channel = "42" })
+      err = fails(fx.client:headshot { prompt = "p", channel = "42" })
       assert.same({ "invalid_request", 400, "Configuration not found for channel 42, to " ..
                     "create POST v1/faceswap/account/42" }, { err.kind, err.code, err.error })
-      s:config { subscription = false }
-      err = fails(client:headshot("p"))
+      fx.sim:config { subscription = false }
+      err = fails(fx.client:headshot("p"))
       assert.same({ "payment_required", 402,
                     "Account has no subscription or subscription expired" },
         { err.kind, err.code, err.error })
-      err = fails(client:job("nope"))
+      err = fails(fx.client:job("nope"))
       assert.same({ "not_found", 404, "Unable to locate job nope" },
         { err.kind, err.code, err.error })
     end)
 
     it("reads both kinds of 429", function()
-      s:config { subscription = true }
-      s:script { { action = "queue_full" }, { action = "discord_429", retry_after = 2.5 } }
-      local err = fails(client:headshot("p"))
+      fx.sim:config { subscription = true }
+      fx.sim:script { { action = "queue_full" }, { action = "discord_429", retry_after = 2.5 } }
+      local err = fails(fx.client:headshot("p"))
       assert.same({ "rate_limited", 429, "Unable to lock Discord after 3 attempts", true },
         { err.kind, err.code, err.error, err.retryable })
       assert.is_nil(err.retry_after)
-      err = fails(client:headshot("p"))
+      err = fails(fx.client:headshot("p"))
       assert.same({ "rate_limited", 429, "Discord /interactions failed with HTTP status 429",
                     2.5, true }, { err.kind, err.code, err.error, err.retry_after, err.retryable })
       assert.equal('{"global":true,"message":"You are being rate limited.","retry_after":2.5}',
@@ -317,58 +308,58 @@ describe("client", function()
     end)
 
     it("reads a Retry-After header on a 429", function()
-      s:script { action = "status", status = 429, headers = { ["Retry-After"] = "17" },
+      fx.sim:script { action = "status", status = 429, headers = { ["Retry-After"] = "17" },
                  body = '{"error":"Unable to lock Discord after 3 attempts","code":429}' }
-      assert.equal(17, fails(client:headshot("p")).retry_after)
+      assert.equal(17, fails(fx.client:headshot("p")).retry_after)
     end)
 
     it("reads a CDN's text 429 as rate_limited with its Retry-After; a wait too long is not made #timing",
       function()
-        s:script { action = "status", status = 429, headers = { ["Retry-After"] = "7" },
+        fx.sim:script { action = "status", status = 429, headers = { ["Retry-After"] = "7" },
                    body = "Too Many Requests" }
-        local err = fails(client:headshot("p"))
+        local err = fails(fx.client:headshot("p"))
         assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 7, true },
           { err.kind, err.code, err.error, err.retry_after, err.retryable })
         -- the client's retry policy: 121 s is past max_retry_after (120 s), so no sleep at all
-        local c = faceswap.new { token = TOKEN, base_url = s.base_url }
-        s:script { action = "status", status = 429, headers = { ["Retry-After"] = "121" },
+        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url }
+        fx.sim:script { action = "status", status = 429, headers = { ["Retry-After"] = "121" },
                    body = "<html><title>Rate limited</title></html>" }
         local started = faceswap.now()
         local job, e = c:headshot("p")
         assert.is_nil(job)
         assert.same({ "rate_limited", "HTTP 429: Rate limited", 121 }, { e.kind, e.error, e.retry_after })
         assert.is_true(faceswap.now() - started < 60)
-        assert.equal(2, s:count("POST")) -- one for each client: nothing was sent again
+        assert.equal(2, fx.sim:count("POST")) -- one for each client: nothing was sent again
         c:close()
       end)
 
     it("reads an HTML 502 as server and invalid JSON as bad_response", function()
-      local started = assert(client:headshot("p"))
-      s:script { { action = "html_502" }, { action = "invalid_json" } }
-      local err = fails(client:job(started.jobid))
+      local started = assert(fx.client:headshot("p"))
+      fx.sim:script { { action = "html_502" }, { action = "invalid_json" } }
+      local err = fails(fx.client:job(started.jobid))
       assert.same({ "server", 502, "HTTP 502: 502 Bad Gateway", true },
         { err.kind, err.code, err.error, err.retryable })
-      err = fails(client:job(started.jobid))
+      err = fails(fx.client:job(started.jobid))
       assert.same({ "bad_response", 200,
                     "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
         { err.kind, err.code, err.error })
-      assert(client:job(started.jobid))
+      assert(fx.client:job(started.jobid))
     end)
 
     it("fails a truncated or reset answer as transport, and goes on working", function()
-      local started = assert(client:headshot("p"))
-      s:script { { action = "truncate" }, { action = "reset_during" }, { action = "reset_before" } }
+      local started = assert(fx.client:headshot("p"))
+      fx.sim:script { { action = "truncate" }, { action = "reset_during" }, { action = "reset_before" } }
       for _ = 1, 3 do
-        local err = fails(client:job(started.jobid))
+        local err = fails(fx.client:job(started.jobid))
         assert.equal("transport", err.kind)
         assert.is_true(err.retryable)
       end
-      assert(client:job(started.jobid))
+      assert(fx.client:job(started.jobid))
     end)
 
     it("stops reading past max_response, with memory bounded", function()
-      local c = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url, max_response = 65536 }
-      s:script { action = "oversized", bytes = 1048576 }
+      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, max_response = 65536 }
+      fx.sim:script { action = "oversized", bytes = 1048576 }
       local err = fails(c:headshot("p"))
       assert.same({ "bad_response", 200, "answer larger than max_response (65536 bytes)", false },
         { err.kind, err.code, err.error, err.retryable })
@@ -377,8 +368,8 @@ describe("client", function()
     end)
 
     it("times out a server that never answers #timing", function()
-      local c = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url, timeout = 0.3 }
-      s:script { action = "hang" }
+      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, timeout = 0.3 }
+      fx.sim:script { action = "hang" }
       local t0 = faceswap.now()
       local err = fails(c:job("anything"))
       assert.equal("timeout", err.kind)
@@ -389,7 +380,7 @@ describe("client", function()
     end)
 
     it("reports a refused connection as transport, surely not sent", function()
-      local c = faceswap.new { retry = false, token = TOKEN, base_url = refused_url() }
+      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = refused_url() }
       local err = fails(c:headshot("p"))
       assert.equal("transport", err.kind)
       assert.is_nil(err.code)
@@ -403,13 +394,13 @@ describe("client", function()
   describe("the token", function()
     it("appears in no string the library makes", function()
       local secret = "tok-SECRET-8d1e"
-      s:config { token = secret }
-      local c = faceswap.new { retry = false, token = secret, base_url = s.base_url, timeout = 0.3 }
+      fx.sim:config { token = secret }
+      local c = faceswap.new { retry = false, token = secret, base_url = fx.base_url, timeout = 0.3 }
       local seen = { tostring(c) }
       local job = assert(c:headshot("p"))
       seen[#seen + 1] = tostring(job)
       seen[#seen + 1] = job:json()
-      s:script { { action = "queue_full" }, { action = "html_502" }, { action = "hang" } }
+      fx.sim:script { { action = "queue_full" }, { action = "html_502" }, { action = "hang" } }
       for _ = 1, 3 do
         local _, err = c:job(job.jobid)
         seen[#seen + 1] = tostring(err)

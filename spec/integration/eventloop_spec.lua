@@ -3,10 +3,10 @@
 -- fires. The specs count those calls: they follow the events (requests, sleeps), not the time
 -- the work takes, and the work finishes with no polling timer.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local uv = require "luv"
 
-local TOKEN = "test-token"
 local WATCHDOG_MS = 30000 -- a wakeup missed: nothing would ever call step again
 
 -- The host: runs the loop until the client has no task left. Returns the number of step(0)
@@ -49,37 +49,29 @@ local function drive(client)
 end
 
 describe("client:fd() and client:next_wakeup()", function()
-  local s, client
-
-  setup(function() s = sim.start { job_seconds = 0.6, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    client = faceswap.new { token = TOKEN, base_url = s.base_url }
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 0.6 }
 
   it("fd() is the transport's epoll descriptor, the same from new to close", function()
-    local fd = client:fd()
+    local fd = fx.client:fd()
     assert.equal("number", type(fd))
     assert.equal("anon_inode:[eventpoll]", uv.fs_readlink("/proc/self/fd/" .. fd))
-    client:spawn(function() return client:headshot("one") end)
-    client:run()
-    assert.equal(fd, client:fd())
+    fx.client:spawn(function() return fx.client:headshot("one") end)
+    fx.client:run()
+    assert.equal(fd, fx.client:fd())
   end)
 
   it("next_wakeup() is nil with nothing pending, 0 with a task to run, a sleep's time left", function()
-    assert.is_nil(client:next_wakeup())
-    client:spawn(function() faceswap.sleep(5) end)
-    assert.equal(0, client:next_wakeup())
-    assert.equal(1, client:step(0))
-    local due = client:next_wakeup()
+    assert.is_nil(fx.client:next_wakeup())
+    fx.client:spawn(function() faceswap.sleep(5) end)
+    assert.equal(0, fx.client:next_wakeup())
+    assert.equal(1, fx.client:step(0))
+    local due = fx.client:next_wakeup()
     assert.is_true(due > 4 and due <= 5, "due in " .. tostring(due))
   end)
 
   it("next_wakeup() follows libcurl's timer while a transfer runs", function()
-    s:config { latency = 5 }
-    local c = faceswap.new { token = TOKEN, base_url = s.base_url, timeout = 3, connect_timeout = 2 }
+    fx.sim:config { latency = 5 }
+    local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, timeout = 3, connect_timeout = 2 }
     c:spawn(function() return c:job("0123456789abcdef0123456789abcdef") end)
     assert.equal(1, c:step(0)) -- the task starts its transfer and yields
     local due = c:next_wakeup()
@@ -89,42 +81,42 @@ describe("client:fd() and client:next_wakeup()", function()
 
   it("next_wakeup() is 0 while answers wait that the last step could not take", function()
     -- an edge-triggered watch of fd() would not fire again for them: the timer must
-    s:config { latency = 2 }
+    fx.sim:config { latency = 2 }
     local n = 100
-    for _ = 1, n do client:spawn(function() return client:job("0123456789abcdef0123456789abcdef") end) end
+    for _ = 1, n do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
     assert(sim.wait_for(function()
-      client:step(0.01)
-      return #s:requests() == n
+      fx.client:step(0.01)
+      return #fx.sim:requests() == n
     end, 60), "the simulator did not receive every request")
     local sent = faceswap.now()
     -- until libcurl's next timer is its connect timeout's (10 s), so none fires in the wait
-    while (client:next_wakeup() or 10) < 5 do client:step(0.05) end
+    while (fx.client:next_wakeup() or 10) < 5 do fx.client:step(0.05) end
     faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now())) -- every answer is in the socket buffers now
-    local steps, left = 1, client:step(0)
+    local steps, left = 1, fx.client:step(0)
     while left > 0 and steps < 10 do
-      assert.equal(0, client:next_wakeup())
-      left, steps = client:step(0), steps + 1
+      assert.equal(0, fx.client:next_wakeup())
+      left, steps = fx.client:step(0), steps + 1
     end
     assert.equal(0, left)
     assert.is_true(steps > 1, "one step took all " .. n .. " answers")
   end)
 
   it("an idle client's fd stays quiet when the server closes the kept-alive connections", function()
-    s:config { keepalive_timeout = 0.3 }
-    for _ = 1, 3 do client:spawn(function() return client:job("0123456789abcdef0123456789abcdef") end) end
-    client:run()
-    assert.equal(3, s:stats().open)
-    local wakes, poll, timer = 0, uv.new_poll(client:fd()), uv.new_timer()
+    fx.sim:config { keepalive_timeout = 0.3 }
+    for _ = 1, 3 do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
+    fx.client:run()
+    assert.equal(3, fx.sim:stats().open)
+    local wakes, poll, timer = 0, uv.new_poll(fx.client:fd()), uv.new_timer()
     poll:start("r", function()
       wakes = wakes + 1
-      client:step(0)
+      fx.client:step(0)
       if wakes == 20 then poll:stop() end -- a busy host: enough to fail
     end)
     -- the spec (not the host) looks every 0.2 s whether the server has closed them; then
     -- watches 0.5 s more
     local closed_at, started = nil, uv.now()
     timer:start(200, 200, function()
-      if not closed_at and s:stats().open == 0 then closed_at = uv.now() end
+      if not closed_at and fx.sim:stats().open == 0 then closed_at = uv.now() end
       if (closed_at and uv.now() - closed_at >= 500) or uv.now() - started > 20000 then
         poll:stop()
         timer:stop()
@@ -136,32 +128,32 @@ describe("client:fd() and client:next_wakeup()", function()
     uv.run("nowait")
     assert.is_number(closed_at, "the server did not close its connections")
     assert.equal(0, wakes)
-    assert.is_nil(client:next_wakeup())
+    assert.is_nil(fx.client:next_wakeup())
   end)
 
   it("a sleep woken early leaves no wakeup behind", function()
     local sleeper
-    client:spawn(function()
-      sleeper = client._sched:current()
-      client._sched:park(faceswap.now() + 60)
+    fx.client:spawn(function()
+      sleeper = fx.client._sched:current()
+      fx.client._sched:park(faceswap.now() + 60)
     end)
-    client:step(0)
-    assert.is_true(client:next_wakeup() > 59)
-    client._sched:wake(sleeper)
-    assert.equal(0, client:next_wakeup())
-    assert.equal(0, client:step(0))
-    assert.is_nil(client:next_wakeup())
+    fx.client:step(0)
+    assert.is_true(fx.client:next_wakeup() > 59)
+    fx.client._sched:wake(sleeper)
+    assert.equal(0, fx.client:next_wakeup())
+    assert.equal(0, fx.client:step(0))
+    assert.is_nil(fx.client:next_wakeup())
   end)
 
   it("drives sleeping tasks with one step per wakeup", function()
     local woke = 0
-    client:spawn(function()
+    fx.client:spawn(function()
       for _ = 1, 3 do
         faceswap.sleep(0.2)
         woke = woke + 1
       end
     end)
-    local steps, missed = drive(client)
+    local steps, missed = drive(fx.client)
     assert.is_false(missed)
     assert.equal(3, woke)
     assert.equal(4, steps) -- the start, then one per sleep's end
@@ -169,19 +161,19 @@ describe("client:fd() and client:next_wakeup()", function()
 
   it("drives a whole batch with steps in proportion to its requests, not its duration", function()
     local results
-    client:spawn(function()
-      results = client:batch({ "a", "b", "c", "d", "e", "f" }, { concurrency = 3,
+    fx.client:spawn(function()
+      results = fx.client:batch({ "a", "b", "c", "d", "e", "f" }, { concurrency = 3,
         wait = { interval = 0.25, max_interval = 0.25, timeout = 30 } })
     end)
-    local steps, missed = drive(client)
+    local steps, missed = drive(fx.client)
     assert.is_false(missed)
     assert.equal(6, #results)
     for i = 1, 6 do
       assert.equal("job", faceswap.type(results[i]))
       assert.equal("completed", results[i].status)
     end
-    local requests = #s:requests()
-    assert.equal(6, s:count("POST"))
+    local requests = #fx.sim:requests()
+    assert.equal(6, fx.sim:count("POST"))
     -- per request: the start (libcurl's timer), the socket turning writable and readable, and
     -- the task's sleep before its next poll. A 60 Hz poll would take ~60 steps a second.
     assert.is_true(steps <= 5 * requests, steps .. " steps for " .. requests .. " requests")
@@ -196,7 +188,7 @@ describe("client:fd() and client:next_wakeup()", function()
           client:spawn(function() end)
           ngx.say(tostring(client:fd()), " ", tostring(client:next_wakeup()))
         }
-      }]]):gsub("@SIM@", s.base_url) }
+      }]]):gsub("@SIM@", fx.base_url) }
     finally(function() n:stop() end)
     local status, body = nginx.request(n.url .. "/hooks")
     assert.equal(200, status, body .. n:log())
@@ -204,13 +196,13 @@ describe("client:fd() and client:next_wakeup()", function()
   end)
 
   it("nil and misuse", function()
-    assert.has_error(function() client.fd() end,
+    assert.has_error(function() fx.client.fd() end,
       "bad argument #1 to 'fd' (faceswap.client expected, got nil; call it as client:fd(...))")
-    assert.has_error(function() client.next_wakeup(1) end,
+    assert.has_error(function() fx.client.next_wakeup(1) end,
       "bad argument #1 to 'next_wakeup' (faceswap.client expected, got number; call it as " ..
       "client:next_wakeup(...))")
-    client:close()
-    assert.has_error(function() client:fd() end, "attempt to use a closed faceswap client")
-    assert.has_error(function() client:next_wakeup() end, "attempt to use a closed faceswap client")
+    fx.client:close()
+    assert.has_error(function() fx.client:fd() end, "attempt to use a closed faceswap client")
+    assert.has_error(function() fx.client:next_wakeup() end, "attempt to use a closed faceswap client")
   end)
 end)

@@ -2,10 +2,9 @@
 -- starts afresh, so parent and child each get their own answers and the parent's connections
 -- are left alone; no descriptor of a client reaches a program a child executes.
 local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 local compat = require "spec.support.compat"
 
-local TOKEN = "test-token"
 
 -- The spec's own fork(): spec/support/forkhelp.c, built for the Lua running the specs.
 local function forkhelp()
@@ -32,19 +31,9 @@ local function inherited()
 end
 
 describe("fork and exec", function()
-  local s, client, fh
-
-  setup(function()
-    fh = forkhelp()
-    s = sim.start { job_seconds = 0.2, token = TOKEN }
-  end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { latency = 0 }
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
-  end)
-  after_each(function() client:close() end)
+  local fh
+  setup(function() fh = forkhelp() end)
+  local fx = fixture.simulator { job_seconds = 0.2, config = { latency = 0 }, client = { retry = false } }
 
   -- Runs fn in a child process; the child exits 0 if fn returns true, 1 otherwise (or if it
   -- raises), and never returns into busted. Returns the child's pid.
@@ -58,42 +47,42 @@ describe("fork and exec", function()
   end
 
   it("parent and child both use one client and each gets its own answers", function()
-    assert(client:headshot("warm")) -- a kept-alive connection and the epoll set, shared by fork
-    local fd = client:fd()
+    assert(fx.client:headshot("warm")) -- a kept-alive connection and the epoll set, shared by fork
+    local fd = fx.client:fd()
     local pid = child(function()
-      if client:fd() ~= fd then return false end -- the child's own set, under the same number
+      if fx.client:fd() ~= fd then return false end -- the child's own set, under the same number
       for i = 1, 10 do
-        local job = client:headshot("child" .. i)
+        local job = fx.client:headshot("child" .. i)
         if not (job and job.prompt == "child" .. i) then return false end
-        local again = client:job(job.jobid)
+        local again = fx.client:job(job.jobid)
         if not (again and again.jobid == job.jobid) then return false end
       end
       return true
     end)
     local wrong = {}
     for i = 1, 10 do
-      local job = client:headshot("parent" .. i)
+      local job = fx.client:headshot("parent" .. i)
       if not (job and job.prompt == "parent" .. i) then wrong[#wrong + 1] = tostring(job) end
-      local again = client:job(job.jobid)
+      local again = fx.client:job(job.jobid)
       if not (again and again.jobid == job.jobid) then wrong[#wrong + 1] = tostring(again) end
     end
     assert.same({}, wrong)
     assert.equal(0, fh.wait(pid))
-    assert.equal(fd, client:fd())
-    assert.equal(21, s:count("POST"))
+    assert.equal(fd, fx.client:fd())
+    assert.equal(21, fx.sim:count("POST"))
   end)
 
   it("tasks on both sides finish with their own answers", function()
-    assert(client:headshot("warm"))
+    assert(fx.client:headshot("warm"))
     local function batch(side)
       local tasks = {}
       for i = 1, 5 do
-        tasks[i] = client:spawn(function()
-          local job = assert(client:headshot(side .. i))
-          return client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 20 })
+        tasks[i] = fx.client:spawn(function()
+          local job = assert(fx.client:headshot(side .. i))
+          return fx.client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 20 })
         end)
       end
-      client:run()
+      fx.client:run()
       local prompts = {}
       for i = 1, 5 do
         local job = tasks[i]:result()
@@ -110,37 +99,37 @@ describe("fork and exec", function()
   end)
 
   it("a transfer in flight at the fork stays the parent's; the child's task gets an error", function()
-    s:config { latency = 0.5 }
-    local t = client:spawn(function() return client:headshot("before fork") end)
-    while s:count("POST") < 1 do client:step(0.02) end
+    fx.sim:config { latency = 0.5 }
+    local t = fx.client:spawn(function() return fx.client:headshot("before fork") end)
+    while fx.sim:count("POST") < 1 do fx.client:step(0.02) end
     local pid = child(function()
-      client:run()
+      fx.client:run()
       local v, err = t:result()
       return v == nil and tostring(err) == "transport: the process forked while this request " ..
         "was in flight; its answer goes to the parent process" and err.sent == true and
-        err.retryable == false and assert(client:headshot("child after")).prompt == "child after"
+        err.retryable == false and assert(fx.client:headshot("child after")).prompt == "child after"
     end)
-    client:run()
+    fx.client:run()
     assert.equal("before fork", assert(t:result()).prompt)
     assert.equal(0, fh.wait(pid))
   end)
 
   it("a child that closes the client, or exits, leaves the parent's connection working", function()
-    assert(client:headshot("warm"))
+    assert(fx.client:headshot("warm"))
     local pid = child(function()
-      client:close()
+      fx.client:close()
       collectgarbage()
       return true
     end)
     assert.equal(0, fh.wait(pid))
-    assert.equal("after", assert(client:headshot("after")).prompt)
-    assert.equal(1, s:stats().connections) -- still the first connection
+    assert.equal("after", assert(fx.client:headshot("after")).prompt)
+    assert.equal(1, fx.sim:stats().connections) -- still the first connection
   end)
 
   it("a program run by io.popen inherits no descriptor of a client", function()
-    client:close()
+    fx.client:close()
     local before = inherited()
-    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
     assert(c:headshot("kept alive"))
     local t = c:spawn(function() return c:job("x") end)
     c:step(0)

@@ -5,29 +5,21 @@ local fixture = require "spec.support.fixture"
 
 describe("the client's retry policy", function()
   local fx = fixture.simulator { job_seconds = 0.2, client = false }
-  local slept
-  before_each(function() slept = {} end)
-
-  local function client(policy)
-    policy = policy or {}
-    policy.sleep = policy.sleep or function(d) slept[#slept + 1] = d end
-    policy.random = policy.random or function() return 0.5 end
-    return fx.new { retry = policy }
-  end
+  local function client(policy) return fx.new { retry = fx.retry(policy) } end
 
   it("is on by default: a headshot after a full queue goes through", function()
     fx.sim:script { action = "queue_full", match = "^POST /headshot$", count = 2 }
     local job, e = client():headshot("portrait")
     assert.is_nil(e)
     assert.equal("started", job.status)
-    assert.same({ 20, 20 }, slept)
+    assert.same({ 20, 20 }, fx.slept)
     assert.equal(3, fx.sim:count("POST"))
   end)
 
   it("waits Discord's retry_after", function()
     fx.sim:script { action = "discord_429", retry_after = 1.5, match = "^POST /headshot$" }
     assert(client():headshot("portrait"))
-    assert.same({ 1.5 }, slept)
+    assert.same({ 1.5 }, fx.slept)
   end)
 
   -- issue 17, item 19: with max_delay = 0.02 these came back as errors instead of retries
@@ -39,7 +31,7 @@ describe("the client's retry policy", function()
     local job, e = c:headshot("portrait")
     assert.is_nil(e)
     assert.equal("started", job.status)
-    assert.same({ 1, 0.3 }, slept)
+    assert.same({ 1, 0.3 }, fx.slept)
     assert.equal(3, fx.sim:count("POST"))
     c:close()
   end)
@@ -52,7 +44,7 @@ describe("the client's retry policy", function()
     assert.is_nil(job)
     assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 3 },
       { e.kind, e.code, e.error, e.retry_after })
-    assert.same({}, slept)
+    assert.same({}, fx.slept)
     assert.equal(1, fx.sim:count("POST"))
     c:close()
   end)
@@ -64,7 +56,7 @@ describe("the client's retry policy", function()
     assert.equal("transport", e.kind)
     assert.is_true(e.sent)
     assert.is_false(e.retryable)
-    assert.same({}, slept)
+    assert.same({}, fx.slept)
     assert.equal(1, fx.sim:count("POST"))
     assert.equal(1, #fx.sim:jobs()) -- the one job the server made, and only that one
   end)
@@ -74,7 +66,7 @@ describe("the client's retry policy", function()
     local _, e = client():headshot("portrait")
     assert.equal("server", e.kind)
     assert.equal(502, e.code)
-    assert.same({}, slept)
+    assert.same({}, fx.slept)
     assert.equal(1, fx.sim:count("POST"))
   end)
 
@@ -85,7 +77,7 @@ describe("the client's retry policy", function()
     fx.sim:script { action = "status", status = 503, match = "^GET /jobs/$" }
     local got = assert(c:job(job.jobid))
     assert.equal(job.jobid, got.jobid)
-    assert.same({ 0.75, 1.5 }, slept) -- 1/2 + 1/2 * 0.5, then 2/2 + 2/2 * 0.5
+    assert.same({ 0.75, 1.5 }, fx.slept) -- 1/2 + 1/2 * 0.5, then 2/2 + 2/2 * 0.5
   end)
 
   it("returns the last error when attempts run out", function()
@@ -94,7 +86,7 @@ describe("the client's retry policy", function()
     assert.equal("rate_limited", e.kind)
     assert.equal("Unable to lock Discord after 3 attempts", e.error)
     assert.equal(3, fx.sim:count("POST"))
-    assert.same({ 20, 20 }, slept)
+    assert.same({ 20, 20 }, fx.slept)
   end)
 
   it("is off with retry = false", function()
@@ -113,7 +105,7 @@ describe("the client's retry policy", function()
     fx.sim:script { action = "status", status = 503, match = "^GET /attachments/" }
     local png = assert(c:download(url))
     assert.equal("\137PNG\r\n\26\n", png:sub(1, 8))
-    assert.same({ 0.75 }, slept)
+    assert.same({ 0.75 }, fx.slept)
   end)
 
   it("does not follow a download's redirect: server, as for API calls, and not retried", function()
@@ -126,7 +118,7 @@ describe("the client's retry policy", function()
     assert.is_nil(png)
     assert.equal("server (302): download failed with HTTP 302", tostring(e))
     assert.is_false(e.retryable)
-    assert.same({}, slept)
+    assert.same({}, fx.slept)
   end)
 
   -- a wait past a day is still the server's instruction (issue 17, item 19): kept, so the
@@ -141,7 +133,7 @@ describe("the client's retry policy", function()
       assert.is_nil(job)
       assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests" }, { e.kind, e.code, e.error })
       assert.equal(kept, e.retry_after)
-      assert.same({}, slept)
+      assert.same({}, fx.slept)
       assert.equal(1, fx.sim:count("POST"))
       c:close()
     end)
@@ -154,7 +146,7 @@ describe("the client's retry policy", function()
     assert.is_nil(job)
     assert.equal("rate_limited", e.kind)
     assert.equal(172800, e.retry_after)
-    assert.same({}, slept)
+    assert.same({}, fx.slept)
     assert.equal(1, fx.sim:count("POST"))
     c:close()
   end)
