@@ -5,9 +5,9 @@
 local faceswap = require "faceswap"
 local cjson = require "cjson"
 local http = require "socket.http"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 
-local TOKEN = "test-token"
 local WAIT = { interval = 0.05, max_interval = 0.05, timeout = 10 }
 
 local function shell_quote(s)
@@ -36,24 +36,15 @@ local function stop_receiver(r)
 end
 
 describe("callbacks", function()
-  local s, receiver, client, hook
+  local receiver, hook
   local hooks = 0
-
-  setup(function()
-    s = sim.start { job_seconds = 0.1, token = TOKEN }
-    receiver = start_receiver()
-  end)
-  teardown(function()
-    s:stop()
-    stop_receiver(receiver)
-  end)
-  before_each(function()
-    s:reset()
+  local fx = fixture.simulator { job_seconds = 0.1, client = function()
     hooks = hooks + 1                 -- a path of its own per spec: no strays from earlier ones
     hook = receiver.url .. "/hook/" .. hooks
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, reply_url = hook }
-  end)
-  after_each(function() client:close() end)
+    return { reply_url = hook }
+  end }
+  setup(function() receiver = start_receiver() end)
+  teardown(function() stop_receiver(receiver) end)
 
   -- What the receiver kept for this spec's hook, oldest first.
   local function received()
@@ -72,7 +63,7 @@ describe("callbacks", function()
   local function delivered(n)
     assert.truthy(sim.wait_for(function() return #received() >= n end, 5), "no callback arrived")
     assert.truthy(sim.wait_for(function()
-      for _, cb in ipairs(s:callbacks()) do
+      for _, cb in ipairs(fx.sim:callbacks()) do
         if not cb.done then return false end
       end
       return true
@@ -92,9 +83,9 @@ describe("callbacks", function()
   end
 
   it("delivers the completed job, equal to the one polling returned", function()
-    local job = assert(client:headshot { prompt = "studio portrait", replyRef = "order-1" })
+    local job = assert(fx.client:headshot { prompt = "studio portrait", replyRef = "order-1" })
     assert.equal(hook, job.replyUrl)
-    local polled = assert(client:wait(job, WAIT))
+    local polled = assert(fx.client:wait(job, WAIT))
     assert.equal("completed", polled.status)
     local decoded = only_callback()
     assert.is_true(decoded == polled, "callback " .. decoded:json() .. " ~= polled " .. polled:json())
@@ -107,8 +98,8 @@ describe("callbacks", function()
   end)
 
   it("delivers a failed job", function()
-    local job = assert(client:headshot { prompt = "portrait sim:fail", replyRef = "order-2" })
-    local polled = assert(client:wait(job, WAIT))
+    local job = assert(fx.client:headshot { prompt = "portrait sim:fail", replyRef = "order-2" })
+    local polled = assert(fx.client:wait(job, WAIT))
     assert.equal("failed", polled.status)
     local decoded = only_callback()
     assert.equal("failed", decoded.status)
@@ -119,22 +110,22 @@ describe("callbacks", function()
   end)
 
   it("delivers a cancelled job", function()
-    s:config { job_seconds = 60 }
-    local job = assert(client:headshot { prompt = "portrait", replyRef = "order-3" })
-    assert.equal("cancelled", assert(client:cancel(job.jobid)).status)
+    fx.sim:config { job_seconds = 60 }
+    local job = assert(fx.client:headshot { prompt = "portrait", replyRef = "order-3" })
+    assert.equal("cancelled", assert(fx.client:cancel(job.jobid)).status)
     local decoded = only_callback()
     assert.equal("cancelled", decoded.status)
     assert.equal(job.jobid, decoded.jobid)
     assert.equal("order-3", decoded.replyRef)
-    assert.is_true(decoded == assert(client:job(job.jobid)))
+    assert.is_true(decoded == assert(fx.client:job(job.jobid)))
   end)
 
   it("lets a receiver match callbacks to jobs by replyRef, whatever their order", function()
-    s:config { job_seconds = 60 }
-    local a = assert(client:headshot { prompt = "first", replyRef = "order-a" })
-    local b = assert(client:headshot { prompt = "second sim:fail", replyRef = "order-b" })
-    s:advance(b.jobid, "failed")          -- b finishes first
-    s:advance(a.jobid, "completed")
+    fx.sim:config { job_seconds = 60 }
+    local a = assert(fx.client:headshot { prompt = "first", replyRef = "order-a" })
+    local b = assert(fx.client:headshot { prompt = "second sim:fail", replyRef = "order-b" })
+    fx.sim:advance(b.jobid, "failed")          -- b finishes first
+    fx.sim:advance(a.jobid, "completed")
     local by_ref = {}
     for _, r in ipairs(delivered(2)) do
       local job = assert(faceswap.decode(r.body))
@@ -145,7 +136,7 @@ describe("callbacks", function()
     assert.equal(b.jobid, by_ref["order-b"].jobid)
     assert.equal("completed", by_ref["order-a"].status)
     assert.equal("failed", by_ref["order-b"].status)
-    assert.is_true(by_ref["order-a"] == assert(client:job(a.jobid)))
-    assert.is_true(by_ref["order-b"] == assert(client:job(b.jobid)))
+    assert.is_true(by_ref["order-a"] == assert(fx.client:job(a.jobid)))
+    assert.is_true(by_ref["order-b"] == assert(fx.client:job(b.jobid)))
   end)
 end)

@@ -4,37 +4,13 @@
 -- { sink = fn } hands each piece to fn as it arrives, in order; `max` caps both. Neither holds
 -- the body in memory.
 local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 
-local TOKEN = "test-token"
 local MIB = 1024 * 1024
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 30 }
 
--- A scratch directory of its own, removed afterwards.
-local function scratch()
-  local p = io.popen("mktemp -d")
-  local dir = p:read("*l")
-  p:close()
-  return dir
-end
-
--- The names in a directory, sorted.
-local function listing(dir)
-  local names = {}
-  local p = io.popen("ls -A '" .. dir .. "'")
-  for name in p:lines() do names[#names + 1] = name end
-  p:close()
-  table.sort(names)
-  return names
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local shell = require "spec.support.shell"
+local listing, read = shell.ls, shell.read
 
 -- The body the simulator's `flood` action sends for `n` bytes (docs/simulator.md).
 local function flood_body(n) return '{"data":"' .. string.rep("x", n - 11) .. '"}' end
@@ -49,47 +25,34 @@ local function rss_kib()
 end
 
 describe("downloads", function()
-  local s, client, dir, url
-
-  setup(function()
-    s = sim.start { job_seconds = 0.1, token = TOKEN }
-  end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    client = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url }
-    dir = scratch()
-    url = assert(client:headshot("p", { wait = FAST })):urls()[1]
-  end)
-  after_each(function()
-    client:close()
-    os.execute("rm -rf '" .. dir .. "'")
-  end)
+  local fx = fixture.simulator { job_seconds = 0.1, client = { retry = false }, tmp = true }
+  local url
+  before_each(function() url = assert(fx.client:headshot("p", { wait = FAST })):urls()[1] end)
 
   describe("to a file", function()
     it("writes the body under its name and returns its size", function()
-      local png = assert(client:download(url))
-      local n = assert(client:download(url, { path = dir .. "/out.png" }))
+      local png = assert(fx.client:download(url))
+      local n = assert(fx.client:download(url, { path = fx.tmp .. "/out.png" }))
       assert.equal(#png, n)
-      assert.equal(png, read(dir .. "/out.png"))
-      assert.same({ "out.png" }, listing(dir))
+      assert.equal(png, read(fx.tmp .. "/out.png"))
+      assert.same({ "out.png" }, listing(fx.tmp))
     end)
 
     it("a large body: complete under its name, and only under the temporary before", function()
       local size = 6 * MIB
-      s:script { action = "flood", bytes = size, match = "^GET /attachments/" }
-      local final = dir .. "/big.bin"
+      fx.sim:script { action = "flood", bytes = size, match = "^GET /attachments/" }
+      local final = fx.tmp .. "/big.bin"
       local seen_partial = {}
       -- watch the directory from a task of the same client while the download runs in another
       local watcher_done = false
-      local dl = client:spawn(function()
-        local n, err = client:download(url, { path = final })
+      local dl = fx.client:spawn(function()
+        local n, err = fx.client:download(url, { path = final })
         watcher_done = true
         return n, err
       end)
-      client:spawn(function()
+      fx.client:spawn(function()
         while not watcher_done do
-          local names = listing(dir)
+          local names = listing(fx.tmp)
           for _, name in ipairs(names) do
             if name ~= "big.bin" then seen_partial[name] = true end
           end
@@ -99,85 +62,85 @@ describe("downloads", function()
           faceswap.sleep(0.01)
         end
       end)
-      client:run()
+      fx.client:run()
       assert.equal(size, (dl:result()))
       assert.equal(flood_body(size), read(final))
-      assert.same({ "big.bin" }, listing(dir))
+      assert.same({ "big.bin" }, listing(fx.tmp))
       for name in pairs(seen_partial) do
         assert.truthy(name:find("^big%.bin%.part%-"), name)
       end
     end)
 
     it("a reset mid-body leaves no file and no temporary", function()
-      s:script { action = "reset_during", match = "^GET /attachments/" }
-      local n, err = client:download(url, { path = dir .. "/cut.png" })
+      fx.sim:script { action = "reset_during", match = "^GET /attachments/" }
+      local n, err = fx.client:download(url, { path = fx.tmp .. "/cut.png" })
       assert.is_nil(n)
       assert.equal("transport", err.kind)
-      assert.same({}, listing(dir))
+      assert.same({}, listing(fx.tmp))
     end)
 
     it("a body cut short leaves an existing file as it was", function()
-      local f = assert(io.open(dir .. "/keep.png", "wb"))
+      local f = assert(io.open(fx.tmp .. "/keep.png", "wb"))
       f:write("old bytes")
       f:close()
-      s:script { action = "truncate", match = "^GET /attachments/" }
-      local n, err = client:download(url, { path = dir .. "/keep.png" })
+      fx.sim:script { action = "truncate", match = "^GET /attachments/" }
+      local n, err = fx.client:download(url, { path = fx.tmp .. "/keep.png" })
       assert.is_nil(n)
       assert.equal("transport", err.kind)
-      assert.equal("old bytes", read(dir .. "/keep.png"))
-      assert.same({ "keep.png" }, listing(dir))
+      assert.equal("old bytes", read(fx.tmp .. "/keep.png"))
+      assert.same({ "keep.png" }, listing(fx.tmp))
     end)
 
     it("an error status writes nothing", function()
-      local n, err = client:download(url:gsub("/1%.png", "/9.png"), { path = dir .. "/x.png" })
+      local n, err = fx.client:download(url:gsub("/1%.png", "/9.png"), { path = fx.tmp .. "/x.png" })
       assert.is_nil(n)
       assert.equal("not_found", err.kind)
       assert.equal("not_found (404): download failed with HTTP 404", tostring(err))
-      assert.same({}, listing(dir))
+      assert.same({}, listing(fx.tmp))
     end)
 
     it("past max: bad_response, nothing left", function()
-      s:script { action = "flood", bytes = 3 * MIB, match = "^GET /attachments/" }
-      local n, err = client:download(url, { path = dir .. "/big.bin", max = MIB })
+      fx.sim:script { action = "flood", bytes = 3 * MIB, match = "^GET /attachments/" }
+      local n, err = fx.client:download(url, { path = fx.tmp .. "/big.bin", max = MIB })
       assert.is_nil(n)
       assert.equal("bad_response", err.kind)
       assert.equal("bad_response (200): answer larger than a download may be (1048576 bytes)",
         tostring(err))
-      assert.same({}, listing(dir))
+      assert.same({}, listing(fx.tmp))
     end)
 
     it("a directory that does not exist, or a directory as the name: nothing sent", function()
-      local before = #s:requests()
-      local n, err = client:download(url, { path = dir .. "/no/such/dir/x.png" })
+      local before = #fx.sim:requests()
+      local n, err = fx.client:download(url, { path = fx.tmp .. "/no/such/dir/x.png" })
       assert.is_nil(n)
-      assert.equal("invalid_request: cannot write " .. dir ..
+      assert.equal("invalid_request: cannot write " .. fx.tmp ..
         "/no/such/dir/x.png: No such file or directory", tostring(err))
       assert.is_false(err.sent)
-      n, err = client:download(url, { path = dir })
+      n, err = fx.client:download(url, { path = fx.tmp })
       assert.is_nil(n)
-      assert.equal("invalid_request: cannot write " .. dir .. ": Is a directory", tostring(err))
-      assert.equal(before, #s:requests())
-      assert.same({}, listing(dir))
+      assert.equal("invalid_request: cannot write " .. fx.tmp .. ": Is a directory", tostring(err))
+      assert.equal(before, #fx.sim:requests())
+      assert.same({}, listing(fx.tmp))
     end)
 
     it("a retried download starts a fresh temporary and leaves one file", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url,
                                retry = { base_delay = 0, min_delay = 0, max_delay = 0 } }
-      s:script { action = "html_502", match = "^GET /attachments/" }
-      local n = assert(c:download(url, { path = dir .. "/r.png" }))
+      fx.sim:script { action = "html_502", match = "^GET /attachments/" }
+      local n = assert(c:download(url, { path = fx.tmp .. "/r.png" }))
       c:close()
-      assert.equal(#read(dir .. "/r.png"), n)
-      assert.same({ "r.png" }, listing(dir))
+      assert.equal(#read(fx.tmp .. "/r.png"), n)
+      assert.same({ "r.png" }, listing(fx.tmp))
     end)
 
     it("memory does not grow with the body #novalgrind", function()
       -- warm up with a small one, then a body ten times larger than the growth allowed
-      s:script { action = "flood", bytes = MIB, match = "^GET /attachments/" }
-      assert(client:download(url, { path = dir .. "/warm.bin" }))
+      fx.sim:script { action = "flood", bytes = MIB, match = "^GET /attachments/" }
+      assert(fx.client:download(url, { path = fx.tmp .. "/warm.bin" }))
       collectgarbage()
       local before = rss_kib()
-      s:script { action = "flood", bytes = 64 * MIB, match = "^GET /attachments/" }
-      local n = assert(client:download(url, { path = dir .. "/huge.bin", max = 128 * MIB }))
+      fx.sim:script { action = "flood", bytes = 64 * MIB, match = "^GET /attachments/" }
+      local n = assert(fx.client:download(url, { path = fx.tmp .. "/huge.bin", max = 128 * MIB }))
       collectgarbage()
       assert.equal(64 * MIB, n)
       local grown = rss_kib() - before
@@ -188,9 +151,9 @@ describe("downloads", function()
   describe("to a sink", function()
     it("gets the pieces in order, and the size is returned", function()
       local size = 3 * MIB
-      s:script { action = "flood", bytes = size, match = "^GET /attachments/" }
+      fx.sim:script { action = "flood", bytes = size, match = "^GET /attachments/" }
       local pieces = {}
-      local n = assert(client:download(url, { sink = function(chunk)
+      local n = assert(fx.client:download(url, { sink = function(chunk)
         pieces[#pieces + 1] = chunk
       end }))
       assert.equal(size, n)
@@ -199,9 +162,9 @@ describe("downloads", function()
     end)
 
     it("false stops the transfer", function()
-      s:script { action = "flood", bytes = 3 * MIB, match = "^GET /attachments/" }
+      fx.sim:script { action = "flood", bytes = 3 * MIB, match = "^GET /attachments/" }
       local calls = 0
-      local n, err = client:download(url, { sink = function()
+      local n, err = fx.client:download(url, { sink = function()
         calls = calls + 1
         return false
       end })
@@ -212,28 +175,28 @@ describe("downloads", function()
     end)
 
     it("an error stops the transfer and is told", function()
-      local n, err = client:download(url, { sink = function() error("disk full", 0) end })
+      local n, err = fx.client:download(url, { sink = function() error("disk full", 0) end })
       assert.is_nil(n)
       assert.equal("cancelled (200): download stopped by its sink: disk full", tostring(err))
-      n, err = client:download(url, { sink = function() error({}) end })
+      n, err = fx.client:download(url, { sink = function() error({}) end })
       assert.is_nil(n)
       assert.equal("cancelled (200): download stopped by its sink: (error object is a table value)",
         tostring(err))
     end)
 
     it("may not use its client, and the client still works after", function()
-      local n, err = client:download(url, { sink = function() client:jobs() end })
+      local n, err = fx.client:download(url, { sink = function() fx.client:jobs() end })
       assert.is_nil(n)
       assert.truthy(tostring(err):find("attempt to use a faceswap client from inside its " ..
         "download's sink", 1, true))
-      assert(client:jobs())
-      assert(client:download(url))
+      assert(fx.client:jobs())
+      assert(fx.client:download(url))
     end)
 
     it("is not retried once it has had a piece", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url,
                                retry = { base_delay = 0, min_delay = 0, max_delay = 0 } }
-      s:script { action = "reset_during", match = "^GET /attachments/" }
+      fx.sim:script { action = "reset_during", match = "^GET /attachments/" }
       local pieces = 0
       local n, err = c:download(url, { sink = function() pieces = pieces + 1 end })
       c:close()
@@ -241,7 +204,7 @@ describe("downloads", function()
       assert.equal("transport", err.kind)
       assert.is_false(err.retryable)
       local gets = 0
-      for _, r in ipairs(s:requests()) do
+      for _, r in ipairs(fx.sim:requests()) do
         if r.path:find("^/attachments/") then gets = gets + 1 end
       end
       assert.equal(1, gets)
@@ -268,7 +231,7 @@ describe("downloads", function()
     }
     for i, case in ipairs(cases) do
       it(case[2], function()
-        local ok, msg = pcall(case[1], client)
+        local ok, msg = pcall(case[1], fx.client)
         assert.is_false(ok)
         local line = debug.getinfo(case[1], "S").linedefined
         assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)

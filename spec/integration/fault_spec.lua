@@ -5,9 +5,9 @@
 -- sees" is this file in prose. Retries are off (retry = false), so each error is the first one.
 -- Runs under Lua 5.4 and LuaJIT 2.1 alike.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 
-local TOKEN = "test-token"
 local TIMEOUT = 0.5            -- the client's timeout in every row
 local LIMIT = TIMEOUT + 1      -- no row may take longer than this (slack for slow machines)
 -- took < bound, except under valgrind and ASan (make test-valgrind and test-asan set
@@ -46,24 +46,16 @@ local function literal(s)
 end
 
 describe("fault matrix", function()
-  local s, client, started
-
-  setup(function() s = sim.start { token = TOKEN, job_seconds = 600 } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false, timeout = TIMEOUT,
-                            max_response = MAX }
-    -- a job the simulator knows, read back by the GETs below; it also opens the connection
-    -- that the client keeps alive, as in real use
-    started = assert(client:headshot("the job the faults are read for"))
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 600, client = { retry = false, timeout = TIMEOUT, max_response = MAX } }
+  local started
+  -- a job the simulator knows, read back by the GETs below; it also opens the connection
+  -- that the client keeps alive, as in real use
+  before_each(function() started = assert(fx.client:headshot("the job the faults are read for")) end)
 
   -- Calls fn (default: client:job(started.jobid)) and checks the error against want: kind,
   -- code, error (exact) or pattern (anchored), retryable and sent. Returns the error.
   local function fails(want, fn)
-    local took, job, err = elapsed(fn or function() return client:job(started.jobid) end)
+    local took, job, err = elapsed(fn or function() return fx.client:job(started.jobid) end)
     assert.is_nil(job, "expected an error, got " .. tostring(job))
     assert.equal("error", faceswap.type(err))
     assert.same({ want.kind, want.code, want.retryable, want.sent },
@@ -79,7 +71,7 @@ describe("fault matrix", function()
 
   -- The same client goes on: a headshot right after the fault succeeds.
   local function still_works(c)
-    local job, err = (c or client):headshot("the next request")
+    local job, err = (c or fx.client):headshot("the next request")
     assert.is_nil(err and tostring(err))
     assert.equal("started", job.status)
     assert.equal("the next request", job.prompt)
@@ -87,31 +79,31 @@ describe("fault matrix", function()
 
   -- A 200 carrying body, through the status action.
   local function answer(body, headers)
-    s:script { action = "status", status = 200, body = body, headers = headers }
+    fx.sim:script { action = "status", status = 200, body = body, headers = headers }
   end
 
   describe("no answer", function()
     it("connection refused: transport, surely not sent; the client works once the server is back", function()
-      local down = sim.start { token = TOKEN }
+      local down = sim.start { token = fx.TOKEN }
       local port = down.port
-      local c = faceswap.new { token = TOKEN, base_url = down.base_url, retry = false, timeout = TIMEOUT }
+      local c = faceswap.new { token = fx.TOKEN, base_url = down.base_url, retry = false, timeout = TIMEOUT }
       assert(c:headshot("before the server goes away"))   -- a kept-alive connection to a dead server
       down:stop()
       fails({ kind = "transport", retryable = true, sent = false,
               pattern = "^Failed to connect to 127%.0%.0%.1 port " .. port ..
                 " after %d+ ms: Couldn't connect to server$" },
         function() return c:headshot("refused") end)
-      local back = sim.start { token = TOKEN, port = port }
+      local back = sim.start { token = fx.TOKEN, port = port }
       still_works(c)
       c:close()
       back:stop()
     end)
 
     it("reset before any answer to a GET, on the kept-alive connection and on libcurl's fresh one", function()
-      s:script { action = "reset_before", count = 2 }
+      fx.sim:script { action = "reset_before", count = 2 }
       fails { kind = "transport", retryable = true, sent = true,
               error = "Recv failure: Connection reset by peer" }
-      local r = s:requests()
+      local r = fx.sim:requests()
       assert.equal(3, #r)   -- the headshot, the GET and libcurl's one resend of it
       assert.same({ "GET", "GET" }, { r[2].method, r[3].method })
       assert.same({ 1, 2 }, { r[2].conn, r[3].conn })
@@ -119,25 +111,25 @@ describe("fault matrix", function()
     end)
 
     it("one reset before the answer to a GET is not seen: libcurl resends a GET once", function()
-      s:script { action = "reset_before" }
-      local job = assert(client:job(started.jobid))
+      fx.sim:script { action = "reset_before" }
+      local job = assert(fx.client:job(started.jobid))
       assert.equal(started.jobid, job.jobid)
-      assert.equal(2, s:stats().connections)
+      assert.equal(2, fx.sim:stats().connections)
       still_works()
     end)
 
     it("reset before any answer to a headshot: transport, sent, never resent, not retryable", function()
-      s:script { action = "reset_before", match = "^POST" }
+      fx.sim:script { action = "reset_before", match = "^POST" }
       fails({ kind = "transport", retryable = false, sent = true,
               error = "connection lost after the request was sent; not resent, since the server " ..
                 "may have acted on it" },
-        function() return client:headshot("reset") end)
-      assert.equal(2, s:count("POST"))   -- the first headshot and this one, once
+        function() return fx.client:headshot("reset") end)
+      assert.equal(2, fx.sim:count("POST"))   -- the first headshot and this one, once
       still_works()
     end)
 
     it("no bytes at all past the timeout: timeout, no code, after the timeout and not much later", function()
-      s:script { action = "hang" }
+      fx.sim:script { action = "hang" }
       local _, took = fails { kind = "timeout", retryable = true, sent = true,
                               pattern = "^Operation timed out after %d+ milliseconds with 0 bytes received$" }
       assert.is_true(took >= TIMEOUT, "took " .. took)
@@ -145,10 +137,10 @@ describe("fault matrix", function()
     end)
 
     it("no answer to a headshot past the timeout: timeout, not retryable (the job may exist)", function()
-      s:script { action = "hang", match = "^POST" }
+      fx.sim:script { action = "hang", match = "^POST" }
       local _, took = fails({ kind = "timeout", retryable = false, sent = true,
                               pattern = "^Operation timed out after %d+ milliseconds with 0 bytes received$" },
-        function() return client:headshot("hang") end)
+        function() return fx.client:headshot("hang") end)
       assert.is_true(took >= TIMEOUT, "took " .. took)
       still_works()
     end)
@@ -156,24 +148,24 @@ describe("fault matrix", function()
 
   describe("cut short", function()
     it("reset in the middle of the body: transport with the status that arrived", function()
-      s:script { action = "reset_during" }
+      fx.sim:script { action = "reset_during" }
       fails { kind = "transport", code = 200, retryable = true, sent = true,
               error = "Recv failure: Connection reset by peer" }
       still_works()
     end)
 
     it("reset in the middle of a headshot's body: transport, not retryable", function()
-      s:script { action = "reset_during", match = "^POST" }
+      fx.sim:script { action = "reset_during", match = "^POST" }
       fails({ kind = "transport", code = 200, retryable = false, sent = true,
               error = "Recv failure: Connection reset by peer" },
-        function() return client:headshot("reset during") end)
-      assert.equal(2, #s:jobs())   -- the server did make this job: it is right not to retry
+        function() return fx.client:headshot("reset during") end)
+      assert.equal(2, #fx.sim:jobs())   -- the server did make this job: it is right not to retry
       still_works()
     end)
 
     it("the connection closed before the Content-Length was reached: transport", function()
       local n = #started:json()   -- the GET answers the same JSON (the job has not moved)
-      s:script { action = "truncate" }
+      fx.sim:script { action = "truncate" }
       fails { kind = "transport", code = 200, retryable = true, sent = true,
               error = "transfer closed with " .. (n - math.floor(n / 2)) .. " bytes remaining to read" }
       still_works()
@@ -182,7 +174,7 @@ describe("fault matrix", function()
 
   describe("slow", function()
     it("a drip of bytes that would end past the timeout: timeout", function()
-      s:script { action = "drip", seconds = 0.1 }   -- not even the status line in time
+      fx.sim:script { action = "drip", seconds = 0.1 }   -- not even the status line in time
       local _, took = fails { kind = "timeout", retryable = true, sent = true,
                               pattern = "^Operation timed out after %d+ milliseconds with 0 bytes received$" }
       assert.is_true(took >= TIMEOUT, "took " .. took)
@@ -190,8 +182,8 @@ describe("fault matrix", function()
     end)
 
     it("a drip of bytes that ends within the timeout works", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false, timeout = 10 }
-      s:script { action = "drip", seconds = 0.001 }   -- some 700 bytes, one a millisecond or more
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false, timeout = 10 }
+      fx.sim:script { action = "drip", seconds = 0.001 }   -- some 700 bytes, one a millisecond or more
       local took, job = elapsed(function() return c:job(started.jobid) end)
       assert.equal(started, job)
       assert.is_true(took > TIMEOUT, "took " .. took)   -- longer than the other rows allow
@@ -200,8 +192,8 @@ describe("fault matrix", function()
     end)
 
     it("a chunked answer whose chunks come slowly, within the timeout, works", function()
-      s:script { action = "chunked", chunk_size = 64, seconds = 0.02 }
-      local took, job = elapsed(function() return client:job(started.jobid) end)
+      fx.sim:script { action = "chunked", chunk_size = 64, seconds = 0.02 }
+      local took, job = elapsed(function() return fx.client:job(started.jobid) end)
       assert.equal(started, job)
       assert.is_true(took > 0.1 and within(took, TIMEOUT), "took " .. took)
       still_works()
@@ -210,17 +202,17 @@ describe("fault matrix", function()
 
   describe("bodies", function()
     it("truncated JSON in a complete answer: bad_response with the status", function()
-      s:script { action = "invalid_json" }
+      fx.sim:script { action = "invalid_json" }
       fails { kind = "bad_response", code = 200, retryable = true, sent = true,
               error = "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" }
       still_works()
     end)
 
     it("truncated JSON answering a headshot: bad_response, not retryable", function()
-      s:script { action = "invalid_json", match = "^POST" }
+      fx.sim:script { action = "invalid_json", match = "^POST" }
       fails({ kind = "bad_response", code = 200, retryable = false, sent = true,
               error = "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
-        function() return client:headshot("invalid json") end)
+        function() return fx.client:headshot("invalid json") end)
       still_works()
     end)
 
@@ -289,7 +281,7 @@ describe("fault matrix", function()
     it("a field that is null is absent, not of the wrong type", function()
       answer('{"jobid":"' .. started.jobid .. '","status":"started","error":null,"code":null,' ..
              '"attachments":null,"replyRef":null}')
-      local job = assert(client:job(started.jobid))
+      local job = assert(fx.client:job(started.jobid))
       assert.same({ started.jobid, "started" }, { job.jobid, job.status })
       assert.is_nil(job.error)
       assert.is_nil(job.code)
@@ -307,26 +299,26 @@ describe("fault matrix", function()
 
     it("a 200 job that carries an error is a job: a failed job, with its error", function()
       answer('{"jobid":"' .. started.jobid .. '","status":"failed","error":"Job failed","code":200}')
-      local job = assert(client:job(started.jobid))
+      local job = assert(fx.client:job(started.jobid))
       assert.same({ "failed", "Job failed", true }, { job.status, job.error, job:done() })
       still_works()
     end)
 
     it("an HTML 502 from a proxy: server, 502, retryable for a GET", function()
-      s:script { action = "html_502" }
+      fx.sim:script { action = "html_502" }
       fails { kind = "server", code = 502, retryable = true, sent = true, error = "HTTP 502: 502 Bad Gateway" }
       still_works()
     end)
 
     it("an HTML 502 answering a headshot: server, 502, not retryable", function()
-      s:script { action = "html_502", match = "^POST" }
+      fx.sim:script { action = "html_502", match = "^POST" }
       fails({ kind = "server", code = 502, retryable = false, sent = true, error = "HTTP 502: 502 Bad Gateway" },
-        function() return client:headshot("html") end)
+        function() return fx.client:headshot("html") end)
       still_works()
     end)
 
     it("an HTML 4xx page from a proxy: bad_response, not retryable", function()
-      s:script { action = "status", status = 403, content_type = "text/html",
+      fx.sim:script { action = "status", status = 403, content_type = "text/html",
                  body = "<html><body>403 Forbidden</body></html>" }
       fails { kind = "bad_response", code = 403, retryable = false, sent = true,
               error = "HTTP 403 answer is not a documented error (not JSON)" }
@@ -334,7 +326,7 @@ describe("fault matrix", function()
     end)
 
     it("not HTTP at all: transport, not retryable", function()
-      s:script { action = "raw", data = "SSH-2.0-OpenSSH_9.2\r\n\r\n" }
+      fx.sim:script { action = "raw", data = "SSH-2.0-OpenSSH_9.2\r\n\r\n" }
       fails { kind = "transport", retryable = false, sent = true,
               error = "Received HTTP/0.9 when not allowed" }
       still_works()
@@ -343,7 +335,7 @@ describe("fault matrix", function()
 
   describe("size", function()
     it("a Content-Length of 8 GiB: bad_response at once, nothing read", function()
-      s:script { action = "flood" }    -- claims 8 GiB and starts streaming it
+      fx.sim:script { action = "flood" }    -- claims 8 GiB and starts streaming it
       local err = fails { kind = "bad_response", code = 200, retryable = false, sent = true,
                           error = "answer larger than max_response (" .. MAX .. " bytes)" }
       assert.equal("bad_response (200): answer larger than max_response (65536 bytes)", tostring(err))
@@ -352,7 +344,7 @@ describe("fault matrix", function()
 
     for _, length in ipairs { "9223372036854775807", "9223372036854775808", "99999999999999999999999" } do
       it("a Content-Length of " .. length .. " (past what 64 bits hold): bad_response", function()
-        s:script { action = "raw", data = "HTTP/1.1 200 OK\r\nContent-Length: " .. length .. "\r\n\r\n{}" }
+        fx.sim:script { action = "raw", data = "HTTP/1.1 200 OK\r\nContent-Length: " .. length .. "\r\n\r\n{}" }
         fails { kind = "bad_response", code = 200, retryable = false, sent = true,
                 error = "answer larger than max_response (" .. MAX .. " bytes)" }
         still_works()
@@ -360,7 +352,7 @@ describe("fault matrix", function()
     end
 
     it("a negative Content-Length: transport", function()
-      s:script { action = "raw", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" }
+      fx.sim:script { action = "raw", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" }
       fails { kind = "transport", code = 200, retryable = true, sent = true,
               error = "Invalid Content-Length: value" }
       still_works()
@@ -368,22 +360,22 @@ describe("fault matrix", function()
 
     for _, size in ipairs { 1, 16, 4096 } do
       it("a chunked job in chunks of " .. size .. " bytes works", function()
-        s:script { action = "chunked", chunk_size = size }
-        assert.equal(started, assert(client:job(started.jobid)))
+        fx.sim:script { action = "chunked", chunk_size = size }
+        assert.equal(started, assert(fx.client:job(started.jobid)))
         still_works()
       end)
     end
 
     it("a chunked headshot answer works", function()
-      s:script { action = "chunked", match = "^POST" }
-      local job = assert(client:headshot("chunked"))
+      fx.sim:script { action = "chunked", match = "^POST" }
+      local job = assert(fx.client:headshot("chunked"))
       assert.equal("chunked", job.prompt)
       assert.equal(4, job.credits)
       still_works()
     end)
 
     it("a chunked body over max_response: bad_response once max_response is passed", function()
-      s:script { action = "flood", chunked = true, bytes = 4 * MAX }
+      fx.sim:script { action = "flood", chunked = true, bytes = 4 * MAX }
       fails { kind = "bad_response", code = 200, retryable = false, sent = true,
               error = "answer larger than max_response (" .. MAX .. " bytes)" }
       still_works()
@@ -391,7 +383,7 @@ describe("fault matrix", function()
 
     it("a chunked body of exactly max_response is read", function()
       -- flood's body is valid JSON: {"data":"xxx..."}, but not a job
-      s:script { action = "flood", chunked = true, bytes = MAX }
+      fx.sim:script { action = "flood", chunked = true, bytes = MAX }
       fails { kind = "bad_response", code = 200, retryable = true, sent = true,
               error = "HTTP 200 answer: not a job: no jobid string" }
       still_works()
@@ -408,13 +400,13 @@ describe("fault matrix", function()
     for _, row in ipairs(MEMORY_ROWS) do
       local limit, chunked, how, default = row[1], row[2], row[3], row.default
       it("memory stays bounded by max_response: a 64 MiB answer (" .. how .. ") #novalgrind", function()
-        local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false, timeout = 5,
+        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false, timeout = 5,
                                  max_response = not default and limit or nil }
         assert(c:job(started.jobid))       -- warm: connection, buffers
         collectgarbage()
         local peak_known = reset_peak()
         local before = proc_status("VmRSS")
-        s:script { action = "flood", chunked = chunked, bytes = 64 * 1024 * 1024 }
+        fx.sim:script { action = "flood", chunked = chunked, bytes = 64 * 1024 * 1024 }
         local took, job, err = elapsed(function() return c:job(started.jobid) end)
         local after = proc_status(peak_known and "VmHWM" or "VmRSS")
         assert.is_nil(job)
@@ -438,7 +430,7 @@ describe("fault matrix", function()
     it("two identical Content-Length headers: the answer is read", function()
       local body = started:json()
       answer(body, { ["Content-Length"] = { #body, #body } })
-      assert.equal(started, assert(client:job(started.jobid)))
+      assert.equal(started, assert(fx.client:job(started.jobid)))
       still_works()
     end)
 
@@ -448,7 +440,7 @@ describe("fault matrix", function()
     it("two Content-Length headers that disagree: transport at once, not a wait for the timeout", function()
       local body = started:json()
       answer(body, { ["Content-Length"] = { #body, #body + 5 } })
-      local took, job, err = elapsed(function() return client:job(started.jobid) end)
+      local took, job, err = elapsed(function() return fx.client:job(started.jobid) end)
       assert.is_nil(job)
       assert.same({ "transport", 200 }, { err.kind, err.code })
       assert.equal("answer with Content-Length headers that disagree", err.error)
@@ -457,7 +449,7 @@ describe("fault matrix", function()
     end)
 
     it("two Retry-After headers on a 429: the first counts", function()
-      s:script { action = "status", status = 429, headers = { ["Retry-After"] = { "5", "7" } },
+      fx.sim:script { action = "status", status = 429, headers = { ["Retry-After"] = { "5", "7" } },
                  body = '{"error":"Unable to lock Discord after 3 attempts","code":429}' }
       local err = fails { kind = "rate_limited", code = 429, retryable = true, sent = true,
                           error = "Unable to lock Discord after 3 attempts" }
@@ -466,7 +458,7 @@ describe("fault matrix", function()
     end)
 
     it("two Retry-After headers on a 503: server, the first counts", function()
-      s:script { action = "status", status = 503, headers = { ["Retry-After"] = { "12", "1" } } }
+      fx.sim:script { action = "status", status = 503, headers = { ["Retry-After"] = { "12", "1" } } }
       local err = fails { kind = "server", code = 503, retryable = true, sent = true, error = "HTTP 503" }
       assert.equal(12, err.retry_after)
       still_works()
@@ -480,18 +472,18 @@ describe("fault matrix", function()
     end)
 
     it("a 302 redirect: server, 302, the Location not fetched", function()
-      s:script { action = "status", status = 302,
-                 headers = { Location = s.base_url .. "/jobs/?jobid=" .. started.jobid } }
+      fx.sim:script { action = "status", status = 302,
+                 headers = { Location = fx.base_url .. "/jobs/?jobid=" .. started.jobid } }
       fails { kind = "server", code = 302, retryable = false, sent = true,
               error = "unexpected HTTP 302 (redirects are not followed)" }
-      assert.equal(2, #s:requests())
+      assert.equal(2, #fx.sim:requests())
       still_works()
     end)
   end)
 
   it("every row's message is one line in tostring", function()
-    s:script { action = "status", status = 503, body = '{"error":"line one\\r\\nline two","code":503}' }
-    local _, err = client:job(started.jobid)
+    fx.sim:script { action = "status", status = 503, body = '{"error":"line one\\r\\nline two","code":503}' }
+    local _, err = fx.client:job(started.jobid)
     assert.equal("server (503): line one  line two", tostring(err))
     assert.matches(literal("line one\r\nline two"), err.error)
     still_works()

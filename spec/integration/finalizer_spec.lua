@@ -8,9 +8,9 @@
 -- close frees is read afterwards.
 local faceswap = require "faceswap"
 local core = require "faceswap.core"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 
-local TOKEN = "test-token"
 local SPEC = "spec/integration/finalizer_spec.lua"
 local GC_STEP = tonumber(os.getenv("FACESWAP_GC_STEP")) or 1
 -- calls (or rounds) a guard may take to land where it is aimed: a count, not a time
@@ -106,71 +106,65 @@ local function assert_later_calls_raise(client)
 end
 
 describe("a finalizer that closes the client", function()
-  local s, client, restore, hit
-
-  setup(function() s = sim.start { job_seconds = 30, token = TOKEN } end)
-  teardown(function() s:stop() end)
+  local restore, hit
+  local fx = fixture.simulator { job_seconds = 30, config = { latency = 0, credits_total = 1e9 },
+    after = function()
+      hit.off = true -- a guard still pending does nothing more
+      restore()
+    end }
   before_each(function()
-    s:reset()
-    s:config { latency = 0, credits_total = 1e9 }
-    client = faceswap.new { token = TOKEN, base_url = s.base_url }
     hit = {}
     restore = collect_all_the_time()
-  end)
-  after_each(function()
-    hit.off = true -- a guard still pending does nothing more
-    restore()
-    client:close()
   end)
 
   -- after the close: no connection is left open
   local function connections_closed()
-    assert(sim.wait_for(function() return s:stats().open == 0 end, 30))
+    assert(sim.wait_for(function() return fx.sim:stats().open == 0 end, 30))
   end
 
   describe("during a blocking call", function()
     it("inside perform, as it pushes the answer: the call returns its answer", function()
-      guard(closer(client), { [transport_method(client, "perform")] = true }, hit)
+      guard(closer(fx.client), { [transport_method(fx.client, "perform")] = true }, hit)
       local i, job = 0, nil
       while not hit.co and i < MAX_TRIES do
         i = i + 1
         jitter()
-        job = assert(client:headshot("blocking " .. i))
+        job = assert(fx.client:headshot("blocking " .. i))
       end
       assert(hit.co, "the guard never ran inside perform")
       -- the answer the closing finalizer interrupted, whole
       assert.equal("blocking " .. i, job.prompt)
       assert.equal("started", job.status)
-      assert.equal(i, s:count("POST"))
-      assert_later_calls_raise(client)
+      assert.equal(i, fx.sim:count("POST"))
+      assert_later_calls_raise(fx.client)
       connections_closed()
     end)
 
     it("before anything is sent (building the request): nil and 'client closed', nothing sent", function()
-      guard(closer(client), { [core.build_headshot] = true }, hit)
+      guard(closer(fx.client), { [core.build_headshot] = true }, hit)
       local i, job, err = 0, nil, nil
       while not hit.co and i < MAX_TRIES do
         i = i + 1
         jitter()
-        job, err = client:headshot("early " .. i)
+        job, err = fx.client:headshot("early " .. i)
         if not hit.co then assert(job, err) end
       end
       assert(hit.co, "the guard never ran inside build_headshot")
       assert.is_nil(job)
       assert_closed_error(err, false)
-      assert.equal(i - 1, s:count("POST")) -- the last one never left
-      assert_later_calls_raise(client)
+      assert.equal(i - 1, fx.sim:count("POST")) -- the last one never left
+      assert_later_calls_raise(fx.client)
       connections_closed()
     end)
 
     it("anywhere inside the call: its answer or 'client closed', or, entering, the closed raise", function()
-      guard(closer(client), { [client.headshot] = true }, hit)
+      guard(closer(fx.client), { [fx.client.headshot] = true }, hit)
       local i, ok, job, err = 0, true, nil, nil
       while not hit.co and i < MAX_TRIES do
         i = i + 1
         jitter()
         -- called by pcall itself: a raise at the caller's line carries no position then
-        ok, job, err = pcall(client.headshot, client, "anywhere " .. i)
+        ok, job, err = pcall(fx.client.headshot, fx.client, "anywhere " .. i)
         if not hit.co then assert(ok and job, err) end
       end
       assert(hit.co, "the guard never ran inside headshot")
@@ -178,20 +172,20 @@ describe("a finalizer that closes the client", function()
         -- the close came as the call was entered, before it checked its client (on 5.2 and
         -- 5.3 a call can step the collector): it raised as a later call would, sent nothing
         assert.equal("attempt to use a closed faceswap client", job)
-        assert.equal(i - 1, s:count("POST"))
+        assert.equal(i - 1, fx.sim:count("POST"))
       elseif job then
         assert.equal("anywhere " .. i, job.prompt)
       else
         assert_closed_error(err)
       end
-      assert_later_calls_raise(client)
+      assert_later_calls_raise(fx.client)
       connections_closed()
     end)
   end)
 
   -- Rounds of tasks: three headshots and a sleeper, run until the guard lands.
   local function rounds(targets)
-    guard(closer(client), targets, hit)
+    guard(closer(fx.client), targets, hit)
     local round, tasks, cos, sleeper = 0, nil, nil, nil
     while not hit.co and round < MAX_TRIES do
       round = round + 1
@@ -199,16 +193,16 @@ describe("a finalizer that closes the client", function()
       tasks, cos = {}, {}
       for k = 1, 3 do
         local prompt = "round " .. round .. " task " .. k
-        tasks[k] = client:spawn(function()
+        tasks[k] = fx.client:spawn(function()
           cos[k] = coroutine.running()
-          return client:headshot(prompt)
+          return fx.client:headshot(prompt)
         end)
       end
-      sleeper = client:spawn(function() faceswap.sleep(3600) return "slept" end)
+      sleeper = fx.client:spawn(function() faceswap.sleep(3600) return "slept" end)
       -- until the headshots are done, or the client closed (step then returns, and the
       -- next one would raise)
       while not hit.co and not (tasks[1]:done() and tasks[2]:done() and tasks[3]:done()) do
-        client:step(1)
+        fx.client:step(1)
       end
       if not hit.co then sleeper:cancel() end
     end
@@ -237,7 +231,7 @@ describe("a finalizer that closes the client", function()
 
   describe("during a task's call", function()
     it("inside finish, as it pushes the answer: that task gets its answer", function()
-      local round, tasks, cos, sleeper = rounds { [transport_method(client, "finish")] = true }
+      local round, tasks, cos, sleeper = rounds { [transport_method(fx.client, "finish")] = true }
       assert_tasks_ended(round, tasks, sleeper)
       local closing
       for k = 1, 3 do
@@ -247,18 +241,18 @@ describe("a finalizer that closes the client", function()
       local job = tasks[closing]:result()
       assert.equal("round " .. round .. " task " .. closing, job.prompt)
       assert.equal("started", job.status)
-      assert_later_calls_raise(client)
+      assert_later_calls_raise(fx.client)
       connections_closed()
     end)
   end)
 
   describe("during the multi step", function()
     it("in step's own code (polling, resuming, recording): step returns, every task has ended", function()
-      local step = getmetatable(client._sched).step
+      local step = getmetatable(fx.client._sched).step
       local round, tasks, _, sleeper = rounds { [step] = true }
       assert_tasks_ended(round, tasks, sleeper)
-      assert.equal(0, client._sched.count)
-      assert_later_calls_raise(client)
+      assert.equal(0, fx.client._sched.count)
+      assert_later_calls_raise(fx.client)
       connections_closed()
     end)
   end)

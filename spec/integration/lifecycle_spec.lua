@@ -2,10 +2,10 @@
 -- yield, close() and task:cancel(), what the server sends never raising, waiting that says
 -- why it failed, and misuse raised at the caller's line.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 
-local TOKEN = "test-token"
 local SPEC = "spec/integration/lifecycle_spec.lua"
 
 -- The line after the one that calls here: for errors that must point at the caller.
@@ -14,74 +14,65 @@ local function next_line()
 end
 
 describe("lifecycle", function()
-  local s, client
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { latency = 0 }
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 0.2, config = { latency = 0 }, client = { retry = false } }
 
   describe("a call where its task cannot yield", function()
     it("blocks instead of raising, sends once, and the other tasks finish", function()
-      s:config { latency = 0.1 }
+      fx.sim:config { latency = 0.1 }
       local others = {}
-      for i = 1, 3 do others[i] = client:spawn(function() return client:job("nope" .. i) end) end
-      local t = client:spawn(function()
+      for i = 1, 3 do others[i] = fx.client:spawn(function() return fx.client:job("nope" .. i) end) end
+      local t = fx.client:spawn(function()
         local got = {}
         -- a string.gsub replacement function, a table.sort comparator, a __tostring: C calls
-        ("ab"):gsub("%a", function(c) got[#got + 1] = assert(client:headshot("gsub " .. c)).prompt end)
+        ("ab"):gsub("%a", function(c) got[#got + 1] = assert(fx.client:headshot("gsub " .. c)).prompt end)
         local sorted = false
         table.sort({ 2, 1, 3 }, function(a, b)
           if not sorted then
             sorted = true
-            got[#got + 1] = assert(client:headshot("sort")).prompt
+            got[#got + 1] = assert(fx.client:headshot("sort")).prompt
             faceswap.sleep(0.01) -- sleeps block there too
           end
           return a < b
         end)
         tostring(setmetatable({}, { __tostring = function()
-          got[#got + 1] = assert(client:headshot("tostring")).prompt
+          got[#got + 1] = assert(fx.client:headshot("tostring")).prompt
           return "x"
         end }))
         -- and back in the task's body, calls yield again
-        got[#got + 1] = assert(client:headshot("body")).prompt
+        got[#got + 1] = assert(fx.client:headshot("body")).prompt
         return got
       end)
-      client:run()
+      fx.client:run()
       assert.same({ "gsub a", "gsub b", "sort", "tostring", "body" }, t:result())
       for i = 1, 3 do
         local _, err = others[i]:result()
         assert.equal("not_found (404): Unable to locate job nope" .. i, tostring(err))
       end
-      assert.equal(5, s:count("POST"))
+      assert.equal(5, fx.sim:count("POST"))
     end)
 
     it("step() drops a transfer that has no task, and resumes the others of the same poll", function()
-      s:config { latency = 0.2 }
+      fx.sim:config { latency = 0.2 }
       -- a transfer started behind the scheduler's back (as a failed yield once left one)
-      local orphan = client._transport:start("GET", "/jobs/?jobid=orphan")
+      local orphan = fx.client._transport:start("GET", "/jobs/?jobid=orphan")
       local tasks = {}
-      for i = 1, 3 do tasks[i] = client:spawn(function() return client:job("t" .. i) end) end
-      client:run()
+      for i = 1, 3 do tasks[i] = fx.client:spawn(function() return fx.client:job("t" .. i) end) end
+      fx.client:run()
       for i = 1, 3 do assert.equal("not_found", select(2, tasks[i]:result()).kind) end
-      assert.has_error(function() client._transport:finish(orphan) end,
+      assert.has_error(function() fx.client._transport:finish(orphan) end,
         "bad argument #1 to 'finish' (no such transfer)")
-      assert.equal(0, client._transport:running())
+      assert.equal(0, fx.client._transport:running())
     end)
 
     it("runs a batch there to the end", function()
-      local t = client:spawn(function()
+      local t = fx.client:spawn(function()
         local out
         ("x"):gsub("x", function()
-          out = client:batch({ "one", "two" }, { wait = { interval = 0.05, timeout = 10 } })
+          out = fx.client:batch({ "one", "two" }, { wait = { interval = 0.05, timeout = 10 } })
         end)
         return out
       end)
-      client:run()
+      fx.client:run()
       local out = t:result()
       assert.equal("completed", out[1].status)
       assert.equal("two", out[2].prompt)
@@ -90,18 +81,18 @@ describe("lifecycle", function()
 
   describe("close()", function()
     it("inside a task ends every task with 'cancelled', and run() returns", function()
-      s:script { action = "hang", match = "^POST" } -- answers nothing until the client closes
-      local posting = client:spawn(function() return client:headshot("in flight") end)
-      local sleeping = client:spawn(function() faceswap.sleep(30) return "slept" end)
-      while s:count("POST") < 1 do client:step(0.05) end
+      fx.sim:script { action = "hang", match = "^POST" } -- answers nothing until the client closes
+      local posting = fx.client:spawn(function() return fx.client:headshot("in flight") end)
+      local sleeping = fx.client:spawn(function() faceswap.sleep(30) return "slept" end)
+      while fx.sim:count("POST") < 1 do fx.client:step(0.05) end
       local reached
-      local closer = client:spawn(function()
-        client:close()
+      local closer = fx.client:spawn(function()
+        fx.client:close()
         reached = true
         faceswap.sleep(0.01) -- its next yield: it stops here
         return "not this"
       end)
-      client:run()
+      fx.client:run()
       assert.is_true(reached)
       local v, err = posting:result()
       assert.is_nil(v)
@@ -114,22 +105,22 @@ describe("lifecycle", function()
       assert.equal("cancelled", err.kind)
       assert.is_false(err.sent)
       assert.equal("cancelled: client closed", tostring(select(2, closer:result())))
-      assert(sim.wait_for(function() return s:stats().open == 0 end, 5))
+      assert(sim.wait_for(function() return fx.sim:stats().open == 0 end, 5))
     end)
 
     it("then spawn, step and every method raise at the caller's line", function()
-      client:close()
-      client:close() -- closing again is fine
+      fx.client:close()
+      fx.client:close() -- closing again is fine
       local line = next_line()
-      local ok, msg = pcall(function() client:spawn(print) end)
+      local ok, msg = pcall(function() fx.client:spawn(print) end)
       assert.is_false(ok)
       assert.equal(SPEC .. ":" .. line .. ": attempt to use a closed faceswap client", msg)
       line = next_line()
-      ok, msg = pcall(function() client:step(0) end)
+      ok, msg = pcall(function() fx.client:step(0) end)
       assert.equal(SPEC .. ":" .. line .. ": attempt to use a closed faceswap client", msg)
       assert.is_false(ok)
       line = next_line()
-      ok, msg = pcall(function() client:headshot("p") end)
+      ok, msg = pcall(function() fx.client:headshot("p") end)
       assert.equal(SPEC .. ":" .. line .. ": attempt to use a closed faceswap client", msg)
       assert.is_false(ok)
     end)
@@ -137,9 +128,9 @@ describe("lifecycle", function()
 
   describe("task:cancel()", function()
     it("stops a sleeping task; sent is false; a second cancel does nothing", function()
-      local t = client:spawn(function() faceswap.sleep(30) return "slept" end)
-      local other = client:spawn(function() faceswap.sleep(0.05) return "other" end)
-      client:step(0)
+      local t = fx.client:spawn(function() faceswap.sleep(30) return "slept" end)
+      local other = fx.client:spawn(function() faceswap.sleep(0.05) return "other" end)
+      fx.client:step(0)
       assert.is_true(t:cancel())
       assert.is_true(t:done())
       local v, err = t:result()
@@ -147,51 +138,51 @@ describe("lifecycle", function()
       assert.equal("cancelled: task cancelled", tostring(err))
       assert.is_false(err.sent)
       assert.is_false(t:cancel())
-      client:run()
+      fx.client:run()
       assert.equal("other", other:result())
     end)
 
     it("drops the transfer of a task mid-request; sent is true", function()
-      s:script { action = "hang", match = "^POST" }
-      local t = client:spawn(function() return client:headshot("dropped") end)
-      while s:count("POST") < 1 do client:step(0.05) end
-      assert.equal(1, s:stats().open)
+      fx.sim:script { action = "hang", match = "^POST" }
+      local t = fx.client:spawn(function() return fx.client:headshot("dropped") end)
+      while fx.sim:count("POST") < 1 do fx.client:step(0.05) end
+      assert.equal(1, fx.sim:stats().open)
       assert.is_true(t:cancel())
       local _, err = t:result()
       assert.equal("cancelled", err.kind)
       assert.is_true(err.sent)
-      assert.equal(0, client:step(0))
-      assert(sim.wait_for(function() return s:stats().open == 0 end, 5))
+      assert.equal(0, fx.client:step(0))
+      assert(sim.wait_for(function() return fx.sim:stats().open == 0 end, 5))
       -- the client goes on working
-      assert.equal("next", assert(client:headshot("next")).prompt)
+      assert.equal("next", assert(fx.client:headshot("next")).prompt)
     end)
 
     it("a task never started never runs", function()
       local ran = false
-      local t = client:spawn(function() ran = true end)
+      local t = fx.client:spawn(function() ran = true end)
       t:cancel()
-      client:run()
+      fx.client:run()
       assert.is_false(ran)
       assert.is_false(select(2, t:result()).sent)
     end)
 
     it("a task that cancels itself stops at its next yield", function()
       local t, marks = nil, {}
-      t = client:spawn(function()
+      t = fx.client:spawn(function()
         marks[#marks + 1] = "before"
         assert.is_true(t:cancel())
         marks[#marks + 1] = "after"
         faceswap.sleep(0.01)
         marks[#marks + 1] = "never"
       end)
-      client:run()
+      fx.client:run()
       assert.same({ "before", "after" }, marks)
       assert.equal("cancelled: task cancelled", tostring(select(2, t:result())))
     end)
 
     it("leaves a finished task's result alone", function()
-      local t = client:spawn(function() return 1, 2 end)
-      client:run()
+      local t = fx.client:spawn(function() return 1, 2 end)
+      fx.client:run()
       assert.is_false(t:cancel())
       assert.same({ n = 2, 1, 2 }, compat.pack(t:result()))
     end)
@@ -200,7 +191,7 @@ describe("lifecycle", function()
   describe("batch stop", function()
     it("drops the items in flight and begins no other; on_update hears of neither", function()
       local submitted, updates = 0, {}
-      local out = client:batch({ "a", "b", "c", "d", "e" }, {
+      local out = fx.client:batch({ "a", "b", "c", "d", "e" }, {
         concurrency = 2, wait = { interval = 30, timeout = 60 },
         on_update = function(i, x)
           updates[#updates + 1] = i
@@ -219,8 +210,8 @@ describe("lifecycle", function()
         assert.equal("cancelled: batch stopped before this item", tostring(out[i]))
         assert.is_false(out[i].sent)
       end
-      assert.equal(2, s:count("POST"))
-      assert.equal(0, client:step(0))
+      assert.equal(2, fx.sim:count("POST"))
+      assert.equal(0, fx.client:step(0))
     end)
   end)
 
@@ -228,22 +219,22 @@ describe("lifecycle", function()
     local BAD = '{"jobid":"j\\n1","verb":"faceswap-headshot","status":"started","prompt":"p"}'
 
     it("a jobid that cannot be sent back: wait gives bad_response", function()
-      s:script { action = "status", status = 200, body = BAD, match = "^POST /headshot$" }
-      local job = assert(client:headshot("p"))
+      fx.sim:script { action = "status", status = 200, body = BAD, match = "^POST /headshot$" }
+      local job = assert(fx.client:headshot("p"))
       assert.equal("j\n1", job.jobid)
-      local v, err = client:wait(job, { interval = 0.05 })
+      local v, err = fx.client:wait(job, { interval = 0.05 })
       assert.is_nil(v)
       assert.equal("bad_response: the server sent a jobid that cannot be sent back " ..
         "(jobid contains control byte 0x0A)", tostring(err))
       assert.is_false(err.sent)
-      v, err = client:job(job)
+      v, err = fx.client:job(job)
       assert.is_nil(v)
       assert.equal("bad_response", err.kind)
     end)
 
     it("a batch keeps every other result", function()
-      s:script { action = "status", status = 200, body = BAD, match = "^POST /headshot$" }
-      local out = client:batch({ "a", "b", "c" }, { concurrency = 1,
+      fx.sim:script { action = "status", status = 200, body = BAD, match = "^POST /headshot$" }
+      local out = fx.client:batch({ "a", "b", "c" }, { concurrency = 1,
                                                       wait = { interval = 0.05, timeout = 10 } })
       assert.equal("bad_response", out[1].kind)
       assert.equal("completed", out[2].status)
@@ -252,26 +243,26 @@ describe("lifecycle", function()
     end)
 
     it("a relative attachment URL: download gives nil, err", function()
-      local v, err = client:download("/attachments/1.png")
+      local v, err = fx.client:download("/attachments/1.png")
       assert.is_nil(v)
       assert.equal('invalid_request: refused to fetch "/attachments/1.png" (not an absolute URL)',
         tostring(err))
       assert.is_false(err.sent)
-      assert.equal(0, #s:requests())
+      assert.equal(0, #fx.sim:requests())
     end)
   end)
 
   describe("wait", function()
     it("wait(nil, err) returns them: wait(headshot(p)) reports the headshot's error", function()
-      local v, err = client:wait(client:headshot(""))
+      local v, err = fx.client:wait(fx.client:headshot(""))
       assert.is_nil(v)
       assert.equal("invalid_request (400): Required param prompt is missing or empty", tostring(err))
     end)
 
     it("a timeout carries the job and the last error met", function()
-      local job = assert(client:headshot("p"))
-      s:script { action = "html_502", match = "^GET", count = 1000 }
-      local v, err = client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 0.3,
+      local job = assert(fx.client:headshot("p"))
+      fx.sim:script { action = "html_502", match = "^GET", count = 1000 }
+      local v, err = fx.client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 0.3,
                                         max_failures = 1000 })
       assert.is_nil(v)
       assert.equal("timeout", err.kind)
@@ -282,28 +273,28 @@ describe("lifecycle", function()
     end)
 
     it("gives up after max_failures failed polls in a row (default 5), with that error", function()
-      local job = assert(client:headshot("p"))
-      s:script { action = "html_502", match = "^GET", count = 1000 }
+      local job = assert(fx.client:headshot("p"))
+      fx.sim:script { action = "html_502", match = "^GET", count = 1000 }
       local seen = {}
-      local v, err = client:wait(job, { interval = 0.01, max_interval = 0.01, timeout = 60,
+      local v, err = fx.client:wait(job, { interval = 0.01, max_interval = 0.01, timeout = 60,
                                         on_error = function(e, n) seen[#seen + 1] = n .. " " .. e.kind end })
       assert.is_nil(v)
       assert.equal("server (502): HTTP 502: 502 Bad Gateway", tostring(err))
       assert.equal(job, err.job)
       assert.same({ "1 server", "2 server", "3 server", "4 server", "5 server" }, seen)
-      assert.equal(5, s:count("GET"))
-      v, err = client:wait(job.jobid, { interval = 0.01, max_failures = 2 })
+      assert.equal(5, fx.sim:count("GET"))
+      v, err = fx.client:wait(job.jobid, { interval = 0.01, max_failures = 2 })
       assert.is_nil(v)
       assert.equal("server", err.kind)
-      assert.equal(7, s:count("GET"))
+      assert.equal(7, fx.sim:count("GET"))
     end)
 
     it("a poll that succeeds starts the count again", function()
-      local job = assert(client:headshot("p"))
-      s:script { { action = "html_502", match = "^GET", count = 2 },
+      local job = assert(fx.client:headshot("p"))
+      fx.sim:script { { action = "html_502", match = "^GET", count = 2 },
                  { action = "delay", seconds = 0, match = "^GET", count = 1 },
                  { action = "html_502", match = "^GET", count = 2 } }
-      local done = assert(client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 30,
+      local done = assert(fx.client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 30,
                                              max_failures = 3 }))
       assert.equal("completed", done.status)
     end)
@@ -328,7 +319,7 @@ describe("lifecycle", function()
     }
     for i, case in ipairs(cases) do
       it(case[2], function()
-        local ok, msg = pcall(case[1], client)
+        local ok, msg = pcall(case[1], fx.client)
         assert.is_false(ok)
         local line = debug.getinfo(case[1], "S").linedefined
         assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)

@@ -3,29 +3,20 @@
 -- before anything is sent; `wait` returns the finished job or the call's own error, which
 -- client:wait(client:headshot(p), opts) loses (and now says so).
 local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 
-local TOKEN = "test-token"
 local CH1, CH2 = "1100000000000000001", "1100000000000000002"
 local FACE = "spec/support/demo-face.png"
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 30 }
 local SPEC = debug.getinfo(1, "S").source:match("^@(.*)$")
 
 describe("per-call options", function()
-  local s, client
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN, channels = { CH1, CH2 } } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { blocking_seconds = 0.05 }
-    client = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url }
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 0.2, channels = { CH1, CH2 }, config = { blocking_seconds = 0.05 },
+                                 client = { retry = false } }
 
   local function api_requests(pattern)
     local found = {}
-    for _, r in ipairs(s:requests()) do
+    for _, r in ipairs(fx.sim:requests()) do
       if not pattern or (r.method .. " " .. r.path):find(pattern) then found[#found + 1] = r end
     end
     return found
@@ -33,22 +24,22 @@ describe("per-call options", function()
 
   describe("wait", function()
     it("returns the job once it has ended, for a prompt or a params table", function()
-      local job = assert(client:headshot("studio light", { wait = FAST }))
+      local job = assert(fx.client:headshot("studio light", { wait = FAST }))
       assert.equal("completed", job.status)
       assert.equal(2, #job:urls())
-      job = assert(client:headshot({ prompt = "studio light" }, { wait = FAST }))
+      job = assert(fx.client:headshot({ prompt = "studio light" }, { wait = FAST }))
       assert.equal("completed", job.status)
       assert.equal("studio light", job.prompt)
     end)
 
     it("wait = true waits with the defaults (a first poll after 10 s)", function()
-      local job = assert(client:headshot("p", { wait = true }))
+      local job = assert(fx.client:headshot("p", { wait = true }))
       assert.equal("completed", job.status)
       assert.equal(1, #api_requests("^GET /jobs/$")) -- one poll: the job ended long before
     end)
 
     it("keeps a failed call's error: a wrong token is unauthorized (401), not a raise", function()
-      local wrong = faceswap.new { retry = false, token = "wrong-token", base_url = s.base_url }
+      local wrong = faceswap.new { retry = false, token = "wrong-token", base_url = fx.base_url }
       local job, err = wrong:headshot("p", { wait = { interval = 5 } })
       wrong:close()
       assert.is_nil(job)
@@ -59,8 +50,8 @@ describe("per-call options", function()
     end)
 
     it("returns the wait's own error: a timeout with the last job seen", function()
-      s:config { job_seconds = 60 }
-      local job, err = client:headshot("p", { wait = { interval = 0.05, timeout = 0.2 } })
+      fx.sim:config { job_seconds = 60 }
+      local job, err = fx.client:headshot("p", { wait = { interval = 0.05, timeout = 0.2 } })
       assert.is_nil(job)
       assert.equal("timeout", err.kind)
       assert.equal("started", err.job.status)
@@ -68,28 +59,28 @@ describe("per-call options", function()
 
     it("calls on_update on each change of status", function()
       local seen = {}
-      local job = assert(client:headshot("p", { wait = { interval = 0.02, max_interval = 0.02,
+      local job = assert(fx.client:headshot("p", { wait = { interval = 0.02, max_interval = 0.02,
         on_update = function(j) seen[#seen + 1] = j.status end } }))
       assert.equal("completed", job.status)
       assert.equal("completed", seen[#seen])
     end)
 
     it("changebg and an asynchronous picsi wait too; a picsi result returns at once", function()
-      local job = assert(client:changebg({ image = FACE, a_background_photo_of = "a beach" },
+      local job = assert(fx.client:changebg({ image = FACE, a_background_photo_of = "a beach" },
         { wait = FAST }))
       assert.same({ "faceswap-changebg", "completed" }, { job.verb, job.status })
-      job = assert(client:picsi({ source_image = FACE, target_image_gif_or_video = FACE,
+      job = assert(fx.client:picsi({ source_image = FACE, target_image_gif_or_video = FACE,
         options = "sim:async" }, { wait = FAST }))
       assert.same({ "faceswap-picsi", "completed" }, { job.verb, job.status })
       local before = #api_requests("^GET /jobs")
-      job = assert(client:picsi({ source_image = FACE, target_image_gif_or_video = FACE },
+      job = assert(fx.client:picsi({ source_image = FACE, target_image_gif_or_video = FACE },
         { wait = FAST }))
       assert.equal("completed", job.status)
       assert.equal(before, #api_requests("^GET /jobs"))
     end)
 
     it("client:wait(nil, err) still returns nil, err", function()
-      local wrong = faceswap.new { retry = false, token = "wrong-token", base_url = s.base_url }
+      local wrong = faceswap.new { retry = false, token = "wrong-token", base_url = fx.base_url }
       local job, err = wrong:wait(wrong:headshot("p"))
       wrong:close()
       assert.is_nil(job)
@@ -99,18 +90,18 @@ describe("per-call options", function()
 
   describe("timeout", function()
     it("bounds that call's attempts only", function()
-      s:script { action = "delay", seconds = 1, match = "^GET /jobs$", count = 2 }
-      local ids, err = client:jobs { timeout = 0.2 }
+      fx.sim:script { action = "delay", seconds = 1, match = "^GET /jobs$", count = 2 }
+      local ids, err = fx.client:jobs { timeout = 0.2 }
       assert.is_nil(ids)
       assert.equal("timeout", err.kind)
-      ids = assert(client:jobs())     -- the client's 60 s: the same delay is waited out
+      ids = assert(fx.client:jobs())     -- the client's 60 s: the same delay is waited out
       assert.same({}, ids)
     end)
 
     it("may be longer than the client's", function()
-      local short = faceswap.new { retry = false, token = TOKEN, base_url = s.base_url,
+      local short = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url,
                                    timeout = 0.2 }
-      s:script { action = "delay", seconds = 0.6, match = "^POST /listid$", count = 2 }
+      fx.sim:script { action = "delay", seconds = 0.6, match = "^POST /listid$", count = 2 }
       local job, err = short:listid(nil, { channel = CH1 })
       assert.is_nil(job)
       assert.equal("timeout", err.kind)
@@ -120,8 +111,8 @@ describe("per-call options", function()
     end)
 
     it("applies to the polls of a wait", function()
-      s:script { action = "delay", seconds = 1, match = "^GET /jobs/$", count = 5 }
-      local done, err = client:headshot("p", { timeout = 0.2, wait = { interval = 0.05,
+      fx.sim:script { action = "delay", seconds = 1, match = "^GET /jobs/$", count = 5 }
+      local done, err = fx.client:headshot("p", { timeout = 0.2, wait = { interval = 0.05,
         max_failures = 1 } })
       assert.is_nil(done)
       assert.equal("timeout", err.kind)
@@ -132,13 +123,13 @@ describe("per-call options", function()
 
   describe("retry", function()
     it("is merged over the client's policy for that call only", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url,
                                retry = { attempts = 1, min_delay = 0, max_delay = 0 } }
-      s:script { action = "queue_full", match = "^POST /headshot$", count = 2 }
+      fx.sim:script { action = "queue_full", match = "^POST /headshot$", count = 2 }
       local job = assert(c:headshot("p", { retry = { attempts = 3 } }))
       assert.equal("started", job.status)
       assert.equal(3, #api_requests("^POST /headshot$"))
-      s:script { action = "queue_full", match = "^POST /headshot$", count = 1 }
+      fx.sim:script { action = "queue_full", match = "^POST /headshot$", count = 1 }
       local none, err = c:headshot("p")   -- the client's single attempt again
       assert.is_nil(none)
       assert.equal("rate_limited", err.kind)
@@ -147,9 +138,9 @@ describe("per-call options", function()
     end)
 
     it("false turns the client's retries off for that call", function()
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url,
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url,
                                retry = { attempts = 5, min_delay = 0, max_delay = 0 } }
-      s:script { action = "queue_full", match = "^GET /jobs$", count = 1 }
+      fx.sim:script { action = "queue_full", match = "^GET /jobs$", count = 1 }
       local ids, err = c:jobs { retry = false }
       assert.is_nil(ids)
       assert.equal("rate_limited", err.kind)
@@ -158,9 +149,9 @@ describe("per-call options", function()
     end)
 
     it("a table turns retries on where the client has none", function()
-      s:script { action = "queue_full", match = "^GET /jobs/$", count = 1 }
-      local job = assert(client:headshot("p"))
-      local again = assert(client:job(job, { retry = { min_delay = 0, max_delay = 0 } }))
+      fx.sim:script { action = "queue_full", match = "^GET /jobs/$", count = 1 }
+      local job = assert(fx.client:headshot("p"))
+      local again = assert(fx.client:job(job, { retry = { min_delay = 0, max_delay = 0 } }))
       assert.equal(job.jobid, again.jobid)
       assert.equal(2, #api_requests("^GET /jobs/$"))
     end)
@@ -168,17 +159,17 @@ describe("per-call options", function()
 
   describe("channel", function()
     it("is that call's default channel", function()
-      assert(client:headshot("p", { channel = CH2 }))
-      assert(client:listid(nil, { channel = CH2 }))
-      assert(client:saveid({ idname = "bob", image = FACE }, { channel = CH2 }))
+      assert(fx.client:headshot("p", { channel = CH2 }))
+      assert(fx.client:listid(nil, { channel = CH2 }))
+      assert(fx.client:saveid({ idname = "bob", image = FACE }, { channel = CH2 }))
       local got = {}
       for _, r in ipairs(api_requests("^POST")) do got[#got + 1] = r.fields.channel end
       assert.same({ CH2, CH2, CH2 }, got)
-      assert.truthy(s:accounts()[CH2].ids[2] == "bob")
+      assert.truthy(fx.sim:accounts()[CH2].ids[2] == "bob")
     end)
 
     it("agrees with params.channel or raises", function()
-      assert(client:headshot({ prompt = "p", channel = CH1 }, { channel = CH1 }))
+      assert(fx.client:headshot({ prompt = "p", channel = CH1 }, { channel = CH1 }))
       assert.equal(CH1, api_requests("^POST")[1].fields.channel)
     end)
   end)
@@ -233,7 +224,7 @@ describe("per-call options", function()
     }
     for i, case in ipairs(cases) do
       it(case[2], function()
-        local ok, msg = pcall(case[1], client)
+        local ok, msg = pcall(case[1], fx.client)
         assert.is_false(ok)
         local line = debug.getinfo(case[1], "S").linedefined
         assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)

@@ -2,33 +2,24 @@
 -- client's multi handle, step(0) never blocks, errors stay inside their task, and a client
 -- that goes away takes its transfers with it.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 
-local TOKEN = "test-token"
 local compat = require "spec.support.compat"
 
 describe("tasks", function()
-  local s, client
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { latency = 0 }
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 0.2, config = { latency = 0 }, client = { retry = false } }
 
   it("runs client calls inside tasks and returns what the function returned", function()
-    local t1 = client:spawn(function(prompt)
-      local job = assert(client:headshot(prompt))
-      return client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 5 })
+    local t1 = fx.client:spawn(function(prompt)
+      local job = assert(fx.client:headshot(prompt))
+      return fx.client:wait(job, { interval = 0.05, max_interval = 0.05, timeout = 5 })
     end, "first")
-    local t2 = client:spawn(function(a, b) return a + b, "two values", nil end, 1, 2)
+    local t2 = fx.client:spawn(function(a, b) return a + b, "two values", nil end, 1, 2)
     assert.equal("task", faceswap.type(t1))
     assert.equal("faceswap.task: running", tostring(t1))
     assert.is_false(t1:done())
-    client:run()
+    fx.client:run()
     assert.is_true(t1:done())
     assert.equal("faceswap.task: done", tostring(t1))
     local job = t1:result()
@@ -38,73 +29,73 @@ describe("tasks", function()
   end)
 
   it("has transfers of many tasks in flight at once", function()
-    s:config { latency = 0.5 }
+    fx.sim:config { latency = 0.5 }
     local tasks = {}
-    for i = 1, 4 do tasks[i] = client:spawn(function() return client:headshot("p" .. i) end) end
+    for i = 1, 4 do tasks[i] = fx.client:spawn(function() return fx.client:headshot("p" .. i) end) end
     -- all four requests reach the server while none has been answered
-    while #s:requests() < 4 do
-      assert.equal(4, client:step(0.05))
+    while #fx.sim:requests() < 4 do
+      assert.equal(4, fx.client:step(0.05))
     end
     for i = 1, 4 do assert.is_false(tasks[i]:done()) end
-    client:run()
+    fx.client:run()
     for i = 1, 4 do assert.equal("p" .. i, tasks[i]:result().prompt) end
-    assert.equal(4, s:stats().connections)
+    assert.equal(4, fx.sim:stats().connections)
   end)
 
   it("step(0) returns at once while transfers and sleeps are pending #timing", function()
-    s:config { latency = 3 }
-    local slept = client:spawn(function() faceswap.sleep(3) return "awake" end)
-    local asked = client:spawn(function() return client:job("0123") end)
+    fx.sim:config { latency = 3 }
+    local slept = fx.client:spawn(function() faceswap.sleep(3) return "awake" end)
+    local asked = fx.client:spawn(function() return fx.client:job("0123") end)
     local t0 = faceswap.now()
-    for _ = 1, 100 do assert.equal(2, client:step(0)) end
+    for _ = 1, 100 do assert.equal(2, fx.client:step(0)) end
     assert.is_true(faceswap.now() - t0 < 1) -- a blocking step would take 3 s
     assert.is_false(slept:done())
     assert.is_false(asked:done())
   end)
 
   it("step(timeout) waits at most that long, and returns the tasks still running #timing", function()
-    local t = client:spawn(function() faceswap.sleep(0.3) return "late" end)
-    assert.equal(1, client:step(0)) -- started; now asleep
+    local t = fx.client:spawn(function() faceswap.sleep(0.3) return "late" end)
+    assert.equal(1, fx.client:step(0)) -- started; now asleep
     local t0 = faceswap.now()
-    assert.equal(1, client:step(0.05))
+    assert.equal(1, fx.client:step(0.05))
     assert.is_true(faceswap.now() - t0 < 0.25)
     assert.is_false(t:done())
-    client:run()
+    fx.client:run()
     assert.equal("late", t:result())
   end)
 
   it("faceswap.sleep inside a task lets the other tasks run", function()
     local order = {}
-    client:spawn(function() faceswap.sleep(0.2) order[#order + 1] = "slow" end)
-    client:spawn(function() faceswap.sleep(0.05) order[#order + 1] = "fast" end)
-    client:spawn(function() order[#order + 1] = "none" end)
-    client:run()
+    fx.client:spawn(function() faceswap.sleep(0.2) order[#order + 1] = "slow" end)
+    fx.client:spawn(function() faceswap.sleep(0.05) order[#order + 1] = "fast" end)
+    fx.client:spawn(function() order[#order + 1] = "none" end)
+    fx.client:run()
     assert.same({ "none", "fast", "slow" }, order)
   end)
 
   it("resumes a task that yields on its own on the next step", function()
     local steps = {}
-    local t = client:spawn(function()
+    local t = fx.client:spawn(function()
       for i = 1, 3 do
         steps[#steps + 1] = i
         coroutine.yield()
       end
       return "done"
     end)
-    assert.equal(1, client:step(0))
+    assert.equal(1, fx.client:step(0))
     assert.same({ 1 }, steps)
-    assert.equal(1, client:step(0))
+    assert.equal(1, fx.client:step(0))
     assert.same({ 1, 2 }, steps)
-    client:run()
+    fx.client:run()
     assert.equal("done", t:result())
   end)
 
   it("catches what a task raises, and goes on with the others", function()
-    local bad = client:spawn(function() error("boom") end)
+    local bad = fx.client:spawn(function() error("boom") end)
     local obj = setmetatable({}, { __tostring = function() return "custom" end })
-    local raised = client:spawn(function() error(obj) end)
-    local good = client:spawn(function() return client:job("nope") end)
-    client:run()
+    local raised = fx.client:spawn(function() error(obj) end)
+    local good = fx.client:spawn(function() return fx.client:job("nope") end)
+    fx.client:run()
     local v, msg = bad:result()
     assert.is_nil(v)
     assert.matches("^spec/integration/task_spec%.lua:%d+: boom\nstack traceback:", msg)
@@ -114,31 +105,31 @@ describe("tasks", function()
   end)
 
   it("blocks outside tasks, while tasks exist, and they still finish", function()
-    s:config { latency = 0.1 }
-    local t = client:spawn(function() return client:job("abc") end)
-    assert.equal(1, client:step(0)) -- its request is on the way
-    local job = assert(client:headshot("blocking")) -- drives the multi handle meanwhile
+    fx.sim:config { latency = 0.1 }
+    local t = fx.client:spawn(function() return fx.client:job("abc") end)
+    assert.equal(1, fx.client:step(0)) -- its request is on the way
+    local job = assert(fx.client:headshot("blocking")) -- drives the multi handle meanwhile
     assert.equal("blocking", job.prompt)
-    client:run()
+    fx.client:run()
     local _, e = t:result()
     assert.equal("not_found", e.kind)
   end)
 
   it("raises on misuse", function()
-    assert.has_error(function() client:spawn("f") end,
+    assert.has_error(function() fx.client:spawn("f") end,
       "bad argument #1 to 'spawn' (function expected, got string)")
-    assert.has_error(function() client:step(-1) end,
+    assert.has_error(function() fx.client:step(-1) end,
       "bad argument #1 to 'step' (a number of seconds from 0 expected, got -1)")
-    assert.has_error(function() client.step(1) end,
+    assert.has_error(function() fx.client.step(1) end,
       "bad argument #1 to 'step' (faceswap.client expected, got number; call it as client:step(...))")
-    local t = client:spawn(function() return 1 end)
+    local t = fx.client:spawn(function() return 1 end)
     assert.has_error(function() t:result() end,
       "bad argument #1 to 'result' (the task has not finished; step() or run() its client)")
     assert.has_error(function() t.done() end,
       "bad argument #1 to 'done' (faceswap.task expected, got nil; call it as task:done())")
-    local inner = client:spawn(function() client:step(0) end)
-    local runner = client:spawn(function() client:run() end)
-    client:run()
+    local inner = fx.client:spawn(function() fx.client:step(0) end)
+    local runner = fx.client:spawn(function() fx.client:run() end)
+    fx.client:run()
     assert.matches("bad argument #1 to 'step' %(called from inside one of its tasks%)",
       select(2, inner:result()))
     assert.matches("bad argument #1 to 'run' %(called from inside one of its tasks%)",
@@ -146,26 +137,26 @@ describe("tasks", function()
   end)
 
   it("a closed client drops its transfers and refuses to step", function()
-    s:config { latency = 5 }
-    for i = 1, 3 do client:spawn(function() return client:headshot("p" .. i) end) end
-    while #s:requests() < 3 do client:step(0.05) end
+    fx.sim:config { latency = 5 }
+    for i = 1, 3 do fx.client:spawn(function() return fx.client:headshot("p" .. i) end) end
+    while #fx.sim:requests() < 3 do fx.client:step(0.05) end
     -- (the simulator may still be noticing connections an earlier spec closed)
-    assert(sim.wait_for(function() return s:stats().open == 3 end, 30), s:stats().open)
-    client:close()
-    assert(sim.wait_for(function() return s:stats().open == 0 end, 30))
-    assert.has_error(function() client:step(0) end, "attempt to use a closed faceswap client")
+    assert(sim.wait_for(function() return fx.sim:stats().open == 3 end, 30), fx.sim:stats().open)
+    fx.client:close()
+    assert(sim.wait_for(function() return fx.sim:stats().open == 0 end, 30))
+    assert.has_error(function() fx.client:step(0) end, "attempt to use a closed faceswap client")
   end)
 
   it("a collected client cancels its transfers cleanly", function()
-    s:config { latency = 5 }
+    fx.sim:config { latency = 5 }
     do
-      local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
       for i = 1, 3 do c:spawn(function() return c:headshot("p" .. i) end) end
-      while #s:requests() < 3 do c:step(0.05) end
+      while #fx.sim:requests() < 3 do c:step(0.05) end
     end
-    assert(sim.wait_for(function() return s:stats().open == 3 end, 30), s:stats().open)
+    assert(sim.wait_for(function() return fx.sim:stats().open == 3 end, 30), fx.sim:stats().open)
     collectgarbage()
     collectgarbage()
-    assert(sim.wait_for(function() return s:stats().open == 0 end, 30))
+    assert(sim.wait_for(function() return fx.sim:stats().open == 0 end, 30))
   end)
 end)

@@ -1,33 +1,24 @@
 -- What the bytes of an answer's header block decide: answers cut short inside it, and lines
 -- that look like a status line inside it. Raw bytes from the simulator's `raw` action (sent,
 -- then the connection closed). Retries off, so each error is the first one.
-local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 
-local TOKEN = "test-token"
 
 describe("the header block", function()
-  local s, client, started
-
-  setup(function() s = sim.start { token = TOKEN, job_seconds = 600 } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false, timeout = 10 }
-    started = assert(client:headshot("the job the answers are read for"))
-  end)
-  after_each(function() client:close() end)
+  local fx = fixture.simulator { job_seconds = 600, client = { retry = false, timeout = 10 } }
+  local started
+  before_each(function() started = assert(fx.client:headshot("the job the answers are read for")) end)
 
   local function get_fails(data)
-    s:script { action = "raw", data = data }
-    local job, err = client:job(started.jobid)
+    fx.sim:script { action = "raw", data = data }
+    local job, err = fx.client:job(started.jobid)
     assert.is_nil(job)
     return err
   end
 
   local function headshot_fails(data)
-    s:script { action = "raw", data = data, match = "^POST" }
-    local job, err = client:headshot("cut short")
+    fx.sim:script { action = "raw", data = data, match = "^POST" }
+    local job, err = fx.client:headshot("cut short")
     assert.is_nil(job)
     return err
   end
@@ -64,15 +55,15 @@ describe("the header block", function()
 
     it("100 Continue, then the answer: the job", function()
       local body = started:json()
-      s:script { action = "raw", data = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n" ..
+      fx.sim:script { action = "raw", data = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n" ..
         "Content-Type: application/json\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body }
-      assert.equal(started, assert(client:job(started.jobid)))
+      assert.equal(started, assert(fx.client:job(started.jobid)))
     end)
 
     it("the same client works after each", function()
       get_fails("HTTP/1.1 200 OK\r\n")
       get_fails("HTTP/1.1 100 Continue\r\n\r\n")
-      assert.equal(started, assert(client:job(started.jobid)))
+      assert.equal(started, assert(fx.client:job(started.jobid)))
     end)
   end)
 
@@ -95,9 +86,9 @@ describe("the header block", function()
 
     it("a real status line after a 1xx does reset it: only the final answer's headers count", function()
       local body = started:json()
-      s:script { action = "raw", data = "HTTP/1.1 100 Continue\r\nRetry-After: 99\r\nContent-Length: 1\r\n\r\n" ..
+      fx.sim:script { action = "raw", data = "HTTP/1.1 100 Continue\r\nRetry-After: 99\r\nContent-Length: 1\r\n\r\n" ..
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body }
-      assert.equal(started, assert(client:job(started.jobid)))
+      assert.equal(started, assert(fx.client:job(started.jobid)))
     end)
   end)
 end)

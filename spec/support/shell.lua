@@ -35,6 +35,14 @@ function M.tmpdir()
   return (M.capture("mktemp -d"):gsub("\n$", ""))
 end
 
+-- The names in a directory (ls -A), sorted.
+function M.ls(dir)
+  local names = {}
+  for name in M.capture("ls -A " .. M.quote(dir)):gmatch("[^\n]+") do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
 -- The text's lines, without their newlines (a last line without one is left out).
 function M.lines(text)
   local out = {}
