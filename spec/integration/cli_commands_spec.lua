@@ -1,54 +1,15 @@
 -- The command line's subcommands made from the command table (saveid ... changebg, jobs,
 -- account), run in-process through faceswap.cli.main against the simulator: exact output,
 -- errors and exit status.
-local cli = require "faceswap.cli"
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 
-local TOKEN = "test-token"
 local CH1, CH2 = "1100000000000000001", "1100000000000000002"
 local FACE = "spec/support/demo-face.png"
 
--- A stream that keeps what is written, and hands out `input` to read.
-local function stream(input)
-  local s = { text = "", input = input }
-  function s.write(self, ...)
-    for _, v in ipairs { ... } do self.text = self.text .. v end
-    return self
-  end
-  function s.read(self, how)
-    if not self.input then return nil end
-    local line, rest = self.input:match("^([^\n]*)\n?(.*)$")
-    if how == "l" or how == "*l" then
-      self.input = rest ~= "" and rest or nil
-      return line
-    end
-    local all = self.input
-    self.input = nil
-    return all
-  end
-  return s
-end
-
 describe("faceswap command line: the commands #lua_only", function()
-  local s
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN, channels = { CH1, CH2 } } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { blocking_seconds = 0.05 }
-  end)
-
-  local function run(args, opts)
-    opts = opts or {}
-    local out, err = stream(), stream()
-    local env = { USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = s.base_url }
-    for k, v in pairs(opts.env or {}) do env[k] = v end
-    local code = cli.main(args, { stdout = out, stderr = err, stdin = stream(opts.stdin),
-      tty = false, getenv = function(name) return env[name] end,
-      options = { retry = false } })
-    return code, out.text, err.text
-  end
+  local fx = fixture.simulator { job_seconds = 0.2, channels = { CH1, CH2 }, config = { blocking_seconds = 0.05 },
+                                 client = false }
+  local run = fx.cli
 
   it("saveid, listid, setid, delid: the bot's reply as content", function()
     local code, out, err = run { "saveid", "alice", FACE, "--channel", CH1 }
@@ -133,16 +94,16 @@ describe("faceswap command line: the commands #lua_only", function()
       { stdin = "token-from-stdin\n" })
     assert.same({ 0, "added account " .. CH4 .. "\n" }, { code, out })
     local posted = {}
-    for _, r in ipairs(s:requests()) do
+    for _, r in ipairs(fx.sim:requests()) do
       if r.method == "POST" then posted[#posted + 1] = r.fields.discord end
     end
     assert.same({ "token-from-env", "token-from-stdin" }, posted)
     -- delete asks for --yes, as delall does: without it nothing is sent
-    local before = #s:requests()
+    local before = #fx.sim:requests()
     code, out, err = run { "account", "delete", CH3 }
     assert.same({ 2, "", "faceswap: account delete removes an account's configuration: add --yes " ..
       "to confirm\nTry 'faceswap --help' for usage.\n" }, { code, out, err })
-    assert.equal(before, #s:requests())
+    assert.equal(before, #fx.sim:requests())
     code, out = run { "account", "delete", CH3, "--yes" }
     assert.same({ 0, "deleted account " .. CH3 .. "\n" }, { code, out })
   end)
@@ -207,7 +168,7 @@ describe("faceswap command line: the commands #lua_only", function()
     for _ in out:gmatch("%x+ completed\n") do n = n + 1 end
     assert.equal(4, n)
     local channels = {}
-    for _, r in ipairs(s:requests()) do
+    for _, r in ipairs(fx.sim:requests()) do
       if r.method == "POST" then channels[r.fields.channel] = true end
     end
     assert.same({ [CH1] = true, [CH2] = true }, channels)

@@ -2,9 +2,8 @@
 -- the environment it reads, given control bytes, Latin-1, empty strings, dot segments and
 -- paths that are no files. The user gets a usage error (exit status 2) or one line (1), never
 -- a Lua traceback.
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 local faceswap = require "faceswap"
-local cli = require "faceswap.cli"
 local shell = require "spec.support.shell"
 
 local unpack = table.unpack or _G.unpack
@@ -33,39 +32,19 @@ local function subcommands()
 end
 
 describe("command line: hostile input", function()
-  local s, tmp
-
-  setup(function()
-    s = sim.start { job_seconds = 0.05, blocking_seconds = 0.01, token = TOKEN }
-    tmp = shell.capture("mktemp -d"):gsub("\n$", "")
-  end)
-  teardown(function()
-    s:stop()
-    os.execute("rm -rf " .. shell.quote(tmp))
-  end)
+  local fx = fixture.simulator { job_seconds = 0.05, blocking_seconds = 0.01, token = TOKEN, client = false }
+  local tmp
+  setup(function() tmp = shell.tmpdir() end)
+  teardown(function() os.execute("rm -rf " .. shell.quote(tmp)) end)
 
   -- Runs the CLI in this process: exit status, stdout, stderr; a raise is returned as status
   -- "raised" with its message as stderr.
   local function run(args, env)
-    local out, err = {}, {}
-    local function sink(t)
-      return { write = function(self, ...)
-        for _, v in ipairs { ... } do t[#t + 1] = tostring(v) end
-        return self
-      end }
-    end
     env = env or {}
-    local ok, code = pcall(cli.main, args, {
-      stdout = sink(out), stderr = sink(err), tty = false, catch_signals = false,
-      stdin = { read = function() return env.stdin or "" end },
-      options = { retry = false },
-      getenv = function(name)
-        if env[name] ~= nil then return env[name] or nil end
-        return ({ USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = s.base_url, DISCORD_TOKEN = "discord-token-1234" })[name]
-      end,
-    })
-    if not ok then return "raised", table.concat(out), tostring(code) end
-    return code, table.concat(out), table.concat(err)
+    local vars = { DISCORD_TOKEN = "discord-token-1234" }
+    for k, v in pairs(env) do vars[k] = v end
+    return fx.cli(args, { catch_signals = false, raised = true, env = vars,
+                          stdin = { read = function() return env.stdin or "" end } })
   end
 
   local function check(label, code, out, err)
@@ -111,7 +90,7 @@ describe("command line: hostile input", function()
     local code, out, err = run({ "account", "add", "ch1", "--server", "1" }, { DISCORD_TOKEN = "tok\1en-1234" })
     assert.same({ 2, "", "faceswap: discord contains control byte 0x01\nTry 'faceswap --help' for usage.\n" },
       { code, out, err })
-    assert.equal(0, s:count("POST"))
+    assert.equal(0, fx.sim:count("POST"))
   end)
 
   it("never shows a traceback, whatever argument of whatever subcommand is hostile", function()

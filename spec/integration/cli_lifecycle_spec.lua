@@ -1,21 +1,14 @@
 -- The command line's lifecycle (docs/lifecycle.md): Ctrl-C (SIGINT, SIGTERM) in a batch, its
 -- --state file and the resume, failed polls shown while waiting, and a server's relative
 -- attachment URL. bin/faceswap runs as a real process against the simulator.
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 local shell = require "spec.support.shell"
 local cjson = require "cjson"
-local quote, capture, read = shell.quote, shell.capture, shell.read
+local read = shell.read
 
-local TOKEN = "test-token"
-local ROOT = capture("pwd"):gsub("\n$", "")
-local BIN = (compat.lua == "lua5.4" and "" or compat.lua .. " ") .. quote(ROOT .. "/bin/faceswap")
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = shell.write
 
 -- The records of a state file, in order (one JSON object a line).
 local function records_of(path)
@@ -42,50 +35,12 @@ local function sorted_lines(text)
 end
 
 describe("command line lifecycle #lua_only", function()
-  local s, tmp
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    tmp = capture("mktemp -d"):gsub("\n$", "")
-  end)
-  after_each(function() os.execute("rm -rf " .. quote(tmp)) end)
-
-  local function command(args, base_url)
-    local words = { "env", "USEAPI_TOKEN=" .. TOKEN, "USEAPI_BASE_URL=" .. quote(base_url or s.base_url), BIN }
-    for _, a in ipairs(args) do words[#words + 1] = quote(a) end
-    return table.concat(words, " ")
-  end
-
-  -- Runs bin/faceswap to the end: exit status, stdout, stderr.
-  local function run(args, base_url)
-    local out, err = tmp .. "/.out", tmp .. "/.err"
-    local _, _, code = compat.execute(command(args, base_url) .. " >" .. quote(out) .. " 2>" .. quote(err))
-    return code, read(out), read(err)
-  end
-
-  -- Starts bin/faceswap in the background; returns a handle with pid, and finish(), which
-  -- waits for the exit and returns exit status, stdout, stderr.
-  local function start(args)
-    local out, err, pidf, codef = tmp .. "/.out", tmp .. "/.err", tmp .. "/.pid", tmp .. "/.code"
-    os.execute("( " .. command(args) .. " >" .. quote(out) .. " 2>" .. quote(err) .. " & echo $! >" ..
-      quote(pidf) .. "; wait $!; echo $? >" .. quote(codef) .. " ) >/dev/null 2>&1 &")
-    -- the shell creates each file before it writes the number: wait for the whole line
-    local function number_in(path) return tonumber((read(path) or ""):match("^(%d+)\n$")) end
-    local pid = sim.wait_for(function() return number_in(pidf) end, 10)
-    return {
-      pid = pid,
-      finish = function()
-        local code = sim.wait_for(function() return number_in(codef) end, 60)
-        return code, read(out), read(err)
-      end,
-    }
-  end
+  local fx = fixture.simulator { job_seconds = 0.2, client = false, tmp = true }
+  local run, start = fx.run, fx.start
 
   it("Ctrl-C stops submitting, lists the jobs submitted, and a rerun with --state resumes", function()
-    s:config { job_seconds = 600 } -- nothing ends during the first run
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:config { job_seconds = 600 } -- nothing ends during the first run
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "first\nsecond\n\nthird\nfourth\nfifth\n")
     local p = start { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
     assert(sim.wait_for(function() return (select(2, last_records(state)).submitted or 0) == 2 end, 30))
@@ -104,12 +59,12 @@ describe("command line lifecycle #lua_only", function()
       "faceswap:   line 2: faceswap wait " .. j2 .. "\n" ..
       "faceswap: rerun with --state " .. state .. " to wait for the jobs submitted and submit " ..
       "the prompts that never were\n", 1, true), err)
-    assert.equal(2, s:count("POST"))
+    assert.equal(2, fx.sim:count("POST"))
 
     -- the rerun waits for the two and submits the three others, once
-    s:config { job_seconds = 0.2 }
-    s:advance(j1, "completed")
-    s:advance(j2, "completed")
+    fx.sim:config { job_seconds = 0.2 }
+    fx.sim:advance(j1, "completed")
+    fx.sim:advance(j2, "completed")
     code, out, err = run { "batch", prompts, "--concurrency", "2", "--interval", "0.05", "--state", state }
     assert.equal(0, code, err)
     assert.truthy(err:find("faceswap: " .. state .. ": 5 prompts: 2 submitted, waited for, 3 to submit\n",
@@ -120,7 +75,7 @@ describe("command line lifecycle #lua_only", function()
     assert.equal(j1 .. " completed", lines[1])
     assert.equal(j2 .. " completed", lines[2])
     for k = 3, 5 do assert.matches("^%x+ completed$", lines[k]) end
-    assert.equal(5, s:count("POST"))
+    assert.equal(5, fx.sim:count("POST"))
     last = last_records(state)
     for _, line in ipairs { 1, 2, 4, 5, 6 } do
       assert.equal("done", last[line].state)
@@ -129,23 +84,23 @@ describe("command line lifecycle #lua_only", function()
     assert.equal("fifth", last[6].prompt)
 
     -- a third run finds everything done: one line says so, nothing is asked or sent
-    local requests = #s:requests()
+    local requests = #fx.sim:requests()
     code, out, err = run { "batch", prompts, "--state", state }
     assert.equal(0, code, err)
     assert.equal(table.concat(lines, "\n") .. "\n", out)
     assert.equal("faceswap: " .. state .. ": 5 prompts: 5 done before (5 completed), nothing to submit\n" ..
       "5/5 done, 0 in flight, 0 failed, N.Ns\n", (err:gsub("%d+%.%ds\n$", "N.Ns\n")))
-    assert.equal(requests, #s:requests())
+    assert.equal(requests, #fx.sim:requests())
   end)
 
   it("a headshot without an answer is listed on Ctrl-C (SIGTERM) and not resubmitted unless asked", function()
-    s:config { job_seconds = 600 }
-    s:script { action = "hang", match = "^POST", count = 1 } -- the first POST never gets an answer
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:config { job_seconds = 600 }
+    fx.sim:script { action = "hang", match = "^POST", count = 1 } -- the first POST never gets an answer
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\ntwo\nthree\n")
     local p = start { "batch", prompts, "--concurrency", "3", "--interval", "0.05", "--state", state }
     assert(sim.wait_for(function()
-      return (select(2, last_records(state)).submitted or 0) == 2 and s:count("POST") == 3
+      return (select(2, last_records(state)).submitted or 0) == 2 and fx.sim:count("POST") == 3
     end, 30))
     assert(compat.execute("kill -TERM " .. p.pid))
     local code, _, err = p.finish()
@@ -160,9 +115,9 @@ describe("command line lifecycle #lua_only", function()
       "may or may not have reached the server (no answer came)\n", 1, true), err)
 
     -- the rerun waits for the two submitted, and lists the third without sending it
-    s:config { job_seconds = 0.2 }
+    fx.sim:config { job_seconds = 0.2 }
     for l, r in pairs(last) do
-      if l ~= line then s:advance(r.jobid, "completed") end
+      if l ~= line then fx.sim:advance(r.jobid, "completed") end
     end
     local out
     code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state }
@@ -172,22 +127,22 @@ describe("command line lifecycle #lua_only", function()
       1, true), err)
     assert.truthy(out:find("- error unknown: not resubmitted: its headshot may or may not have " ..
       "reached the server\n", 1, true), out)
-    assert.equal(3, s:count("POST"))
+    assert.equal(3, fx.sim:count("POST"))
     -- unless the user says so
     code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state, "--resubmit-unknown" }
     assert.equal(0, code, err)
     assert.equal(3, #sorted_lines(out))
-    assert.equal(4, s:count("POST"))
+    assert.equal(4, fx.sim:count("POST"))
   end)
 
   it("a state file of other prompts is refused", function()
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\n")
     write(state, "submitted\t1\tabc\tanother prompt\n")
     local code, out, err = run { "batch", prompts, "--state", state }
     assert.same({ 1, "", "faceswap: " .. state .. ":1: not a record of this batch's prompts " ..
       "(line 1 of the prompts differs)\n" }, { code, out, err })
-    assert.equal(0, s:count("POST"))
+    assert.equal(0, fx.sim:count("POST"))
   end)
 
   it("wait shows each failed poll and gives up after a few against a dead server", function()
@@ -209,7 +164,7 @@ describe("command line lifecycle #lua_only", function()
     local code = cli.main({ "wait", "abc", "--interval", "0.05" }, {
       stdout = sink(out), stderr = sink(err), tty = true, catch_signals = false,
       getenv = function(name)
-        return ({ USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = "http://127.0.0.1:1" })[name]
+        return ({ USEAPI_TOKEN = fx.TOKEN, USEAPI_BASE_URL = "http://127.0.0.1:1" })[name]
       end,
     })
     assert.equal(1, code)
@@ -227,10 +182,10 @@ describe("command line lifecycle #lua_only", function()
   end)
 
   it("a relative attachment URL from the server is a failed download, not a crash", function()
-    s:script { action = "status", status = 200, match = "^GET /jobs",
+    fx.sim:script { action = "status", status = 200, match = "^GET /jobs",
                body = '{"jobid":"abc","verb":"faceswap-headshot","status":"completed",' ..
                  '"attachments":[{"url":"/relative/1.png"}]}' }
-    local code, out, err = run { "wait", "abc", "--download", tmp .. "/files" }
+    local code, out, err = run { "wait", "abc", "--download", fx.tmp .. "/files" }
     assert.equal(1, code)
     assert.equal("jobid    abc\nstatus   completed\nurl      /relative/1.png\n", out)
     assert.equal('faceswap: job abc: completed\n' ..

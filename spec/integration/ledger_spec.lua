@@ -2,21 +2,14 @@
 -- fsync'd before each POST, the fate of each headshot recorded the moment it is known, one
 -- writer at a time, a full disk that stops the batch, records the core cannot send back, and
 -- the batch file's comments. bin/faceswap runs as a real process against the simulator.
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 local shell = require "spec.support.shell"
 local cjson = require "cjson"
 local quote, capture, read = shell.quote, shell.capture, shell.read
 
-local TOKEN = "test-token"
-local ROOT = capture("pwd"):gsub("\n$", "")
-local BIN = (compat.lua == "lua5.4" and "" or compat.lua .. " ") .. quote(ROOT .. "/bin/faceswap")
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write = shell.write
 
 -- The records of a state file, in order (one JSON object a line).
 local function records_of(path)
@@ -35,63 +28,25 @@ local function count(path, state)
 end
 
 describe("batch --state", function()
-  local s, tmp
-
-  setup(function() s = sim.start { job_seconds = 600, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    s:config { job_seconds = 600 } -- nothing ends unless a spec says so
-    tmp = capture("mktemp -d"):gsub("\n$", "")
-  end)
-  after_each(function() os.execute("rm -rf " .. quote(tmp)) end)
-
-  local function command(args)
-    local words = { "env", "USEAPI_TOKEN=" .. TOKEN, "USEAPI_BASE_URL=" .. quote(s.base_url), BIN }
-    for _, a in ipairs(args) do words[#words + 1] = quote(a) end
-    return table.concat(words, " ")
-  end
-
-  -- Runs bin/faceswap to the end: exit status, stdout, stderr.
-  local function run(args)
-    local out, err = tmp .. "/.out", tmp .. "/.err"
-    local _, _, code = compat.execute(command(args) .. " >" .. quote(out) .. " 2>" .. quote(err))
-    return code, read(out), read(err)
-  end
-
-  -- Starts bin/faceswap in the background (its output in files named after `name`); returns
-  -- its pid and finish(), which waits for the exit and returns exit status, stdout, stderr.
-  local function start(args, name)
-    name = tmp .. "/." .. (name or "bg")
-    local out, err, pidf, codef = name .. ".out", name .. ".err", name .. ".pid", name .. ".code"
-    os.execute("( " .. command(args) .. " >" .. quote(out) .. " 2>" .. quote(err) .. " & echo $! >" ..
-      quote(pidf) .. "; wait $!; echo $? >" .. quote(codef) .. " ) >/dev/null 2>&1 &")
-    local function number_in(path) return tonumber((read(path) or ""):match("^(%d+)\n$")) end
-    local pid = sim.wait_for(function() return number_in(pidf) end, 10)
-    return {
-      pid = pid,
-      finish = function()
-        local code = sim.wait_for(function() return number_in(codef) end, 60)
-        return code, read(out), read(err)
-      end,
-    }
-  end
+  -- nothing ends unless a spec says so
+  local fx = fixture.simulator { job_seconds = 600, config = { job_seconds = 600 }, client = false, tmp = true }
+  local run, start = fx.run, fx.start
 
   -- The prompts of the headshots the simulator received, in order.
   local function posted()
     local out = {}
-    for _, r in ipairs(s:requests()) do
+    for _, r in ipairs(fx.sim:requests()) do
       if r.method == "POST" then out[#out + 1] = r.fields and r.fields.prompt end
     end
     return out
   end
 
   it("writes a record before each POST: a kill -9 mid-POST, then the rerun does not send it again", function()
-    s:script { action = "hang", process = true, match = "^POST", count = 1 } -- made, never answered
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:script { action = "hang", process = true, match = "^POST", count = 1 } -- made, never answered
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\n")
     local p = start { "batch", prompts, "--state", state }
-    assert(sim.wait_for(function() return s:count("POST") == 1 end, 30))
+    assert(sim.wait_for(function() return fx.sim:count("POST") == 1 end, 30))
     assert(compat.execute("kill -KILL " .. p.pid))
     assert.equal(137, (p.finish()))
     assert.same({ { state = "sending", line = 1, prompt = "one", attempt = 1 } }, records_of(state))
@@ -107,8 +62,8 @@ describe("batch --state", function()
 
   it("records an unknown fate the moment it is known, not when the batch ends", function()
     -- the job is made upstream, and the connection reset before any answer
-    s:script { action = "reset_before", process = true, match = "^POST", count = 1 }
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:script { action = "reset_before", process = true, match = "^POST", count = 1 }
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\ntwo\n")
     local p = start { "batch", prompts, "--concurrency", "1", "--interval", "0.05", "--state", state }
     -- the batch still runs (two's job takes 600 s) when the record is there
@@ -121,7 +76,7 @@ describe("batch --state", function()
     p.finish()
 
     local jobid = records_of(state)[4].jobid -- sending one, unknown, sending two, submitted two
-    s:advance(jobid, "completed")
+    fx.sim:advance(jobid, "completed")
     local code, out = run { "batch", prompts, "--interval", "0.05", "--state", state }
     assert.equal(1, code)
     assert.equal("- error unknown: not resubmitted: its headshot may or may not have reached the " ..
@@ -130,28 +85,28 @@ describe("batch --state", function()
   end)
 
   it("has one writer: a second batch on the same state file refuses at once with exit status 2", function()
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\ntwo\n")
     local first = start({ "batch", prompts, "--interval", "0.05", "--state", state }, "first")
     assert(sim.wait_for(function() return count(state, "submitted") == 2 end, 30))
     local code, out, err = run { "batch", prompts, "--state", state }
     assert.same({ 2, "", "faceswap: " .. state .. ": in use by another process (locked); nothing " ..
       "was sent\n" }, { code, out, err })
-    assert.equal(2, s:count("POST"))
+    assert.equal(2, fx.sim:count("POST"))
     assert(compat.execute("kill -INT " .. first.pid))
     assert.equal(130, (first.finish()))
     -- once the first has ended, the file is free
     for _, r in ipairs(records_of(state)) do
-      if r.jobid then s:advance(r.jobid, "completed") end
+      if r.jobid then fx.sim:advance(r.jobid, "completed") end
     end
     code = run { "batch", prompts, "--interval", "0.05", "--state", state }
     assert.equal(0, code)
-    assert.equal(2, s:count("POST"))
+    assert.equal(2, fx.sim:count("POST"))
   end)
 
   it("gives a failed line naming the record for a recorded jobid the core refuses", function()
-    s:config { job_seconds = 0.2 }
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:config { job_seconds = 0.2 }
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "one\ntwo\nthree\n")
     -- 0.2.0's form, with a control byte; and a JSON record, not UTF-8
     write(state, "submitted\t1\tab\1c\tone\n" ..
@@ -171,8 +126,8 @@ describe("batch --state", function()
   end)
 
   it("skips comments and blank lines of the batch file, and keeps their line numbers", function()
-    s:config { job_seconds = 0.2 }
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    fx.sim:config { job_seconds = 0.2 }
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     write(prompts, "# portraits for the team\n\nfirst\n   # not this one either\n\t\nsecond\n")
     local code, out, err = run { "batch", prompts, "--interval", "0.05", "--state", state }
     assert.equal(0, code, err)
@@ -191,7 +146,7 @@ describe("batch --state", function()
   describe("on a full file system", function()
     local mnt
     before_each(function()
-      mnt = tmp .. "/full"
+      mnt = fx.tmp .. "/full"
       os.execute("mkdir -p " .. quote(mnt))
     end)
     after_each(function() os.execute("umount " .. quote(mnt) .. " 2>/dev/null") end)
@@ -205,14 +160,14 @@ describe("batch --state", function()
       local pages = tonumber(capture("df -B4096 --output=avail " .. quote(mnt) .. " | tail -1"))
       assert(compat.execute("dd if=/dev/zero of=" .. quote(mnt .. "/filler") .. " bs=4096 count=" ..
         (pages - 1) .. " 2>/dev/null"))
-      local prompts, state = tmp .. "/prompts.txt", mnt .. "/state"
+      local prompts, state = fx.tmp .. "/prompts.txt", mnt .. "/state"
       local text = {}
       for k = 1, 6 do text[k] = k .. " " .. ("a portrait, "):rep(100) end -- ~1260 bytes a record
       write(prompts, table.concat(text, "\n") .. "\n")
       local code, out, err = run { "batch", prompts, "--concurrency", "4", "--interval", "0.05",
                                    "--state", state }
       assert.equal(1, code, err)
-      assert.equal(3, s:count("POST"))
+      assert.equal(3, fx.sim:count("POST"))
       -- what is on disk is whole records: the three sendings
       local on_disk = records_of(state)
       assert.equal(3, #on_disk)
@@ -226,7 +181,7 @@ describe("batch --state", function()
       end
       assert.truthy(not_sent >= 1 and not_sent <= 3, out)
       local jobs = {}
-      for _, r in ipairs(s:jobs()) do jobs[#jobs + 1] = r.jobid end
+      for _, r in ipairs(fx.sim:jobs()) do jobs[#jobs + 1] = r.jobid end
       assert.equal(3, #jobs)
       table.sort(jobs)
       local listed = {}

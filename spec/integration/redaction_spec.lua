@@ -2,9 +2,8 @@
 -- the API token or a Discord token back in its error text gets it replaced by [token] in the
 -- log lines, in tostring(err) and the error's fields, in what the command line prints (stderr,
 -- --json) and in what it records in a --state file.
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 local faceswap = require "faceswap"
-local cli = require "faceswap.cli"
 local logs = require "faceswap.log"
 local shell = require "spec.support.shell"
 local cjson = require "cjson"
@@ -13,39 +12,17 @@ local TOKEN = "secret-api-token-0123456789"
 local DISCORD = "discord-secret-token-ABCDEF"
 
 describe("redaction of echoed tokens", function()
-  local s, tmp
-
-  setup(function() s = sim.start { job_seconds = 0.05, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    tmp = shell.capture("mktemp -d"):gsub("\n$", "")
-  end)
-  after_each(function() os.execute("rm -rf " .. shell.quote(tmp)) end)
+  local fx = fixture.simulator { job_seconds = 0.05, token = TOKEN, client = false, tmp = true }
 
   -- The next answer to `match` echoes both tokens.
   local function echo(match, status)
-    s:script { action = "status", status = status or 401, match = match,
+    fx.sim:script { action = "status", status = status or 401, match = match,
                body = cjson.encode { error = "token " .. TOKEN .. " refused",
                                      errorDetails = "Authorization: Bearer " .. TOKEN .. "; discord " .. DISCORD } }
   end
 
   local function run(args, env)
-    local out, err = {}, {}
-    local function sink(t)
-      return { write = function(self, ...)
-        for _, v in ipairs { ... } do t[#t + 1] = tostring(v) end
-        return self
-      end }
-    end
-    local code = cli.main(args, {
-      stdout = sink(out), stderr = sink(err), tty = false, catch_signals = false,
-      options = { retry = false },
-      getenv = function(name)
-        return ({ USEAPI_TOKEN = TOKEN, USEAPI_BASE_URL = s.base_url, DISCORD_TOKEN = (env or {}).DISCORD_TOKEN })[name]
-      end,
-    })
-    return code, table.concat(out), table.concat(err)
+    return fx.cli(args, { catch_signals = false, env = { DISCORD_TOKEN = (env or {}).DISCORD_TOKEN } })
   end
 
   it("redact replaces every occurrence of each secret, and leaves short ones alone", function()
@@ -57,7 +34,7 @@ describe("redaction of echoed tokens", function()
 
   it("an error object's text and tostring(err) never carry the API token", function()
     local lines = {}
-    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false,
+    local client = faceswap.new { token = TOKEN, base_url = fx.base_url, retry = false,
                                   log = function(_, message) lines[#lines + 1] = message end }
     echo("^POST /headshot")
     local job, err = client:headshot("a portrait")
@@ -70,7 +47,7 @@ describe("redaction of echoed tokens", function()
   end)
 
   it("add_account's error never carries the Discord token it sent", function()
-    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local client = faceswap.new { token = TOKEN, base_url = fx.base_url, retry = false }
     echo("^POST /account", 400)
     local ok, err = client:add_account { channel = "123", server = "456", discord = DISCORD }
     assert.is_nil(ok)
@@ -87,12 +64,12 @@ describe("redaction of echoed tokens", function()
     assert.same({ 1, "", '{"error":{"kind":"unauthorized","code":401,"text":"unauthorized (401): ' ..
       'token [token] refused"}}\n' }, { run { "headshot", "a portrait", "--json" } })
     -- a server that puts both tokens in its error text
-    s:script { action = "status", status = 400, match = "^POST /account",
+    fx.sim:script { action = "status", status = 400, match = "^POST /account",
                body = cjson.encode { error = "bad discord " .. DISCORD .. " for " .. TOKEN } }
     assert.same({ 1, "", "faceswap: invalid_request (400): bad discord [token] for [token]\n" },
       { run({ "account", "add", "123", "--server", "456" }, { DISCORD_TOKEN = DISCORD }) })
     -- a job whose error echoes the token, as --json prints it
-    s:script { action = "status", status = 200, match = "^GET /jobs",
+    fx.sim:script { action = "status", status = 200, match = "^GET /jobs",
                body = cjson.encode { jobid = "abc", verb = "faceswap-headshot", status = "failed",
                                      error = "upstream said " .. TOKEN } }
     local code, out = run { "job", "abc", "--json" }
@@ -102,7 +79,7 @@ describe("redaction of echoed tokens", function()
   end)
 
   it("a --state file records the error without the token", function()
-    local prompts, state = tmp .. "/prompts.txt", tmp .. "/state"
+    local prompts, state = fx.tmp .. "/prompts.txt", fx.tmp .. "/state"
     local f = assert(io.open(prompts, "wb"))
     f:write("a portrait\n")
     f:close()

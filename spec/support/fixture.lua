@@ -21,6 +21,13 @@
 --   fx.new(opts)                    another client of this simulator: opts over the defaults
 --   fx.sent(path)                   the requests the simulator received for exactly `path`
 --   fx.sent_under(text)             those whose path contains `text`
+--   fx.cli(args, opts)              fixture.cli with USEAPI_TOKEN and USEAPI_BASE_URL set to fx's
+--   fx.command(args, base_url)      bin/faceswap with args as a shell command, with USEAPI_TOKEN
+--                                   and USEAPI_BASE_URL (base_url, or fx's) in its environment
+--   fx.run(args, base_url)          that command run to its end (needs `tmp`): exit status,
+--                                   stdout, stderr
+--   fx.start(args, name)            that command started in the background (its output in
+--                                   fx.tmp/.NAME.*): { pid, finish() -> status, stdout, stderr }
 --   fx.retry(over)                  a retry policy whose sleeps take no time: each wait it asks
 --                                   for goes into fx.slept (emptied before each spec), and its
 --                                   random() is 0.5; over's fields on top
@@ -28,8 +35,54 @@ local busted = require "busted" -- its API: a module sees no spec file's globals
 local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 local shell = require "spec.support.shell"
+local compat = require "spec.support.compat"
+local quote, read = shell.quote, shell.read
 
 local M = { TOKEN = "test-token" }
+
+-- A stream that keeps what is written (its .text) and hands out `input` to read.
+function M.stream(input)
+  local s = { text = "", input = input }
+  function s.write(self, ...)
+    for _, v in ipairs { ... } do self.text = self.text .. v end
+    return self
+  end
+  function s.read(self, how)
+    if not self.input then return nil end
+    local line, rest = self.input:match("^([^\n]*)\n?(.*)$")
+    if how == "l" or how == "*l" then
+      self.input = rest ~= "" and rest or nil
+      return line
+    end
+    local all = self.input
+    self.input = nil
+    return all
+  end
+  return s
+end
+
+-- The command line's main (faceswap.cli.main) in this process: returns its exit status, stdout
+-- and stderr. opts, all optional: env (name -> value; false: unset), stdin (a string, or a
+-- reader as cli.main takes one), tty (default false), catch_signals, options (faceswap.new's,
+-- default { retry = false }), raised (true: a raise comes back as the status "raised", with
+-- its message as stderr).
+function M.cli(args, opts)
+  opts = opts or {}
+  local out, err = M.stream(), M.stream()
+  local stdin = opts.stdin
+  if type(stdin) ~= "table" then stdin = M.stream(stdin) end
+  local env = opts.env or {}
+  local ok, code = pcall(require("faceswap.cli").main, args, {
+    stdout = out, stderr = err, stdin = stdin, tty = opts.tty or false,
+    catch_signals = opts.catch_signals, options = opts.options or { retry = false },
+    getenv = function(name) return env[name] or nil end,
+  })
+  if not ok then
+    if not opts.raised then error(code, 0) end
+    return "raised", out.text, tostring(code)
+  end
+  return code, out.text, err.text
+end
 
 -- The requests of simulator s whose path passes keep(path), in order.
 local function requests_where(s, keep)
@@ -62,6 +115,38 @@ function M.simulator(opts)
   function fx.retry(over)
     return merged({ sleep = function(d) fx.slept[#fx.slept + 1] = d end,
                     random = function() return 0.5 end }, over)
+  end
+  function fx.cli(args, o)
+    o = merged({}, o)
+    o.env = merged({ USEAPI_TOKEN = fx.TOKEN, USEAPI_BASE_URL = fx.base_url }, o.env)
+    return M.cli(args, o)
+  end
+  function fx.command(args, base_url)
+    local words = { "env", "USEAPI_TOKEN=" .. fx.TOKEN, "USEAPI_BASE_URL=" .. quote(base_url or fx.base_url),
+                    shell.BIN }
+    for _, a in ipairs(args) do words[#words + 1] = quote(a) end
+    return table.concat(words, " ")
+  end
+  function fx.run(args, base_url)
+    local out, err = fx.tmp .. "/.out", fx.tmp .. "/.err"
+    local _, _, code = compat.execute(fx.command(args, base_url) .. " >" .. quote(out) .. " 2>" .. quote(err))
+    return code, read(out), read(err)
+  end
+  function fx.start(args, name)
+    name = fx.tmp .. "/." .. (name or "bg")
+    local out, err, pidf, codef = name .. ".out", name .. ".err", name .. ".pid", name .. ".code"
+    os.execute("( " .. fx.command(args) .. " >" .. quote(out) .. " 2>" .. quote(err) .. " & echo $! >" ..
+      quote(pidf) .. "; wait $!; echo $? >" .. quote(codef) .. " ) >/dev/null 2>&1 &")
+    -- the shell creates each file before it writes the number: wait for the whole line
+    local function number_in(path) return tonumber((read(path) or ""):match("^(%d+)\n$")) end
+    local pid = sim.wait_for(function() return number_in(pidf) end, 10)
+    return {
+      pid = pid,
+      finish = function()
+        local code = sim.wait_for(function() return number_in(codef) end, 60)
+        return code, read(out), read(err)
+      end,
+    }
   end
   function fx.sent(path)
     return requests_where(fx.sim, function(p) return p == path end)
