@@ -13,7 +13,7 @@
 -- And every relative link of these pages names a file of the checkout (and a heading there).
 local shell = require "spec.support.shell"
 local nginx = require "spec.support.nginx" -- the checkout's root
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 local faceswap = require "faceswap"
 
 local ROOT = nginx.root
@@ -176,12 +176,8 @@ local function hosted_entry(b)
 end
 
 describe("the guides' code blocks #external", function()
-  local s
-  setup(function()
-    s = sim.start { token = TOKEN, job_seconds = 0.5, blocking_seconds = 0.05, channels = CHANNELS }
-  end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local fx = fixture.simulator { token = TOKEN, job_seconds = 0.5, blocking_seconds = 0.05, channels = CHANNELS,
+                                 client = false }
 
   it("are found (the reader sees what it checks)", function()
     local count = {}
@@ -217,7 +213,7 @@ describe("the guides' code blocks #external", function()
       it("runs " .. where(b), function()
         local dir = scratch()
         write(dir .. "/block.lua", "local faceswap = require \"faceswap\"\n" .. b.code)
-        local out, status = run_in(dir, s.base_url, "lua5.4 block.lua")
+        local out, status = run_in(dir, fx.base_url, "lua5.4 block.lua")
         assert.equal(0, status, where(b) .. ":\n" .. b.code .. "\n--- output:\n" .. out)
       end)
     elseif b.lang == "lua" and b.marker == THIS and hosted_entry(b) then
@@ -231,7 +227,7 @@ describe("the guides' code blocks #external", function()
           assert.is_true(n > 0, pair[1])
         end
         write(dir .. "/block.lua", h.before .. code .. h.after)
-        local out, status = run_in(dir, s.base_url, "lua5.4 block.lua")
+        local out, status = run_in(dir, fx.base_url, "lua5.4 block.lua")
         assert.equal(0, status, where(b) .. ":\n" .. out)
         assert.equal("ok\n", out:match("ok\n$"), out)
       end)
@@ -239,7 +235,7 @@ describe("the guides' code blocks #external", function()
       it("has shell syntax at " .. where(b), function()
         local dir = scratch()
         write(dir .. "/block.sh", b.code)
-        local out, status = run_in(dir, s.base_url, "sh -n block.sh")
+        local out, status = run_in(dir, fx.base_url, "sh -n block.sh")
         assert.equal(0, status, where(b) .. ":\n" .. out)
       end)
     elseif b.lang == "c" then
@@ -255,7 +251,7 @@ describe("the guides' code blocks #external", function()
             "\nint main(void) {\n" .. table.concat(body, "\n") .. "\nlua_close(L);\nreturn 0;\n}\n"
         end
         write(dir .. "/block.c", code)
-        local out, status = run_in(dir, s.base_url, "cc -std=c99 -Wall -Wextra -Werror -fsyntax-only -I" ..
+        local out, status = run_in(dir, fx.base_url, "cc -std=c99 -Wall -Wextra -Werror -fsyntax-only -I" ..
           shell.quote(ROOT .. "/csrc") .. " $(pkg-config --cflags lua5.4) block.c")
         assert.equal(0, status, where(b) .. ":\n" .. code .. "\n" .. out)
       end)
@@ -267,14 +263,14 @@ describe("the guides' code blocks #external", function()
     local block = shell.code_block("docs/simulator.md", "## Using it from your own tests", "lua")
     os.execute("mkdir -p " .. shell.quote(dir .. "/spec"))
     write(dir .. "/spec/my_app_spec.lua", block .. "\n")
-    local out, status = run_in(dir, s.base_url, "lua5.4 /usr/bin/busted -o plainTerminal spec/my_app_spec.lua")
+    local out, status = run_in(dir, fx.base_url, "lua5.4 /usr/bin/busted -o plainTerminal spec/my_app_spec.lua")
     assert.equal(0, status, out)
     assert.matches("2 successes / 0 failures / 0 errors", out)
   end)
 
   it("runs every faceswap command line of docs/cli.md and docs/commands.md against the simulator", function()
     local dir = scratch()
-    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local client = faceswap.new { token = TOKEN, base_url = fx.base_url, retry = false }
     local job = assert(client:headshot("a job for the examples"))
     client:close()
     local ran, failed = 0, {}
@@ -284,7 +280,7 @@ describe("the guides' code blocks #external", function()
           local command = line:gsub("%s+#.*$", "")
           if command:find("^faceswap ") or command:find("^[A-Z_]+=%S+ faceswap ") then
             command = command:gsub("8a1f574fdbf79e8cd57e070476d9d5f3", job.jobid)
-            local out, status = run_in(dir, s.base_url, "sh -c " .. shell.quote(command))
+            local out, status = run_in(dir, fx.base_url, "sh -c " .. shell.quote(command))
             ran = ran + 1
             if status ~= 0 then failed[#failed + 1] = command .. " -> exit " .. status .. ": " .. out end
           end

@@ -125,7 +125,7 @@ describe("client:batch over channels", function()
     it("is taken out of the batch: its items, the one it refused too, go to the others", function()
       assert(fx.client:delete_account(CH2))
       local lines = {}
-      fx.client = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, log = function(level, message, what)
+      fx.client = fx.new { log = function(level, message, what)
         if what == "dead_channel" then lines[#lines + 1] = level .. " " .. message end
       end, retry = { sleep = function(d) fx.slept[#fx.slept + 1] = d end, random = function() return 0.5 end } }
       local results = fx.client:batch(prompts(20), { channels = { CH1, CH2 }, wait = FAST })

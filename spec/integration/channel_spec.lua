@@ -23,7 +23,7 @@ describe("a channel's hold", function()
     it("a blocking command that raised outside a task leaves the channel free", function()
       local broken = true
       fx.client:close()
-      fx.client = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, channel = CH1,
+      fx.client = fx.new { retry = false, channel = CH1,
         log = function(_, _, what)
           if broken and what == "answer" then
             broken = false
@@ -44,7 +44,7 @@ describe("a channel's hold", function()
     it("a task whose blocking command raised hands the channel on at once", function()
       local broken = true
       fx.client:close()
-      fx.client = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, channel = CH1,
+      fx.client = fx.new { retry = false, channel = CH1,
         log = function(_, _, what)
           if broken and what == "answer" then
             broken = false
@@ -110,7 +110,7 @@ describe("a channel's hold", function()
     it("waits out a blocking command on its channel instead of meeting its 429", function()
       local slept = {}
       fx.client:close()
-      fx.client = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, channel = CH1, retry = {
+      fx.client = fx.new { channel = CH1, retry = {
         sleep = function(d) slept[#slept + 1] = d end, random = function() return 0.5 end } }
       fx.sim:config { blocking_seconds = 0.5 }
       local saved = fx.client:spawn(function() return fx.client:listid() end)

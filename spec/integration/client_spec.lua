@@ -57,7 +57,7 @@ describe("client", function()
     }
     for _, encoding in ipairs { "multipart", "json" } do
       it("delivers tricky prompts byte-exact with " .. encoding .. " encoding", function()
-        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, encoding = encoding }
+        local c = fx.new { encoding = encoding }
         for _, prompt in ipairs(tricky) do
           local job = assert(c:headshot { prompt = prompt, replyRef = prompt:match("^[^\r\n\t]*") })
           assert.equal(prompt, job.prompt)
@@ -76,7 +76,7 @@ describe("client", function()
     for _, encoding in ipairs { "multipart", "json" } do
       it("delivers a replyRef with tabs and line breaks byte-exact with " .. encoding .. " encoding",
         function()
-          local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, encoding = encoding }
+          local c = fx.new { encoding = encoding }
           for _, ref in ipairs(tricky) do
             local job = assert(c:headshot { prompt = "p", replyRef = ref })
             assert.equal(ref, job.replyRef)
@@ -321,7 +321,7 @@ describe("client", function()
         assert.same({ "rate_limited", 429, "HTTP 429: Too Many Requests", 7, true },
           { err.kind, err.code, err.error, err.retry_after, err.retryable })
         -- the client's retry policy: 121 s is past max_retry_after (120 s), so no sleep at all
-        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url }
+        local c = fx.new {}
         fx.sim:script { action = "status", status = 429, headers = { ["Retry-After"] = "121" },
                    body = "<html><title>Rate limited</title></html>" }
         local started = faceswap.now()
@@ -358,7 +358,7 @@ describe("client", function()
     end)
 
     it("stops reading past max_response, with memory bounded", function()
-      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, max_response = 65536 }
+      local c = fx.new { retry = false, max_response = 65536 }
       fx.sim:script { action = "oversized", bytes = 1048576 }
       local err = fails(c:headshot("p"))
       assert.same({ "bad_response", 200, "answer larger than max_response (65536 bytes)", false },
@@ -368,7 +368,7 @@ describe("client", function()
     end)
 
     it("times out a server that never answers #timing", function()
-      local c = faceswap.new { retry = false, token = fx.TOKEN, base_url = fx.base_url, timeout = 0.3 }
+      local c = fx.new { retry = false, timeout = 0.3 }
       fx.sim:script { action = "hang" }
       local t0 = faceswap.now()
       local err = fails(c:job("anything"))

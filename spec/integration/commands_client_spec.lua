@@ -269,8 +269,8 @@ describe("client commands", function()
     it("retries per the policy a 429 from a channel another client keeps busy", function()
       fx.sim:config { blocking_seconds = 0.4 }
       local slept = {}
-      local other = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
-      local me = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = {
+      local other = fx.new { retry = false }
+      local me = fx.new { retry = {
         min_delay = 0.5, max_delay = 0.5, sleep = function(d)
           slept[#slept + 1] = d
           faceswap.sleep(d)

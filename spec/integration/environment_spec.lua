@@ -1,6 +1,6 @@
 -- The library's defaults from the environment: $USEAPI_BASE_URL is the default base_url, as
 -- $USEAPI_TOKEN is the default token (API.md), for the library as for the command line.
-local sim = require "spec.support.sim"
+local fixture = require "spec.support.fixture"
 local compat = require "spec.support.compat"
 local shell = require "spec.support.shell"
 
@@ -17,23 +17,19 @@ local function child(env, code)
 end
 
 describe("faceswap.new's defaults from the environment #lua_only", function()
-  local s
-
-  setup(function() s = sim.start { token = "env-token" } end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
+  local fx = fixture.simulator { token = "env-token", client = false }
 
   it("sends to $USEAPI_BASE_URL when no base_url is given", function()
-    assert.equal("started\n", child({ USEAPI_TOKEN = "env-token", USEAPI_BASE_URL = s.base_url },
+    assert.equal("started\n", child({ USEAPI_TOKEN = "env-token", USEAPI_BASE_URL = fx.base_url },
       'print(faceswap.new{ retry = false }:headshot("a cat").status)'))
-    assert.equal(1, s:count("POST"))
+    assert.equal(1, fx.sim:count("POST"))
   end)
 
   it("prefers the base_url option to $USEAPI_BASE_URL", function()
     assert.equal("started\n", child({ USEAPI_BASE_URL = "http://127.0.0.1:9/nowhere" },
-      'print(faceswap.new{ token = "env-token", retry = false, base_url = "' .. s.base_url ..
+      'print(faceswap.new{ token = "env-token", retry = false, base_url = "' .. fx.base_url ..
       '" }:headshot("a cat").status)'))
-    assert.equal(1, s:count("POST"))
+    assert.equal(1, fx.sim:count("POST"))
   end)
 
   it("uses useapi.net's URL when $USEAPI_BASE_URL is empty or unset", function()

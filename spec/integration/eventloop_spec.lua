@@ -71,7 +71,7 @@ describe("client:fd() and client:next_wakeup()", function()
 
   it("next_wakeup() follows libcurl's timer while a transfer runs", function()
     fx.sim:config { latency = 5 }
-    local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, timeout = 3, connect_timeout = 2 }
+    local c = fx.new { timeout = 3, connect_timeout = 2 }
     c:spawn(function() return c:job("0123456789abcdef0123456789abcdef") end)
     assert.equal(1, c:step(0)) -- the task starts its transfer and yields
     local due = c:next_wakeup()

@@ -182,7 +182,7 @@ describe("fault matrix", function()
     end)
 
     it("a drip of bytes that ends within the timeout works", function()
-      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false, timeout = 10 }
+      local c = fx.new { retry = false, timeout = 10 }
       fx.sim:script { action = "drip", seconds = 0.001 }   -- some 700 bytes, one a millisecond or more
       local took, job = elapsed(function() return c:job(started.jobid) end)
       assert.equal(started, job)
@@ -400,7 +400,7 @@ describe("fault matrix", function()
     for _, row in ipairs(MEMORY_ROWS) do
       local limit, chunked, how, default = row[1], row[2], row[3], row.default
       it("memory stays bounded by max_response: a 64 MiB answer (" .. how .. ") #novalgrind", function()
-        local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false, timeout = 5,
+        local c = fx.new { retry = false, timeout = 5,
                                  max_response = not default and limit or nil }
         assert(c:job(started.jobid))       -- warm: connection, buffers
         collectgarbage()

@@ -1,7 +1,6 @@
 -- fork() and exec (docs/lifecycle.md): a client used in a child of the process that made it
 -- starts afresh, so parent and child each get their own answers and the parent's connections
 -- are left alone; no descriptor of a client reaches a program a child executes.
-local faceswap = require "faceswap"
 local fixture = require "spec.support.fixture"
 local compat = require "spec.support.compat"
 
@@ -129,7 +128,7 @@ describe("fork and exec", function()
   it("a program run by io.popen inherits no descriptor of a client", function()
     fx.client:close()
     local before = inherited()
-    local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
+    local c = fx.new { retry = false }
     assert(c:headshot("kept alive"))
     local t = c:spawn(function() return c:job("x") end)
     c:step(0)

@@ -3,10 +3,10 @@
 -- serves many requests while each waits on the API.
 local faceswap = require "faceswap"
 local socket = require "socket"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local nginx = require "spec.support.nginx"
 
-local TOKEN = "test-token"
 
 -- The application under test: what a user would put in nginx.conf.
 local SERVER = [[
@@ -135,21 +135,16 @@ local SERVER = [[
 ]]
 
 describe("inside nginx #external", function()
-  local s, n
-
+  local fx = fixture.simulator { job_seconds = 0.2, client = false }
+  local n
   setup(function()
-    s = sim.start { job_seconds = 0.2, token = TOKEN }
     n = nginx.start {
       http = "lua_shared_dict faceswap_callbacks 1m; lua_shared_dict received 1m;",
-      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url,
+      server = SERVER:gsub("@(%u+)@", { TOKEN = fx.TOKEN, SIM = fx.base_url,
         FACE = nginx.root .. "/spec/support/demo-face.png" }),
     }
   end)
-  teardown(function()
-    if n then n:stop() end
-    s:stop()
-  end)
-  before_each(function() s:reset() end)
+  teardown(function() if n then n:stop() end end)
 
   local function get(path) return nginx.request(n.url .. path) end
 
@@ -159,16 +154,16 @@ describe("inside nginx #external", function()
     local job = assert(faceswap.decode(body))
     assert.equal("completed", job.status)
     assert.equal("studio portrait", job.prompt)
-    local r = s:requests()
+    local r = fx.sim:requests()
     assert.equal("POST", r[1].method)
-    assert.equal("Bearer " .. TOKEN, r[1].headers.authorization)
+    assert.equal("Bearer " .. fx.TOKEN, r[1].headers.authorization)
     assert.same({ prompt = "studio portrait" }, r[1].fields)
     assert.equal("GET", r[#r].method)
-    assert.equal(job, assert(faceswap.new { token = TOKEN, base_url = s.base_url }:job(job.jobid)))
+    assert.equal(job, assert(fx.new {}:job(job.jobid)))
   end)
 
   it("uploads a file, and sends DELETE with and without a form body, through cosockets", function()
-    s:config { blocking_seconds = 0.05 }
+    fx.sim:config { blocking_seconds = 0.05 }
     local status, body = get("/identities")
     assert.equal(200, status, body .. n:log())
     local lines = {}
@@ -177,7 +172,7 @@ describe("inside nginx #external", function()
     assert.truthy(lines[2]:find("^completed <@%d+> ID 'nx' deleted"), lines[2])
     assert.equal("true", lines[3])
     local methods = {}
-    for _, r in ipairs(s:requests()) do methods[#methods + 1] = r.method .. " " .. r.path end
+    for _, r in ipairs(fx.sim:requests()) do methods[#methods + 1] = r.method .. " " .. r.path end
     assert.same({ "POST /saveid", "DELETE /delid", "DELETE /account/1100000000000000001" }, methods)
   end)
 
@@ -192,7 +187,7 @@ describe("inside nginx #external", function()
       l:close()
       return names
     end
-    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local c = fx.new { retry = false }
     local url = assert(c:headshot("p", { wait = { interval = 0.05, max_interval = 0.05, timeout = 30 } })):urls()[1]
     c:close()
     local function step(name)
@@ -200,17 +195,17 @@ describe("inside nginx #external", function()
       assert.equal(200, status, body .. n:log())
       return body
     end
-    s:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
+    fx.sim:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
     assert.equal("timeout: Operation timed out after N milliseconds with 0 bytes received\ntrue",
       (step("timeout"):gsub("%d+ milliseconds", "N milliseconds")))
-    s:script { action = "reset_during", match = "^GET /attachments/" }
+    fx.sim:script { action = "reset_during", match = "^GET /attachments/" }
     assert.equal("transport (200): Recv failure: Connection reset by peer", step("cut"))
     assert.equal("", listing())
     assert.equal("cancelled (200): download stopped by its sink: attempt to use a faceswap client " ..
       "from inside its download's sink\n" ..
       "cancelled (200): download stopped by its sink: (error object is a table value)\n" ..
       "cancelled (200): download stopped by its sink: disk full", step("sink"))
-    s:script { action = "drip", seconds = 0.05, match = "^GET /attachments/" }
+    fx.sim:script { action = "drip", seconds = 0.05, match = "^GET /attachments/" }
     assert.equal("true\ncancelled: task cancelled\ntrue", step("cancel"))
     assert.equal("", listing())
     os.execute("rm -rf '" .. dir .. "'")
@@ -220,7 +215,7 @@ describe("inside nginx #external", function()
     local status, body = get("/headshot?prompt=")
     assert.equal(502, status)
     assert.equal("invalid_request (400): Required param prompt is missing or empty\n", body)
-    s:script { action = "html_502", match = "^POST /headshot$" }
+    fx.sim:script { action = "html_502", match = "^POST /headshot$" }
     status, body = get("/headshot?prompt=x")
     assert.equal(502, status)
     assert.equal("server (502): HTTP 502: 502 Bad Gateway\n", body)
@@ -230,14 +225,14 @@ describe("inside nginx #external", function()
     local _, body = get("/headshot?prompt=warm")
     local job = assert(faceswap.decode(body))
     assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) }) -- the pool has one now
-    s:script { action = "reset_before", match = "^GET /jobs/$" }
+    fx.sim:script { action = "reset_before", match = "^GET /jobs/$" }
     assert.same({ 200, "started\n" }, { get("/job?id=" .. job.jobid) })
-    local before = s:count("POST")
-    s:script { action = "reset_before", match = "^POST /headshot$" }
+    local before = fx.sim:count("POST")
+    fx.sim:script { action = "reset_before", match = "^POST /headshot$" }
     local status, text = get("/headshot?prompt=once")
     assert.equal(502, status)
     assert.equal("transport: Recv failure: Connection reset by peer\n", text) -- libcurl's words
-    assert.equal(before + 1, s:count("POST"))
+    assert.equal(before + 1, fx.sim:count("POST"))
   end)
 
   it("runs tasks as light threads, and the batch over them", function()
@@ -278,7 +273,7 @@ describe("inside nginx #external", function()
 
   it("one worker has 50 headshots waiting on the API at once", function()
     -- the simulator never answers them: if a call blocked the worker, one would arrive
-    s:script { action = "hang", match = "^POST /headshot$", count = 50 }
+    fx.sim:script { action = "hang", match = "^POST /headshot$", count = 50 }
     local conns = {}
     for i = 1, 50 do
       local c = socket.tcp()
@@ -286,8 +281,8 @@ describe("inside nginx #external", function()
       c:send("GET /headshot?prompt=p" .. i .. " HTTP/1.0\r\nHost: x\r\n\r\n")
       conns[i] = c
     end
-    local arrived = sim.wait_for(function() return #s:requests() == 50 end, 10)
+    local arrived = sim.wait_for(function() return #fx.sim:requests() == 50 end, 10)
     for _, c in ipairs(conns) do c:close() end
-    assert.is_true(arrived, #s:requests() .. " of 50 arrived")
+    assert.is_true(arrived, #fx.sim:requests() .. " of 50 arrived")
   end)
 end)

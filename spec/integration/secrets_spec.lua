@@ -4,6 +4,7 @@
 -- the path or the query; plain http:// only to loopback; redirects are never followed; TLS
 -- verification has no switch. Runs under Lua 5.4 and LuaJIT 2.1 alike.
 local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local socket = require "socket"
 local shell = require "spec.support.shell"
@@ -77,17 +78,11 @@ local function assert_no_secret(v, what)
 end
 
 describe("secrets", function()
-  local s
-
-  setup(function() s = sim.start { token = SECRET, job_seconds = 0.2 } end)
-  teardown(function() s:stop() end)
-  before_each(function() s:reset() end)
-
+  local fx = fixture.simulator { token = SECRET, job_seconds = 0.2, client = false }
   local function new(opts)
-    opts = opts or {}
-    local o = { token = SECRET, base_url = s.base_url, retry = false, timeout = 0.5 }
-    for k, v in pairs(opts) do o[k] = v end
-    return faceswap.new(o)
+    local o = { retry = false, timeout = 0.5 }
+    for k, v in pairs(opts or {}) do o[k] = v end
+    return fx.new(o)
   end
 
   describe("the token", function()
@@ -102,29 +97,29 @@ describe("secrets", function()
       keep(started, c:headshot {})                               -- a local 400
       keep(c:headshot { prompt = "p", channel = "42" })          -- the server's 400
       keep(c:job("no-such-job"))                                 -- 404
-      s:script {
+      fx.sim:script {
         { action = "queue_full" }, { action = "discord_429" }, { action = "html_502" },
         { action = "reset_before", count = 2 }, { action = "reset_during" }, { action = "truncate" },
         { action = "hang" }, { action = "invalid_json" }, { action = "oversized", bytes = 8192 },
-        { action = "flood" }, { action = "status", status = 302, headers = { Location = s.base_url .. "/x" } },
+        { action = "flood" }, { action = "status", status = 302, headers = { Location = fx.base_url .. "/x" } },
         { action = "status", status = 403, body = "<html>no</html>", content_type = "text/html" },
       }
       for _ = 1, 12 do keep(c:job(started.jobid)) end
       keep(c:headshot("p"))                                      -- reset_before on a POST
-      s:script { action = "reset_before", match = "^POST" }
+      fx.sim:script { action = "reset_before", match = "^POST" }
       keep(c:headshot("p"))
-      s:config { subscription = false }
+      fx.sim:config { subscription = false }
       keep(c:headshot("p"))                                      -- 402
-      s:config { subscription = true, job_seconds = 60 }
+      fx.sim:config { subscription = true, job_seconds = 60 }
       local slow = assert(c:headshot("slow"))
       keep(c:wait(slow, { interval = 0.05, timeout = 0.2 }))     -- a timeout carrying the job
       keep(c:download("http://example.com/a.png"))               -- refused locally
-      keep(c:download(s.base_url .. "/attachments/" .. slow.jobid .. "/1.png"))   -- 404
+      keep(c:download(fx.base_url .. "/attachments/" .. slow.jobid .. "/1.png"))   -- 404
       keep(faceswap.decode("{"))
       local other = new { token = SECRET, base_url = refused_url() }
       keep(other:headshot("p"), tostring(other))
       other:close()
-      s:config { token = "another-token" }
+      fx.sim:config { token = "another-token" }
       keep(c:job(started.jobid))                                 -- 401
       -- raises: the messages of misuse
       keep(select(2, pcall(faceswap.new, { token = SECRET, base_url = "http://example.com" })))
@@ -158,7 +153,7 @@ describe("secrets", function()
       c:close()
       json:close()
       local api, downloads = 0, 0
-      for _, r in ipairs(s:requests()) do
+      for _, r in ipairs(fx.sim:requests()) do
         if r.path:find("^/attachments/") then
           downloads = downloads + 1
           assert.is_nil(r.headers.authorization)         -- not the API: sent without the token
@@ -195,21 +190,21 @@ describe("secrets", function()
       end)
 
       it("is not in the output of a success", function()
-        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = s.base_url }, { "headshot", "p", "--json" })
+        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = fx.base_url }, { "headshot", "p", "--json" })
         assert.same({ 0, "" }, { r.status, r.err })
         assert.matches('^{.*"jobid":"%x+".*}\n$', r.out)
         assert_no_secret({ r.out, r.err })
       end)
 
       it("is not in the output of a 401", function()
-        s:config { token = "another-token" }
-        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = s.base_url }, { "job", "0123abcd" })
+        fx.sim:config { token = "another-token" }
+        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = fx.base_url }, { "job", "0123abcd" })
         assert.same({ 1, "", "faceswap: unauthorized (401): Unauthorized\n" }, { r.status, r.out, r.err })
         assert_no_secret({ r.out, r.err })
       end)
 
       it("is not in the output of a 404", function()
-        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = s.base_url }, { "cancel", "0123abcd" })
+        local r = cli({ USEAPI_TOKEN = SECRET, USEAPI_BASE_URL = fx.base_url }, { "cancel", "0123abcd" })
         assert.same({ 1, "", "faceswap: not_found (404): Unable to locate job 0123abcd\n" },
           { r.status, r.out, r.err })
         assert_no_secret({ r.out, r.err })
@@ -227,15 +222,15 @@ describe("secrets", function()
       end)
 
       it("is not echoed when it holds a control byte, and nothing is sent", function()
-        local r = cli({ USEAPI_TOKEN = SECRET .. "\r" .. SECRET, USEAPI_BASE_URL = s.base_url }, { "job", "x" })
+        local r = cli({ USEAPI_TOKEN = SECRET .. "\r" .. SECRET, USEAPI_BASE_URL = fx.base_url }, { "job", "x" })
         assert.same({ 2, "" }, { r.status, r.out })
         assert_no_secret({ r.out, r.err })
-        assert.equal(0, s:stats().connections)
+        assert.equal(0, fx.sim:stats().connections)
       end)
 
       -- found by this spec: every error of faceswap.new was reported as a bad base URL
       it("says that USEAPI_TOKEN, not the base URL, is what is wrong", function()
-        local r = cli({ USEAPI_TOKEN = "tok\rSECRET", USEAPI_BASE_URL = s.base_url }, { "job", "x" })
+        local r = cli({ USEAPI_TOKEN = "tok\rSECRET", USEAPI_BASE_URL = fx.base_url }, { "job", "x" })
         assert.equal(2, r.status)
         assert.equal("faceswap: bad USEAPI_TOKEN: contains a space or control byte\n" ..
           "Try 'faceswap --help' for usage.\n", r.err)
@@ -260,8 +255,8 @@ describe("secrets", function()
     local BYTES = { 0, 1, 8, 9, 10, 13, 27, 31, 127 }
 
     local function refused_everything_sent()
-      assert.same({}, s:requests())
-      assert.equal(0, s:stats().connections)
+      assert.same({}, fx.sim:requests())
+      assert.equal(0, fx.sim:stats().connections)
     end
 
     it("in a token: new raises, before any connection", function()
@@ -371,7 +366,7 @@ describe("secrets", function()
       end
       c:close()
       local got = {}
-      for i, r in ipairs(s:requests()) do got[i] = { r.path, r.query } end
+      for i, r in ipairs(fx.sim:requests()) do got[i] = { r.path, r.query } end
       assert.same(want, got)
     end)
 
@@ -381,7 +376,7 @@ describe("secrets", function()
       local _, err = c:job(job)
       c:close()
       assert.equal("Unable to locate job a&b/../c?d#e", err.error)
-      local r = s:requests()
+      local r = fx.sim:requests()
       assert.same({ 1, "/jobs/", "jobid=a%26b%2F..%2Fc%3Fd%23e" }, { #r, r[1].path, r[1].query })
     end)
   end)
@@ -420,7 +415,7 @@ describe("secrets", function()
         assert.is_nil(err.code)
       end
       c:close()
-      assert.equal(0, s:stats().connections)
+      assert.equal(0, fx.sim:stats().connections)
     end)
 
     it("keeps credentials out of URLs", function()
@@ -439,36 +434,37 @@ describe("secrets", function()
       local c = new()
       local job = assert(c:headshot("p"))
       for _, status in ipairs { 301, 302, 303, 307, 308 } do
-        s:script { action = "status", status = status,
-                   headers = { Location = s.base_url .. "/jobs/?jobid=" .. job.jobid } }
+        fx.sim:script { action = "status", status = status,
+                   headers = { Location = fx.base_url .. "/jobs/?jobid=" .. job.jobid } }
         local got, err = c:job(job.jobid)
         assert.is_nil(got)
         assert.same({ "server", status, "unexpected HTTP " .. status .. " (redirects are not followed)", false },
           { err.kind, err.code, err.error, err.retryable })
       end
-      assert.equal(6, #s:requests())   -- the headshot and one GET each
+      assert.equal(6, #fx.sim:requests())   -- the headshot and one GET each
       c:close()
     end)
 
     it("of a headshot are not followed: the body is not sent again", function()
       local c = new()
       for _, status in ipairs { 307, 308 } do
-        s:script { action = "status", status = status, match = "^POST",
-                   headers = { Location = s.base_url .. "/headshot" } }
+        fx.sim:script { action = "status", status = status, match = "^POST",
+                   headers = { Location = fx.base_url .. "/headshot" } }
         local job, err = c:headshot("p")
         assert.is_nil(job)
         assert.same({ "server", status, false, true }, { err.kind, err.code, err.retryable, err.sent })
       end
-      assert.same({ 2, 0 }, { #s:requests(), #s:jobs() })
+      assert.same({ 2, 0 }, { #fx.sim:requests(), #fx.sim:jobs() })
       c:close()
     end)
 
     it("to another host are not followed either, so the token cannot go there", function()
       local c = new()
-      s:script { action = "status", status = 302, headers = { Location = "http://169.254.169.254/latest/meta-data/" } }
+      fx.sim:script { action = "status", status = 302,
+                      headers = { Location = "http://169.254.169.254/latest/meta-data/" } }
       local _, err = c:job("x")
       assert.same({ "server", 302 }, { err.kind, err.code })
-      s:script { action = "status", status = 302, headers = { Location = refused_url() .. "/jobs/?jobid=x" } }
+      fx.sim:script { action = "status", status = 302, headers = { Location = refused_url() .. "/jobs/?jobid=x" } }
       _, err = c:job("x")
       assert.same({ "server", 302 }, { err.kind, err.code })
       c:close()

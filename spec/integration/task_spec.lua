@@ -150,7 +150,7 @@ describe("tasks", function()
   it("a collected client cancels its transfers cleanly", function()
     fx.sim:config { latency = 5 }
     do
-      local c = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
+      local c = fx.new { retry = false }
       for i = 1, 3 do c:spawn(function() return c:headshot("p" .. i) end) end
       while #fx.sim:requests() < 3 do c:step(0.05) end
     end

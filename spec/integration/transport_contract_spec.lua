@@ -4,12 +4,11 @@
 -- documented shape, and build their tasks in one shape; both honour transfer's 5th argument,
 -- the call's own options (timeout; for a download max, path, sink). And the one table of faults
 -- (csrc/fault.c) that gives both their error kinds and words.
-local faceswap = require "faceswap"
 local core = require "faceswap.core"
-local sim = require "spec.support.sim"
+local faceswap = require "faceswap"
+local fixture = require "spec.support.fixture"
 local nginx = require "spec.support.nginx"
 
-local TOKEN = "test-token"
 
 -- spec/support/contract.lua runs the contract against a client and returns what it saw, one
 -- line per check: the same file runs outside nginx (here) and inside (a content_by_lua handler).
@@ -47,19 +46,15 @@ local SERVER = [[
 ]]
 
 describe("the transport contract", function()
-  local s, n
-
+  local fx = fixture.simulator { client = false }
+  local n
   setup(function()
-    s = sim.start { token = TOKEN }
     n = nginx.start {
       http = "",
-      server = SERVER:gsub("@(%u+)@", { TOKEN = TOKEN, SIM = s.base_url, CONTRACT = CONTRACT }),
+      server = SERVER:gsub("@(%u+)@", { TOKEN = fx.TOKEN, SIM = fx.base_url, CONTRACT = CONTRACT }),
     }
   end)
-  teardown(function()
-    if n then n:stop() end
-    s:stop()
-  end)
+  teardown(function() if n then n:stop() end end)
 
   -- The lines every transport gives alike.
   -- (an integer is "number" on LuaJIT, which has no math.type)
@@ -76,7 +71,7 @@ describe("the transport contract", function()
   end
 
   it("libcurl's: every method, an epoll descriptor and libcurl's next timer", function()
-    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local client = fx.new { retry = false }
     local got = dofile(CONTRACT).methods(client, faceswap)
     local number = math.type and "integer" or "number"
     assert.equal(common(number, "fd " .. number .. " nil", "seconds"), got)
@@ -102,15 +97,15 @@ describe("the transport contract", function()
 
   -- A fresh directory, an attachment URL, and the simulator scripted as M.transfer expects.
   local function prepare()
-    s:reset()
+    fx.sim:reset()
     local p = io.popen("mktemp -d")
     local dir = p:read("*l")
     p:close()
-    local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local c = fx.new { retry = false }
     local job = assert(c:headshot("p", { wait = { interval = 0.05, max_interval = 0.05, timeout = 30 } }))
     c:close()
-    s:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
-    s:script { action = "flood", bytes = 3 * 1024 * 1024, match = "^GET /attachments/" }
+    fx.sim:script { action = "delay", seconds = 2, match = "^GET /jobs$" }
+    fx.sim:script { action = "flood", bytes = 3 * 1024 * 1024, match = "^GET /attachments/" }
     return dir, job:urls()[1]
   end
 
@@ -124,7 +119,7 @@ describe("the transport contract", function()
 
   it("libcurl's: the call's timeout, a download's max, path and sink", function()
     local dir, url = prepare()
-    local client = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+    local client = fx.new { retry = false }
     local got = dofile(CONTRACT).transfer(client, { url = url, dir = dir })
     client:close()
     assert.equal(TRANSFER, got)
@@ -141,11 +136,11 @@ describe("the transport contract", function()
   end)
 
   it("nginx's: a task cancelled by a sibling stops at its next request, which is not sent", function()
-    local before = s:count("GET")
+    local before = fx.sim:count("GET")
     local status, got = nginx.request(n.url .. "/sibling")
     assert.equal(200, status, got)
     assert.equal("true | cancelled: task cancelled | sent false\n", got)
-    assert.equal(before, s:count("GET"))
+    assert.equal(before, fx.sim:count("GET"))
   end)
 end)
 
