@@ -229,13 +229,6 @@ describe("downloads", function()
       { function(c) c:download("https://x.example/a.png", { file = "a" }) end,
         "bad argument #2 to 'download' (unknown option 'file')" },
     }
-    for i, case in ipairs(cases) do
-      it(case[2], function()
-        local ok, msg = pcall(case[1], fx.client)
-        assert.is_false(ok)
-        local line = debug.getinfo(case[1], "S").linedefined
-        assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)
-      end)
-    end
+    fx.misuse(SPEC, cases)
   end)
 end)

@@ -6,17 +6,9 @@ local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 local shell = require "spec.support.shell"
-local cjson = require "cjson"
-local quote, capture, read = shell.quote, shell.capture, shell.read
+local quote, capture, write = shell.quote, shell.capture, shell.write
 
-local write = shell.write
-
--- The records of a state file, in order (one JSON object a line).
-local function records_of(path)
-  local out = {}
-  for line in (read(path) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
-  return out
-end
+local records_of = fixture.records_of
 
 -- How many records of the state file have `state`.
 local function count(path, state)

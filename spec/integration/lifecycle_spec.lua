@@ -317,13 +317,6 @@ describe("lifecycle", function()
         "bad argument #1 to 'job' (faceswap.client expected, got number; call it as client:job(...))" },
       { function() faceswap.new { bogus = 1 } end, "bad argument #1 to 'new' (unknown option 'bogus')" },
     }
-    for i, case in ipairs(cases) do
-      it(case[2], function()
-        local ok, msg = pcall(case[1], fx.client)
-        assert.is_false(ok)
-        local line = debug.getinfo(case[1], "S").linedefined
-        assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)
-      end)
-    end
+    fx.misuse(SPEC, cases)
   end)
 end)

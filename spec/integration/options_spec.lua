@@ -222,14 +222,6 @@ describe("per-call options", function()
         "bad argument #1 to 'wait' (jobid or job expected, got nil: to keep a failed call's error, pass " ..
           "{ wait = ... } to the call itself, or check its result first)" },
     }
-    for i, case in ipairs(cases) do
-      it(case[2], function()
-        local ok, msg = pcall(case[1], fx.client)
-        assert.is_false(ok)
-        local line = debug.getinfo(case[1], "S").linedefined
-        assert.equal(SPEC .. ":" .. line .. ": " .. case[2], msg, "case " .. i)
-        assert.equal(0, #api_requests(), "case " .. i)
-      end)
-    end
+    fx.misuse(SPEC, cases, function(i) assert.equal(0, #api_requests(), "case " .. i) end)
   end)
 end)

@@ -1,15 +1,7 @@
 -- Reading answers through the client (the C core reads them: spec/unit/response_spec.lua): an
 -- error answer larger than max_response, from the simulator.
-local core = require "faceswap.core"
 local fixture = require "spec.support.fixture"
-
--- The error's fields as a plain table, for assert.same.
-local function fields(err)
-  assert.equal("error", core.type(err))
-  local t = {}
-  for k, v in pairs(err) do t[k] = v end
-  return t
-end
+local fields = fixture.fields
 
 -- Issue 17, item 18: an error answer larger than max_response is not even received (the
 -- transport stops at max_response), and its status still decides its kind, with the wording of

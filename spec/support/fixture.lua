@@ -28,10 +28,15 @@
 --                                   stdout, stderr
 --   fx.start(args, name)            that command started in the background (its output in
 --                                   fx.tmp/.NAME.*): { pid, finish() -> status, stdout, stderr }
+--   fx.misuse(spec, cases, check)   a spec per case { fn, text }: fn(fx.client) raises `text` at
+--                                   fn's own line of the file `spec` (the caller's line); then
+--                                   check(i), if given
 --   fx.retry(over)                  a retry policy whose sleeps take no time: each wait it asks
 --                                   for goes into fx.slept (emptied before each spec), and its
 --                                   random() is 0.5; over's fields on top
 local busted = require "busted" -- its API: a module sees no spec file's globals
+local luassert = require "luassert"
+local cjson = require "cjson"
 local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 local shell = require "spec.support.shell"
@@ -82,6 +87,21 @@ function M.cli(args, opts)
     return "raised", out.text, tostring(code)
   end
   return code, out.text, err.text
+end
+
+-- An error object's fields as a plain table, for assert.same.
+function M.fields(err)
+  luassert.equal("error", require("faceswap.core").type(err))
+  local t = {}
+  for k, v in pairs(err) do t[k] = v end
+  return t
+end
+
+-- The records of a `batch --state` file, in order (one JSON object a line).
+function M.records_of(path)
+  local out = {}
+  for line in (read(path) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+  return out
 end
 
 -- The requests of simulator s whose path passes keep(path), in order.
@@ -147,6 +167,17 @@ function M.simulator(opts)
         return code, read(out), read(err)
       end,
     }
+  end
+  function fx.misuse(spec, cases, check)
+    for i, case in ipairs(cases) do
+      busted.it(case[2], function()
+        local ok, msg = pcall(case[1], fx.client)
+        luassert.is_false(ok)
+        local line = debug.getinfo(case[1], "S").linedefined
+        luassert.equal(spec .. ":" .. line .. ": " .. case[2], msg, "case " .. i)
+        if check then check(i) end
+      end)
+    end
   end
   function fx.sent(path)
     return requests_where(fx.sim, function(p) return p == path end)
