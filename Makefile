@@ -69,8 +69,8 @@ ROCK_DEBS   := luarocks git
 HOST_DEBS   := love neovim weechat-headless weechat-lua
 # `make test`: every Lua it runs (ALL_LUAS, LUA_VERSION's own among them), busted, the linters,
 # valgrind, nginx's lua module, tinyproxy and strace for the faults, lua-luv for
-# spec/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a ledger that
-# processes share; then the hosts, the doc and the rock.
+# spec/integration/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a
+# ledger that processes share; then the hosts, the doc and the rock.
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck nginx libnginx-mod-http-lua openssl locales strace tinyproxy curl \
                lua-luv lua-posix redis-server libhiredis-dev lua-nginx-redis \
@@ -135,7 +135,8 @@ $(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
 	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
-# fork() and friends for spec/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
+# fork() and friends for spec/integration/fork_spec.lua, which builds it (Debian's lua-posix
+# lacks 5.4)
 $(BUILD)/spec/forkhelp.so: spec/support/forkhelp.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< $(LDFLAGS)
@@ -160,12 +161,15 @@ test: deps-test
 	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
 	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh $(PASSES)
 
-# Lint and the unit specs (tagged #unit: no simulator, no other program) on LUA_VERSION, in
-# well under a minute: the check to run before each commit. --lazy: a describe block none of
-# whose specs is selected does not run its setup (which may start a simulator or nginx).
+# Lint and the unit specs on LUA_VERSION, in well under a minute: the check to run before each
+# commit. spec/unit (no simulator, no other program; every block there is tagged #unit), and
+# the few #unit blocks of spec/docs and spec/packaging (the API reference, the version,
+# debs.sh); --lazy: a describe block none of whose specs is selected does not run its setup
+# (which may start a simulator or nginx). spec/integration is not even loaded.
 check: all
 	@$(MAKE) --no-print-directory -s lint
-	$(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal --tags=unit --lazy
+	$(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal --tags=unit --lazy \
+	  spec/unit spec/docs spec/packaging
 
 # The busted suite on each of ALL_LUAS, each with its own build (build/V); ends with one line
 # per Lua and fails if any failed.

@@ -8,7 +8,7 @@
 --  * docs/api.md: the option names of faceswap.new, client:wait, client:batch and the retry
 --    policy; faceswap.new itself says each option's type (a wrong one raises, naming it).
 -- `make types` builds it into $(BUILD)/share/lua-faceswap/library/faceswap.lua; `make install`
--- and the rock install it (docs/editor.md). spec/types_spec.lua checks that every public
+-- and the rock install it (docs/editor.md). spec/unit/types_spec.lua checks that every public
 -- method, option and field of the real objects has an annotation here.
 local model = require "tools.model"
 

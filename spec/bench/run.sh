@@ -36,15 +36,10 @@
 # (docs/commands.md): spec/bench/upload.sh and spec/bench/channels.lua (about two
 # minutes); COMMANDS_BENCH=0 skips them.
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 N1="${N1:-200}"
 N2="${N2:-1200}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
 BARE_PATH="${BARE_PATH:-/v1/faceswap/headshot}"
 
 # The command line as given, for the report.
@@ -52,7 +47,6 @@ INVOCATION="N1=$N1 N2=$N2"
 [[ "$LUA" == lua5.4 ]] || INVOCATION+=" LUA=$LUA"
 INVOCATION+=" bash spec/bench/run.sh"
 
-die() { echo "run.sh: $*" >&2; exit 1; }
 
 [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || die "N1/N2 must be non-negative integers"
 (( N2 > N1 )) || die "need N2 > N1 (got N1=$N1 N2=$N2)"

@@ -11,14 +11,9 @@
 #    uploads; the growth from 0 to 1 is what one upload of the file costs at its peak (the
 #    image's bytes, the body holding them, and the transport's copy of the body).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N1="${N1:-20}"
 N2="${N2:-120}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
-die() { echo "upload.sh: $*" >&2; exit 1; }
 (( N2 > N1 )) || die "need N2 > N1"
 [[ -f "$ROOT/build/5.4/faceswap/core.so" ]] || die "build/5.4/faceswap/core.so missing: run make"
 mkdir -p "$OUT"
