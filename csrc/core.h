@@ -170,6 +170,10 @@ int core_interrupted(lua_State *L);
 /* transport_curl.c */
 int core_transport_new(lua_State *L);
 int core_url_problem(lua_State *L);
+/* Why a download may not be renamed onto path (transport_curl.c), or NULL: an existing
+ * directory, or an existing node that is neither a regular file nor a symbolic link. */
+const char *download_path_problem(const char *path);
+int core_download_path_problem(lua_State *L);
 void transport_open(lua_State *L);
 
 #endif

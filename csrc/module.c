@@ -49,6 +49,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"fault", core_fault},
     {"transport", core_transport_new},
     {"url_problem", core_url_problem},
+    {"download_path_problem", core_download_path_problem},
     {"type", core_type},
     {"now", core_now},
     {"sleep", core_sleep},

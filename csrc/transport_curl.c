@@ -1150,6 +1150,33 @@ static void push_stream_error(lua_State *L, transfer_t *x, int err, long status)
   lua_remove(L, -2);
 }
 
+/* Why a download may not go to path, or NULL. The body is renamed onto path: a directory
+ * (or a link to one) would make the rename fail, so it is refused first; any other node that
+ * is not a regular file (a FIFO, a device, a socket) would be replaced, so it is refused too.
+ * A symbolic link to anything else is replaced itself, as rename does, its target untouched.
+ * Shared by both transports (core.download_path_problem). */
+const char *download_path_problem(const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return strerror(EISDIR);
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+    return "not a regular file";
+  return NULL;
+}
+
+/* core.download_path_problem(path) -> why a download may not go to path, or nil. */
+int core_download_path_problem(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  const char *why = strlen(path) != len ? "a file name cannot contain a NUL byte"
+                                        : download_path_problem(path);
+  if (why)
+    lua_pushstring(L, why);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 /* A new temporary file beside `path` (its name with ".part-<pid>-<n>" added), made with
  * O_EXCL so no other file is ever written over; NULL and errno set on failure. */
 static char *stream_open(const char *path, int *fd) {
@@ -1157,11 +1184,6 @@ static char *stream_open(const char *path, int *fd) {
   size_t len = strlen(path) + 48;
   char *tmp;
   int tries;
-  struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the rename would fail: say so first */
-    errno = EISDIR;
-    return NULL;
-  }
   tmp = (char *)malloc(len);
   if (!tmp) {
     errno = ENOMEM;
@@ -1213,6 +1235,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   long timeout_ms = t->timeout_ms;
   size_t limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
   const char *path = NULL;
+  size_t plen_path = 0;
   int sink = 0;
   transfer_t *x;
   CURL *e;
@@ -1236,9 +1259,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       limit = (size_t)v;
     }
     lua_getfield(L, 6, "path");
-    path = lua_tostring(L, -1);
-    luaL_argcheck(L, lua_isnil(L, -1) || (download && lua_type(L, -1) == LUA_TSTRING && *path), 6,
-                  "path is for downloads: a file name");
+    path = lua_tolstring(L, -1, &plen_path);
+    luaL_argcheck(L, lua_isnil(L, -1) || (download && lua_type(L, -1) == LUA_TSTRING && *path &&
+                                          strlen(path) == plen_path), 6,
+                  "path is for downloads: a file name (without a NUL byte)");
     lua_getfield(L, 6, "sink");
     sink = !lua_isnil(L, -1);
     luaL_argcheck(L, !sink || (download && !path && lua_isfunction(L, -1)), 6,
@@ -1357,16 +1381,17 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     x->streaming = 2;
   } else if (path) {
     size_t len = strlen(path);
+    const char *why = download_path_problem(path);
     x->final_path = (char *)malloc(len + 1);
     if (x->final_path)
       memcpy(x->final_path, path, len + 1);
-    x->tmp_path = x->final_path ? stream_open(path, &x->stream_fd) : NULL;
+    x->tmp_path = x->final_path && !why ? stream_open(path, &x->stream_fd) : NULL;
     x->streaming = 1;
-    if (!x->tmp_path) { /* nothing sent: the file cannot be made */
+    if (!x->tmp_path) { /* nothing sent: the file cannot be made, or may not be replaced */
       error_info info = {"invalid_request", 0, 0, 0, -1};
       int err = x->final_path ? errno : ENOMEM;
       lua_pushnil(L);
-      lua_pushfstring(L, "cannot write %s: %s", path, strerror(err));
+      lua_pushfstring(L, "cannot write %s: %s", path, why ? why : strerror(err));
       error_push(L, &info, NULL, -1, 0);
       lua_remove(L, -2);
       stream_end(L, x);

@@ -399,6 +399,8 @@ local function call_options(self, name, opts, arg, kind, params)
     elseif key == "path" then
       if type(value) ~= "string" or value == "" then
         bad_option(name, arg, "option 'path' must be a file name")
+      elseif value:find("\0", 1, true) then -- the system would write the name's part before it
+        bad_option(name, arg, "option 'path': a file name cannot contain a NUL byte")
       end
       o.transfer = o.transfer or {}
       o.transfer.path = value
@@ -471,6 +473,20 @@ do
   JOB_COMMANDS_TEXT = table.concat(names, ", ")
 end
 
+-- A method given more arguments than it takes (`client:headshot(p, nil, {timeout = 5})`: the
+-- options after a nil) raises at the caller, nothing sent, rather than drop them; trailing nils
+-- (a wrapper passing `...` on) are no arguments.
+local function extra_argument(name, no_params, ...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if v ~= nil then
+      error("bad argument #" .. (i + 2) .. " to '" .. name .. "' (" .. name .. " takes " ..
+        (no_params and "only the options (argument #1)" or "params and options (arguments #1 " ..
+        "and #2)") .. ", got " .. type(v) .. " after them)", 3)
+    end
+  end
+end
+
 -- Makes the method of one row: `client:name(params, opts)`; a command that takes no params at
 -- all (jobs, accounts) takes only the options, `client:jobs(opts)`. A row that takes both
 -- encodings (headshot) is built in the client's `encoding`. Misuse raises at the caller's line
@@ -484,9 +500,10 @@ local function command_method(cmd)
   local no_params = #cmd.params == 0
   local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
   local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
-  return function(self, params, opts)
+  return function(self, params, opts, ...)
     -- check_client's checks inline: a round trip makes no call it can spare
     if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
+    if select("#", ...) > 0 then extra_argument(name, no_params, ...) end
     if no_params then
       if opts ~= nil then
         error("bad argument #2 to '" .. name .. "' (" .. name .. " takes no params: its " ..
@@ -676,8 +693,14 @@ end
 -- @treturn[1] string|integer the bytes, or with `path` or `sink` their number
 -- @return[2] nil
 -- @treturn[2] objects.error
-function client:download(url, opts)
+function client:download(url, opts, ...)
   check_client(self, "download")
+  for i = 1, select("#", ...) do
+    if select(i, ...) ~= nil then
+      error("bad argument #" .. (i + 2) .. " to 'download' (download takes a URL and options " ..
+        "(arguments #1 and #2), got " .. type((select(i, ...))) .. " after them)", 2)
+    end
+  end
   if type(url) ~= "string" then
     error("bad argument #1 to 'download' (absolute URL expected, got " .. type(url) .. ")", 2)
   end

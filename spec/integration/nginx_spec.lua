@@ -94,6 +94,10 @@ local SERVER = [[
         elseif a.step == "cut" then
           -- a reset mid-body: no file and no temporary
           add(client:download(a.url, { path = a.dir .. "/cut.png" }))
+        elseif a.step == "fifo" then
+          -- a path that is not a regular file is refused, nothing sent; a NUL in it raises
+          add(client:download(a.url, { path = a.dir .. "/fifo" }))
+          add(select(2, pcall(client.download, client, a.url, { path = a.dir .. "/a\0b" })))
         elseif a.step == "sink" then
           add(client:download(a.url, { sink = function() client:jobs() end }))
           add(client:download(a.url, { sink = function() error({}) end }))
@@ -201,6 +205,14 @@ describe("inside nginx #external", function()
     fx.sim:script { action = "reset_during", match = "^GET /attachments/" }
     assert.equal("transport (200): Recv failure: Connection reset by peer", step("cut"))
     assert.equal("", listing())
+    assert.truthy(os.execute("mkfifo '" .. dir .. "/fifo'"))
+    local sent = #s:requests()
+    assert.equal("invalid_request: cannot write " .. dir .. "/fifo: not a regular file\n" ..
+      "bad argument #2 to 'download' (option 'path': a file name cannot contain a NUL byte)",
+      step("fifo"))
+    assert.equal(sent, #s:requests())
+    assert.equal("fifo\n", listing())
+    os.remove(dir .. "/fifo")
     assert.equal("cancelled (200): download stopped by its sink: attempt to use a faceswap client " ..
       "from inside its download's sink\n" ..
       "cancelled (200): download stopped by its sink: (error object is a table value)\n" ..

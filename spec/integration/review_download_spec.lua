@@ -55,4 +55,16 @@ describe("review: download to a path", function()
     assert.equal("invalid_request", err and err.kind)
     assert.is_true(is_fifo(fifo))
   end)
+
+  it("replaces a symbolic link itself, as rename does, leaving its target alone", function()
+    local fifo, link = dir .. "/fifo", dir .. "/out.png"
+    assert.truthy(os.execute("mkfifo '" .. fifo .. "' && ln -s fifo '" .. link .. "'"))
+    local n = assert(client:download(url, { path = link }))
+    local f = assert(io.open(link, "rb"))
+    assert.equal(n, #f:read("*a"))
+    f:close()
+    assert.is_true(is_fifo(fifo))
+    assert.is_false(os.execute("test -L '" .. link .. "'") == true or
+      os.execute("test -L '" .. link .. "'") == 0)
+  end)
 end)

@@ -370,10 +370,53 @@ describe("the LuaLS types (tools/types.lua) #unit", function()
       "---@return faceswap.error? err", 1, true), doc)
     assert.equal("---@field image string|faceswap.file required", classes["faceswap.params.saveid"].fields.image)
     assert.equal("---@field options? string", classes["faceswap.params.changebg"].fields.options)
-    assert.equal("channel", client.methods.delete_account.args)
-    assert.equal("", client.methods.jobs.args)
+    assert.equal("channel, opts", client.methods.delete_account.args)
+    assert.equal("opts", client.methods.jobs.args)
     assert.truthy(table.concat(client.methods.accounts.doc, "\n"):find(
       "---@return table<string, faceswap.account>?", 1, true))
+  end)
+
+  it("give every method that takes options its options parameter, and only real options", function()
+    local classes = parse(TYPES)
+    local client = faceswap.new { token = "types-token", base_url = "http://127.0.0.1:1", retry = false }
+    -- the methods that take an options table, and the class of their options
+    local takes = { wait = "faceswap.wait_options", batch = "faceswap.batch_options",
+      download = "faceswap.download_options" }
+    for _, c in ipairs(require("faceswap.core").commands("all")) do takes[c.name] = "faceswap.call_options" end
+    for name, class in pairs(takes) do
+      local m = assert(classes["faceswap.client"].methods[name], name)
+      local args, at = {}, nil
+      for a in m.args:gmatch("[^,%s]+") do
+        args[#args + 1] = a
+        if a == "opts" then at = #args end
+      end
+      assert.equal(#args, at, name .. "(" .. m.args .. "): its options last")
+      local doc = table.concat(m.doc, "\n")
+      assert.truthy(doc:find("---@param opts? " .. class .. " ", 1, true), name .. ": " .. doc)
+      -- the method takes its options at that argument: an unknown one raises naming it
+      local call = { client, name == "batch" and {} or "x" }
+      call[at + 1] = { no_such_option = true }
+      local ok, err = pcall(client[name], (table.unpack or rawget(_G, "unpack"))(call, 1, at + 1))
+      assert.is_false(ok, name)
+      assert.truthy(tostring(err):find("bad argument #" .. at .. " to '" .. name .. "' (unknown " ..
+        "option 'no_such_option')", 1, true), name .. ": " .. tostring(err))
+    end
+    -- each field of each options class is an option its methods know (a value of no valid
+    -- type raises about that option, not about an unknown one; nothing is sent)
+    local probes = { ["faceswap.call_options"] = { "headshot", "p" },
+      ["faceswap.download_options"] = { "download", "http://127.0.0.1:1/x" },
+      ["faceswap.batch_options"] = { "batch", {} }, ["faceswap.wait_options"] = { "wait", "j" } }
+    for class, probe in pairs(probes) do
+      local fields = keys(classes[class].fields)
+      assert.truthy(#fields > 0, class)
+      for _, field in ipairs(fields) do
+        local ok, err = pcall(client[probe[1]], client, probe[2], { [field] = coroutine.create(function() end) })
+        assert.is_false(ok, class .. "." .. field)
+        assert.falsy(tostring(err):find("unknown option", 1, true), class .. "." .. field .. ": " ..
+          tostring(err))
+      end
+    end
+    client:close()
   end)
 
   it("take faceswap.new's option types from faceswap.new itself", function()
