@@ -11,7 +11,7 @@
 # answers it, "completed" at its POLLS-th. lua-faceswap runs spec/bench/batch_jobs.lua
 # (client:batch(prompts, {concurrency, wait = {interval, max_interval = interval}})); the peer
 # is spec/bench/peer_multi.c (curl multi, one easy handle a slot, the answers read with
-# strstr). Per client: instructions of the client process per job (callgrind, the slope
+# strstr; and built -DWITH_CJSON, each answer decoded by cjson.decode in a Lua state). Per client: instructions of the client process per job (callgrind, the slope
 # between J1 and J2 jobs, so start-up cancels out), the server's count of requests per job
 # checked; and CPU time (user + system, no valgrind) of a run of J2 jobs, the best of 3.
 set -euo pipefail
@@ -32,6 +32,9 @@ mkdir -p "$OUT"
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/server" "$HERE/server.c"
 # shellcheck disable=SC2046
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/peer_multi" "$HERE/peer_multi.c" $(pkg-config --cflags --libs libcurl)
+# shellcheck disable=SC2046
+"$CC" -O2 -Wall -Wextra -Werror -DWITH_CJSON -o "$OUT/peer_multi_cjson" "$HERE/peer_multi.c" \
+  -I/usr/include/lua5.4 -llua5.4 $(pkg-config --cflags --libs libcurl)
 
 SERVER_PID=""
 cleanup() { [[ -z "$SERVER_PID" ]] || { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; } || true; }
@@ -98,7 +101,10 @@ cpu_us() {
 cd "$ROOT"
 peer_ir="$(per_job peer "$OUT/peer_multi")"
 peer_cpu="$(cpu_us "$OUT/peer_multi")"
-ROWS=("| bare curl-multi C loop (\`spec/bench/peer_multi.c\`) | $peer_ir | 1.00 | $peer_cpu | 1.00 |")
+dec_ir="$(per_job peer_cjson "$OUT/peer_multi_cjson")"
+dec_cpu="$(cpu_us "$OUT/peer_multi_cjson")"
+ROWS=("| bare curl-multi C loop (\`spec/bench/peer_multi.c\`), answers read with strstr | $peer_ir | 1.00 | $peer_cpu | 1.00 |"
+      "| the same, each answer decoded by \`cjson.decode\` in a Lua 5.4 state (\`-DWITH_CJSON\`) | $dec_ir | $(awk -v a="$dec_ir" -v b="$peer_ir" 'BEGIN { printf "%.2f", a / b }') | $dec_cpu | $(awk -v a="$dec_cpu" -v b="$peer_cpu" 'BEGIN { printf "%.2f", a / b }') |")
 for v in $LUAS; do
   lua="lua$v"; [[ "$v" == luajit ]] && lua=luajit
   [[ -f "build/$v/faceswap/core.so" ]] || { echo "batch_cpu.sh: skipping Lua $v (not built)" >&2; continue; }

@@ -10,12 +10,22 @@
  * "completed"; then the slot takes the next job. The answers are read with strstr (the jobid,
  * the status), nothing more. One curl_multi_poll waits for all. Exits 0 iff every job
  * completed.
+ *
+ * Built with -DWITH_CJSON and a Lua's flags, it also decodes every answer with lua-cjson's
+ * decode in a Lua state (as the client must: lua-cjson is its one JSON reader), and takes the
+ * jobid and status from the decoded table.
  */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef WITH_CJSON
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+static lua_State *L;
+#endif
 
 #define MAX_SLOTS 64
 
@@ -84,6 +94,17 @@ int main(int argc, char **argv)
     double interval = atof(argv[4]);
     if (jobs < 0 || conc < 1 || conc > MAX_SLOTS)
         return 2;
+#ifdef WITH_CJSON
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "cjson");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+        return 1;
+    lua_getfield(L, -1, "decode");
+    lua_replace(L, 1);
+    lua_settop(L, 1);
+#endif
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CURLM *m = curl_multi_init();
     static const char boundary[] = "faceswap-0123456789abcdefABCDEFgh";
@@ -127,6 +148,21 @@ int main(int argc, char **argv)
             curl_multi_remove_handle(m, s->easy);
             s->busy = 0;
             s->answer[s->len] = '\0';
+#ifdef WITH_CJSON
+            /* the decoded jobid and status, written back the way strstr reads them below */
+            lua_pushvalue(L, 1);
+            lua_pushlstring(L, s->answer, s->len);
+            if (lua_pcall(L, 1, 1, 0) == 0 && lua_istable(L, -1)) {
+                lua_getfield(L, -1, "jobid");
+                lua_getfield(L, -2, "status");
+                snprintf(s->answer, sizeof s->answer, "\"jobid\":\"%s\"\"status\":\"%s\"",
+                         lua_isstring(L, -2) ? lua_tostring(L, -2) : "",
+                         lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+            } else {
+                s->answer[0] = '\0';
+            }
+            lua_settop(L, 1);
+#endif
             const char *id = strstr(s->answer, "\"jobid\":\"");
             if (res != CURLE_OK || status != 200 || !id) {
                 fprintf(stderr, "job failed: %s, HTTP %ld\n", curl_easy_strerror(res), status);
