@@ -30,6 +30,7 @@
  * perform, finish) returns nil and a `cancelled` error, "client closed", instead of raising. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,8 @@ typedef struct transfer {
   int set_method;               /* 1 CURLOPT_POST, 2 CURLOPT_HTTPGET */
   int set_del;                  /* CURLOPT_CUSTOMREQUEST is "DELETE" (libcurl's default NULL) */
   curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
+  const char *set_fields;       /* CURLOPT_POSTFIELDS (NULL: the body is read by upload_read) */
+  int requests;                 /* requests libcurl began for this transfer (see on_prereq) */
   struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
   size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
   long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS */
@@ -131,7 +134,7 @@ struct transport {
   int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
-  pid_t pid;                    /* the process that made the multi handle */
+  unsigned forks;               /* fork_count when the multi handle was made */
   int *socks, nsocks, socks_cap; /* the connections' sockets (opened by open_socket) */
   int wake_fds[2];              /* libcurl's own wakeup socketpair, -1 when unknown */
   lua_State *L;                 /* the thread driving the transfers now (for a sink), or NULL */
@@ -345,6 +348,33 @@ static int upload_seek(void *ud, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_FAIL;
 }
 
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* libcurl calls this as it is about to send a request on a connection: once per transfer,
+ * and again when it silently resends it on a fresh connection after a reused one died before
+ * any answer. A POST (or a DELETE with a body) whose first request left, in part or whole, is
+ * not sent again: the server may have received it and made (and billed) a job, so the
+ * transfer fails and the caller learns that the request's fate is unknown. libcurl counts the
+ * bytes it wrote (CURLINFO_REQUEST_SIZE) from the transfer's start, so a request that never
+ * left may still go on the fresh connection. This is what keeps CURLOPT_POSTFIELDS (the body
+ * sent with the headers, in one write) as safe as upload_seek keeps a body read by
+ * upload_read. */
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port) {
+  transfer_t *x = (transfer_t *)ud;
+  long request_bytes = 0;
+  (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
+  if (x->requests++ == 0 || !x->post)
+    return CURL_PREREQFUNC_OK;
+  curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  if (request_bytes == 0)
+    return CURL_PREREQFUNC_OK;
+  x->refused_rewind = 1;
+  return CURL_PREREQFUNC_ABORT;
+}
+#define FACESWAP_POSTFIELDS 1
+#else
+#define FACESWAP_POSTFIELDS 0 /* before 7.80: every body goes through upload_read */
+#endif
+
 /* libcurl says which sockets to watch: they go into the epoll set. A socket's `socketp` is
  * non-NULL once it has been added, so a change of interest is a MOD, not a second ADD. */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
@@ -460,6 +490,19 @@ static CURLMcode drive(transport_t *t, double wait) {
 
 static void **orphans;
 static size_t norphans;
+
+/* Forks this process has been made by, counted in the child (pthread_atfork): whether a
+ * client is used in a process other than the one that made it costs a compare per call, not
+ * a getpid system call. glibc drops the handler if the module is unloaded. */
+static volatile unsigned fork_count;
+
+static void count_fork(void) {
+  fork_count++;
+}
+
+static int in_child(const transport_t *t) {
+  return t->forks != fork_count;
+}
 
 static void orphan(void *p) {
   void **more = (void **)realloc(orphans, (norphans + 1) * sizeof *orphans);
@@ -596,7 +639,7 @@ static transport_t *open_transport(lua_State *L) {
     return NULL;
   if (t->in_sink)
     luaL_error(L, "attempt to use a faceswap client from inside its download's sink");
-  if (t->pid != getpid())
+  if (in_child(t))
     forked(L, t);
   return t;
 }
@@ -726,7 +769,7 @@ static void transport_release(lua_State *L, transport_t *t) {
 
 static void close_now(lua_State *L, transport_t *t) {
   t->close_pending = 0;
-  if (t->multi && t->pid != getpid())
+  if (t->multi && in_child(t))
     forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
   transport_release(L, t);
 }
@@ -991,7 +1034,7 @@ int core_transport_new(lua_State *L) {
  * failing option raises). */
 static void multi_setup(lua_State *L, transport_t *t) {
   CURLMcode rc;
-  t->pid = getpid();
+  t->forks = fork_count;
   lowest_free(t->wake_fds);
   t->multi = curl_multi_init();
   if (!t->multi)
@@ -1059,6 +1102,10 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_READDATA, x);
   curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upload_seek);
   curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+#if FACESWAP_POSTFIELDS
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
@@ -1346,6 +1393,12 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
       x->set_size = (curl_off_t)blen;
     }
+    /* the body goes with the headers in one write, not through upload_read (four system
+     * calls and a callback more per request); on_prereq keeps it from being sent twice */
+    if (FACESWAP_POSTFIELDS && x->set_fields != x->upload.p) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->upload.p);
+      x->set_fields = x->upload.p;
+    }
     /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
      * saves it scanning one more line each time it looks for a header */
     headers = blen >= LARGE_BODY_BYTES ? &x->expect_node : &x->ct_node;
@@ -1400,6 +1453,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     }
   }
   x->upload_pos = 0;
+  x->requests = 0;
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
   x->content_length = -1;
@@ -1683,6 +1737,8 @@ void transport_open(lua_State *L) {
     /* once per process; never cleaned up, as other Lua states may still use libcurl */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
       luaL_error(L, "curl_global_init failed");
+    if (pthread_atfork(NULL, NULL, count_fork) != 0)
+      luaL_error(L, "pthread_atfork failed");
     curl_ready = 1;
   }
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);

@@ -29,6 +29,9 @@
 # The Lua client is skipped (with a message) if build/5.4/faceswap/core.so
 # has not been built yet.
 #
+# Then spec/bench/roundtrip.sh (the round trip beside bare libcurl + cjson.decode and Lua-cURL,
+# on every Lua built; ROUNDTRIP_BENCH=0 skips it) and spec/bench/batch_cpu.sh (a batch's CPU
+# per job beside a bare curl-multi loop; BATCH_CPU_BENCH=0 skips it).
 # Then it runs spec/bench/concurrency.sh (batches against the simulator, and
 # the cost of step(0) with many transfers in flight; a few minutes, see that
 # file for its own settings). CONCURRENCY_BENCH=0 skips it. Then spec/bench/https.sh
@@ -198,6 +201,16 @@ for c in "${CLIENTS[@]}"; do
         echo "    ${CMD[$c,$n]}"
     done
 done
+
+# --- the round trip against its peers on every Lua, a batch's CPU (issue 20) ----
+if [[ "${ROUNDTRIP_BENCH:-1}" != 0 ]]; then
+    echo
+    CC="$CC" bash "$HERE/roundtrip.sh"
+fi
+if [[ "${BATCH_CPU_BENCH:-1}" != 0 ]]; then
+    echo
+    CC="$CC" bash "$HERE/batch_cpu.sh"
+fi
 
 # --- the concurrency benchmarks ---------------------------------------------
 if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then

@@ -19,7 +19,7 @@ describe("JSON #unit", function()
   describe("the host's own cjson settings", function()
     -- lua-cjson 2.1.0's defaults, restored after each test
     local function defaults()
-      for _, c in ipairs { cjson, require "cjson.safe" } do
+      for _, c in ipairs { cjson, (require "cjson.safe") } do
         c.encode_max_depth(1000)
         c.decode_max_depth(1000)
         c.encode_number_precision(14)
@@ -31,7 +31,7 @@ describe("JSON #unit", function()
     after_each(defaults)
 
     local function meddle()
-      for _, c in ipairs { cjson, require "cjson.safe" } do
+      for _, c in ipairs { cjson, (require "cjson.safe") } do
         c.encode_max_depth(1)
         c.decode_max_depth(1)
         c.encode_number_precision(1)
