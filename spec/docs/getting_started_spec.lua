@@ -36,6 +36,10 @@ describe("docs/getting-started.md #external", function()
       " LUA_PATH=" .. shell.quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;") ..
       " LUA_CPATH=" .. shell.quote(root .. "/build/5.4/?.so;;") ..
       " sh -e -c " .. shell.quote(session) .. " 2>&1; echo \"exit $?\"")
+    -- the command's line per change of the job's status (stderr; not a terminal here)
+    local status_lines
+    out, status_lines = out:gsub("faceswap: job %x+: [%a ]+\n", "")
+    assert.is_true(status_lines >= 1, out)
     local first, second = out:match("^listening http://127%.0%.0%.1:" .. port .. "\n" ..
       "started (%x+)\nsaved %1%-1%.png\nsaved %1%-2%.png\n(%x+) completed photos/%2%-1%.png " ..
       "photos/%2%-2%.png\nexit 0\n$")
