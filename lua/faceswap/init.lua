@@ -616,16 +616,21 @@ for _, cmd in ipairs(M.commands) do
       o and o.channel or self._channel, self._reply_url)
     if not ok then error(method, 2) end
     if not method then return nil, path end
+    local result, err
     if not blocking then
-      local result, err = call(self, name, method, path, content_type, body, o)
+      result, err = call(self, name, method, path, content_type, body, o)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
       end
-      return answer(self, o, result, err)
+    else
+      -- held alone, and released whatever happens (a log function or on_retry that raises)
+      result, err = self._channel_of(channel):exclusive(call, self, name, method, path,
+        content_type, body, o)
     end
-    -- held alone, and released whatever happens (a log function or on_retry that raises)
-    return answer(self, o, self._channel_of(channel):exclusive(call, self, name, method, path,
-      content_type, body, o))
+    -- a body that reads a file as it is sent holds the file open: let go of it now, not at
+    -- the next collection
+    if type(body) == "userdata" then body:close() end
+    return answer(self, o, result, err)
   end
 end
 
@@ -944,11 +949,51 @@ end
 -- The key of the client's default channel in a batch's tables.
 local NO_CHANNEL = {}
 
+-- The file params of each command, by name: { changebg = { image = true }, ... }.
+local FILE_PARAMS = {}
+for _, cmd in ipairs(core.commands()) do
+  for _, f in ipairs(cmd.fields) do
+    if f.kind == "file" then
+      FILE_PARAMS[cmd.name] = FILE_PARAMS[cmd.name] or {}
+      FILE_PARAMS[cmd.name][f.name] = true
+    end
+  end
+end
+
+-- A batch item whose files are opened once, at its turn: a copy of it whose file paths are
+-- files opened (core.upload_file), and the files, or the item itself when it has none. Every
+-- request built for it (on each account it is tried on, on each retry) sends from the same
+-- descriptor, and what was checked is what is sent. A path that cannot be opened is left as
+-- it is: the build says why, as for any other item.
+local function open_files(item)
+  local fields = type(item) == "table" and FILE_PARAMS[item.command]
+  if not fields then return item, nil end
+  local copy, files = {}, {}
+  for k, v in pairs(item) do
+    if fields[k] and type(v) == "string" then
+      local f = core.upload_file(v)
+      if f then v, files[#files + 1] = f, f end
+    end
+    copy[k] = v
+  end
+  return copy, files
+end
+
+-- Lets go of an item's files and of the bodies built to send them, once it has its result.
+local function close_files(files, built)
+  if not files then return end
+  for _, f in ipairs(files) do f:close() end
+  for _, r in pairs(built) do
+    if type(r[5]) == "userdata" then r[5]:close() end
+  end
+end
+
 -- Checks every item with the core's own request builders before anything is sent: misuse
 -- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
 -- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept for headshots,
--- whose bodies are small; a changebg item's file is read again at its turn) or the item's
--- local error (a required param missing, a file that cannot be read), which is its result.
+-- whose bodies are small; a changebg item's file, opened and sniffed here, is let go of at
+-- once and opened again at its turn, so a long batch holds no descriptor per item) or the
+-- item's local error (a required param missing, a file that cannot be read), its result.
 -- An item is checked with its own channel, else the batch's first (nil: the client's default).
 local function check_items(self, list, channels)
   for k = 1, type(channels) == "table" and #channels or 0 do
@@ -972,6 +1017,8 @@ local function check_items(self, list, channels)
       local_errors[i] = r[4]
     elseif r[2] == "headshot" then
       prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
+    elseif type(r[6]) == "userdata" then
+      r[6]:close() -- its file is opened again at the item's turn, once for every account
     end
   end
   return prebuilt, local_errors
@@ -1148,7 +1195,7 @@ function client:batch(list, opts)
   end
 
   local function start(i)
-    local item = list[i]
+    local item, files = open_files(list[i])
     local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
     local built = {} -- the request per channel, built once
     local function request(q)
@@ -1220,6 +1267,7 @@ function client:batch(list, opts)
     repeat
       job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
     until job or own or not (q and q.dead and authority.dead_answer(err)) or nowhere(nil)
+    close_files(files, built)
     return job, err, q
   end
 
