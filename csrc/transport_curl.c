@@ -55,6 +55,10 @@
 #define MAX_DOWNLOAD_BYTES (64 * 1024 * 1024)
 #define MAX_EVENTS 64
 #define MAX_IDLE_CONNECTIONS 64L
+/* libcurl's send buffer for a body with files on disk: its size, within libcurl's bounds */
+#define UPLOAD_PIECE_MIN (16L * 1024)
+#define UPLOAD_PIECE_MAX (1024L * 1024)
+#define UPLOAD_PIECE_DEFAULT (64L * 1024)
 
 typedef struct {
   char *p;
@@ -83,6 +87,7 @@ typedef struct transfer {
    * by file_body_read, its files read from their descriptors into libcurl's buffer. */
   upload_body *file_body;
   int set_file_read;            /* CURLOPT_READFUNCTION is file_body_read */
+  long set_ulbuf;               /* CURLOPT_UPLOAD_BUFFERSIZE, 0 for libcurl's default */
   int body_failed;              /* a file of the body could not be sent: body_fault says why */
   upload_fault body_fault;
   int oversize, refused_rewind, no_memory, bad_framing;
@@ -1351,6 +1356,16 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     if (x->set_file_read != (files != NULL)) {
       curl_easy_setopt(e, CURLOPT_READFUNCTION, files ? file_body_read : upload_read);
       x->set_file_read = files != NULL;
+    }
+    {
+      /* a file goes out in pieces of up to 1 MiB (libcurl's default is 64 KiB): a sixteenth
+       * of the reads, sends and wakeups per MiB; a body in memory keeps the default */
+      long ulbuf = !files ? 0 : blen < UPLOAD_PIECE_MIN ? UPLOAD_PIECE_MIN
+                 : blen > UPLOAD_PIECE_MAX ? UPLOAD_PIECE_MAX : (long)blen;
+      if (ulbuf != x->set_ulbuf) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, ulbuf ? ulbuf : UPLOAD_PIECE_DEFAULT);
+        x->set_ulbuf = ulbuf;
+      }
     }
     if (x->set_method != 1) {
       curl_easy_setopt(e, CURLOPT_POST, 1L);
