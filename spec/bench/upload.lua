@@ -37,7 +37,7 @@ local faceswap = require "faceswap"
 local c = faceswap.new { token = "test-token", base_url = url, retry = false }
 
 if batch then
-  assert(c:jobs())
+  assert(c:headshot("the idle client's one request"))
   print("idle_kib=" .. peak_kib())
   local list = {}
   for i = 1, n do

@@ -10,7 +10,8 @@
  * boundary of the same length, the part heads in memory, the file's bytes read from one
  * descriptor with pread into libcurl's send buffer by the read callback. "Authorization:
  * Bearer test-token", no "Expect: 100-continue", TCP_NODELAY. The answer is kept in a buffer
- * and not parsed. After two warm-up uploads it times the other N-2 with getrusage (user +
+ * and not parsed. PEER_ULBUF=BYTES sets libcurl's send buffer (CURLOPT_UPLOAD_BUFFERSIZE; its
+ * default is 64 KiB). After two warm-up uploads it times the other N-2 with getrusage (user +
  * system CPU of the process) and prints "cpu_us_per_upload=X"; exits 0 iff every answer was
  * HTTP 200.
  */
@@ -133,6 +134,8 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_READDATA, &b);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
+    if (getenv("PEER_ULBUF")) /* libcurl's send buffer, as lua-faceswap sets it for a file */
+        curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, strtol(getenv("PEER_ULBUF"), NULL, 10));
 
     int rc = 0;
     double started = 0;
