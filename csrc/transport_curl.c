@@ -57,7 +57,7 @@
 #define MAX_IDLE_CONNECTIONS 64L
 /* libcurl's send buffer for a body with files on disk: its size, within libcurl's bounds */
 #define UPLOAD_PIECE_MIN (16L * 1024)
-#define UPLOAD_PIECE_MAX (1024L * 1024)
+#define UPLOAD_PIECE_MAX (256L * 1024)
 #define UPLOAD_PIECE_DEFAULT (64L * 1024)
 
 typedef struct {
@@ -1358,8 +1358,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       x->set_file_read = files != NULL;
     }
     {
-      /* a file goes out in pieces of up to 1 MiB (libcurl's default is 64 KiB): a sixteenth
-       * of the reads, sends and wakeups per MiB; a body in memory keeps the default */
+      /* a file goes out in pieces of up to 256 KiB (libcurl's default is 64 KiB): a quarter
+       * of the reads, sends and wakeups per MiB, and the piece still fits a core's cache
+       * between its pread and its send (1 MiB measured slower per MiB); a body in memory
+       * keeps the default */
       long ulbuf = !files ? 0 : blen < UPLOAD_PIECE_MIN ? UPLOAD_PIECE_MIN
                  : blen > UPLOAD_PIECE_MAX ? UPLOAD_PIECE_MAX : (long)blen;
       if (ulbuf != x->set_ulbuf) {

@@ -11,10 +11,13 @@
 #    two warm-up ones) for a 1 MiB and a 10 MiB file: R runs of each, peer and client one after
 #    the other; the medians, and the median of the R ratios (the machine is shared: a ratio of
 #    two runs made together moves less than either). The peer as written (libcurl's 64 KiB send
-#    buffer), and with the 1 MiB buffer lua-faceswap gives a file.
-# 2. Peak resident memory (VmHWM) of the Lua client after those runs: the same for 1 and 10 MiB
+#    buffer), and with the 256 KiB buffer lua-faceswap gives a file.
+# 2. Instructions of the client process (callgrind, user space) and system calls (strace -c)
+#    per upload, as the slope between two upload counts: what CPU time measures through the
+#    noise of a shared machine, counted exactly (the kernel's work per call is the same bytes).
+# 3. Peak resident memory (VmHWM) of the Lua client after those runs: the same for 1 and 10 MiB
 #    when nothing holds the file.
-# 3. A batch of 8 changebg items of 25 MiB at concurrency 8 (wait = false): the client's peak
+# 4. A batch of 8 changebg items of 25 MiB at concurrency 8 (wait = false): the client's peak
 #    over the idle client's (made, one request answered).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -58,14 +61,40 @@ for size in 1 10; do
   peer=(); big=(); lua=(); r1=(); r2=()
   for _ in $(seq 1 "$R"); do
     p="$("$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
-    b="$(PEER_ULBUF=1048576 "$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
+    b="$(PEER_ULBUF=262144 "$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
     l_out="$("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file")"
     l="$(field cpu_us_per_upload <<< "$l_out")"
     PEAK[$size]="$(field peak_kib <<< "$l_out")"
     peer+=("$p"); big+=("$b"); lua+=("$l"); r1+=("$(ratio "$l" "$p")"); r2+=("$(ratio "$l" "$b")")
   done
   ROW[$size]="$(median "${peer[@]}") $(median "${big[@]}") $(median "${lua[@]}") $(median "${r1[@]}") $(median "${r2[@]}")"
-  echo "  ${size} MiB: peer ${peer[*]}; peer, 1 MiB buffer ${big[*]}; lua ${lua[*]}" >&2
+  echo "  ${size} MiB: peer ${peer[*]}; peer, 256 KiB buffer ${big[*]}; lua ${lua[*]}" >&2
+done
+
+# counted: callgrind's instructions and strace's system calls, slope between n1 and n2 uploads
+ir() { # ir OUTFILE cmd...
+  valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+  awk '/^(summary|totals):/ { print $2; exit }' "$1"
+}
+calls() { # calls OUTFILE cmd...
+  strace -f -c -o "$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+  awk '$NF == "total" { print $4; exit }' "$1"
+}
+declare -A COUNT
+for size in 1 10; do
+  file="$OUT/upload-${size}MiB.png"
+  n1=$(( size == 1 ? 5 : 3 )); n2=$(( size == 1 ? 25 : 8 ))
+  for who in peer lua; do
+    for n in "$n1" "$n2"; do
+      if [[ $who == peer ]]; then cmd=("$OUT/upload_peer" "$BASE/saveid" "$n" "$file")
+      else cmd=("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file"); fi
+      COUNT[$who,$size,ir,$n]="$(ir "$OUT/callgrind.upload.$who.$size.$n" "${cmd[@]}")"
+      COUNT[$who,$size,sys,$n]="$(calls "$OUT/strace.upload.$who.$size.$n" "${cmd[@]}")"
+    done
+    COUNT[$who,$size,ir]=$(( (COUNT[$who,$size,ir,$n2] - COUNT[$who,$size,ir,$n1]) / (n2 - n1) ))
+    COUNT[$who,$size,sys]="$(awk -v a="${COUNT[$who,$size,sys,$n1]}" -v b="${COUNT[$who,$size,sys,$n2]}" \
+      -v d=$(( n2 - n1 )) 'BEGIN { printf "%.1f", (b - a) / d }')"
+  done
 done
 
 batch="$("$LUA" spec/bench/upload.lua --batch "$BASE" 8 "$OUT/upload-25MiB.png")"
@@ -75,11 +104,19 @@ BPEAK="$(field peak_kib <<< "$batch")"
 echo
 echo "Uploads: saveid with an image by its path, CPU per upload (user + system, median of $R runs each)"
 echo
-echo "| file | C peer, READFUNCTION + pread | the peer with a 1 MiB buffer | lua-faceswap \`client:saveid\` | ratio to the peer | ratio to the peer, 1 MiB buffer | peak RSS of the client |"
+echo "| file | C peer, READFUNCTION + pread | the peer with a 256 KiB buffer | lua-faceswap \`client:saveid\` | ratio to the peer | ratio to the peer, 256 KiB buffer | peak RSS of the client |"
 echo "|---|--:|--:|--:|--:|--:|--:|"
 for size in 1 10; do
   read -r p b l r1 r2 <<< "${ROW[$size]}"
   echo "| ${size} MiB | ${p} us | ${b} us | ${l} us | **${r1}** | ${r2} | ${PEAK[$size]} KiB |"
+done
+echo
+echo "Counted per upload (slope): instructions of the client process (callgrind) and its system calls (strace -c)"
+echo
+echo "| file | peer instructions | lua-faceswap instructions | ratio | peer system calls | lua-faceswap system calls |"
+echo "|---|--:|--:|--:|--:|--:|"
+for size in 1 10; do
+  echo "| ${size} MiB | ${COUNT[peer,$size,ir]} | ${COUNT[lua,$size,ir]} | $(ratio "${COUNT[lua,$size,ir]}" "${COUNT[peer,$size,ir]}") | ${COUNT[peer,$size,sys]} | ${COUNT[lua,$size,sys]} |"
 done
 echo
 echo "Batch of 8 changebg items of 25 MiB at concurrency 8: idle client $IDLE KiB, peak $BPEAK KiB (+$(( (BPEAK - IDLE) / 1024 )) MiB)"
