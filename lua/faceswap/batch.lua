@@ -108,6 +108,45 @@ local function build_item(self, item, channel)
     BATCH_COMMANDS[command].encoded and self._encoding or nil)
 end
 
+-- The file params of each command, by name: { changebg = { image = true }, ... }.
+local FILE_PARAMS = {}
+for _, cmd in ipairs(core.commands()) do
+  for _, f in ipairs(cmd.fields) do
+    if f.kind == "file" then
+      FILE_PARAMS[cmd.name] = FILE_PARAMS[cmd.name] or {}
+      FILE_PARAMS[cmd.name][f.name] = true
+    end
+  end
+end
+
+-- A batch item whose files are opened once, at its turn: a copy of it whose file paths are
+-- files opened (core.upload_file), and the files, or the item itself when it has none. Every
+-- request built for it (on each account it is tried on, on each retry) sends from the same
+-- descriptor, and what was checked is what is sent. A path that cannot be opened is left as
+-- it is: the build says why, as for any other item.
+local function open_files(item)
+  local fields = type(item) == "table" and FILE_PARAMS[item.command]
+  if not fields then return item, nil end
+  local copy, files = {}, {}
+  for k, v in pairs(item) do
+    if fields[k] and type(v) == "string" then
+      local f = core.upload_file(v)
+      if f then v, files[#files + 1] = f, f end
+    end
+    copy[k] = v
+  end
+  return copy, files
+end
+
+-- Lets go of an item's files and of the bodies built to send them, once it has its result.
+local function close_files(files, built)
+  if not files then return end
+  for _, f in ipairs(files) do f:close() end
+  for _, r in pairs(built) do
+    if type(r[5]) == "userdata" then r[5]:close() end
+  end
+end
+
 -- The key of the client's default channel in a batch's tables.
 local NO_CHANNEL = {}
 
@@ -140,6 +179,8 @@ local function check_items(self, list, channels)
       local_errors[i] = r[4]
     elseif not BATCH_COMMANDS[r[2]].files then
       prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
+    elseif type(r[6]) == "userdata" then
+      r[6]:close() -- its file is opened again at the item's turn, once for every account
     end
   end
   return prebuilt, local_errors
@@ -291,7 +332,7 @@ function M.method(internals)
     end
 
     local function start(i)
-      local item = list[i]
+      local item, files = open_files(list[i])
       local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
       local built = {} -- the request per channel, built once
       local function request(q)
@@ -333,6 +374,7 @@ function M.method(internals)
       repeat
         job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
       until job or own or not (q and q.ch:dead() and authority.dead_answer(err)) or nowhere(nil)
+      close_files(files, built)
       return job, err
     end
 

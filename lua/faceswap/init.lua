@@ -533,6 +533,9 @@ local function command_method(cmd)
       local ch = self._channel_of(channel)
       result, err = ch:exclusive(call, self, name, method, path, content_type, body, o, ch)
     end
+    -- a body that reads a file as it is sent holds the file open: let go of it now, not at
+    -- the next collection
+    if type(body) == "userdata" then body:close() end
     -- a job of ours seen ended (or cancelled) frees its slot on its channel
     if takes_job and result and result:done() then self._channel_of:ended(result.jobid) end
     if not o then return result, err end

@@ -206,11 +206,11 @@ describe("inside nginx #external", function()
     assert.equal("transport (200): Recv failure: Connection reset by peer", step("cut"))
     assert.equal("", listing())
     assert.truthy(os.execute("mkfifo '" .. dir .. "/fifo'"))
-    local sent = #s:requests()
+    local sent = #fx.sim:requests()
     assert.equal("invalid_request: cannot write " .. dir .. "/fifo: not a regular file\n" ..
       "bad argument #2 to 'download' (option 'path': a file name cannot contain a NUL byte)",
       step("fifo"))
-    assert.equal(sent, #s:requests())
+    assert.equal(sent, #fx.sim:requests())
     assert.equal("fifo\n", listing())
     os.remove(dir .. "/fifo")
     assert.equal("cancelled (200): download stopped by its sink: attempt to use a faceswap client " ..

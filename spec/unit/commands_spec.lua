@@ -157,10 +157,14 @@ describe("core.build_command #unit", function()
     assert.equal("/saveid", path)
     assert.equal("multipart/form-data; boundary=" .. B, ctype)
     assert.equal("123", channel)
-    assert.equal(part(B, "idname", "me") ..
+    -- the file stays on disk: the body reads it as it is sent (body:read() reads it all now)
+    assert.equal("userdata", type(body))
+    local want = part(B, "idname", "me") ..
       file_part(B, "image", "demo-face.png", "image/png", read(face)) ..
       part(B, "channel", "123") .. part(B, "replyUrl", "https://cb.example/x") ..
-      part(B, "replyRef", "r1") .. "--" .. B .. "--\r\n", body)
+      part(B, "replyRef", "r1") .. "--" .. B .. "--\r\n"
+    assert.equal(#want, #body)
+    assert.equal(want, body:read())
   end)
 
   it("takes {data, filename, content_type}, sanitising the filename for the header", function()
@@ -199,21 +203,38 @@ describe("core.build_command #unit", function()
   end)
 
   it("replaces a boundary that occurs inside a file read by its path", function()
-    local data = PNG .. "\0\r\n--COLLIDE\r\n\255"
-    local path = tmpfile(data)
-    local _, _, ctype, body = core.build_command("saveid", { idname = "me", image = path },
-      nil, nil, "COLLIDE")
-    local b = ctype:match("boundary=(.*)$")
-    assert.are_not.equal("COLLIDE", b)
-    assert.equal(part(b, "idname", "me") .. file_part(b, "image", path:match("[^/]*$"),
-      "image/png", data) .. "--" .. b .. "--\r\n", body)
+    -- in its first bytes (those sniffed), and far past them, across the 64 KiB pieces a
+    -- boundary the caller gave is looked for in
+    for _, data in ipairs { PNG .. "\0\r\n--COLLIDE\r\n\255",
+                            PNG .. ("\0"):rep(65536 - #PNG - 3) .. "\r\n--COLLIDE\r\n\255" } do
+      local path = tmpfile(data)
+      local _, _, ctype, body = core.build_command("saveid", { idname = "me", image = path },
+        nil, nil, "COLLIDE")
+      local b = ctype:match("boundary=(.*)$")
+      assert.are_not.equal("COLLIDE", b)
+      assert.matches("^faceswap%-%w+$", b)
+      assert.equal(part(b, "idname", "me") .. file_part(b, "image", path:match("[^/]*$"),
+        "image/png", data) .. "--" .. b .. "--\r\n", body:read())
+    end
+  end)
+
+  it("draws a boundary of 22 random characters for a file it does not scan", function()
+    -- 62^22 > 2^130: the file's bytes are not searched for it, only what is in memory
+    local seen = {}
+    for _ = 1, 50 do
+      local _, _, ctype = core.build_command("saveid", { idname = "me", image = face })
+      local b = ctype:match("^multipart/form%-data; boundary=faceswap%-(%w+)$")
+      assert.equal(22, #b)
+      assert.is_nil(seen[b])
+      seen[b] = true
+    end
   end)
 
   it("takes the type of a file shorter than the longest signature from its bytes", function()
     local path = tmpfile("\255\216\255")
     local _, _, _, body = core.build_command("saveid", { idname = "me", image = path }, nil, nil, B)
     assert.equal(part(B, "idname", "me") .. file_part(B, "image", path:match("[^/]*$"),
-      "image/jpeg", "\255\216\255") .. "--" .. B .. "--\r\n", body)
+      "image/jpeg", "\255\216\255") .. "--" .. B .. "--\r\n", body:read())
   end)
 
   it("builds the commands without fields, with the client's default channel", function()

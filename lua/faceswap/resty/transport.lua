@@ -330,6 +330,13 @@ function M.transport(o)
   -- within the same attempt: `started` and `deadline` are the first try's.
   local function exchange(q, fresh, started, deadline)
     local method, body, download = q.method, q.body, q.download
+    if body and type(body) ~= "string" then
+      -- a body whose file stays on disk (the core's upload body): read whole here, where
+      -- cosockets take strings; a file no longer what was checked is its error, unsent
+      local text, err = body:read()
+      if not text then return nil, err end
+      body = text
+    end
     local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
     local scheme, host, port, path, authority = url.split(q.target)
     started = started or now()
