@@ -42,32 +42,32 @@ end
 
 local function check_batch(list, opts)
   if type(list) ~= "table" then
-    error("bad argument #1 to 'batch' (table expected, got " .. type(list) .. ")", 3)
+    error("bad argument #1 to 'batch' (table expected, got " .. type(list) .. ")", 4)
   end
   for i = 1, #list do
     local kind = type(list[i])
     if kind ~= "string" and kind ~= "table" then
       error("bad argument #1 to 'batch' (item " .. i .. " is a " .. kind ..
-        ", not a prompt or params table)", 3)
+        ", not a prompt or params table)", 4)
     end
     local command = kind == "table" and list[i].command or nil
     if command ~= nil and not BATCH_COMMANDS[command] then
       error("bad argument #1 to 'batch' (item " .. i .. ": command must be " .. BATCH_TEXT ..
         ", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
-        type(command)) .. ")", 3)
+        type(command)) .. ")", 4)
     end
   end
   if type(opts) ~= "table" then
-    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 3)
+    error("bad argument #2 to 'batch' (table expected, got " .. type(opts) .. ")", 4)
   end
   for name, value in pairs(opts) do
     if name == "concurrency" then
       if type(value) ~= "number" or value < 1 or value % 1 ~= 0 then
-        error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 3)
+        error("bad argument #2 to 'batch' (option 'concurrency' must be a whole number from 1)", 4)
       end
     elseif name == "on_update" or name == "stop" or name == "on_send" then
       if type(value) ~= "function" then
-        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
+        error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 4)
       end
     elseif name == "channels" then
       local ok = value == "all" or (type(value) == "table" and #value > 0)
@@ -76,21 +76,21 @@ local function check_batch(list, opts)
       end
       if not ok then
         error("bad argument #2 to 'batch' (option 'channels' must be \"all\" or an array " ..
-          "of channel ids)", 3)
+          "of channel ids)", 4)
       end
     elseif name == "wait" then
       if type(value) == "table" then
         local ok, msg = pcall(check_wait_options, value, 1)
         if not ok or value.on_update then
           error("bad argument #2 to 'batch' (option 'wait': " .. (ok and
-            "use the batch's own on_update" or msg:match("%((.*)%)$")) .. ")", 3)
+            "use the batch's own on_update" or msg:match("%((.*)%)$")) .. ")", 4)
         end
       elseif type(value) ~= "boolean" then
         error("bad argument #2 to 'batch' (option 'wait' must be a table of wait options, " ..
-          "true or false)", 3)
+          "true or false)", 4)
       end
     else
-      error("bad argument #2 to 'batch' (unknown option '" .. tostring(name) .. "')", 3)
+      error("bad argument #2 to 'batch' (unknown option '" .. tostring(name) .. "')", 4)
     end
   end
 end
@@ -162,7 +162,7 @@ local function check_items(self, list, channels)
     local ok, problem = pcall(build_headshot, "check", self._encoding, channels[k])
     if not ok then
       error("bad argument #2 to 'batch' (option 'channels': item " .. k .. ": " ..
-        tostring(problem):match("%((.*)%)$") .. ")", 3)
+        tostring(problem):match("%((.*)%)$") .. ")", 4)
     end
   end
   local first = type(channels) == "table" and channels[1] or nil
@@ -174,7 +174,7 @@ local function check_items(self, list, channels)
     if not r[1] then
       local why = tostring(r[2]):gsub("^[^\n]-:%d+: ", "", 1)
       error("bad item #" .. i .. " to 'batch' (" .. (why:match("^bad argument #%d+ to '[^']*' %((.*)%)$") or why) ..
-        ")", 3)
+        ")", 4)
     elseif r[3] == nil then
       local_errors[i] = r[4]
     elseif not BATCH_COMMANDS[r[2]].files then
@@ -198,13 +198,14 @@ local function runs(job)
 end
 
 -- client:batch(list, opts), for init.lua to install: `internals` gives what it shares with the
--- client's other methods (M: the faceswap module; check_client, exchange, check_wait_options).
+-- client's other methods (M: the faceswap module; exchange, check_wait_options).
 function M.method(internals)
-  local faceswap, check_client, exchange = internals.M, internals.check_client, internals.exchange
+  local faceswap, exchange = internals.M, internals.exchange
   check_wait_options = internals.check_wait_options
 
+  -- (called by client:batch, which checks its client: a misuse raised here names the line
+  -- that called client:batch, level 4 from check_batch and check_items)
   return function(self, list, opts)
-    check_client(self, "batch")
     opts = opts or {}
     check_batch(list, opts)
     local n, results = #list, {}

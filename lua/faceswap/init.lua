@@ -802,9 +802,11 @@ function client:next_wakeup()
   return self._sched:next_wakeup()
 end
 
----------------------------------------------------------------------------------------------
--- The batch (lua/faceswap/batch.lua): a loop over the channels' authorities
----------------------------------------------------------------------------------------------
+-- == The batch (lua/faceswap/batch.lua): a loop over the channels' authorities ==
+local batch = require("faceswap.batch").method {
+  M = M, exchange = exchange,
+  check_wait_options = function(...) return check_wait_options(...) end,
+}
 
 --- Jobs for a list of prompts (headshots, or changebg items), several at once, over one
 -- account or several.
@@ -831,11 +833,12 @@ end
 -- took a channel out of the batch (401, 402, "Configuration not found"): `{channel = id,
 -- error = err}` for each, once
 -- @raise on misuse, before anything is sent: `bad item #5 to 'batch' (...)` for an item
--- @function client:batch
-client.batch = require("faceswap.batch").method {
-  M = M, check_client = check_client, exchange = exchange,
-  check_wait_options = function(...) return check_wait_options(...) end,
-}
+function client:batch(list, opts)
+  check_client(self, "batch")
+  -- not a tail call: misuse raised in batch.lua names this method's caller, on 5.1 too
+  local results, err = batch(self, list, opts)
+  return results, err
+end
 
 -- Every task ends with a `cancelled` error (one running now, at its next yield), transfers in
 -- flight are dropped, and any later use of the client raises. Idempotent.
