@@ -10,6 +10,8 @@
  * the timers that are due, not for every transfer in flight.
  *
  *   start(...)  -> id     adds a transfer; it runs while anything drives the multi handle
+ *                         (one that needs a new connection may wait for a later poll: a
+ *                         poll opens OPEN_BUDGET's worth)
  *   poll(wait)  -> id...  drives for at most `wait` seconds; the ids of transfers that ended
  *   finish(id)  -> status, headers, body | nil, err   and frees the slot
  *   cancel(id)            drops a transfer, finished or not
@@ -28,8 +30,10 @@
  * `window`): inside one, close() only marks the transport closed and the memory is freed when
  * the last window ends. A method whose client was closed while its call was on the way (start,
  * perform, finish) returns nil and a `cancelled` error, "client closed", instead of raising. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +65,16 @@
 #define UPLOAD_PIECE_MAX (256L * 1024)
 #define UPLOAD_PIECE_DEFAULT (64L * 1024)
 
+/* Transfers that need a new connection join the multi handle a few per poll (step): the
+ * rest wait in a queue, so that many tasks started in one frame, or many TLS handshakes at
+ * once, do not all land in one step(0). A plain http connection counts 1, an https one (a
+ * TLS handshake: about 3.7 million instructions, 1 ms of CPU on the benchmark machine, spread
+ * over the two steps that send its hello and read the server's) counts 4, and one poll opens
+ * up to OPEN_BUDGET's worth (at least one): 4 http or 1 https connections a step. Measured in
+ * docs/benchmarks.md (frames) and docs/https.md. */
+#define OPEN_BUDGET 4
+#define OPEN_COST_HTTPS 4
+
 typedef struct {
   char *p;
   size_t len, cap;
@@ -78,6 +92,8 @@ typedef struct transfer {
   int sync;                     /* a blocking perform waits for it: poll does not report it */
   int queued;                   /* on the owner's list of ended, unreported transfers */
   struct transfer *next_done;
+  int held;                     /* running, but waiting for its turn to join the multi handle */
+  struct transfer *next_held;
   int next_free;                /* the next free slot's id, 0 for none */
   int post;
   CURLcode result;
@@ -138,10 +154,14 @@ struct transport {
   int base_http;                /* base_url is plain http: never through a proxy */
   char *ca_file;                /* CURLOPT_CAINFO, NULL for libcurl's built-in bundle */
   int no_ca_path;               /* CURLOPT_CAPATH NULL: a bundle file is the trust store */
+  int no_ca_file;               /* CURLOPT_CAINFO NULL: the hashed CA directory is the store */
   CURLSH *share;                /* TLS sessions, shared by every transfer of the client */
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
-  int running;                  /* transfers in flight */
+  int running;                  /* transfers in flight (held ones too) */
+  transfer_t *held_head, *held_tail; /* started, waiting to join the multi handle (FIFO) */
+  int nheld;
+  int opening;                  /* the OPEN_BUDGET spent this poll by transfers that joined */
   int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
@@ -436,6 +456,79 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---- driving the multi handle --------------------------------------------------------- */
 
+/* Whether a transfer joining the multi handle now will have to open a connection: no socket
+ * is left idle by the transfers already in it (an estimate: one connection per transfer, as
+ * HTTP/1.1 has it, whatever the host). */
+static int needs_connection(const transport_t *t) {
+  return t->nsocks <= t->running - t->nheld;
+}
+
+static void hold(transport_t *t, transfer_t *x) {
+  x->held = 1;
+  x->next_held = NULL;
+  if (t->held_tail)
+    t->held_tail->next_held = x;
+  else
+    t->held_head = x;
+  t->held_tail = x;
+  t->nheld++;
+}
+
+static void unhold(transport_t *t, transfer_t *x) {
+  transfer_t **p = &t->held_head, *prev = NULL;
+  while (*p && *p != x) {
+    prev = *p;
+    p = &(*p)->next_held;
+  }
+  if (*p) {
+    *p = x->next_held;
+    if (t->held_tail == x)
+      t->held_tail = prev;
+    t->nheld--;
+  }
+  x->held = 0;
+  x->next_held = NULL;
+}
+
+/* What opening a connection for x costs of a poll's OPEN_BUDGET: 0 when it will find one. */
+static int open_cost(const transport_t *t, const transfer_t *x) {
+  if (!needs_connection(t))
+    return 0;
+  return x->url.len > 8 && memcmp(x->url.p, "https://", 8) == 0 ? OPEN_COST_HTTPS : 1;
+}
+
+/* Whether x must wait for a later poll to join the multi handle. */
+static int over_budget(const transport_t *t, int cost) {
+  return cost > 0 && t->opening > 0 && t->opening + cost > OPEN_BUDGET;
+}
+
+static void enqueue_done(transport_t *t, transfer_t *x);
+
+/* Lets held transfers join the multi handle, in the order they started: every one that finds
+ * an idle connection, and those that need a new one up to OPEN_BUDGET per poll. One that
+ * libcurl refuses ends at once with that error (nothing was sent). */
+static void admit(transport_t *t) {
+  while (t->held_head) {
+    transfer_t *x = t->held_head;
+    int cost = open_cost(t, x);
+    CURLMcode rc;
+    if (over_budget(t, cost))
+      return;
+    unhold(t, x);
+    rc = curl_multi_add_handle(t->multi, x->easy);
+    if (rc != CURLM_OK) {
+      snprintf(x->errbuf, sizeof x->errbuf, "curl_multi_add_handle failed: %s",
+               curl_multi_strerror(rc));
+      x->result = CURLE_FAILED_INIT;
+      x->state = SLOT_DONE;
+      t->running--;
+      enqueue_done(t, x);
+      continue;
+    }
+    t->opening += cost;
+  }
+}
+
 /* Puts an ended transfer on the list that the next poll reports. */
 static void enqueue_done(transport_t *t, transfer_t *x) {
   x->queued = 1;
@@ -608,10 +701,13 @@ static void forked(lua_State *L, transport_t *t) {
     if (t->wake_fds[i] >= 0)
       close(t->wake_fds[i]);
   t->running = 0;
+  t->held_head = t->held_tail = NULL;
+  t->nheld = t->opening = 0;
   for (i = 0; i < t->nslots; i++) {
     transfer_t *x = t->slots[i];
     if (x->state != SLOT_RUNNING)
       continue;
+    x->held = 0;
     orphan(x->easy);
     x->easy = NULL;
     x->forked = 1;
@@ -730,7 +826,10 @@ static void stream_end(lua_State *L, transfer_t *x) {
 /* Takes a transfer out of play, whatever its state, and puts its slot on the free list. */
 static void release_slot(transport_t *t, transfer_t *x) {
   int stuck = 0;
-  if (x->state == SLOT_RUNNING) {
+  if (x->state == SLOT_RUNNING && x->held) {
+    unhold(t, x); /* never joined: nothing to remove */
+    t->running--;
+  } else if (x->state == SLOT_RUNNING) {
     /* closes its connection mid-exchange */
     stuck = curl_multi_remove_handle(t->multi, x->easy) != CURLM_OK;
     t->running--;
@@ -793,6 +892,8 @@ static void transport_release(lua_State *L, transport_t *t) {
   t->nsocks = t->socks_cap = 0;
   t->nslots = t->running = t->free_head = 0;
   t->done_head = t->done_tail = NULL;
+  t->held_head = t->held_tail = NULL;
+  t->nheld = t->opening = 0;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   free(t->base_url);
@@ -941,13 +1042,84 @@ static void set_base_url(lua_State *L, transport_t *t, int idx) {
   t->base_http = memcmp(url, "http://", 7) == 0;
 }
 
-/* The trust store. With ca_file, that PEM bundle alone. Without, libcurl's built-in bundle
- * file (Debian: /etc/ssl/certs/ca-certificates.crt, which update-ca-certificates builds from
- * the same certificates as the /etc/ssl/certs directory) and not the directory beside it:
- * libcurl (7.87+) keeps a parsed store in the multi handle only when no CA directory is set,
- * and otherwise parses the whole bundle again for every new TLS connection. On a system with
- * no bundle file, libcurl's defaults (the directory) stay. A ca_file must be readable and hold
- * a PEM certificate, or new() raises. */
+/* How many certificates the PEM file at `path` holds (its BEGIN lines): -1 when it cannot be
+ * read, LONG_MAX past 64 MiB (counted as more than any directory holds). */
+static long pem_count(const char *path) {
+  static const char begin[] = "-----BEGIN CERTIFICATE-----";
+  const size_t blen = sizeof begin - 1;
+  char buf[65536];
+  size_t have = 0, total = 0, n;
+  long count = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return -1;
+  while ((n = fread(buf + have, 1, sizeof buf - have, f)) > 0) {
+    const char *p = buf, *end, *keep;
+    have += n;
+    total += n;
+    end = buf + have;
+    keep = have > blen - 1 ? end - (blen - 1) : buf;
+    while ((p = (const char *)memchr(p, '-', (size_t)(end - p))) != NULL &&
+           (size_t)(end - p) >= blen) {
+      if (memcmp(p, begin, blen) == 0) {
+        count++;
+        p += blen;
+        if (p > keep)
+          keep = p;
+      } else {
+        p++;
+      }
+    }
+    /* keep the tail that may be the start of a BEGIN line cut at the buffer's end */
+    have = (size_t)(end - keep);
+    memmove(buf, keep, have);
+    if (total > 64u * 1024 * 1024) {
+      count = LONG_MAX;
+      break;
+    }
+  }
+  fclose(f);
+  return count;
+}
+
+/* How many hash links (c_rehash / openssl rehash names: 8 hex digits, '.', a number) the
+ * directory holds: what OpenSSL can look an issuer up by; -1 when it cannot be read. */
+static long hash_links(const char *dir) {
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  long count = 0;
+  if (!d)
+    return -1;
+  while ((e = readdir(d)) != NULL) {
+    const char *n = e->d_name;
+    int i;
+    for (i = 0; i < 8 && ((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')); i++)
+      ;
+    if (i < 8 || n[8] != '.' || n[9] < '0' || n[9] > '9')
+      continue;
+    for (i = 10; n[i] >= '0' && n[i] <= '9'; i++)
+      ;
+    if (n[i] == '\0')
+      count++;
+  }
+  closedir(d);
+  return count;
+}
+
+/* The trust store. With ca_file, that PEM bundle alone, its parsed store cached in the multi
+ * handle. Without, the system's store, which libcurl knows two ways: a hashed directory
+ * (Debian: /etc/ssl/certs, where OpenSSL opens only the issuer a server's chain needs) and a
+ * bundle file (Debian: /etc/ssl/certs/ca-certificates.crt, every certificate in one file, all
+ * parsed when the first connection needs the store). Measured (docs/https.md): the directory
+ * makes a new process's first HTTPS request cost 18 million instructions instead of 256;
+ * later connections cost the same both ways while TLS sessions resume, and 1.6 million more
+ * per full handshake with the directory, so the bundle repays its parse only after about 150
+ * full handshakes in one process. The directory is taken when it holds a hash link for at
+ * least as many certificates as the bundle holds (update-ca-certificates writes both from the
+ * same certificates), so that trust never shrinks: a bundle with a certificate appended by
+ * hand, or copied alone into an image without its hash links, is used as the bundle (cached,
+ * as with ca_file). Where neither can be read, libcurl's defaults stay. A ca_file must be
+ * readable and hold a PEM certificate, or new() raises. */
 static void set_trust(lua_State *L, transport_t *t) {
   const char *path;
   lua_getfield(L, 1, "ca_file");
@@ -974,7 +1146,13 @@ static void set_trust(lua_State *L, transport_t *t) {
     t->no_ca_path = 1;
   } else {
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    t->no_ca_path = v->age >= CURLVERSION_SEVENTH && v->cainfo && access(v->cainfo, R_OK) == 0;
+    int known = v->age >= CURLVERSION_SEVENTH;
+    long certs = known && v->cainfo ? pem_count(v->cainfo) : -1;
+    long hashes = known && v->capath ? hash_links(v->capath) : -1;
+    if (hashes > 0 && hashes >= certs)
+      t->no_ca_file = 1;
+    else if (certs >= 0)
+      t->no_ca_path = 1;
   }
   lua_pop(L, 1);
 }
@@ -1118,6 +1296,8 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (t->ca_file)
     curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_file);
+  else if (t->no_ca_file)
+    curl_easy_setopt(e, CURLOPT_CAINFO, NULL);
   if (t->no_ca_path)
     curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
   curl_easy_setopt(e, CURLOPT_SHARE, t->share);
@@ -1522,13 +1702,19 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   x->errbuf[0] = '\0';
   x->sync = sync;
   x->result = CURLE_OK;
-  {
+  /* a task's transfer that would open one connection too many for this poll waits its turn
+   * (see admit); a blocking call's never does */
+  if (!sync && (t->held_head || over_budget(t, open_cost(t, x)))) {
+    hold(t, x);
+  } else {
+    int cost = sync ? 0 : open_cost(t, x);
     CURLMcode rc = curl_multi_add_handle(t->multi, e);
     if (rc != CURLM_OK) {
       stream_end(L, x);
       release_slot(t, x);
       luaL_error(L, "curl_multi_add_handle failed: %s", curl_multi_strerror(rc));
     }
+    t->opening += cost;
   }
   x->state = SLOT_RUNNING;
   t->running++;
@@ -1645,9 +1831,11 @@ static int transport_poll(lua_State *L) {
   until = wait > 0 ? mono_now() + wait : 0;
   for (;;) {
     CURLMcode rc;
+    admit(t);
     t->L = L; /* for a sink */
-    rc = drive(t, wait);
+    rc = drive(t, t->held_head ? 0 : wait); /* more may join next time round */
     t->L = NULL;
+    t->opening = 0; /* the next poll may open as many again */
     if (rc != CURLM_OK)
       luaL_error(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
     if (t->done_head || wait <= 0 || faceswap_signal)
@@ -1742,12 +1930,13 @@ static int transport_fd(lua_State *L) {
 }
 
 /* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, transfers
- * ended that poll has not reported yet, or sockets left ready by a full epoll_wait, which a
- * host watching fd() edge-triggered would not hear of again), nil when there is no timer. */
+ * ended that poll has not reported yet, transfers held for the next poll to start, or sockets
+ * left ready by a full epoll_wait, which a host watching fd() edge-triggered would not hear of
+ * again), nil when there is no timer. */
 static int transport_next_timer(lua_State *L) {
   transport_t *t = check_transport(L);
   double until;
-  if (t->done_head || t->more_ready) {
+  if (t->done_head || t->more_ready || t->held_head) {
     lua_pushnumber(L, 0);
     return 1;
   }

@@ -16,7 +16,11 @@
  *
  * For HTTPS (spec/bench/https.sh): BARE_CAINFO=FILE sets CURLOPT_CAINFO, and
  * BARE_NO_CAPATH=1 unsets libcurl's built-in CA directory (CURLOPT_CAPATH
- * NULL), which lets libcurl keep the parsed CA store between connections.
+ * NULL), which lets libcurl keep the parsed CA store between connections;
+ * BARE_CAPATH=DIR trusts the hashed directory DIR alone (CURLOPT_CAINFO NULL,
+ * CURLOPT_CAPATH DIR), where OpenSSL reads only the issuers a chain needs;
+ * BARE_NO_SESSION=1 turns TLS session resumption off, so every new connection
+ * makes a full handshake and verifies the server's chain.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -85,6 +89,12 @@ int main(int argc, char **argv)
         curl_easy_setopt(h, CURLOPT_CAINFO, getenv("BARE_CAINFO"));
     if (getenv("BARE_NO_CAPATH"))
         curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+    if (getenv("BARE_NO_SESSION"))
+        curl_easy_setopt(h, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    if (getenv("BARE_CAPATH")) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+        curl_easy_setopt(h, CURLOPT_CAPATH, getenv("BARE_CAPATH"));
+    }
 
     int rc = 0;
     for (long i = 0; i < n; i++) {

@@ -22,6 +22,10 @@
 # single client:step(0) while T new connections open at once, HTTPS against plain http
 # (spec/bench/https_steps.lua, CPU ms natively and instructions under callgrind), and what a
 # new client pays once (faceswap.new and its first request).
+# The trust store: the first HTTPS request of a new process and later new connections (session
+# resumed, and full handshakes with resumption off in the bare program) with the bundle cached
+# and with the hashed directory; lua-faceswap's default store is measured inside a mount
+# namespace where STORE (below) is /etc/ssl/certs, as root (unshare -m).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OUT="$OUT/https"
@@ -63,6 +67,19 @@ ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2)
 BUNDLE="$OUT/tls/bundle.pem"
 cat "$SYSTEM_BUNDLE" "$OUT/tls/ca.pem" >"$BUNDLE"
 NCAS="$(grep -c 'BEGIN CERTIFICATE' "$BUNDLE")"
+# STORE: the system's store as update-ca-certificates lays it out (every certificate a file with
+# its hash link, and ca-certificates.crt) plus the throwaway CA. Clients that use the default
+# store run with it bind-mounted over /etc/ssl/certs in a mount namespace of their own
+# (unshare, as root), so they verify the bench server exactly as a system client would.
+STORE="$OUT/store"
+mkdir -p "$STORE"
+cp -L "$(dirname "$SYSTEM_BUNDLE")"/*.pem "$STORE/" 2>/dev/null || true
+cp "$OUT/tls/ca.pem" "$STORE/zz-bench-ca.pem"
+cp "$BUNDLE" "$STORE/ca-certificates.crt"
+openssl rehash "$STORE" >/dev/null 2>&1 || die "openssl rehash failed"
+NHASH="$(ls "$STORE" | grep -cE '^[0-9a-f]{8}\.[0-9]+$' || true)"
+inns() { unshare -m --propagation private sh -c 'mount --bind "$0" /etc/ssl/certs && exec "$@"' "$STORE" "$@"; }
+inns true || die "unshare -m / mount --bind not permitted (run as root)"
 
 # --- servers ------------------------------------------------------------------------------
 PIDS=()
@@ -133,7 +150,9 @@ measure() { # measure NAME N ENV... -- CMD...: total instructions of the client 
     while [[ $1 != -- ]]; do envs+=("$1"); shift; done
     shift
     echo "  $name x $n ..." >&2
-    if ! env "${envs[@]}" valgrind --tool=callgrind --trace-children=no "--callgrind-out-file=$out" \
+    local wrap=()
+    [[ $name == ns_* ]] && wrap=(inns)   # the default store: STORE mounted as the system's
+    if ! "${wrap[@]}" env "${envs[@]}" valgrind --tool=callgrind --trace-children=no "--callgrind-out-file=$out" \
         "$@" >"$OUT/$name.$n.log" 2>&1; then
         cat "$OUT/$name.$n.log" >&2
         die "$name x $n failed"
@@ -174,6 +193,20 @@ for n in "$C1" "$C2"; do
     measure python "$n" -- "$PYTHON" "$OUT/requests_bench.py" "$CLOSE_URL" "$n" "$BUNDLE"
 done
 
+echo "https.sh: the first request of a new process" >&2
+for n in 0 1; do
+    measure first_bare_bundle "$n" BARE_CAINFO="$BUNDLE" BARE_NO_CAPATH=1 -- "$OUT/bare_mime" "$CLOSE_URL/headshot" "$n"
+    measure first_bare_dir "$n" BARE_CAPATH="$STORE" -- "$OUT/bare_mime" "$CLOSE_URL/headshot" "$n"
+    measure first_lua_file "$n" FACESWAP_CA_FILE="$BUNDLE" -- "$LUA" "$HERE/headshot.lua" "$CLOSE_URL" "$n"
+    measure ns_first_lua "$n" -- "$LUA" "$HERE/headshot.lua" "$CLOSE_URL" "$n"
+done
+echo "https.sh: later new connections, the default store; full handshakes (no TLS session resumed)" >&2
+for n in "$C1" "$C2"; do
+    measure ns_lua_new "$n" -- "$LUA" "$HERE/headshot.lua" "$CLOSE_URL" "$n"
+    measure full_bare_cache "$n" BARE_CAINFO="$BUNDLE" BARE_NO_CAPATH=1 BARE_NO_SESSION=1 -- "$OUT/bare_mime" "$CLOSE_URL/headshot" "$n"
+    measure full_bare_dir "$n" BARE_CAPATH="$STORE" BARE_NO_SESSION=1 -- "$OUT/bare_mime" "$CLOSE_URL/headshot" "$n"
+done
+
 opens() { # how often CMD... opens the CA bundle
     local envs=()
     while [[ $1 != -- ]]; do envs+=("$1"); shift; done
@@ -201,12 +234,16 @@ worst_ir() { # instructions of the last "worst" part of a callgrind run of https
     echo "$(total_ir "$prefix.$last") $(total_ir "$first")"
 }
 STEPS_TLS="$(steps_line "$CLOSE_URL" "$T" "$BUNDLE")"
+STEPS_DEF="$(inns "$LUA" "$HERE/https_steps.lua" "$CLOSE_URL" "$T")"
 STEPS_PLAIN="$(steps_line "$PLAIN_URL" "$T")"
 (cd "$OUT" && valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/cg.steps.tls" \
     "$LUA" "$HERE/https_steps.lua" "$CLOSE_URL" "$T" "$BUNDLE" >"$OUT/steps.tls.log" 2>&1) || die "steps under callgrind (https)"
 (cd "$OUT" && valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/cg.steps.plain" \
     "$LUA" "$HERE/https_steps.lua" "$PLAIN_URL" "$T" >"$OUT/steps.plain.log" 2>&1) || die "steps under callgrind (http)"
+(cd "$OUT" && inns valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/cg.steps.def" \
+    "$LUA" "$HERE/https_steps.lua" "$CLOSE_URL" "$T" >"$OUT/steps.def.log" 2>&1) || die "steps under callgrind (default store)"
 read -r WORST_TLS FIRST_TLS <<<"$(worst_ir "$OUT/cg.steps.tls")"
+read -r WORST_DEF FIRST_DEF <<<"$(worst_ir "$OUT/cg.steps.def")"
 read -r WORST_PLAIN FIRST_PLAIN <<<"$(worst_ir "$OUT/cg.steps.plain")"
 field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' <<<"$1"; }
 
@@ -231,7 +268,22 @@ echo "TLS sessions resumed (nginx \$ssl_session_reused), lua-faceswap, $C2 new c
 echo
 echo "| $T new connections at once, client:step(0) | worst step, instructions | worst step, CPU ms | steps | first request of a new client, instructions | CPU ms |"
 echo "|---|--:|--:|--:|--:|--:|"
-echo "| HTTPS | $(fmt "$WORST_TLS") | $(field "$STEPS_TLS" worst_step_cpu_ms) | $(field "$STEPS_TLS" steps) | $(fmt "$FIRST_TLS") | $(field "$STEPS_TLS" first_cpu_ms) |"
+echo "| HTTPS, the default store (hashed directory) | $(fmt "$WORST_DEF") | $(field "$STEPS_DEF" worst_step_cpu_ms) | $(field "$STEPS_DEF" steps) | $(fmt "$FIRST_DEF") | $(field "$STEPS_DEF" first_cpu_ms) |"
+echo "| HTTPS, ca_file = the bundle | $(fmt "$WORST_TLS") | $(field "$STEPS_TLS" worst_step_cpu_ms) | $(field "$STEPS_TLS" steps) | $(fmt "$FIRST_TLS") | $(field "$STEPS_TLS" first_cpu_ms) |"
 echo "| plain http | $(fmt "$WORST_PLAIN") | $(field "$STEPS_PLAIN" worst_step_cpu_ms) | $(field "$STEPS_PLAIN" steps) | $(fmt "$FIRST_PLAIN") | $(field "$STEPS_PLAIN" first_cpu_ms) |"
+echo
+first() { awk -v a="${IR[$1,0]}" -v b="${IR[$1,1]}" 'BEGIN { printf "%.0f", b - a }'; }
+FL="$(slope ns_lua_new "$C1" "$C2")"; FC="$(slope full_bare_cache "$C1" "$C2")"; FD="$(slope full_bare_dir "$C1" "$C2")"
+echo
+echo "The trust store: the first HTTPS request of a new process (instructions of the run with one request"
+echo "less those of the run with none), and every later new connection; the store has $NCAS certificates,"
+echo "$NHASH hash links in the directory."
+echo
+echo "| client, store | first request of a new process | whole process, one request | later new connection, session resumed | ratio | full handshake (no session resumed) | ratio |"
+echo "|---|--:|--:|--:|--:|--:|--:|"
+echo "| bare C, the bundle, CA cache | $(fmt "$(first first_bare_bundle)") | $(fmt "${IR[first_bare_bundle,1]}") | $(fmt "$BC") | 1.00 | $(fmt "$FC") | 1.00 |"
+echo "| bare C, the hashed directory | $(fmt "$(first first_bare_dir)") | $(fmt "${IR[first_bare_dir,1]}") | | | $(fmt "$FD") | $(ratio "$FD" "$FC") |"
+echo "| **lua-faceswap**, default store (directory chosen) | **$(fmt "$(first ns_first_lua)")** | $(fmt "${IR[ns_first_lua,1]}") | $(fmt "$FL") | **$(ratio "$FL" "$BC")** | | |"
+echo "| lua-faceswap, \`ca_file\` = the bundle (cached) | $(fmt "$(first first_lua_file)") | $(fmt "${IR[first_lua_file,1]}") | $(fmt "$LN") | $(ratio "$LN" "$BC") | | |"
 echo
 echo "Command: \`N1=$N1 N2=$N2 C1=$C1 C2=$C2 T=$T bash spec/bench/https.sh\`"

@@ -156,14 +156,131 @@ describe("https", function()
       assert.equal(2, count)
     end)
 
-    run("by default: the system bundle is parsed once for five connections", function()
+    run("by default: the system store, and never the bundle parsed per connection", function()
       local bundle = "/etc/ssl/certs/ca-certificates.crt"
       local f = io.open(bundle)
       if not f then return pending("no " .. bundle) end
       f:close()
       local count, printed = opens(bundle, nil)
       assert.equal(string.rep("transport ", 5), printed)   -- the throwaway CA is not in it
+      -- Debian's store has a hash link for every certificate of the bundle: the directory is
+      -- the store, and the bundle is opened once, by new(), to count its certificates
       assert.equal(1, count)
+    end)
+  end)
+
+  -- Which of the system's two forms of its store verifies: the hashed directory (OpenSSL opens
+  -- the one issuer it needs) when it has a hash link for every certificate of the bundle, else
+  -- the bundle. Each layout is bind-mounted over /etc/ssl/certs in a mount namespace of the
+  -- child alone (root and unshare needed), with strace showing which file is read after the
+  -- client connects.
+  describe("the system store's two forms", function()
+    local ok = os.execute("unshare -m --propagation private true >/dev/null 2>&1")
+    local usable = (ok == true or ok == 0) and
+      (os.execute("strace -o /dev/null true >/dev/null 2>&1") == true or
+       os.execute("strace -o /dev/null true >/dev/null 2>&1") == 0) and
+      io.open("/etc/ssl/certs/ca-certificates.crt") ~= nil
+    local run = usable and it or pending
+    local SYSTEM = "/etc/ssl/certs/ca-certificates.crt"
+    local dirs = {}
+
+    teardown(function()
+      for _, d in ipairs(dirs) do os.execute("rm -rf " .. shell.quote(d)) end
+    end)
+
+    -- A store directory: the system's certificates, each a file, plus `extra` (a PEM file or
+    -- nil); hashed (openssl rehash) or not; its ca-certificates.crt the system's bundle plus
+    -- `extra`, plus `appended` (another PEM file, in the bundle only).
+    local function store(opts)
+      local d = shell.capture("mktemp -d /tmp/faceswap-store.XXXXXX"):gsub("%s+$", "")
+      dirs[#dirs + 1] = d
+      local q = shell.quote(d)
+      local sh = {}
+      if opts.hashed then
+        sh[#sh + 1] = "cp -L /etc/ssl/certs/*.pem " .. q .. "/"
+        if opts.extra then sh[#sh + 1] = "cp " .. shell.quote(opts.extra) .. " " .. q .. "/zz-extra.pem" end
+        sh[#sh + 1] = "openssl rehash " .. q
+      end
+      local parts = { shell.quote(SYSTEM) }
+      if opts.extra then parts[#parts + 1] = shell.quote(opts.extra) end
+      if opts.appended then parts[#parts + 1] = shell.quote(opts.appended) end
+      sh[#sh + 1] = "cat " .. table.concat(parts, " ") .. " > " .. q .. "/ca-certificates.crt"
+      assert(os.execute("(" .. table.concat(sh, " && ") .. ") >/dev/null 2>&1"))
+      return d
+    end
+
+    local function mounted(d)
+      return "unshare -m --propagation private sh -c 'mount --bind \"$0\" /etc/ssl/certs && exec \"$@\"' " ..
+        shell.quote(d) .. " "
+    end
+
+    -- Runs one headshot against `url` with the default store (or `ca_file`) inside the store
+    -- `d` (nil: the real one); returns what it printed and, from strace, how often the bundle
+    -- and a hash link were opened after the client first connected.
+    local function headshot(d, url, ca_file)
+      local trace = os.tmpname()
+      local out = child("", string.format([[
+        local c = faceswap.new { token = %q, base_url = %q, ca_file = %s, retry = false }
+        local job, err = c:headshot("which store")
+        print(job and job.status or err.kind .. ": " .. err.error)
+      ]], TOKEN, url, ca_file and string.format("%q", ca_file) or "nil"),
+        (d and mounted(d) or "") .. "strace -f -qq -e trace=openat,connect -o " .. trace .. " ")
+      local connected, bundle_after, hash_after = false, 0, 0
+      for line in io.lines(trace) do
+        if line:find("connect(", 1, true) and line:find("127.0.0.1", 1, true) then connected = true end
+        if connected and not line:find("ENOENT", 1, true) then
+          if line:find(SYSTEM, 1, true) or (ca_file and line:find(ca_file, 1, true)) then
+            bundle_after = bundle_after + 1
+          elseif line:find('"/etc/ssl/certs/%x%x%x%x%x%x%x%x%.%d+"') then
+            hash_after = hash_after + 1
+          end
+        end
+      end
+      os.remove(trace)
+      return out, bundle_after, hash_after
+    end
+
+    run("update-ca-certificates' layout: the directory verifies, opening only the issuer", function()
+      local d = store { hashed = true, extra = certs.ca }
+      local out, bundle, hashes = headshot(d, front.url)
+      assert.equal("started\n", out)
+      assert.same({ 0, 1 }, { bundle, hashes })
+    end)
+
+    run("a certificate appended to the bundle by hand: the bundle verifies, so trust does not shrink", function()
+      local d = store { hashed = true, appended = certs.ca }
+      local out, bundle, hashes = headshot(d, front.url)
+      assert.equal("started\n", out)
+      assert.same({ 1, 0 }, { bundle, hashes })
+    end)
+
+    run("a bundle copied without its hash links: the bundle verifies", function()
+      local d = store { hashed = false, extra = certs.ca }
+      local out, bundle, hashes = headshot(d, front.url)
+      assert.equal("started\n", out)
+      assert.same({ 1, 0 }, { bundle, hashes })
+    end)
+
+    run("a self-signed server fails with the same error under each choice", function()
+      local expected = "transport: SSL certificate problem: self-signed certificate\n"
+      assert.equal(expected, (headshot(store { hashed = true, extra = certs.ca }, self_signed.url)))
+      assert.equal(expected, (headshot(store { hashed = true, appended = certs.ca }, self_signed.url)))
+      assert.equal(expected, (headshot(store { hashed = false, extra = certs.ca }, self_signed.url)))
+      assert.equal(expected, (headshot(nil, self_signed.url, certs.ca)))
+      assert.equal(0, #s:requests())
+    end)
+
+    run("a server signed by a CA the store lacks fails with the same error under each choice", function()
+      local expected = "transport: SSL certificate problem: unable to get local issuer certificate\n"
+      local out, bundle = headshot(nil, front.url)                       -- the real store: directory
+      assert.same({ expected, 0 }, { out, bundle })
+      out, bundle = headshot(nil, front.url, SYSTEM)                     -- the bundle, as ca_file
+      assert.same({ expected, 1 }, { out, bundle })
+      out, bundle = headshot(store { hashed = true, appended = certs.self_cert }, front.url)
+      assert.same({ expected, 1 }, { out, bundle })                      -- the bundle, by default
+      out, bundle = headshot(store { hashed = false }, front.url)
+      assert.same({ expected, 1 }, { out, bundle })
+      assert.equal(0, #s:requests())
     end)
   end)
 

@@ -1,0 +1,85 @@
+-- Connection opens spread over steps: a step(0) lets only a few transfers that need a new
+-- connection join the multi handle (4 plain http, or 1 https: a TLS handshake costs about as
+-- much as four), the rest wait in order for the next steps, so that many tasks started in one
+-- frame do not put every connect and handshake into one step. Counted as the client's TCP
+-- sockets to a listener that never answers (/proc/net/tcp), and checked end to end against
+-- the simulator.
+local faceswap = require "faceswap"
+local socket = require "socket"
+local sim = require "spec.support.sim"
+
+local TOKEN = "opens-spec-token"
+
+-- The TCP connections to 127.0.0.1:port open now (connecting or established, not closing):
+-- the client's.
+local function connections(port)
+  local hex, n = string.format("%04X", port), 0
+  for line in io.lines("/proc/net/tcp") do
+    local rem, st = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x+)")
+    if rem == hex and (st == "01" or st == "02") then n = n + 1 end
+  end
+  return n
+end
+
+describe("connection opens", function()
+  local listener, port
+
+  setup(function()
+    listener = assert(socket.bind("127.0.0.1", 0, 64)) -- never accepts: nothing is answered
+    port = select(2, listener:getsockname())
+  end)
+  teardown(function() listener:close() end)
+
+  local function spread(scheme, tasks)
+    local c = faceswap.new { token = TOKEN, base_url = scheme .. "://127.0.0.1:" .. port,
+                             retry = false, timeout = 600 }
+    local started = {}
+    -- polls: they take no slot of an account (headshots would, three at a time: lua/faceswap/channel.lua)
+    for i = 1, tasks do started[i] = c:spawn(function() return c:job("spread" .. i) end) end
+    local seen = {}
+    for step = 1, 6 do
+      c:step(0)
+      seen[step] = connections(port)
+      if step == 1 then assert.equal(0, c:next_wakeup()) end -- held transfers: step again soon
+    end
+    c:close()
+    for i = 1, tasks do
+      local job, err = started[i]:result()
+      assert.is_nil(job)
+      assert.same({ "cancelled", "client closed" }, { err.kind, err.error })
+    end
+    return seen
+  end
+
+  it("plain http: four new connections a step(0), in the order the tasks started", function()
+    assert.same({ 4, 8, 10, 10, 10, 10 }, spread("http", 10))
+  end)
+
+  it("https: one new connection a step(0)", function()
+    assert.same({ 1, 2, 3, 4, 4, 4 }, spread("https", 4))
+  end)
+
+  describe("against the simulator", function()
+    local s
+    setup(function() s = sim.start { token = TOKEN, job_seconds = 600 } end)
+    teardown(function() s:stop() end)
+
+    it("every held transfer runs and gets its own answer; a held one cancelled sends nothing", function()
+      local c = faceswap.new { token = TOKEN, base_url = s.base_url, retry = false }
+      local tasks = {}
+      for i = 1, 12 do tasks[i] = c:spawn(function() return c:headshot("held " .. i) end) end
+      c:step(0)                                      -- four joined, eight held
+      assert.is_true(tasks[12]:cancel())
+      while c:step(0) > 0 do end
+      for i = 1, 11 do
+        local job, err = tasks[i]:result()
+        assert.is_nil(err and tostring(err))
+        assert.same({ "started", "held " .. i }, { job.status, job.prompt })
+      end
+      local _, err = tasks[12]:result()
+      assert.same({ "cancelled", "task cancelled", false }, { err.kind, err.error, err.sent })
+      assert.equal(11, #s:requests())
+      c:close()
+    end)
+  end)
+end)
