@@ -152,8 +152,9 @@ describe("a command added as one row of the command table #external", function()
     assert.truthy(out:find("\n--- The params of `client:ping` (POST /ping).\n" ..
       "---@class faceswap.params.ping\n---@field text string required\n", 1, true), out)
     assert.truthy(out:find("\n---@param params faceswap.params.ping\n" ..
+      "---@param opts? faceswap.call_options this call's options\n" ..
       "---@return faceswap.job? # the answer, or nil and the error\n---@return faceswap.error? err\n" ..
-      "function client:ping(params) end\n", 1, true), out)
+      "function client:ping(params, opts) end\n", 1, true), out)
     assert.is_nil((run("lua5.4 tools/gen.lua types build/5.4")):find("client:ping", 1, true))
   end)
 end)
