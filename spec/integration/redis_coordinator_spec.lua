@@ -1,8 +1,11 @@
 -- The Redis coordinator (lua/faceswap/coordinator/redis.lua, over faceswap.redis) against a real
 -- redis-server each describe starts (spec/support/redis.lua): the contract every coordinator
--- keeps, and the client's loop carrying its connection.
+-- keeps, and the client's loop carrying its connection; and the example of docs/fleet.md, run
+-- as written by a child process with $FACESWAP_COORDINATOR naming that Redis.
 local faceswap = require "faceswap"
 local redis = require "spec.support.redis"
+local sim = require "spec.support.sim"
+local shell = require "spec.support.shell"
 local coordinator = require "faceswap.coordinator.redis"
 
 describe("the Redis coordinator", function()
@@ -33,6 +36,8 @@ describe("the Redis coordinator", function()
     assert.equal(c.epoch, server:cli("GET", "faceswap:epoch"))
     c:learn("1100000000000000001", 4)
     assert.equal("4", server:cli("HGET", "faceswap:{1100000000000000001}:state", "capacity"))
+    assert.is_true(c:release("1100000000000000001", lease))
+    assert.equal("", server:cli("ZRANGE", "faceswap:{1100000000000000001}:leases", "0", "-1"))
     client:close()
   end)
 
@@ -57,5 +62,26 @@ describe("the Redis coordinator", function()
     assert.equal(1, running)
     assert.is_true(steps >= 2, "answered inside the first step(0)")
     client:close()
+  end)
+
+  it("runs docs/fleet.md's example as written, the coordinator from $FACESWAP_COORDINATOR", function()
+    local s = sim.start { job_seconds = 0.2, token = "docs-token", channels = { "1100000000000000001" } }
+    local code = shell.code_block("docs/fleet.md", "## Sharing accounts through Redis", "lua")
+    local file = os.tmpname()
+    local f = assert(io.open(file, "w"))
+    f:write(code)
+    f:close()
+    local root = shell.capture("pwd"):gsub("%s+$", "")
+    local out = shell.capture(("FACESWAP_COORDINATOR=%s USEAPI_TOKEN=docs-token USEAPI_BASE_URL=%s " ..
+      "LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1"):format(shell.quote(server.url),
+      shell.quote(s.base_url), shell.quote(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+      shell.quote(root .. "/build/5.4/?.so;;"), shell.quote(file)))
+    os.remove(file)
+    s:stop()
+    assert.equal("1\tcompleted\n2\tcompleted\n3\tcompleted\n4\tcompleted\n5\tcompleted\n" ..
+      "6\tcompleted\n", out)
+    -- its slots were taken in Redis: the channel's leases key was made there
+    assert.equal("", server:cli("ZRANGE", "faceswap:{1100000000000000001}:leases", "0", "-1"))
+    assert.is_not_nil(server:cli("HGET", "faceswap:{1100000000000000001}:state", "next"):match("^%d+$"))
   end)
 end)

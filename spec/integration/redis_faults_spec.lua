@@ -98,7 +98,7 @@ describe("the Redis coordinator's faults", function()
     assert.same({ kind = "transport", sent = false, retryable = false,
       error = "Redis at " .. server.url .. " lost the coordinator's state (its key " ..
         "faceswap:epoch is gone: Redis restarted empty, or was flushed); this client sends " ..
-        "nothing more: make a new one" },
+        "no more commands: make a new one" },
       { kind = err.kind, sent = err.sent, retryable = err.retryable, error = err.error })
     assert.equal(1, posts())
     client:close()

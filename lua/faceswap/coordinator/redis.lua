@@ -376,7 +376,7 @@ end
 local function lost_state(self)
   if not self.lost then
     self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
-      "restarted empty, or was flushed); this client sends nothing more: make a new one")
+      "restarted empty, or was flushed); this client sends no more commands: make a new one")
       :format(self.url, self.epoch_key)
     self.lost_reason = cjson.encode { kind = "transport", error = self.lost }
     log(self, "warn", self.lost)
