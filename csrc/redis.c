@@ -57,6 +57,7 @@ typedef struct {
   int in_set;
   int state;
   char why[160];           /* why it closed or failed */
+  pid_t pid;               /* the process that connected: a child of fork() never uses it */
   long next_id;
   done *head, *tail;
 } conn_t;
@@ -186,8 +187,22 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
 
 /* ---- Lua ----------------------------------------------------------------------------- */
 
+static void conn_shut(conn_t *c, const char *why);
+
+/* In a child of the process that connected, the socket is the parent's too: the child's copy
+ * is closed (which sends nothing) and the connection counts as closed, "forked", so that the
+ * child makes its own. */
 static conn_t *check_conn(lua_State *L) {
-  return (conn_t *)luaL_checkudata(L, 1, CONN_MT);
+  conn_t *c = (conn_t *)luaL_checkudata(L, 1, CONN_MT);
+  if (c->ac && c->pid != getpid()) {
+    /* the epoll set is the parent's too: closed first, so hiredis's cleanup changes nothing
+     * in it */
+    if (c->epfd >= 0)
+      close(c->epfd);
+    c->epfd = -1;
+    conn_shut(c, "forked");
+  }
+  return c;
 }
 
 /* Frees hiredis's context (running the waiting commands' callbacks: each gets "lost") and
@@ -236,6 +251,7 @@ static int conn_connect(lua_State *L) {
     return 2;
   }
   c->ac = ac;
+  c->pid = getpid();
   c->state = CONNECTING;
   c->sock = ac->c.fd;
   /* close-on-exec, as every descriptor of the client (hiredis makes it without) */

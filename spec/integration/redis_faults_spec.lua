@@ -1,10 +1,11 @@
 -- The Redis coordinator's faults, each against a real redis-server the spec starts
 -- (spec/support/redis.lua) and the simulator: Redis unreachable at new, lost mid-use and back,
--- restarted empty, and the slots of a killed process.
+-- restarted empty, the slots of a killed process, and a client used on both sides of fork().
 local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
 local redis = require "spec.support.redis"
 local shell = require "spec.support.shell"
+local compat = require "spec.support.compat"
 
 local TOKEN = "test-token"
 local CH = "1100000000000000001"
@@ -133,6 +134,42 @@ describe("the Redis coordinator's faults", function()
     assert.is_true(c:now() >= before + 2, "a slot came back before its lease ended")
     assert.equal(1, c:running("killed"))
     c:close()
+    server:close()
+  end)
+
+  it("lets parent and child of fork() both use the coordinator, each on a connection of its own", function()
+    local version = compat.build:match("^build/(.*)$")
+    local so = compat.build .. "/spec/forkhelp.so"
+    assert(compat.execute("make --no-print-directory -s LUA_VERSION=" .. version .. " " .. so ..
+      " >/dev/null"), "cannot build " .. so)
+    local fh = assert(package.loadlib(so, "luaopen_forkhelp"))()
+    local server = redis.start()
+    local client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH,
+      coordinator = server.url, log = false }
+    local c = client._coordinator
+    assert.equal(0, c:running("forked")) -- connected before the fork
+    local pid = fh.fork()
+    if pid == 0 then
+      local ok, good = pcall(function()
+        for _ = 1, 20 do
+          local lease = c:acquire("forked", "child", 100)
+          if not (lease and c:release("forked", lease)) then return false end
+        end
+        return client:headshot("child", { wait = FAST }).status == "completed"
+      end)
+      fh.exit(ok and good and 0 or 1)
+    end
+    local wrong = {}
+    for i = 1, 20 do
+      local lease = c:acquire("forked", "parent", 100)
+      if not (lease and c:release("forked", lease)) then wrong[#wrong + 1] = i end
+    end
+    assert.same({}, wrong)
+    assert.equal(0, fh.wait(pid))
+    assert.equal("completed", client:headshot("parent", { wait = FAST }).status)
+    assert.equal(0, c:running("forked"))
+    assert.equal("40", server:cli("HGET", "faceswap:{forked}:state", "next")) -- 20 leases each
+    client:close()
     server:close()
   end)
 end)

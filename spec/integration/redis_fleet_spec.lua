@@ -10,7 +10,7 @@ local TOKEN = "test-token"
 local CH = "1100000000000000001"
 local ROOT = shell.capture("pwd"):gsub("%s+$", "")
 
-describe("two processes on one account through Redis", function()
+describe("two processes on one account through Redis #external", function()
   local s, server
 
   setup(function()

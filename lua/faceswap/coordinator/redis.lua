@@ -337,7 +337,8 @@ end
 
 -- Sends one command on the main connection (made if there is none, unless a backoff runs)
 -- and waits for its reply: the reply, or nil and why (an error reply, or Redis out of reach).
-local function call(self, ...)
+local call
+function call(self, ...)
   local conn = self.conn
   if not conn then
     if self.retry_at and core.now() < self.retry_at then return nil, self.failure end
@@ -347,6 +348,11 @@ local function call(self, ...)
     self.conn = conn
   end
   local id, why = conn:command(...)
+  if not id and why == "forked" then
+    -- a child of fork(): the connection is the parent's; this process makes its own
+    drop(self, conn, why)
+    return call(self, ...)
+  end
   if not id then
     drop(self, conn, why)
     return failed(self, why)
