@@ -87,6 +87,33 @@ describe("the Redis coordinator's faults", function()
     server:close()
   end)
 
+  it("counts a Redis that stops answering as lost after the URL's timeout, and goes on once it answers", function()
+    local server = redis.start()
+    local url = server.url .. "?timeout=0.5"
+    local lines = {}
+    local c = require("faceswap.coordinator.redis").new(url, { lease = 60,
+      log = function(level, message) lines[#lines + 1] = level .. ": " .. message end })
+    assert.is_string(c:acquire("stopped", "h", 3))
+    os.execute("kill -STOP " .. server.pid)
+    local none, why, retry_in, err = c:acquire("stopped", "h", 3)
+    os.execute("kill -CONT " .. server.pid)
+    assert.same({ nil, "unavailable", "no answer from Redis in 0.5 s" }, { none, why, err })
+    assert.is_true(retry_in > 0 and retry_in <= 0.25, tostring(retry_in))
+    assert.same({ "warn: coordinator " .. url .. ": no answer from Redis in 0.5 s; no slot is " ..
+      "taken until Redis answers, next try in 0.25 s" }, lines)
+    local lease
+    repeat
+      lease = c:acquire("stopped", "h", 3)
+      if not lease then faceswap.sleep(0.05) end
+    until lease
+    assert.equal("info: coordinator " .. url .. ": Redis answers again", lines[#lines])
+    -- the command that got no answer may have run: at most that one slot more, until its lease
+    local running = c:running("stopped")
+    assert.is_true(running == 2 or running == 3, tostring(running))
+    c:close()
+    server:close()
+  end)
+
   it("stops with a clear error when Redis restarted empty, sending nothing", function()
     local server = redis.start()
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH,

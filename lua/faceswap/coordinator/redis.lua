@@ -431,8 +431,9 @@ end
 function Coordinator:now()
   if self.closed then error("faceswap: the coordinator is closed", 2) end
   local r = not self.lost and call(self, "TIME")
-  if type(r) == "table" and r[2] then
-    local t = tonumber(r[1]) + tonumber(r[2]) / 1e6
+  local sec, usec = type(r) == "table" and tonumber(r[1]), type(r) == "table" and tonumber(r[2])
+  if sec and usec then
+    local t = sec + usec / 1e6
     self.offset = t - core.now()
     return t
   end
