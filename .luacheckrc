@@ -13,7 +13,7 @@ files["lua/faceswap/simulator/init.lua"] = { std = "min+probes" }
 files["bin/faceswap-sim"] = { std = "lua54" }
 files["spec/support/receiver.lua"] = { std = "lua54" }
 -- a JSON fixture line as upstream sends it
-files["spec/job_spec.lua"] = { std = "min+probes+busted", max_line_length = false }
+files["spec/unit/job_spec.lua"] = { std = "min+probes+busted", max_line_length = false }
 -- scripts that run inside real hosts (spec/hosts/hosts_test.lua), with each host's globals
 files["spec/hosts/love"] = { std = "min+probes", globals = { "love" } }
 files["spec/hosts/nvim.lua"] = { std = "min+probes", read_globals = { "vim" } }

@@ -78,8 +78,8 @@ ROCK_DEBS   := luarocks git
 HOST_DEBS   := love neovim weechat-headless weechat-lua
 # `make test`: every Lua it runs (ALL_LUAS, LUA_VERSION's own among them), busted, the linters,
 # valgrind, nginx's lua module, tinyproxy and strace for the faults, lua-luv for
-# spec/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a ledger that
-# processes share; then the hosts, the doc and the rock.
+# spec/integration/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a
+# ledger that processes share; then the hosts, the doc and the rock.
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck nginx libnginx-mod-http-lua openssl locales strace tinyproxy curl \
                lua-luv lua-posix redis-server libhiredis-dev lua-nginx-redis \
@@ -92,7 +92,7 @@ ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-soc
 
 .PHONY: all test check demo bench install clean deps-build deps-test deps-bench lint lint-lua \
         lint-c FORCE test-asan asan-build test-valgrind fuzz rock test-rock doc test-all-lua \
-        test-fresh static examples test-hosts
+        test-fresh static examples test-hosts testrow
 
 all: $(MODULE) $(OPTIONAL)
 
@@ -152,7 +152,8 @@ $(BUILD)/host: examples/host.c csrc/faceswap.h $(STATIC)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -Icsrc -I$(LUA_INCDIR) -o $@ \
 	  examples/host.c $(STATIC) $(CURL_LIBS) $(LUA_LIBS) -lm $(LDFLAGS)
 
-# fork() and friends for spec/fork_spec.lua, which builds it (Debian's lua-posix lacks 5.4)
+# fork() and friends for spec/integration/fork_spec.lua, which builds it (Debian's lua-posix
+# lacks 5.4)
 $(BUILD)/spec/forkhelp.so: spec/support/forkhelp.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -I$(LUA_INCDIR) $(LIBFLAG) -o $@ $< $(LDFLAGS)
@@ -177,12 +178,15 @@ test: deps-test
 	@LUA=$(LUA) LUA_VERSION=$(LUA_VERSION) LUA_API=$(LUA_API) LUA_INCDIR=$(LUA_INCDIR) \
 	  TEST_ALSO="$(TEST_ALSO)" bash spec/support/test.sh $(PASSES)
 
-# Lint and the unit specs (tagged #unit: no simulator, no other program) on LUA_VERSION, in
-# well under a minute: the check to run before each commit. --lazy: a describe block none of
-# whose specs is selected does not run its setup (which may start a simulator or nginx).
+# Lint and the unit specs on LUA_VERSION, in well under a minute: the check to run before each
+# commit. spec/unit (no simulator, no other program; every block there is tagged #unit), and
+# the few #unit blocks of spec/docs and spec/packaging (the API reference, the version,
+# debs.sh); --lazy: a describe block none of whose specs is selected does not run its setup
+# (which may start a simulator or nginx). spec/integration is not even loaded.
 check: all
 	@$(MAKE) --no-print-directory -s lint
-	$(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal --tags=unit --lazy
+	$(LUA) /usr/bin/busted --cpath='./$(BUILD)/?.so' -o plainTerminal --tags=unit --lazy \
+	  spec/unit spec/docs spec/packaging
 
 # The busted suite on each of ALL_LUAS, each with its own build (build/V); ends with one line
 # per Lua and fails if any failed.
@@ -213,6 +217,13 @@ asan-build: build/asan/asan_lua
 	  LDFLAGS="$(SAN_FLAGS)" all
 	@# the command line's specs run bin/faceswap, which loads the plain build/5.4
 	@$(MAKE) --no-print-directory LUA_VERSION=5.4 all
+
+# A core with csrc/command.c's test-only row (`ping`, -DFACESWAP_TEST_COMMAND) in build/testrow,
+# for Lua 5.4: spec/integration/add_command_spec.lua shows that the row alone makes a command
+# (docs/development.md, "Adding a command"). Never installed.
+testrow:
+	@$(MAKE) --no-print-directory LUA_VERSION=5.4 BUILD=build/testrow \
+	  CFLAGS="$(CFLAGS) -DFACESWAP_TEST_COMMAND" all
 
 build/asan/asan_lua: spec/support/asan_lua.c
 	@mkdir -p $(dir $@)
@@ -359,14 +370,16 @@ test-rock:
 
 # The API reference from the sources' doc comments (docs/config.ld): build/doc/index.html.
 # LDoc runs on Lua 5.1, where Debian's lua-markdown is; any line it prints beyond its usual
-# three is a warning, and fails the build.
+# three, and the two that say it merged docs/commands.luadoc (the command methods, written by
+# `make docs-tables`) into the module faceswap, is a warning, and fails the build.
 LDOC        ?= lua5.1 /usr/bin/ldoc
 doc:
 	@sh spec/support/debs.sh $(DOC_DEBS)
 	@rm -rf build/doc && mkdir -p build
 	@$(LDOC) --fatalwarnings -c docs/config.ld -d $(CURDIR)/build/doc . >build/ldoc.log 2>&1; \
 	  status=$$?; grep -v -e '^reading configuration from ' -e '^changing to directory' \
-	    -e '^output written to ' build/ldoc.log; warned=$$?; \
+	    -e '^output written to ' -e '^found master module	.*/lua/faceswap/init\.lua$$' \
+	    -e '^\*\*\*closing section from master module\*\*\*$$' build/ldoc.log; warned=$$?; \
 	  if [ $$status -ne 0 ] || [ $$warned -eq 0 ]; then echo "make doc: LDoc warned (above)"; exit 1; fi
 	@echo "built build/doc/index.html"
 

@@ -1,8 +1,10 @@
 /* cjson.c: JSON through lua-cjson, the one codec of the module (docs/json.md).
  *
- * The core keeps a private instance, `require("cjson.safe").new()`, configured once and kept in
+ * The core keeps a private instance, `require("cjson").new()`, configured once and kept in
  * the registry, so that whatever a host sets on its own cjson (depths, number precision,
- * invalid numbers) changes nothing here. Around lua-cjson the core adds what it does not do:
+ * invalid numbers) changes nothing here. It is called under the core's own protected call,
+ * which turns what it raises into the message cjson.safe would return: one protected call per
+ * decode, not two (a host that has only `cjson.safe`, in package.preload, gets its instance). Around lua-cjson the core adds what it does not do:
  *   - a lexical pass in C first (json_precheck): strings must be valid UTF-8 with no raw control
  *     bytes and must end; lua-cjson passes such bytes through;
  *   - the C locale for every call: lua-cjson reads and writes numbers with strtod/snprintf,
@@ -20,7 +22,9 @@
 #include <string.h>
 #include "core.h"
 
-static char codec_key; /* registry[&codec_key] = {decode, encode} of the private instance */
+/* registry[&codec_key] = {decode, encode, safe} of the private instance; safe: true when it is
+ * cjson.safe's, which returns its errors instead of raising them */
+static char codec_key;
 static locale_t c_locale;
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 
@@ -197,21 +201,37 @@ int json_precheck(const char *text, size_t len, const char **msg, size_t *pos, i
 /* ---- calling the instance ------------------------------------------------------------- */
 
 /* Calls the codec function `which` (1 decode, 2 encode) on the value at idx under the C locale:
- * pushes its result and its message (nil, or a string). */
+ * pushes its result and nil, or nil and its message, as cjson.safe does. Out of memory raises. */
 static void codec_call(lua_State *L, int which, int idx) {
   locale_t old;
+  int status;
   idx = lua_absindex(L, idx);
   lua_pushlightuserdata(L, &codec_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, -1, which);
-  lua_remove(L, -2);
+  if (lua_rawlen(L, -2) > 2) { /* cjson.safe's: its own protected call, its own results */
+    lua_replace(L, -2);
+    lua_pushvalue(L, idx);
+    old = uselocale(c_locale);
+    status = lua_pcall(L, 1, 2, 0);
+    uselocale(old);
+    if (status != 0)
+      lua_error(L);
+    return;
+  }
+  lua_replace(L, -2);
   lua_pushvalue(L, idx);
   old = uselocale(c_locale);
-  if (lua_pcall(L, 1, 2, 0) != 0) { /* only out of memory: cjson.safe returns its errors */
-    uselocale(old);
-    lua_error(L);
-  }
+  status = lua_pcall(L, 1, 1, 0);
   uselocale(old);
+  if (status == 0) {
+    lua_pushnil(L);
+  } else if (status == LUA_ERRMEM || lua_type(L, -1) != LUA_TSTRING) {
+    lua_error(L);
+  } else {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+  }
 }
 
 static int is_hex4(const char *s, size_t left) {
@@ -368,15 +388,23 @@ static void configure(lua_State *L, int inst, const char *name, int is_bool, lua
  * for the whole process: it is made under the C locale. */
 static void make_instance(lua_State *L) {
   locale_t old;
-  int inst;
+  int inst, safe = 0;
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson.safe");
-  if (lua_pcall(L, 1, 1, 0) != 0)
-    luaL_error(L, "faceswap.core needs lua-cjson (Debian: lua-cjson; luarocks: lua-cjson): %s",
-               lua_tostring(L, -1));
+  lua_pushvalue(L, -1);
+  lua_pushliteral(L, "cjson");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "cjson.safe");
+    if (lua_pcall(L, 1, 1, 0) != 0)
+      luaL_error(L, "faceswap.core needs lua-cjson (Debian: lua-cjson; luarocks: lua-cjson): %s",
+                 lua_tostring(L, -1));
+    safe = 1;
+  } else {
+    lua_remove(L, -2); /* require */
+  }
   lua_getfield(L, -1, "new");
   if (!lua_isfunction(L, -1))
-    luaL_error(L, "faceswap.core needs lua-cjson 2.1 or later (cjson.safe.new)");
+    luaL_error(L, "faceswap.core needs lua-cjson 2.1 or later (cjson.new)");
   old = uselocale(c_locale);
   if (lua_pcall(L, 0, 1, 0) != 0) {
     uselocale(old);
@@ -397,6 +425,10 @@ static void make_instance(lua_State *L) {
   lua_rawseti(L, -2, 1);
   lua_getfield(L, inst, "encode");
   lua_rawseti(L, -2, 2);
+  if (safe) {
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -2, 3);
+  }
   lua_rawset(L, LUA_REGISTRYINDEX);
   lua_pop(L, 2);
 }

@@ -5,8 +5,8 @@
  * or either) and the shape of its answer. Validation and every request (headshot, job and
  * cancel included), the Lua methods (init.lua), the command line (cli.lua) and the docs' table
  * come from here: adding a command is a row (docs/development.md, "Adding a command"). The
- * text rules and body writers are form.c's, the files upload.c's. No I/O but reading the
- * files a caller uploads, before anything is sent. */
+ * text rules and body writers are form.c's, the files upload.c's. No I/O but opening the
+ * files a caller uploads and reading their first bytes, before anything is sent. */
 #include <string.h>
 #include "core.h"
 
@@ -132,6 +132,15 @@ static const command_def commands[] = {
    .answer = ANSWER_JOB, .params = A_VALUE, .unlisted = 1,
    .summary = "cancel a job",
    .fields = {{.name = "jobid", .kind = K_JOBID, .required = 1, .at = AT_QUERY}}},
+#ifdef FACESWAP_TEST_COMMAND
+  /* A row for the specs alone (`make testrow`: build/testrow, never installed): that this row
+   * and nothing else gives a command its method, batch item, CLI subcommand and help, docs
+   * row and types (spec/integration/add_command_spec.lua, docs/development.md). */
+  {.name = "ping", .method = "POST", .path = "/ping", .mode = M_JOB,
+   .answer = ANSWER_JOB, .bodies = B_FORM,
+   .summary = "a job that answers the text (a test build's command)",
+   .fields = {REQUIRED("text", K_TEXT), COMMON_FIELDS}},
+#endif
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -447,16 +456,27 @@ static void push_path(lua_State *L, const request *r) {
   luaL_pushresult(&buf);
 }
 
+/* Lets go of the files the build opened itself among the first n fields (own: their boxes'
+ * stack slots, 0 for none): a body that sends one holds it on its own. */
+static void close_own(lua_State *L, const int *own, int n) {
+  int i;
+  for (i = 0; i < n; i++)
+    if (own[i])
+      upload_close_own(L, own[i]);
+}
+
 /* Builds the request of row c, its params at 2, the client's default channel and replyUrl at
  * 3 and 4, a boundary to try first at 5 (specs), encoding a B_* of the row (0: no body).
- * Pushes method, path, content type, body and the channel the request names (nil: none, for
- * the client's channel lock) and returns 5; or pushes nil and an error object and returns 2.
+ * Pushes method, path, content type, body (a string; for a file param by path or opened, an
+ * upload.c body that reads the file as it is sent) and the channel the request names (nil:
+ * none, for the client's channel lock) and returns 5; or pushes nil and an error object and returns 2.
  * Misuse raises. */
 static int build(lua_State *L, const command_def *c, int encoding) {
   static const error_info refused = {.kind = "invalid_request", .code = 400, .retry_after = -1};
   static const error_info unreadable = {.kind = "invalid_request", .retry_after = -1};
   request r;
   form_part body[MAX_FIELDS];
+  int own[MAX_FIELDS] = {0}; /* the stack slot of a file the build opened itself */
   int i, nb = 0, top;
   memset(&r, 0, sizeof r);
   r.c = c;
@@ -472,11 +492,13 @@ static int build(lua_State *L, const command_def *c, int encoding) {
 
   if (push_refusal(L, &r))
     return error_result(L, &refused, NULL, -1);
-  /* files last: nothing is read for a request the checks above refuse */
+  /* files last: nothing is opened for a request the checks above refuse */
   for (i = 0; i < r.n; i++)
-    if (c->fields[i].kind == K_FILE && r.parts[i].s && !upload_load(L, r.src[i], c->name,
-                                                                     &r.parts[i]))
+    if (c->fields[i].kind == K_FILE && r.parts[i].s &&
+        !upload_load(L, r.src[i], c->name, &r.parts[i], &own[i])) {
+      close_own(L, own, i + 1);
       return error_result(L, &unreadable, NULL, -1);
+    }
 
   for (i = 0; i < r.n; i++)
     if (c->fields[i].at == AT_BODY || c->fields[i].at == AT_BOTH)
@@ -491,14 +513,10 @@ static int build(lua_State *L, const command_def *c, int encoding) {
     lua_pushliteral(L, "application/json");
     form_push_json(L, body, nb, c->name);
   } else {
-    form_unread u;
     size_t blen = 0;
     const char *b = lua_type(L, 5) == LUA_TSTRING ? lua_tolstring(L, 5, &blen) : NULL;
-    if (!form_push_multipart(L, body, nb, lua_touserdata(L, lua_upvalueindex(1)), b, blen,
-                             upload_read_some, &u)) {
-      upload_push_unread(L, body[u.part].name, body[u.part].path, u.got, u.err);
-      return error_result(L, &unreadable, NULL, -1);
-    }
+    form_push_multipart(L, body, nb, lua_touserdata(L, lua_upvalueindex(1)), b, blen);
+    close_own(L, own, r.n); /* the body holds the files it opened: they live as long as it */
   }
   for (i = 0; i < r.n; i++)
     if ((c->fields[i].kind == K_CHANNEL || c->fields[i].kind == K_CHANNEL_ID) && r.parts[i].s)

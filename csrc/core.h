@@ -3,7 +3,8 @@
  *   command.c   the command table, and the one builder that reads it: params checked,
  *               method, path, content type and body built
  *   form.c      text checks, percent-encoding, boundaries, multipart and JSON bodies (no I/O)
- *   upload.c    files to upload: read, size-checked, sniffed (reads files, nothing else)
+ *   upload.c    files to upload: opened, size-checked, sniffed; the bodies that send them
+ *               from their descriptors (reads files, nothing else)
  *   response.c  status + headers + body -> job or error object (no I/O)
  *   job.c       the read-only job userdata
  *   error.c     error objects
@@ -98,36 +99,66 @@ void form_add_escaped(luaL_Buffer *buf, const char *s, size_t len);
 /* Pushes the boundary generator: the userdata upvalue the builders keep. */
 void form_push_rng(lua_State *L);
 
+typedef struct upload_file upload_file; /* upload.c: a file opened and checked for upload */
+typedef struct upload_body upload_body; /* upload.c: a body whose file parts stay on disk */
+
 /* One part of a body. s NULL: absent. A file has a filename and type; its bytes are at s, or
- * still on disk at path (read into the body as it is written). */
+ * still on disk in file (len bytes, read from its descriptor as the body is sent). */
 typedef struct {
   const char *name;
   const char *s;
   size_t len;
   const char *filename, *type;
   size_t filename_len;
-  const char *path;
+  upload_file *file;
 } form_part;
-/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err. */
-typedef size_t (*form_reader)(const char *path, char *dst, size_t n, int *err);
-typedef struct { int part; size_t got; int err; } form_unread; /* a file that could not be read */
-/* Pushes the content type and the multipart/form-data body of the parts and returns 1, with
- * a boundary that occurs in no part (given first, when it is one); or fills *unread and
- * returns 0, pushing nothing. */
-int form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
-                        const char *given, size_t given_len, form_reader read,
-                        form_unread *unread);
+/* Pushes the content type and the multipart/form-data body of the parts, with a boundary that
+ * occurs in no part (given first, when it is one). The body is a string, or for parts with a
+ * file on disk an upload_body userdata whose file parts are read only as it is sent. */
+void form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
+                         const char *given, size_t given_len);
 /* Pushes the JSON object of the parts (strings), in their order; what names the command. */
 void form_push_json(lua_State *L, const form_part *parts, int n, const char *what);
 
-/* upload.c: files to upload */
-/* Raises unless the value at idx can be a file's source (a path or a table); marks p present. */
+/* upload.c: files to upload, and the bodies that send them from their descriptors */
+/* Raises unless the value at idx can be a file's source (a path, a table, an opened file);
+ * marks p present. */
 void upload_check_source(lua_State *L, int idx, const char *what, form_part *p);
-/* Reads the source at idx into p (bytes or path, filename, type): returns 1, or pushes why it
- * cannot be uploaded and returns 0. Misuse in a table source raises. */
-int upload_load(lua_State *L, int idx, const char *what, form_part *p);
-size_t upload_read_some(const char *path, char *dst, size_t n, int *err); /* a form_reader */
-void upload_push_unread(lua_State *L, const char *field, const char *path, size_t got, int err);
+/* Reads the source at idx into p (bytes, or a file opened and checked; filename, type):
+ * returns 1, or pushes why it cannot be uploaded and returns 0. Misuse in a table source
+ * raises. A file opened here is pushed (its box) and *own set to its index, else *own is 0. */
+int upload_load(lua_State *L, int idx, const char *what, form_part *p, int *own);
+/* Closes the box of a file upload_load opened itself (*own, its stack index), once the body
+ * that sends it holds it: the descriptor then lives as long as the body. */
+void upload_close_own(lua_State *L, int idx);
+/* The first bytes of an opened file (its sniffed head), kept in memory: n of them. */
+const char *upload_file_head(const upload_file *f, size_t *n);
+/* Whether pat occurs anywhere in the file (reads it whole: only for a boundary given by the
+ * caller, never for a random one). -1 when it cannot be read. */
+int upload_file_contains(const upload_file *f, const char *pat, size_t len);
+/* Pushes a new body userdata of text_len bytes of text (its text to be written at the
+ * returned pointer) and nfiles holes, each filled by upload_body_hole in order. */
+char *upload_push_body(lua_State *L, size_t text_len, int nfiles, upload_body **out);
+/* The k-th file of the body goes at byte `at` of its text; field names the part. */
+void upload_body_hole(upload_body *b, int k, size_t at, upload_file *f, const char *field);
+
+/* Why sending a body's file failed: which part, and an errno or UPLOAD_CHANGED. */
+#define UPLOAD_CHANGED (-2)
+typedef struct { int part, err; unsigned long long size_then, size_now; } upload_fault;
+/* The body at idx, or NULL when it is not one; raises for one that was closed. */
+upload_body *upload_body_test(lua_State *L, int idx);
+size_t upload_body_length(const upload_body *b);
+void upload_body_ref(upload_body *b);
+void upload_body_unref(upload_body *b);
+/* Copies up to n bytes of the body from offset pos to out, the file parts read from their
+ * descriptors: how many (0 at the end), or (size_t)-1 with *fault filled when a file cannot
+ * be read or is no longer what was checked (its size, or its modification time). */
+size_t upload_body_read(upload_body *b, size_t pos, char *out, size_t n, upload_fault *fault);
+/* Pushes nil and the error object of a body that could not be sent for fault. */
+int upload_push_fault(lua_State *L, const upload_body *b, const upload_fault *fault);
+/* core.upload_file(path) -> an opened file (for a param), or nil, message */
+int core_upload_file(lua_State *L);
+void upload_open(lua_State *L);
 
 /* command.c: the command table */
 enum { ANSWER_JOB, ANSWER_JOBIDS, ANSWER_ACCOUNT, ANSWER_ACCOUNTS, ANSWER_NONE };
@@ -170,6 +201,10 @@ int core_interrupted(lua_State *L);
 /* transport_curl.c */
 int core_transport_new(lua_State *L);
 int core_url_problem(lua_State *L);
+/* Why a download may not be renamed onto path (transport_curl.c), or NULL: an existing
+ * directory, or an existing node that is neither a regular file nor a symbolic link. */
+const char *download_path_problem(const char *path);
+int core_download_path_problem(lua_State *L);
 void transport_open(lua_State *L);
 
 #endif

@@ -136,6 +136,22 @@ static int file_append(lua_State *L) {
   return 1;
 }
 
+/* file:truncate(size) -> true | nil, message. Cuts the file to size bytes and fsyncs: a last
+ * record a crash cut short is cut off, so the next record starts a line of its own. */
+static int file_truncate(lua_State *L) {
+  append_file *f = check_file(L);
+  lua_Integer size = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, size >= 0, 2, "a size from 0 expected");
+  if (ftruncate(f->fd, (off_t)size) != 0)
+    return push_failure(L, f->path, errno, "error");
+  while (fsync(f->fd) != 0) {
+    if (errno != EINTR)
+      return push_failure(L, f->path, errno, "error");
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* file:close(): releases the descriptor and with it the lock; also __gc. */
 static int file_close(lua_State *L) {
   append_file *f = (append_file *)luaL_checkudata(L, 1, FACESWAP_FILE_MT);
@@ -224,7 +240,8 @@ int core_open_append(lua_State *L) {
   memcpy(f->path, path, len + 1);
   if (luaL_newmetatable(L, FACESWAP_FILE_MT)) {
     static const luaL_Reg methods[] = {
-      {"read", file_read}, {"append", file_append}, {"close", file_close}, {NULL, NULL}
+      {"read", file_read}, {"append", file_append}, {"truncate", file_truncate},
+      {"close", file_close}, {NULL, NULL}
     };
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -1,9 +1,14 @@
 /* form.c: the text rules and the writers every request shares, with no I/O: what text a param
  * may hold (UTF-8, control bytes, the channel rule), percent-encoding for paths and queries,
  * multipart boundaries and the check that one occurs in no part, and the multipart/form-data
- * and JSON bodies. command.c's builder calls these; nothing here knows a command. */
+ * and JSON bodies (a body with a file on disk as upload.c's upload_body, the file left where
+ * it is). command.c's builder calls these; nothing here knows a command. */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/random.h>
 #include "core.h"
 
 /* ---- text ------------------------------------------------------------------------------ */
@@ -182,16 +187,82 @@ static int contains(const char *str, size_t len, const char *pat, size_t blen) {
   return 0;
 }
 
-/* Whether the boundary occurs in any part, binary ones and filenames included; a file still
- * on disk is checked as the body reads it. */
+/* A boundary for a body whose files stay on disk: 22 characters drawn uniformly from 62 by
+ * the kernel's random generator, 130 bits. The files are not scanned for it: a file of 25 MiB
+ * has about 2^25 places where it could start, so the chance that one holds it is below 2^-100
+ * (and no file written before the draw can have been made to). The bytes in memory (the text
+ * parts, the filenames, each file's first bytes) are checked all the same. */
+#define RANDOM_CHARS 22
+
+static void kernel_random(unsigned char *r, size_t n, boundary_rng *fallback) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = getrandom(r + got, n - got, 0);
+    if (k > 0)
+      got += (size_t)k;
+    else if (k < 0 && errno != EINTR)
+      break;
+  }
+  if (got < n) { /* no getrandom (a kernel before 3.17): /dev/urandom, else the seeded state */
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    while (fd >= 0 && got < n) {
+      ssize_t k = read(fd, r + got, n - got);
+      if (k > 0)
+        got += (size_t)k;
+      else if (k == 0 || errno != EINTR)
+        break;
+    }
+    if (fd >= 0)
+      close(fd);
+    for (; got < n; got++)
+      r[got] = (unsigned char)(rng_next(fallback) >> 56);
+  }
+}
+
+static size_t random_boundary(boundary_rng *fallback, char *out) {
+  static const char alphabet[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  unsigned char r[32];
+  size_t n = sizeof BOUNDARY_PREFIX - 1, used = sizeof r, chars = 0;
+  memcpy(out, BOUNDARY_PREFIX, n);
+  while (chars < RANDOM_CHARS) {
+    if (used == sizeof r) {
+      kernel_random(r, sizeof r, fallback);
+      used = 0;
+    }
+    if (r[used] < 248) { /* 4 x 62: taken modulo 62 without bias */
+      out[n++] = alphabet[r[used] % 62];
+      chars++;
+    }
+    used++;
+  }
+  out[n] = '\0';
+  return n;
+}
+
+/* Whether the boundary occurs in what the parts hold in memory: their bytes, their filenames,
+ * and of a file on disk the first bytes read to sniff its type. */
 static int collides(const form_part *parts, int n, const char *b, size_t blen) {
   int i;
   for (i = 0; i < n; i++) {
     const form_part *p = &parts[i];
-    if ((!p->path && contains(p->s, p->len, b, blen)) ||
+    size_t head_len;
+    const char *head = p->s && p->file ? upload_file_head(p->file, &head_len) : NULL;
+    if ((p->s && !p->file && contains(p->s, p->len, b, blen)) ||
+        (head && contains(head, head_len, b, blen)) ||
         contains(p->filename, p->filename_len, b, blen))
       return 1;
   }
+  return 0;
+}
+
+/* Whether a boundary the caller gave occurs in a file on disk: only that one, not being
+ * random, is looked for in the files' bytes. */
+static int collides_on_disk(const form_part *parts, int n, const char *b, size_t blen) {
+  int i;
+  for (i = 0; i < n; i++)
+    if (parts[i].s && parts[i].file && upload_file_contains(parts[i].file, b, blen) != 0)
+      return 1;
   return 0;
 }
 
@@ -213,22 +284,18 @@ static void add_part_head(luaL_Buffer *buf, const char *b, size_t blen, const fo
   luaL_addstring(buf, "\r\n\r\n");
 }
 
-/* Pushes the body and returns 1; or returns 0 (the boundary occurs in a file it read: try
- * another) or -1 with *unread filled, leaving the stack as it was. A file given by path is
- * read straight into the body: its bytes are not copied by the core. */
-static int write_multipart(lua_State *L, const form_part *parts, int n, const char *b,
-                           size_t blen, form_reader read, form_unread *unread) {
+/* Pushes the body of parts that are all in memory, as a string. */
+static void write_multipart(lua_State *L, const form_part *parts, int n, const char *b,
+                            size_t blen) {
   luaL_Buffer buf;
+  int i;
+#if LUA_VERSION_NUM >= 502
   size_t total = blen + 8;
-  int i, top = lua_gettop(L);
-  (void)top, (void)read, (void)unread; /* used where files are read into the body (5.2+) */
   for (i = 0; i < n; i++)
     if (parts[i].s)
       total += parts[i].len + parts[i].filename_len + blen + 160;
-#if LUA_VERSION_NUM >= 502
   luaL_buffinitsize(L, &buf, total); /* one allocation: a large image is not copied twice */
 #else
-  (void)total;
   luaL_buffinit(L, &buf);
 #endif
   for (i = 0; i < n; i++) {
@@ -236,59 +303,91 @@ static int write_multipart(lua_State *L, const form_part *parts, int n, const ch
     if (!p->s)
       continue;
     add_part_head(&buf, b, blen, p);
-#if LUA_VERSION_NUM >= 502
-    if (p->path) {
-      /* room first (it may raise), then the file; one byte more tells one that grew */
-      char *dst = luaL_prepbuffsize(&buf, p->len + 1);
-      int err;
-      size_t got = read(p->path, dst, p->len + 1, &err);
-      if (got != p->len || contains(dst, got, b, blen)) {
-        lua_settop(L, top); /* drops the buffer */
-        if (got == p->len)
-          return 0;
-        unread->part = i;
-        unread->got = got;
-        unread->err = err;
-        return -1;
-      }
-      luaL_addsize(&buf, got);
-    } else
-#endif
-      luaL_addlstring(&buf, p->s, p->len);
+    luaL_addlstring(&buf, p->s, p->len);
     luaL_addlstring(&buf, "\r\n", 2);
   }
   luaL_addlstring(&buf, "--", 2);
   luaL_addlstring(&buf, b, blen);
   luaL_addlstring(&buf, "--\r\n", 4);
   luaL_pushresult(&buf);
-  return 1;
 }
 
-int form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
-                        const char *given, size_t given_len, form_reader read,
-                        form_unread *unread) {
+/* The text of a body with files on disk, written at p (NULL: only measured into len). */
+typedef struct { char *p; size_t len; } text_out;
+
+static void put(text_out *o, const char *s, size_t n) {
+  if (o->p)
+    memcpy(o->p + o->len, s, n);
+  o->len += n;
+}
+
+static void put_str(text_out *o, const char *s) {
+  put(o, s, strlen(s));
+}
+
+/* Lays the body out as write_multipart does, each file on disk a hole of the body. */
+static void lay_out(text_out *o, const form_part *parts, int n, const char *b, size_t blen,
+                    upload_body *body) {
+  int i, k = 0;
+  for (i = 0; i < n; i++) {
+    const form_part *p = &parts[i];
+    if (!p->s)
+      continue;
+    put(o, "--", 2);
+    put(o, b, blen);
+    put_str(o, "\r\nContent-Disposition: form-data; name=\"");
+    put_str(o, p->name);
+    if (p->filename) {
+      put_str(o, "\"; filename=\"");
+      put(o, p->filename, p->filename_len);
+      put_str(o, "\"\r\nContent-Type: ");
+      put_str(o, p->type);
+    } else {
+      put(o, "\"", 1);
+    }
+    put(o, "\r\n\r\n", 4);
+    if (p->file) {
+      if (body)
+        upload_body_hole(body, k, o->len, p->file, p->name);
+      k++;
+    } else {
+      put(o, p->s, p->len);
+    }
+    put(o, "\r\n", 2);
+  }
+  put(o, "--", 2);
+  put(o, b, blen);
+  put(o, "--\r\n", 4);
+}
+
+void form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
+                         const char *given, size_t given_len) {
   char b[FACESWAP_BOUNDARY_MAX + 1];
   size_t blen = 0;
+  int i, files = 0;
+  for (i = 0; i < n; i++)
+    files += parts[i].s && parts[i].file;
   if (given && given_len <= FACESWAP_BOUNDARY_MAX) {
     blen = given_len;
     memcpy(b, given, blen);
     b[blen] = '\0';
+    if (files && (collides(parts, n, b, blen) || collides_on_disk(parts, n, b, blen)))
+      blen = 0;
   }
-  for (;;) {
-    int built;
-    while (blen == 0 || collides(parts, n, b, blen))
-      blen = make_boundary((boundary_rng *)rng, b);
-    lua_pushliteral(L, "multipart/form-data; boundary=");
-    lua_pushlstring(L, b, blen);
-    lua_concat(L, 2);
-    built = write_multipart(L, parts, n, b, blen, read, unread);
-    if (built != 0) {
-      if (built < 0)
-        lua_pop(L, 1);
-      return built > 0;
-    }
-    lua_pop(L, 1);
-    blen = 0; /* it occurs in a file: another one */
+  while (blen == 0 || collides(parts, n, b, blen))
+    blen = files ? random_boundary((boundary_rng *)rng, b) : make_boundary((boundary_rng *)rng, b);
+  lua_pushliteral(L, "multipart/form-data; boundary=");
+  lua_pushlstring(L, b, blen);
+  lua_concat(L, 2);
+  if (!files) {
+    write_multipart(L, parts, n, b, blen);
+  } else {
+    text_out o = {NULL, 0};
+    upload_body *body;
+    lay_out(&o, parts, n, b, blen, NULL);
+    o.p = upload_push_body(L, o.len, files, &body);
+    o.len = 0;
+    lay_out(&o, parts, n, b, blen, body);
   }
 }
 

@@ -24,7 +24,8 @@ static const char *const field_names[F_COUNT] = {
 };
 
 /* registry[&names_key]: [i + 1] the name of field i, interned once, so that reading a field
- * costs a rawget and not a lua_getfield's lookup of the C string; [0] the job metatable. */
+ * costs a rawget and not a lua_getfield's lookup of the C string; [0] the job metatable;
+ * [F_COUNT + 1] where those names lie (interned_t, below). */
 static char names_key;
 
 /* Names __index knows beyond the upstream fields (which map to their index + 1). */
@@ -316,44 +317,43 @@ static void find_spans(lua_State *L, job_t *job, const char *s, size_t len) {
 }
 
 /* Pushes the table a job keeps its string fields and code in, and returns its index: the
- * decoded table itself when it has no member the job does not document (the usual answer:
- * nothing to copy), without attachments and embeds; else a new table of those fields only.
- * `present` counts the documented members of the decoded table, `kept` its strings and numbers;
- * names is the index of the names table. */
-static int keep_fields(lua_State *L, int tree, int names, int present, int kept) {
-  int i, members = 0, fields;
-  lua_pushnil(L);
-  while (members <= present && lua_next(L, tree)) {
-    members++;
-    lua_pop(L, 1);
-  }
-  if (members == present) {
+ * decoded table itself when it has no member the job does not document (`all`: the usual
+ * answer, nothing to copy), without attachments and embeds; else a new table of those fields
+ * only. `present` has bit f set for each field the tree has, `kept` counts its strings and
+ * numbers; names is the index of the names table. */
+static int keep_fields(lua_State *L, int tree, int names, int all, unsigned long present,
+                       int kept) {
+  int i, fields;
+  if (all) {
     lua_pushvalue(L, tree);
     fields = lua_gettop(L);
-    lua_rawgeti(L, names, F_ATTACHMENTS + 1);
-    lua_pushnil(L);
-    lua_rawset(L, fields);
-    lua_rawgeti(L, names, F_EMBEDS + 1);
-    lua_pushnil(L);
-    lua_rawset(L, fields);
-    lua_rawgeti(L, names, F_CODE + 1);
-    lua_pushvalue(L, -1);
-    lua_rawget(L, fields);
-    if (lua_type(L, -1) == LUA_TNUMBER) { /* an integer where it is one (5.3+) */
-      compat_pushnumber(L, lua_tonumber(L, -1));
-      lua_replace(L, -2);
-      lua_rawset(L, fields);
-    } else {
-      lua_pop(L, 2);
+    for (i = F_ATTACHMENTS; i <= F_EMBEDS; i++) {
+      if (present & 1ul << i) {
+        lua_rawgeti(L, names, i + 1);
+        lua_pushnil(L);
+        lua_rawset(L, fields);
+      }
+    }
+    if (present & 1ul << F_CODE) {
+      lua_rawgeti(L, names, F_CODE + 1);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, fields);
+#if LUA_VERSION_NUM >= 503
+      if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+        /* an integer where it is one */
+        compat_pushnumber(L, lua_tonumber(L, -1));
+        lua_replace(L, -2);
+        lua_rawset(L, fields);
+      } else
+#endif
+        lua_pop(L, 2);
     }
     return fields;
   }
-  if (members > present) /* lua_next stopped early: its key is still on the stack */
-    lua_pop(L, 1);
   lua_createtable(L, 0, kept);
   fields = lua_gettop(L);
   for (i = 0; i < F_COUNT; i++) {
-    if (i == F_ATTACHMENTS || i == F_EMBEDS)
+    if (i == F_ATTACHMENTS || i == F_EMBEDS || !(present & 1ul << i))
       continue;
     lua_rawgeti(L, names, i + 1);
     lua_pushvalue(L, -1);
@@ -370,9 +370,41 @@ static int keep_fields(lua_State *L, int tree, int names, int present, int kept)
   return fields;
 }
 
+/* The names of the fields as this Lua state interned them (kept in the names table, so they
+ * live as long as it): lua-cjson interns each member name it reads (all are short strings), so
+ * a member is field i exactly when its name is the same string, which a pointer compare tells
+ * without hashing it again. */
+typedef struct {
+  const char *name[F_COUNT];
+} interned_t;
+
+/* Which field the member name at the top of a lua_next is, or F_COUNT for none. */
+static int field_of(lua_State *L, const interned_t *in) {
+  const char *k;
+  int f;
+  if (lua_type(L, -2) != LUA_TSTRING)
+    return F_COUNT;
+  k = lua_tostring(L, -2);
+  for (f = 0; f < F_COUNT && in->name[f] != k; f++)
+    ;
+  return f;
+}
+
+/* Whether the type of a member's value is wrong for field f (attachments and embeds are
+ * looked at afterwards, in the shapes' table). */
+static int wrong_type(int f, int t) {
+  if (t == LUA_TLIGHTUSERDATA || f == F_ATTACHMENTS || f == F_EMBEDS)
+    return 0; /* null */
+  return f == F_CODE ? t != LUA_TNUMBER : t != LUA_TSTRING;
+}
+
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
-  int i, tree, shapes, names, fields, empty_object, present = 0, kept = 0, arrays = 0;
+  const interned_t *in;
+  const char *text;
+  int i, tree, shapes, names, fields, empty_object, unknown = 0, kept = 0, arrays = 0;
+  int first_wrong = F_COUNT, jobid_string = 0;
+  unsigned long present = 0; /* bit f: the text has a member for field f (null too) */
   job_t empty = {0, 0, 0, {0, 0}, {0, 0}, 0, 0};
   json_idx = lua_absindex(L, json_idx);
   if (!json_decode_raw(L, json_idx, &empty_object)) {
@@ -381,9 +413,9 @@ int job_push_json(lua_State *L, int json_idx) {
     return 0;
   }
   tree = shapes = lua_gettop(L);
-  if (!lua_istable(L, tree) ||
-      !(is_object(L, tree) || lua_tostring(L, json_idx)[strspn(lua_tostring(L, json_idx),
-                                                                 " \t\r\n")] == '{')) {
+  text = lua_tostring(L, json_idx);
+  /* a table from text that begins with '{' is an object (lua-cjson makes [] and {} alike) */
+  if (!lua_istable(L, tree) || text[strspn(text, " \t\r\n")] != '{') {
     lua_pop(L, 1);
     lua_pushliteral(L, "not a job: JSON is not an object");
     return 0;
@@ -391,53 +423,78 @@ int job_push_json(lua_State *L, int json_idx) {
   lua_pushlightuserdata(L, &names_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   names = lua_gettop(L);
-  lua_rawgeti(L, names, F_JOBID + 1);
-  lua_rawget(L, tree);
-  if (lua_type(L, -1) != LUA_TSTRING) {
-    lua_pop(L, 3);
+  lua_rawgeti(L, names, F_COUNT + 1);
+  in = (const interned_t *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  /* one pass over the members: which fields are there, of the right types, and whether any
+   * member is not a field (then the job keeps a table of its fields only) */
+  lua_pushnil(L);
+  while (lua_next(L, tree)) {
+    int f = field_of(L, in), t = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (f == F_COUNT) {
+      unknown++;
+      continue;
+    }
+    present |= 1ul << f;
+    kept += t == LUA_TSTRING || t == LUA_TNUMBER;
+    if (f == F_JOBID)
+      jobid_string = t == LUA_TSTRING;
+    if (f < first_wrong && wrong_type(f, t))
+      first_wrong = f;
+  }
+  if (!jobid_string) {
+    lua_pop(L, 2);
     lua_pushliteral(L, "not a job: no jobid string");
     return 0;
   }
-  lua_pop(L, 1);
-  if (empty_object && (has_empty_table(L, tree, "attachments") ||
-                       has_empty_table(L, tree, "embeds"))) {
-    object_shapes(L, json_idx);
-    shapes = lua_gettop(L);
+  if (present & (1ul << F_ATTACHMENTS | 1ul << F_EMBEDS)) {
+    if (empty_object && (has_empty_table(L, tree, "attachments") ||
+                         has_empty_table(L, tree, "embeds"))) {
+      object_shapes(L, json_idx);
+      shapes = lua_gettop(L);
+    }
+    for (i = F_ATTACHMENTS; i <= F_EMBEDS; i++) {
+      if (!(present & 1ul << i))
+        continue;
+      lua_rawgeti(L, names, i + 1);
+      lua_rawget(L, shapes);
+      if (i < first_wrong && type_problem(L, i, lua_gettop(L)))
+        first_wrong = i;
+      if (lua_istable(L, -1)) {
+        /* an empty one needs no looking for in the text (duplicates: this is the last one) */
+        if (lua_rawlen(L, -1) > 0)
+          arrays = 1;
+        else
+          (i == F_ATTACHMENTS ? &empty.attachments : &empty.embeds)->start = EMPTY_ARRAY;
+      }
+      lua_pop(L, 1);
+    }
   }
-  for (i = 0; i < F_COUNT; i++) {
+  if (first_wrong < F_COUNT) {
     const char *problem;
-    lua_rawgeti(L, names, i + 1);
-    lua_rawget(L, shapes);
-    problem = type_problem(L, i, lua_gettop(L));
-    present += !lua_isnil(L, -1);
-    if ((i == F_ATTACHMENTS || i == F_EMBEDS) && lua_istable(L, -1)) {
-      /* an empty one needs no looking for in the text (duplicates: this is the last one) */
-      if (lua_rawlen(L, -1) > 0)
-        arrays = 1;
-      else
-        (i == F_ATTACHMENTS ? &empty.attachments : &empty.embeds)->start = EMPTY_ARRAY;
-    }
-    kept += lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER;
-    lua_pop(L, 1);
-    if (problem) {
-      lua_settop(L, tree - 1);
-      lua_pushfstring(L, "field %s is not %s", field_names[i], problem);
-      return 0;
-    }
+    lua_rawgeti(L, names, first_wrong + 1);
+    lua_rawget(L, first_wrong >= F_ATTACHMENTS ? shapes : tree);
+    problem = type_problem(L, first_wrong, lua_gettop(L));
+    lua_settop(L, tree - 1);
+    lua_pushfstring(L, "field %s is not %s", field_names[first_wrong], problem);
+    return 0;
   }
   lua_settop(L, names);
-  fields = keep_fields(L, tree, names, present, kept);
+  fields = keep_fields(L, tree, names, unknown == 0, present, kept);
   job = new_job(L, fields, json_idx);
   lua_rawgeti(L, names, 0);
   lua_setmetatable(L, -2);
-  lua_rawgeti(L, names, F_CONTENT + 1);
-  lua_rawget(L, fields);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    parse_credits(job, s, len);
+  if (present & 1ul << F_CONTENT) {
+    lua_rawgeti(L, names, F_CONTENT + 1);
+    lua_rawget(L, fields);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const char *s = lua_tolstring(L, -1, &len);
+      parse_credits(job, s, len);
+    }
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   job->attachments = empty.attachments;
   job->embeds = empty.embeds;
   if (arrays) {
@@ -665,11 +722,15 @@ void job_open(lua_State *L) {
     {"__newindex", job_newindex}, {"__tostring", job_tostring}, {"__eq", job_eq}, {NULL, NULL}
   };
   static const char *const derived[] = {"credits", "credits_left", "credits_total"};
+  interned_t *in;
   int i;
   lua_pushlightuserdata(L, &names_key);
-  lua_createtable(L, F_COUNT, 1);
+  lua_createtable(L, F_COUNT + 1, 1);
+  in = (interned_t *)lua_newuserdata(L, sizeof *in);
+  lua_rawseti(L, -2, F_COUNT + 1);
   for (i = 0; i < F_COUNT; i++) {
     lua_pushstring(L, field_names[i]);
+    in->name[i] = lua_tostring(L, -1);
     lua_rawseti(L, -2, i + 1);
   }
   luaL_newmetatable(L, FACESWAP_JOB_MT);

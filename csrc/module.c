@@ -49,6 +49,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"fault", core_fault},
     {"transport", core_transport_new},
     {"url_problem", core_url_problem},
+    {"download_path_problem", core_download_path_problem},
     {"type", core_type},
     {"now", core_now},
     {"sleep", core_sleep},
@@ -57,12 +58,14 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"open_append", core_open_append},
     {"catch_signals", core_catch_signals},
     {"interrupted", core_interrupted},
+    {"upload_file", core_upload_file},
     {NULL, NULL}
   };
   json_open(L);
   job_open(L);
   error_open(L);
   transport_open(L);
+  upload_open(L);
   luaL_newlib(L, funcs);
   /* the builders share the boundary generator, their upvalue */
   form_push_rng(L);

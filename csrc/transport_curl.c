@@ -32,6 +32,7 @@
  * perform, finish) returns nil and a `cancelled` error, "client closed", instead of raising. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,10 @@
 #define MAX_EVENTS 64
 #define MAX_IDLE_CONNECTIONS 64L
 #define MAX_WATCHED 8
+/* libcurl's send buffer for a body with files on disk: its size, within libcurl's bounds */
+#define UPLOAD_PIECE_MIN (16L * 1024)
+#define UPLOAD_PIECE_MAX (256L * 1024)
+#define UPLOAD_PIECE_DEFAULT (64L * 1024)
 
 typedef struct {
   char *p;
@@ -82,6 +87,13 @@ typedef struct transfer {
   byte_buf url, body, head, upload;
   size_t limit;                 /* the largest answer body taken */
   size_t upload_pos;
+  /* An upload whose files stay on disk (upload.c's body, held while the transfer runs): sent
+   * by file_body_read, its files read from their descriptors into libcurl's buffer. */
+  upload_body *file_body;
+  int set_file_read;            /* CURLOPT_READFUNCTION is file_body_read */
+  long set_ulbuf;               /* CURLOPT_UPLOAD_BUFFERSIZE, 0 for libcurl's default */
+  int body_failed;              /* a file of the body could not be sent: body_fault says why */
+  upload_fault body_fault;
   int oversize, refused_rewind, no_memory, bad_framing;
   int forked;                   /* in flight when the process forked: the parent's, not ours */
   int pinned;                   /* being finished inside a window: no other call may take it */
@@ -91,6 +103,8 @@ typedef struct transfer {
   int set_method;               /* 1 CURLOPT_POST, 2 CURLOPT_HTTPGET */
   int set_del;                  /* CURLOPT_CUSTOMREQUEST is "DELETE" (libcurl's default NULL) */
   curl_off_t set_size;          /* CURLOPT_POSTFIELDSIZE_LARGE (libcurl's default -1) */
+  const char *set_fields;       /* CURLOPT_POSTFIELDS (NULL: the body is read by upload_read) */
+  int requests;                 /* requests libcurl began for this transfer (see on_prereq) */
   struct curl_slist *set_headers; /* CURLOPT_HTTPHEADER */
   size_t set_limit;             /* CURLOPT_MAXFILESIZE_LARGE (libcurl's default 0) */
   long set_timeout_ms;          /* CURLOPT_TIMEOUT_MS */
@@ -134,7 +148,7 @@ struct transport {
   int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
-  pid_t pid;                    /* the process that made the multi handle */
+  unsigned forks;               /* fork_count when the multi handle was made */
   int *socks, nsocks, socks_cap; /* the connections' sockets (opened by open_socket) */
   int wake_fds[2];              /* libcurl's own wakeup socketpair, -1 when unknown */
   lua_State *L;                 /* the thread driving the transfers now (for a sink), or NULL */
@@ -340,6 +354,24 @@ static size_t upload_read(char *out, size_t size, size_t n, void *ud) {
   return room;
 }
 
+/* A body with files on disk: its text and the files' bytes, read from their descriptors
+ * straight into libcurl's send buffer (no copy of a file is kept anywhere). A file no longer
+ * what was checked stops the transfer before the body is complete: the server never gets a
+ * request whose body disagrees with its Content-Length. */
+static size_t file_body_read(char *out, size_t size, size_t n, void *ud) {
+  transfer_t *x = (transfer_t *)ud;
+  size_t got;
+  if (!x->file_body)
+    return CURL_READFUNC_ABORT;
+  got = upload_body_read(x->file_body, x->upload_pos, out, size * n, &x->body_fault);
+  if (got == (size_t)-1) {
+    x->body_failed = 1;
+    return CURL_READFUNC_ABORT;
+  }
+  x->upload_pos += got;
+  return got;
+}
+
 /* libcurl rewinds the body when it silently resends a request on a fresh connection after a
  * reused one died before any answer. For a POST whose body already left, the server may have
  * received it and made (and billed) a job, so the resend is refused here: the transfer fails
@@ -351,6 +383,33 @@ static int upload_seek(void *ud, curl_off_t offset, int origin) {
   x->refused_rewind = 1;
   return CURL_SEEKFUNC_FAIL;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* libcurl calls this as it is about to send a request on a connection: once per transfer,
+ * and again when it silently resends it on a fresh connection after a reused one died before
+ * any answer. A POST (or a DELETE with a body) whose first request left, in part or whole, is
+ * not sent again: the server may have received it and made (and billed) a job, so the
+ * transfer fails and the caller learns that the request's fate is unknown. libcurl counts the
+ * bytes it wrote (CURLINFO_REQUEST_SIZE) from the transfer's start, so a request that never
+ * left may still go on the fresh connection. This is what keeps CURLOPT_POSTFIELDS (the body
+ * sent with the headers, in one write) as safe as upload_seek keeps a body read by
+ * upload_read. */
+static int on_prereq(void *ud, char *conn_ip, char *local_ip, int conn_port, int local_port) {
+  transfer_t *x = (transfer_t *)ud;
+  long request_bytes = 0;
+  (void)conn_ip, (void)local_ip, (void)conn_port, (void)local_port;
+  if (x->requests++ == 0 || !x->post)
+    return CURL_PREREQFUNC_OK;
+  curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &request_bytes);
+  if (request_bytes == 0)
+    return CURL_PREREQFUNC_OK;
+  x->refused_rewind = 1;
+  return CURL_PREREQFUNC_ABORT;
+}
+#define FACESWAP_POSTFIELDS 1
+#else
+#define FACESWAP_POSTFIELDS 0 /* before 7.80: every body goes through upload_read */
+#endif
 
 /* libcurl says which sockets to watch: they go into the epoll set. A socket's `socketp` is
  * non-NULL once it has been added, so a change of interest is a MOD, not a second ADD. */
@@ -482,6 +541,19 @@ static CURLMcode drive(transport_t *t, double wait) {
 
 static void **orphans;
 static size_t norphans;
+
+/* Forks this process has been made by, counted in the child (pthread_atfork): whether a
+ * client is used in a process other than the one that made it costs a compare per call, not
+ * a getpid system call. glibc drops the handler if the module is unloaded. */
+static volatile unsigned fork_count;
+
+static void count_fork(void) {
+  fork_count++;
+}
+
+static int in_child(const transport_t *t) {
+  return t->forks != fork_count;
+}
 
 static void orphan(void *p) {
   void **more = (void **)realloc(orphans, (norphans + 1) * sizeof *orphans);
@@ -619,7 +691,7 @@ static transport_t *open_transport(lua_State *L) {
     return NULL;
   if (t->in_sink)
     luaL_error(L, "attempt to use a faceswap client from inside its download's sink");
-  if (t->pid != getpid())
+  if (in_child(t))
     forked(L, t);
   return t;
 }
@@ -696,6 +768,8 @@ static void release_slot(transport_t *t, transfer_t *x) {
   }
   x->state = SLOT_FREE;
   x->sync = 0;
+  upload_body_unref(x->file_body);
+  x->file_body = NULL;
   x->upload.len = x->upload_pos = 0;
   buf_trim(&x->body);
   buf_trim(&x->upload);
@@ -710,6 +784,7 @@ static void transfer_free(transfer_t *x) {
   free(x->body.p);
   free(x->head.p);
   free(x->upload.p);
+  upload_body_unref(x->file_body);
   free(x);
 }
 
@@ -750,7 +825,7 @@ static void transport_release(lua_State *L, transport_t *t) {
 
 static void close_now(lua_State *L, transport_t *t) {
   t->close_pending = 0;
-  if (t->multi && t->pid != getpid())
+  if (t->multi && in_child(t))
     forked(L, t); /* never cleans up (and so shuts down) the parent's connections */
   transport_release(L, t);
 }
@@ -1105,7 +1180,7 @@ int core_transport_new(lua_State *L) {
  * failing option raises). */
 static void multi_setup(lua_State *L, transport_t *t) {
   CURLMcode rc;
-  t->pid = getpid();
+  t->forks = fork_count;
   lowest_free(t->wake_fds);
   t->multi = curl_multi_init();
   if (!t->multi)
@@ -1173,6 +1248,10 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_READDATA, x);
   curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, upload_seek);
   curl_easy_setopt(e, CURLOPT_SEEKDATA, x);
+#if FACESWAP_POSTFIELDS
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
   curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
@@ -1264,6 +1343,33 @@ static void push_stream_error(lua_State *L, transfer_t *x, int err, long status)
   lua_remove(L, -2);
 }
 
+/* Why a download may not go to path, or NULL. The body is renamed onto path: a directory
+ * (or a link to one) would make the rename fail, so it is refused first; any other node that
+ * is not a regular file (a FIFO, a device, a socket) would be replaced, so it is refused too.
+ * A symbolic link to anything else is replaced itself, as rename does, its target untouched.
+ * Shared by both transports (core.download_path_problem). */
+const char *download_path_problem(const char *path) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return strerror(EISDIR);
+  if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISLNK(st.st_mode))
+    return "not a regular file";
+  return NULL;
+}
+
+/* core.download_path_problem(path) -> why a download may not go to path, or nil. */
+int core_download_path_problem(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  const char *why = strlen(path) != len ? "a file name cannot contain a NUL byte"
+                                        : download_path_problem(path);
+  if (why)
+    lua_pushstring(L, why);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 /* A new temporary file beside `path` (its name with ".part-<pid>-<n>" added), made with
  * O_EXCL so no other file is ever written over; NULL and errno set on failure. */
 static char *stream_open(const char *path, int *fd) {
@@ -1271,11 +1377,6 @@ static char *stream_open(const char *path, int *fd) {
   size_t len = strlen(path) + 48;
   char *tmp;
   int tries;
-  struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* the rename would fail: say so first */
-    errno = EISDIR;
-    return NULL;
-  }
   tmp = (char *)malloc(len);
   if (!tmp) {
     errno = ENOMEM;
@@ -1323,10 +1424,12 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   const char *target = luaL_checklstring(L, 3, &plen);
   /* a DELETE (delid, delall) may carry a form body; with one it goes like a POST */
   int del = strcmp(method, "DELETE") == 0, download = target[0] != '/';
-  int post = strcmp(method, "POST") == 0 || (del && lua_type(L, 5) == LUA_TSTRING);
+  int post = strcmp(method, "POST") == 0 ||
+             (del && (lua_type(L, 5) == LUA_TSTRING || upload_body_test(L, 5)));
   long timeout_ms = t->timeout_ms;
   size_t limit = download ? MAX_DOWNLOAD_BYTES : t->max_response;
   const char *path = NULL;
+  size_t plen_path = 0;
   int sink = 0;
   transfer_t *x;
   CURL *e;
@@ -1350,9 +1453,10 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       limit = (size_t)v;
     }
     lua_getfield(L, 6, "path");
-    path = lua_tostring(L, -1);
-    luaL_argcheck(L, lua_isnil(L, -1) || (download && lua_type(L, -1) == LUA_TSTRING && *path), 6,
-                  "path is for downloads: a file name");
+    path = lua_tolstring(L, -1, &plen_path);
+    luaL_argcheck(L, lua_isnil(L, -1) || (download && lua_type(L, -1) == LUA_TSTRING && *path &&
+                                          strlen(path) == plen_path), 6,
+                  "path is for downloads: a file name (without a NUL byte)");
     lua_getfield(L, 6, "sink");
     sink = !lua_isnil(L, -1);
     luaL_argcheck(L, !sink || (download && !path && lua_isfunction(L, -1)), 6,
@@ -1372,7 +1476,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   if (post) {
     size_t clen;
     luaL_checklstring(L, 4, &clen);
-    luaL_checktype(L, 5, LUA_TSTRING);
+    if (!upload_body_test(L, 5))
+      luaL_checktype(L, 5, LUA_TSTRING);
     if (clen > sizeof x->ct_line - sizeof "Content-Type: ")
       luaL_error(L, "bad argument #3 to 'perform' (content type too long)");
   }
@@ -1418,15 +1523,36 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   }
   if (post) {
     size_t clen, blen;
-    const char *ct = lua_tolstring(L, 4, &clen), *body = lua_tolstring(L, 5, &blen);
+    upload_body *files = upload_body_test(L, 5);
+    const char *ct = lua_tolstring(L, 4, &clen), *body = files ? NULL : lua_tolstring(L, 5, &blen);
     memcpy(x->ct_line, "Content-Type: ", sizeof "Content-Type: " - 1);
     memcpy(x->ct_line + sizeof "Content-Type: " - 1, ct, clen + 1);
     x->ct_node.next = t->headers;
-    /* copied: the transfer may outlive the Lua call that started it */
     x->upload.len = 0;
-    if (!buf_append(&x->upload, body, blen, (size_t)-1)) {
+    if (files) { /* held, not copied: its files are read as libcurl sends */
+      blen = upload_body_length(files);
+      upload_body_ref(files);
+      x->file_body = files;
+    } else if (!buf_append(&x->upload, body, blen, (size_t)-1)) {
+      /* copied: the transfer may outlive the Lua call that started it */
       release_slot(t, x);
       luaL_error(L, "not enough memory");
+    }
+    if (x->set_file_read != (files != NULL)) {
+      curl_easy_setopt(e, CURLOPT_READFUNCTION, files ? file_body_read : upload_read);
+      x->set_file_read = files != NULL;
+    }
+    {
+      /* a file goes out in pieces of up to 256 KiB (libcurl's default is 64 KiB): a quarter
+       * of the reads, sends and wakeups per MiB, and the piece still fits a core's cache
+       * between its pread and its send (1 MiB measured slower per MiB); a body in memory
+       * keeps the default */
+      long ulbuf = !files ? 0 : blen < UPLOAD_PIECE_MIN ? UPLOAD_PIECE_MIN
+                 : blen > UPLOAD_PIECE_MAX ? UPLOAD_PIECE_MAX : (long)blen;
+      if (ulbuf != x->set_ulbuf) {
+        curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, ulbuf ? ulbuf : UPLOAD_PIECE_DEFAULT);
+        x->set_ulbuf = ulbuf;
+      }
     }
     if (x->set_method != 1) {
       curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -1435,6 +1561,16 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     if (x->set_size != (curl_off_t)blen) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
       x->set_size = (curl_off_t)blen;
+    }
+    /* the body goes with the headers in one write, not through upload_read (four system
+     * calls and a callback more per request); on_prereq keeps it from being sent twice */
+    {
+      /* a body of files has none in memory: its slot's last string body must not go instead */
+      const char *fields = files ? NULL : x->upload.p;
+      if (FACESWAP_POSTFIELDS && x->set_fields != fields) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, fields);
+        x->set_fields = fields;
+      }
     }
     /* libcurl asks for 100-continue only past 1 MiB; a header less on every other request
      * saves it scanning one more line each time it looks for a header */
@@ -1471,16 +1607,17 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     x->streaming = 2;
   } else if (path) {
     size_t len = strlen(path);
+    const char *why = download_path_problem(path);
     x->final_path = (char *)malloc(len + 1);
     if (x->final_path)
       memcpy(x->final_path, path, len + 1);
-    x->tmp_path = x->final_path ? stream_open(path, &x->stream_fd) : NULL;
+    x->tmp_path = x->final_path && !why ? stream_open(path, &x->stream_fd) : NULL;
     x->streaming = 1;
-    if (!x->tmp_path) { /* nothing sent: the file cannot be made */
+    if (!x->tmp_path) { /* nothing sent: the file cannot be made, or may not be replaced */
       error_info info = {"invalid_request", 0, 0, 0, -1};
       int err = x->final_path ? errno : ENOMEM;
       lua_pushnil(L);
-      lua_pushfstring(L, "cannot write %s: %s", path, strerror(err));
+      lua_pushfstring(L, "cannot write %s: %s", path, why ? why : strerror(err));
       error_push(L, &info, NULL, -1, 0);
       lua_remove(L, -2);
       stream_end(L, x);
@@ -1489,6 +1626,8 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     }
   }
   x->upload_pos = 0;
+  x->requests = 0;
+  x->body_failed = 0;
   x->body.len = x->head.len = 0;
   x->oversize = x->refused_rewind = x->no_memory = x->bad_framing = 0;
   x->content_length = -1;
@@ -1518,7 +1657,10 @@ static int push_outcome(lua_State *L, void *arg) {
   long status = 0;
   if (x->easy && !x->forked)
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-  if (x->streaming && (x->sink_stop || x->stream_errno)) {
+  if (x->body_failed && x->file_body) {
+    /* a file of the body changed or failed: the request never left whole */
+    n = upload_push_fault(L, x->file_body, &x->body_fault);
+  } else if (x->streaming && (x->sink_stop || x->stream_errno)) {
     push_stream_error(L, x, x->stream_errno, status);
     n = 2;
   } else if (x->result == CURLE_OK && !x->no_memory && x->head_done && x->streaming) {
@@ -1775,6 +1917,8 @@ void transport_open(lua_State *L) {
     /* once per process; never cleaned up, as other Lua states may still use libcurl */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
       luaL_error(L, "curl_global_init failed");
+    if (pthread_atfork(NULL, NULL, count_fork) != 0)
+      luaL_error(L, "pthread_atfork failed");
     curl_ready = 1;
   }
   luaL_newmetatable(L, FACESWAP_TRANSPORT_MT);

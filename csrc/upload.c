@@ -1,15 +1,24 @@
-/* upload.c: the files a command uploads, read before anything is sent: a file param's source
- * (a path, or a table of data, filename and content_type), its bytes read whole (or, on Lua
- * 5.2+, straight into the body as form.c writes it), its size checked, its type sniffed from
- * its first bytes, its filename made safe for a part's header. The only file of the core that
- * reads the file system for a request. */
+/* upload.c: the files a command uploads and the bodies that carry them. A file param's source
+ * (a path, a table of data, filename and content_type, or a file core.upload_file opened) is
+ * checked before anything is sent: a regular file (stat, then opened non-blocking and checked
+ * again with fstat), its size exact and under the cap, its type sniffed from its first bytes,
+ * its filename made safe for a part's header. Its bytes are not read then: a body with a file
+ * part (an upload_body) keeps the file's descriptor and copies the bytes from it, with pread,
+ * straight into libcurl's send buffer as the transport sends (upload_body_read), so the core
+ * holds no copy of a file; a file whose size or modification time is no longer what was
+ * checked fails the request before its body is complete. The only file of the core that reads
+ * the file system for a request. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core.h"
+
+#define FILE_MT "faceswap.upload"
+#define BODY_MT "faceswap.body"
 
 /* An upload over this is refused locally: Discord, where the bot reads the file, takes 25 MiB
  * at most for an account without Nitro, so the job could not succeed with more. */
@@ -147,8 +156,6 @@ static void push_too_big(lua_State *L, const char *field, const char *name,
                   name, have, cap, (int)(FACESWAP_MAX_UPLOAD >> 20));
 }
 
-/* An err of read_some: the path is no longer a regular file. */
-#define NOT_REGULAR (-1)
 
 /* What a file that is not a regular one is, for a message. */
 static const char *not_regular(mode_t mode) {
@@ -159,11 +166,11 @@ static const char *not_regular(mode_t mode) {
   return "not a regular file";
 }
 
-/* Checks that path is a file that may be uploaded: pushes why not and returns 0, or returns 1
- * with its size. Only a regular file is read: a FIFO would block the process in open or read
- * until a writer came, and a device would never end. stat, not open: opening a device can
- * itself act (a tape rewinds, a terminal is taken). */
-static int check_path(lua_State *L, const char *field, const char *path, size_t *size) {
+/* Checks that path is a file that may be uploaded: pushes why not and returns 0, or returns 1.
+ * Only a regular file is opened: a FIFO would block the process in open or read until a
+ * writer came, and a device would never end. stat, not open: opening a device can itself act
+ * (a tape rewinds, a terminal is taken). */
+static int check_path(lua_State *L, const char *field, const char *path) {
   struct stat st;
   if (stat(path, &st) != 0) {
     lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(errno));
@@ -178,92 +185,189 @@ static int check_path(lua_State *L, const char *field, const char *path, size_t 
     push_too_big(L, field, path, (unsigned long long)st.st_size);
     return 0;
   }
-  *size = (size_t)st.st_size;
   return 1;
 }
 
-/* Reads up to n bytes of path into dst: how many, or (size_t)-1 with *err (an errno or
- * NOT_REGULAR). Opened without blocking and checked again once open, so a path swapped for a
- * FIFO since check_path cannot hang the host. No Lua call is made while the descriptor is
- * open, so nothing can raise past its close. */
-size_t upload_read_some(const char *path, char *dst, size_t n, int *err) {
-  struct stat st;
-  size_t got = 0;
-  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  *err = 0;
-  if (fd < 0) {
-    *err = errno;
-    return (size_t)-1;
+/* ---- opened files ---------------------------------------------------------------------- */
+
+/* A file opened for upload, shared by the bodies that send it (and their transfers): its
+ * descriptor closes when the last of them lets go. size and mtime are what was checked. */
+struct upload_file {
+  int refs;
+  int fd;
+  size_t size;
+  struct timespec mtime;
+  size_t head_len;
+  char head[SNIFF_BYTES]; /* the first bytes, read to sniff the type */
+  char path[];            /* as given, for messages */
+};
+
+/* The Lua side of a file: NULL once closed. */
+typedef struct { upload_file *f; } file_box;
+
+static void file_unref(upload_file *f) {
+  if (f && --f->refs == 0) {
+    if (f->fd >= 0)
+      close(f->fd);
+    free(f);
   }
-  if (fstat(fd, &st) != 0)
-    *err = errno;
-  else if (!S_ISREG(st.st_mode))
-    *err = NOT_REGULAR;
-  while (!*err && got < n) {
-    ssize_t r = read(fd, dst + got, n - got);
-    if (r > 0)
-      got += (size_t)r;
-    else if (r == 0)
-      break;
-    else if (errno != EINTR)
-      *err = errno;
-  }
-  close(fd);
-  return *err ? (size_t)-1 : got;
 }
 
-/* Pushes why a file could not be read whole: an error, or a size other than stat's. */
-void upload_push_unread(lua_State *L, const char *field, const char *path, size_t got, int err) {
-  lua_pushfstring(L, "%s: cannot read %s: %s", field, path,
-                  got != (size_t)-1 ? "it changed while being read"
-                  : err == NOT_REGULAR ? "not a regular file" : strerror(err));
+static int file_close(lua_State *L) {
+  file_box *box = (file_box *)luaL_checkudata(L, 1, FILE_MT);
+  file_unref(box->f);
+  box->f = NULL;
+  return 0;
 }
+
+const char *upload_file_head(const upload_file *f, size_t *n) {
+  *n = f->head_len;
+  return f->head;
+}
+
+/* Reads n bytes at off into dst, retrying after signals: 1, or 0 with errno set (0: the file
+ * ended first). */
+static int read_at(int fd, char *dst, size_t n, size_t off) {
+  while (n > 0) {
+    ssize_t r = pread(fd, dst, n, (off_t)off);
+    if (r > 0) {
+      dst += r;
+      n -= (size_t)r;
+      off += (size_t)r;
+    } else if (r == 0) {
+      errno = 0;
+      return 0;
+    } else if (errno != EINTR) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Opens path for upload and pushes its box, or pushes why it cannot be uploaded and returns
+ * NULL. Opened without blocking and checked again once open, so a path swapped for a FIFO
+ * since check_path cannot hang the host; the size checked is the open file's. */
+static upload_file *open_file(lua_State *L, const char *field, const char *path) {
+  size_t plen = strlen(path);
+  struct stat st;
+  upload_file *f;
+  file_box *box;
+  int err = 0;
+  if (!check_path(L, field, path))
+    return NULL;
+  box = (file_box *)lua_newuserdata(L, sizeof *box);
+  box->f = NULL;
+  luaL_setmetatable(L, FILE_MT);
+  f = (upload_file *)malloc(sizeof *f + plen + 1);
+  if (!f)
+    luaL_error(L, "not enough memory");
+  f->refs = 1;
+  f->head_len = 0;
+  memcpy(f->path, path, plen + 1);
+  box->f = f;
+  f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (f->fd < 0 || fstat(f->fd, &st) != 0) {
+    err = errno;
+    lua_pushfstring(L, "%s: cannot read %s: %s", field, path, strerror(err));
+  } else if (!S_ISREG(st.st_mode)) {
+    err = -1;
+    lua_pushfstring(L, "%s: cannot read %s: %s", field, path, not_regular(st.st_mode));
+  } else if ((unsigned long long)st.st_size > FACESWAP_MAX_UPLOAD) {
+    err = -1;
+    push_too_big(L, field, path, (unsigned long long)st.st_size);
+  } else {
+    f->size = (size_t)st.st_size;
+    f->mtime = st.st_mtim;
+    f->head_len = f->size < SNIFF_BYTES ? f->size : SNIFF_BYTES;
+    if (!read_at(f->fd, f->head, f->head_len, 0)) {
+      err = errno ? errno : -1;
+      lua_pushfstring(L, "%s: cannot read %s: %s", field, path,
+                      errno ? strerror(errno) : "it changed while being read");
+    }
+  }
+  if (err) {
+    file_unref(f); /* the descriptor closes now, not at the next collection */
+    box->f = NULL;
+    lua_remove(L, -2);
+    return NULL;
+  }
+  return f;
+}
+
+int upload_file_contains(const upload_file *f, const char *pat, size_t len) {
+  char buf[65536];
+  size_t off = 0, keep = 0;
+  if (len == 0 || len > sizeof buf / 2)
+    return 1;
+  while (off < f->size) {
+    size_t n = f->size - off < sizeof buf - keep ? f->size - off : sizeof buf - keep, i;
+    if (!read_at(f->fd, buf + keep, n, off))
+      return -1;
+    off += n;
+    n += keep;
+    for (i = 0; i + len <= n; i++)
+      if (buf[i] == pat[0] && memcmp(buf + i, pat, len) == 0)
+        return 1;
+    keep = len - 1 < n ? len - 1 : n; /* a match may straddle two reads */
+    memmove(buf, buf + n - keep, keep);
+  }
+  return 0;
+}
+
+/* core.upload_file(path) -> an opened file, or nil and why not: a batch opens an item's file
+ * once and builds its requests for every account it tries from the same descriptor. */
+int core_upload_file(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_settop(L, 1);
+  if (strlen(path) != lua_rawlen(L, 1))
+    return luaL_argerror(L, 1, "path contains a zero byte");
+  if (!open_file(L, "file", path)) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return 1;
+}
+
+/* ---- sources --------------------------------------------------------------------------- */
 
 void upload_check_source(lua_State *L, int idx, const char *what, form_part *p) {
-  if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TTABLE)
+  file_box *box = (file_box *)luaL_testudata(L, idx, FILE_MT);
+  if (box) {
+    if (!box->f)
+      luaL_error(L, "bad argument #1 to '%s' (%s is a closed file)", what, p->name);
+  } else if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TTABLE) {
     luaL_error(L, "bad argument #1 to '%s' (%s must be a file path or a table {data = "
                   "bytes, filename = name}, got %s)", what, p->name, luaL_typename(L, idx));
+  }
   if (lua_type(L, idx) == LUA_TSTRING && strlen(lua_tostring(L, idx)) != lua_rawlen(L, idx))
     luaL_error(L, "bad argument #1 to '%s' (%s path contains a zero byte)", what, p->name);
-  p->s = ""; /* present; upload_load reads it once the request has passed its checks */
+  p->s = ""; /* present; upload_load opens it once the request has passed its checks */
   p->len = lua_type(L, idx) == LUA_TSTRING ? lua_rawlen(L, idx) : 1;
 }
 
-/* The bytes, filename and type stay referenced from the stack until the body is built. */
-int upload_load(lua_State *L, int idx, const char *what, form_part *p) {
+int upload_load(lua_State *L, int idx, const char *what, form_part *p, int *own) {
   const char *type = NULL;
-  char head[SNIFF_BYTES], why[80];
-  size_t len, head_len = 0;
-  if (lua_type(L, idx) == LUA_TSTRING) {
-    const char *path = lua_tostring(L, idx), *base = strrchr(path, '/');
-    size_t size;
-    int err;
-    if (!check_path(L, p->name, path, &size))
-      return 0;
-#if LUA_VERSION_NUM >= 502
-    /* the bytes go straight into the body (form.c's multipart writer); the first ones tell
-     * the type now */
-    head_len = upload_read_some(path, head, size < sizeof head ? size : sizeof head, &err);
-    if (head_len == (size_t)-1) {
-      upload_push_unread(L, p->name, path, head_len, err);
-      return 0;
-    }
-    p->path = path;
-    p->s = ""; /* not NULL: present; the bytes are read as the body is written */
-    p->len = size;
-#else
-    {
-      /* one byte more than expected tells a file that grew since stat */
-      char *data = (char *)lua_newuserdata(L, size + 1);
-      size_t got = upload_read_some(path, data, size + 1, &err);
-      if (got != size) {
-        upload_push_unread(L, p->name, path, got, err);
+  char why[80];
+  size_t len;
+  file_box *box = (file_box *)luaL_testudata(L, idx, FILE_MT);
+  *own = 0;
+  if (box || lua_type(L, idx) == LUA_TSTRING) {
+    const char *path, *base;
+    if (box) {
+      if (!box->f)
+        luaL_error(L, "bad argument #1 to '%s' (%s is a closed file)", what, p->name);
+      p->file = box->f;
+    } else {
+      p->file = open_file(L, p->name, lua_tostring(L, idx));
+      if (!p->file)
         return 0;
-      }
-      p->s = data;
-      p->len = size;
+      *own = lua_gettop(L); /* its box, closed by the caller once the body holds the file */
     }
-#endif
+    path = p->file->path;
+    base = strrchr(path, '/');
+    p->s = ""; /* not NULL: present; the bytes stay on disk */
+    p->len = p->file->size;
     base = base ? base + 1 : path;
     push_filename(L, base, strlen(base), p->name);
     p->filename = lua_tolstring(L, -1, &p->filename_len);
@@ -314,7 +418,8 @@ int upload_load(lua_State *L, int idx, const char *what, form_part *p) {
     return 0;
   }
   if (!type) {
-    type = p->path ? sniff((const unsigned char *)head, head_len, why, sizeof why)
+    type = p->file ? sniff((const unsigned char *)p->file->head, p->file->head_len, why,
+                           sizeof why)
                    : sniff((const unsigned char *)p->s, p->len, why, sizeof why);
     if (!type) {
       lua_pushfstring(L, "%s: %s is %s%snot a PNG, JPEG, GIF, WebP or MP4 file", p->name,
@@ -324,4 +429,243 @@ int upload_load(lua_State *L, int idx, const char *what, form_part *p) {
   }
   p->type = type;
   return 1;
+}
+
+void upload_close_own(lua_State *L, int idx) {
+  file_box *box = (file_box *)luaL_testudata(L, idx, FILE_MT);
+  if (box) {
+    file_unref(box->f);
+    box->f = NULL;
+  }
+}
+
+/* ---- bodies ---------------------------------------------------------------------------- */
+
+/* Where a file goes in a body: at byte `at` of its text, so at byte `start` of the body. */
+typedef struct {
+  size_t at, start;
+  upload_file *f;
+  const char *field; /* a command row's field name: static */
+} body_hole;
+
+#define MAX_HOLES 8
+
+/* A multipart body whose file parts stay on disk: its text (part heads, text parts, the
+ * closing delimiter) with a hole for each file. Shared by its Lua box and every transfer
+ * sending it; freed, its files let go, when the last lets go. */
+struct upload_body {
+  int refs;
+  int nfiles;
+  size_t text_len, total;
+  body_hole holes[MAX_HOLES];
+  char text[];
+};
+
+typedef struct { upload_body *b; } body_box;
+
+void upload_body_ref(upload_body *b) {
+  b->refs++;
+}
+
+void upload_body_unref(upload_body *b) {
+  int i;
+  if (!b || --b->refs > 0)
+    return;
+  for (i = 0; i < b->nfiles; i++)
+    file_unref(b->holes[i].f);
+  free(b);
+}
+
+size_t upload_body_length(const upload_body *b) {
+  return b->total;
+}
+
+char *upload_push_body(lua_State *L, size_t text_len, int nfiles, upload_body **out) {
+  body_box *box = (body_box *)lua_newuserdata(L, sizeof *box);
+  upload_body *b;
+  box->b = NULL;
+  luaL_setmetatable(L, BODY_MT);
+  if (nfiles > MAX_HOLES)
+    luaL_error(L, "too many files in one body");
+  b = (upload_body *)malloc(sizeof *b + text_len + 1);
+  if (!b)
+    luaL_error(L, "not enough memory");
+  b->refs = 1;
+  b->nfiles = 0; /* counted up as the holes are filled */
+  b->text_len = b->total = text_len;
+  box->b = b;
+  *out = b;
+  return b->text;
+}
+
+void upload_body_hole(upload_body *b, int k, size_t at, upload_file *f, const char *field) {
+  body_hole *h = &b->holes[k];
+  h->at = at;
+  h->start = at + (b->total - b->text_len); /* the files before it come first */
+  h->f = f;
+  h->field = field;
+  f->refs++;
+  b->nfiles = k + 1;
+  b->total += f->size;
+}
+
+upload_body *upload_body_test(lua_State *L, int idx) {
+  body_box *box = (body_box *)luaL_testudata(L, idx, BODY_MT);
+  if (!box)
+    return NULL;
+  if (!box->b)
+    luaL_error(L, "attempt to use a closed body");
+  return box->b;
+}
+
+/* Whether the file is still what was checked: its size and modification time. */
+static int still_same(const body_hole *h, upload_fault *fault) {
+  struct stat st;
+  if (fstat(h->f->fd, &st) != 0) {
+    fault->err = errno;
+    return 0;
+  }
+  if ((size_t)st.st_size != h->f->size || st.st_mtim.tv_sec != h->f->mtime.tv_sec ||
+      st.st_mtim.tv_nsec != h->f->mtime.tv_nsec) {
+    fault->err = UPLOAD_CHANGED;
+    fault->size_then = h->f->size;
+    fault->size_now = (unsigned long long)st.st_size;
+    return 0;
+  }
+  return 1;
+}
+
+size_t upload_body_read(upload_body *b, size_t pos, char *out, size_t n, upload_fault *fault) {
+  size_t done = 0, shift = 0;
+  int k;
+  for (k = 0; k <= b->nfiles && done < n && pos < b->total; k++) {
+    size_t at = k < b->nfiles ? b->holes[k].at : b->text_len;
+    if (pos < at + shift) { /* in the text before hole k */
+      size_t m = at + shift - pos < n - done ? at + shift - pos : n - done;
+      memcpy(out + done, b->text + (pos - shift), m);
+      done += m;
+      pos += m;
+    }
+    if (k < b->nfiles && done < n) {
+      const body_hole *h = &b->holes[k];
+      size_t end = h->start + h->f->size;
+      if (pos < end) { /* in the file: from its descriptor straight to out */
+        size_t m = end - pos < n - done ? end - pos : n - done;
+        fault->part = k;
+        if (!read_at(h->f->fd, out + done, m, pos - h->start)) {
+          struct stat st;
+          fault->err = errno ? errno : UPLOAD_CHANGED;
+          fault->size_then = h->f->size;
+          fault->size_now = fstat(h->f->fd, &st) == 0 ? (unsigned long long)st.st_size : 0;
+          return (size_t)-1;
+        }
+        done += m;
+        pos += m;
+        if (pos == end && !still_same(h, fault))
+          return (size_t)-1;
+      }
+      shift += h->f->size;
+    }
+  }
+  return done;
+}
+
+int upload_push_fault(lua_State *L, const upload_body *b, const upload_fault *fault) {
+  static const error_info info = {.kind = "invalid_request", .retry_after = -1};
+  const body_hole *h = &b->holes[fault->part];
+  if (fault->err != UPLOAD_CHANGED)
+    lua_pushfstring(L, "%s: cannot read %s: %s", h->field, h->f->path, strerror(fault->err));
+  else if (fault->size_now != fault->size_then) {
+    char then[24], now[24];
+    snprintf(then, sizeof then, "%llu", fault->size_then);
+    snprintf(now, sizeof now, "%llu", fault->size_now);
+    lua_pushfstring(L, "%s: cannot send %s: it changed after it was checked (%s bytes then, "
+                    "%s now)", h->field, h->f->path, then, now);
+  } else {
+    lua_pushfstring(L, "%s: cannot send %s: it was modified after it was checked", h->field,
+                    h->f->path);
+  }
+  return error_result(L, &info, NULL, -1);
+}
+
+/* body:read() -> the whole body as a string (its files read now), or nil and the error a send
+ * would meet. For specs and for a transport that sends strings (nginx's). */
+static int body_read(lua_State *L) {
+  upload_body *b = upload_body_test(L, 1);
+  luaL_Buffer buf;
+  size_t pos = 0;
+  upload_fault fault;
+  if (!b)
+    return luaL_argerror(L, 1, "body expected");
+  lua_settop(L, 1);
+  luaL_buffinit(L, &buf);
+  while (pos < b->total) {
+    char *dst = luaL_prepbuffer(&buf);
+    size_t got = upload_body_read(b, pos, dst, LUAL_BUFFERSIZE, &fault);
+    if (got == (size_t)-1) {
+      lua_settop(L, 1); /* drops the buffer */
+      return upload_push_fault(L, b, &fault);
+    }
+    luaL_addsize(&buf, got);
+    pos += got;
+  }
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+static int body_len(lua_State *L) {
+  body_box *box = (body_box *)luaL_checkudata(L, 1, BODY_MT);
+  lua_pushinteger(L, box->b ? (lua_Integer)box->b->total : 0);
+  return 1;
+}
+
+/* body:close(), and __gc: lets go of the files; a transfer sending the body keeps them open
+ * until it ends. Idempotent. */
+static int body_close(lua_State *L) {
+  body_box *box = (body_box *)luaL_checkudata(L, 1, BODY_MT);
+  upload_body_unref(box->b);
+  box->b = NULL;
+  return 0;
+}
+
+static int body_tostring(lua_State *L) {
+  body_box *box = (body_box *)luaL_checkudata(L, 1, BODY_MT);
+  if (box->b)
+    lua_pushfstring(L, "faceswap.body: %d bytes, %d file%s", (int)box->b->total,
+                    box->b->nfiles, box->b->nfiles == 1 ? "" : "s");
+  else
+    lua_pushliteral(L, "faceswap.body: closed");
+  return 1;
+}
+
+static int file_tostring(lua_State *L) {
+  file_box *box = (file_box *)luaL_checkudata(L, 1, FILE_MT);
+  if (box->f)
+    lua_pushfstring(L, "faceswap.upload: %s", box->f->path);
+  else
+    lua_pushliteral(L, "faceswap.upload: closed");
+  return 1;
+}
+
+void upload_open(lua_State *L) {
+  static const luaL_Reg body_methods[] = {{"read", body_read}, {"close", body_close}, {NULL, NULL}};
+  static const luaL_Reg file_methods[] = {{"close", file_close}, {NULL, NULL}};
+  luaL_newmetatable(L, BODY_MT);
+  lua_pushcfunction(L, body_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, body_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushcfunction(L, body_tostring);
+  lua_setfield(L, -2, "__tostring");
+  luaL_newlib(L, body_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, FILE_MT);
+  lua_pushcfunction(L, file_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, file_tostring);
+  lua_setfield(L, -2, "__tostring");
+  luaL_newlib(L, file_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
 }

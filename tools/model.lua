@@ -30,6 +30,9 @@ M.trim = trim
 
 function M.commands() return require("faceswap").commands end
 
+-- Every row, job and cancel too: each is a client method (core.commands("all")).
+function M.all_commands() return require("faceswap.core").commands("all") end
+
 -- The command table's row of each name.
 function M.rows()
   local rows = {}
@@ -133,13 +136,17 @@ end
 -- Doc comments
 ---------------------------------------------------------------------------------------------
 
--- The LDoc blocks of a file: { name, class, summary, text, params = { {name, type, opt, desc} },
--- returns = { {group, type, desc} }, fields = { {name, desc} }, tags = {tag = value} }.
+-- The LDoc blocks of a file (`ldoc_text`: of a text): { name, class, summary, text,
+-- params = { {name, type, opt, desc} }, returns = { {group, type, desc} },
+-- fields = { {name, desc} }, tags = {tag = value} }.
 -- A block's name is its @function or @table, else the function or assignment after it; class
 -- the @type it follows in the file.
-function M.ldoc(path)
+function M.ldoc(path) return M.ldoc_text(read(path)) end
+
+-- The same, of a text (docs/commands.luadoc as tools/commands_luadoc.lua makes it).
+function M.ldoc_text(source)
   local lines = {}
-  for line in (read(path) .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  for line in (source .. "\n"):gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
   local blocks, class = {}, nil
   local i = 1
   while i <= #lines do

@@ -2,12 +2,14 @@
 -- an editor completes and checks the client, job, error and task objects, every method with
 -- its parameters and returns, every option and field. Written from:
 --  * the core's command table (faceswap.commands): a method and a params class per command;
---  * the doc comments of lua/faceswap/init.lua and task.lua and docs/objects.luadoc (LDoc):
---    the other methods, the module's functions, the job's and the error's fields;
---  * docs/api.md: the option names of faceswap.new, client:wait, client:batch and the retry
---    policy; faceswap.new itself says each option's type (a wrong one raises, naming it).
+--  * the doc comments of lua/faceswap/init.lua and task.lua, docs/objects.luadoc and the
+--    command methods' (tools/commands_luadoc.lua, from the same table) (LDoc): the other
+--    methods, the module's functions, the job's and the error's fields;
+--  * docs/api.md: the option names of faceswap.new, client:wait, client:batch, the retry
+--    policy and the command methods' per-call options (its table); faceswap.new itself says each
+--    option's type (a wrong one raises, naming it).
 -- `make types` builds it into $(BUILD)/share/lua-faceswap/library/faceswap.lua; `make install`
--- and the rock install it (docs/editor.md). spec/types_spec.lua checks that every public
+-- and the rock install it (docs/editor.md). spec/unit/types_spec.lua checks that every public
 -- method, option and field of the real objects has an annotation here.
 local model = require "tools.model"
 
@@ -102,7 +104,9 @@ local function ldoc_options(desc)
   for name, rest in (desc or ""):gmatch("`([%a_][%w_]*)[^`]*`%s*(%b())") do
     out[#out + 1] = { name = name, desc = rest:sub(2, -2) }
   end
-  for name in (desc or ""):gmatch("`([%a_][%w_]*)[^`]*`") do
+  -- the other names in backticks, outside the parentheses (whose prose may have backticked
+  -- words that are no options: "returning `false, message`", "a `cancelled` error")
+  for name in (desc or ""):gsub("%b()", ""):gmatch("`([%a_][%w_]*)[^`]*`") do
     local seen = false
     for _, o in ipairs(out) do seen = seen or o.name == name end
     if not seen then out[#out + 1] = { name = name, desc = "" } end
@@ -120,9 +124,27 @@ local OPTION_TYPES = {
   ["faceswap.retry_options"] = { attempts = "integer",
     on_retry = "fun(err: faceswap.error, attempt: integer, delay: number)",
     sleep = "fun(seconds: number)", random = "fun(): number" },
+  ["faceswap.call_options"] = { timeout = "number", retry = "faceswap.retry_options|false",
+    channel = "string", wait = "boolean|faceswap.wait_options" },
+  ["faceswap.download_options"] = { path = "string", sink = "fun(chunk: string): boolean?",
+    max = "integer", timeout = "number", retry = "faceswap.retry_options|false" },
   ["faceswap.options"] = { encoding = "\"multipart\"|\"json\"", retry = "faceswap.retry_options|false",
     log = "(fun(level: \"debug\"|\"info\"|\"warn\", message: string, what: string))|false" },
 }
+
+-- The per-call options of the command methods, from the table of docs/api.md's "Per-call
+-- options": { {name, methods, desc} } in its order.
+local function call_options()
+  local f = assert(io.open("docs/api.md", "rb"))
+  local text = f:read("*a")
+  f:close()
+  local section = text:match("\n## Per%-call options\n(.-)\n## ") or text:match("\n## Per%-call options\n(.*)$")
+  local out = {}
+  for name, methods, desc in (section or ""):gmatch("\n| `([%a_][%w_]*)` | ([^|]*) | ([^\n]*) |") do
+    out[#out + 1] = { name = name, methods = methods, desc = desc }
+  end
+  return out
+end
 
 -- faceswap.new's type for an option, as it says when given a wrong one: "string", "string|false".
 local function new_option_type(name)
@@ -318,9 +340,18 @@ function M.render()
     end
   end
   add("")
+  -- the per-call options of the command methods: the rows of docs/api.md's table
+  add("--- The options of one call of a command method (its last argument): docs/api.md, per-call options.",
+      "---@class faceswap.call_options")
+  for _, o in ipairs(call_options()) do
+    add("---@field " .. o.name .. "? " .. OPTION_TYPES["faceswap.call_options"][o.name] .. " " ..
+      oneline(prose(o.desc)) .. (o.methods == "all" and "" or "; only for " .. oneline(o.methods)))
+  end
+  add("")
   local wait_block = find(init, "client:wait")
   local batch_block = find(init, "client:batch")
   local retry_block = find(init, "M.retry")
+  local download_block = find(init, "client:download")
   local function opts_desc(block)
     for _, p in ipairs(block and block.params or {}) do if p.name == "opts" then return p.desc end end
   end
@@ -329,6 +360,7 @@ function M.render()
     { "faceswap.batch_options", "The options of `client:batch`.", opts_desc(batch_block), api["client:batch"] },
     { "faceswap.retry_options", "The retry policy: `faceswap.new{retry = ...}`, `faceswap.retry(fn, opts)`.",
       opts_desc(retry_block), api.retry },
+    { "faceswap.download_options", "The options of `client:download`.", opts_desc(download_block) },
   }
   for _, c in ipairs(option_classes) do
     add("--- " .. c[2], "---@class " .. c[1])
@@ -392,6 +424,8 @@ function M.render()
   add("--- " .. oneline(prose(table.concat(client_block and client_block.text or {}, " "))),
       "---@class faceswap.client", "local client = {}", "")
   local rows, done = model.rows(), {}
+  local is_command = {}
+  for _, c in ipairs(model.all_commands()) do is_command[c.name] = true end
   local function method_lines(b, name)
     local lines = {}
     describe(lines, b and b.text or {})
@@ -411,6 +445,9 @@ function M.render()
         lines[#lines + 1] = "---@param params" .. (required and "" or "?") .. " faceswap.params." .. name
         args[1] = "params"
       end
+      lines[#lines + 1] = "---@param opts? faceswap.call_options this call's options" ..
+        (#args == 0 and " (its only argument)" or "")
+      args[#args + 1] = "opts"
       lines[#lines + 1] = "---@return " .. ANSWERS[row.answer] .. "? # the answer, or nil and the error"
       lines[#lines + 1] = "---@return faceswap.error? err"
     else
@@ -418,6 +455,8 @@ function M.render()
         local t = conv(p.type)
         if p.name == "opts" and name == "wait" then t = "faceswap.wait_options" end
         if p.name == "opts" and name == "batch" then t = "faceswap.batch_options" end
+        if p.name == "opts" and name == "download" then t = "faceswap.download_options" end
+        if p.name == "opts" and is_command[name] then t = "faceswap.call_options" end
         if p.name == "list" and name == "batch" then t = "(string|faceswap.params.headshot|table)[]" end
         if p.name == "target" and name == "wait" then t = "string|faceswap.job|nil" end
         if p.name == "..." then t = "any" end
@@ -435,12 +474,17 @@ function M.render()
     lines[#lines + 1] = "function client:" .. name .. "(" .. table.concat(args, ", ") .. ") end"
     return lines
   end
-  for _, b in ipairs(init) do
-    local name = b.name and b.name:match("^client:([%w_]+)$")
-    if name and not done[name] then
-      done[name] = true
-      for _, l in ipairs(method_lines(b, name)) do add(l) end
-      add("")
+  -- the command methods' LDoc as tools/commands_luadoc.lua writes it from the loaded core's
+  -- rows (docs/commands.luadoc for this build), so a new row has its method here at once
+  local command_docs = model.ldoc_text(require("tools.commands_luadoc").render(model.all_commands()))
+  for _, blocks in ipairs { init, command_docs } do
+    for _, b in ipairs(blocks) do
+      local name = b.name and b.name:match("^client:([%w_]+)$")
+      if name and not done[name] then
+        done[name] = true
+        for _, l in ipairs(method_lines(b, name)) do add(l) end
+        add("")
+      end
     end
   end
   for _, c in ipairs(faceswap.commands) do

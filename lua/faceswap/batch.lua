@@ -22,8 +22,23 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 local check_wait_options -- (given by init.lua: method)
 
--- The commands a batch runs: those whose answer is a job to wait for.
-local BATCH_COMMANDS = { headshot = true, changebg = true }
+-- The commands a batch runs: the rows whose mode is a job to wait for (headshot, changebg),
+-- each with whether it uploads a file (its request is then built again at its turn, not kept);
+-- and the words that list them in a misuse's text ("headshot" or "changebg").
+local BATCH_COMMANDS, BATCH_TEXT = {} -- (BATCH_TEXT: below)
+do
+  local names = {}
+  for _, cmd in ipairs(core.commands("all")) do
+    if cmd.mode == "job" then
+      local files = false
+      for _, f in ipairs(cmd.params) do files = files or f.kind == "file" end
+      BATCH_COMMANDS[cmd.name] = { files = files, encoded = #(cmd.encodings or {}) > 1 }
+      names[#names + 1] = "\"" .. cmd.name .. "\""
+    end
+  end
+  BATCH_TEXT = #names > 1 and table.concat(names, ", ", 1, #names - 1) .. " or " ..
+    names[#names] or names[1]
+end
 
 local function check_batch(list, opts)
   if type(list) ~= "table" then
@@ -37,8 +52,8 @@ local function check_batch(list, opts)
     end
     local command = kind == "table" and list[i].command or nil
     if command ~= nil and not BATCH_COMMANDS[command] then
-      error("bad argument #1 to 'batch' (item " .. i .. ": command must be \"headshot\" or " ..
-        "\"changebg\", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
+      error("bad argument #1 to 'batch' (item " .. i .. ": command must be " .. BATCH_TEXT ..
+        ", got " .. (type(command) == "string" and ("\"" .. command .. "\"") or
         type(command)) .. ")", 3)
     end
   end
@@ -80,22 +95,56 @@ local function check_batch(list, opts)
   end
 end
 
--- The request for one batch item on one channel (nil: the client's default): a headshot for a
--- prompt or params table, or {command = "changebg", ...}. The item's own channel wins.
+-- The request for one batch item on one channel (nil: the client's default), built by its
+-- row of the command table: a headshot for a prompt or params table, or an item naming one of
+-- BATCH_COMMANDS. The item's own channel wins.
 local function build_item(self, item, channel)
-  local command = type(item) == "table" and item.command or "headshot"
-  if command == "headshot" then
-    if type(item) == "table" and item.command then
-      local copy = {}
-      for k, v in pairs(item) do if k ~= "command" then copy[k] = v end end
-      item = copy
-    end
-    return "headshot", build_headshot(item, self._encoding, channel or self._channel,
-      self._reply_url)
+  local command, params = "headshot", item
+  if type(item) == "table" and item.command ~= nil then
+    command, params = item.command, {}
+    for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
   end
-  local params = {}
-  for k, v in pairs(item) do if k ~= "command" then params[k] = v end end
-  return command, build_command(command, params, channel or self._channel, self._reply_url)
+  return command, build_command(command, params, channel or self._channel, self._reply_url, nil,
+    BATCH_COMMANDS[command].encoded and self._encoding or nil)
+end
+
+-- The file params of each command, by name: { changebg = { image = true }, ... }.
+local FILE_PARAMS = {}
+for _, cmd in ipairs(core.commands()) do
+  for _, f in ipairs(cmd.fields) do
+    if f.kind == "file" then
+      FILE_PARAMS[cmd.name] = FILE_PARAMS[cmd.name] or {}
+      FILE_PARAMS[cmd.name][f.name] = true
+    end
+  end
+end
+
+-- A batch item whose files are opened once, at its turn: a copy of it whose file paths are
+-- files opened (core.upload_file), and the files, or the item itself when it has none. Every
+-- request built for it (on each account it is tried on, on each retry) sends from the same
+-- descriptor, and what was checked is what is sent. A path that cannot be opened is left as
+-- it is: the build says why, as for any other item.
+local function open_files(item)
+  local fields = type(item) == "table" and FILE_PARAMS[item.command]
+  if not fields then return item, nil end
+  local copy, files = {}, {}
+  for k, v in pairs(item) do
+    if fields[k] and type(v) == "string" then
+      local f = core.upload_file(v)
+      if f then v, files[#files + 1] = f, f end
+    end
+    copy[k] = v
+  end
+  return copy, files
+end
+
+-- Lets go of an item's files and of the bodies built to send them, once it has its result.
+local function close_files(files, built)
+  if not files then return end
+  for _, f in ipairs(files) do f:close() end
+  for _, r in pairs(built) do
+    if type(r[5]) == "userdata" then r[5]:close() end
+  end
 end
 
 -- The key of the client's default channel in a batch's tables.
@@ -103,8 +152,9 @@ local NO_CHANNEL = {}
 
 -- Checks every item with the core's own request builders before anything is sent: misuse
 -- raises at the line that called client:batch, naming the item ("bad item #5 to 'batch'
--- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept for headshots,
--- whose bodies are small; a changebg item's file is read again at its turn) or the item's
+-- (prompt is not valid UTF-8)"). Returns, per item, the request built (kept when its row
+-- uploads no file, as headshot's, whose bodies are small; a changebg item's file is read again
+-- at its turn) or the item's
 -- local error (a required param missing, a file that cannot be read), which is its result.
 -- An item is checked with its own channel, else the batch's first (nil: the client's default).
 local function check_items(self, list, channels)
@@ -127,8 +177,10 @@ local function check_items(self, list, channels)
         ")", 3)
     elseif r[3] == nil then
       local_errors[i] = r[4]
-    elseif r[2] == "headshot" then
+    elseif not BATCH_COMMANDS[r[2]].files then
       prebuilt[i] = { key = channel or NO_CHANNEL, request = pack(unpack(r, 2, r.n)) }
+    elseif type(r[6]) == "userdata" then
+      r[6]:close() -- its file is opened again at the item's turn, once for every account
     end
   end
   return prebuilt, local_errors
@@ -280,7 +332,7 @@ function M.method(internals)
     end
 
     local function start(i)
-      local item = list[i]
+      local item, files = open_files(list[i])
       local own = type(item) == "table" and item.channel and queue_of(item.channel) or nil
       local built = {} -- the request per channel, built once
       local function request(q)
@@ -322,6 +374,7 @@ function M.method(internals)
       repeat
         job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
       until job or own or not (q and q.ch:dead() and authority.dead_answer(err)) or nowhere(nil)
+      close_files(files, built)
       return job, err
     end
 

@@ -32,7 +32,6 @@
 local tasks = require "faceswap.task"
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
-local cjson = require("cjson").new() -- a private instance: its settings are ours alone
 
 local M = {}
 
@@ -176,20 +175,62 @@ function M.dead_answer(err)
     err.error:find("^Configuration not found") ~= nil
 end
 
+-- The reason a dead channel is recorded with, for every process to read: the error as one
+-- flat JSON object {"kind":..,"code":..,"error":..,"errorDetails":..}, written and read here
+-- (no JSON module: a C host of the static library has none but the core's private one).
+local function quote(v)
+  return '"' .. tostring(v):gsub('[%c"\\]', function(c)
+    return c == '"' and '\\"' or c == "\\" and "\\\\" or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode_reason(err)
+  local parts = { '"kind":' .. quote(err.kind or "invalid_request") }
+  if type(err.code) == "number" then parts[#parts + 1] = '"code":' .. string.format("%d", err.code) end
+  parts[#parts + 1] = '"error":' .. quote(err.error or "")
+  if type(err.errorDetails) == "string" then
+    parts[#parts + 1] = '"errorDetails":' .. quote(err.errorDetails)
+  end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The string value of field `name` in a reason written by encode_reason, unescaped; nil if
+-- it has none.
+local function field(reason, name)
+  local key = '"' .. name .. '":"'
+  local at = reason:find(key, 1, true)
+  if not at then return nil end
+  local out, k = {}, at + #key
+  while k <= #reason do
+    local c = reason:sub(k, k)
+    if c == '"' then return table.concat(out) end
+    if c == "\\" then
+      local e = reason:sub(k + 1, k + 1)
+      if e == "u" then
+        out[#out + 1] = string.char((tonumber(reason:sub(k + 2, k + 5), 16) or 63) % 256)
+        k = k + 6
+      else
+        out[#out + 1] = e
+        k = k + 2
+      end
+    else
+      out[#out + 1] = c
+      k = k + 1
+    end
+  end
+  return nil
+end
+
 -- The error that took the channel out of use, as a later call gets it (unsent), or nil.
 function Channel:dead()
   local reason = self.coord:dead(self.key)
   if not reason then return nil end
   if self.dead_reason ~= reason then
-    local ok, r = pcall(cjson.decode, reason)
-    if not ok or type(r) ~= "table" then r = { kind = "invalid_request", error = reason } end
-    local details = r.errorDetails
-    if details == cjson.null then details = nil end
     self.dead_reason, self.dead_error = reason, core.error {
-      kind = type(r.kind) == "string" and r.kind or "invalid_request",
-      code = type(r.code) == "number" and r.code or nil,
-      error = type(r.error) == "string" and r.error or "channel out of use",
-      errorDetails = type(details) == "string" and details or nil,
+      kind = field(reason, "kind") or "invalid_request",
+      code = tonumber(reason:match('"code":(%d+)')),
+      error = field(reason, "error") or reason,
+      errorDetails = field(reason, "errorDetails"),
       retryable = false, sent = false }
   end
   return self.dead_error
@@ -197,9 +238,7 @@ end
 
 -- Takes the channel out of use for good on `err`, an answer that says it cannot work.
 function Channel:kill(err)
-  local details = err.errorDetails
-  self.coord:kill(self.key, cjson.encode { kind = err.kind, code = err.code,
-    error = err.error, errorDetails = type(details) == "string" and details or nil })
+  self.coord:kill(self.key, encode_reason(err))
   self:room()
 end
 

@@ -228,6 +228,16 @@ local function misuse(msg)
   error((tostring(msg):gsub("^[^\n]-:%d+: ", "", 1)), 3)
 end
 
+-- What a jobid the server sent gets when it cannot be sent back (`why`: the builder's raise).
+local function unsendable(why)
+  why = tostring(why):gsub("^[^\n]-:%d+: ", "", 1)
+  return core.error {
+    kind = "bad_response", sent = false, retryable = false,
+    error = "the server sent a jobid that cannot be sent back (" ..
+      (why:match("%((.*)%)$") or why) .. ")",
+  }
+end
+
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
 -- answer. `attempt` (1 when nil) is for the log; `xfer` (nil: none) the call's own transfer
 -- options for the transport (`timeout`).
@@ -299,13 +309,6 @@ local function call(self, op, method, path, content_type, body, o, ch, slot)
   return retry.run(once, policy or NO_RETRY, function(err, n, opts)
     return ch:delay(err, n, opts)
   end, nil, nil, method .. " " .. path)
-end
-
--- The channel a call runs on: its params' own, else the call's option, else the client's.
-local function channel_of(self, params, o)
-  local own = type(params) == "table" and params.channel or nil
-  if own == "" then own = nil end
-  return own or (o and o.channel) or self._channel
 end
 
 -- == Per-call options: one trailing table on every command method. ==
@@ -397,6 +400,8 @@ local function call_options(self, name, opts, arg, kind, params)
     elseif key == "path" then
       if type(value) ~= "string" or value == "" then
         bad_option(name, arg, "option 'path' must be a file name")
+      elseif value:find("\0", 1, true) then -- the system would write the name's part before it
+        bad_option(name, arg, "option 'path': a file name cannot contain a NUL byte")
       end
       o.transfer = o.transfer or {}
       o.transfer.path = value
@@ -434,233 +439,29 @@ end
 -- but `close`. `tostring(client)` names its base URL, never its token.
 -- @type client
 
---- Starts a headshot job (POST /headshot).
--- @tparam string|table params the prompt, or a table: `prompt` (required), `channel`,
--- `replyUrl`, `replyRef` (at most 1024 characters each), `options`
--- @tparam[opt] table opts this call's options: `timeout` (seconds per attempt), `retry` (retry
--- options merged over the client's, or false), `channel` (this call's default channel),
--- `wait` (true, or the options of @{client:wait}: return the job once it has ended)
--- @treturn[1] objects.job the job, `status` `"started"` (with `wait`: once it has ended)
--- @return[2] nil
--- @treturn[2] objects.error what went wrong; a request the server would refuse with 400 fails
--- before anything is sent, with the server's own text
-function client:headshot(params, opts)
-  -- the checks of check_client and build inline: a round trip makes no call it can spare
-  if getmetatable(self) ~= client_mt or self._closed then check_client(self, "headshot") end
-  local o = opts ~= nil and call_options(self, "headshot", opts, 2, "job", params) or nil
-  local ok, method, path, content_type, body = pcall(build_headshot, params, self._encoding,
-    o and o.channel or self._channel, self._reply_url)
-  if not ok then misuse(method) end
+-- GET /jobs/?jobid= for a job the server sent (client:wait's polls, `xfer` the call's
+-- transfer options): a jobid inside a job that cannot be sent back is the server's doing, and
+-- comes back as bad_response, as from client:job.
+local function get(self, target, xfer)
+  local ok, method, path = pcall(build_get, "job", target)
+  if not ok then return nil, unsendable(method) end
   if not method then return nil, path end
-  local ch = self._channel_of(channel_of(self, params, o))
-  if not o then return call(self, "headshot", method, path, content_type, body, nil, ch, true) end
-  return answer(self, o, call(self, "headshot", method, path, content_type, body, o, ch, true))
-end
-
--- GET /jobs/ ("job") or /jobs/cancel/ ("cancel") for a jobid or a job.
--- A jobid is checked before it is sent: a bad one passed in is misuse (raised at the line
--- that called client:job or client:cancel, through their tail call), but one inside a job the
--- server sent is the server's doing, and comes back as bad_response. `o`: the call's options
--- (with_retry), or its transfer options (without).
-local function get(self, op, target, with_retry, level, o)
-  local ok, method, path = pcall(build_get, op, target)
-  if not ok then
-    local why = tostring(method):gsub("^[^\n]-:%d+: ", "", 1)
-    if M.type(target) ~= "job" then error(why, level or 2) end
-    return nil, core.error {
-      kind = "bad_response", sent = false, retryable = false,
-      error = "the server sent a jobid that cannot be sent back (" ..
-        (why:match("%((.*)%)$") or why) .. ")",
-    }
-  end
-  if not method then return nil, path end
-  local job, err
-  if with_retry then
-    job, err = call(self, op, method, path, nil, nil, o)
-  else
-    job, err = exchange(self, op, method, path, nil, nil, 1, o)
-  end
+  local job, err = exchange(self, "job", method, path, nil, nil, 1, xfer)
   -- a job of ours seen ended (or cancelled) frees its slot on its channel
   if job and job:done() then self._channel_of:ended(job.jobid) end
   return job, err
 end
 
---- Fetches a job (GET /jobs/?jobid=).
--- @tparam string|objects.job jobid the jobid, or a job
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] objects.job the job as the server has it now
--- @return[2] nil
--- @treturn[2] objects.error
-function client:job(jobid, opts)
-  check_client(self, "job")
-  local o = opts ~= nil and call_options(self, "job", opts, 2, "plain") or nil
-  -- not a tail call, so that misuse points at the caller on 5.1 too (its tail calls leave no line)
-  local job, err = get(self, "job", jobid, true, 3, o)
-  return job, err
-end
-
---- Cancels a job (GET /jobs/cancel/?jobid=).
--- @tparam string|objects.job jobid the jobid, or a job
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] objects.job the job, `status` `"cancelled"`
--- @return[2] nil
--- @treturn[2] objects.error
-function client:cancel(jobid, opts)
-  check_client(self, "cancel")
-  local o = opts ~= nil and call_options(self, "cancel", opts, 2, "plain") or nil
-  local job, err = get(self, "cancel", jobid, true, 3, o)
-  return job, err
-end
-
--- == The other commands: one method per row of the core's command table (csrc/command.c);
--- == docs/commands.md describes them. ==
+-- == The command methods: one per row of the core's command table (csrc/command.c,
+-- core.commands("all"): headshot, job and cancel too), nothing written here per command; their
+-- reference is docs/commands.luadoc, which tools/commands_luadoc.lua writes from the same rows
+-- (`make docs-tables`). docs/commands.md describes the commands. ==
 
 -- The channel lock. A blocking command holds its channel upstream for seconds, and a second
 -- call meanwhile is refused; so the client runs one blocking command per channel at a time and
 -- the others wait their turn (parked inside a task, driving the other tasks where the call
 -- cannot yield). Calls that name no channel share one lock of their own. The lock is a
 -- channel's exclusive hold (lua/faceswap/channel.lua), released whatever the call does.
-
--- The methods below are made from the table; their reference:
-
---- Saves the face in an image under a name (POST /saveid). Blocking: it holds its channel.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:saveid
--- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job `"faceswap-saveid"`, `completed` or `failed` (read `content`)
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Puts saved faces (names separated by commas) on an image (POST /swapid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:swapid
--- @tparam[opt] table params `idname`, `image`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the swapped image in `attachments`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Lists the saved faces' names (POST /listid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:listid
--- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the names in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Makes a saved face the default (POST /setid). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:setid
--- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Deletes a saved face (DELETE /delid, form body). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:delid
--- @tparam[opt] table params `idname`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Deletes every saved face (DELETE /delall, form body). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:delall
--- @tparam[opt] table params none required; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the bot's reply in `content`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Swaps the default face onto an image posted in the channel (POST /inswapper). Blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:inswapper
--- @tparam[opt] table params `targetMessageId`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry` and `channel` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the image in `attachments`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Puts the face of `source_image` on `target_image_gif_or_video` (POST /picsi). Counts as blocking.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:picsi
--- @tparam[opt] table params `source_image`, `target_image_gif_or_video`, `options`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
--- @{client:headshot})
--- @treturn[1] objects.job a finished result, or a job (`status` `"started"`) for @{client:wait}
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Replaces an image's background with the one described (POST /changebg). A job, like a headshot.
--- A file param is a path or `{data = bytes, filename = name[, content_type = type]}`
--- (docs/commands.md).
--- @function client:changebg
--- @tparam[opt] table params `image`, `a_background_photo_of`, `options`; `channel`, `replyUrl`, `replyRef`
--- @tparam[opt] table opts this call's `timeout`, `retry`, `channel` and `wait` (as for
--- @{client:headshot})
--- @treturn[1] objects.job the job, `status` `"started"`, for @{client:wait}
--- @return[2] nil
--- @treturn[2] objects.error
-
---- The ids of the jobs running now (GET /jobs).
--- @function client:jobs
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] {string,...} the jobids
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Every configured account (GET /account).
--- @function client:accounts
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] table accounts keyed by channel: `{channel, server, discord, credits = {timestamp,
--- total, used}}`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- One account (GET /account/<channel>).
--- @function client:account
--- @tparam string channel
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] table `{channel, server, discord, credits = {timestamp, total, used}}`
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Configures an account (POST /account/<channel>, JSON).
--- @function client:add_account
--- @tparam table params `channel`, `server`, `discord` (the account's Discord token), all
--- required
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] boolean true
--- @return[2] nil
--- @treturn[2] objects.error
-
---- Removes an account's configuration (DELETE /account/<channel>).
--- @function client:delete_account
--- @tparam string channel
--- @tparam[opt] table opts this call's `timeout` and `retry` (as for @{client:headshot})
--- @treturn[1] boolean true
--- @return[2] nil
--- @treturn[2] objects.error
 
 M.commands = core.commands()
 
@@ -673,16 +474,37 @@ do
   JOB_COMMANDS_TEXT = table.concat(names, ", ")
 end
 
--- Every command's method: `client:name(params, opts)`; the commands that take no params at
--- all (jobs, accounts) take only the options, `client:jobs(opts)`.
-for _, cmd in ipairs(M.commands) do
+-- A method given more arguments than it takes (`client:headshot(p, nil, {timeout = 5})`: the
+-- options after a nil) raises at the caller, nothing sent, rather than drop them; trailing nils
+-- (a wrapper passing `...` on) are no arguments.
+local function extra_argument(name, no_params, ...)
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    if v ~= nil then
+      error("bad argument #" .. (i + 2) .. " to '" .. name .. "' (" .. name .. " takes " ..
+        (no_params and "only the options (argument #1)" or "params and options (arguments #1 " ..
+        "and #2)") .. ", got " .. type(v) .. " after them)", 3)
+    end
+  end
+end
+
+-- Makes the method of one row: `client:name(params, opts)`; a command that takes no params at
+-- all (jobs, accounts) takes only the options, `client:jobs(opts)`. A row that takes both
+-- encodings (headshot) is built in the client's `encoding`. Misuse raises at the caller's line
+-- (not a tail call, so that on 5.1 too); a job given for a jobid that cannot be sent back is
+-- the server's doing, and comes back as bad_response.
+local function command_method(cmd)
   local name = cmd.name
   local blocking = cmd.mode == "blocking" or cmd.mode == "either"
   local kind = (cmd.mode == "job" or cmd.mode == "either") and "job" or
     cmd.common and "blocking" or "plain"
-  local no_params = not cmd.common and not cmd.path_channel and #cmd.fields == 0
-  client[name] = client[name] or function(self, params, opts)
-    check_client(self, name)
+  local no_params = #cmd.params == 0
+  local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
+  local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
+  return function(self, params, opts, ...)
+    -- check_client's checks inline: a round trip makes no call it can spare
+    if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
+    if select("#", ...) > 0 then extra_argument(name, no_params, ...) end
     if no_params then
       if opts ~= nil then
         error("bad argument #2 to '" .. name .. "' (" .. name .. " takes no params: its " ..
@@ -693,23 +515,37 @@ for _, cmd in ipairs(M.commands) do
     local o = opts ~= nil and call_options(self, name, opts, no_params and 1 or 2, kind,
       params) or nil
     local ok, method, path, content_type, body, channel = pcall(build_command, name, params,
-      o and o.channel or self._channel, self._reply_url)
-    if not ok then error(method, 2) end
+      o and o.channel or self._channel, self._reply_url, nil, encoded and self._encoding or nil)
+    if not ok then
+      if takes_job and M.type(params) == "job" then return nil, unsendable(method) end
+      misuse(method)
+    end
     if not method then return nil, path end
+    local result, err
     if not blocking then
       -- a job command takes a slot of its channel's authority; the others name no channel
       local ch = kind == "job" and self._channel_of(channel) or nil
-      local result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
+      result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
       end
-      return answer(self, o, result, err)
+    else
+      -- held alone, and released whatever happens (a log function or on_retry that raises)
+      local ch = self._channel_of(channel)
+      result, err = ch:exclusive(call, self, name, method, path, content_type, body, o, ch)
     end
-    -- held alone, and released whatever happens (a log function or on_retry that raises)
-    local ch = self._channel_of(channel)
-    return answer(self, o, ch:exclusive(call, self, name, method, path, content_type, body, o, ch))
+    -- a body that reads a file as it is sent holds the file open: let go of it now, not at
+    -- the next collection
+    if type(body) == "userdata" then body:close() end
+    -- a job of ours seen ended (or cancelled) frees its slot on its channel
+    if takes_job and result and result:done() then self._channel_of:ended(result.jobid) end
+    if not o then return result, err end
+    result, err = answer(self, o, result, err)
+    return result, err
   end
 end
+
+for _, cmd in ipairs(core.commands("all")) do client[cmd.name] = command_method(cmd) end
 
 local wait_defaults = { interval = 10, max_interval = 30, timeout = 900, max_failures = 5 }
 
@@ -820,7 +656,7 @@ function wait_loop(self, target, opts, xfer)
         slots:renew(jobid)
       end
     end
-    local job, err = get(self, "job", target, false, nil, xfer) -- this loop is the retry policy
+    local job, err = get(self, target, xfer) -- this loop is the retry policy
     if job then
       failures = 0
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
@@ -861,8 +697,14 @@ end
 -- @treturn[1] string|integer the bytes, or with `path` or `sink` their number
 -- @return[2] nil
 -- @treturn[2] objects.error
-function client:download(url, opts)
+function client:download(url, opts, ...)
   check_client(self, "download")
+  for i = 1, select("#", ...) do
+    if select(i, ...) ~= nil then
+      error("bad argument #" .. (i + 2) .. " to 'download' (download takes a URL and options " ..
+        "(arguments #1 and #2), got " .. type((select(i, ...))) .. " after them)", 2)
+    end
+  end
   if type(url) ~= "string" then
     error("bad argument #1 to 'download' (absolute URL expected, got " .. type(url) .. ")", 2)
   end

@@ -32,6 +32,15 @@ Ledger.__index = Ledger
 function M.open(path)
   local file, message, why = core.open_append(path)
   if not file then return nil, message, why end
+  -- a last line without its newline is a write a crash cut short (load leaves it out): cut it
+  -- off the file, or the next record would be appended onto it and make the line unreadable
+  local text, err = file:read()
+  local whole = text and (text:find("\n[^\n]*$") or 0)
+  if text and whole < #text then text, err = file:truncate(whole) end
+  if not text then
+    file:close()
+    return nil, err, "error"
+  end
   return setmetatable({ path = path, file = file }, Ledger)
 end
 

@@ -29,10 +29,7 @@
 #   ONLY       a comma-separated subset of "concurrency,queue,steps" (default all three)
 #   LUA        Lua 5.4 interpreter (default lua5.4)   CC  C compiler (default gcc)
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SCALE="${SCALE:-0.5}"
 JOBS="${JOBS:-200}"
@@ -43,10 +40,7 @@ TS="${TS:-10 100 1000}"
 M1="${M1:-200}"
 M2="${M2:-1200}"
 ONLY="${ONLY:-concurrency,queue,steps}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
 
-die() { echo "concurrency.sh: $*" >&2; exit 1; }
 wants() { [[ ",$ONLY," == *",$1,"* ]]; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; } # calc FORMAT EXPRESSION
 

@@ -13,16 +13,10 @@
 # Environment overrides: N (default 50), IDLE idle steps (default 20000), LUA (default lua5.4),
 # CC (default gcc).
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N="${N:-50}"
 IDLE="${IDLE:-20000}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
 
-die() { echo "frames.sh: $*" >&2; exit 1; }
 [[ "$N" =~ ^[1-9][0-9]*$ && "$IDLE" =~ ^[1-9][0-9]*$ ]] || die "N and IDLE must be positive integers"
 [[ -f "$ROOT/build/5.4/faceswap/core.so" ]] || die "build/5.4/faceswap/core.so not built (make)"
 command -v valgrind >/dev/null || die "valgrind not found"

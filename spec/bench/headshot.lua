@@ -6,7 +6,7 @@
 -- Creates one client against URL (the loopback bench server) and performs N
 -- headshot jobs, each a full round trip: submit, receive, decode into a job
 -- object.  Every job's jobid is checked against the server's fixed answer.
--- Finds lua/ and build/5.4/ relative to the repository root, which is located
+-- Finds lua/ and build/<its Lua>/ relative to the repository root, which is located
 -- from this script's own path, so it can be started from any directory.
 -- FACESWAP_CA_FILE, when set, is the client's ca_file (for HTTPS, spec/bench/https.sh).
 
@@ -16,7 +16,9 @@ local dir = script:match("^(.*)[/\\][^/\\]*$") or "."
 local root = dir .. "/../.."
 
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
+-- the build of the Lua running this script (build/5.4, build/5.1, build/luajit...)
+local build = rawget(_G, "jit") and "luajit" or _VERSION:match("%d+%.%d+")
+package.cpath = root .. "/build/" .. build .. "/?.so;" .. package.cpath
 
 local url, n = arg[1], tonumber(arg[2])
 if not url or not n or n < 0 or n % 1 ~= 0 then

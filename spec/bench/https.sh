@@ -23,22 +23,17 @@
 # (spec/bench/https_steps.lua, CPU ms natively and instructions under callgrind), and what a
 # new client pays once (faceswap.new and its first request).
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench/https"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+OUT="$OUT/https"
 N1="${N1:-200}"
 N2="${N2:-1200}"
 C1="${C1:-5}"
 C2="${C2:-20}"
 T="${T:-16}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
 SYSTEM_BUNDLE="${SYSTEM_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 PYTHON="${PYTHON:-/usr/bin/python3}"   # Debian's, with python3-requests (not a pyenv shim)
 CURL="${CURL:-/usr/bin/curl}"
 
-die() { echo "https.sh: $*" >&2; exit 1; }
 for tool in valgrind nginx openssl strace curl python3 pkg-config; do
     command -v "$tool" >/dev/null || [[ -x "/usr/sbin/$tool" ]] || die "$tool not found"
 done

@@ -29,6 +29,9 @@
 # The Lua client is skipped (with a message) if build/5.4/faceswap/core.so
 # has not been built yet.
 #
+# Then spec/bench/roundtrip.sh (the round trip beside bare libcurl + cjson.decode and Lua-cURL,
+# on every Lua built; ROUNDTRIP_BENCH=0 skips it) and spec/bench/batch_cpu.sh (a batch's CPU
+# per job beside a bare curl-multi loop; BATCH_CPU_BENCH=0 skips it).
 # Then it runs spec/bench/concurrency.sh (batches against the simulator, and
 # the cost of step(0) with many transfers in flight; a few minutes, see that
 # file for its own settings). CONCURRENCY_BENCH=0 skips it. Then spec/bench/https.sh
@@ -36,15 +39,10 @@
 # (docs/commands.md): spec/bench/upload.sh and spec/bench/channels.lua (about two
 # minutes); COMMANDS_BENCH=0 skips them.
 set -euo pipefail
-
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 N1="${N1:-200}"
 N2="${N2:-1200}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
 BARE_PATH="${BARE_PATH:-/v1/faceswap/headshot}"
 
 # The command line as given, for the report.
@@ -52,7 +50,6 @@ INVOCATION="N1=$N1 N2=$N2"
 [[ "$LUA" == lua5.4 ]] || INVOCATION+=" LUA=$LUA"
 INVOCATION+=" bash spec/bench/run.sh"
 
-die() { echo "run.sh: $*" >&2; exit 1; }
 
 [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || die "N1/N2 must be non-negative integers"
 (( N2 > N1 )) || die "need N2 > N1 (got N1=$N1 N2=$N2)"
@@ -204,6 +201,16 @@ for c in "${CLIENTS[@]}"; do
         echo "    ${CMD[$c,$n]}"
     done
 done
+
+# --- the round trip against its peers on every Lua, a batch's CPU (issue 20) ----
+if [[ "${ROUNDTRIP_BENCH:-1}" != 0 ]]; then
+    echo
+    CC="$CC" bash "$HERE/roundtrip.sh"
+fi
+if [[ "${BATCH_CPU_BENCH:-1}" != 0 ]]; then
+    echo
+    CC="$CC" bash "$HERE/batch_cpu.sh"
+fi
 
 # --- the concurrency benchmarks ---------------------------------------------
 if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then

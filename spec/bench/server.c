@@ -2,7 +2,11 @@
  * spec/bench/server.c - tiny loopback HTTP/1.1 server for the round-trip
  * benchmark (see spec/bench/run.sh).
  *
- *   server PORT        (PORT 0 = pick a free port)
+ *   server PORT [POLLS]   (PORT 0 = pick a free port)
+ *
+ * With POLLS (the batch benchmark, spec/bench/batch_cpu.sh) it plays jobs: each POST makes a
+ * job with a jobid of its own (32 hex digits), answered "started"; a GET whose target holds
+ * "jobid=ID" answers that job, "started" until its POLLS-th GET, which answers "completed".
  *
  * Listens on 127.0.0.1, prints the bound port followed by "\n" on stdout once
  * listening, then serves forever (until killed).  Single-threaded, poll()
@@ -63,6 +67,8 @@ struct conn {
     size_t in_len, in_cap;
     size_t remaining;  /* body / chunk bytes still to read */
     int close_after;   /* "Connection: close" or HTTP/1.0 */
+    int post;          /* the request being read is a POST */
+    unsigned long long job; /* the jobid=... of a GET, parsed as hex (0: none) */
     char *out;         /* pending output */
     size_t out_len, out_off, out_cap;
 };
@@ -72,6 +78,10 @@ static unsigned long long served;
 static volatile sig_atomic_t report_wanted;
 static char response[4096];
 static size_t response_len;
+static int polls_to_complete;       /* 0: the fixed answer to every request */
+static unsigned long long jobs_made;
+static unsigned char *job_polls;    /* GETs seen per job, indexed by job number */
+static size_t job_polls_cap;
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -139,10 +149,45 @@ static int value_has(const char *v, size_t vlen, const char *tok)
     return 0;
 }
 
+/* The answer about job number n (its jobid: n in 32 hex digits). */
+static void respond_job(struct conn *c, unsigned long long n, const char *status)
+{
+    char body[1024], head[128];
+    int blen = snprintf(body, sizeof body,
+        "{\"jobid\":\"%032llx\",\"verb\":\"faceswap-headshot\",\"status\":\"%s\","
+        "\"prompt\":\"portrait of a cat\",\"created\":\"2023-09-09T02:04:49.667Z\","
+        "\"updated\":\"2023-09-09T02:04:49.667Z\",\"server\":\"1000000000000000001\","
+        "\"channel\":\"1100000000000000001\",\"messageId\":\"1149891234567890123\","
+        "\"content\":\"<@100000000000000001> Picsi.Ai Headshot Job Submitted [jobid: %032llx] "
+        "[credits: 4] [prompt: 'portrait of a cat'] (796/800 credits remaining)\",\"code\":200}",
+        n, status, n);
+    int hlen = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %d\r\n\r\n", blen);
+    out_append(c, head, (size_t)hlen);
+    out_append(c, body, (size_t)blen);
+}
+
 static void respond(struct conn *c)
 {
-    out_append(c, response, response_len);
     served++;
+    if (!polls_to_complete) {
+        out_append(c, response, response_len);
+    } else if (c->post) {
+        unsigned long long n = ++jobs_made;
+        if (n >= job_polls_cap) {
+            size_t cap = job_polls_cap ? job_polls_cap * 2 : 1024;
+            job_polls = xrealloc(job_polls, cap);
+            memset(job_polls + job_polls_cap, 0, cap - job_polls_cap);
+            job_polls_cap = cap;
+        }
+        respond_job(c, n, "started");
+    } else if (c->job >= 1 && c->job <= jobs_made) {
+        int k = ++job_polls[c->job];
+        respond_job(c, c->job, k >= polls_to_complete ? "completed" : "started");
+    } else {
+        static const char nf[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        out_append(c, nf, sizeof nf - 1);
+    }
 }
 
 static void on_usr1(int sig)
@@ -178,6 +223,13 @@ static int process(struct conn *c)
             if (!sp1 || !eol || sp1 > eol)
                 return -1;
             c->close_after = (eol - buf >= 8 && memcmp(eol - 8, "HTTP/1.0", 8) == 0);
+            c->post = sp1 - buf == 4 && memcmp(buf, "POST", 4) == 0;
+            c->job = 0;
+            {
+                const char *q = memmem(buf, (size_t)(eol - buf), "jobid=", 6);
+                if (q)
+                    c->job = strtoull(q + 6, NULL, 16);
+            }
             size_t vl;
             const char *v;
             if ((v = find_header(buf, hlen, "Connection", &vl))) {
@@ -309,8 +361,8 @@ static int on_readable(struct conn *c)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PORT   (0 = any free port)\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s PORT [POLLS]   (0 = any free port)\n", argv[0]);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -337,6 +389,8 @@ int main(int argc, char **argv)
     if (response_len >= sizeof response)
         return 1;
 
+    if (argc == 3)
+        polls_to_complete = atoi(argv[2]);
     int ls = listen_loopback(argv[1], 64);
     int one = 1;
 

@@ -1,32 +1,69 @@
 -- spec/bench/upload.lua - lua-faceswap side of the upload benchmark (spec/bench/upload.sh).
 --
---   lua5.4 spec/bench/upload.lua URL N FILE
+--   lua5.4 spec/bench/upload.lua URL N FILE          N saveid uploads of FILE by its path
+--   lua5.4 spec/bench/upload.lua --batch URL K FILE  one batch of K changebg items of FILE
 --
--- One client against URL (the loopback bench server); N saveid calls uploading FILE by its
--- path (read, checked and put in the multipart body on every call, as a user's call would).
--- Each answer is read into a job object and its jobid checked. Then prints the process's peak
--- resident memory (VmHWM of /proc/self/status) in KiB, for the peak-memory-per-upload figure.
+-- Uploads: one client against URL (the loopback bench server), each call checking, opening
+-- and sending FILE as a user's call would; each answer is read into a job and its jobid
+-- checked. After two warm-up uploads the other N-2 are timed with os.clock (user + system CPU
+-- of the process): prints cpu_us_per_upload, then the process's peak resident memory
+-- (VmHWM) in KiB as peak_kib.
+--
+-- Batch: prints the peak resident memory of the idle client (made, one request answered) as
+-- idle_kib, then runs client:batch over K items {command = "changebg", image = FILE} at
+-- concurrency K (wait = false: the bench server's jobs never end) and prints peak_kib.
 local script = debug.getinfo(1, "S").source
 script = script:sub(1, 1) == "@" and script:sub(2) or (arg and arg[0]) or ""
 local root = (script:match("^(.*)[/\\][^/\\]*$") or ".") .. "/../.."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = root .. "/build/5.4/?.so;" .. package.cpath
 
-local url, n, file = arg[1], tonumber(arg[2]), arg[3]
+local batch = arg[1] == "--batch"
+local url, n, file = arg[batch and 2 or 1], tonumber(arg[batch and 3 or 2]), arg[batch and 4 or 3]
 if not (url and n and file) then
-  io.stderr:write("usage: lua5.4 spec/bench/upload.lua URL N FILE\n")
+  io.stderr:write("usage: lua5.4 spec/bench/upload.lua [--batch] URL N FILE\n")
   os.exit(2)
 end
 
+local function peak_kib()
+  local status = assert(io.open("/proc/self/status"))
+  local kib = status:read("*a"):match("VmHWM:%s*(%d+)")
+  status:close()
+  return kib
+end
+
+local JOBID = "8a1f574fdbf79e8cd57e070476d9d5f3"
 local faceswap = require "faceswap"
-local c = faceswap.new { token = "test-token", base_url = url }
+local c = faceswap.new { token = "test-token", base_url = url, retry = false }
+
+if batch then
+  assert(c:headshot("the idle client's one request"))
+  print("idle_kib=" .. peak_kib())
+  local list = {}
+  for i = 1, n do
+    list[i] = { command = "changebg", image = file, a_background_photo_of = "a beach " .. i }
+  end
+  local results = c:batch(list, { concurrency = n, wait = false })
+  for i = 1, n do
+    if faceswap.type(results[i]) ~= "job" then
+      error(("item %d: %s"):format(i, tostring(results[i])))
+    end
+  end
+  print("peak_kib=" .. peak_kib())
+  c:close()
+  return
+end
+
+local started
 for i = 1, n do
+  if i == 3 then started = os.clock() end
   local job = assert(c:saveid { idname = "me", image = file })
-  if job.jobid ~= "8a1f574fdbf79e8cd57e070476d9d5f3" then
+  if job.jobid ~= JOBID then
     error(("request %d: unexpected jobid %s"):format(i, tostring(job.jobid)))
   end
 end
+if n >= 3 then
+  print(("cpu_us_per_upload=%.1f"):format((os.clock() - started) * 1e6 / (n - 2)))
+end
 c:close()
-local status = assert(io.open("/proc/self/status"))
-print("peak_kib=" .. status:read("*a"):match("VmHWM:%s*(%d+)"))
-status:close()
+print("peak_kib=" .. peak_kib())

@@ -1,43 +1,40 @@
 #!/usr/bin/env bash
-# Upload benchmark: a saveid round trip with a 1 MiB image, lua-faceswap against a bare libcurl
-# program posting the same file with libcurl's mime API (spec/bench/bare_mime.c with FILE).
+# Upload benchmark (issue 20, target 3; docs/benchmarks.md, "Uploads"): saveid with an image by
+# its path, lua-faceswap against spec/bench/upload_peer.c, the C a programmer would write for
+# it (libcurl, CURLOPT_READFUNCTION + pread of the same bytes), both built and run here, against
+# the loopback bench server (spec/bench/server.c, which reads every body whole before its fixed
+# answer).
 #
-#   bash spec/bench/upload.sh          (after make; N1, N2, LUA, CC as in run.sh)
+#   bash spec/bench/upload.sh          (after make; R, LUA, CC as below)
 #
-# 1. Instructions of the client process (callgrind), per upload: the slope between N1 and N2
-#    uploads, so start-up cancels out. Both post to spec/bench/server.c, which reads every
-#    body in full before its fixed answer.
-# 2. Peak memory per upload: the Lua client's peak resident memory (VmHWM) after 0, 1 and N1
-#    uploads; the growth from 0 to 1 is what one upload of the file costs at its peak (the
-#    image's bytes, the body holding them, and the transport's copy of the body).
+# 1. CPU per upload (user + system, getrusage / os.clock inside each process, the uploads after
+#    two warm-up ones) for a 1 MiB and a 10 MiB file: R runs of each, peer and client one after
+#    the other; the medians, and the median of the R ratios (the machine is shared: a ratio of
+#    two runs made together moves less than either). The peer as written (libcurl's 64 KiB send
+#    buffer), and with the 256 KiB buffer lua-faceswap gives a file.
+# 2. Instructions of the client process (callgrind, user space) and system calls (strace -c)
+#    per upload, as the slope between two upload counts: what CPU time measures through the
+#    noise of a shared machine, counted exactly (the kernel's work per call is the same bytes).
+# 3. Peak resident memory (VmHWM) of the Lua client after those runs: the same for 1 and 10 MiB
+#    when nothing holds the file.
+# 4. A batch of 8 changebg items of 25 MiB at concurrency 8 (wait = false): the client's peak
+#    over the idle client's (made, one request answered).
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
-N1="${N1:-20}"
-N2="${N2:-120}"
-LUA="${LUA:-lua5.4}"
-CC="${CC:-gcc}"
-die() { echo "upload.sh: $*" >&2; exit 1; }
-(( N2 > N1 )) || die "need N2 > N1"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+R="${R:-7}"
 [[ -f "$ROOT/build/5.4/faceswap/core.so" ]] || die "build/5.4/faceswap/core.so missing: run make"
 mkdir -p "$OUT"
-# shellcheck disable=SC2046  # pkg-config prints a list of flags
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/server" "$HERE/server.c"
-# shellcheck disable=SC2046
-"$CC" -O2 -Wall -Wextra -Werror -o "$OUT/bare_mime" "$HERE/bare_mime.c" $(pkg-config --cflags --libs libcurl)
+# shellcheck disable=SC2046  # pkg-config prints a list of flags
+"$CC" -O2 -Wall -Wextra -Werror -o "$OUT/upload_peer" "$HERE/upload_peer.c" $(pkg-config --cflags --libs libcurl)
 
-# a 1 MiB "PNG": the signature, then bytes of a fixed pseudo-random sequence
-IMAGE="$OUT/upload-1MiB.png"
-"$LUA" - "$IMAGE" <<'LUA'
-local x, t = 12345, { "\137PNG\r\n\26\n" }
-for _ = 1, (1048576 - 8) // 8 do
-  local b = {}
-  for k = 1, 8 do x = (x * 1103515245 + 12345) % 2147483648; b[k] = (x >> 16) & 255 end
-  t[#t + 1] = string.char(table.unpack(b))
-end
-io.open(arg[1], "wb"):write(table.concat(t)):close()
-LUA
+# "PNG"s: the signature, then random bytes (sniffed as PNG; nothing reads further)
+image() { # image FILE BYTES
+  { printf '\211PNG\r\n\032\n'; head -c $(($2 - 8)) /dev/urandom; } > "$1"
+}
+image "$OUT/upload-1MiB.png" 1048576
+image "$OUT/upload-10MiB.png" 10485760
+image "$OUT/upload-25MiB.png" 26214400
 
 "$OUT/server" 0 > "$OUT/upload.port" 2> "$OUT/upload.server.log" &
 SERVER_PID=$!
@@ -46,34 +43,77 @@ for _ in $(seq 1 100); do [[ -s "$OUT/upload.port" ]] && break; sleep 0.05; done
 PORT="$(head -n 1 "$OUT/upload.port")"
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "server did not report its port"
 BASE="http://127.0.0.1:$PORT/v1/faceswap"
-
-ir() { # ir NAME N cmd...: total instructions of the client process
-  local out="$OUT/callgrind.upload.$1.$2.out"; shift 2
-  valgrind --tool=callgrind --trace-children=no --callgrind-out-file="$out" "$@" >/dev/null 2>&1 ||
-    die "failed: $*"
-  awk '/^(summary|totals):/ { print $2; exit }' "$out"
-}
 cd "$ROOT"
-declare -A IR
-for n in "$N1" "$N2"; do
-  echo "  bare x $n, lua x $n ..." >&2
-  IR[bare,$n]="$(ir bare "$n" "$OUT/bare_mime" "$BASE/saveid" "$n" "$IMAGE")"
-  IR[lua,$n]="$(ir lua "$n" "$LUA" spec/bench/upload.lua "$BASE" "$n" "$IMAGE")"
+
+field() { sed -n "s/^$1=//p"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+declare -A ROW PEAK
+for size in 1 10; do
+  file="$OUT/upload-${size}MiB.png"
+  n=$(( size == 1 ? 42 : 12 ))
+  peer=(); big=(); lua=(); r1=(); r2=()
+  for _ in $(seq 1 "$R"); do
+    p="$("$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
+    b="$(PEER_ULBUF=262144 "$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
+    l_out="$("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file")"
+    l="$(field cpu_us_per_upload <<< "$l_out")"
+    PEAK[$size]="$(field peak_kib <<< "$l_out")"
+    peer+=("$p"); big+=("$b"); lua+=("$l"); r1+=("$(ratio "$l" "$p")"); r2+=("$(ratio "$l" "$b")")
+  done
+  ROW[$size]="$(median "${peer[@]}") $(median "${big[@]}") $(median "${lua[@]}") $(median "${r1[@]}") $(median "${r2[@]}")"
+  echo "  ${size} MiB: peer ${peer[*]}; peer, 256 KiB buffer ${big[*]}; lua ${lua[*]}" >&2
 done
-slope() { awk -v a="$1" -v b="$2" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }'; }
-BARE="$(slope "${IR[bare,$N1]}" "${IR[bare,$N2]}")"
-LUAI="$(slope "${IR[lua,$N1]}" "${IR[lua,$N2]}")"
-peak() { "$LUA" spec/bench/upload.lua "$BASE" "$1" "$IMAGE" | sed -n 's/^peak_kib=//p'; }
-P0="$(peak 0)"; P1="$(peak 1)"; PN="$(peak "$N1")"
+
+# counted: callgrind's instructions and strace's system calls, slope between n1 and n2 uploads
+ir() { # ir OUTFILE cmd...
+  valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+  awk '/^(summary|totals):/ { print $2; exit }' "$1"
+}
+calls() { # calls OUTFILE cmd...
+  strace -f -c -o "$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+  awk '$NF == "total" { print $4; exit }' "$1"
+}
+declare -A COUNT
+for size in 1 10; do
+  file="$OUT/upload-${size}MiB.png"
+  n1=$(( size == 1 ? 5 : 3 )); n2=$(( size == 1 ? 25 : 8 ))
+  for who in peer lua; do
+    for n in "$n1" "$n2"; do
+      if [[ $who == peer ]]; then cmd=("$OUT/upload_peer" "$BASE/saveid" "$n" "$file")
+      else cmd=("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file"); fi
+      COUNT[$who,$size,ir,$n]="$(ir "$OUT/callgrind.upload.$who.$size.$n" "${cmd[@]}")"
+      COUNT[$who,$size,sys,$n]="$(calls "$OUT/strace.upload.$who.$size.$n" "${cmd[@]}")"
+    done
+    COUNT[$who,$size,ir]=$(( (COUNT[$who,$size,ir,$n2] - COUNT[$who,$size,ir,$n1]) / (n2 - n1) ))
+    COUNT[$who,$size,sys]="$(awk -v a="${COUNT[$who,$size,sys,$n1]}" -v b="${COUNT[$who,$size,sys,$n2]}" \
+      -v d=$(( n2 - n1 )) 'BEGIN { printf "%.1f", (b - a) / d }')"
+  done
+done
+
+batch="$("$LUA" spec/bench/upload.lua --batch "$BASE" 8 "$OUT/upload-25MiB.png")"
+IDLE="$(field idle_kib <<< "$batch")"
+BPEAK="$(field peak_kib <<< "$batch")"
 
 echo
-echo "Upload: saveid with a 1 MiB image, instructions of the client process per upload (callgrind, slope over N1=$N1 and N2=$N2)"
+echo "Uploads: saveid with an image by its path, CPU per upload (user + system, median of $R runs each)"
 echo
-echo "| client | Ir per upload | ratio to bare C |"
-echo "|---|--:|--:|"
-echo "| bare C (libcurl mime, curl_mime_filedata) | $BARE | 1.00 |"
-echo "| lua-faceswap c:saveid{idname, image = path} | $LUAI | $(awk -v a="$LUAI" -v b="$BARE" 'BEGIN { printf "%.2f", a / b }') |"
+echo "| file | C peer, READFUNCTION + pread | the peer with a 256 KiB buffer | lua-faceswap \`client:saveid\` | ratio to the peer | ratio to the peer, 256 KiB buffer | peak RSS of the client |"
+echo "|---|--:|--:|--:|--:|--:|--:|"
+for size in 1 10; do
+  read -r p b l r1 r2 <<< "${ROW[$size]}"
+  echo "| ${size} MiB | ${p} us | ${b} us | ${l} us | **${r1}** | ${r2} | ${PEAK[$size]} KiB |"
+done
 echo
-echo "Peak resident memory of the Lua client: $P0 KiB after 0 uploads, $P1 KiB after 1 (+$((P1 - P0)) KiB for one 1024 KiB image), $PN KiB after $N1"
+echo "Counted per upload (slope): instructions of the client process (callgrind) and its system calls (strace -c)"
 echo
-echo "Command: \`N1=$N1 N2=$N2 bash spec/bench/upload.sh\`"
+echo "| file | peer instructions | lua-faceswap instructions | ratio | peer system calls | lua-faceswap system calls |"
+echo "|---|--:|--:|--:|--:|--:|"
+for size in 1 10; do
+  echo "| ${size} MiB | ${COUNT[peer,$size,ir]} | ${COUNT[lua,$size,ir]} | $(ratio "${COUNT[lua,$size,ir]}" "${COUNT[peer,$size,ir]}") | ${COUNT[peer,$size,sys]} | ${COUNT[lua,$size,sys]} |"
+done
+echo
+echo "Batch of 8 changebg items of 25 MiB at concurrency 8: idle client $IDLE KiB, peak $BPEAK KiB (+$(( (BPEAK - IDLE) / 1024 )) MiB)"
+echo
+echo "Command: \`R=$R bash spec/bench/upload.sh\`"

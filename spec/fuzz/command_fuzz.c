@@ -7,7 +7,8 @@
  * so a new row is fuzzed without touching this file) and fills each field, channel, replyUrl,
  * replyRef and an explicit boundary with arbitrary bytes, present or not; file fields become
  * {data = bytes, filename = bytes[, content_type = bytes]}, or (a flag) a path to a scratch
- * file holding the bytes, which the core reads straight into the body. The harness computes on its own
+ * file holding the bytes, which the core's body reads from the file's descriptor (read back
+ * here with body:read()). The harness computes on its own
  * what the core must do: raise naming a bad text param, return the server's 400, refuse an
  * upload locally (empty, not one of the five types) or build. A built body is read back by the
  * harness's own strict multipart reader, which knows file parts (filename and Content-Type
@@ -442,6 +443,20 @@ static void check_build(const uint8_t **pp, const uint8_t *end, unsigned cmd, un
     const char *ct, *body, *why;
     char b[71];
     CHECK(lua_gettop(L) - top == 5, "expected method, path, content type, body, channel");
+    if (lua_type(L, top + 4) == LUA_TUSERDATA) {
+      /* a body whose file stays on disk: read back whole (body:read()), then let go of */
+      lua_getfield(L, top + 4, "read");
+      lua_pushvalue(L, top + 4);
+      if (lua_pcall(L, 1, 2, 0) != LUA_OK || lua_type(L, -2) != LUA_TSTRING) {
+        describe(m, sizeof m, lua_isnil(L, -2) ? -1 : -2);
+        fail("body:read() failed", m);
+      }
+      lua_pop(L, 1);
+      lua_getfield(L, top + 4, "close");
+      lua_pushvalue(L, top + 4);
+      CHECK(lua_pcall(L, 1, 0, 0) == LUA_OK, "body:close() raised");
+      lua_replace(L, top + 4);
+    }
     ct = lua_tolstring(L, top + 3, &ctlen);
     body = lua_tolstring(L, top + 4, &blen);
     CHECK(ct && body && ctlen > 30 && !memcmp(ct, "multipart/form-data; boundary=", 30), "content type");

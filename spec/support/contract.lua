@@ -1,5 +1,5 @@
 -- The transport contract of docs/development.md, checked against one client: each function
--- returns what it saw, one line per check. spec/transport_contract_spec.lua runs them outside
+-- returns what it saw, one line per check. spec/integration/transport_contract_spec.lua runs them outside
 -- nginx (libcurl) and inside (cosockets), and compares the lines with the contract's.
 local M = {}
 

@@ -1,5 +1,5 @@
 /* forkhelp.c: fork(), waitpid() and _exit() for the specs that use a client across fork()
- * (spec/fork_spec.lua); Debian's lua-posix has no build for Lua 5.4. Built by
+ * (spec/integration/fork_spec.lua); Debian's lua-posix has no build for Lua 5.4. Built by
  * `make $(BUILD)/spec/forkhelp.so`, which that spec runs. Not installed. */
 #include <sys/types.h>
 #include <sys/wait.h>

@@ -27,7 +27,6 @@
 -- authority waits and asks again, so no request is sent without a slot. Redis restarted empty
 -- (the epoch is gone) takes every channel out of use with an error that says so.
 local core = require "faceswap.core"
-local cjson = require("cjson").new()
 
 local M = {}
 
@@ -384,7 +383,10 @@ local function lost_state(self)
     self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
       "restarted empty, or was flushed); this client sends no more commands: make a new one")
       :format(self.url, self.epoch_key)
-    self.lost_reason = cjson.encode { kind = "transport", error = self.lost }
+    -- the flat JSON a dead channel's reason is (lua/faceswap/channel.lua reads it)
+    self.lost_reason = '{"kind":"transport","error":"' .. self.lost:gsub('[%c"\\]', function(c)
+      return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\u%04x"):format(c:byte())
+    end) .. '"}'
     log(self, "warn", self.lost)
   end
   return nil, self.lost

@@ -190,8 +190,9 @@ local function options(opts, download)
                          max == math.floor(max)) then
     bad("max is for downloads: a whole number of bytes from 1")
   end
-  if path ~= nil and not (download and type(path) == "string" and path ~= "") then
-    bad("path is for downloads: a file name")
+  if path ~= nil and not (download and type(path) == "string" and path ~= "" and
+                          not path:find("\0", 1, true)) then
+    bad("path is for downloads: a file name (without a NUL byte)")
   end
   if sink ~= nil and not (download and path == nil and type(sink) == "function") then
     bad("sink is for downloads without a path: a function")
@@ -227,18 +228,17 @@ Stream.__index = Stream
 local counter = 0
 
 -- A new stream; for a path, nil and an invalid_request error (nothing sent) when its
--- temporary cannot be made, or `path` is a directory (the rename would fail).
+-- temporary cannot be made, or `path` may not be replaced: a directory (the rename would
+-- fail) or another node that is not a regular file (core.download_path_problem, the C
+-- transport's own check).
 local function new_stream(path, sink)
   if sink then return setmetatable({ sink = sink }, Stream) end
   local function cannot(why)
     return nil, core.error { kind = "invalid_request", sent = false, retryable = false,
       error = "cannot write " .. path .. ": " .. why }
   end
-  local dir = io.open(path .. "/.", "rb") -- opens only where `path` is a directory
-  if dir then
-    dir:close()
-    return cannot("Is a directory")
-  end
+  local problem = core.download_path_problem(path)
+  if problem then return cannot(problem) end
   local pid = ngx and ngx.worker.pid() or 0
   for _ = 1, 100 do
     counter = counter + 1
@@ -330,6 +330,13 @@ function M.transport(o)
   -- within the same attempt: `started` and `deadline` are the first try's.
   local function exchange(q, fresh, started, deadline)
     local method, body, download = q.method, q.body, q.download
+    if body and type(body) ~= "string" then
+      -- a body whose file stays on disk (the core's upload body): read whole here, where
+      -- cosockets take strings; a file no longer what was checked is its error, unsent
+      local text, err = body:read()
+      if not text then return nil, err end
+      body = text
+    end
     local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
     local scheme, host, port, path, authority = url.split(q.target)
     started = started or now()

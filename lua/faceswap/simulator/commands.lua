@@ -194,6 +194,17 @@ local COMMANDS = {
             files = { source_image = "image", target_image_gif_or_video = "media" }, cost = 1 },
 }
 
+-- The test build's row (csrc/command.c's `ping`, -DFACESWAP_TEST_COMMAND), only when
+-- FACESWAP_SIM_TEST_COMMAND is set: spec/integration/add_command_spec.lua. A job that ends
+-- completed with the text as its prompt.
+if os.getenv("FACESWAP_SIM_TEST_COMMAND") then
+  COMMANDS.ping = { method = "POST", params = { "text" }, cost = 0, job = true }
+  function RUN.ping(a, p)
+    return create_job({ verb = "faceswap-ping", label = "Ping", prompt = p.text, cost = 0, account = a,
+                        identity = "ping", files = {} }, p)
+  end
+end
+
 local function not_configured(channel)
   return string.format("Configuration not found for channel %s, to create POST v1/faceswap/account/%s",
     channel, channel)
