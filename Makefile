@@ -40,10 +40,19 @@ LIBFLAG     ?= -shared
 
 BUILD       ?= build/$(LUA_VERSION)
 MODULE      := $(BUILD)/faceswap/core.so
-SOURCES     := $(filter-out csrc/preload.c,$(wildcard csrc/*.c))
+SOURCES     := $(filter-out csrc/preload.c csrc/redis.c,$(wildcard csrc/*.c))
 OBJECTS     := $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SOURCES))
 ALL_CFLAGS  := $(CFLAGS) $(WARN) -std=c99 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden \
                -I$(LUA_INCDIR) $(CURL_CFLAGS) -DFACESWAP_VERSION='"$(VERSION)"' -MMD -MP
+
+# faceswap.redis (csrc/redis.c), the Redis coordinator's connection: an optional module of its
+# own, built when hiredis (Debian libhiredis-dev) is installed, so that only those who
+# coordinate several processes need it. HIREDIS=no leaves it out.
+HIREDIS     ?= $(if $(shell $(PKG_CONFIG) --exists hiredis 2>/dev/null && echo yes),yes,no)
+HIREDIS_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags hiredis 2>/dev/null)
+HIREDIS_LIBS ?= $(shell $(PKG_CONFIG) --libs hiredis 2>/dev/null || echo -lhiredis)
+REDIS_MODULE := $(BUILD)/faceswap/redis.so
+OPTIONAL    := $(if $(filter yes,$(HIREDIS)),$(REDIS_MODULE))
 
 # Install locations (luarocks passes its own).
 PREFIX      ?= /usr/local
@@ -85,11 +94,19 @@ ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-soc
         lint-c FORCE test-asan asan-build test-valgrind fuzz rock test-rock doc test-all-lua \
         test-fresh static examples test-hosts testrow
 
-all: $(MODULE)
+all: $(MODULE) $(OPTIONAL)
 
 $(MODULE): $(OBJECTS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LIBFLAG) -o $@ $(OBJECTS) $(CURL_LIBS) $(LDFLAGS)
+
+$(BUILD)/obj/redis.o: csrc/redis.c csrc/compat.h Makefile $(REBUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(HIREDIS_CFLAGS) -c -o $@ $<
+
+$(REDIS_MODULE): $(BUILD)/obj/redis.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) -o $@ $< $(HIREDIS_LIBS) $(LDFLAGS)
 
 # luarocks (the rockspec) builds into build/luarocks for every Lua it targets, giving LUA_INCDIR
 # and LUA but no LUA_VERSION: its build step (the one given LUA_INCDIR) compiles afresh, lest
@@ -285,6 +302,7 @@ ifneq ($(INSTALL_BY_LUAROCKS),yes)
 endif
 	install -d $(DESTDIR)$(INST_LIBDIR)/faceswap $(DESTDIR)$(INST_LUADIR)/faceswap/simulator
 	install -m 755 $(MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/core.so
+	$(if $(OPTIONAL),install -m 755 $(REDIS_MODULE) $(DESTDIR)$(INST_LIBDIR)/faceswap/redis.so)
 	install -m 644 lua/faceswap/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/
 	install -d $(DESTDIR)$(INST_LUADIR)/faceswap/resty && install -m 644 lua/faceswap/resty/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/resty/
 	install -m 644 lua/faceswap/simulator/*.lua $(DESTDIR)$(INST_LUADIR)/faceswap/simulator/

@@ -16,6 +16,8 @@
  *   finish(id)  -> status, headers, body | nil, err   and frees the slot
  *   cancel(id)            drops a transfer, finished or not
  *   perform(...)          start, drive until that transfer ends, finish: the blocking call
+ *   watch(fd, fn)         another descriptor joins the epoll set: poll calls fn(fd) when it is
+ *                         readable (unwatch(fd) takes it out), so one loop drives both
  *
  * A download may stream instead (start's options `path` or `sink`): its body goes, as it
  * arrives, to a temporary file renamed into place once complete, or to a Lua function.
@@ -60,6 +62,7 @@
 #define MAX_DOWNLOAD_BYTES (64 * 1024 * 1024)
 #define MAX_EVENTS 64
 #define MAX_IDLE_CONNECTIONS 64L
+#define MAX_WATCHED 8
 /* libcurl's send buffer for a body with files on disk: its size, within libcurl's bounds */
 #define UPLOAD_PIECE_MIN (16L * 1024)
 #define UPLOAD_PIECE_MAX (256L * 1024)
@@ -172,6 +175,10 @@ struct transport {
   int in_sink;                  /* a sink runs: the transport may not be used from inside it */
   int busy;                     /* windows open (see `window`): nothing may be freed */
   int close_pending;            /* close() came inside a window: done when the last one ends */
+  /* Descriptors of others in the epoll set (watch): one-shot, so a ready one that poll has
+   * not handed to its function yet wakes no epoll_wait again (a blocking perform's). Their
+   * functions live in the transport's user value, a table fd -> fn. */
+  int watched[MAX_WATCHED], watched_ready[MAX_WATCHED], nwatched, watch_pending;
 };
 
 /* ---- buffers -------------------------------------------------------------------------- */
@@ -564,6 +571,18 @@ static CURLMcode collect(transport_t *t) {
   return rc;
 }
 
+/* Marks a watched descriptor ready for poll to hand on; 0 when fd is none of them (a socket). */
+static int watched_event(transport_t *t, int fd) {
+  int i;
+  for (i = 0; i < t->nwatched; i++)
+    if (t->watched[i] == fd) {
+      t->watched_ready[i] = 1;
+      t->watch_pending = 1;
+      return 1;
+    }
+  return 0;
+}
+
 /* Waits at most `wait` seconds for a socket or libcurl's timer, and lets libcurl act on what
  * is ready. Costs a system call and a clock read when nothing is. Returns CURLM_OK or the
  * first failure of libcurl's multi interface (as curl's docs/examples/ephiperfifo.c, a
@@ -581,7 +600,10 @@ static CURLMcode drive(transport_t *t, double wait) {
   n = epoll_wait(t->epfd, ev, MAX_EVENTS, wait > 0 ? (int)(wait * 1000 + 0.999) : 0);
   t->more_ready = n == MAX_EVENTS;
   for (i = 0; i < n; i++) {
-    int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+    int flags;
+    if (t->nwatched && watched_event(t, ev[i].data.fd))
+      continue;
+    flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
                 (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                 (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
     r = curl_multi_socket_action(t->multi, ev[i].data.fd, flags, &still);
@@ -717,6 +739,7 @@ static void forked(lua_State *L, transport_t *t) {
   }
   t->timer_at = -1;
   t->more_ready = 0;
+  t->nwatched = t->watch_pending = 0; /* the parent's: not in the fresh set */
   t->multi = NULL;
   fresh = epoll_create1(EPOLL_CLOEXEC);
   if (fresh < 0) {
@@ -891,6 +914,7 @@ static void transport_release(lua_State *L, transport_t *t) {
   t->socks = NULL;
   t->nsocks = t->socks_cap = 0;
   t->nslots = t->running = t->free_head = 0;
+  t->nwatched = t->watch_pending = 0;
   t->done_head = t->done_tail = NULL;
   t->held_head = t->held_tail = NULL;
   t->nheld = t->opening = 0;
@@ -931,6 +955,94 @@ static int transport_gc(lua_State *L) {
   t->busy = 0;
   close_now(L, t);
   return 0;
+}
+
+/* ---- other descriptors ---------------------------------------------------------------- */
+
+/* Calls the function of each watched descriptor that drive found ready, after re-arming it;
+ * 1 when one of them closed the client. A function that raises raises out of poll: the
+ * transfers that ended stay queued for the next one. */
+static int call_watchers(lua_State *L, transport_t *t) {
+  int ready[MAX_WATCHED], n = 0, i;
+  for (i = 0; i < t->nwatched; i++) {
+    if (t->watched_ready[i]) {
+      struct epoll_event ev;
+      memset(&ev, 0, sizeof ev);
+      ev.events = EPOLLIN | EPOLLONESHOT;
+      ev.data.fd = t->watched[i];
+      epoll_ctl(t->epfd, EPOLL_CTL_MOD, t->watched[i], &ev);
+      t->watched_ready[i] = 0;
+      ready[n++] = t->watched[i];
+    }
+  }
+  t->watch_pending = 0;
+  for (i = 0; i < n; i++) {
+    compat_getuservalue(L, 1);
+    lua_rawgeti(L, -1, ready[i]);
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1)) {
+      lua_pushinteger(L, ready[i]);
+      lua_call(L, 1, 0);
+      if (is_closed(t))
+        return 1;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  return 0;
+}
+
+/* transport:watch(fd, fn): descriptor fd (a socket, or another epoll set) joins the epoll set,
+ * so fd() and poll wake for it too; each poll that finds it readable calls fn(fd) once, in
+ * the thread that polls. Watched again: fn replaces the one before. */
+static int transport_watch(lua_State *L) {
+  transport_t *t = check_transport(L);
+  int fd = (int)luaL_checkinteger(L, 2), i;
+  struct epoll_event ev;
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  for (i = 0; i < t->nwatched && t->watched[i] != fd; i++)
+    ;
+  if (i == t->nwatched) {
+    if (t->nwatched == MAX_WATCHED)
+      return luaL_error(L, "too many descriptors watched (at most %d)", MAX_WATCHED);
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLONESHOT;
+    ev.data.fd = fd;
+    if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+      return luaL_error(L, "cannot watch descriptor %d: %s", fd, strerror(errno));
+    t->watched[i] = fd;
+    t->watched_ready[i] = 0;
+    t->nwatched++;
+  }
+  compat_getuservalue(L, 1);
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, -2, fd);
+  return 0;
+}
+
+/* transport:unwatch(fd): takes it out again, before its owner closes it. True if it was in. */
+static int transport_unwatch(lua_State *L) {
+  transport_t *t = open_transport(L);
+  int fd = (int)luaL_checkinteger(L, 2), i;
+  if (!t) { /* closed: its epoll set is gone, and the functions with it */
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  for (i = 0; i < t->nwatched && t->watched[i] != fd; i++)
+    ;
+  if (i == t->nwatched) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  epoll_ctl(t->epfd, EPOLL_CTL_DEL, fd, NULL);
+  t->nwatched--;
+  t->watched[i] = t->watched[t->nwatched];
+  t->watched_ready[i] = t->watched_ready[t->nwatched];
+  compat_getuservalue(L, 1);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, fd);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ---- windows ---------------------------------------------------------------------------
@@ -1210,6 +1322,8 @@ int core_transport_new(lua_State *L) {
   t->epfd = -1;
   t->timer_at = -1;
   luaL_setmetatable(L, FACESWAP_TRANSPORT_MT);
+  lua_newtable(L); /* the functions of watched descriptors */
+  compat_setuservalue(L, -2);
   lua_getfield(L, 1, "base_url");
   set_base_url(L, t, -1);
   lua_pop(L, 1);
@@ -1838,12 +1952,14 @@ static int transport_poll(lua_State *L) {
     t->opening = 0; /* the next poll may open as many again */
     if (rc != CURLM_OK)
       luaL_error(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
-    if (t->done_head || wait <= 0 || faceswap_signal)
+    if (t->done_head || wait <= 0 || faceswap_signal || t->watch_pending)
       break;
     wait = until - mono_now();
     if (wait <= 0)
       break;
   }
+  if (t->watch_pending && call_watchers(L, t))
+    return 0; /* a watcher's function closed the client */
   while (t->done_head) {
     transfer_t *x = t->done_head;
     /* room first: raising here leaves the list whole */
@@ -1936,7 +2052,7 @@ static int transport_fd(lua_State *L) {
 static int transport_next_timer(lua_State *L) {
   transport_t *t = check_transport(L);
   double until;
-  if (t->done_head || t->more_ready || t->held_head) {
+  if (t->done_head || t->more_ready || t->held_head || t->watch_pending) {
     lua_pushnumber(L, 0);
     return 1;
   }
@@ -1978,6 +2094,7 @@ void transport_open(lua_State *L) {
     {"perform", transport_perform}, {"start", transport_start}, {"poll", transport_poll},
     {"finish", transport_finish}, {"cancel", transport_cancel}, {"running", transport_running},
     {"fd", transport_fd}, {"next_timer", transport_next_timer}, {"close", transport_close},
+    {"watch", transport_watch}, {"unwatch", transport_unwatch},
     {NULL, NULL}
   };
   static const luaL_Reg metamethods[] = {

@@ -425,6 +425,12 @@ function Channel:answered(lease, job, err, keep)
       end
     end
   end
+  if not job and type(err) == "table" and err.kind == "rate_limited" and err.retry_after == nil then
+    -- a queue full: it holds what runs, our slot left out. Learned before that slot is freed:
+    -- where coordinator calls yield (Redis), others would take it meanwhile at the old size
+    coord:learn(key, math.max(coord:running(key) - (l and 1 or 0), 1))
+    self.streak, full = 0, true
+  end
   if l and job and keep and type(job.jobid) == "string" then
     self.posting = self.posting - 1
     l.owner, l.jobid, l.posted_at = nil, job.jobid, core.now()
@@ -435,13 +441,7 @@ function Channel:answered(lease, job, err, keep)
   elseif l then
     self:release_slot(lease)
   end
-  if not job then
-    self:observe(err)
-    if type(err) == "table" and err.kind == "rate_limited" and err.retry_after == nil then
-      coord:learn(key, math.max(coord:running(key), 1))
-      self.streak, full = 0, true
-    end
-  end
+  if not job then self:observe(err) end
   return full
 end
 

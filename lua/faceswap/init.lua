@@ -143,7 +143,8 @@ end
 --    writes the lines to stderr, and inside OpenResty they go to nginx's error log
 --  * `coordinator` (string): where the state of the accounts' channels lives (their slots,
 --    holds, pauses, dead channels; docs/fleet.md): by default `$FACESWAP_COORDINATOR`, else this
---    process; `"shared:DICT"` and `"redis://HOST:PORT/DB"` are not available yet
+--    process; `"redis://HOST:PORT/DB"`: Redis, shared by every process that names it;
+--    `"shared:DICT"` is not available yet
 --  * `lease` (number): seconds after which a slot whose holder stopped renewing it is free
 --    again, default 60
 -- @treturn client the client
@@ -190,7 +191,7 @@ function M.new(opts)
   local spec = opts.coordinator
   if spec == nil then spec = os.getenv("FACESWAP_COORDINATOR") end
   local made, coordinator = pcall(coordinators.new, spec, {
-    lease = opts.lease or coordinators.DEFAULT_LEASE, sched = sched })
+    lease = opts.lease or coordinators.DEFAULT_LEASE, sched = sched, log = log })
   if not made then
     transport:close()
     error("bad argument #1 to 'new' (" .. tostring(coordinator) .. ")", 2)

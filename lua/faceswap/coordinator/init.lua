@@ -9,7 +9,8 @@
 --
 --   nil             this process (faceswap.coordinator.process): the default, no dependency
 --   "shared:DICT"   an ngx.shared dict: every nginx worker of one machine   (not available yet)
---   "redis://HOST:PORT/DB"  Redis: every process of every machine           (not available yet)
+--   "redis://HOST:PORT/DB"  Redis: every process of every machine (faceswap.coordinator.redis,
+--                   plain Lua; needs the optional module faceswap.redis: docs/fleet.md)
 --
 -- THE INTERFACE. A coordinator is an object with the methods below. `channel` is a channel id
 -- (a string; "" for the calls that name no channel). `holder` is a string naming who holds a
@@ -71,10 +72,9 @@ local M = {}
 
 M.DEFAULT_LEASE = 60
 
--- The implementations that will exist, by the scheme of the option; only "process" now.
+-- The implementations that will exist, by the scheme of the option; not "shared" yet.
 local LATER = {
   shared = "a shared dict coordinator (\"shared:DICT\")",
-  redis = "a Redis coordinator (\"redis://HOST:PORT/DB\")",
 }
 
 -- What kind of coordinator a `coordinator` option names: "process", "shared" or "redis", and
@@ -90,13 +90,19 @@ function M.kind(spec)
 end
 
 -- Makes the coordinator a client asked for: `spec` the `coordinator` option (nil: this
--- process), `opts` { lease = seconds, sched = the client's scheduler }. Raises (a message
+-- process), `opts` { lease = seconds, sched = the client's scheduler, log = its log
+-- function }. Raises (a message
 -- without position, for new() to wrap) when it cannot be made.
 function M.new(spec, opts)
   local kind, why = M.kind(spec)
   if not kind then error("option 'coordinator' " .. why, 0) end
   if LATER[kind] then
     error("option 'coordinator': " .. LATER[kind] .. " is not available yet", 0)
+  end
+  if kind == "redis" then
+    local ok, made = pcall(require("faceswap.coordinator.redis").new, spec, opts)
+    if not ok then error("option 'coordinator': " .. tostring(made), 0) end
+    return made
   end
   return require("faceswap.coordinator.process").new(opts)
 end
