@@ -3,10 +3,7 @@
 -- that POSTs callbacks.
 local cjson = require "cjson"
 local socket = require "socket"
-local util = require "faceswap.simulator.util"
-local sched = require "faceswap.simulator.sched"
-local S = require "faceswap.simulator.state"
-local png = require "faceswap.simulator.png"
+local util, sched, S, png = require "faceswap.simulator.parts" ("util", "sched", "state", "png")
 
 local M = {}
 
