@@ -39,12 +39,7 @@ local function file_part(b, name, filename, ctype, data)
     "\r\n"
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.support.shell").contents
 
 local tmpfiles = {}
 local function tmpfile(data)
