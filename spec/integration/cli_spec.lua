@@ -1,10 +1,7 @@
 -- The command line: bin/faceswap run as a user runs it (a subprocess with USEAPI_TOKEN and
 -- USEAPI_BASE_URL in its environment) against the simulator; exact output and exit status.
-local faceswap = require "faceswap"
-local cli = require "faceswap.cli"
-local fixture = require "spec.support.fixture"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local faceswap, cli, fixture, compat, shell =
+  require "spec.support.uses" ("faceswap", "faceswap.cli", "fixture", "compat", "shell")
 local shell_quote, capture, read_all = shell.quote, shell.capture, shell.read
 local http = require "socket.http"
 

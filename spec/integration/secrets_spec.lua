@@ -3,11 +3,8 @@
 -- split a header or a request line are refused before anything is sent; a jobid cannot change
 -- the path or the query; plain http:// only to loopback; redirects are never followed; TLS
 -- verification has no switch. Runs under Lua 5.4 and LuaJIT 2.1 alike.
-local faceswap = require "faceswap"
-local fixture = require "spec.support.fixture"
-local sim = require "spec.support.sim"
-local socket = require "socket"
-local shell = require "spec.support.shell"
+local faceswap, fixture, sim, socket, shell =
+  require "spec.support.uses" ("faceswap", "fixture", "sim", "socket", "shell")
 local shell_quote, capture, read_file = shell.quote, shell.capture, shell.read
 
 local SECRET = "tok-SECRET-5f0c9a17"

@@ -3,11 +3,8 @@
 -- wire: documented answers, strictness, keep-alive, job progression, callbacks and every
 -- scripted misbehaviour. Run from the repository root: lua5.4 /usr/bin/busted spec/integration/simulator_spec.lua
 
-local socket = require "socket"
-local cjson = require "cjson"
-local sim = require "spec.support.sim"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local socket, cjson, sim, compat, shell =
+  require "spec.support.uses" ("socket", "cjson", "sim", "compat", "shell")
 
 local TOKEN = "test-token"
 
