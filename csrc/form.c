@@ -268,51 +268,7 @@ static int collides_on_disk(const form_part *parts, int n, const char *b, size_t
 
 /* ---- bodies ---------------------------------------------------------------------------- */
 
-static void add_part_head(luaL_Buffer *buf, const char *b, size_t blen, const form_part *p) {
-  luaL_addlstring(buf, "--", 2);
-  luaL_addlstring(buf, b, blen);
-  luaL_addstring(buf, "\r\nContent-Disposition: form-data; name=\"");
-  luaL_addstring(buf, p->name);
-  if (p->filename) {
-    luaL_addstring(buf, "\"; filename=\"");
-    luaL_addlstring(buf, p->filename, p->filename_len);
-    luaL_addstring(buf, "\"\r\nContent-Type: ");
-    luaL_addstring(buf, p->type);
-  } else {
-    luaL_addchar(buf, '"');
-  }
-  luaL_addstring(buf, "\r\n\r\n");
-}
-
-/* Pushes the body of parts that are all in memory, as a string. */
-static void write_multipart(lua_State *L, const form_part *parts, int n, const char *b,
-                            size_t blen) {
-  luaL_Buffer buf;
-  int i;
-#if LUA_VERSION_NUM >= 502
-  size_t total = blen + 8;
-  for (i = 0; i < n; i++)
-    if (parts[i].s)
-      total += parts[i].len + parts[i].filename_len + blen + 160;
-  luaL_buffinitsize(L, &buf, total); /* one allocation: a large image is not copied twice */
-#else
-  luaL_buffinit(L, &buf);
-#endif
-  for (i = 0; i < n; i++) {
-    const form_part *p = &parts[i];
-    if (!p->s)
-      continue;
-    add_part_head(&buf, b, blen, p);
-    luaL_addlstring(&buf, p->s, p->len);
-    luaL_addlstring(&buf, "\r\n", 2);
-  }
-  luaL_addlstring(&buf, "--", 2);
-  luaL_addlstring(&buf, b, blen);
-  luaL_addlstring(&buf, "--\r\n", 4);
-  luaL_pushresult(&buf);
-}
-
-/* The text of a body with files on disk, written at p (NULL: only measured into len). */
+/* The text of a body, written at p (NULL: only measured into len). */
 typedef struct { char *p; size_t len; } text_out;
 
 static void put(text_out *o, const char *s, size_t n) {
@@ -325,7 +281,8 @@ static void put_str(text_out *o, const char *s) {
   put(o, s, strlen(s));
 }
 
-/* Lays the body out as write_multipart does, each file on disk a hole of the body. */
+/* Lays the body out: each part's head, then its bytes in memory or, for a file on disk, a hole
+ * of the body (body NULL: none noted). */
 static void lay_out(text_out *o, const form_part *parts, int n, const char *b, size_t blen,
                     upload_body *body) {
   int i, k = 0;
@@ -379,8 +336,23 @@ void form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
   lua_pushliteral(L, "multipart/form-data; boundary=");
   lua_pushlstring(L, b, blen);
   lua_concat(L, 2);
-  if (!files) {
-    write_multipart(L, parts, n, b, blen);
+  if (!files) { /* measured, then written once into a string of that size */
+    text_out o = {NULL, 0};
+#if LUA_VERSION_NUM >= 502
+    luaL_Buffer buf;
+    lay_out(&o, parts, n, b, blen, NULL);
+    o.p = luaL_buffinitsize(L, &buf, o.len); /* a large image is not copied twice */
+    o.len = 0;
+    lay_out(&o, parts, n, b, blen, NULL);
+    luaL_pushresultsize(&buf, o.len);
+#else
+    lay_out(&o, parts, n, b, blen, NULL);
+    o.p = (char *)lua_newuserdata(L, o.len);
+    o.len = 0;
+    lay_out(&o, parts, n, b, blen, NULL);
+    lua_pushlstring(L, o.p, o.len);
+    lua_remove(L, -2);
+#endif
   } else {
     text_out o = {NULL, 0};
     upload_body *body;

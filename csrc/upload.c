@@ -647,25 +647,24 @@ static int file_tostring(lua_State *L) {
   return 1;
 }
 
+/* Registers the metatable `name`: its metamethods, and its methods as __index. */
+static void new_metatable(lua_State *L, const char *name, const luaL_Reg *meta,
+                          const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 void upload_open(lua_State *L) {
+  static const luaL_Reg body_meta[] = {
+      {"__gc", body_close}, {"__len", body_len}, {"__tostring", body_tostring}, {NULL, NULL}};
   static const luaL_Reg body_methods[] = {{"read", body_read}, {"close", body_close}, {NULL, NULL}};
+  static const luaL_Reg file_meta[] = {
+      {"__gc", file_close}, {"__tostring", file_tostring}, {NULL, NULL}};
   static const luaL_Reg file_methods[] = {{"close", file_close}, {NULL, NULL}};
-  luaL_newmetatable(L, BODY_MT);
-  lua_pushcfunction(L, body_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, body_len);
-  lua_setfield(L, -2, "__len");
-  lua_pushcfunction(L, body_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, body_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, FILE_MT);
-  lua_pushcfunction(L, file_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, file_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, file_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  new_metatable(L, BODY_MT, body_meta, body_methods);
+  new_metatable(L, FILE_MT, file_meta, file_methods);
 }

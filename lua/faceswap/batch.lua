@@ -319,15 +319,7 @@ function M.method(internals)
             if retry_in and retry_in < soonest then soonest = retry_in end
           end
         end
-        if not entry then
-          entry = { task = me, refused = refused }
-          local at = #waiters + 1
-          if refused then
-            at = 1
-            while waiters[at] and waiters[at].refused do at = at + 1 end
-          end
-          table.insert(waiters, at, entry)
-        end
+        entry = entry or authority.queue_waiter(waiters, me, refused)
         sched:park(faceswap.now() + math.max(soonest, 0.001))
       end
     end

@@ -335,6 +335,20 @@ function Channel:try(owner, ahead)
   return lease
 end
 
+-- Queues task `me` among `waiters` (first served first) and returns its entry: one `refused`
+-- (it met a full queue) goes ahead of those not sent yet, behind those refused before it.
+-- A batch's wait for the first channel with room (faceswap.batch) queues the same way.
+function M.queue_waiter(waiters, me, refused)
+  local entry = { task = me, refused = refused }
+  local at = #waiters + 1
+  if refused then
+    at = 1
+    while waiters[at] and waiters[at].refused do at = at + 1 end
+  end
+  table.insert(waiters, at, entry)
+  return entry
+end
+
 -- Waits for a slot: the lease, or nil and the error the call gets (the channel is dead, or
 -- paused longer than `max_pause` seconds). `refused`: the caller met a full queue, and waits
 -- ahead of the callers not sent yet (behind those refused before it): else the one more slot
@@ -362,15 +376,7 @@ function Channel:acquire(refused, max_pause)
       return nil, paused_error(self, retry_in)
     end
     if why ~= "dead" then
-      if not entry then
-        entry = { task = me, refused = refused }
-        local at = #w + 1
-        if refused then
-          at = 1
-          while w[at] and w[at].refused do at = at + 1 end
-        end
-        table.insert(w, at, entry)
-      end
+      entry = entry or M.queue_waiter(w, me, refused)
       pause_for(self, me, retry_in)
     end
   end
@@ -470,6 +476,24 @@ function Channel:ready(max_pause)
   end
 end
 
+-- Waits until no request of ours is on its way here (settled() wakes the waiting tasks): the
+-- task `me` parks, a second at a time; a caller that cannot park (me false or nil) drives the
+-- client's other tasks and transfers meanwhile.
+local function settle(self, me)
+  while self.posting > 0 do
+    if me then
+      self.settling[#self.settling + 1] = me
+      self.sched:park(core.now() + 1)
+      for k = #self.settling, 1, -1 do
+        if self.settling[k] == me then table.remove(self.settling, k) end
+      end
+    else
+      self.sched:step(1, true)
+    end
+    self:sweep()
+  end
+end
+
 -- The wait before the next try after `err` (the retry policy's delay): after a queue-full 429,
 -- once our other requests on their way here are answered, the queue holds the jobs that run;
 -- with some running the next try waits for a slot (a delay of 0), with none it waits as the
@@ -480,18 +504,7 @@ function Channel:delay(err, attempt, o)
     -- in acquire or ready, for what is left of the pause)
     if err.retry_after ~= nil then return retry.delay(err, attempt, o) end
     local me = self.sched:current()
-    while self.posting > 0 do
-      if me then
-        self.settling[#self.settling + 1] = me
-        self.sched:park(core.now() + 1)
-        for k = #self.settling, 1, -1 do
-          if self.settling[k] == me then table.remove(self.settling, k) end
-        end
-      else
-        self.sched:step(1, true)
-      end
-      self:sweep()
-    end
+    settle(self, me)
     local running = self.coord:running(self.key)
     if running > 0 then
       self.coord:learn(self.key, running)
@@ -534,18 +547,7 @@ local function hold_upstream(self, me)
     if ok or why == "dead" or why == "paused" then break end
     pause_for(self, me, retry_in)
   end
-  while self.posting > 0 do
-    if me ~= BLOCKING then
-      self.settling[#self.settling + 1] = me
-      self.sched:park(core.now() + 1)
-      for k = #self.settling, 1, -1 do
-        if self.settling[k] == me then table.remove(self.settling, k) end
-      end
-    else
-      self.sched:step(1, true)
-    end
-    self:sweep()
-  end
+  settle(self, me ~= BLOCKING and me)
 end
 
 -- Takes the exclusive hold, waiting for the holder to release it. A task that can yield parks

@@ -303,13 +303,15 @@ function Scheduler:cancel(t, why)
 end
 
 -- close(): every task ends with a `cancelled` error (the running one at its next yield), and
--- step() refuses to run from now on.
-function Scheduler:close()
+-- step() refuses to run from now on. Every scheduler's close (faceswap.resty.scheduler's too):
+-- it needs only the scheduler's `closed` flag, its `tasks` set and its own `cancel`.
+function M.close_scheduler(self)
   self.closed = true
   local list = {}
   for t in pairs(self.tasks) do list[#list + 1] = t end
   for i = 1, #list do self:cancel(list[i], "client closed") end
 end
+Scheduler.close = M.close_scheduler
 
 -- Queues the ids of transfers that have ended.
 local function transfers_ended(self, ...)

@@ -3,12 +3,7 @@
 package.path = "./?.lua;" .. package.path
 local gen = require "tools.bench_readme"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.support.shell").contents
 
 describe("the README's Benchmarks rows #unit", function()
   it("are what tools/bench_readme.lua makes of docs/benchmarks.md's summary", function()

@@ -76,11 +76,7 @@ local function run_in(dir, base_url, command, seconds)
   return out:gsub("exit %d+\n$", ""), status
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = shell.write
 
 -- A scratch directory holding the files the examples name: prompts, and images (a real PNG
 -- under every name; the type is read from the bytes).

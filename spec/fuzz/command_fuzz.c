@@ -160,13 +160,10 @@ typedef struct {
  * Content-Type header; returns NULL or why the body is refused. */
 NOCOV static const char *read_multipart(const char *body, size_t len, const char *b, size_t blen,
                                         field *f, int nf) {
-  const char *p = body, *end = body + len;
+  const char *p = body, *end = body + len, *why;
   char delim[80];
-  memcpy(delim, "\r\n--", 4);
-  memcpy(delim + 4, b, blen);
-  if ((size_t)(end - p) < blen + 2 || memcmp(p, "--", 2) || memcmp(p + 2, b, blen))
-    return "body does not start with --boundary";
-  p += 2 + blen;
+  if ((why = multipart_open(&p, end, b, blen, delim)) != NULL)
+    return why;
   for (;;) {
     static const char cd[] = "Content-Disposition: form-data; name=\"";
     static const char ct[] = "Content-Type: ";
@@ -555,11 +552,7 @@ static void check_read(const char *body, size_t len, unsigned flags) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
-  L = luaL_newstate();
-  luaL_openlibs(L);
-  luaL_requiref(L, "faceswap.core", luaopen_faceswap_core, 0);
-  lua_settop(L, 1);
-  atexit(close_state);
+  open_state();
   return 0;
 }
 
@@ -569,22 +562,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
   cmd = *p++;
   flags = *p++;
-  /* the boundary generator restarts each run, so an input always makes the same boundaries */
-  lua_getfield(L, 1, "build_command");
-  {
-    unsigned long long *rng = NULL;
-    if (lua_getupvalue(L, -1, 1)) {
-      rng = (unsigned long long *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
-    }
-    CHECK(rng != NULL, "build_command has no boundary generator upvalue");
-    *rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)cmd;
-  }
-  lua_pop(L, 1);
+  seed_boundaries("build_command", cmd);
   check_build(&p, end, cmd, flags);
   check_read((const char *)p, (size_t)(end - p), flags);
   CHECK(lua_gettop(L) == 1, "the harness left values on the stack");
-  if (++runs % 16 == 0) lua_gc(L, LUA_GCCOLLECT, 0);
-  else lua_gc(L, LUA_GCSTEP, 0);
+  end_run();
   return 0;
 }

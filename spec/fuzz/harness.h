@@ -1,7 +1,8 @@
 /* harness.h: what the libFuzzer harnesses (response_fuzz.c, request_fuzz.c, command_fuzz.c)
  * share: the Lua state, the mismatch check, and the text rules they check the core against,
  * written from RFC 3629 and API.md rather than from the core's code. Define FUZZ_NAME (the
- * harness's name, for its messages) before including it. */
+ * harness's name, for its messages) before including it, after lua.h, lauxlib.h, lualib.h and
+ * the declaration of luaopen_faceswap_core. */
 #ifndef FACESWAP_FUZZ_HARNESS_H
 #define FACESWAP_FUZZ_HARNESS_H
 #include <stdio.h>
@@ -93,5 +94,52 @@ NOCOV static int contains(const char *h, size_t hlen, const char *n, size_t nlen
 
 /* Whether s is well-formed UTF-8. */
 NOCOV static int utf8_ok(const char *s, size_t len) { return utf8_chars(s, len) >= 0; }
+
+/* The start of a multipart body, which has no preamble: it begins with the first --boundary.
+ * delim gets CRLF -- boundary (it needs 4 + blen bytes), *p moves past that first boundary;
+ * returns NULL, or why the body is refused. */
+NOCOV static const char *multipart_open(const char **p, const char *end, const char *b, size_t blen,
+                                        char *delim) {
+  memcpy(delim, "\r\n--", 4);
+  memcpy(delim + 4, b, blen);
+  if ((size_t)(end - *p) < blen + 2 || memcmp(*p, "--", 2) || memcmp(*p + 2, b, blen))
+    return "body does not start with --boundary";
+  *p += 2 + blen;
+  return NULL;
+}
+
+/* ---- the entry points' common parts ------------------------------------------------------ */
+
+/* LLVMFuzzerInitialize's state: the standard libraries and the core, whose table lives at
+ * index 1 for every run; closed at exit. */
+NOCOV static void open_state(void) {
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  luaL_requiref(L, "faceswap.core", luaopen_faceswap_core, 0);
+  lua_settop(L, 1);
+  atexit(close_state);
+}
+
+/* Restarts the boundary generator of the core's function `fn` (its first upvalue) from seed,
+ * so an input always makes the same boundaries (and the fuzzer, which sees the comparisons,
+ * can learn to collide with them). */
+NOCOV static void seed_boundaries(const char *fn, unsigned long long seed) {
+  unsigned long long *rng = NULL;
+  lua_getfield(L, 1, fn);
+  if (lua_getupvalue(L, -1, 1)) {
+    rng = (unsigned long long *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+  }
+  if (!rng) fail("the core function has no boundary generator upvalue", fn);
+  *rng = 0x9E3779B97F4A7C15ULL ^ seed;
+  lua_pop(L, 1);
+}
+
+/* A run's end: the stack back to the core table alone, and a GC step (a full cycle every 16). */
+NOCOV static void end_run(void) {
+  lua_settop(L, 1);
+  if (++runs % 16 == 0) lua_gc(L, LUA_GCCOLLECT, 0);
+  else lua_gc(L, LUA_GCSTEP, 0);
+}
 
 #endif

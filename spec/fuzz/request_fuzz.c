@@ -279,16 +279,12 @@ NOCOV static const char *find(const char *h, const char *hend, const char *n, si
 
 NOCOV static const char *strict_multipart(const char *body, size_t len, const char *b, size_t blen,
                                     slot *got) {
-  const char *p = body, *end = body + len;
+  const char *p = body, *end = body + len, *why;
   char delim[80]; /* CRLF -- boundary */
   int i;
   for (i = 0; i < 5; i++) { got[i].present = 0; got[i].len = 0; got[i].s = NULL; }
-  memcpy(delim, "\r\n--", 4);
-  memcpy(delim + 4, b, blen);
-  /* no preamble: the body starts with the first dash-boundary */
-  if ((size_t)(end - p) < blen + 2 || memcmp(p, "--", 2) || memcmp(p + 2, b, blen))
-    return "body does not start with --boundary";
-  p += 2 + blen;
+  if ((why = multipart_open(&p, end, b, blen, delim)) != NULL)
+    return why;
   for (;;) {
     const char *hdr_end, *content, *next, *line, *v, *ve;
     char name[64];
@@ -665,11 +661,7 @@ static void check_get(const slot *id, int cancel, int as_job) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
   verbose = getenv("FUZZ_VERBOSE") != NULL;
-  L = luaL_newstate();
-  luaL_openlibs(L);
-  luaL_requiref(L, "faceswap.core", luaopen_faceswap_core, 0);
-  lua_settop(L, 1); /* the core table lives at index 1 */
-  atexit(close_state);
+  open_state();
   return 0;
 }
 
@@ -681,23 +673,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   flags = *p++;
   extra = *p++;
   read_slots(&p, end, sl);
-  /* the boundary generator restarts each run, so an input always makes the same boundaries
-   * (and the fuzzer, which sees the comparisons, can learn to collide with them) */
-  lua_getfield(L, 1, "build_headshot");
-  {
-    unsigned long long *rng = NULL;
-    if (lua_getupvalue(L, -1, 1)) {
-      rng = (unsigned long long *)lua_touserdata(L, -1);
-      lua_pop(L, 1);
-    }
-    CHECK(rng != NULL, "build_headshot has no boundary generator upvalue");
-    *rng = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)(flags >> 4);
-  }
-  lua_pop(L, 1);
+  seed_boundaries("build_headshot", flags >> 4);
   check_headshot(sl, flags, extra);
   check_get(&sl[S_JOBID], (flags >> 6) & 1, (flags >> 7) & 1);
   CHECK(lua_gettop(L) == 1, "the harness left values on the stack");
-  if (++runs % 16 == 0) lua_gc(L, LUA_GCCOLLECT, 0);
-  else lua_gc(L, LUA_GCSTEP, 0);
+  end_run();
   return 0;
 }

@@ -170,6 +170,15 @@ static int set_status(lua_State *S) {
   return 0;
 }
 
+/* core.type of the value at idx is `want`. */
+static void check_type(int idx, const char *want) {
+  lua_getfield(L, 1, "type");
+  lua_pushvalue(L, idx);
+  lua_call(L, 1, 1);
+  CHECK(str_at(-1) && strcmp(str_at(-1), want) == 0, want);
+  lua_pop(L, 1);
+}
+
 /* A job at idx made from body; ref at ref_idx is core_json_decode(body) (a table). */
 static void check_job(int idx, const char *body, size_t blen, int ref_idx) {
   int i, has_c, has_r;
@@ -178,11 +187,7 @@ static void check_job(int idx, const char *body, size_t blen, int ref_idx) {
   const char *st;
   idx = lua_absindex(L, idx);
   CHECK(lua_type(L, idx) == LUA_TUSERDATA, "a job must be a userdata");
-  lua_getfield(L, 1, "type");
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 1);
-  CHECK(str_at(-1) && strcmp(str_at(-1), "job") == 0, "core.type(job) ~= \"job\"");
-  lua_pop(L, 1);
+  check_type(idx, "job");
 
   /* every field: what the core's build-mode reader gives for the same text */
   for (i = 0; i < NFIELDS; i++) {
@@ -324,11 +329,7 @@ static void check_error(int idx, const err_model *m) {
   int i, ok = 0;
   idx = lua_absindex(L, idx);
   CHECK(lua_type(L, idx) == LUA_TTABLE, "an error must be a table");
-  lua_getfield(L, 1, "type");
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 1);
-  CHECK(str_at(-1) && strcmp(str_at(-1), "error") == 0, "core.type(err) ~= \"error\"");
-  lua_pop(L, 1);
+  check_type(idx, "error");
 
   lua_getfield(L, idx, "kind");
   k = str_at(-1);
@@ -661,11 +662,7 @@ static void check_decode(const char *body, size_t blen) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc; (void)argv;
-  L = luaL_newstate();
-  luaL_openlibs(L);
-  luaL_requiref(L, "faceswap.core", luaopen_faceswap_core, 0);
-  lua_settop(L, 1); /* the core table lives at index 1 */
-  atexit(close_state);
+  open_state();
   return 0;
 }
 
@@ -706,8 +703,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (op = 0; op < 3; op++)
     check_read(op, status, body, blen, headers, hlen);
   CHECK(lua_gettop(L) >= 7, "stack");
-  lua_settop(L, 1);
-  if (++runs % 16 == 0) lua_gc(L, LUA_GCCOLLECT, 0);
-  else lua_gc(L, LUA_GCSTEP, 0);
+  end_run();
   return 0;
 }

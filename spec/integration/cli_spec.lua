@@ -1,23 +1,16 @@
 -- The command line: bin/faceswap run as a user runs it (a subprocess with USEAPI_TOKEN and
 -- USEAPI_BASE_URL in its environment) against the simulator; exact output and exit status.
-local faceswap = require "faceswap"
-local cli = require "faceswap.cli"
-local sim = require "spec.support.sim"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local faceswap, cli, fixture, compat, shell =
+  require "spec.support.uses" ("faceswap", "faceswap.cli", "fixture", "compat", "shell")
 local shell_quote, capture, read_all = shell.quote, shell.capture, shell.read
 local http = require "socket.http"
 
-local TOKEN = "test-token"
+local TOKEN = fixture.TOKEN
 local HINT = "Try 'faceswap --help' for usage.\n"
 
 
 
-local function write_all(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local write_all, lines = shell.write, shell.lines
 
 
 local ROOT = capture("pwd"):gsub("\n$", "")
@@ -26,20 +19,10 @@ local BIN = ROOT .. "/bin/faceswap"
 -- that Lua, so the command line is tested on each (bin/faceswap picks the matching build)
 local RUN_BIN = (compat.lua == "lua5.4" and "" or compat.lua .. " ") .. shell_quote(BIN)
 
-local function temp_dir()
-  return (capture("mktemp -d"):gsub("\n$", ""))
-end
-
 local function ls(dir)
   local names = {}
   for name in capture("ls -A " .. shell_quote(dir)):gmatch("[^\n]+") do names[#names + 1] = name end
   return names
-end
-
-local function lines(text)
-  local out = {}
-  for line in text:gmatch("([^\n]*)\n") do out[#out + 1] = line end
-  return out
 end
 
 -- A single-job wait off a terminal says each change of status on its own line: those lines'
@@ -54,15 +37,9 @@ local function changes(err, jobid)
 end
 
 describe("faceswap command line #lua_only", function()
+  local fx = fixture.simulator { job_seconds = 0.2, client = false, tmp = true }
   local s, tmp
-
-  setup(function() s = sim.start { job_seconds = 0.2, token = TOKEN } end)
-  teardown(function() s:stop() end)
-  before_each(function()
-    s:reset()
-    tmp = temp_dir()
-  end)
-  after_each(function() os.execute("rm -rf " .. shell_quote(tmp)) end)
+  before_each(function() s, tmp = fx.sim, fx.tmp end)
 
   -- Runs bin/faceswap with args; returns exit status, stdout, stderr. opts.env: variables to
   -- set (false unsets one), over USEAPI_TOKEN and USEAPI_BASE_URL; opts.stdin: piped in.

@@ -97,9 +97,7 @@ describe("client commands", function()
     end)
 
     it("refuses a FIFO, a device and a HEIC before anything is sent", function()
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir " .. dir))
+      local dir = require("spec.support.shell").tmpdir()
       local fifo = dir .. "/face.png"
       assert(os.execute("mkfifo " .. fifo))
       local heic = dir .. "/face.heic"
@@ -214,13 +212,7 @@ describe("client commands", function()
         tasks[i] = fx.client:spawn(function() return fx.client:listid() end)
       end
       fx.client:run()
-      for i = 1, 3 do
-        local job, err = tasks[i]:result()
-        assert.is_nil(err)
-        assert.equal("completed", job.status)
-      end
-      assert.equal(0, fx.sim:stats().rejected)
-      assert.equal(3, #sent("/listid"))
+      fx.all_completed(tasks, "/listid")
     end)
 
     it("makes a call outside any task wait, driving the tasks, while a task holds the channel", function()

@@ -2,12 +2,8 @@
 -- spec/support/tls.lua makes) in front of the simulator; `ca_file`; a self-signed server that
 -- must be refused; and proxies, through a recording CONNECT proxy (spec/support/connect_proxy.lua)
 -- that shows exactly which bytes a proxy gets.
-local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
-local nginx = require "spec.support.nginx"
-local tls = require "spec.support.tls"
-local proxy = require "spec.support.connect_proxy"
-local shell = require "spec.support.shell"
+local faceswap, sim, nginx, tls, proxy, shell =
+  require "spec.support.uses" ("faceswap", "sim", "nginx", "tls", "connect_proxy", "shell")
 
 local TOKEN = "https-spec-token-7f3a9c"
 local LUA = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))

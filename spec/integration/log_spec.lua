@@ -1,10 +1,7 @@
 -- Logs: a line per request (method, path with its query, status, milliseconds, attempt), per
 -- retry wait and per give-up, to the `log` option or, with $FACESWAP_LOG, to stderr; the token
 -- never appears, even at debug.
-local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local faceswap, sim, compat, shell = require "spec.support.uses" ("faceswap", "sim", "compat", "shell")
 
 local SECRET = "tok-SECRET-2b7e1516"
 

@@ -3,10 +3,7 @@
 -- so docs/faults.md's table holds for both; the whole attempt keeps to `timeout`; and TLS
 -- inside nginx verifies with lua_ssl_trusted_certificate (a throwaway CA), refusing a
 -- self-signed server.
-local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
-local nginx = require "spec.support.nginx"
-local tls = require "spec.support.tls"
+local faceswap, sim, nginx, tls = require "spec.support.uses" ("faceswap", "sim", "nginx", "tls")
 
 local TOKEN = "test-token"
 local JOBID = "0123456789abcdef0123456789abcdef"

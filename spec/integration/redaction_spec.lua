@@ -2,11 +2,8 @@
 -- the API token or a Discord token back in its error text gets it replaced by [token] in the
 -- log lines, in tostring(err) and the error's fields, in what the command line prints (stderr,
 -- --json) and in what it records in a --state file.
-local fixture = require "spec.support.fixture"
-local faceswap = require "faceswap"
-local logs = require "faceswap.log"
-local shell = require "spec.support.shell"
-local cjson = require "cjson"
+local fixture, faceswap, logs, shell, cjson =
+  require "spec.support.uses" ("fixture", "faceswap", "faceswap.log", "shell", "cjson")
 
 local TOKEN = "secret-api-token-0123456789"
 local DISCORD = "discord-secret-token-ABCDEF"

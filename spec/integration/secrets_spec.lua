@@ -3,11 +3,8 @@
 -- split a header or a request line are refused before anything is sent; a jobid cannot change
 -- the path or the query; plain http:// only to loopback; redirects are never followed; TLS
 -- verification has no switch. Runs under Lua 5.4 and LuaJIT 2.1 alike.
-local faceswap = require "faceswap"
-local fixture = require "spec.support.fixture"
-local sim = require "spec.support.sim"
-local socket = require "socket"
-local shell = require "spec.support.shell"
+local faceswap, fixture, sim, socket, shell =
+  require "spec.support.uses" ("faceswap", "fixture", "sim", "socket", "shell")
 local shell_quote, capture, read_file = shell.quote, shell.capture, shell.read
 
 local SECRET = "tok-SECRET-5f0c9a17"
@@ -256,6 +253,10 @@ describe("secrets", function()
 
   describe("control bytes", function()
     local BYTES = { 0, 1, 8, 9, 10, 13, 27, 31, 127 }
+    -- check(prefix .. byte .. suffix, the byte as the errors name it) for each byte of BYTES.
+    local function each_byte(prefix, suffix, check)
+      for _, b in ipairs(BYTES) do check(prefix .. string.char(b) .. suffix, string.format("0x%02X", b)) end
+    end
 
     local function refused_everything_sent()
       assert.same({}, fx.sim:requests())
@@ -278,30 +279,26 @@ describe("secrets", function()
 
     it("in a channel: new and headshot raise, naming the byte, before any connection", function()
       local c = new()
-      for _, b in ipairs(BYTES) do
-        local hex = string.format("0x%02X", b)
-        local channel = "1100000000000000001" .. string.char(b) .. "X"
+      each_byte("1100000000000000001", "X", function(channel, hex)
         assert.has_error(function() new { channel = channel } end,
           "bad argument #1 to 'new' (default channel contains control byte " .. hex .. ")")
         assert.has_error(function() c:headshot { prompt = "p", channel = channel } end,
           "bad argument #1 to 'headshot' (channel contains control byte " .. hex .. ")")
-      end
+      end)
       c:close()
       refused_everything_sent()
     end)
 
     it("in a jobid: job and cancel raise, naming the byte, before any connection", function()
       local c = new()
-      for _, b in ipairs(BYTES) do
-        local hex = string.format("0x%02X", b)
-        local jobid = "0123abcd" .. string.char(b) .. "Host: evil"
+      each_byte("0123abcd", "Host: evil", function(jobid, hex)
         assert.has_error(function() c:job(jobid) end,
           "bad argument #1 to 'job' (jobid contains control byte " .. hex .. ")")
         assert.has_error(function() c:cancel(jobid) end,
           "bad argument #1 to 'cancel' (jobid contains control byte " .. hex .. ")")
         assert.has_error(function() c:wait(jobid) end,
           "bad argument #1 to 'wait' (jobid contains control byte " .. hex .. ")")
-      end
+      end)
       -- a job object whose jobid holds one (a callback body decodes to any string): the
       -- server's doing, so nil, err and nothing sent (issue 11: server values never raise)
       local odd = assert(faceswap.decode('{"jobid":"a\\r\\nb"}'))

@@ -3,10 +3,7 @@
 -- these leave it in states no other spec wants. Runs on any Lua: the simulator and the
 -- connection holder are lua5.4 child processes (their `ulimit -n` raised by their shell).
 
-local socket = require "socket"
-local cjson = require "cjson"
-local faceswap = require "faceswap"
-local sim = require "spec.support.sim"
+local socket, cjson, faceswap, sim = require "spec.support.uses" ("socket", "cjson", "faceswap", "sim")
 
 local TOKEN = "test-token"
 
@@ -205,27 +202,18 @@ describe("the simulator under load #external", function()
     s = sim.start { blocking_seconds = 0 }
     local base = rss_kib(s.pid)
     local boundary = "xyzzy-boundary"
-    local bodies, paths = {}, {}
+    local bodies, datas = {}, {}
     for i = 1, 8 do
       local n = 3 * 1024 * 1024 + i
       local image = string.rep(string.char(i, 0x50, 0x4e, 0x47, i * 7 % 256), math.ceil(n / 5)):sub(1, n)
       bodies[i] = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"idname\"\r\n\r\nbig" .. i
         .. "\r\n--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.png\"\r\n"
         .. "Content-Type: image/png\r\n\r\n" .. image .. "\r\n--" .. boundary .. "--\r\n"
-      for _, data in ipairs({ image, bodies[i] }) do
-        paths[#paths + 1] = os.tmpname()
-        local f = assert(io.open(paths[#paths], "wb"))
-        f:write(data)
-        f:close()
-      end
+      datas[#datas + 1] = image
+      datas[#datas + 1] = bodies[i]
     end
     -- the CRC-32s as zlib computes them: image 1, body 1, image 2...
-    local p = io.popen("python3 -c 'import sys, zlib\nfor p in sys.argv[1:]: "
-      .. "print(zlib.crc32(open(p, \"rb\").read()))' " .. table.concat(paths, " "))
-    local crcs = {}
-    for line in p:lines() do crcs[#crcs + 1] = tonumber(line) end
-    p:close()
-    for _, path in ipairs(paths) do os.remove(path) end
+    local crcs = zlib_crc32s(datas)
     assert.equal(16, #crcs)
     for i = 1, 8 do
       local c = assert(socket.connect(s.host, s.port))

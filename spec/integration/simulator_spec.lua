@@ -3,11 +3,8 @@
 -- wire: documented answers, strictness, keep-alive, job progression, callbacks and every
 -- scripted misbehaviour. Run from the repository root: lua5.4 /usr/bin/busted spec/integration/simulator_spec.lua
 
-local socket = require "socket"
-local cjson = require "cjson"
-local sim = require "spec.support.sim"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local socket, cjson, sim, compat, shell =
+  require "spec.support.uses" ("socket", "cjson", "sim", "compat", "shell")
 
 local TOKEN = "test-token"
 
@@ -476,10 +473,17 @@ describe("simulator #lua_only", function()
       assert.equals(2, s:stats().rejected)
     end)
 
-    it("frees a slot when a job ends on its own", function()
-      s:config { max_running = 1, job_seconds = 0.1 }
+    -- With one slot (max_running 1, jobs of job_seconds): a job that holds it, a headshot
+    -- refused meanwhile.
+    local function hold_the_slot(job_seconds)
+      s:config { max_running = 1, job_seconds = job_seconds }
       local job = start_jobs(1)[1]
       assert.equals(429, headshot_json({ prompt = "p" }).status)
+      return job
+    end
+
+    it("frees a slot when a job ends on its own", function()
+      local job = hold_the_slot(0.1)
       assert.truthy(sim.wait_for(function() return get_job(job.jobid).json.status == "completed" end, 3))
       local failing = start_jobs(1, { prompt = "sim:fail" })[1]
       assert.truthy(sim.wait_for(function() return get_job(failing.jobid).json.status == "failed" end, 3))
@@ -488,9 +492,7 @@ describe("simulator #lua_only", function()
     end)
 
     it("frees the slot of a cancelled job, and a job forced back to running takes one again", function()
-      s:config { max_running = 1, job_seconds = 60 }
-      local job = start_jobs(1)[1]
-      assert.equals(429, headshot_json({ prompt = "p" }).status)
+      local job = hold_the_slot(60)
       assert.equals("cancelled", http("GET", "/jobs/cancel/?jobid=" .. job.jobid).json.status)
       local second = start_jobs(1)[1]
       s:advance(second.jobid, "moderated")
@@ -969,22 +971,19 @@ print(r.status_code, r.json()["prompt"])
       assert.equals(2, s:stats().requests)
     end)
 
-    it("reset_before drops the connection without an answer or a job", function()
-      s:script { action = "reset_before" }
-      local res, err = headshot_json { prompt = "p" }
-      assert.is_nil(res)
-      assert.equals("closed", err)
-      assert.equals(1, #s:requests())
-      assert.same({}, s:jobs())
-    end)
-
-    it("close_after_body closes without an answer, but the job exists", function()
-      s:script { action = "close_after_body" }
-      local res, err = headshot_json { prompt = "p" }
-      assert.is_nil(res)
-      assert.equals("closed", err)
-      assert.equals(1, #s:jobs())
-    end)
+    for _, case in ipairs { -- { name, action, the jobs made }
+      { "reset_before drops the connection without an answer or a job", "reset_before", 0 },
+      { "close_after_body closes without an answer, but the job exists", "close_after_body", 1 },
+    } do
+      it(case[1], function()
+        s:script { action = case[2] }
+        local res, err = headshot_json { prompt = "p" }
+        assert.is_nil(res)
+        assert.equals("closed", err)
+        assert.equals(1, #s:requests())
+        assert.equals(case[3], #s:jobs())
+      end)
+    end
 
     it("process overrides whether the request is acted on", function()
       s:script { { action = "queue_full", process = true }, { action = "close_after_body", process = false } }

@@ -12,18 +12,8 @@ local CH1, CH2 = "1100000000000000001", "1100000000000000002"
 local FACE = "spec/support/demo-face.png"
 local FAST = { interval = 0.05, max_interval = 0.05, timeout = 30 }
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local shell = require "spec.support.shell"
+local read, write = shell.contents, shell.write
 
 local tmpfiles = {}
 local function tmpfile(data)

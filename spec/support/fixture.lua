@@ -31,6 +31,8 @@
 --   fx.misuse(spec, cases, check)   a spec per case { fn, text }: fn(fx.client) raises `text` at
 --                                   fn's own line of the file `spec` (the caller's line); then
 --                                   check(i), if given
+--   fx.all_completed(tasks, path) each task's result a completed job, not an error; none
+--                                   rejected by the simulator; one request a task to `path`
 --   fx.retry(over)                  a retry policy whose sleeps take no time: each wait it asks
 --                                   for goes into fx.slept (emptied before each spec), and its
 --                                   random() is 0.5; over's fields on top
@@ -178,6 +180,15 @@ function M.simulator(opts)
         if check then check(i) end
       end)
     end
+  end
+  function fx.all_completed(tasks, path)
+    for _, t in ipairs(tasks) do
+      local job, err = t:result()
+      luassert.is_nil(err)
+      luassert.equal("completed", job.status)
+    end
+    luassert.equal(0, fx.sim:stats().rejected)
+    luassert.equal(#tasks, #fx.sent(path))
   end
   function fx.sent(path)
     return requests_where(fx.sim, function(p) return p == path end)

@@ -23,6 +23,14 @@ function M.read(path)
   return data
 end
 
+-- A file's bytes; raises (naming the file) when it cannot be read.
+function M.contents(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
 -- Writes data to path (bytes as they are).
 function M.write(path, data)
   local f = assert(io.open(path, "wb"))

@@ -8,12 +8,7 @@ local faceswap = require "faceswap"
 local luadoc = require "tools.commands_luadoc"
 local model = require "tools.model"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("*a")
-  f:close()
-  return text
-end
+local read = require("spec.support.shell").contents
 
 local ROWS = core.commands("all")
 

@@ -39,12 +39,7 @@ local function file_part(b, name, filename, ctype, data)
     "\r\n"
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("spec.support.shell").contents
 
 local tmpfiles = {}
 local function tmpfile(data)
@@ -445,9 +440,7 @@ describe("core.build_command #unit", function()
   end)
 
   it("reads only a regular file: a FIFO, a device or a directory is refused unopened", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir " .. dir))
+    local dir = require("spec.support.shell").tmpdir()
     local fifo = dir .. "/pipe.png"
     assert(os.execute("mkfifo " .. fifo))
     -- a writer holds the FIFO open (Linux opens a FIFO "r+" at once), so that code that opens

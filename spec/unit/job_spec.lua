@@ -27,19 +27,16 @@ describe("job objects #unit", function()
 
   it("has every upstream field by name, exactly as sent", function()
     assert.equal("job", faceswap.type(job))
-    assert.equal("8a1f574fdbf79e8cd57e070476d9d5f3", job.jobid)
-    assert.equal("faceswap-headshot", job.verb)
-    assert.equal("completed", job.status)
-    assert.equal("portrait --no green --square", job.prompt)
-    assert.equal("2023-09-09T02:04:49.667Z", job.created)
-    assert.equal("2023-09-09T02:05:31.002Z", job.updated)
-    assert.equal("ABC…secured…xyz", job.discord)
-    assert.equal("1000000000000000001", job.server)
-    assert.equal("1100000000000000001", job.channel)
-    assert.equal("https://example.com/cb", job.replyUrl)
-    assert.equal("r-1", job.replyRef)
-    assert.equal("1149891234567890123", job.messageId)
-    assert.equal("2023-09-09T02:04:50.123000+00:00", job.timestamp)
+    local sent = { -- each field as upstream sent it, in its order
+      { "jobid", "8a1f574fdbf79e8cd57e070476d9d5f3" }, { "verb", "faceswap-headshot" },
+      { "status", "completed" }, { "prompt", "portrait --no green --square" },
+      { "created", "2023-09-09T02:04:49.667Z" }, { "updated", "2023-09-09T02:05:31.002Z" },
+      { "discord", "ABC…secured…xyz" }, { "server", "1000000000000000001" },
+      { "channel", "1100000000000000001" }, { "replyUrl", "https://example.com/cb" },
+      { "replyRef", "r-1" }, { "messageId", "1149891234567890123" },
+      { "timestamp", "2023-09-09T02:04:50.123000+00:00" },
+    }
+    for _, field in ipairs(sent) do assert.equal(field[2], job[field[1]], field[1]) end
     assert.equal(200, job.code)
     assert.equal("200", tostring(job.code))   -- not 200.0 (math.type: 5.3+)
     if math.type then assert.equal("integer", math.type(job.code)) end
@@ -133,14 +130,17 @@ describe("faceswap.decode #unit", function()
   end
 
   it("rejects what is not a job with a clear bad_response", function()
-    assert.equal("invalid JSON: unexpected end of text at byte 13", decode_error('{"jobid":"a"'))
-    assert.equal("invalid JSON: text after the value at byte 15", decode_error('{"jobid":"a"} x'))
-    assert.equal("not a job: JSON is not an object", decode_error('["a"]'))
-    assert.equal("not a job: no jobid string", decode_error('{"jobid":12}'))
-    assert.equal("field embeds is not an array", decode_error('{"jobid":"a","embeds":"x"}'))
-    assert.equal("invalid JSON: unexpected character at byte 10", decode_error('{"jobid":NaN}'))
-    assert.equal("invalid JSON: nested too deeply at byte 66",
-      decode_error(('['):rep(66) .. (']'):rep(66)))
+    for _, case in ipairs { -- { what the error says, the text decoded }
+      { "invalid JSON: unexpected end of text at byte 13", '{"jobid":"a"' },
+      { "invalid JSON: text after the value at byte 15", '{"jobid":"a"} x' },
+      { "not a job: JSON is not an object", '["a"]' },
+      { "not a job: no jobid string", '{"jobid":12}' },
+      { "field embeds is not an array", '{"jobid":"a","embeds":"x"}' },
+      { "invalid JSON: unexpected character at byte 10", '{"jobid":NaN}' },
+      { "invalid JSON: nested too deeply at byte 66", ('['):rep(66) .. (']'):rep(66) },
+    } do
+      assert.equal(case[1], decode_error(case[2]))
+    end
   end)
 
   it("reads escapes and surrogate pairs", function()

@@ -102,20 +102,24 @@ describe("core.read_response #unit", function()
       "Fri, 31 Dec 9999 23:59:59 GMT\r\n\r\n").retry_after)
   end)
 
+  -- Each case { command, status, body, retryable, error }: read as an error of that kind.
+  local function reads(kind, cases)
+    for _, c in ipairs(cases) do
+      assert.same({ kind = kind, code = c[2], retryable = c[4], sent = true, error = c[5] },
+        read(c[1], c[2], c[3]))
+    end
+  end
+
   it("reads any 5xx as server, whatever its body, retryable only for a GET", function()
-    assert.same({ kind = "server", code = 502, error = "HTTP 502: Bad Gateway", retryable = false,
-                  sent = true },
-      read("headshot", 502, "<html><body>Bad Gateway</body></html>"))
-    assert.same({ kind = "server", code = 503, error = "HTTP 503", retryable = true,
-                  sent = true }, read("job", 503, ""))
-    assert.same({ kind = "server", code = 500, error = "boom", retryable = true, sent = true },
-      read("job", 500, '{"error":"boom","code":500}'))
+    reads("server", {
+      { "headshot", 502, "<html><body>Bad Gateway</body></html>", false, "HTTP 502: Bad Gateway" },
+      { "job", 503, "", true, "HTTP 503" },
+      { "job", 500, '{"error":"boom","code":500}', true, "boom" },
+    })
   end)
 
   it("reads a redirect as server: redirects are not followed", function()
-    assert.same({ kind = "server", code = 302, retryable = false, sent = true,
-                  error = "unexpected HTTP 302 (redirects are not followed)" },
-      read("job", 302, ""))
+    reads("server", { { "job", 302, "", false, "unexpected HTTP 302 (redirects are not followed)" } })
   end)
 
   describe("a 429 or 5xx that is not useapi's JSON (a CDN's page)", function()
@@ -184,35 +188,26 @@ describe("core.read_response #unit", function()
   end)
 
   it("reads a 2xx that is not a job as bad_response with the status", function()
-    assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
-                  error = "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
-      read("job", 200, '{"jobid": "abc", "status": '))
-    assert.same({ kind = "bad_response", code = 200, retryable = false, sent = true,
-                  error = "HTTP 200 answer: not a job: no jobid string" },
-      read("headshot", 200, '{"error":"Unauthorized","code":200}'))
-    assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
-                  error = "HTTP 200 answer: field status is not a string" },
-      read("job", 200, '{"jobid":"a","status":7}'))
-    assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
-                  error = "HTTP 200 answer: field attachments is not an array of objects" },
-      read("job", 200, '{"jobid":"a","attachments":["x"]}'))
-    assert.same({ kind = "bad_response", code = 200, retryable = true, sent = true,
-                  error = "HTTP 200 answer: field code is not a number" },
-      read("job", 200, '{"jobid":"a","code":"200"}'))
+    reads("bad_response", {
+      { "job", 200, '{"jobid": "abc", "status": ', true,
+        "HTTP 200 answer: invalid JSON: unexpected end of text at byte 28" },
+      { "headshot", 200, '{"error":"Unauthorized","code":200}', false,
+        "HTTP 200 answer: not a job: no jobid string" },
+      { "job", 200, '{"jobid":"a","status":7}', true, "HTTP 200 answer: field status is not a string" },
+      { "job", 200, '{"jobid":"a","attachments":["x"]}', true,
+        "HTTP 200 answer: field attachments is not an array of objects" },
+      { "job", 200, '{"jobid":"a","code":"200"}', true, "HTTP 200 answer: field code is not a number" },
+    })
   end)
 
   it("reads a 4xx that is not the documented error JSON as bad_response", function()
-    assert.same({ kind = "bad_response", code = 404, retryable = false, sent = true,
-                  error = "HTTP 404 answer is not a documented error (not JSON)" },
-      read("headshot", 404, "<html>Not Found</html>"))
-    -- not retryable for a GET either: a proxy's error page does not change when asked again
-    assert.same({ kind = "bad_response", code = 401, retryable = false, sent = true,
-                  error = "HTTP 401 answer is not a documented error (not JSON)" },
-      read("job", 401, "<html>Unauthorized</html>"))
-    assert.same({ kind = "bad_response", code = 400, retryable = false, sent = true,
-                  error = "HTTP 400 answer is not a documented error (no error string, or a " ..
-                    "field of the wrong type)" },
-      read("headshot", 400, '{"error":"x","code":"400"}'))
+    reads("bad_response", {
+      { "headshot", 404, "<html>Not Found</html>", false, "HTTP 404 answer is not a documented error (not JSON)" },
+      -- not retryable for a GET either: a proxy's error page does not change when asked again
+      { "job", 401, "<html>Unauthorized</html>", false, "HTTP 401 answer is not a documented error (not JSON)" },
+      { "headshot", 400, '{"error":"x","code":"400"}', false,
+        "HTTP 400 answer is not a documented error (no error string, or a field of the wrong type)" },
+    })
   end)
 
   it("treats invalid UTF-8 inside a JSON string as not JSON", function()

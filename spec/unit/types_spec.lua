@@ -47,6 +47,20 @@ end
 local function parse_type(s, i, names)
   local function skip(j) return s:match("^%s*()", j) end
   local union
+  -- `name: type` items separated by commas, names matching pattern, from j: the position
+  -- after the character that ends the list (checked by the caller), or nil.
+  local function fields(j, pattern)
+    repeat
+      local name, after = s:match(pattern, j)
+      if not name then return nil end
+      j = union(after)
+      if not j then return nil end
+      j = skip(j)
+      local ch = s:sub(j, j)
+      j = j + 1
+    until ch ~= ","
+    return j
+  end
   local function primary(j)
     j = skip(j)
     if s:sub(j, j) == "(" then
@@ -59,31 +73,14 @@ local function parse_type(s, i, names)
       return e and e + 1
     end
     if s:sub(j, j) == "{" then -- {name: type, ...}
-      j = j + 1
-      repeat
-        local key, after = s:match("^%s*([%a_][%w_]*)%s*:()", j)
-        if not key then return nil end
-        j = union(after)
-        if not j then return nil end
-        j = skip(j)
-        local ch = s:sub(j, j)
-        j = j + 1
-      until ch ~= ","
-      return s:sub(j - 1, j - 1) == "}" and j or nil
+      j = fields(j + 1, "^%s*([%a_][%w_]*)%s*:()")
+      return j and s:sub(j - 1, j - 1) == "}" and j or nil
     end
     if s:find("^fun%(", j) then
       j = j + 4
       if s:sub(skip(j), skip(j)) ~= ")" then
-        repeat
-          local param, after = s:match("^%s*([%a_][%w_]*%??)%s*:()", j)
-          if not param then return nil end
-          j = union(after)
-          if not j then return nil end
-          j = skip(j)
-          local ch = s:sub(j, j)
-          j = j + 1
-        until ch ~= ","
-        if s:sub(j - 1, j - 1) ~= ")" then return nil end
+        j = fields(j, "^%s*([%a_][%w_]*%??)%s*:()")
+        if not j or s:sub(j - 1, j - 1) ~= ")" then return nil end
       else
         j = skip(j) + 1
       end

@@ -167,13 +167,9 @@ function Scheduler:cancel(t, why)
   return false
 end
 
--- close(): every task ends with a `cancelled` error (see cancel), and step() refuses to run.
-function Scheduler:close()
-  self.closed = true
-  local list = {}
-  for t in pairs(self.tasks) do list[#list + 1] = t end
-  for i = 1, #list do self:cancel(list[i], "client closed") end
-end
+-- close(): every task ends with a `cancelled` error (see cancel), and step() refuses to run
+-- (faceswap.task's, which needs only `closed`, `tasks` and this cancel).
+Scheduler.close = task.close_scheduler
 
 -- nil: nginx's event loop wakes the threads itself; a host has no timer to arm.
 function Scheduler.next_wakeup() return nil end

@@ -8,9 +8,7 @@
 -- unless the setting seed_identity is "", one saved identity of that name (default "me") as its
 -- default, so a headshot works at once as it always has in this simulator. An account added
 -- with POST /account/<channel> starts as a real new one does: no credits used, no identity.
-local util = require "faceswap.simulator.util"
-local images = require "faceswap.simulator.png"
-local S = require "faceswap.simulator.state"
+local util, images, S = require "faceswap.simulator.parts" ("util", "png", "state")
 
 local M = {}
 

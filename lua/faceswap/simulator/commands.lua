@@ -17,13 +17,8 @@
 -- channel for blocking_seconds, then answer a job-shaped result: status completed (results in
 -- attachments) or failed (the bot's reply in content). Which texts the bot replies is
 -- undocumented; the simulator's are plausible and listed in docs/simulator.md.
-local util = require "faceswap.simulator.util"
-local images = require "faceswap.simulator.png"
-local sched = require "faceswap.simulator.sched"
-local http = require "faceswap.simulator.http"
-local jobs = require "faceswap.simulator.jobs"
-local accounts = require "faceswap.simulator.accounts"
-local S = require "faceswap.simulator.state"
+local util, images, sched, http, jobs, accounts, S =
+  require "faceswap.simulator.parts" ("util", "png", "sched", "http", "jobs", "accounts", "state")
 
 local M = {}
 

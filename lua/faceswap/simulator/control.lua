@@ -1,13 +1,8 @@
 -- faceswap.simulator.control: the /__sim/ endpoints through which a test configures the
 -- simulator and reads back what it received (JSON, never recorded or counted).
 local cjson = require "cjson"
-local util = require "faceswap.simulator.util"
-local sched = require "faceswap.simulator.sched"
-local http = require "faceswap.simulator.http"
-local jobs = require "faceswap.simulator.jobs"
-local faults = require "faceswap.simulator.faults"
-local accounts = require "faceswap.simulator.accounts"
-local S = require "faceswap.simulator.state"
+local util, sched, http, jobs, faults, accounts, S =
+  require "faceswap.simulator.parts" ("util", "sched", "http", "jobs", "faults", "accounts", "state")
 
 local M = {}
 

@@ -1,10 +1,6 @@
 -- faceswap.simulator.faults: scripted misbehaviour: actions queued through /__sim/script replace
 -- or mangle the next matching answer (429s, resets, truncation, slow or huge answers...).
-local util = require "faceswap.simulator.util"
-local sched = require "faceswap.simulator.sched"
-local http = require "faceswap.simulator.http"
-local commands = require "faceswap.simulator.commands"
-local S = require "faceswap.simulator.state"
+local util, sched, http, commands, S = require "faceswap.simulator.parts" ("util", "sched", "http", "commands", "state")
 
 local M = {}
 

@@ -3,10 +3,7 @@
 -- that POSTs callbacks.
 local cjson = require "cjson"
 local socket = require "socket"
-local util = require "faceswap.simulator.util"
-local sched = require "faceswap.simulator.sched"
-local S = require "faceswap.simulator.state"
-local png = require "faceswap.simulator.png"
+local util, sched, S, png = require "faceswap.simulator.parts" ("util", "sched", "state", "png")
 
 local M = {}
 
@@ -179,17 +176,19 @@ function Conn.new(sock)
   return setmetatable({ sock = sock, buf = "" }, Conn)
 end
 
--- Reads the header block. The first byte may take up to first_deadline (the keep-alive idle
--- timeout); after that each further piece gets IO_TIMEOUT.
-function Conn:read_head(first_deadline)
+-- Takes what stands in the buffer before the first sep (sep consumed with it), reading more
+-- while there is none; skip, a pattern, is cut from the buffer's start before each look. nil
+-- and "too large" past MAX_HEAD bytes; nil and the read's error when the peer ends or is
+-- silent: the first read may wait until first_deadline, each further one IO_TIMEOUT.
+function Conn:read_to(sep, first_deadline, skip)
   local deadline = first_deadline
   while true do
-    self.buf = self.buf:gsub("^\r\n", "")   -- RFC 9112: ignore a CRLF before a request line
-    local e = self.buf:find("\r\n\r\n", 1, true)
+    if skip then self.buf = self.buf:gsub(skip, "") end
+    local e = self.buf:find(sep, 1, true)
     if e then
-      local head = self.buf:sub(1, e - 1)
-      self.buf = self.buf:sub(e + 4)
-      return head
+      local text = self.buf:sub(1, e - 1)
+      self.buf = self.buf:sub(e + #sep)
+      return text
     end
     if #self.buf > MAX_HEAD then return nil, "too large" end
     local chunk, err = recv_some(self.sock, deadline)
@@ -197,6 +196,13 @@ function Conn:read_head(first_deadline)
     self.buf = self.buf .. chunk
     deadline = now() + IO_TIMEOUT
   end
+end
+
+-- Reads the header block. The first byte may take up to first_deadline (the keep-alive idle
+-- timeout); after that each further piece gets IO_TIMEOUT. RFC 9112: a CRLF before a request
+-- line is ignored.
+function Conn:read_head(first_deadline)
+  return self:read_to("\r\n\r\n", first_deadline, "^\r\n")
 end
 
 -- A request body as it comes off the socket: its pieces (one concat at the end), its size, and
@@ -317,20 +323,13 @@ function Conn:read_chunked(body)
   return true
 end
 
--- Reads one CRLF-terminated line (without it); nil and an error response when too long.
+-- Reads one CRLF-terminated line (without it); nil and an error response when too long, nil
+-- alone when the connection failed.
 function Conn:read_line()
-  while true do
-    local e = self.buf:find("\r\n", 1, true)
-    if e then
-      local line = self.buf:sub(1, e - 1)
-      self.buf = self.buf:sub(e + 2)
-      return line
-    end
-    if #self.buf > MAX_HEAD then return nil, error_response(400, "Malformed chunked body") end
-    local chunk = recv_some(self.sock, now() + IO_TIMEOUT)
-    if not chunk then return nil end
-    self.buf = self.buf .. chunk
-  end
+  local line, err = self:read_to("\r\n", now() + IO_TIMEOUT)
+  if line then return line end
+  if err == "too large" then return nil, error_response(400, "Malformed chunked body") end
+  return nil
 end
 
 -- Reads one whole request including its body. Returns the request, or nil and an optional

@@ -11,7 +11,8 @@
 --   s:stop()                                        -- also on garbage collection or <close>
 --
 -- The server itself is faceswap.simulator.server (`bin/faceswap-sim` starts it by hand) and its
--- parts: http, commands, jobs, accounts, faults, control, sched, state, util, png.
+-- parts: http, commands, jobs, accounts, faults, control, sched, state, util, png (each module
+-- takes its siblings from faceswap.simulator.parts in one line).
 -- Control calls are blocking (the spec process is a plain Lua process) and raise an error
 -- when the simulator answers anything but 200. Only luasocket and lua-cjson are needed.
 

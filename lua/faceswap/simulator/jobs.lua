@@ -1,11 +1,7 @@
 -- faceswap.simulator.jobs: jobs and their time: creation, the status timeline, results,
 -- callbacks to replyUrl, and the GET /jobs answers.
-local util = require "faceswap.simulator.util"
-local images = require "faceswap.simulator.png"
-local sched = require "faceswap.simulator.sched"
-local http = require "faceswap.simulator.http"
-local S = require "faceswap.simulator.state"
-local accounts = require "faceswap.simulator.accounts"
+local util, images, sched, http, S, accounts =
+  require "faceswap.simulator.parts" ("util", "png", "sched", "http", "state", "accounts")
 
 local M = {}
 M.mask, M.charge, M.left = accounts.mask, accounts.charge, accounts.left

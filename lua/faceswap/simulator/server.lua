@@ -1,13 +1,8 @@
 -- faceswap.simulator.server: the simulator's process: command-line options, the listening
 -- socket, one task per connection, and the main loop. `main(argv)` never returns.
 -- What it serves, its options and faults: docs/simulator.md.
-local sched = require "faceswap.simulator.sched"
-local http = require "faceswap.simulator.http"
-local faults = require "faceswap.simulator.faults"
-local control = require "faceswap.simulator.control"
-local commands = require "faceswap.simulator.commands"
-local S = require "faceswap.simulator.state"
-local png = require "faceswap.simulator.png"
+local sched, http, faults, control, commands, S, png =
+  require "faceswap.simulator.parts" ("sched", "http", "faults", "control", "commands", "state", "png")
 local socket = require "socket"
 
 local M = {}
