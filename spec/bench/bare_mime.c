@@ -27,29 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return 0; /* makes curl fail with CURLE_WRITE_ERROR */
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return n;
-}
+#include "peer_buf.h"
 
 int main(int argc, char **argv)
 {
@@ -83,7 +61,7 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     if (getenv("BARE_CAINFO"))
         curl_easy_setopt(h, CURLOPT_CAINFO, getenv("BARE_CAINFO"));

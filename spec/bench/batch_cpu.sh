@@ -16,17 +16,13 @@
 # checked; and CPU time (user + system, no valgrind) of a run of J2 jobs, the best of 3.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 J1="${J1:-100}"
 J2="${J2:-200}"
 CONCURRENCY="${CONCURRENCY:-16}"
 POLLS="${POLLS:-5}"
 INTERVAL="${INTERVAL:-0.05}"
 LUAS="${LUAS:-5.4}"
-CC="${CC:-gcc}"
-die() { echo "batch_cpu.sh: $*" >&2; exit 1; }
 (( J2 > J1 )) || die "need J2 > J1"
 mkdir -p "$OUT"
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/server" "$HERE/server.c"
@@ -36,37 +32,9 @@ mkdir -p "$OUT"
 "$CC" -O2 -Wall -Wextra -Werror -DWITH_CJSON -o "$OUT/peer_multi_cjson" "$HERE/peer_multi.c" \
   -I/usr/include/lua5.4 -llua5.4 $(pkg-config --cflags --libs libcurl)
 
-SERVER_PID=""
-cleanup() { [[ -z "$SERVER_PID" ]] || { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; } || true; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-PORT_FILE="$OUT/batch_cpu.port"
-LOG="$OUT/batch_cpu.server.log"
-: > "$PORT_FILE"
-: > "$LOG"
-"$OUT/server" 0 "$POLLS" > "$PORT_FILE" 2> "$LOG" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-  PORT="$(head -n 1 "$PORT_FILE" 2>/dev/null || true)"
-  [[ "$PORT" =~ ^[0-9]+$ ]] && break
-  PORT=""
-  sleep 0.05
-done
-[[ -n "$PORT" ]] || die "server did not report its port"
+start_server batch_cpu "$POLLS"
 BASE="http://127.0.0.1:$PORT/v1/faceswap"
 
-served_count() {
-  local before after
-  before="$(grep -c '^served ' "$LOG" || true)"
-  kill -USR1 "$SERVER_PID" || die "server is gone"
-  for _ in $(seq 1 500); do
-    after="$(grep -c '^served ' "$LOG" || true)"
-    if (( after > before )); then awk '/^served / { n = $2 } END { print n }' "$LOG"; return; fi
-    sleep 0.01
-  done
-  die "server did not report its request count"
-}
 
 # per_job NAME cmd... (the job count is appended after the base URL) -> instructions per job
 per_job() {

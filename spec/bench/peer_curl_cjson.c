@@ -26,29 +26,7 @@
 #define PROMPT "portrait of a cat"
 #define BOUNDARY_LEN 24
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return n;
-}
+#include "peer_buf.h"
 
 /* A boundary of BOUNDARY_LEN letters and digits, different for every request. */
 static void make_boundary(char *out, unsigned long i)
@@ -101,7 +79,7 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_USERAGENT, "lua-faceswap/0.2.0");
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
 
     int rc = 0;

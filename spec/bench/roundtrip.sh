@@ -21,15 +21,11 @@
 # lua-faceswap to each peer.
 set -euo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-OUT="$ROOT/build/bench"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N1="${N1:-200}"
 N2="${N2:-1200}"
-CC="${CC:-gcc}"
 LUAS="${LUAS:-5.1 5.2 5.3 5.4 luajit}"
 
-die() { echo "roundtrip.sh: $*" >&2; exit 1; }
 (( N2 > N1 )) || die "need N2 > N1"
 command -v valgrind >/dev/null || die "valgrind not found"
 mkdir -p "$OUT"
@@ -45,47 +41,9 @@ lua_flags() {
   esac
 }
 
-SERVER_PID=""
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-PORT_FILE="$OUT/roundtrip.port"
-SERVER_LOG="$OUT/roundtrip.server.log"
-: > "$PORT_FILE"
-: > "$SERVER_LOG"
-"$OUT/server" 0 > "$PORT_FILE" 2> "$SERVER_LOG" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-  PORT="$(head -n 1 "$PORT_FILE" 2>/dev/null || true)"
-  [[ "$PORT" =~ ^[0-9]+$ ]] && break
-  PORT=""
-  kill -0 "$SERVER_PID" 2>/dev/null || die "server exited before listening"
-  sleep 0.05
-done
-[[ -n "$PORT" ]] || die "server did not report its port"
+start_server roundtrip
 BASE="http://127.0.0.1:$PORT/v1/faceswap"
 
-served_count() {
-  local before after
-  before="$(grep -c '^served ' "$SERVER_LOG" || true)"
-  kill -USR1 "$SERVER_PID" || die "server is gone"
-  for _ in $(seq 1 500); do
-    after="$(grep -c '^served ' "$SERVER_LOG" || true)"
-    if (( after > before )); then
-      awk '/^served / { n = $2 } END { print n }' "$SERVER_LOG"
-      return
-    fi
-    sleep 0.01
-  done
-  die "server did not report its request count"
-}
 
 total_ir() {
   local v

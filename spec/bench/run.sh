@@ -65,55 +65,13 @@ CURL_FLAGS="$(pkg-config --cflags --libs libcurl)" || die "pkg-config: libcurl n
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/bare_mime" "$HERE/bare_mime.c" $CURL_FLAGS
 
 # --- start the loopback server ---------------------------------------------
-SERVER_PID=""
-cleanup() {
-    if [[ -n "$SERVER_PID" ]]; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-PORT_FILE="$OUT/server.port"
-SERVER_LOG="$OUT/server.log"
-: > "$PORT_FILE"
-: > "$SERVER_LOG"
-"$OUT/server" 0 > "$PORT_FILE" 2> "$SERVER_LOG" &
-SERVER_PID=$!
-
-PORT=""
-for _ in $(seq 1 100); do
-    if [[ -s "$PORT_FILE" ]]; then
-        PORT="$(head -n 1 "$PORT_FILE")"
-        [[ "$PORT" =~ ^[0-9]+$ ]] && break
-        PORT=""
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited before listening"
-    sleep 0.05
-done
-[[ -n "$PORT" ]] || die "server did not report its port"
+start_server server
 
 BASE="http://127.0.0.1:$PORT"
 BARE_URL="$BASE$BARE_PATH"
 LUA_BASE_URL="${LUA_BASE_URL:-$BASE/v1/faceswap}"  # the same URL as the bare client
 
 # --- measuring --------------------------------------------------------------
-# Number of requests the server has answered so far (asks it with SIGUSR1).
-served_count() {
-    local before after
-    before="$(grep -c '^served ' "$SERVER_LOG" || true)"
-    kill -USR1 "$SERVER_PID" || die "server is gone"
-    for _ in $(seq 1 200); do
-        after="$(grep -c '^served ' "$SERVER_LOG" || true)"
-        if (( after > before )); then
-            awk '/^served / { n = $2 } END { print n }' "$SERVER_LOG"
-            return
-        fi
-        sleep 0.01
-    done
-    die "server did not report its request count"
-}
 
 VG=(valgrind --tool=callgrind --trace-children=no)
 
@@ -214,8 +172,7 @@ fi
 
 # --- the concurrency benchmarks ---------------------------------------------
 if [[ "${CONCURRENCY_BENCH:-1}" != 0 ]]; then
-    cleanup # the round-trip server is done with
-    SERVER_PID=""
+    stop_server # the round-trip server is done with
     if [[ -f "$CORE_SO" ]]; then
         echo
         LUA="$LUA" CC="$CC" bash "$HERE/concurrency.sh"

@@ -58,29 +58,7 @@ static size_t on_read(char *out, size_t size, size_t nmemb, void *ud)
     return done;
 }
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static size_t on_answer(char *data, size_t size, size_t nmemb, void *ud)
-{
-    struct buf *b = ud;
-    size_t n = size * nmemb;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return n;
-}
+#include "peer_buf.h"
 
 static double cpu_seconds(void)
 {
@@ -132,7 +110,7 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)b.total);
     curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(h, CURLOPT_READDATA, &b);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_answer);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
     if (getenv("PEER_ULBUF")) /* libcurl's send buffer, as lua-faceswap sets it for a file */
         curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, strtol(getenv("PEER_ULBUF"), NULL, 10));

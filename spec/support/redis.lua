@@ -16,12 +16,7 @@ local M = {}
 M.binary = "/usr/bin/redis-server"
 M.cli_binary = "/usr/bin/redis-cli"
 
-local function free_port()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return tonumber(port)
-end
+local free_port = require("spec.support.nginx").free_port
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))

@@ -72,6 +72,23 @@ local M = {}
 
 M.DEFAULT_LEASE = 60
 
+-- learn()'s capacity: a whole number from 1 (level 3: the method's caller).
+function M.check_capacity(capacity)
+  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
+    error("faceswap: coordinator: capacity must be a whole number from 1", 3)
+  end
+end
+
+-- The check every implementation makes first, in each method: a closed handle raises, and so
+-- does a key that is not a string (level 3: the method's caller).
+function M.check(self, key, what)
+  if self.closed then error("faceswap: the coordinator is closed", 3) end
+  if type(key) ~= "string" then
+    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
+      type(key), 3)
+  end
+end
+
 -- The implementations that will exist, by the scheme of the option; not "shared" yet.
 local LATER = {
   shared = "a shared dict coordinator (\"shared:DICT\")",

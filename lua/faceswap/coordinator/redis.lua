@@ -392,13 +392,8 @@ local function lost_state(self)
   return nil, self.lost
 end
 
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
-  if type(key) ~= "string" then
-    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
-  end
-end
+local check, check_capacity = require("faceswap.coordinator").check,
+  require("faceswap.coordinator").check_capacity -- (the checks every coordinator makes)
 
 local function fmt(x) return ("%.17g"):format(x) end
 
@@ -525,9 +520,7 @@ end
 
 function Coordinator:learn(channel, capacity)
   check(self, channel)
-  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
-    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
-  end
+  check_capacity(capacity)
   script(self, "learn", channel, ("%d"):format(capacity))
 end
 
