@@ -197,6 +197,13 @@ local function runs(job)
   return core.type(job) == "job" and job.status ~= nil and not job:done()
 end
 
+-- The order in which an item tries the shared channels: the least busy first, then the first
+-- named.
+local function by_load(a, b)
+  if a.load ~= b.load then return a.load < b.load end
+  return a.k < b.k
+end
+
 -- client:batch(list, opts), for init.lua to install: `internals` gives what it shares with the
 -- client's other methods (M: the faceswap module; exchange, check_wait_options).
 function M.method(internals)
@@ -305,10 +312,7 @@ function M.method(internals)
             local q = queues[k]
             if not is_dead(q) then order[#order + 1] = { q = q, load = q.ch:load(), k = k } end
           end
-          table.sort(order, function(a, b)
-            if a.load ~= b.load then return a.load < b.load end
-            return a.k < b.k
-          end)
+          if order[2] then table.sort(order, by_load) end
           for _, c in ipairs(order) do
             local lease, _, retry_in = c.q.ch:try(me, false)
             if lease then

@@ -49,7 +49,9 @@ local BLOCKING = setmetatable({}, { __tostring = function() return "blocking cal
 -- Whether an owner is gone without releasing: a task that ended (cancelled while it waited,
 -- which no pcall sees).
 local function gone(owner)
-  return owner ~= nil and owner ~= BLOCKING and owner:done()
+  -- (owner._result: what task:done() reads, without its check of the argument: an owner here
+  -- is always a task of faceswap.task's shape or BLOCKING)
+  return owner ~= nil and owner ~= BLOCKING and owner._result ~= nil
 end
 
 local Registry = {}
@@ -120,7 +122,7 @@ end
 
 -- The slot of a job of ours, if it still has one: its channel and lease.
 function Registry:slot(jobid)
-  local s = type(jobid) == "string" and self.jobs[jobid]
+  local s = jobid ~= nil and self.jobs[jobid] -- (only strings are keys there)
   if s and not s.ch.leases[s.lease] then
     self.jobs[jobid], s = nil, nil
   end
@@ -148,8 +150,9 @@ function Registry:renew(jobid, watch)
   if not s then return end
   local l = s.ch.leases[s.lease]
   if watch then l.watcher = self.sched:current() or BLOCKING end
-  if core.now() - (l.renewed or 0) >= self.lease / 4 then
-    l.renewed = core.now()
+  local now = core.now()
+  if now - (l.renewed or 0) >= self.lease / 4 then
+    l.renewed = now
     if not s.ch.coord:renew(s.ch.key, s.lease) then s.ch:forget(s.lease) end
   end
 end

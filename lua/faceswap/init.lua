@@ -648,10 +648,12 @@ function wait_loop(self, target, opts, xfer)
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then
-      local left = math.min(delay, math.max(deadline - M.now(), 0))
+      local left = deadline - M.now()
+      if left > delay then left = delay elseif left < 0 then left = 0 end
       while left > 0 do
-        local d = slots:slot(jobid) and math.min(left, piece) or left
-        M.sleep(d)
+        local d = left
+        if d > piece and slots:slot(jobid) then d = piece end
+        if not tasks.sleep(d) then M.sleep(d) end -- (a task's sleep, else M.sleep's others)
         left = left - d
         slots:renew(jobid)
       end

@@ -18,8 +18,17 @@ local core = require "faceswap.core"
 
 local now, interrupted = core.now, core.interrupted
 local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local co_status, co_running = coroutine.status, coroutine.running
 
 local M = {}
+
+-- How many tasks one step(0) resumes at most (new ones, those whose transfer ended, those whose
+-- sleep is over): the rest wait in their queues for the next step, and next_wakeup() is 0
+-- meanwhile. A frame loop's step(0) then never starts 50 requests or reads 50 answers at once.
+-- Only step(0) has a budget: a step that may wait (run(), a blocking call driving the others)
+-- takes everything that is due.
+M.STEP_BUDGET = 12
 
 local TRANSFER, SLEEP, PARK = {}, {}, {}
 
@@ -154,29 +163,40 @@ end
 -- stale (the task was woken early) and is dropped when it reaches the top.
 ---------------------------------------------------------------------------------------------
 local function heap_push(h, at, t)
+  local e = { at = at, task = t, token = t._token }
   local n = #h + 1
-  h[n] = { at = at, task = t, token = t._token }
+  -- sift up by moving parents down into the hole, then place the entry once
   while n > 1 do
-    local parent = math.floor(n / 2)
-    if h[parent].at <= h[n].at then break end
-    h[parent], h[n] = h[n], h[parent]
+    local parent = (n - n % 2) / 2
+    local p = h[parent]
+    if p.at <= at then break end
+    h[n] = p
     n = parent
   end
+  h[n] = e
 end
 
 local function heap_pop(h)
   local top, n = h[1], #h
-  h[1] = h[n]
+  local last = h[n]
   h[n] = nil
   n = n - 1
-  local i = 1
-  while true do
-    local l, r, m = 2 * i, 2 * i + 1, i
-    if l <= n and h[l].at < h[m].at then m = l end
-    if r <= n and h[r].at < h[m].at then m = r end
-    if m == i then break end
-    h[i], h[m] = h[m], h[i]
-    i = m
+  if n > 0 then
+    -- sift the last entry down from the root: the smaller child moves up into the hole
+    local at, i = last.at, 1
+    while true do
+      local l = 2 * i
+      if l > n then break end
+      local c, ca = h[l], h[l].at
+      if l < n then
+        local r = h[l + 1]
+        if r.at < ca then l, c, ca = l + 1, r, r.at end
+      end
+      if ca >= at then break end
+      h[i] = c
+      i = l
+    end
+    h[i] = last
   end
   return top
 end
@@ -207,7 +227,7 @@ end
 -- The running task, if it is one of this scheduler's and can yield here (see can_yield): a
 -- call that finds none blocks, as outside a task.
 function Scheduler:current()
-  local t = running[coroutine.running()]
+  local t = running[co_running()]
   if t and t._sched == self and can_yield() then return t end
   return nil
 end
@@ -232,19 +252,20 @@ end
 
 -- Records how a resume ended: the task finished, or what it now waits for.
 local function settle(self, t, ok, ...)
-  running[t._co] = nil
-  if coroutine.status(t._co) == "dead" then
+  local co = t._co
+  running[co] = nil
+  if co_status(co) == "dead" then
     if ok then
       return finished(self, t, pack(...))
     end
     local err = ...
-    if type(err) == "string" then err = debug.traceback(t._co, err) end
+    if type(err) == "string" then err = debug.traceback(co, err) end
     return finished(self, t, { n = 2, nil, err })
   end
   local what, arg = ...
   if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
-    running[t._co] = t
-    return settle(self, t, coroutine.resume(t._co))
+    running[co] = t
+    return settle(self, t, co_resume(co))
   end
   if t._cancel then -- cancelled while it ran: it stops at this yield
     local sent = t._sent
@@ -265,13 +286,14 @@ local function settle(self, t, ok, ...)
 end
 
 local function resume(self, t, ...)
+  local co = t._co
   t._token = t._token + 1
-  running[t._co] = t
-  return settle(self, t, coroutine.resume(t._co, ...))
+  running[co] = t
+  return settle(self, t, co_resume(co, ...))
 end
 
 function Scheduler:spawn(fn, ...)
-  local t = M.new(self, coroutine.create(fn), pack(...))
+  local t = M.new(self, co_create(fn), pack(...))
   self.count = self.count + 1
   self.tasks[t] = true
   push_ready(self, t)
@@ -324,12 +346,14 @@ local function transfers_ended(self, ...)
 end
 
 -- Resumes the tasks whose transfers have ended, one at a time off the queue (so that a
--- nested step resumes the rest); false when there were none. An id with no task (its task was
--- cancelled meanwhile) is dropped; nothing stops the others.
-local function resume_ended(self)
+-- nested step resumes the rest), at most `left` of them (the rest stay queued for the next
+-- step); returns how many it resumed, or false when there were none. An id with no task (its
+-- task was cancelled meanwhile) is dropped; nothing stops the others.
+local function resume_ended(self, left)
   local ended, waiting = self.ended, self.waiting
   if self.ended_head > self.ended_tail then return false end
-  while self.ended_head <= self.ended_tail do
+  local resumed = 0
+  while self.ended_head <= self.ended_tail and resumed < left do
     local head = self.ended_head
     local id = ended[head]
     ended[head], self.ended_head = nil, head + 1
@@ -337,12 +361,13 @@ local function resume_ended(self)
     waiting[id] = nil
     if t then
       t._transfer = false
+      resumed = resumed + 1
       resume(self, t)
     elseif not self.closed then
       self.transport:cancel(id)
     end
   end
-  return true
+  return resumed
 end
 
 -- One pass or more, until something ran or `timeout` seconds are over; 0 never blocks.
@@ -356,7 +381,9 @@ function Scheduler:step(timeout, nested)
       error("bad argument #1 to 'step' (called from inside one of its tasks)", 3)
     end
   end
-  local deadline = now() + timeout
+  -- step(0) from the host (not nested) resumes at most STEP_BUDGET tasks: see STEP_BUDGET
+  local left = (timeout == 0 and not nested) and M.STEP_BUDGET or math.huge
+  local deadline = timeout > 0 and now() + timeout or 0 -- (step(0): one pass, no clock read)
   local sleepers = self.sleepers
   repeat
     local progressed = false
@@ -364,7 +391,7 @@ function Scheduler:step(timeout, nested)
     if self.ready_head <= last then
       -- the tasks queued before this pass, taken off one at a time: a nested step takes on
       -- from where this one is
-      while self.ready_head <= last do
+      while self.ready_head <= last and left > 0 do
         local head = self.ready_head
         local t = ready[head]
         ready[head], self.ready_head = nil, head + 1
@@ -373,8 +400,10 @@ function Scheduler:step(timeout, nested)
           t._args = nil
         elseif args then -- a new task: its first resume passes spawn's arguments
           t._args = nil
+          left = left - 1
           resume(self, t, unpack(args, 1, args.n))
         else
+          left = left - 1
           resume(self, t)
         end
         if self.closed then return self.count end -- closed by the task just run
@@ -383,7 +412,7 @@ function Scheduler:step(timeout, nested)
     end
     -- wait for transfers only while nothing else is due
     local wait = 0
-    if not progressed and self.ready_head > self.ready_tail and
+    if timeout > 0 and not progressed and self.ready_head > self.ready_tail and
        self.ended_head > self.ended_tail then
       local t = now()
       wait = deadline - t
@@ -394,13 +423,17 @@ function Scheduler:step(timeout, nested)
       end
     end
     transfers_ended(self, self.transport:poll(wait))
-    if resume_ended(self) then progressed = true end
+    local resumed = resume_ended(self, left)
+    if resumed then
+      progressed, left = true, left - resumed
+    end
     if self.closed then return self.count end
     local t = now()
-    while sleepers[1] and sleepers[1].at <= t do
+    while left > 0 and sleepers[1] and sleepers[1].at <= t do
       local e = heap_pop(sleepers)
       if e.token == e.task._token then
         e.task._parked = false
+        left = left - 1
         resume(self, e.task)
         progressed = true
         if self.closed then return self.count end
@@ -425,7 +458,7 @@ end
 -- cannot yield): blocks on it. `opts`: the transfer's own options (the transport's).
 function Scheduler:transfer(method, target, content_type, body, opts)
   local transport = self.transport
-  local t = running[coroutine.running()]
+  local t = running[co_running()]
   if t and t._sched ~= self then t = nil end
   if not (t and can_yield()) then
     local status, headers, answer = transport:perform(method, target, content_type, body, opts)
@@ -434,7 +467,7 @@ function Scheduler:transfer(method, target, content_type, body, opts)
   end
   local id, err = transport:start(method, target, content_type, body, opts)
   if not id then return nil, err end
-  coroutine.yield(TRANSFER, id)
+  co_yield(TRANSFER, id)
   local status, headers, answer = transport:finish(id)
   if reached(status, headers) then t._sent = true end
   return status, headers, answer
@@ -478,9 +511,9 @@ end
 -- Sleeps by yielding when running inside any client's task; returns false otherwise (and
 -- where the task cannot yield).
 function M.sleep(seconds)
-  local t = running[coroutine.running()]
+  local t = running[co_running()]
   if not t or not can_yield() then return false end
-  coroutine.yield(SLEEP, now() + seconds)
+  co_yield(SLEEP, now() + seconds)
   return true
 end
 

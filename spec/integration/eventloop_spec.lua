@@ -101,6 +101,24 @@ describe("client:fd() and client:next_wakeup()", function()
     assert.is_true(steps > 1, "one step took all " .. n .. " answers")
   end)
 
+  it("step(0) reads at most 12 answers, the rest at the next steps", function()
+    fx.sim:config { latency = 2 }
+    local n = 30
+    for _ = 1, n do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
+    assert(sim.wait_for(function()
+      fx.client:step(0.01)
+      return #fx.sim:requests() == n
+    end, 60), "the simulator did not receive every request")
+    local sent = faceswap.now()
+    faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now())) -- every answer is in the socket buffers now
+    local left = {}
+    repeat
+      left[#left + 1] = fx.client:step(0)
+      if left[#left] > 0 then assert.equal(0, fx.client:next_wakeup()) end
+    until left[#left] == 0 or #left == 10
+    assert.same({ 18, 6, 0 }, left)
+  end)
+
   it("an idle client's fd stays quiet when the server closes the kept-alive connections", function()
     fx.sim:config { keepalive_timeout = 0.3 }
     for _ = 1, 3 do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
