@@ -32,7 +32,7 @@ describe("connection opens", function()
 
   local function spread(scheme, tasks)
     local c = faceswap.new { token = TOKEN, base_url = scheme .. "://127.0.0.1:" .. port,
-                             retry = false, timeout = 600 }
+                             retry = false, timeout = 600, connect_timeout = 600 }
     local started = {}
     -- polls: they take no slot of an account (headshots would, three at a time: lua/faceswap/channel.lua)
     for i = 1, tasks do started[i] = c:spawn(function() return c:job("spread" .. i) end) end
