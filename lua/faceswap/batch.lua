@@ -71,11 +71,14 @@ local function check_batch(list, opts)
         error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 3)
       end
     elseif name == "ledger" then
-      if type(value) ~= "string" or not (value:find("^file:.") or value:find("^redis://")) then
+      -- (or a ledger faceswap.ledger.open_batch opened for this list: the command line's)
+      local opened = type(value) == "table" and value.claim ~= nil
+      if not opened and (type(value) ~= "string" or
+          not (value:find("^file:.") or value:find("^redis://"))) then
         error("bad argument #2 to 'batch' (option 'ledger' must be \"file:PATH\" or " ..
           "\"redis://HOST:PORT/DB/NAME\")", 3)
       end
-      if value:find("^redis://") and not ledgers.parse_redis(value) then
+      if not opened and value:find("^redis://") and not ledgers.parse_redis(value) then
         error("bad argument #2 to 'batch' (option 'ledger': " ..
           select(2, ledgers.parse_redis(value)) .. ")", 3)
       end
@@ -240,7 +243,9 @@ function M.method(internals)
     -- the ledger (opts.ledger): claims, write-ahead records, results, shared with whoever
     -- opens the same one (lua/faceswap/ledger.lua)
     local book, ledger_error
-    if opts.ledger then
+    if type(opts.ledger) == "table" then
+      book = opts.ledger
+    elseif opts.ledger then
       local why, kind
       book, why, kind = ledgers.open_batch(opts.ledger, list, { sched = sched,
         lease = self._coordinator and self._coordinator.lease or 60, log = self._log,
@@ -460,7 +465,10 @@ function M.method(internals)
           return got.i, got.state, got.record
         end
         local busy = #cand - #got.settled -- (now the first of pending: to the end of the line)
-        for _ = 1, busy do pending[#pending + 1] = table.remove(pending, 1) end
+        for _ = 1, math.min(busy, #pending) do
+          local first = table.remove(pending, 1) -- (before the # of the next line is read)
+          pending[#pending + 1] = first
+        end
         scanned = scanned + busy
         if scanned >= #pending and pending[1] then
           scanned = 0
@@ -564,7 +572,8 @@ function M.method(internals)
     local renewer = book and book.kind == "redis" and sched:spawn(function()
       while true do
         sched:park(faceswap.now() + book.lease / 3)
-        book:renew()
+        local ok, why = book:renew()
+        if not ok and book.handle and book.handle.lost then ledger_error = ledger_error or why end
       end
     end)
     if sched:current() then
@@ -580,7 +589,7 @@ function M.method(internals)
     for k = 1, #queues do queues[k].ch.on_release[queues] = nil end
     if renewer and not renewer:done() then sched:cancel(renewer, "batch ended") end
     if book then
-      book:close()
+      if book ~= opts.ledger then book:close() end
       if ledger_error then
         for i = 1, n do
           results[i] = results[i] or core.error { kind = "transport", sent = false,

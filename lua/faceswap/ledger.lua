@@ -417,6 +417,11 @@ end
 -- Runs one of the scripts: its list, or nil and why (named with the ledger).
 function RedisBook:eval(body, ...)
   local r, why = self.handle:eval(body, self.claims, self.items, ...)
+  if not r and self.handle.lost then
+    return nil, ("ledger %s: Redis lost its state (the key %s is gone: Redis restarted " ..
+      "empty, or was flushed), and the ledger's records with it: nothing more is sent"):format(
+      self.where, self.handle.epoch_key)
+  end
   if not r then return nil, "ledger " .. self.where .. ": " .. tostring(why) end
   return r
 end
