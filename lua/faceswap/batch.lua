@@ -255,6 +255,15 @@ function M.method(internals)
           "invalid_request", sent = false, retryable = false, error = why }
       end
     end
+    -- A ledger that could not be read or written: its file, or a Redis that lost its state,
+    -- stops the batch's submissions; a Redis out of reach for now is waited for (logged).
+    local function ledger_failed(why)
+      if book:fatal() then
+        ledger_error = ledger_error or why
+      elseif self._log then
+        self._log("warn", tostring(why), "ledger")
+      end
+    end
     local max_pause = (self._retry or retry.defaults).max_retry_after
     local on_update = opts.on_update or function() end
     local on_send = opts.on_send
@@ -393,12 +402,16 @@ function M.method(internals)
             go, why = book:send(i, attempt)
             wrote = go
             if not go then
-              ledger_error = ledger_error or why
+              ledger_failed(why)
               go = false
             end
           end
           if go and on_send then go, why = on_send(i, attempt) end
-          if go == false then -- the caller could not record the request: it is not sent
+          if go == false and book and not wrote and not ledger_error then
+            -- Redis out of reach for now: not sent, tried again as the retry policy says
+            err = core.error { kind = "transport", sent = false, retryable = true,
+                               error = "not sent: " .. tostring(why) }
+          elseif go == false then -- the caller could not record the request: it is not sent
             err = core.error { kind = "cancelled", sent = false, retryable = false,
                                error = tostring(why or "not sent (on_send said no)") }
           else
@@ -409,12 +422,12 @@ function M.method(internals)
         if not job then is_dead(q) end
         if wrote and core.type(job) == "job" then
           local ok, why = book:record(i, "submitted", { jobid = job.jobid })
-          if not ok then ledger_error = ledger_error or why end
+          if not ok then ledger_failed(why) end
         elseif wrote and err and not ledgers.fate_unknown(err) then
           -- answered without a job (a 429...): nothing billed, the item may go again
           local ok, why = book:record(i, "refused", { kind = err.kind, code = err.code,
             error = tostring(err) })
-          if not ok then ledger_error = ledger_error or why end
+          if not ok then ledger_failed(why) end
         end
         return job, err
       end
@@ -452,8 +465,9 @@ function M.method(internals)
         for k = 1, math.min(#pending, 64) do cand[k] = pending[k] end
         local got, why = book:claim(cand)
         if not got then
-          ledger_error = ledger_error or why
-          return nil
+          ledger_failed(why)
+          if ledger_error then return nil end
+          got = { settled = {}, retry_in = 0.5 } -- Redis out of reach: asked again
         end
         for _, st in ipairs(got.settled) do
           unpend(st[1])
@@ -495,7 +509,7 @@ function M.method(internals)
         ok, why = book:record(i, err.sent == false and "refused" or "failed", { kind = err.kind,
           code = err.code, error = tostring(err), sent = err.sent }, true)
       end
-      if ok == nil and why then ledger_error = ledger_error or why end
+      if ok == nil and why then ledger_failed(why) end
     end
 
     local function work()
@@ -573,7 +587,7 @@ function M.method(internals)
       while true do
         sched:park(faceswap.now() + book.lease / 3)
         local ok, why = book:renew()
-        if not ok and book.handle and book.handle.lost then ledger_error = ledger_error or why end
+        if not ok then ledger_failed(why) end
       end
     end)
     if sched:current() then

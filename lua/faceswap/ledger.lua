@@ -274,6 +274,7 @@ end
 function FileBook:send(i, attempt) return self:write(i, "sending", { attempt = attempt }) end
 function FileBook:record(i, state, fields) return self:write(i, state, fields) end
 function FileBook.renew() return true end
+function FileBook.fatal() return true end -- (a file that cannot be written stops the batch)
 function FileBook:close() self.book:close() end
 
 ---------------------------------------------------------------------------------------------
@@ -481,6 +482,9 @@ function RedisBook:renew()
   if not r then return nil, why end
   return true
 end
+
+-- Whether the ledger cannot go on: Redis lost its state (out of reach is waited for).
+function RedisBook:fatal() return self.handle == nil or self.handle.lost ~= nil end
 
 function RedisBook:close()
   if self.handle then self.handle:close() end
