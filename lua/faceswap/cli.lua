@@ -140,9 +140,11 @@ M.options = {
     applies = { "batch" } },
   { name = "coordinator", metavar = "URL", help = "where the accounts' slots, holds and pauses " ..
     "are shared: redis://HOST:PORT/DB (default $FACESWAP_COORDINATOR; with --state redis://..., " ..
-    "that Redis; else this process)" },
+    "that Redis; else this process)", applies = plus(rows_where(function() return true end),
+    "batch") },
   { name = "lease", metavar = "S", help = "seconds after which a slot, or a --state redis:// " ..
-    "claim, whose process stopped renewing it is free (default 60)" },
+    "claim, whose process stopped renewing it is free (default 60)",
+    applies = plus(rows_where(function() return true end), "batch") },
   { name = "interval", metavar = "S", help = "first poll interval in seconds while waiting",
     applies = plus(rows_where(waitable), "wait", "batch") },
   { name = "base-url", metavar = "URL", help = "API base URL (default $USEAPI_BASE_URL, " ..

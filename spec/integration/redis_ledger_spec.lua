@@ -166,4 +166,27 @@ describe("batch --state redis:// #external", function()
     assert.equal(3, completed)
     assert.equal(6, #lines_of(out))
   end)
+
+  it("client:batch{ledger = ...}: a second run, file or Redis, returns the recorded jobs and sends nothing", function()
+    local faceswap = require "faceswap"
+    local client = faceswap.new { token = fx.TOKEN, base_url = fx.base_url, retry = false }
+    local list = { "red", { prompt = "blue", replyRef = "b" } }
+    for _, ledger in ipairs { "file:" .. fx.tmp .. "/ledger", server.url .. "/api" } do
+      local before = fx.sim:count("POST")
+      local first = client:batch(list, { ledger = ledger, wait = { interval = 0.05 } })
+      assert.equal(before + 2, fx.sim:count("POST"))
+      local again = client:batch(list, { ledger = ledger, wait = { interval = 0.05 } })
+      assert.equal(before + 2, fx.sim:count("POST"))
+      for i = 1, 2 do
+        assert.equal("completed", first[i].status)
+        assert.equal(first[i].jobid, again[i].jobid)
+        assert.equal(first[i]:json(), again[i]:json())
+      end
+    end
+    local ok, err = pcall(client.batch, client, list, { ledger = "redis://127.0.0.1:1/0" })
+    assert.is_false(ok)
+    assert.truthy(err:find("bad argument #2 to 'batch' (option 'ledger': expected " ..
+      "redis://HOST:PORT/DB/NAME)", 1, true), err)
+    client:close()
+  end)
 end)
