@@ -90,7 +90,8 @@ describe("batch --state redis:// #external", function()
     assert.equal(before, fx.sim:count("POST"))
   end)
 
-  it("kill -9 between the sending record and the answer: unknown, not resent; --resubmit-unknown sends it once", function()
+  it("kill -9 between the sending record and the answer: unknown, not resent; " ..
+    "--resubmit-unknown sends it once", function()
     fx.sim:script { action = "hang", process = true, match = "^POST", count = 1 } -- made, never answered
     local prompts, ledger = fx.tmp .. "/one.txt", server.url .. "/unknown"
     write(prompts, "one\n")
