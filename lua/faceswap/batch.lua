@@ -12,6 +12,7 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local authority = require "faceswap.channel"
+local ledgers = require "faceswap.ledger"
 
 local M = {}
 
@@ -68,6 +69,22 @@ local function check_batch(list, opts)
     elseif name == "on_update" or name == "stop" or name == "on_send" then
       if type(value) ~= "function" then
         error("bad argument #2 to 'batch' (option '" .. name .. "' must be a function)", 4)
+      end
+    elseif name == "ledger" then
+      -- (or a ledger faceswap.ledger.open_batch opened for this list: the command line's)
+      local opened = type(value) == "table" and value.claim ~= nil
+      if not opened and (type(value) ~= "string" or
+          not (value:find("^file:.") or value:find("^redis://"))) then
+        error("bad argument #2 to 'batch' (option 'ledger' must be \"file:PATH\" or " ..
+          "\"redis://HOST:PORT/DB/NAME\")", 3)
+      end
+      if not opened and value:find("^redis://") and not ledgers.parse_redis(value) then
+        error("bad argument #2 to 'batch' (option 'ledger': " ..
+          select(2, ledgers.parse_redis(value)) .. ")", 3)
+      end
+    elseif name == "resubmit_unknown" then
+      if type(value) ~= "boolean" then
+        error("bad argument #2 to 'batch' (option 'resubmit_unknown' must be a boolean)", 3)
       end
     elseif name == "channels" then
       local ok = value == "all" or (type(value) == "table" and #value > 0)
@@ -231,6 +248,30 @@ function M.method(internals)
       end
     end
     local sched, policy = self._sched, self._retry or NO_RETRY
+    -- the ledger (opts.ledger): claims, write-ahead records, results, shared with whoever
+    -- opens the same one (lua/faceswap/ledger.lua)
+    local book, ledger_error
+    if type(opts.ledger) == "table" then
+      book = opts.ledger
+    elseif opts.ledger then
+      local why, kind
+      book, why, kind = ledgers.open_batch(opts.ledger, list, { sched = sched,
+        lease = self._coordinator and self._coordinator.lease or 60, log = self._log,
+        resubmit_unknown = opts.resubmit_unknown })
+      if not book then
+        return nil, core.error { kind = kind == "unavailable" and "transport" or
+          "invalid_request", sent = false, retryable = false, error = why }
+      end
+    end
+    -- A ledger that could not be read or written: its file, or a Redis that lost its state,
+    -- stops the batch's submissions; a Redis out of reach for now is waited for (logged).
+    local function ledger_failed(why)
+      if book:fatal() then
+        ledger_error = ledger_error or why
+      elseif self._log then
+        self._log("warn", tostring(why), "ledger")
+      end
+    end
     local max_pause = (self._retry or retry.defaults).max_retry_after
     local on_update = opts.on_update or function() end
     local on_send = opts.on_send
@@ -349,13 +390,25 @@ function M.method(internals)
         q = got
         attempt = attempt + 1
         local _, m, p, content_type, body = request(q)
-        local job, err
+        local job, err, wrote
         if not m then -- built again for this channel, it failed (its file is gone since): not sent
           err = p
         else
           local go, why = true, nil
-          if on_send then go, why = on_send(i, attempt) end
-          if go == false then -- the caller could not record the request: it is not sent
+          if book then
+            go, why = book:send(i, attempt)
+            wrote = go
+            if not go then
+              ledger_failed(why)
+              go = false
+            end
+          end
+          if go and on_send then go, why = on_send(i, attempt) end
+          if go == false and book and not wrote and not ledger_error then
+            -- Redis out of reach for now: not sent, tried again as the retry policy says
+            err = core.error { kind = "transport", sent = false, retryable = true,
+                               error = "not sent: " .. tostring(why) }
+          elseif go == false then -- the caller could not record the request: it is not sent
             err = core.error { kind = "cancelled", sent = false, retryable = false,
                                error = tostring(why or "not sent (on_send said no)") }
           else
@@ -364,6 +417,15 @@ function M.method(internals)
         end
         refused = q.ch:answered(lease, job, err, runs(job))
         if not job then is_dead(q) end
+        if wrote and core.type(job) == "job" then
+          local ok, why = book:record(i, "submitted", { jobid = job.jobid })
+          if not ok then ledger_failed(why) end
+        elseif wrote and err and not ledgers.fate_unknown(err) then
+          -- answered without a job (a 429...): nothing billed, the item may go again
+          local ok, why = book:record(i, "refused", { kind = err.kind, code = err.code,
+            error = tostring(err) })
+          if not ok then ledger_failed(why) end
+        end
         return job, err
       end
       local function delay(err, k, o) return q.ch:delay(err, k, o) end
@@ -379,25 +441,112 @@ function M.method(internals)
     -- which a caught signal cuts short. Once it says true, the items in flight are dropped.
     local stop, stopped, inflight, workers_of = opts.stop, false, {}, {}
     local next_item, workers, failure, parent = 0, 0, nil, nil
+    -- With a ledger: the items to settle here, in order, but those a worker of ours took.
+    local pending = {}
+    for i = 1, book and n or 0 do
+      if not local_errors[i] then pending[#pending + 1] = i end
+    end
+    local function unpend(i)
+      for k = 1, #pending do
+        if pending[k] == i then return table.remove(pending, k) end
+      end
+    end
+    -- The next item for a worker, claimed in the ledger: its index, the state and record the
+    -- ledger had for it; nil when none is left. Items another process settled meanwhile get
+    -- its result; while every item left is another's claim, it looks again each second (or
+    -- when the first claim ends, if sooner): a killed process's claims come back after them.
+    local function take()
+      local scanned = 0
+      while pending[1] and not failure and not ledger_error and not (stop and stop()) do
+        local cand = {}
+        for k = 1, math.min(#pending, 64) do cand[k] = pending[k] end
+        local got, why = book:claim(cand)
+        if not got then
+          ledger_failed(why)
+          if ledger_error then return nil end
+          got = { settled = {}, retry_in = 0.5 } -- Redis out of reach: asked again
+        end
+        for _, st in ipairs(got.settled) do
+          unpend(st[1])
+          results[st[1]] = ledgers.result_of(st[2], st[3], book.where)
+          on_update(st[1], results[st[1]])
+        end
+        if got.i then
+          unpend(got.i)
+          return got.i, got.state, got.record
+        end
+        local busy = #cand - #got.settled -- (now the first of pending: to the end of the line)
+        for _ = 1, math.min(busy, #pending) do
+          local first = table.remove(pending, 1) -- (before the # of the next line is read)
+          pending[#pending + 1] = first
+        end
+        scanned = scanned + busy
+        if scanned >= #pending and pending[1] then
+          scanned = 0
+          sched:park(faceswap.now() + math.max(math.min(got.retry_in or 1, 1), 0.01))
+        end
+      end
+    end
+    -- What the ledger keeps of an item's end: done (with the job), failed (no job was made),
+    -- unknown (no answer to a request that may have reached the server), refused (nothing was
+    -- sent: another may send it); a job still running
+    -- (its wait failed, or wait = false) stays submitted. Its claim is released.
+    local function settle(i, job, err)
+      local ok, why
+      if core.type(job) == "job" and job:done() then
+        ok, why = book:record(i, "done", { jobid = job.jobid, status = job.status,
+          job = job:json() }, true)
+      elseif core.type(job) == "job" or (err and err.job) then
+        local jobid = job and job.jobid or err.job.jobid
+        ok, why = book:record(i, "submitted", { jobid = jobid }, true)
+      elseif err and ledgers.fate_unknown(err) then
+        ok, why = book:record(i, "unknown", { error = tostring(err) }, true)
+      elseif err then
+        -- (nothing sent: "refused", which another process may send)
+        ok, why = book:record(i, err.sent == false and "refused" or "failed", { kind = err.kind,
+          code = err.code, error = tostring(err), sent = err.sent }, true)
+      end
+      if ok == nil and why then ledger_failed(why) end
+    end
+
     local function work()
-      while not failure and next_item < n and not (stop and stop()) do
-        next_item = next_item + 1
-        local i = next_item
+      while not failure and not (stop and stop()) do
+        local i, state, record
+        if book then
+          local ok, problem = tasks.pcall(function() i, state, record = take() end)
+          if not ok then failure = problem end
+          if not i then break end
+        else
+          if next_item >= n then break end
+          next_item = next_item + 1
+          i = next_item
+        end
         inflight[i] = { task = sched:current() }
         local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
+          local function wait_for(job)
+            -- the slot frees as soon as the job is seen to end (client:wait's poll), before
+            -- on_update (which may download)
+            local w = { on_update = function(j) on_update(i, j) end }
+            for k, v in pairs(wait_opts) do w[k] = v end
+            return self:wait(job, w)
+          end
           local job, err
-          if local_errors[i] then err = local_errors[i] else job, err = start(i) end
-          inflight[i].job = job
-          if job then
-            on_update(i, job)
-            if follow then
-              -- the slot frees as soon as the job is seen to end (client:wait's poll), before
-              -- on_update (which may download)
-              local w = { on_update = function(j) on_update(i, j) end }
-              for k, v in pairs(wait_opts) do w[k] = v end
-              job, err = self:wait(job, w)
+          if local_errors[i] then
+            err = local_errors[i]
+          elseif state == "submitted" and type(record) == "table" and
+              type(record.jobid) == "string" then
+            -- submitted by a process gone since: its job is waited for, not sent again
+            inflight[i].job = record.jobid
+            if follow then job, err = wait_for(record.jobid) else job, err = self:job(record.jobid) end
+          else
+            job, err = start(i)
+            inflight[i].job = job
+            if job then
+              on_update(i, job)
+              if follow then job, err = wait_for(job) end
             end
           end
+          if book and not local_errors[i] then settle(i, job, err) end
           results[i] = job or err
           if not job then on_update(i, err) end
         end)
@@ -430,6 +579,14 @@ function M.method(internals)
       workers = workers + 1
       workers_of[#workers_of + 1] = sched:spawn(work)
     end
+    -- a Redis ledger's claims live while this process works on them
+    local renewer = book and book.kind == "redis" and sched:spawn(function()
+      while true do
+        sched:park(faceswap.now() + book.lease / 3)
+        local ok, why = book:renew()
+        if not ok then ledger_failed(why) end
+      end
+    end)
     if sched:current() then
       parent = sched:current()
       while workers > 0 do sched:park() end
@@ -441,6 +598,17 @@ function M.method(internals)
     end
     if stop and not stopped and stop() then stop_all() end -- stopped before anything began
     for k = 1, #queues do queues[k].ch.on_release[queues] = nil end
+    if renewer and not renewer:done() then sched:cancel(renewer, "batch ended") end
+    if book then
+      if book ~= opts.ledger then book:close() end
+      if ledger_error then
+        for i = 1, n do
+          results[i] = results[i] or core.error { kind = "transport", sent = false,
+            retryable = false, error = "not sent: " .. ledger_error }
+        end
+        results.ledger_error = ledger_error
+      end
+    end
     if failure then error(failure, 0) end
     if dead[1] then results.dead_channels = dead end
     return results

@@ -128,13 +128,23 @@ M.options = {
   { name = "yes", help = "confirm a command that deletes (" .. table.concat(plus(
     rows_where(function(r) return r.confirm end), "account delete"), ", ") .. ")",
     applies = plus(rows_where(function(r) return r.confirm end), "account") },
-  { name = "state", metavar = "FILE", help = "record each headshot in FILE before it is sent " ..
-    "and as its answer arrives (on disk at once; one batch at a time per FILE); a rerun with " ..
-    "the same FILE waits for the jobs submitted and submits only the rest. Ctrl-C stops " ..
-    "submitting and lists the jobs submitted (exit status 130)", applies = { "batch" } },
+  { name = "state", metavar = "FILE|URL", help = "record each headshot in FILE before it is " ..
+    "sent and as its answer arrives (on disk at once; one batch at a time per FILE); a rerun " ..
+    "with the same FILE waits for the jobs submitted and submits only the rest. Ctrl-C stops " ..
+    "submitting and lists the jobs submitted (exit status 130). With redis://HOST:PORT/DB/NAME " ..
+    "the ledger lives in Redis and any number of batches of the same FILE, on any machines, " ..
+    "share the work (each prompt claimed, sent once; the accounts shared through that Redis " ..
+    "unless --coordinator names another)", applies = { "batch" } },
   { name = "resubmit-unknown", help = "with --state: submit again the prompts whose headshot " ..
     "may or may not have reached the server (by default they are listed, not resubmitted)",
     applies = { "batch" } },
+  { name = "coordinator", metavar = "URL", help = "where the accounts' slots, holds and pauses " ..
+    "are shared: redis://HOST:PORT/DB (default $FACESWAP_COORDINATOR; with --state redis://..., " ..
+    "that Redis; else this process)", applies = plus(rows_where(function() return true end),
+    "batch") },
+  { name = "lease", metavar = "S", help = "seconds after which a slot, or a --state redis:// " ..
+    "claim, whose process stopped renewing it is free (default 60)",
+    applies = plus(rows_where(function() return true end), "batch") },
   { name = "interval", metavar = "S", help = "first poll interval in seconds while waiting",
     applies = plus(rows_where(waitable), "wait", "batch") },
   { name = "base-url", metavar = "URL", help = "API base URL (default $USEAPI_BASE_URL, " ..
@@ -142,7 +152,8 @@ M.options = {
   { name = "help", help = "show the help (of a command: `faceswap help COMMAND`) and exit" },
   { name = "version", help = "show the version and exit" },
 }
-M.environment = "USEAPI_TOKEN (required), USEAPI_BASE_URL, DISCORD_TOKEN (account add; else " ..
+M.environment = "USEAPI_TOKEN (required), USEAPI_BASE_URL, FACESWAP_COORDINATOR, DISCORD_TOKEN " ..
+  "(account add; else " ..
   "the first line of standard input: a token is never taken from the command line)"
 M.exit_status = {
   { code = 0, text = "success" },
@@ -379,6 +390,18 @@ local function check_command(words, opts)
         opts.concurrency .. "'")
     end
     opts.concurrency = n
+  end
+  if opts.lease then
+    local secs = tonumber(opts.lease)
+    if not secs or secs ~= secs or secs < 1 or secs > 1e9 then
+      usage_error("option '--lease' needs a number of seconds from 1 to 1e9, got '" ..
+        opts.lease .. "'")
+    end
+    opts.lease = secs
+  end
+  if opts.state and opts.state:find("^redis://") then
+    local ok, why = ledger.parse_redis(opts.state)
+    if not ok then usage_error("option '--state': " .. why .. ", got '" .. opts.state .. "'") end
   end
   if opts.interval then
     local secs = tonumber(opts.interval)
@@ -930,6 +953,112 @@ local function run_batch(ctx, prompts, numbers, book, records)
   return status
 end
 
+-- `batch FILE --state redis://HOST:PORT/DB/NAME`: a ledger in Redis that every batch of the same
+-- FILE shares (lua/faceswap/ledger.lua, client:batch's ledger): each prompt is claimed, sent by
+-- one of them, its result recorded there; this one prints every prompt's result, its own or
+-- another's.
+local function run_shared(ctx, prompts, numbers)
+  local o, client = ctx.opts, ctx.client
+  local book, problem, why = ledger.open_batch(o.state, prompts, { sched = client._sched,
+    lease = client._coordinator and client._coordinator.lease, log = client._log,
+    resubmit_unknown = o["resubmit-unknown"] == true })
+  if not book then
+    if why == "other_list" then
+      ctx.err(ctx.json and json_error(problem, "other_list") or ("faceswap: " .. problem))
+      return 2
+    end
+    return fail(ctx, problem)
+  end
+  local p = progress(ctx, #prompts)
+  ctx.wait_line = p.wait
+  local b, resubmit = book.before, o["resubmit-unknown"] == true
+  if b.done + b.submitted + b.failed + b.unknown > 0 then -- a rerun: where the batch stands
+    local parts = {}
+    if b.done > 0 then parts[#parts + 1] = b.done .. " done before" end
+    if b.submitted > 0 then
+      parts[#parts + 1] = b.submitted .. " submitted (" .. b.elsewhere .. " followed elsewhere)"
+    end
+    if b.failed > 0 then parts[#parts + 1] = b.failed .. " failed before (submitted again)" end
+    if b.unknown > 0 then
+      parts[#parts + 1] = b.unknown .. " of unknown fate" .. (resubmit and
+        " (submitted again: --resubmit-unknown)" or "")
+    end
+    local todo = b.todo + b.failed + (resubmit and b.unknown or 0)
+    parts[#parts + 1] = todo > 0 and (todo .. " to submit") or "nothing to submit"
+    p.note(o.state .. ": " .. #prompts .. " prompts: " .. table.concat(parts, ", "))
+  end
+
+  local files, ended = {}, {}
+  local function on_update(i, x)
+    if ended[i] then return end
+    local is_job = faceswap.type(x) == "job"
+    if is_job and not x:done() then return end
+    ended[i] = true
+    p.done = p.done + 1
+    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
+    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
+      or (i .. " error " .. tostring(x)))
+    if is_job and o.download and x.status == "completed" then
+      local ok
+      files[i], ok = download_job(client, x, o.download, p.note)
+      if not ok then
+        p.lost = p.lost + 1
+        p.update()
+      end
+    end
+  end
+  local w = wait_options(o)
+  w.on_error = p.poll_failed
+  if ctx.catch_signals ~= false then core.catch_signals(true) end
+  local out, batch_err = client:batch(prompts, { ledger = book, concurrency = o.concurrency,
+    wait = w, channels = o.channels, stop = core.interrupted, on_update = on_update,
+    resubmit_unknown = resubmit })
+  local signal = core.interrupted()
+  if ctx.catch_signals ~= false then core.catch_signals(false) end
+  book:close()
+  if not out then return fail(ctx, batch_err) end
+  p.finish()
+
+  local status, unknown = 0, {}
+  for i = 1, #prompts do
+    local r = out[i]
+    if faceswap.type(r) == "job" then
+      if r.status ~= "completed" then status = 1 end
+      ctx.out(o.json and ('{"line":' .. numbers[i] .. ',"prompt":' .. json(prompts[i]) ..
+        ',"job":' .. unslash(r:json()) .. (files[i] and (',"files":' .. json(files[i])) or "") ..
+        "}") or job_line(r, files[i]))
+    else
+      status = 1
+      local text = tostring(r)
+      if r.unknown then
+        text = "not resubmitted: its headshot may or may not have reached the server"
+        unknown[#unknown + 1] = { i, "its headshot may have reached the server; not " ..
+          "resubmitted (--resubmit-unknown to submit it again)" }
+      elseif ledger.fate_unknown(r) then
+        unknown[#unknown + 1] = { i, "its headshot may or may not have reached the server " ..
+          "(no answer came)" }
+      end
+      ctx.out(o.json and ('{"line":' .. numbers[i] .. ',"prompt":' .. json(prompts[i]) .. "," ..
+        json_error(text, r.unknown and "unknown" or r.kind):sub(2, -2) .. "}") or
+        ((r.job and tostring(r.job.jobid) or "-") .. " error " .. (r.unknown and "unknown: " or "") ..
+          text))
+    end
+  end
+  if p.lost > 0 then status = 1 end
+  for _, u in ipairs(unknown) do
+    ctx.note("line " .. numbers[u[1]] .. ": " .. prompts[u[1]] .. ": fate unknown: " .. u[2])
+  end
+  if out.ledger_error then
+    ctx.note(out.ledger_error .. ": stopped submitting")
+  end
+  if signal then
+    ctx.note("interrupted: stopped submitting; the jobs submitted go on upstream (billed); " ..
+      "rerun with --state " .. o.state .. " to follow them and submit the rest")
+    status = 130
+  end
+  return status
+end
+
 function commands.batch(ctx, _, source)
   local o = ctx.opts
   local prompts, numbers = read_prompts(ctx, source)
@@ -943,6 +1072,7 @@ function commands.batch(ctx, _, source)
     end
   end
   if not o.state then return run_batch(ctx, prompts, numbers, nil, {}) end
+  if o.state:find("^redis://") then return run_shared(ctx, prompts, numbers) end
   local book, problem, why = ledger.open(o.state)
   if not book then
     if why == "locked" then -- one writer: another batch has this state file
@@ -1130,11 +1260,23 @@ local function run(args, ctx)
       ctx.wait_line(nil)
     end
   end }
+  -- the accounts are shared where --coordinator says, else $FACESWAP_COORDINATOR, else through
+  -- the Redis of a --state redis:// ledger, else in this process
+  local coordinator = opts.coordinator or ctx.getenv("FACESWAP_COORDINATOR")
+  if (coordinator == nil or coordinator == "") and opts.state and opts.state:find("^redis://") then
+    coordinator = ledger.parse_redis(opts.state)
+  end
+  client_options.coordinator, client_options.lease = coordinator or "", opts.lease
   for k, v in pairs(ctx.options or {}) do client_options[k] = v end
   local ok, client = pcall(faceswap.new, client_options)
   if not ok then
     -- "bad argument #1 to 'new' (bad option 'base_url' (must start with https://))"
     local message = tostring(client)
+    local bad = message:match("option 'coordinator'.*$")
+    if bad then -- a bad URL, or a Redis out of reach
+      ctx.err("faceswap: " .. bad:gsub("%)$", ""))
+      return 1
+    end
     local why = message:match("%(([^()]*)%)%)$") or message
     if message:find("option 'token'", 1, true) then -- never echo the token itself
       usage_error("bad USEAPI_TOKEN: " .. why)

@@ -78,8 +78,8 @@ describe("faceswap(1) #external", function()
       end
     end
     for _, option in ipairs { "channel ID", "reply-url URL", "reply-ref REF", "wait", "download DIR",
-      "json", "concurrency N", "channels all|ID,ID", "options FLAGS", "server ID", "yes", "state FILE",
-      "resubmit-unknown", "interval S", "base-url URL", "help", "version" } do
+      "json", "concurrency N", "channels all|ID,ID", "options FLAGS", "server ID", "yes", "state FILE|URL",
+      "resubmit-unknown", "coordinator URL", "lease S", "interval S", "base-url URL", "help", "version" } do
       assert.truthy(text:find("\n       %-%-" .. option:gsub("%p", "%%%0") .. "[ \n]"), "no entry for --" .. option)
     end
     assert.truthy(text:find("\n       %-%-yes%s+confirm%s+a%s+command%s+that%s+deletes%s+" ..
@@ -123,12 +123,13 @@ describe("the bash completion #external", function()
   end)
 
   it("offers each subcommand's options after `--`", function()
-    assert.same({ "--base-url", "--channel", "--help", "--json", "--reply-ref", "--reply-url", "--version" },
-      complete("faceswap", "saveid", "--"))
-    assert.same({ "--base-url", "--channel", "--help", "--json", "--reply-ref", "--reply-url", "--version",
-      "--yes" }, complete("faceswap", "delall", "--"))
+    assert.same({ "--base-url", "--channel", "--coordinator", "--help", "--json", "--lease", "--reply-ref",
+      "--reply-url", "--version" }, complete("faceswap", "saveid", "--"))
+    assert.same({ "--base-url", "--channel", "--coordinator", "--help", "--json", "--lease", "--reply-ref",
+      "--reply-url", "--version", "--yes" }, complete("faceswap", "delall", "--"))
     assert.same({ "--base-url", "--help", "--version" }, complete("faceswap", "--"))
-    assert.same({ "--channels", "--concurrency" }, complete("faceswap", "batch", "prompts.txt", "--c"))
+    assert.same({ "--channels", "--concurrency", "--coordinator" },
+      complete("faceswap", "batch", "prompts.txt", "--c"))
   end)
 
   it("completes file names for file arguments, directories and words for option values", function()

@@ -578,6 +578,15 @@ function Coordinator:wait_published(jobid, timeout)
   end
 end
 
+-- Runs another module's script (the batch ledger's, lua/faceswap/ledger.lua) after the same
+-- prelude: the epoch checked, `now` and `lease` (this handle's), `num`, L = k2 and S = k3;
+-- ARGV[3] on are `...`. Returns its list, or nil and why (Redis out of reach, its state lost).
+function Coordinator:eval(body, k2, k3, ...)
+  check(self, k2, "key")
+  if not SCRIPTS[body] then SCRIPTS[body] = PRELUDE .. body end
+  return script(self, body, { k2, k3 }, ...)
+end
+
 function Coordinator:close()
   if self.closed then return end
   self.closed = true
