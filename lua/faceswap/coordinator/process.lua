@@ -32,11 +32,11 @@ function Coordinator:store() return self.state end
 
 function Coordinator:now() return self.clock() end
 
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
+local function check(self, key, what, level)
+  if self.closed then error("faceswap: the coordinator is closed", level or 3) end
   if type(key) ~= "string" then
     error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
+      type(key), level or 3)
   end
 end
 
@@ -55,6 +55,14 @@ local function record(self, channel)
     self.state.channels[channel] = c
   end
   return c
+end
+
+-- The record of `channel` for a method of an open handle: the check and the lookup made inline
+-- by the methods a request calls (acquire, release, running, capacity, dead), a call only
+-- when the record is new or the call is wrong (which raises as check does, at the caller).
+local function checked(self, channel)
+  check(self, channel, nil, 4)
+  return record(self, channel)
 end
 
 -- Adds the end `t` of lease `id` to the heap.
@@ -127,11 +135,13 @@ local function refused(c, now, holder)
 end
 
 function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  local c, now = record(self, channel), self.clock()
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  local now = self.clock()
   local n, first = sweep(c, now)
-  local why, retry_in = refused(c, now, nil)
-  if why then return nil, why, retry_in end
+  if c.dead or c.pause or c.hold then
+    local why, retry_in = refused(c, now, nil)
+    if why then return nil, why, retry_in end
+  end
   if n >= (c.capacity or capacity or 3) then return nil, "full", first - now end
   local state = self.state
   state.next_id = state.next_id + 1
@@ -156,8 +166,7 @@ function Coordinator:renew(channel, lease_id)
 end
 
 function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local c = record(self, channel)
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
   sweep(c, self.clock())
   local live = c.leases[lease_id] ~= nil
   if live then
@@ -169,8 +178,8 @@ function Coordinator:release(channel, lease_id)
 end
 
 function Coordinator:running(channel)
-  check(self, channel)
-  return (sweep(record(self, channel), self.clock()))
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return (sweep(c, self.clock()))
 end
 
 function Coordinator:hold(channel, holder)
@@ -223,8 +232,8 @@ function Coordinator:kill(channel, reason)
 end
 
 function Coordinator:dead(channel)
-  check(self, channel)
-  return record(self, channel).dead
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return c.dead
 end
 
 function Coordinator:learn(channel, capacity)
@@ -236,8 +245,8 @@ function Coordinator:learn(channel, capacity)
 end
 
 function Coordinator:capacity(channel)
-  check(self, channel)
-  return record(self, channel).capacity
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return c.capacity
 end
 
 function Coordinator:publish(jobid, json)
