@@ -251,25 +251,49 @@ local function exchange(self, op, method, path, content_type, body, attempt, xfe
   return value, err
 end
 
-local NO_RETRY = { attempts = 1 }
-
 -- Whether an answer is a job that runs on: its slot stays with it until it is seen to end.
 local function runs(job)
   return M.type(job) == "job" and job.status ~= nil and not job:done()
+end
+
+-- One attempt through the authority `ch` of the call's channel: takes a slot (`slot` true: a
+-- job command; `refused` as for ch:acquire) or waits until the channel is ready (a blocking
+-- command, which holds it already), then makes the exchange. Returns the answer or error, and
+-- whether it was a queue-full 429 (the next attempt's `refused`).
+local function through(self, ch, slot, refused, max_pause, op, method, path, content_type,
+                       body, attempt, xfer)
+  if not slot then
+    local err = ch:ready(max_pause)
+    if err then return nil, err, refused end
+    local job
+    job, err = exchange(self, op, method, path, content_type, body, attempt, xfer)
+    if not job then ch:observe(err) end
+    return job, err, refused
+  end
+  local lease, err = ch:acquire(refused, max_pause)
+  if not lease then return nil, err, refused end
+  -- the slot is freed whatever the exchange does (a log function that raises)
+  local ok, job, e = tasks.pcall(exchange, self, op, method, path, content_type, body,
+    attempt, xfer)
+  if not ok then
+    ch:release_slot(lease)
+    error(job, 0)
+  end
+  return job, e, ch:answered(lease, job, e, runs(job))
 end
 
 -- The same, under the retry policy (the call's own when `o`, its checked options, has one,
 -- else the client's). `ch`: the authority of the call's channel (lua/faceswap/channel.lua),
 -- which every attempt goes through: `slot` true for a job command (it takes a slot, waiting
 -- for one, which its job keeps), else a blocking command that holds the channel already: both
--- fail at once, unsent, on a dead channel and wait out a Discord pause. Without `ch` (the
--- calls that name no channel: job polls, accounts...), the first call is made here, so a call
--- that succeeds at once pays nothing for the policy.
+-- fail at once, unsent, on a dead channel and wait out a Discord pause. Either way the first
+-- attempt is made here, so a call that succeeds at once pays nothing for the policy (no
+-- closure, no packed results, no log label).
 local function call(self, op, method, path, content_type, body, o, ch, slot)
   local policy, xfer = self._retry, nil
   if o then policy, xfer = o.policy, o.transfer end
+  local started = policy and policy.deadline and M.now()
   if not ch then
-    local started = policy and policy.deadline and M.now()
     local job, err = exchange(self, op, method, path, content_type, body, 1, xfer)
     if job or not policy or not retry.retryable(err) then return job, err end
     local attempt = 1
@@ -279,36 +303,19 @@ local function call(self, op, method, path, content_type, body, o, ch, slot)
     end, policy, nil, err, started, method .. " " .. path)
   end
   local max_pause = (policy or retry.defaults).max_retry_after
-  local attempt, refused = 0, false
-  local function once()
+  local job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
+    content_type, body, 1, xfer)
+  if job ~= nil or not policy or not retry.retryable(err) then return job, err end
+  local attempt = 1
+  return retry.run(function()
     attempt = attempt + 1
-    local lease, err
-    if slot then
-      lease, err = ch:acquire(refused, max_pause)
-      if not lease then return nil, err end
-    else
-      err = ch:ready(max_pause)
-      if err then return nil, err end
-    end
-    if not slot then
-      local job
-      job, err = exchange(self, op, method, path, content_type, body, attempt, xfer)
-      if not job then ch:observe(err) end
-      return job, err
-    end
-    -- the slot is freed whatever the exchange does (a log function that raises)
-    local ok, job, e = tasks.pcall(exchange, self, op, method, path, content_type, body,
-      attempt, xfer)
-    if not ok then
-      ch:release_slot(lease)
-      error(job, 0)
-    end
-    refused = ch:answered(lease, job, e, runs(job))
-    return job, e
-  end
-  return retry.run(once, policy or NO_RETRY, function(err, n, opts)
-    return ch:delay(err, n, opts)
-  end, nil, nil, method .. " " .. path)
+    local j, e
+    j, e, refused = through(self, ch, slot, refused, max_pause, op, method, path,
+      content_type, body, attempt, xfer)
+    return j, e
+  end, policy, function(e, n, opts)
+    return ch:delay(e, n, opts)
+  end, err, started, method .. " " .. path)
 end
 
 -- == Per-call options: one trailing table on every command method. ==

@@ -80,12 +80,12 @@ function M.check_capacity(capacity)
 end
 
 -- The check every implementation makes first, in each method: a closed handle raises, and so
--- does a key that is not a string (level 3: the method's caller).
-function M.check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
+-- does a key that is not a string (level 3, the method's caller, unless given).
+function M.check(self, key, what, level)
+  if self.closed then error("faceswap: the coordinator is closed", level or 3) end
   if type(key) ~= "string" then
     error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
+      type(key), level or 3)
   end
 end
 

@@ -35,29 +35,87 @@ function Coordinator:now() return self.clock() end
 local check, check_capacity = require("faceswap.coordinator").check,
   require("faceswap.coordinator").check_capacity -- (the checks every coordinator makes)
 
--- A channel's record, made as it is first named.
+-- A channel's record, made as it is first named. Beside its leases by id it keeps `live`,
+-- their count, and the leases' ends in a binary min-heap (two arrays: `ends` the times, `ids`
+-- the lease ids), so that dropping the expired ones costs a look at the heap's top, not a walk
+-- over every lease: a client that starts jobs without waiting for them keeps a lease per job
+-- until it expires, and a walk per call made a loop of N headshots cost N squared. An entry
+-- whose lease was released, or renewed since (a later entry holds its new end), is stale and
+-- dropped when it comes to the top.
 local function record(self, channel)
   local c = self.state.channels[channel]
   if not c then
-    c = { leases = {}, hold = nil, pause = nil, dead = nil, capacity = nil }
+    c = { leases = {}, live = 0, ends = {}, ids = {}, hold = nil, pause = nil, dead = nil,
+          capacity = nil }
     self.state.channels[channel] = c
   end
   return c
 end
 
+-- The record of `channel` for a method of an open handle: the check and the lookup made inline
+-- by the methods a request calls (acquire, release, running, capacity, dead), a call only
+-- when the record is new or the call is wrong (which raises as check does, at the caller).
+local function checked(self, channel)
+  check(self, channel, nil, 4)
+  return record(self, channel)
+end
+
+-- Adds the end `t` of lease `id` to the heap.
+local function push_end(c, t, id)
+  local ends, ids = c.ends, c.ids
+  local k = #ends + 1
+  while k > 1 do
+    local up = (k - k % 2) / 2
+    if ends[up] <= t then break end
+    ends[k], ids[k] = ends[up], ids[up]
+    k = up
+  end
+  ends[k], ids[k] = t, id
+end
+
+-- Removes the heap's top.
+local function pop_end(c)
+  local ends, ids = c.ends, c.ids
+  local n = #ends
+  local t, id = ends[n], ids[n]
+  ends[n], ids[n] = nil, nil
+  n = n - 1
+  if n == 0 then return end
+  local k = 1
+  while true do
+    local child = 2 * k
+    if child > n then break end
+    if child < n and ends[child + 1] < ends[child] then child = child + 1 end
+    if t <= ends[child] then break end
+    ends[k], ids[k] = ends[child], ids[child]
+    k = child
+  end
+  ends[k], ids[k] = t, id
+end
+
+-- Builds the heap anew from the live leases once stale entries (released or renewed leases)
+-- outnumber them, so that it holds at most about twice the leases.
+local function compact(c)
+  if #c.ends <= 2 * c.live + 32 then return end
+  c.ends, c.ids = {}, {}
+  for id, l in pairs(c.leases) do push_end(c, l.expires, id) end
+end
+
 -- Drops the expired leases (and an expired hold); returns the live count and the soonest end.
 local function sweep(c, now)
-  local n, first = 0, nil
-  for id, l in pairs(c.leases) do
-    if l.expires <= now then
-      c.leases[id] = nil
-    else
-      n = n + 1
-      if not first or l.expires < first then first = l.expires end
+  local ends, ids, leases = c.ends, c.ids, c.leases
+  while ends[1] do
+    local t = ends[1]
+    local l = leases[ids[1]]
+    if l and l.expires == t then
+      if t > now then break end
+      leases[ids[1]] = nil
+      c.live = c.live - 1
     end
+    pop_end(c)
   end
   if c.hold and c.hold.expires <= now then c.hold = nil end
-  return n, first
+  return c.live, ends[1]
 end
 
 -- Why the channel refuses anything now (dead, paused, held by someone else), if it does.
@@ -72,16 +130,21 @@ local function refused(c, now, holder)
 end
 
 function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  local c, now = record(self, channel), self.clock()
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  local now = self.clock()
   local n, first = sweep(c, now)
-  local why, retry_in = refused(c, now, nil)
-  if why then return nil, why, retry_in end
+  if c.dead or c.pause or c.hold then
+    local why, retry_in = refused(c, now, nil)
+    if why then return nil, why, retry_in end
+  end
   if n >= (c.capacity or capacity or 3) then return nil, "full", first - now end
   local state = self.state
   state.next_id = state.next_id + 1
   local id = "L" .. state.next_id
-  c.leases[id] = { holder = holder, expires = now + self.lease }
+  local expires = now + self.lease
+  c.leases[id] = { holder = holder, expires = expires }
+  c.live = n + 1
+  push_end(c, expires, id)
   return id
 end
 
@@ -92,21 +155,26 @@ function Coordinator:renew(channel, lease_id)
   local l = c.leases[lease_id]
   if not l then return false end
   l.expires = now + self.lease
+  push_end(c, l.expires, lease_id)
+  compact(c)
   return true
 end
 
 function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local c = record(self, channel)
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
   sweep(c, self.clock())
   local live = c.leases[lease_id] ~= nil
-  c.leases[lease_id] = nil
+  if live then
+    c.leases[lease_id] = nil
+    c.live = c.live - 1
+    compact(c)
+  end
   return live
 end
 
 function Coordinator:running(channel)
-  check(self, channel)
-  return (sweep(record(self, channel), self.clock()))
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return (sweep(c, self.clock()))
 end
 
 function Coordinator:hold(channel, holder)
@@ -159,8 +227,8 @@ function Coordinator:kill(channel, reason)
 end
 
 function Coordinator:dead(channel)
-  check(self, channel)
-  return record(self, channel).dead
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return c.dead
 end
 
 function Coordinator:learn(channel, capacity)
@@ -170,8 +238,8 @@ function Coordinator:learn(channel, capacity)
 end
 
 function Coordinator:capacity(channel)
-  check(self, channel)
-  return record(self, channel).capacity
+  local c = not self.closed and self.state.channels[channel] or checked(self, channel)
+  return c.capacity
 end
 
 function Coordinator:publish(jobid, json)
