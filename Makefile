@@ -79,10 +79,12 @@ HOST_DEBS   := love neovim weechat-headless weechat-lua
 # `make test`: every Lua it runs (ALL_LUAS, LUA_VERSION's own among them), busted, the linters,
 # valgrind, nginx's lua module, tinyproxy and strace for the faults, lua-luv for
 # spec/integration/eventloop_spec.lua; Redis, hiredis, lua-nginx-redis and lua-posix for a
-# ledger that processes share; then the hosts, the doc and the rock.
+# ledger that processes share; python3 (zlib's CRC-32, beside the simulator's), groff, man and
+# col (the man page), then the hosts, the doc and the rock.
 TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-busted lua-check \
                valgrind cppcheck nginx libnginx-mod-http-lua openssl locales strace tinyproxy curl \
                lua-luv lua-posix redis-server libhiredis-dev lua-nginx-redis \
+               python3 groff-base man-db bsdextrautils \
                $(HOST_DEBS) $(DOC_DEBS) $(ROCK_DEBS)
 # `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
 BENCH_DEBS  := $(TEST_DEBS) python3-requests
