@@ -513,7 +513,7 @@ int job_is(lua_State *L, int idx) {
 
 /* faceswap.decode(json): a job from a callback body or stored job JSON. */
 int core_decode(lua_State *L) {
-  error_info info = {"bad_response", 0, 0, 0, -1};
+  error_info info = {.kind = "bad_response", .retry_after = -1};
   luaL_checkstring(L, 1);
   lua_settop(L, 1);
   if (job_push_json(L, 1))

@@ -1,5 +1,5 @@
 /* response.c: reading an answer. status + headers + body become a job or an error object with
- * the kind, code, text, retry_after, retryable and sent of API.md. Pure: no I/O, so specs and
+ * the kind, code, text, retry_after, retryable and sent of docs/api.md. Pure: no I/O, so specs and
  * fuzzers call it directly. Which kind when two could fit: the status decides for a 429
  * (`rate_limited`) and a 5xx (`server`) whatever the body, as a CDN answers them with its own
  * page; a 2xx or another 4xx whose body is not the documented JSON is `bad_response`.
@@ -198,10 +198,8 @@ static void push_status_text(lua_State *L, int status, const char *b, size_t ble
 static int bad_response(lua_State *L, error_info *info) {
   info->kind = "bad_response";
   info->retry_after = -1;
-  lua_pushnil(L);
-  lua_insert(L, -2);
-  error_push(L, info, NULL, -1, 0);
-  lua_remove(L, -2);
+  error_result(L, info, NULL, -1);
+  lua_remove(L, -3); /* the message, under nil and the error */
   return 2;
 }
 
@@ -302,7 +300,8 @@ int core_read_response(lua_State *L) {
   const char *headers = luaL_optlstring(L, 3, "", &hlen);
   const char *body = luaL_checklstring(L, 4, &blen);
   /* a GET may always be asked again; a POST answered badly may still have made a job */
-  error_info info = {"server", status, 1, op == OP_COMMAND ? safe : op != OP_HEADSHOT, -1};
+  error_info info = {.kind = "server", .code = status, .sent = 1,
+                     .retryable = op == OP_COMMAND ? safe : op != OP_HEADSHOT, .retry_after = -1};
   lua_settop(L, 4);
 
   if (status >= 200 && status < 300) {
@@ -321,7 +320,8 @@ int core_read_response(lua_State *L) {
 
 int response_push_unread(lua_State *L, int status, const char *headers, size_t hlen,
                          size_t bytes, int known, size_t limit, int post) {
-  error_info info = {"server", status, 1, !post, -1};
+  error_info info = {.kind = "server", .code = status, .sent = 1, .retryable = !post,
+                     .retry_after = -1};
   unread_t unread;
   unread.bytes = bytes;
   unread.known = known;

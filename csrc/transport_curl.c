@@ -803,11 +803,8 @@ static transport_t *check_transport(lua_State *L) {
 /* What a call whose client was closed while it was on the way returns: nil and a `cancelled`
  * error, as a task of a closed client ends. `sent`: whether its request may have left. */
 static int push_closed(lua_State *L, int sent) {
-  error_info info = {"cancelled", 0, 0, 0, -1};
-  info.sent = sent;
-  lua_pushnil(L);
-  error_push(L, &info, "client closed", 0, 0);
-  return 2;
+  error_info info = {.kind = "cancelled", .sent = sent, .retry_after = -1};
+  return error_result(L, &info, "client closed", 0);
 }
 
 static void unqueue(transport_t *t, transfer_t *x) {
@@ -1506,7 +1503,7 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
 
 /* Pushes nil and the error of a streamed download that its file or sink stopped. */
 static void push_stream_error(lua_State *L, transfer_t *x, int err, long status) {
-  error_info info = {"invalid_request", 0, 1, 0, -1};
+  error_info info = {.kind = "invalid_request", .sent = 1, .retry_after = -1};
   info.code = x->final_status ? (int)status : 0;
   lua_pushnil(L);
   if (x->sink_stop) {
@@ -1794,12 +1791,11 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
     x->tmp_path = x->final_path && !why ? stream_open(path, &x->stream_fd) : NULL;
     x->streaming = 1;
     if (!x->tmp_path) { /* nothing sent: the file cannot be made, or may not be replaced */
-      error_info info = {"invalid_request", 0, 0, 0, -1};
+      error_info info = {.kind = "invalid_request", .retry_after = -1};
       int err = x->final_path ? errno : ENOMEM;
-      lua_pushnil(L);
       lua_pushfstring(L, "cannot write %s: %s", path, why ? why : strerror(err));
-      error_push(L, &info, NULL, -1, 0);
-      lua_remove(L, -2);
+      error_result(L, &info, NULL, -1);
+      lua_remove(L, -3); /* the message, under nil and the error */
       stream_end(L, x);
       release_slot(t, x);
       return NULL;
