@@ -32,6 +32,7 @@
 local tasks = require "faceswap.task"
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
+local process = require "faceswap.coordinator.process"
 
 local M = {}
 
@@ -87,12 +88,15 @@ end
 
 -- `clock` (core.now by default) is for specs: the time the records' ends are read in, the same
 -- as the coordinator's (a spec gives both the same clock of its own).
+-- (`raw`: the coordinator itself when it is an in-process one, for acquire's fast path.)
+local PROCESS_MT = getmetatable(process.new())
 function M.registry(sched, coord, clock)
+  local raw = getmetatable(coord) == PROCESS_MT and coord or false
   coord = guarded(coord)
   local prefix = ("p%s-"):format(tostring({}):match("0x(%x+)") or tostring(os.time()))
   return setmetatable({ sched = sched, coord = coord, by_key = {}, jobs = {}, ids = 0,
-                        prefix = prefix, lease = coord.lease or 60, clock = clock or core.now },
-                      Registry)
+                        prefix = prefix, lease = coord.lease or 60, clock = clock or core.now,
+                        raw = raw }, Registry)
 end
 
 -- A holder id, unique in this process (the coordinator sees several processes' holders).
@@ -282,6 +286,7 @@ function Channel:room()
   local w = self.waiters
   while w[1] and gone(w[1].task) do table.remove(w, 1) end
   if w[1] and w[1].task ~= BLOCKING then self.sched:wake(w[1].task) end
+  if next(self.on_release) == nil then return end
   for _, fn in pairs(self.on_release) do fn(self) end
 end
 
@@ -410,6 +415,27 @@ end
 -- ahead of the callers not sent yet (behind those refused before it): else the one more slot
 -- tried after each round of starts would be its again and again, each costing an attempt.
 function Channel:acquire(refused, max_pause)
+  local reg = self.reg
+  local raw = reg.raw
+  if raw and not self.waiters[1] then
+    -- the fast path: an in-process coordinator (nothing yields, no guard closure: it refuses a
+    -- closed handle itself, checked as it is called) and nobody of ours waiting. A slot there
+    -- is taken as try takes it, with an integer holder id (that coordinator only compares the
+    -- holders of holds); anything else (full, held, paused, dead, closed) takes the path below.
+    local clock = reg.clock
+    if self.end_head <= self.end_tail then self:expire(clock()) end
+    local id = reg.ids + 1
+    reg.ids = id
+    local lease = not raw.closed and raw:acquire(self.key, id, self.guess)
+    if lease then
+      local ends = clock() + reg.lease
+      self.leases[lease] = { owner = self.sched:current() or BLOCKING, ends = ends }
+      local tail = self.end_tail + 1
+      self.end_at[tail], self.end_id[tail], self.end_tail = ends, lease, tail
+      self.posting = self.posting + 1
+      return lease
+    end
+  end
   local me = self.sched:current() or BLOCKING
   local entry
   while true do
