@@ -32,6 +32,7 @@
 local tasks = require "faceswap.task"
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
+local process = require "faceswap.coordinator.process"
 
 local M = {}
 
@@ -85,11 +86,17 @@ local function guarded(coord)
   end })
 end
 
-function M.registry(sched, coord)
+-- `clock` (core.now by default) is for specs: the time the records' ends are read in, the same
+-- as the coordinator's (a spec gives both the same clock of its own).
+-- (`raw`: the coordinator itself when it is an in-process one, for acquire's fast path.)
+local PROCESS_MT = getmetatable(process.new())
+function M.registry(sched, coord, clock)
+  local raw = getmetatable(coord) == PROCESS_MT and coord or false
   coord = guarded(coord)
   local prefix = ("p%s-"):format(tostring({}):match("0x(%x+)") or tostring(os.time()))
   return setmetatable({ sched = sched, coord = coord, by_key = {}, jobs = {}, ids = 0,
-                        prefix = prefix, lease = coord.lease or 60 }, Registry)
+                        prefix = prefix, lease = coord.lease or 60, clock = clock or core.now,
+                        raw = raw }, Registry)
 end
 
 -- A holder id, unique in this process (the coordinator sees several processes' holders).
@@ -107,7 +114,9 @@ function Registry:of(channel)
       coord = self.coord,
       holder = nil, hold_id = nil, hold_waiters = {},  -- the exclusive hold, as this process has it
       waiters = {},      -- callers waiting for a slot, in order: { task = t or BLOCKING, refused }
-      leases = {},       -- lease id -> { owner = task|BLOCKING|nil, jobid, watcher, posted_at }
+      leases = {},       -- lease id -> { owner = task|BLOCKING|nil, jobid, watcher, posted_at,
+                         --   ends (when the coordinator's lease ends unless renewed) }
+      end_at = {}, end_id = {}, end_head = 1, end_tail = 0, -- the leases' ends, in order (expire)
       posting = 0,       -- requests on their way with a slot of ours
       settling = {},     -- tasks waiting until none is on its way
       streak = 0,        -- starts in a row since the size was last learned
@@ -134,7 +143,7 @@ function Registry:ended(jobid)
   local s = self:slot(jobid)
   if not s then return end
   local l = s.ch.leases[s.lease]
-  local d = l and l.posted_at and core.now() - l.posted_at
+  local d = l and l.posted_at and self.clock() - l.posted_at
   if d then
     local list = s.ch.durations
     list[#list + 1] = d
@@ -150,10 +159,15 @@ function Registry:renew(jobid, watch)
   if not s then return end
   local l = s.ch.leases[s.lease]
   if watch then l.watcher = self.sched:current() or BLOCKING end
-  local now = core.now()
+  local now = self.clock()
   if now - (l.renewed or 0) >= self.lease / 4 then
     l.renewed = now
-    if not s.ch.coord:renew(s.ch.key, s.lease) then s.ch:forget(s.lease) end
+    if s.ch.coord:renew(s.ch.key, s.lease) then
+      l.ends = self.clock() + self.lease
+      s.ch:push_end(l.ends, s.lease)
+    else
+      s.ch:forget(s.lease)
+    end
   end
 end
 
@@ -272,6 +286,7 @@ function Channel:room()
   local w = self.waiters
   while w[1] and gone(w[1].task) do table.remove(w, 1) end
   if w[1] and w[1].task ~= BLOCKING then self.sched:wake(w[1].task) end
+  if next(self.on_release) == nil then return end
   for _, fn in pairs(self.on_release) do fn(self) end
 end
 
@@ -282,7 +297,7 @@ end
 -- Frees the leases whose owner is gone, and those of jobs started without a wait (or whose
 -- waiter is gone) once they have run as long as the jobs seen end here took. True when any.
 function Channel:sweep()
-  local freed, now, estimate = false, core.now(), nil
+  local freed, now, estimate = false, self.reg.clock(), nil
   for id, l in pairs(self.leases) do
     local drop = l.jobid == nil and gone(l.owner)
     if not drop and l.jobid and (l.watcher == nil or gone(l.watcher)) then
@@ -302,6 +317,45 @@ function Channel:sweep()
   end
   if freed then self:settled() end
   return freed
+end
+
+-- Queues the end `t` of lease `id`: every end is a time read then plus the lease, so the queue
+-- stays in the order of the ends. A lease renewed since has a later entry too; the earlier
+-- one is stale (its time is not the record's `ends`) and is dropped when it comes first.
+function Channel:push_end(t, id)
+  local tail = self.end_tail + 1
+  self.end_at[tail], self.end_id[tail], self.end_tail = t, id, tail
+end
+
+-- Drops the records whose lease can no longer be live: the coordinator let it expire (its end
+-- passed unrenewed), so the slot is back in the pool whatever this process still knew of it.
+-- Else a client that starts jobs without waiting for them, whose queue size is still a guess
+-- (never full), kept one record per job for its lifetime. A record whose request is still on
+-- its way keeps its place for as long again (its answer settles it), unless its owner is gone.
+-- Costs a look at the queue's first entry, and one step per entry dropped.
+function Channel:expire(now)
+  local at, ids, leases = self.end_at, self.end_id, self.leases
+  local head = self.end_head
+  while head <= self.end_tail and at[head] <= now do
+    local t, id = at[head], ids[head]
+    at[head], ids[head] = nil, nil
+    head = head + 1
+    self.end_head = head
+    local l = leases[id]
+    if l and l.ends == t then
+      if l.jobid ~= nil then
+        self:forget(id)
+      elseif gone(l.owner) then
+        self.posting = self.posting - 1
+        self:forget(id)
+        self.coord:release(self.key, id)
+        self:settled()
+      else
+        l.ends = now + self.reg.lease
+        self:push_end(l.ends, id)
+      end
+    end
+  end
 end
 
 -- Drops a lease from this process's books (its job's too).
@@ -327,13 +381,17 @@ function Channel:try(owner, ahead)
     self:room()
     if self.waiters[1] then return nil, "queued", 1 end
   end
-  local coord = self.coord
+  local coord, clock = self.coord, self.reg.clock
+  if self.end_head <= self.end_tail then self:expire(clock()) end
   local lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
   if not lease and (why == "full" and self:sweep() or why == "held" and not self:held_by_other()) then
     lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
   end
   if not lease then return nil, why, retry_in end
-  self.leases[lease] = { owner = owner }
+  -- (the time read after the coordinator took it: its lease ends no later than this one)
+  local ends = clock() + self.reg.lease
+  self.leases[lease] = { owner = owner, ends = ends }
+  self:push_end(ends, lease)
   self.posting = self.posting + 1
   return lease
 end
@@ -357,6 +415,27 @@ end
 -- ahead of the callers not sent yet (behind those refused before it): else the one more slot
 -- tried after each round of starts would be its again and again, each costing an attempt.
 function Channel:acquire(refused, max_pause)
+  local reg = self.reg
+  local raw = reg.raw
+  if raw and not self.waiters[1] then
+    -- the fast path: an in-process coordinator (nothing yields, no guard closure: it refuses a
+    -- closed handle itself, checked as it is called) and nobody of ours waiting. A slot there
+    -- is taken as try takes it, with an integer holder id (that coordinator only compares the
+    -- holders of holds); anything else (full, held, paused, dead, closed) takes the path below.
+    local clock = reg.clock
+    if self.end_head <= self.end_tail then self:expire(clock()) end
+    local id = reg.ids + 1
+    reg.ids = id
+    local lease = not raw.closed and raw:acquire(self.key, id, self.guess)
+    if lease then
+      local ends = clock() + reg.lease
+      self.leases[lease] = { owner = self.sched:current() or BLOCKING, ends = ends }
+      local tail = self.end_tail + 1
+      self.end_at[tail], self.end_id[tail], self.end_tail = ends, lease, tail
+      self.posting = self.posting + 1
+      return lease
+    end
+  end
   local me = self.sched:current() or BLOCKING
   local entry
   while true do
@@ -442,7 +521,7 @@ function Channel:answered(lease, job, err, keep)
   end
   if l and job and keep and type(job.jobid) == "string" then
     self.posting = self.posting - 1
-    l.owner, l.jobid, l.posted_at = nil, job.jobid, core.now()
+    l.owner, l.jobid, l.posted_at = nil, job.jobid, self.reg.clock()
     l.watcher = nil
     self.reg.jobs[job.jobid] = { ch = self, lease = lease }
     self:settled()

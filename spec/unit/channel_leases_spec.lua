@@ -1,0 +1,63 @@
+-- The records a channel's authority (lua/faceswap/channel.lua) keeps of its slots, driven
+-- directly over the in-process coordinator with a clock of the spec's own (no time passes by
+-- itself): a client that starts jobs without waiting for them keeps a record per job only
+-- while its lease can be live, not for its lifetime.
+local authority = require "faceswap.channel"
+local process = require "faceswap.coordinator.process"
+local tasks = require "faceswap.task"
+
+local CH = "1100000000000000001"
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+describe("a channel's records of its slots", function()
+  local now, coord, reg, ch
+  before_each(function()
+    now = 1000
+    local clock = function() return now end
+    coord = process.new { lease = 10, clock = clock }
+    reg = authority.registry(tasks.scheduler(nil), coord, clock)
+    ch = reg(CH)
+  end)
+
+  -- One headshot started without a wait, as the client makes it: a slot, a POST answered with
+  -- a running job that keeps it.
+  local function start(jobid)
+    local lease = assert(ch:acquire())
+    assert.is_false(ch:answered(lease, { jobid = jobid, status = "started" }, nil, true))
+  end
+
+  it("keeps a record per job started without a wait only while its lease can be live", function()
+    for i = 1, 300 do
+      now = now + 1
+      start("job" .. i)
+    end
+    -- a lease of 10 s, a start each second: the last 10 are live, as the coordinator counts
+    assert.equal(10, coord:running(CH))
+    assert.equal(10, count(ch.leases))
+    assert.equal(10, count(reg.jobs))
+    assert.is_nil(reg:slot("job290"))
+    assert.is_table(reg:slot("job291"))
+  end)
+
+  it("keeps the record of a job whose waiter renews its lease", function()
+    now = now + 1
+    start("watched")
+    for i = 1, 40 do
+      now = now + 1
+      reg:renew("watched")
+      start("job" .. i)
+    end
+    assert.equal(11, coord:running(CH))
+    assert.equal(11, count(ch.leases))
+    assert.is_table(reg:slot("watched"))
+    reg:ended("watched")
+    assert.is_nil(reg:slot("watched"))
+    assert.equal(10, count(ch.leases))
+    assert.equal(10, coord:running(CH))
+  end)
+end)
