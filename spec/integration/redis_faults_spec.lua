@@ -44,6 +44,7 @@ describe("the Redis coordinator's faults", function()
 
   it("sends no POST while Redis is away, polls the jobs in flight, and goes on once it is back", function()
     local server = redis.start { persist = true }
+    finally(function() server:close() end)
     local lines = {}
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH,
       coordinator = server.url, lease = 5, log = function(level, message, what)
@@ -84,11 +85,11 @@ describe("the Redis coordinator's faults", function()
     assert.equal(4, posts())
     assert.equal("info: coordinator " .. server.url .. ": Redis answers again", lines[#lines])
     client:close()
-    server:close()
   end)
 
   it("counts a Redis that stops answering as lost after the URL's timeout, and goes on once it answers", function()
     local server = redis.start()
+    finally(function() server:close() end)
     local url = server.url .. "?timeout=0.5"
     local lines = {}
     local c = require("faceswap.coordinator.redis").new(url, { lease = 60,
@@ -111,11 +112,11 @@ describe("the Redis coordinator's faults", function()
     local running = c:running("stopped")
     assert.is_true(running == 2 or running == 3, tostring(running))
     c:close()
-    server:close()
   end)
 
   it("stops with a clear error when Redis restarted empty, sending nothing", function()
     local server = redis.start()
+    finally(function() server:close() end)
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH,
       coordinator = server.url, log = false }
     assert.equal("completed", client:headshot("before", { wait = FAST }).status)
@@ -136,11 +137,11 @@ describe("the Redis coordinator's faults", function()
     assert.equal("completed", fresh:headshot("fresh", { wait = FAST }).status)
     assert.equal(2, posts())
     fresh:close()
-    server:close()
   end)
 
   it("gives a killed process's slots back once its lease ends, on Redis's clock", function()
     local server = redis.start()
+    finally(function() server:close() end)
     local pipe = assert(io.popen(("sh -c %s"):format(shell.quote(
       ("lua5.4 %s/spec/support/redis_child.lua %s hold %s 2 killed 3 & echo $!; wait")
         :format(shell.quote(ROOT), shell.quote(ROOT), shell.quote(server.url))))))
@@ -161,7 +162,6 @@ describe("the Redis coordinator's faults", function()
     assert.is_true(c:now() >= before + 2, "a slot came back before its lease ended")
     assert.equal(1, c:running("killed"))
     c:close()
-    server:close()
   end)
 
   it("lets parent and child of fork() both use the coordinator, each on a connection of its own", function()
@@ -171,6 +171,7 @@ describe("the Redis coordinator's faults", function()
       " >/dev/null"), "cannot build " .. so)
     local fh = assert(package.loadlib(so, "luaopen_forkhelp"))()
     local server = redis.start()
+    finally(function() server:close() end)
     local client = faceswap.new { token = TOKEN, base_url = s.base_url, channel = CH,
       coordinator = server.url, log = false }
     local c = client._coordinator
@@ -197,6 +198,5 @@ describe("the Redis coordinator's faults", function()
     assert.equal(0, c:running("forked"))
     assert.equal("40", server:cli("HGET", "faceswap:{forked}:state", "next")) -- 20 leases each
     client:close()
-    server:close()
   end)
 end)

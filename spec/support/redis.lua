@@ -1,6 +1,6 @@
 -- Spec-side handle on a real redis-server (Debian's): started on 127.0.0.1 and a free port,
 -- with no persistence (`--save '' --appendonly no`) unless asked, in a directory of its own,
--- and stopped afterwards.
+-- and stopped afterwards (or, should the spec's process die first, by a watchdog beside it).
 --
 --   local redis = require "spec.support.redis"
 --   local r = redis.start()           -- r.url "redis://127.0.0.1:PORT/0", r.port
@@ -52,7 +52,12 @@ function Redis:start()
     "--daemonize", "no", "--logfile", quote(self.dir .. "/redis.log"),
   }
   if not self.persist then os.remove(self.dir .. "/dump.rdb") end
-  local p = assert(io.popen(table.concat(args, " ") .. " >/dev/null 2>&1 & echo $!"))
+  -- beside it a watchdog that kills it once this process is gone (a spec run that crashed
+  -- or was killed leaves no server behind) or once it has stopped
+  local p = assert(io.popen(table.concat(args, " ") .. " >/dev/null 2>&1 </dev/null & r=$!; " ..
+    "echo $r; (while kill -0 $PPID 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 1; done; " ..
+    "kill -9 $r 2>/dev/null; kill -0 $PPID 2>/dev/null || rm -rf " .. quote(self.dir) ..
+    ") >/dev/null 2>&1 </dev/null &"))
   self.pid = tonumber(p:read("*l"))
   p:close()
   while self:cli("PING") ~= "PONG" do
