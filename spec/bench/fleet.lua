@@ -59,13 +59,8 @@ local INTERVAL = tonumber(os.getenv("FLEET_INTERVAL") or 0.062 * J / 0.5)
 local IDEAL = N / (M * K) * J
 local TOKEN = "test-token"
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
+local shell = require "spec.support.shell"
+local quote, sh = shell.quote, shell.capture
 local function read(path)
   local f = io.open(path)
   if not f then return "" end

@@ -79,19 +79,27 @@ describe("client:fd() and client:next_wakeup()", function()
     c:close()
   end)
 
-  it("next_wakeup() is 0 while answers wait that the last step could not take", function()
-    -- an edge-triggered watch of fd() would not fire again for them: the timer must
+  -- n polls sent, each answered 2 s later: returns once the simulator has them all and their
+  -- answers are in the socket buffers (`meanwhile` runs after the sending)
+  local function answers_waiting(n, meanwhile)
     fx.sim:config { latency = 2 }
-    local n = 100
     for _ = 1, n do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
     assert(sim.wait_for(function()
       fx.client:step(0.01)
       return #fx.sim:requests() == n
     end, 60), "the simulator did not receive every request")
     local sent = faceswap.now()
-    -- until libcurl's next timer is its connect timeout's (10 s), so none fires in the wait
-    while (fx.client:next_wakeup() or 10) < 5 do fx.client:step(0.05) end
-    faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now())) -- every answer is in the socket buffers now
+    if meanwhile then meanwhile() end
+    faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now()))
+  end
+
+  it("next_wakeup() is 0 while answers wait that the last step could not take", function()
+    -- an edge-triggered watch of fd() would not fire again for them: the timer must
+    local n = 100
+    answers_waiting(n, function()
+      -- until libcurl's next timer is its connect timeout's (10 s), so none fires in the wait
+      while (fx.client:next_wakeup() or 10) < 5 do fx.client:step(0.05) end
+    end)
     local steps, left = 1, fx.client:step(0)
     while left > 0 and steps < 10 do
       assert.equal(0, fx.client:next_wakeup())
@@ -102,15 +110,7 @@ describe("client:fd() and client:next_wakeup()", function()
   end)
 
   it("step(0) reads at most 12 answers, the rest at the next steps", function()
-    fx.sim:config { latency = 2 }
-    local n = 30
-    for _ = 1, n do fx.client:spawn(function() return fx.client:job("0123456789abcdef0123456789abcdef") end) end
-    assert(sim.wait_for(function()
-      fx.client:step(0.01)
-      return #fx.sim:requests() == n
-    end, 60), "the simulator did not receive every request")
-    local sent = faceswap.now()
-    faceswap.sleep(math.max(0, sent + 3.5 - faceswap.now())) -- every answer is in the socket buffers now
+    answers_waiting(30)
     local left = {}
     repeat
       left[#left + 1] = fx.client:step(0)

@@ -4,11 +4,8 @@
 -- POST, a killed process's prompts finished by the others, unknown fates never resent without
 -- --resubmit-unknown, another list refused, a Redis restarted empty noticed. #external: the
 -- work is done by child processes.
-local fixture = require "spec.support.fixture"
-local sim = require "spec.support.sim"
-local redis = require "spec.support.redis"
-local compat = require "spec.support.compat"
-local shell = require "spec.support.shell"
+local fixture, sim, redis, compat, shell =
+  require "spec.support.uses" ("fixture", "sim", "spec.support.redis", "compat", "shell")
 local write, capture = shell.write, shell.capture
 
 local CH1, CH2 = "1100000000000000001", "1100000000000000002"
