@@ -154,6 +154,14 @@ describe("the nginx transport #external", function()
         "job", "transport|200|true|true|answer with Content-Length headers that disagree")
     end)
 
+    it("an answer after a 100 Continue whose header lines end in a bare LF", function()
+      local body = '{"error":"Too many requests","code":429}'
+      agree({ action = "raw", match = "^GET /jobs/$",
+              data = "HTTP/1.1 100 Continue\n\nHTTP/1.1 429 Too Many Requests\nContent-Type: application/json\n" ..
+                "Retry-After: 3\r\nContent-Length: " .. #body .. "\n\n" .. body },
+        "job", "rate_limited|429|true|true|Too many requests")
+    end)
+
     it("a negative Content-Length", function()
       agree({ action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" },
         "job", "transport|200|true|true|Invalid Content-Length: value")

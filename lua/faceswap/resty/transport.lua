@@ -9,6 +9,10 @@ local url = require "faceswap.url"
 
 local ngx = rawget(_G, "ngx")
 local now = core.now
+local find, sub, byte, match, lower, gsub = string.find, string.sub, string.byte, string.match,
+  string.lower, string.gsub
+local concat = table.concat
+local ceil, floor, min, most = math.ceil, math.floor, math.min, math.max
 
 local M = {}
 
@@ -16,6 +20,7 @@ local MAX_HEADER_BYTES = 64 * 1024
 local MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 local KEEPALIVE_MS = 30000 -- as with libcurl: a connection idle longer is not reused
 local POOL_SIZE = 64
+local USER_AGENT = "\r\nUser-Agent: lua-faceswap/" .. core._VERSION:match("%S+$") .. "\r\n"
 
 ---------------------------------------------------------------------------------------------
 -- HTTP/1.1 over a cosocket
@@ -27,6 +32,11 @@ local function failed(fault, sent, post, code, ...)
   return nil, core.fault(fault, sent, post, code, ...)
 end
 
+-- Milliseconds since `started`, for the words of a fault.
+local function ms(started)
+  return floor((now() - started) * 1000 + 0.5)
+end
+
 ---------------------------------------------------------------------------------------------
 -- Reading within a deadline
 ---------------------------------------------------------------------------------------------
@@ -34,59 +44,86 @@ end
 -- so a server dripping a byte at a time would hold one receive("*l") for ever. The reader takes
 -- what has arrived (receiveany), each wait bounded by what is left of the attempt's deadline,
 -- and cuts lines and lengths from its own buffer: the whole attempt ends by the deadline.
+-- The buffer is `buf` from index `pos` on: a line or a piece of body moves `pos` and copies
+-- only itself. While `keep` is set (the header block) nothing read is dropped, so the block is
+-- one slice of the buffer at its end. The reader also holds what the headers say of the
+-- answer's framing (`length`, `chunked`, `keepalive`) and where its body goes (`out`).
 local Reader = {}
 Reader.__index = Reader
 
-local function reader(sock, deadline)
-  return setmetatable({ sock = sock, deadline = deadline, buf = "", body_bytes = 0, total = 0 }, Reader)
+local function reader(sock, deadline, armed)
+  return setmetatable({ sock = sock, deadline = deadline, armed = armed, buf = "", pos = 1,
+                        body_bytes = 0, total = 0 }, Reader)
 end
 
 -- More bytes into the buffer, or nil and "timeout" / the cosocket's error.
 function Reader:fill()
   local left = self.deadline - now()
   if left <= 0 then return nil, "timeout" end
-  self.sock:settimeout(math.max(math.ceil(left * 1000), 1))
-  local data, err = self.sock:receiveany(65536)
+  local sock = self.sock
+  local wait = most(ceil(left * 1000), 1)
+  if wait ~= self.armed then -- (the same value as set last needs no call)
+    sock:settimeout(wait)
+    self.armed = wait
+  end
+  local data, err = sock:receiveany(65536)
   if not data then return nil, err end
-  self.buf, self.total = self.buf .. data, self.total + #data
+  local buf, pos = self.buf, self.pos
+  if buf == "" then
+    self.buf = data
+  elseif self.keep or pos == 1 then
+    self.buf = buf .. data
+  elseif pos > #buf then
+    self.buf, self.pos = data, 1
+  else
+    self.buf, self.pos = sub(buf, pos) .. data, 1
+  end
+  self.total = self.total + #data
   return true
 end
 
--- As a cosocket's receive("*l"): a line without its CRLF; on failure nil, the error and what
--- had arrived.
+-- As a cosocket's receive("*l"): a line without its CRLF (or LF: then `bare` is set); on
+-- failure nil, the error and what had arrived.
 function Reader:line()
   while true do
-    local i = self.buf:find("\n", 1, true)
+    local buf, pos = self.buf, self.pos
+    local i = find(buf, "\n", pos, true)
     if i then
-      local line = self.buf:sub(1, i - 1)
-      self.buf = self.buf:sub(i + 1)
-      return (line:gsub("\r$", ""))
+      self.pos = i + 1
+      if i > pos and byte(buf, i - 1) == 13 then return sub(buf, pos, i - 2) end
+      self.bare = true
+      return sub(buf, pos, i - 1)
     end
-    if #self.buf > MAX_HEADER_BYTES then return nil, "big_headers" end
+    if #buf - pos + 1 > MAX_HEADER_BYTES then return nil, "big_headers" end
     local ok, err = self:fill()
     if not ok then
-      local partial = self.buf
-      self.buf = ""
+      local partial = sub(self.buf, self.pos)
+      self.buf, self.pos = "", 1
       return nil, err, partial
     end
   end
 end
 
 -- Hands the next `want` bytes of body (math.huge: up to the end of the connection) to
--- `out(piece)` as they arrive, counting them in body_bytes: true, or nil and the cosocket's
--- error ("closed" at the end of the connection) or what `out` returned on refusing a piece.
-function Reader:pass(want, out)
+-- `self:out(piece)` as they arrive, counting them in body_bytes: true, or nil and the
+-- cosocket's error ("closed" at the end of the connection) or what `out` returned on refusing
+-- a piece.
+function Reader:pass(want)
   while true do
-    local buf = self.buf
-    if buf ~= "" then
-      local piece = buf
-      if #buf > want then
-        piece, self.buf = buf:sub(1, want), buf:sub(want + 1)
+    local buf, pos = self.buf, self.pos
+    local have = #buf - pos + 1
+    if have > 0 then
+      local piece
+      if have <= want then
+        piece = pos == 1 and buf or sub(buf, pos)
+        self.buf, self.pos = "", 1
       else
-        self.buf = ""
+        piece = sub(buf, pos, pos + want - 1)
+        self.pos = pos + want
       end
-      want, self.body_bytes = want - #piece, self.body_bytes + #piece
-      local ok, err = out(piece)
+      local n = #piece
+      want, self.body_bytes = want - n, self.body_bytes + n
+      local ok, err = self:out(piece)
       if not ok then return nil, err end
     end
     if want == 0 then return true end
@@ -95,16 +132,41 @@ function Reader:pass(want, out)
   end
 end
 
--- Reads the answer body as its headers frame it, handing it to `out(piece)` as it arrives
--- (`out` refuses a piece with nil and why: "oversize" past the limit); true, or nil and a
--- fault's name (and what fills in its words: for "oversize" the Content-Length, when there is
--- one; for "cut_body" the bytes missing) or the cosocket's error.
-local function read_body(r, framing, limit, out)
-  if framing.chunked then
+-- Where a body goes (the reader's `out`): kept (in `answer`, or `parts` once there are
+-- several pieces), handed to a streamed download's stream, or read and dropped (a streamed
+-- download's error answer); any of them refuses a piece past `limit` with "oversize".
+local function keep(r, piece)
+  if r.body_bytes > r.limit then return nil, "oversize" end
+  local parts = r.parts
+  if parts then
+    parts[#parts + 1] = piece
+  elseif r.answer then
+    r.parts = { r.answer, piece }
+  else
+    r.answer = piece
+  end
+  return true
+end
+
+local function to_stream(r, piece)
+  if r.body_bytes > r.limit then return nil, "oversize" end
+  return r.stream:write(piece)
+end
+
+local function drop(r)
+  if r.body_bytes > r.limit then return nil, "oversize" end
+  return true
+end
+
+-- Reads the answer body as its headers frame it, handing it to `r:out(piece)` as it arrives;
+-- true, or nil and a fault's name (and what fills in its words: for "oversize" the
+-- Content-Length, when there is one; for "cut_body" the bytes missing) or the cosocket's error.
+local function read_body(r, limit)
+  if r.chunked then
     while true do
       local line, err = r:line()
       if not line then return nil, err end
-      local size = tonumber(line:match("^%s*(%x+)"), 16)
+      local size = tonumber(match(line, "^%s*(%x+)"), 16)
       if not size then return nil, "chunk_size" end
       if size == 0 then
         repeat -- trailers
@@ -115,62 +177,248 @@ local function read_body(r, framing, limit, out)
       end
       if size > limit - r.body_bytes then return nil, "oversize" end
       local ok
-      ok, err = r:pass(size, out)
+      ok, err = r:pass(size)
       if not ok then return nil, err end
       line, err = r:line()
       if not line then return nil, err end
     end
-  elseif framing.length then
-    if framing.length > limit then return nil, "oversize", framing.length end
-    if framing.length == 0 then return true end
-    local ok, err = r:pass(framing.length, out)
+  end
+  local length = r.length
+  if length then
+    if length > limit then return nil, "oversize", length end
+    if length == 0 then return true end
+    local ok, err = r:pass(length)
     if ok then return true end
-    if err == "closed" then return nil, "cut_body", framing.length - r.body_bytes end
+    if err == "closed" then return nil, "cut_body", length - r.body_bytes end
     return nil, err
   end
   -- neither: the body runs to the end of the connection
-  local ok, err = r:pass(math.huge, out)
+  local ok, err = r:pass(math.huge)
   if ok or err == "closed" then return true end
   return nil, err
 end
 
--- Status line and headers: status, the header block (as libcurl gives it), and the framing;
--- or nil, a fault's name or the cosocket's error, and the status if its line had come (and
--- "cut" when the connection closed after some of the header block).
-local function read_head(sock)
+-- Status line and headers: status and the header block (as libcurl gives it: its lines ended
+-- by CRLF), the framing set on `r`; or nil, a fault's name or the cosocket's error, the status
+-- if its line had come, and "cut" when the connection closed after some of the header block.
+local function read_head(r)
+  r.keep = true
   while true do
-    local line, err, partial = sock:line()
+    local start = r.pos
+    r.bare = false
+    local line, err, partial = r:line()
     if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
-    local status = tonumber(line:match("^HTTP/1%.[01] (%d%d%d)"))
+    local status = tonumber(match(line, "^HTTP/1%.[01] (%d%d%d)"))
     if not status then return nil, "http09" end
-    local block, framing = { line }, { keepalive = not line:find("^HTTP/1%.0") }
+    r.length, r.chunked, r.keepalive = nil, nil, not find(line, "^HTTP/1%.0")
     local bytes = #line
     while true do
-      line, err = sock:line()
+      line, err = r:line()
       if not line then return nil, err, status >= 200 and status or nil, true end
       if line == "" then break end
       bytes = bytes + #line + 2
       if bytes > MAX_HEADER_BYTES then return nil, "big_headers", status end
-      block[#block + 1] = line
-      local name, value = line:match("^([^:]+):%s*(.-)%s*$")
-      name = name and name:lower()
-      if name == "content-length" then
-        local length = tonumber(value:match("^%d+$"))
-        if not length then return nil, "bad_length", status end
-        if framing.length and framing.length ~= length then -- RFC 9112, 6.3: end unknown
-          return nil, "framing", status
+      -- only Content-Length, Transfer-Encoding and Connection matter here
+      local c = byte(line, 1)
+      if c == 67 or c == 99 or c == 84 or c == 116 then -- C c T t
+        local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
+        name = name and lower(name)
+        if name == "content-length" then
+          local length = tonumber(match(value, "^%d+$"))
+          if not length then return nil, "bad_length", status end
+          if r.length and r.length ~= length then -- RFC 9112, 6.3: end unknown
+            return nil, "framing", status
+          end
+          r.length = length
+        elseif name == "transfer-encoding" and find(lower(value), "chunked", 1, true) then
+          r.chunked = true
+        elseif name == "connection" and find(lower(value), "close", 1, true) then
+          r.keepalive = false
         end
-        framing.length = length
-      elseif name == "transfer-encoding" and value:lower():find("chunked", 1, true) then
-        framing.chunked = true
-      elseif name == "connection" and value:lower():find("close", 1, true) then
-        framing.keepalive = false
       end
     end
     if status >= 200 or status == 101 then
-      return status, table.concat(block, "\r\n") .. "\r\n\r\n", framing
+      local head = sub(r.buf, start, r.pos - 1)
+      if r.bare then head = gsub(head, "\r?\n", "\r\n") end
+      r.keep = false
+      return status, head
     end -- a 1xx before the answer: read on
   end
+end
+
+-- The error of an attempt that ran out of time (`r` the reader, if the request was sent).
+local function timed_out(started, post, code, r, length)
+  if length then return failed("timeout_of", true, post, code, ms(started), r.body_bytes, length) end
+  return failed("timeout", true, post, code, ms(started), r and r.body_bytes or 0)
+end
+
+-- One exchange of a request: `head` is what follows the target in the request (the request
+-- line's end, Host, User-Agent, Authorization unless a download), `base` its URL's parts
+-- (a table of scheme, host, port, authority, prefix, pool; nil: `target` is a whole URL).
+-- `fresh` forces a new connection (after a reused one died unanswered), within the same
+-- attempt: `started` and `deadline` are the first try's.
+local function exchange(self, base, head, method, target, content_type, body, timeout, limit, stream,
+                        fresh, started, deadline)
+  local download = base == nil
+  if body and type(body) ~= "string" then
+    -- a body whose file stays on disk (the core's upload body): read whole here, where
+    -- cosockets take strings; a file no longer what was checked is its error, unsent
+    local text, err = body:read()
+    if not text then return nil, err end
+    body = text
+  end
+  local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
+  local scheme, host, port, path, authority, pool
+  if download then
+    scheme, host, port, path, authority = url.split(target)
+    head = " HTTP/1.1\r\nHost: " .. authority .. USER_AGENT
+  else
+    scheme, host, port, authority, pool = base.scheme, base.host, base.port, base.authority, base.pool
+    path = base.prefix .. target
+  end
+  local t = now()
+  started = started or t
+  deadline = deadline or started + (timeout or self.timeout)
+  local sock = ngx.socket.tcp()
+  sock:settimeout(most(ceil(min(self.connect_timeout, deadline - t) * 1000), 1))
+  if fresh then
+    pool = { pool = scheme .. "://" .. authority .. "#" .. now() }
+  elseif not pool then
+    pool = { pool = scheme .. "://" .. authority }
+  end
+  local ok, err = sock:connect(host, port, pool)
+  if not ok then
+    if err == "timeout" then
+      return failed("connect_timeout", false, post, nil, ms(started))
+    elseif err == "connection refused" then
+      return failed("refused", false, post, nil, host, port, ms(started))
+    end
+    return failed("connect", false, post, nil, tostring(err))
+  end
+  local reused = sock:getreusedtimes() > 0
+  if scheme == "https" and not reused then
+    local fine
+    local by_connect = self.connect_timeout < deadline - now() -- which limit a stall meets
+    sock:settimeout(most(ceil(min(self.connect_timeout, deadline - now()) * 1000), 1))
+    fine, ok, err = pcall(sock.sslhandshake, sock, nil, host, true)
+    if not fine then
+      -- lua-resty-core 0.1.25 (Debian 12) fails an assertion instead of returning the error
+      -- when a handshake that completed at once did not verify (lua-resty-core issue 499,
+      -- fixed upstream in 2025); the reason then reaches nginx's error log only. Failing
+      -- closed is what matters: nothing was sent.
+      ok, err = nil, "0: certificate verify failed (the reason is in nginx's error log)"
+    end
+    if not ok and err == "timeout" then
+      sock:close()
+      if by_connect then return failed("tls_timeout", false, post) end
+      return failed("connect_timeout", false, post, nil, ms(started))
+    elseif not ok then
+      sock:close()
+      -- "20: unable to get local issuer certificate": OpenSSL's verify result, as libcurl words it
+      local verify = match(tostring(err), "^%d+: (.*)$")
+      if verify then return failed("certificate", false, post, nil, verify) end
+      return failed("tls", false, post, nil, tostring(err))
+    end
+  end
+  local request
+  if body then
+    request = method .. " " .. path .. head .. "Content-Type: " .. content_type .. "\r\nContent-Length: " ..
+      #body .. "\r\n\r\n" .. body
+  else
+    request = method .. " " .. path .. head .. "\r\n"
+  end
+  t = now()
+  if deadline <= t then return timed_out(started, post) end
+  local wait = most(ceil((deadline - t) * 1000), 1)
+  sock:settimeout(wait)
+  local sent
+  sent, err = sock:send(request)
+  local r = reader(sock, deadline, wait)
+  local status, headers, cut
+  if sent then
+    status, headers, err, cut = read_head(r)
+  else
+    headers = err
+  end
+  if not status then
+    err, status = headers, err -- on failure: the error, and the status if one had come
+    sock:close()
+    if err == "timeout" then return timed_out(started, post) end
+    -- (nothing at all came back: after even a 1xx libcurl does not resend either)
+    local lost = r.total == 0 and (err == "closed" or find(tostring(err), "reset", 1, true))
+    if reused and lost then
+      -- a kept-alive connection the server had closed: a GET goes again on a new one; a POST
+      -- may not, as the server may have acted on it
+      if not post then
+        return exchange(self, base, head, method, target, content_type, body, timeout, limit, stream,
+                        true, started, deadline)
+      end
+      return failed("not_resent", true, post)
+    end
+    if not sent then
+      return failed("send", true, post, nil, (gsub(tostring(err), "^%l", string.upper)))
+    elseif err == "closed" then
+      return failed(cut and "cut_headers" or "empty", true, post)
+    elseif find(tostring(err), "reset by peer", 1, true) then
+      return failed("reset", true, post, status)
+    elseif err == "http09" then
+      return failed("http09", true, post)
+    elseif err == "big_headers" or err == "bad_length" or err == "framing" then
+      return failed(err, true, post, status)
+    end
+    return failed("other", true, post, status, tostring(err))
+  end
+  -- the body: kept, or for a streamed download's 2xx handed to its stream, and for its
+  -- error answer read and dropped; any of them at most `limit` bytes
+  r.limit = limit
+  if not stream then
+    r.out = keep
+  elseif status >= 200 and status <= 299 then
+    r.out, r.stream = to_stream, stream
+  else
+    r.out = drop
+  end
+  local whole, left = true, nil
+  if method ~= "HEAD" and status ~= 204 and status ~= 304 then
+    whole, err, left = read_body(r, limit)
+  end
+  if not whole then
+    sock:close()
+    if err == "oversize" and not download and status >= 300 then
+      -- an error answer past max_response: its status decides its kind, as for any other;
+      -- the error and its words are libcurl's (csrc/response.c), `left` the Content-Length
+      return core.read_unread(status, headers, left or limit, left ~= nil, limit, post)
+    elseif err == "oversize" and limit > 0x7fffffff then -- past what the words' %d holds
+      return nil, core.error { kind = "bad_response", code = status, sent = true, retryable = false,
+        error = string.format("answer larger than a download may be (%.0f bytes)", limit) }
+    elseif err == "oversize" then
+      return failed("oversize", true, post, status, download and "a download may be" or "max_response", limit)
+    elseif err == "stream" then
+      return nil, stream:error(status)
+    elseif err == "timeout" then
+      return timed_out(started, post, status, r, r.length)
+    elseif err == "closed" then
+      return failed("cut_chunked", true, post, status)
+    elseif err == "cut_body" then
+      return failed("cut_body", true, post, status, left)
+    elseif err == "chunk_size" or err == "big_headers" then
+      return failed(err, true, post, status)
+    elseif find(tostring(err), "reset by peer", 1, true) then
+      return failed("reset", true, post, status)
+    end
+    return failed("other", true, post, status, tostring(err))
+  end
+  -- (a fresh connection's pool name is its own, so it is not kept: no pool per retry; nor is
+  -- one with bytes past the answer)
+  if r.keepalive and (r.chunked or r.length) and not fresh and r.pos > #r.buf then
+    sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
+  else
+    sock:close()
+  end
+  if stream then return status, headers, status <= 299 and r.body_bytes or "" end
+  local parts = r.parts
+  if parts then return status, headers, concat(parts) end
+  return status, headers, r.answer or ""
 end
 
 ---------------------------------------------------------------------------------------------
@@ -317,174 +565,19 @@ function M.transport(o)
     -- cosockets verify with nginx's own store, which a client cannot replace
     error("bad option 'ca_file' (inside nginx the CA file is lua_ssl_trusted_certificate in nginx.conf)", 2)
   end
-  local auth = "Authorization: Bearer " .. o.token .. "\r\n" -- kept in this closure only
   local self = setmetatable({
     base = base,
     timeout = o.timeout or 60,
     connect_timeout = o.connect_timeout or 10,
     max_response = o.max_response or 256 * 1024,
   }, Transport)
-
-  -- One exchange of the request `q` (method, target, content_type, body, download, timeout,
-  -- limit, stream); `fresh` forces a new connection (after a reused one died unanswered),
-  -- within the same attempt: `started` and `deadline` are the first try's.
-  local function exchange(q, fresh, started, deadline)
-    local method, body, download = q.method, q.body, q.download
-    if body and type(body) ~= "string" then
-      -- a body whose file stays on disk (the core's upload body): read whole here, where
-      -- cosockets take strings; a file no longer what was checked is its error, unsent
-      local text, err = body:read()
-      if not text then return nil, err end
-      body = text
-    end
-    local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
-    local scheme, host, port, path, authority = url.split(q.target)
-    started = started or now()
-    deadline = deadline or started + (q.timeout or self.timeout)
-    local function ms() return math.floor((now() - started) * 1000 + 0.5) end
-    local sock = ngx.socket.tcp()
-    sock:settimeout(math.max(math.ceil(math.min(self.connect_timeout, deadline - now()) * 1000), 1))
-    local pool = scheme .. "://" .. authority .. (fresh and ("#" .. now()) or "")
-    local ok, err = sock:connect(host, port, { pool = pool })
-    if not ok then
-      if err == "timeout" then
-        return failed("connect_timeout", false, post, nil, ms())
-      elseif err == "connection refused" then
-        return failed("refused", false, post, nil, host, port, ms())
-      end
-      return failed("connect", false, post, nil, tostring(err))
-    end
-    local reused = sock:getreusedtimes() > 0
-    if scheme == "https" and not reused then
-      local fine
-      local by_connect = self.connect_timeout < deadline - now() -- which limit a stall meets
-      sock:settimeout(math.max(math.ceil(math.min(self.connect_timeout, deadline - now()) * 1000), 1))
-      fine, ok, err = pcall(sock.sslhandshake, sock, nil, host, true)
-      if not fine then
-        -- lua-resty-core 0.1.25 (Debian 12) fails an assertion instead of returning the error
-        -- when a handshake that completed at once did not verify (lua-resty-core issue 499,
-        -- fixed upstream in 2025); the reason then reaches nginx's error log only. Failing
-        -- closed is what matters: nothing was sent.
-        ok, err = nil, "0: certificate verify failed (the reason is in nginx's error log)"
-      end
-      if not ok and err == "timeout" then
-        sock:close()
-        if by_connect then return failed("tls_timeout", false, post) end
-        return failed("connect_timeout", false, post, nil, ms())
-      elseif not ok then
-        sock:close()
-        -- "20: unable to get local issuer certificate": OpenSSL's verify result, as libcurl words it
-        local verify = tostring(err):match("^%d+: (.*)$")
-        if verify then return failed("certificate", false, post, nil, verify) end
-        return failed("tls", false, post, nil, tostring(err))
-      end
-    end
-    local request = method .. " " .. path .. " HTTP/1.1\r\nHost: " .. authority ..
-      "\r\nUser-Agent: lua-faceswap/" .. core._VERSION:match("%S+$") .. "\r\n" ..
-      (download and "" or auth) ..
-      (body and ("Content-Type: " .. q.content_type .. "\r\nContent-Length: " .. #body ..
-        "\r\n\r\n" .. body) or "\r\n")
-    local function timed_out(code, r, length)
-      if length then return failed("timeout_of", true, post, code, ms(), r.body_bytes, length) end
-      return failed("timeout", true, post, code, ms(), r and r.body_bytes or 0)
-    end
-    if deadline <= now() then return timed_out() end
-    sock:settimeout(math.max(math.ceil((deadline - now()) * 1000), 1))
-    local sent
-    sent, err = sock:send(request)
-    local r = reader(sock, deadline)
-    local status, head, framing, cut
-    if sent then
-      status, head, framing, cut = read_head(r)
-    else
-      head, framing = err, nil
-    end
-    if not status then
-      err, status = head, framing -- on failure: the error, and the status if one had come
-      sock:close()
-      if err == "timeout" then return timed_out() end
-      -- (nothing at all came back: after even a 1xx libcurl does not resend either)
-      local lost = r.total == 0 and (err == "closed" or tostring(err):find("reset", 1, true))
-      if reused and lost then
-        -- a kept-alive connection the server had closed: a GET goes again on a new one; a POST
-        -- may not, as the server may have acted on it
-        if not post then return exchange(q, true, started, deadline) end
-        return failed("not_resent", true, post)
-      end
-      if not sent then
-        return failed("send", true, post, nil, (tostring(err):gsub("^%l", string.upper)))
-      elseif err == "closed" then
-        return failed(cut and "cut_headers" or "empty", true, post)
-      elseif tostring(err):find("reset by peer", 1, true) then
-        return failed("reset", true, post, status)
-      elseif err == "http09" then
-        return failed("http09", true, post)
-      elseif err == "big_headers" or err == "bad_length" or err == "framing" then
-        return failed(err, true, post, status)
-      end
-      return failed("other", true, post, status, tostring(err))
-    end
-    -- the body: kept, or for a streamed download's 2xx handed to its stream, and for its
-    -- error answer read and dropped; any of them at most `limit` bytes
-    local limit, stream = q.limit, q.stream
-    local parts, out = {}
-    if stream and status >= 200 and status <= 299 then
-      out = function(piece)
-        if r.body_bytes > limit then return nil, "oversize" end
-        return stream:write(piece)
-      end
-    elseif stream then
-      out = function()
-        if r.body_bytes > limit then return nil, "oversize" end
-        return true
-      end
-    else
-      out = function(piece)
-        if r.body_bytes > limit then return nil, "oversize" end
-        parts[#parts + 1] = piece
-        return true
-      end
-    end
-    local whole, left = true, nil
-    if method ~= "HEAD" and status ~= 204 and status ~= 304 then
-      whole, err, left = read_body(r, framing, limit, out)
-    end
-    if not whole then
-      sock:close()
-      if err == "oversize" and not download and status >= 300 then
-        -- an error answer past max_response: its status decides its kind, as for any other;
-        -- the error and its words are libcurl's (csrc/response.c), `left` the Content-Length
-        return core.read_unread(status, head, left or limit, left ~= nil, limit, post)
-      elseif err == "oversize" and limit > 0x7fffffff then -- past what the words' %d holds
-        return nil, core.error { kind = "bad_response", code = status, sent = true, retryable = false,
-          error = string.format("answer larger than a download may be (%.0f bytes)", limit) }
-      elseif err == "oversize" then
-        return failed("oversize", true, post, status, download and "a download may be" or "max_response", limit)
-      elseif err == "stream" then
-        return nil, stream:error(status)
-      elseif err == "timeout" then
-        return timed_out(status, r, framing.length)
-      elseif err == "closed" then
-        return failed("cut_chunked", true, post, status)
-      elseif err == "cut_body" then
-        return failed("cut_body", true, post, status, left)
-      elseif err == "chunk_size" or err == "big_headers" then
-        return failed(err, true, post, status)
-      elseif tostring(err):find("reset by peer", 1, true) then
-        return failed("reset", true, post, status)
-      end
-      return failed("other", true, post, status, tostring(err))
-    end
-    -- (a fresh connection's pool name is its own, so it is not kept: no pool per retry; nor is
-    -- one with bytes past the answer)
-    if framing.keepalive and (framing.chunked or framing.length) and not fresh and r.buf == "" then
-      sock:setkeepalive(KEEPALIVE_MS, POOL_SIZE)
-    else
-      sock:close()
-    end
-    if stream then return status, head, status <= 299 and r.body_bytes or "" end
-    return status, head, table.concat(parts)
-  end
+  -- the base URL's parts, split once: every API call goes to it, over one pool
+  local scheme, host, port, _, authority = url.split(base)
+  local parts = { scheme = scheme, host = host, port = port, authority = authority,
+                  prefix = base:match("^https?://[^/?#]+(.*)$"), pool = { pool = scheme .. "://" .. authority } }
+  -- what follows an API call's target in its request (the Authorization header is kept in
+  -- this closure only)
+  local head = " HTTP/1.1\r\nHost: " .. authority .. USER_AGENT .. "Authorization: Bearer " .. o.token .. "\r\n"
 
   -- transport:perform(method, path_or_url, content_type, body, opts), as in the C transport:
   -- `opts` (nil: none) the call's own `timeout`, and for a download `max` (bytes), `path` (a
@@ -493,11 +586,11 @@ function M.transport(o)
   function self.perform(_, method, target, content_type, body, opts)
     local co = coroutine.running()
     if sinking[co] then error("attempt to use a faceswap client from inside its download's sink", 0) end
-    local download = target:sub(1, 1) ~= "/"
-    local timeout, max, path, sink = options(opts, download)
+    local download = byte(target, 1) ~= 47 -- not "/"
+    local timeout, max, path, sink
+    if opts ~= nil then timeout, max, path, sink = options(opts, download) end
     if not download then
-      return exchange { method = method, target = self.base .. target, content_type = content_type,
-                        body = body, timeout = timeout, limit = self.max_response }
+      return exchange(self, parts, head, method, target, content_type, body, timeout, self.max_response)
     end
     local problem = url.problem(target, false)
     if problem or method ~= "GET" then
@@ -511,9 +604,9 @@ function M.transport(o)
       if not stream then return nil, err end
       streams[co] = stream
     end
-    local status, head, answer = exchange { method = "GET", target = target, download = true,
-      timeout = timeout, limit = max or MAX_DOWNLOAD_BYTES, stream = stream }
-    if not stream then return status, head, answer end
+    local status, headers, answer = exchange(self, nil, nil, "GET", target, nil, nil, timeout,
+      max or MAX_DOWNLOAD_BYTES, stream)
+    if not stream then return status, headers, answer end
     streams[co] = nil
     if status and status <= 299 then
       local ok, err = stream:commit(status)
@@ -521,7 +614,7 @@ function M.transport(o)
     else
       stream:discard()
     end
-    return status, head, answer
+    return status, headers, answer
   end
   return self
 end
