@@ -13,9 +13,7 @@
 --   lua5.4 spec/bench/nginx_roundtrip.lua [N1=200] [N2=1200] [W=300]
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "./build/5.4/?.so;" .. package.cpath
-local socket = require "socket"
-local core = require "faceswap.core"
-local nginx = require "spec.support.nginx"
+local socket, core, nginx = require "spec.support.uses" ("socket", "faceswap.core", "nginx")
 
 local N1, N2, W = tonumber(arg[1]) or 200, tonumber(arg[2]) or 1200, tonumber(arg[3]) or 300
 assert(N2 > N1 and N1 >= 0 and W >= 0, "usage: lua5.4 spec/bench/nginx_roundtrip.lua [N1] [N2] [W]")
