@@ -12,7 +12,12 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
 local authority = require "faceswap.channel"
-local ledgers = require "faceswap.ledger"
+-- faceswap.ledger (and lua-cjson with it) is loaded when a batch first needs it: a client that
+-- runs no ledger needs only the core's own cjson (spec/unit/cjson_instance_spec.lua)
+local ledgers = setmetatable({}, { __index = function(self, name)
+  setmetatable(self, { __index = require "faceswap.ledger" })
+  return self[name]
+end })
 
 local M = {}
 
@@ -76,15 +81,15 @@ local function check_batch(list, opts)
       if not opened and (type(value) ~= "string" or
           not (value:find("^file:.") or value:find("^redis://"))) then
         error("bad argument #2 to 'batch' (option 'ledger' must be \"file:PATH\" or " ..
-          "\"redis://HOST:PORT/DB/NAME\")", 3)
+          "\"redis://HOST:PORT/DB/NAME\")", 4)
       end
       if not opened and value:find("^redis://") and not ledgers.parse_redis(value) then
         error("bad argument #2 to 'batch' (option 'ledger': " ..
-          select(2, ledgers.parse_redis(value)) .. ")", 3)
+          select(2, ledgers.parse_redis(value)) .. ")", 4)
       end
     elseif name == "resubmit_unknown" then
       if type(value) ~= "boolean" then
-        error("bad argument #2 to 'batch' (option 'resubmit_unknown' must be a boolean)", 3)
+        error("bad argument #2 to 'batch' (option 'resubmit_unknown' must be a boolean)", 4)
       end
     elseif name == "channels" then
       local ok = value == "all" or (type(value) == "table" and #value > 0)

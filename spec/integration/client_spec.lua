@@ -6,14 +6,7 @@ local sim = require "spec.support.sim"
 local compat = require "spec.support.compat"
 
 
--- A loopback URL where nothing listens: a port the kernel just handed out and took back.
-local function refused_url()
-  local socket = require "socket"
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return "http://127.0.0.1:" .. port
-end
+local refused_url = fixture.refused_url
 
 describe("client", function()
   local fx = fixture.simulator { job_seconds = 0.3, client = { retry = false } }

@@ -15,13 +15,7 @@ local SECRET = "tok-SECRET-5f0c9a17"
 local ROOT = capture("pwd"):gsub("\n$", "")
 local BIN = ROOT .. "/bin/faceswap"
 
--- A loopback URL where nothing listens: a port the kernel just handed out and took back.
-local function refused_url()
-  local server = assert(socket.bind("127.0.0.1", 0))
-  local _, port = server:getsockname()
-  server:close()
-  return "http://127.0.0.1:" .. port
-end
+local refused_url = fixture.refused_url
 
 -- The shell command that runs bin/faceswap with env (name -> value) and args, its stdout and
 -- stderr into files under dir, and prints its exit status.
@@ -496,7 +490,7 @@ describe("secrets", function()
       assert.is_true(capture("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
         "-subj /CN=127.0.0.1 -days 1 -keyout " .. shell_quote(key) .. " -out " .. shell_quote(cert) ..
         " >/dev/null 2>&1; echo $?") == "0\n")
-      local port = tonumber(refused_url():match("(%d+)$"))
+      local port = require("spec.support.nginx").free_port()
       local server = io.popen("echo $$; exec openssl s_server -quiet -www -accept 127.0.0.1:" .. port ..
         " -cert " .. shell_quote(cert) .. " -key " .. shell_quote(key) .. " </dev/null >/dev/null 2>&1")
       local pid = tonumber(server:read("*l"))

@@ -221,4 +221,16 @@ function M.simulator(opts)
   return fx
 end
 
+-- A loopback URL where nothing listens, and nothing else can start to: a port bound but never
+-- listened on, held until the process ends (a port handed out and given back could be taken
+-- by another spec's server meanwhile: a refused connection then met a 404).
+local held = {}
+function M.refused_url()
+  local sock = assert(require("socket").tcp())
+  assert(sock:bind("127.0.0.1", 0))
+  held[#held + 1] = sock
+  local _, port = sock:getsockname()
+  return "http://127.0.0.1:" .. port
+end
+
 return M

@@ -37,6 +37,7 @@ describe("review: the LuaLS types", function()
     local fields = {}
     local class = TYPES:match("%-%-%-@class faceswap%.batch_options\n(.-)\n\n")
     for name in class:gmatch("%-%-%-@field ([%w_]+)") do fields[#fields + 1] = name end
-    assert.same({ "concurrency", "wait", "channels", "on_send", "on_update", "stop" }, fields)
+    assert.same({ "concurrency", "wait", "channels", "on_send", "on_update", "stop", "ledger",
+      "resubmit_unknown" }, fields)
   end)
 end)
