@@ -17,10 +17,10 @@ describe("faceswap.new's coordinator option", function()
     return o
   end
 
-  it("says that the shared dict and Redis coordinators are not available yet", function()
+  it("says that a shared dict works only inside nginx, and Redis is not available yet", function()
     assert.has_error(function() faceswap.new(with { coordinator = "shared:faceswap" }) end,
       "bad argument #1 to 'new' (option 'coordinator': a shared dict coordinator " ..
-      "(\"shared:DICT\") is not available yet)")
+      "(\"shared:faceswap\") works only inside nginx (an ngx.shared dict))")
     assert.has_error(function() faceswap.new(with { coordinator = "redis://127.0.0.1:6379/0" }) end,
       "bad argument #1 to 'new' (option 'coordinator': a Redis coordinator " ..
       "(\"redis://HOST:PORT/DB\") is not available yet)")

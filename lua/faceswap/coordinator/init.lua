@@ -8,8 +8,13 @@
 -- `coordinator` option:
 --
 --   nil             this process (faceswap.coordinator.process): the default, no dependency
---   "shared:DICT"   an ngx.shared dict: every nginx worker of one machine   (not available yet)
---   "redis://HOST:PORT/DB"  Redis: every process of every machine           (not available yet)
+--   "shared:DICT"   an ngx.shared dict: every nginx worker of one machine, inside nginx only
+--                   (faceswap.coordinator.shared)
+--   "redis://HOST:PORT/DB"  Redis: every process of every machine; inside nginx through
+--                   lua-resty-redis on cosockets (faceswap.coordinator.resty_redis), outside
+--                   it not available yet
+--   Both Redis coordinators run the scripts of faceswap.coordinator.redis_scripts on the keys
+--   it lays out (all under "faceswap:").
 --
 -- THE INTERFACE. A coordinator is an object with the methods below. `channel` is a channel id
 -- (a string; "" for the calls that name no channel). `holder` is a string naming who holds a
@@ -71,11 +76,18 @@ local M = {}
 
 M.DEFAULT_LEASE = 60
 
--- The implementations that will exist, by the scheme of the option; only "process" now.
+-- The implementations that will exist, by the scheme of the option; outside nginx, "redis"
+-- is not there yet.
 local LATER = {
-  shared = "a shared dict coordinator (\"shared:DICT\")",
   redis = "a Redis coordinator (\"redis://HOST:PORT/DB\")",
 }
+
+-- Whether this code runs inside nginx (its lua module's API is there).
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
+    ngx.config.ngx_lua_version ~= nil
+end
 
 -- What kind of coordinator a `coordinator` option names: "process", "shared" or "redis", and
 -- nil plus why for anything else.
@@ -95,6 +107,12 @@ end
 function M.new(spec, opts)
   local kind, why = M.kind(spec)
   if not kind then error("option 'coordinator' " .. why, 0) end
+  if kind == "shared" or (kind == "redis" and in_nginx()) then
+    local module = kind == "shared" and "faceswap.coordinator.shared" or "faceswap.coordinator.resty_redis"
+    local ok, made = pcall(require(module).new, kind == "shared" and spec:sub(8) or spec, opts)
+    if not ok then error("option 'coordinator': " .. tostring(made), 0) end
+    return made
+  end
   if LATER[kind] then
     error("option 'coordinator': " .. LATER[kind] .. " is not available yet", 0)
   end
