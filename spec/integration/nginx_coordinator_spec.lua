@@ -6,6 +6,7 @@
 -- `coordinator` option inside nginx, and its errors.
 local nginx = require "spec.support.nginx"
 local redis = require "spec.support.redis"
+local sim = require "spec.support.sim"
 
 -- The contract's test names, in order: the contract run against a busted that only records.
 local function contract_names()
@@ -37,11 +38,10 @@ local SERVER = [[
           after_each = function(fn) hooks.after = fn end,
         }
         package.loaded["spec.support.coordinator_contract"] = nil
-        local kind, fresh = ngx.var.arg_kind, 0
+        local kind = ngx.var.arg_kind
         local function prefix(o)
           if o.share then return o.share.prefix end
-          fresh = fresh + 1
-          return ("faceswap:t%d.%d.%d:"):format(ngx.worker.pid(), ngx.now() * 1000, fresh)
+          return ("faceswap:t%d:"):format(ngx.shared.faceswap:incr("fresh", 1, 0))
         end
         local open
         if kind == "shared" then
@@ -79,6 +79,28 @@ local SERVER = [[
         ngx.header["X-Header-Filter"] = ok and "made" or err
       }
     }
+    location = /blocked {
+      content_by_lua_block {
+        -- the account's one slot is another's for 0.3 s: a headshot outside any task waits
+        -- for it while nginx runs the timer that frees it
+        local shared = require "faceswap.coordinator.shared"
+        local ch = "1100000000000000001"
+        local other = shared.new("faceswap", { prefix = "blocked:" })
+        other:learn(ch, 1)
+        local lease = other:acquire(ch, "other", 1)
+        ngx.timer.at(0.3, function()
+          shared.new("faceswap", { prefix = "blocked:" }):release(ch, lease)
+        end)
+        local client = require("faceswap").new { token = "@TOKEN@", base_url = "@SIM@",
+          coordinator = "shared:faceswap", channel = ch }
+        client._coordinator.prefix = "blocked:"
+        local t0 = ngx.now()
+        local job, err = client:headshot("p")
+        ngx.update_time()
+        ngx.say(job and job.status or tostring(err), " ", ngx.now() - t0 >= 0.3)
+        client:close()
+      }
+    }
     location = /init {
       content_by_lua_block { ngx.say(ngx.shared.faceswap:get("init error")) }
     }
@@ -94,16 +116,18 @@ local HTTP = [[
 ]]
 
 describe("coordinators inside nginx", function()
-  local n, r
+  local n, r, s
   setup(function()
     r = redis.start()
-    local values = { ROOT = nginx.root, REDIS = r.url }
+    s = sim.start { token = "coordinator-token" }
+    local values = { ROOT = nginx.root, REDIS = r.url, TOKEN = "coordinator-token", SIM = s.base_url }
     n = nginx.start { shared = { faceswap = "1m" },
                       server = SERVER:gsub("@(%u+)@", values), http = HTTP:gsub("@(%u+)@", values) }
   end)
   teardown(function()
     if n then n:stop() end
     if r then r:close() end
+    if s then s:stop() end
   end)
 
   for _, kind in ipairs { "shared", "redis" } do
@@ -125,6 +149,13 @@ describe("coordinators inside nginx", function()
     assert.equal("string 1 7\n", body)
     assert.equal("1", r:cli("EXISTS", "faceswap:epoch"))
     assert.equal("0", r:cli("ZCARD", "faceswap:{ch}:leases")) -- released
+  end)
+
+  it("a call outside any task waits for a slot another request holds, letting nginx run", function()
+    local status, body = nginx.request(n.url .. "/blocked")
+    assert.equal(200, status)
+    assert.equal("started true\n", body)
+    assert.equal(1, #s:requests())
   end)
 
   it("says which shared dict nginx.conf lacks", function()
