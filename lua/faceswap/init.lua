@@ -143,8 +143,9 @@ end
 --    writes the lines to stderr, and inside OpenResty they go to nginx's error log
 --  * `coordinator` (string): where the state of the accounts' channels lives (their slots,
 --    holds, pauses, dead channels; docs/fleet.md): by default `$FACESWAP_COORDINATOR`, else this
---    process; `"redis://HOST:PORT/DB"`: Redis, shared by every process that names it;
---    `"shared:DICT"` is not available yet
+--    process; `"shared:DICT"` (an nginx shared dict, inside nginx) and `"redis://HOST:PORT/DB"`
+--    (Redis, shared by every process that names it); with either, `client:wait` returns as
+--    soon as a callback endpoint sharing it publishes the job, polling three times less often
 --  * `lease` (number): seconds after which a slot whose holder stopped renewing it is free
 --    again, default 60
 -- @treturn client the client
@@ -198,6 +199,8 @@ function M.new(opts)
   end
   return setmetatable({
     _coordinator = coordinator,
+    -- a coordinator other processes share: the callbacks they receive reach client:wait
+    _published = coordinators.kind(spec) ~= "process" and coordinator or nil,
     _transport = transport,
     _sched = sched,
     _channel_of = authority.registry(sched, coordinator),
@@ -632,9 +635,28 @@ function wait_for(self, target, opts, xfer)
   return job, err
 end
 
+-- With a coordinator other processes share (shared:, redis://), a wait returns the job as
+-- soon as a callback endpoint anywhere publishes it ended; polls go on as the fallback, three
+-- times further apart unless the call sets its own interval.
+local PUBLISHED_SLOWER = 3
+
+-- The ended job `jobid` published to the coordinator meanwhile (wait up to `seconds`), or nil
+-- once they passed. A text that is no ended job of that jobid is ignored (slept through).
+local function published_job(coord, jobid, seconds)
+  local deadline = M.now() + seconds
+  local json = not coord.closed and coord:wait_published(jobid, seconds)
+  local job = json and core.decode(json)
+  if job and job.jobid == jobid and job:done() then return job end
+  local left = deadline - M.now()
+  if left > 0 then M.sleep(left) end
+  return nil
+end
+
 function wait_loop(self, target, opts, xfer)
-  local interval = opts.interval or wait_defaults.interval
-  local max_interval = math.max(opts.max_interval or wait_defaults.max_interval, interval)
+  local coord = self._published
+  local slower = coord and PUBLISHED_SLOWER or 1
+  local interval = opts.interval or wait_defaults.interval * slower
+  local max_interval = math.max(opts.max_interval or wait_defaults.max_interval * slower, interval)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
   local max_failures = opts.max_failures or wait_defaults.max_failures
   local on_update, on_error = opts.on_update, opts.on_error
@@ -660,7 +682,15 @@ function wait_loop(self, target, opts, xfer)
       while left > 0 do
         local d = left
         if d > piece and slots:slot(jobid) then d = piece end
-        if not tasks.sleep(d) then M.sleep(d) end -- (a task's sleep, else M.sleep's others)
+        local ended = coord and type(jobid) == "string" and published_job(coord, jobid, d)
+        if ended then
+          slots:ended(jobid)
+          if on_update and (not last or last.status ~= ended.status) then on_update(ended) end
+          return ended
+        end
+        if not (coord and type(jobid) == "string") then
+          if not tasks.sleep(d) then M.sleep(d) end -- (a task's sleep, else M.sleep's others)
+        end
         left = left - d
         slots:renew(jobid)
       end

@@ -30,7 +30,10 @@ M.scheduler = scheduler.new
 -- @tparam function handler called as `handler(job)` after the answer has gone; what it
 -- raises is logged
 -- @tparam[opt] table opts `dict`: the name of a `lua_shared_dict` that remembers the callbacks
--- seen, for all workers (without it, each worker remembers its own)
+-- seen, for all workers (without it, each worker remembers its own); `coordinator`
+-- (`"shared:DICT"` or `"redis://HOST:PORT/DB"`, default `$FACESWAP_COORDINATOR`): each ended
+-- job is published there, before handler runs, so that a `client:wait` on any worker or node
+-- sharing that coordinator returns at once
 function M.callback(handler, opts)
   return callback(handler, opts)
 end

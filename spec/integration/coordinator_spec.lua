@@ -17,10 +17,10 @@ describe("faceswap.new's coordinator option", function()
     return o
   end
 
-  it("says that the shared dict coordinator is not available yet", function()
+  it("says that a shared dict works only inside nginx", function()
     assert.has_error(function() faceswap.new(with { coordinator = "shared:faceswap" }) end,
       "bad argument #1 to 'new' (option 'coordinator': a shared dict coordinator " ..
-      "(\"shared:DICT\") is not available yet)")
+      "(\"shared:faceswap\") works only inside nginx (an ngx.shared dict))")
   end)
 
   it("refuses a coordinator it cannot read, and a bad lease", function()

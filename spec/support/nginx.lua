@@ -8,7 +8,9 @@
 --   ... n.url .. "/x" ...
 --   n:stop()
 -- With tls = {cert =, key =} (spec/support/tls.lua makes them) the server speaks HTTPS
--- (TLS 1.3 and 1.2) and n.url is https://.
+-- (TLS 1.3 and 1.2) and n.url is https://. With workers = N it runs N workers (each new
+-- connection goes to one of them at random: reuseport); shared = { NAME = "1m", ... } declares
+-- lua_shared_dicts. Several may run at once (each its own prefix and port).
 local socket = require "socket"
 
 local M = {}
@@ -44,7 +46,7 @@ end
 M.free_port = free_port
 
 local CONF = [[
-worker_processes 1;
+worker_processes @WORKERS@;
 daemon off;
 pid @PREFIX@/logs/nginx.pid;
 error_log @PREFIX@/logs/error.log info;
@@ -61,6 +63,7 @@ http {
   scgi_temp_path @PREFIX@/tmp/scgi;
   lua_package_path "@ROOT@/lua/?.lua;@ROOT@/lua/?/init.lua;;";
   lua_package_cpath "@ROOT@/build/luajit/?.so;;";
+  @SHARED@
   @HTTP@
   server {
     listen 127.0.0.1:@PORT@@LISTEN@;
@@ -121,7 +124,16 @@ function M.start(opts)
   local values = {
     PREFIX = prefix, MODULES = M.modules, ROOT = M.root, PORT = tostring(port),
     HTTP = opts.http or "", SERVER = opts.server or "",
-    LISTEN = opts.tls and " ssl" or "",
+    LISTEN = (opts.tls and " ssl" or "") .. ((opts.workers or 1) > 1 and " reuseport" or ""),
+    WORKERS = tostring(opts.workers or 1),
+    SHARED = (function()
+      local lines = {}
+      for name, size in pairs(opts.shared or {}) do
+        lines[#lines + 1] = ("lua_shared_dict %s %s;"):format(name, size)
+      end
+      table.sort(lines)
+      return table.concat(lines, "\n  ")
+    end)(),
     TLS = opts.tls and string.format("ssl_certificate %s; ssl_certificate_key %s; " ..
       "ssl_protocols TLSv1.2 TLSv1.3;", opts.tls.cert, opts.tls.key) or "",
     -- as root nginx would run its worker as nobody, who cannot read a checkout under /root

@@ -8,9 +8,13 @@
 -- `coordinator` option:
 --
 --   nil             this process (faceswap.coordinator.process): the default, no dependency
---   "shared:DICT"   an ngx.shared dict: every nginx worker of one machine   (not available yet)
---   "redis://HOST:PORT/DB"  Redis: every process of every machine (faceswap.coordinator.redis,
---                   plain Lua; needs the optional module faceswap.redis: docs/fleet.md)
+--   "shared:DICT"   an ngx.shared dict: every nginx worker of one machine, inside nginx only
+--                   (faceswap.coordinator.shared)
+--   "redis://HOST:PORT/DB"  Redis: every process of every machine; in plain Lua through hiredis
+--                   on the client's own loop (faceswap.coordinator.redis, the optional module
+--                   faceswap.redis: docs/fleet.md), inside nginx through lua-resty-redis on
+--                   cosockets (faceswap.coordinator.resty_redis); both run the scripts of
+--                   faceswap.coordinator.redis_scripts on the keys it lays out ("faceswap:")
 --
 -- THE INTERFACE. A coordinator is an object with the methods below. `channel` is a channel id
 -- (a string; "" for the calls that name no channel). `holder` is a string naming who holds a
@@ -89,10 +93,12 @@ function M.check(self, key, what, level)
   end
 end
 
--- The implementations that will exist, by the scheme of the option; not "shared" yet.
-local LATER = {
-  shared = "a shared dict coordinator (\"shared:DICT\")",
-}
+-- Whether this code runs inside nginx (its lua module's API is there).
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
+    ngx.config.ngx_lua_version ~= nil
+end
 
 -- What kind of coordinator a `coordinator` option names: "process", "shared" or "redis", and
 -- nil plus why for anything else.
@@ -113,15 +119,12 @@ end
 function M.new(spec, opts)
   local kind, why = M.kind(spec)
   if not kind then error("option 'coordinator' " .. why, 0) end
-  if LATER[kind] then
-    error("option 'coordinator': " .. LATER[kind] .. " is not available yet", 0)
-  end
-  if kind == "redis" then
-    local ok, made = pcall(require("faceswap.coordinator.redis").new, spec, opts)
-    if not ok then error("option 'coordinator': " .. tostring(made), 0) end
-    return made
-  end
-  return require("faceswap.coordinator.process").new(opts)
+  if kind == "process" then return require("faceswap.coordinator.process").new(opts) end
+  local module = kind == "shared" and "faceswap.coordinator.shared" or
+    in_nginx() and "faceswap.coordinator.resty_redis" or "faceswap.coordinator.redis"
+  local ok, made = pcall(require(module).new, kind == "shared" and spec:sub(8) or spec, opts)
+  if not ok then error("option 'coordinator': " .. tostring(made), 0) end
+  return made
 end
 
 return M

@@ -23,9 +23,30 @@ local function first_time(key, dict)
   return true
 end
 
+-- Publishes an ended job (its body as it came) to the coordinator named `spec` ("shared:DICT"
+-- or "redis://HOST:PORT/DB"), where a client:wait on any node sharing it sees it at once.
+-- What goes wrong is logged: the callback was answered already.
+local function publish(spec, job, body)
+  local coordinators = require "faceswap.coordinator"
+  local ok, coord = pcall(coordinators.new, spec, {})
+  if ok then
+    local published, why
+    ok, published, why = pcall(coord.publish, coord, job.jobid, body)
+    if ok and published == false then ok, published = false, why end
+    coord:close()
+    if ok then return end
+    coord = published
+  end
+  ngx.log(ngx.ERR, "faceswap callback: cannot publish job ", tostring(job.jobid), " to ",
+    spec, ": ", tostring(coord))
+end
+
 -- callback(handler, opts), as faceswap.resty.callback.
 return function(handler, opts)
   opts = opts or {}
+  local spec = opts.coordinator
+  if spec == nil then spec = os.getenv("FACESWAP_COORDINATOR") end
+  if spec == "" or spec == "process" then spec = nil end
   if ngx.req.get_method() ~= "POST" then
     ngx.header["Allow"] = "POST"
     return ngx.exit(405)
@@ -48,6 +69,7 @@ return function(handler, opts)
   ngx.send_headers()
   ngx.eof() -- answered: upstream waits for nobody's handler
   if first_time(job.jobid .. " " .. tostring(job.status), opts.dict) then
+    if spec and type(job.jobid) == "string" and job:done() then publish(spec, job, body) end
     local ok, problem = pcall(handler, job)
     if not ok then ngx.log(ngx.ERR, "faceswap callback handler: ", tostring(problem)) end
   end

@@ -89,14 +89,19 @@ function Scheduler:spawn(fn, ...)
   return t
 end
 
--- Lets the threads run: until one ends or `timeout` is over; 0 only yields once.
-function Scheduler:step(timeout)
+-- Lets the threads run: until one ends or `timeout` is over; 0 only yields once. `nested`:
+-- the library's own wait outside a task (a call waiting for its channel's slot): with no task
+-- to end, it sleeps the timeout, as the plain scheduler does, so that what it waits for (other
+-- requests, other workers) can happen meanwhile instead of the worker spinning.
+function Scheduler:step(timeout, nested)
   if self.closed then error("attempt to use a closed faceswap client", 3) end
   if self:current() then error("bad argument #1 to 'step' (called from inside one of its tasks)", 3) end
   if timeout <= 0 then
     ngx.sleep(0)
   elseif self.count > 0 then
     self.ended:wait(timeout)
+  elseif nested then
+    ngx.sleep(timeout)
   end
   return self.count
 end

@@ -1,0 +1,191 @@
+-- faceswap.coordinator.redis_scripts: what every Redis coordinator shares, as data only: the
+-- key layout and the EVAL scripts of the coordinator interface (lua/faceswap/coordinator/
+-- init.lua). The plain-Lua coordinator (hiredis) and the one inside nginx (lua-resty-redis on
+-- cosockets) both run these texts on these keys, so a process and an nginx worker naming the
+-- same Redis share every channel's slots, hold, pause, death and learned capacity.
+--
+-- KEYS, all under one prefix (PREFIX, "faceswap:"), for a channel CH ("" for the calls that
+-- name no channel); the braces make a channel's two keys one Redis Cluster hash slot:
+--   faceswap:epoch          the epoch: written once, by the first client that connects (the
+--                           EPOCH script); every script checks it, so a Redis restarted empty
+--                           (or flushed) is noticed instead of silently starting over
+--   faceswap:{CH}:leases    sorted set: lease id -> its end (Redis's clock, seconds)
+--   faceswap:{CH}:state     hash: capacity, dead, pause, holder, hold_until, next
+--   faceswap:job:JOBID      a published job's JSON, kept KEEP_PUBLISHED seconds (at least the
+--                           lease)
+--   faceswap:published      the pub/sub channel where each published jobid is announced
+-- KEY holds these as string.format patterns to follow PREFIX (%s: the channel, or the jobid).
+--
+-- CALLING A SCRIPT: EVAL SCRIPTS[name] 3 KEYS[1..3] ARGV...
+--   KEYS[1] the epoch key; KEYS[2], KEYS[3] a channel's leases and state keys (publish and
+--   published: the job's key and the pub/sub channel)
+--   ARGV[1] the epoch the caller read with EPOCH, ARGV[2] the lease (seconds), then the
+--   method's own from ARGV[3] (ARGS names them)
+-- A script answers {'epoch', current epoch or ''} when the epoch differs, else {'ok', value}
+-- or, for acquire and hold, {why, retry_in} with why "dead", "paused", "held" or "full"
+-- (retry_in a string number of seconds; none for "dead"). Times come from Redis's TIME.
+-- EPOCH is called with 1 key (the epoch key) and answers {epoch, seconds, microseconds}.
+local M = {}
+
+M.PREFIX = "faceswap:"
+M.KEEP_PUBLISHED = 600
+
+M.KEY = {
+  epoch = "epoch",
+  leases = "{%s}:leases",
+  state = "{%s}:state",
+  job = "job:%s",
+  published = "published",
+}
+
+-- Each script's own ARGV, from ARGV[3] on.
+M.ARGS = {
+  acquire = { "holder", "capacity" }, renew = { "lease_id" }, release = { "lease_id" },
+  running = {}, hold = { "holder" }, unhold = { "holder" }, holder = {},
+  pause = { "until" }, paused = {}, kill = { "reason" }, dead = {}, learn = { "capacity" },
+  capacity = {}, publish = { "json", "seconds kept", "jobid", "pub/sub channel" },
+  published = {},
+}
+
+-- Runs before every script's own text: the epoch check, the clock, and the helpers.
+M.PRELUDE = [[
+local e = redis.call('GET', KEYS[1])
+if e ~= ARGV[1] then return {'epoch', e or ''} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[2])
+local L, S = KEYS[2], KEYS[3]
+local function num(x) return string.format('%.17g', x) end
+local function touch() redis.call('EXPIRE', S, math.max(86400, math.ceil(2 * lease))) end
+local function sweep()
+  redis.call('ZREMRANGEBYSCORE', L, '-inf', now)
+  local h = redis.call('HMGET', S, 'holder', 'hold_until')
+  if h[1] and tonumber(h[2]) <= now then redis.call('HDEL', S, 'holder', 'hold_until') end
+end
+local function refused(holder)
+  local s = redis.call('HMGET', S, 'dead', 'pause', 'holder', 'hold_until')
+  if s[1] then return {'dead'} end
+  if s[2] then
+    local p = tonumber(s[2])
+    if p > now then return {'paused', num(p - now)} end
+    redis.call('HDEL', S, 'pause')
+  end
+  if s[3] and s[3] ~= holder then return {'held', num(tonumber(s[4]) - now)} end
+  return nil
+end
+local function keep_leases()
+  local last = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
+  if last[2] then redis.call('PEXPIREAT', L, math.ceil(tonumber(last[2]) * 1000) + 1000) end
+end
+]]
+
+-- Each method's own text (PRELUDE goes before it: see below).
+local BODIES = {
+  acquire = [[
+sweep()
+local r = refused(nil)
+if r then return r end
+local n = redis.call('ZCARD', L)
+local cap = math.max(tonumber(redis.call('HGET', S, 'capacity') or ARGV[4]) or 3, 1)
+if n >= cap then
+  local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
+  return {'full', num(tonumber(first[2]) - now)}
+end
+local id = t[1] .. '.' .. t[2] .. '-' .. redis.call('HINCRBY', S, 'next', 1)
+redis.call('ZADD', L, num(now + lease), id)
+keep_leases()
+touch()
+return {'ok', id}
+]],
+  renew = [[
+sweep()
+if not redis.call('ZSCORE', L, ARGV[3]) then return {'ok', 0} end
+redis.call('ZADD', L, 'XX', num(now + lease), ARGV[3])
+keep_leases()
+return {'ok', 1}
+]],
+  release = [[
+sweep()
+return {'ok', redis.call('ZREM', L, ARGV[3])}
+]],
+  running = [[
+sweep()
+return {'ok', redis.call('ZCARD', L)}
+]],
+  hold = [[
+sweep()
+local r = refused(ARGV[3])
+if r then return r end
+redis.call('HSET', S, 'holder', ARGV[3], 'hold_until', num(now + lease))
+touch()
+return {'ok', 1}
+]],
+  unhold = [[
+sweep()
+if redis.call('HGET', S, 'holder') ~= ARGV[3] then return {'ok', 0} end
+redis.call('HDEL', S, 'holder', 'hold_until')
+return {'ok', 1}
+]],
+  holder = [[
+sweep()
+return {'ok', redis.call('HGET', S, 'holder')}
+]],
+  pause = [[
+local p = redis.call('HGET', S, 'pause')
+if not p or tonumber(ARGV[3]) > tonumber(p) then
+  redis.call('HSET', S, 'pause', ARGV[3])
+  touch()
+  p = ARGV[3]
+end
+return {'ok', p}
+]],
+  paused = [[
+local p = redis.call('HGET', S, 'pause')
+if p and tonumber(p) > now then return {'ok', p} end
+if p then redis.call('HDEL', S, 'pause') end
+return {'ok', false}
+]],
+  kill = [[
+redis.call('HSETNX', S, 'dead', ARGV[3])
+touch()
+return {'ok', redis.call('HGET', S, 'dead')}
+]],
+  dead = [[
+return {'ok', redis.call('HGET', S, 'dead')}
+]],
+  learn = [[
+redis.call('HSET', S, 'capacity', ARGV[3])
+touch()
+return {'ok', 1}
+]],
+  capacity = [[
+return {'ok', redis.call('HGET', S, 'capacity')}
+]],
+  -- KEYS[2] the job's key, KEYS[3] the pub/sub channel (as a key, unused as one)
+  publish = [[
+redis.call('SET', L, ARGV[3], 'EX', ARGV[4])
+redis.call('PUBLISH', ARGV[6], ARGV[5])
+return {'ok', 1}
+]],
+  published = [[
+return {'ok', redis.call('GET', L)}
+]],
+}
+
+-- The whole text of each script: PRELUDE then its body.
+M.SCRIPTS = {}
+for name, body in pairs(BODIES) do M.SCRIPTS[name] = M.PRELUDE .. body end
+
+-- The first call of a connection: the epoch (made from Redis's clock when there is none yet),
+-- and Redis's clock.
+M.EPOCH = [[
+local t = redis.call('TIME')
+local e = redis.call('GET', KEYS[1])
+if not e then
+  e = t[1] .. '.' .. t[2]
+  redis.call('SET', KEYS[1], e)
+end
+return {e, t[1], t[2]}
+]]
+
+return M
