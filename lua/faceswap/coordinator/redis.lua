@@ -12,14 +12,7 @@
 -- Atomicity: every method is one EVAL script, its check and its change together. Times are
 -- Redis's: TIME inside the script; leases are members of a sorted set scored by their end.
 --
--- Keys, all under one prefix ("faceswap:"), for a channel CH ("" for the calls naming none):
---   faceswap:epoch            the epoch: written once by the first client that connects; every
---                             script checks it, so a Redis restarted empty (or flushed) is
---                             noticed instead of silently starting over
---   faceswap:{CH}:leases      sorted set: lease id -> its end (Redis's clock, seconds)
---   faceswap:{CH}:state       hash: capacity, dead, pause, holder, hold_until, next
---   faceswap:job:JOBID        a published job's JSON (publish), kept KEEP_PUBLISHED seconds
---   faceswap:published        the pub/sub channel where each published jobid is announced
+-- Keys and scripts: faceswap.coordinator.redis_scripts (the same as the nginx coordinator's).
 --
 -- Faults: a call that cannot reach Redis (refused, lost, no answer in `timeout` seconds)
 -- answers "no" (acquire and hold: nil, "unavailable", seconds until the next try), logs a
@@ -30,154 +23,18 @@ local core = require "faceswap.core"
 
 local M = {}
 
-M.PREFIX = "faceswap:"
+M.PREFIX = require("faceswap.coordinator.redis_scripts").PREFIX
 M.TIMEOUT = 5            -- seconds a reply may take before the connection counts as lost
-local KEEP_PUBLISHED = 600 -- seconds a published job is kept, at least the lease
 local BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5
 
 local Coordinator = {}
 Coordinator.__index = Coordinator
 
----------------------------------------------------------------------------------------------
--- The scripts: KEYS[1] the epoch, KEYS[2] and KEYS[3] the method's own; ARGV[1] the epoch
--- this client knows, ARGV[2] the lease (seconds), then the method's own.
----------------------------------------------------------------------------------------------
-local PRELUDE = [[
-local e = redis.call('GET', KEYS[1])
-if e ~= ARGV[1] then return {'epoch', e or ''} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lease = tonumber(ARGV[2])
-local L, S = KEYS[2], KEYS[3]
-local function num(x) return string.format('%.17g', x) end
-local function touch() redis.call('EXPIRE', S, math.max(86400, math.ceil(2 * lease))) end
-local function sweep()
-  redis.call('ZREMRANGEBYSCORE', L, '-inf', now)
-  local h = redis.call('HMGET', S, 'holder', 'hold_until')
-  if h[1] and tonumber(h[2]) <= now then redis.call('HDEL', S, 'holder', 'hold_until') end
-end
-local function refused(holder)
-  local s = redis.call('HMGET', S, 'dead', 'pause', 'holder', 'hold_until')
-  if s[1] then return {'dead'} end
-  if s[2] then
-    local p = tonumber(s[2])
-    if p > now then return {'paused', num(p - now)} end
-    redis.call('HDEL', S, 'pause')
-  end
-  if s[3] and s[3] ~= holder then return {'held', num(tonumber(s[4]) - now)} end
-  return nil
-end
-local function keep_leases()
-  local last = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIREAT', L, math.ceil(tonumber(last[2]) * 1000) + 1000) end
-end
-]]
-
-local SCRIPTS = {
-  acquire = [[
-sweep()
-local r = refused(nil)
-if r then return r end
-local n = redis.call('ZCARD', L)
-local cap = math.max(tonumber(redis.call('HGET', S, 'capacity') or ARGV[4]) or 3, 1)
-if n >= cap then
-  local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
-  return {'full', num(tonumber(first[2]) - now)}
-end
-local id = t[1] .. '.' .. t[2] .. '-' .. redis.call('HINCRBY', S, 'next', 1)
-redis.call('ZADD', L, num(now + lease), id)
-keep_leases()
-touch()
-return {'ok', id}
-]],
-  renew = [[
-sweep()
-if not redis.call('ZSCORE', L, ARGV[3]) then return {'ok', 0} end
-redis.call('ZADD', L, 'XX', num(now + lease), ARGV[3])
-keep_leases()
-return {'ok', 1}
-]],
-  release = [[
-sweep()
-return {'ok', redis.call('ZREM', L, ARGV[3])}
-]],
-  running = [[
-sweep()
-return {'ok', redis.call('ZCARD', L)}
-]],
-  hold = [[
-sweep()
-local r = refused(ARGV[3])
-if r then return r end
-redis.call('HSET', S, 'holder', ARGV[3], 'hold_until', num(now + lease))
-touch()
-return {'ok', 1}
-]],
-  unhold = [[
-sweep()
-if redis.call('HGET', S, 'holder') ~= ARGV[3] then return {'ok', 0} end
-redis.call('HDEL', S, 'holder', 'hold_until')
-return {'ok', 1}
-]],
-  holder = [[
-sweep()
-return {'ok', redis.call('HGET', S, 'holder')}
-]],
-  pause = [[
-local p = redis.call('HGET', S, 'pause')
-if not p or tonumber(ARGV[3]) > tonumber(p) then
-  redis.call('HSET', S, 'pause', ARGV[3])
-  touch()
-  p = ARGV[3]
-end
-return {'ok', p}
-]],
-  paused = [[
-local p = redis.call('HGET', S, 'pause')
-if p and tonumber(p) > now then return {'ok', p} end
-if p then redis.call('HDEL', S, 'pause') end
-return {'ok', false}
-]],
-  kill = [[
-redis.call('HSETNX', S, 'dead', ARGV[3])
-touch()
-return {'ok', redis.call('HGET', S, 'dead')}
-]],
-  dead = [[
-return {'ok', redis.call('HGET', S, 'dead')}
-]],
-  learn = [[
-redis.call('HSET', S, 'capacity', ARGV[3])
-touch()
-return {'ok', 1}
-]],
-  capacity = [[
-return {'ok', redis.call('HGET', S, 'capacity')}
-]],
-  -- KEYS[2] the job's key; ARGV[3] its JSON, ARGV[4] seconds kept, ARGV[5] the jobid,
-  -- ARGV[6] the pub/sub channel
-  publish = [[
-redis.call('SET', L, ARGV[3], 'EX', ARGV[4])
-redis.call('PUBLISH', ARGV[6], ARGV[5])
-return {'ok', 1}
-]],
-  published = [[
-return {'ok', redis.call('GET', L)}
-]],
-}
-for name, body in pairs(SCRIPTS) do SCRIPTS[name] = PRELUDE .. body end
-
--- The first connection's: the epoch (made from Redis's clock when there is none yet), and
--- Redis's clock.
-local EPOCH = [[
-local t = redis.call('TIME')
-local e = redis.call('GET', KEYS[1])
-if not e then
-  e = t[1] .. '.' .. t[2]
-  redis.call('SET', KEYS[1], e)
-end
-return {e, t[1], t[2]}
-]]
+-- The scripts and key layout every Redis coordinator shares (the one inside nginx too).
+local scripts = require "faceswap.coordinator.redis_scripts"
+-- Another module's scripts run through Coordinator:eval, the prelude before each (kept apart
+-- from the shared table).
+local SCRIPTS = setmetatable({}, { __index = scripts.SCRIPTS })
 
 ---------------------------------------------------------------------------------------------
 -- The URL
@@ -404,8 +261,8 @@ local function script(self, name, channel, ...)
   if type(channel) == "table" then
     k2, k3 = channel[1], channel[2]
   else
-    local base = self.prefix .. "{" .. channel .. "}:"
-    k2, k3 = base .. "leases", base .. "state"
+    k2 = self.prefix .. scripts.KEY.leases:format(channel)
+    k3 = self.prefix .. scripts.KEY.state:format(channel)
   end
   local r, why = call(self, "EVAL", SCRIPTS[name], "3", self.epoch_key, k2, k3, self.epoch,
     fmt(self.lease), ...)
@@ -530,14 +387,18 @@ function Coordinator:capacity(channel)
   return r and r[2] and tonumber(r[2]) or nil
 end
 
+local function job_keys(self, jobid)
+  return { self.prefix .. scripts.KEY.job:format(jobid), self.prefix .. scripts.KEY.published }
+end
+
 function Coordinator:publish(jobid, json)
   check(self, jobid, "jobid")
   if type(json) ~= "string" then
     error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
   end
-  local keep = math.max(KEEP_PUBLISHED, math.ceil(self.lease))
-  local r, why = script(self, "publish", { self.prefix .. "job:" .. jobid, self.prefix .. "published" },
-    json, tostring(keep), jobid, self.prefix .. "published")
+  local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
+  local keys = job_keys(self, jobid)
+  local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
   return r ~= nil, why
 end
 
@@ -551,14 +412,14 @@ local function subscribe(self)
     return nil
   end
   self.sub = conn
-  if not conn:command("SUBSCRIBE", self.prefix .. "published") then drop(self, conn, "SUBSCRIBE refused") end
+  if not conn:command("SUBSCRIBE", self.prefix .. scripts.KEY.published) then drop(self, conn, "SUBSCRIBE refused") end
   return self.sub
 end
 
 function Coordinator:wait_published(jobid, timeout)
   check(self, jobid, "jobid")
   local deadline = core.now() + (tonumber(timeout) or 0)
-  local key = { self.prefix .. "job:" .. jobid, self.prefix .. "published" }
+  local key = job_keys(self, jobid)
   while true do
     local r = script(self, "published", key)
     if r and r[2] then return r[2] end
@@ -583,7 +444,7 @@ end
 -- ARGV[3] on are `...`. Returns its list, or nil and why (Redis out of reach, its state lost).
 function Coordinator:eval(body, k2, k3, ...)
   check(self, k2, "key")
-  if not SCRIPTS[body] then SCRIPTS[body] = PRELUDE .. body end
+  if not SCRIPTS[body] then SCRIPTS[body] = scripts.PRELUDE .. body end
   return script(self, body, { k2, k3 }, ...)
 end
 
@@ -620,10 +481,10 @@ function M.new(url, opts)
   local self = setmetatable({
     url = url, host = host, port = port, db = db, timeout = timeout, native = native,
     lease = opts.lease or 60, sched = sched, transport = transport, log = opts.log,
-    prefix = prefix, epoch_key = prefix .. "epoch",
+    prefix = prefix, epoch_key = prefix .. scripts.KEY.epoch,
     links = {}, listeners = {}, killed = {}, failures = 0, closed = false,
   }, Coordinator)
-  local r, why = call(self, "EVAL", EPOCH, "1", self.epoch_key)
+  local r, why = call(self, "EVAL", scripts.EPOCH, "1", self.epoch_key)
   if type(r) ~= "table" then
     self:close()
     error(("cannot reach Redis at %s: %s"):format(url, why or "an answer that is no list"), 0)

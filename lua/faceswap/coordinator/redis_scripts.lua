@@ -161,7 +161,8 @@ return {'ok', 1}
   capacity = [[
 return {'ok', redis.call('HGET', S, 'capacity')}
 ]],
-  -- KEYS[2] the job's key, KEYS[3] the pub/sub channel (as a key, unused as one)
+  -- KEYS[2] the job's key, KEYS[3] the pub/sub channel (as a key, unused as one); ARGV[3] its
+  -- JSON, ARGV[4] seconds kept, ARGV[5] the jobid, ARGV[6] the pub/sub channel
   publish = [[
 redis.call('SET', L, ARGV[3], 'EX', ARGV[4])
 redis.call('PUBLISH', ARGV[6], ARGV[5])
