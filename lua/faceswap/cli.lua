@@ -741,6 +741,23 @@ local function fate_unknown(err)
     (err.kind == "transport" or err.kind == "timeout" or err.kind == "cancelled")
 end
 
+-- An item of a batch has ended (x its job, or the error it got): counted, shown, and its
+-- files downloaded with --download (files[i]).
+local function show_ended(client, o, p, files, i, x, is_job)
+  p.done = p.done + 1
+  if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
+  p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
+    or (i .. " error " .. tostring(x)))
+  if is_job and o.download and x.status == "completed" then
+    local ok
+    files[i], ok = download_job(client, x, o.download, p.note)
+    if not ok then
+      p.lost = p.lost + 1
+      p.update()
+    end
+  end
+end
+
 -- The batch itself, with its ledger open (book, and the records read from it) or none.
 local function run_batch(ctx, prompts, numbers, book, records)
   local o = ctx.opts
@@ -782,18 +799,8 @@ local function run_batch(ctx, prompts, numbers, book, records)
       unknown_recorded[i] = unknown or nil
     end
     if state[i] == "flight" then p.flight = p.flight - 1 end
-    state[i], p.done = "done", p.done + 1
-    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
-    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
-      or (i .. " error " .. tostring(x)))
-    if is_job and o.download and x.status == "completed" then
-      local ok
-      files[i], ok = download_job(client, x, o.download, p.note)
-      if not ok then
-        p.lost = p.lost + 1
-        p.update()
-      end
-    end
+    state[i] = "done"
+    show_ended(client, o, p, files, i, x, is_job)
   end
   local w = wait_options(o)
   w.on_error = p.poll_failed
@@ -994,18 +1001,7 @@ local function run_shared(ctx, prompts, numbers)
     local is_job = faceswap.type(x) == "job"
     if is_job and not x:done() then return end
     ended[i] = true
-    p.done = p.done + 1
-    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
-    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
-      or (i .. " error " .. tostring(x)))
-    if is_job and o.download and x.status == "completed" then
-      local ok
-      files[i], ok = download_job(client, x, o.download, p.note)
-      if not ok then
-        p.lost = p.lost + 1
-        p.update()
-      end
-    end
+    show_ended(client, o, p, files, i, x, is_job)
   end
   local w = wait_options(o)
   w.on_error = p.poll_failed
