@@ -93,8 +93,9 @@ function M.check(self, key, what, level)
   end
 end
 
--- Whether this code runs inside nginx (its lua module's API is there).
-local function in_nginx()
+-- Whether this code runs inside nginx (its lua module's API is there): OpenResty's requests
+-- and Redis calls go through its cosockets.
+function M.in_nginx()
   local ngx = rawget(_G, "ngx")
   return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
     ngx.config.ngx_lua_version ~= nil
@@ -121,7 +122,7 @@ function M.new(spec, opts)
   if not kind then error("option 'coordinator' " .. why, 0) end
   if kind == "process" then return require("faceswap.coordinator.process").new(opts) end
   local module = kind == "shared" and "faceswap.coordinator.shared" or
-    in_nginx() and "faceswap.coordinator.resty_redis" or "faceswap.coordinator.redis"
+    M.in_nginx() and "faceswap.coordinator.resty_redis" or "faceswap.coordinator.redis"
   local ok, made = pcall(require(module).new, kind == "shared" and spec:sub(8) or spec, opts)
   if not ok then error("option 'coordinator': " .. tostring(made), 0) end
   return made
