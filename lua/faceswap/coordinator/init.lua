@@ -93,6 +93,14 @@ function M.check(self, key, what, level)
   end
 end
 
+-- publish()'s checks: a string jobid (after check's), a string json (level 3: the caller).
+function M.check_publish(self, jobid, json)
+  M.check(self, jobid, "jobid", 4)
+  if type(json) ~= "string" then
+    error("faceswap: coordinator: json must be a string, got " .. type(json), 3)
+  end
+end
+
 -- Whether this code runs inside nginx (its lua module's API is there): OpenResty's requests
 -- and Redis calls go through its cosockets.
 function M.in_nginx()

@@ -237,33 +237,22 @@ end
 -- The state is gone (the epoch differs): every channel is out of use from now on.
 local function lost_state(self)
   if not self.lost then
-    self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
-      "restarted empty, or was flushed); this client sends no more commands: make a new one")
-      :format(self.url, self.epoch_key)
-    -- the flat JSON a dead channel's reason is (lua/faceswap/channel.lua reads it)
-    self.lost_reason = '{"kind":"transport","error":"' .. self.lost:gsub('[%c"\\]', function(c)
-      return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\u%04x"):format(c:byte())
-    end) .. '"}'
+    self.lost, self.lost_reason = scripts.lost(self.url, self.epoch_key)
     log(self, "warn", self.lost)
   end
   return nil, self.lost
 end
 
-local check, check_capacity = require("faceswap.coordinator").check,
-  require("faceswap.coordinator").check_capacity -- (the checks every coordinator makes)
+-- (the checks every coordinator makes)
+local check, check_capacity, check_publish = require("faceswap.coordinator").check,
+  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
 
 local function fmt(x) return ("%.17g"):format(x) end
 
 -- Runs script `name` on `channel`'s keys (or on `keys` given): {status, ...}, or nil and why.
 local function script(self, name, channel, ...)
   if self.lost then return nil, self.lost end
-  local k2, k3
-  if type(channel) == "table" then
-    k2, k3 = channel[1], channel[2]
-  else
-    k2 = self.prefix .. scripts.KEY.leases:format(channel)
-    k3 = self.prefix .. scripts.KEY.state:format(channel)
-  end
+  local k2, k3 = scripts.keys(self.prefix, channel)
   local r, why = call(self, "EVAL", SCRIPTS[name], "3", self.epoch_key, k2, k3, self.epoch,
     fmt(self.lease), ...)
   if not r then return nil, why end
@@ -387,17 +376,10 @@ function Coordinator:capacity(channel)
   return r and r[2] and tonumber(r[2]) or nil
 end
 
-local function job_keys(self, jobid)
-  return { self.prefix .. scripts.KEY.job:format(jobid), self.prefix .. scripts.KEY.published }
-end
-
 function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
+  check_publish(self, jobid, json)
   local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
-  local keys = job_keys(self, jobid)
+  local keys = scripts.job_keys(self.prefix, jobid)
   local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
   return r ~= nil, why
 end
@@ -419,7 +401,7 @@ end
 function Coordinator:wait_published(jobid, timeout)
   check(self, jobid, "jobid")
   local deadline = core.now() + (tonumber(timeout) or 0)
-  local key = job_keys(self, jobid)
+  local key = scripts.job_keys(self.prefix, jobid)
   while true do
     local r = script(self, "published", key)
     if r and r[2] then return r[2] end

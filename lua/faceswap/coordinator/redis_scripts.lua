@@ -177,6 +177,29 @@ return {'ok', redis.call('GET', L)}
 M.SCRIPTS = {}
 for name, body in pairs(BODIES) do M.SCRIPTS[name] = M.PRELUDE .. body end
 
+-- A script's KEYS[2] and KEYS[3]: `channel`'s leases and state keys under `prefix`, or the
+-- two of `channel` when it is a list (a published job's, another module's).
+function M.keys(prefix, channel)
+  if type(channel) == "table" then return channel[1], channel[2] end
+  return prefix .. M.KEY.leases:format(channel), prefix .. M.KEY.state:format(channel)
+end
+
+-- The keys of a published job: its JSON's and the pub/sub channel's, under `prefix`.
+function M.job_keys(prefix, jobid)
+  return { prefix .. M.KEY.job:format(jobid), prefix .. M.KEY.published }
+end
+
+-- When a coordinator finds the epoch gone: the error its calls answer from then on, and the
+-- flat JSON a dead channel's reason is (lua/faceswap/channel.lua reads it).
+function M.lost(url, epoch_key)
+  local why = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
+    "restarted empty, or was flushed); this client sends no more commands: make a new one")
+    :format(url, epoch_key)
+  return why, '{"kind":"transport","error":"' .. why:gsub('[%c"\\]', function(c)
+    return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\u%04x"):format(c:byte())
+  end) .. '"}'
+end
+
 -- The first call of a connection: the epoch (made from Redis's clock when there is none yet),
 -- and Redis's clock.
 M.EPOCH = [[

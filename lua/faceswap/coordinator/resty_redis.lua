@@ -32,6 +32,10 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+-- (the checks every coordinator makes)
+local check, check_capacity, check_publish = require("faceswap.coordinator").check,
+  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+
 M.TIMEOUT = 5 -- seconds a reply may take before the connection counts as lost
 local BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5
 
@@ -129,10 +133,7 @@ end
 -- The state is gone (the epoch differs): every channel is out of use from now on.
 local function lost_state(self)
   if not self.lost then
-    self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
-      "restarted empty, or was flushed); this client sends nothing more: make a new one")
-      :format(self.url, self.epoch_key)
-    self.lost_reason = '{"kind":"transport","error":"' .. self.lost .. '"}'
+    self.lost, self.lost_reason = scripts.lost(self.url, self.epoch_key)
     log(self, ngx.WARN, self.lost)
   end
   return nil, self.lost
@@ -142,13 +143,7 @@ end
 -- why. EVALSHA, and EVAL when Redis does not know the script (a restart, SCRIPT FLUSH).
 local function script(self, name, channel, ...)
   if self.lost then return nil, self.lost end
-  local k2, k3
-  if type(channel) == "table" then
-    k2, k3 = channel[1], channel[2]
-  else
-    k2 = self.prefix .. scripts.KEY.leases:format(channel)
-    k3 = self.prefix .. scripts.KEY.state:format(channel)
-  end
+  local k2, k3 = scripts.keys(self.prefix, channel)
   local text, sha = scripts.SCRIPTS[name], M.sha[name]
   local n = select("#", ...)
   local args = { ... }
@@ -171,14 +166,6 @@ end
 local function unavailable(self)
   if self.lost then return nil, "dead" end
   return nil, "unavailable", math.max((self.retry_at or ngx.now()) - ngx.now(), 0.05)
-end
-
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
-  if type(key) ~= "string" then
-    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
-  end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -278,9 +265,7 @@ end
 
 function Coordinator:learn(channel, capacity)
   check(self, channel)
-  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
-    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
-  end
+  check_capacity(capacity)
   script(self, "learn", channel, ("%d"):format(capacity))
 end
 
@@ -290,16 +275,9 @@ function Coordinator:capacity(channel)
   return r and tonumber(value(r[2])) or nil
 end
 
-local function job_keys(self, jobid)
-  return { self.prefix .. scripts.KEY.job:format(jobid), self.prefix .. scripts.KEY.published }
-end
-
 function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
-  local keys = job_keys(self, jobid)
+  check_publish(self, jobid, json)
+  local keys = scripts.job_keys(self.prefix, jobid)
   local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
   local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
   return r ~= nil, why
@@ -313,7 +291,7 @@ end
 
 function Coordinator:wait_published(jobid, timeout)
   check(self, jobid, "jobid")
-  local keys = job_keys(self, jobid)
+  local keys = scripts.job_keys(self.prefix, jobid)
   local json = published(self, keys)
   if json or not (timeout and timeout > 0) or self.lost then return json end
   ngx.update_time()

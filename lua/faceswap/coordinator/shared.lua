@@ -29,6 +29,10 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+-- (the checks every coordinator makes)
+local check, check_capacity, check_publish = require("faceswap.coordinator").check,
+  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+
 M.PREFIX = "faceswap:"
 M.KEEP_PUBLISHED = 600  -- seconds a published job is kept, at least the lease
 local LOCK_SECONDS = 0.1 -- a lock a dead worker left ends after this
@@ -55,14 +59,6 @@ function M.new(name, opts)
   end
   return setmetatable({ name = name, dict = dict, lease = opts.lease or 60,
                         prefix = opts.prefix or M.PREFIX, closed = false }, Coordinator)
-end
-
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
-  if type(key) ~= "string" then
-    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
-  end
 end
 
 local function key(self, channel, what)
@@ -263,9 +259,7 @@ end
 
 function Coordinator:learn(channel, capacity)
   check(self, channel)
-  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
-    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
-  end
+  check_capacity(capacity)
   put(self, key(self, channel, "cap"), capacity)
 end
 
@@ -275,10 +269,7 @@ function Coordinator:capacity(channel)
 end
 
 function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
+  check_publish(self, jobid, json)
   put(self, self.prefix .. "job:" .. jobid, json, math.max(M.KEEP_PUBLISHED, self.lease))
   return true
 end
