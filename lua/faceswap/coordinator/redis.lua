@@ -243,9 +243,8 @@ local function lost_state(self)
   return nil, self.lost
 end
 
--- (the checks every coordinator makes)
-local check, check_capacity, check_publish = require("faceswap.coordinator").check,
-  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+-- (the check every coordinator makes first)
+local check = require("faceswap.coordinator").check
 
 local function fmt(x) return ("%.17g"):format(x) end
 
@@ -259,12 +258,6 @@ local function script(self, name, channel, ...)
   if type(r) ~= "table" then return failed(self, "Redis: an answer that is no list") end
   if r[1] == "epoch" then return lost_state(self) end
   return r
-end
-
--- What acquire and hold answer when Redis cannot say.
-local function unavailable(self, why)
-  if self.lost then return nil, "dead" end
-  return nil, "unavailable", math.max((self.retry_at or core.now()) - core.now(), 0.05), why
 end
 
 ---------------------------------------------------------------------------------------------
@@ -283,106 +276,7 @@ function Coordinator:now()
   return core.now() + (self.offset or 0)
 end
 
-function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r, why = script(self, "acquire", channel, tostring(holder), tostring(capacity or 3))
-  if not r then return unavailable(self, why) end
-  if r[1] == "ok" then return r[2] end
-  return nil, r[1], r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  local r, why = script(self, "renew", channel, tostring(lease_id))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local r, why = script(self, "release", channel, tostring(lease_id))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:running(channel)
-  check(self, channel)
-  local r, why = script(self, "running", channel)
-  if not r then return 0, why end
-  return r[2]
-end
-
-function Coordinator:hold(channel, holder)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r, why = script(self, "hold", channel, tostring(holder))
-  if not r then return unavailable(self, why) end
-  if r[1] == "ok" then return true end
-  return nil, r[1], r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:unhold(channel, holder)
-  check(self, channel)
-  local r, why = script(self, "unhold", channel, tostring(holder))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:holder(channel)
-  check(self, channel)
-  local r = script(self, "holder", channel)
-  return r and r[2] or nil
-end
-
-function Coordinator:pause(channel, until_)
-  check(self, channel)
-  local r = script(self, "pause", channel, fmt(until_))
-  return r and tonumber(r[2]) or until_
-end
-
-function Coordinator:paused(channel)
-  check(self, channel)
-  local r = script(self, "paused", channel)
-  return r and r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:kill(channel, reason)
-  check(self, channel)
-  reason = tostring(reason)
-  local r = script(self, "kill", channel, reason)
-  local first = r and r[2] or self.killed[channel] or reason
-  self.killed[channel] = first -- this process keeps it out of use even while Redis is away
-  return first
-end
-
-function Coordinator:dead(channel)
-  check(self, channel)
-  if self.lost then return self.lost_reason end
-  local r = script(self, "dead", channel)
-  if self.lost then return self.lost_reason end
-  return r and r[2] or self.killed[channel]
-end
-
-function Coordinator:learn(channel, capacity)
-  check(self, channel)
-  check_capacity(capacity)
-  script(self, "learn", channel, ("%d"):format(capacity))
-end
-
-function Coordinator:capacity(channel)
-  check(self, channel)
-  local r = script(self, "capacity", channel)
-  return r and r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:publish(jobid, json)
-  check_publish(self, jobid, json)
-  local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
-  local keys = scripts.job_keys(self.prefix, jobid)
-  local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
-  return r ~= nil, why
-end
+scripts.methods(Coordinator, script, core.now)
 
 -- Subscribes (once, on a connection of its own) to the announcements of published jobs.
 local function subscribe(self)

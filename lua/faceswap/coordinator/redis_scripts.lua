@@ -1,8 +1,9 @@
--- faceswap.coordinator.redis_scripts: what every Redis coordinator shares, as data only: the
--- key layout and the EVAL scripts of the coordinator interface (lua/faceswap/coordinator/
--- init.lua). The plain-Lua coordinator (hiredis) and the one inside nginx (lua-resty-redis on
--- cosockets) both run these texts on these keys, so a process and an nginx worker naming the
--- same Redis share every channel's slots, hold, pause, death and learned capacity.
+-- faceswap.coordinator.redis_scripts: what every Redis coordinator shares: the key layout and
+-- the EVAL scripts of the coordinator interface (lua/faceswap/coordinator/init.lua), and the
+-- interface's methods built on them (M.methods), over each coordinator's own I/O. The
+-- plain-Lua coordinator (hiredis) and the one inside nginx (lua-resty-redis on cosockets) run
+-- these texts on these keys, so a process and an nginx worker naming the same Redis share
+-- every channel's slots, hold, pause, death and learned capacity.
 --
 -- KEYS, all under one prefix (PREFIX, "faceswap:"), for a channel CH ("" for the calls that
 -- name no channel); the braces make a channel's two keys one Redis Cluster hash slot:
@@ -211,5 +212,137 @@ if not e then
 end
 return {e, t[1], t[2]}
 ]]
+
+
+local coordinator = require "faceswap.coordinator"
+local check, check_capacity = coordinator.check, coordinator.check_capacity
+
+-- A nil reply as nil, whatever the client makes of it (nil, false or ngx.null).
+local function value(v)
+  local ngx = rawget(_G, "ngx")
+  if v == false or (ngx and v == ngx.null) then return nil end
+  return v
+end
+
+local function fmt(x) return ("%.17g"):format(x) end
+
+-- Puts the interface's methods that are one script each (acquire to capacity, publish) on
+-- Coordinator, over `script(self, name, channel, ...)` -> {status, value} | nil, why, and
+-- `clock()` (the seconds retry_at is on). A handle has lease, prefix, killed, lost,
+-- lost_reason and retry_at.
+function M.methods(C, script, clock)
+  -- what acquire and hold answer when Redis cannot say
+  local function unavailable(self, why)
+    if self.lost then return nil, "dead" end
+    return nil, "unavailable", math.max((self.retry_at or clock()) - clock(), 0.05), why
+  end
+
+  -- acquire and hold: the script's answer
+  local function taken(self, r, why, ok)
+    if not r then return unavailable(self, why) end
+    if r[1] == "ok" then return ok == nil and r[2] or ok end
+    return nil, r[1], tonumber(value(r[2]))
+  end
+
+  -- renew, release and unhold: whether the script changed something
+  local function changed(self, name, channel, id)
+    local r, why = script(self, name, channel, tostring(id))
+    if not r then return false, why end
+    return r[2] == 1
+  end
+
+  function C:acquire(channel, holder, capacity)
+    check(self, channel)
+    if self.killed[channel] then return nil, "dead" end
+    return taken(self, script(self, "acquire", channel, tostring(holder), tostring(capacity or 3)))
+  end
+
+  function C:renew(channel, lease_id)
+    check(self, channel)
+    return changed(self, "renew", channel, lease_id)
+  end
+
+  function C:release(channel, lease_id)
+    check(self, channel)
+    return changed(self, "release", channel, lease_id)
+  end
+
+  function C:unhold(channel, holder)
+    check(self, channel)
+    return changed(self, "unhold", channel, holder)
+  end
+
+  function C:running(channel)
+    check(self, channel)
+    local r, why = script(self, "running", channel)
+    if not r then return 0, why end
+    return r[2]
+  end
+
+  function C:hold(channel, holder)
+    check(self, channel)
+    if self.killed[channel] then return nil, "dead" end
+    local r, why = script(self, "hold", channel, tostring(holder))
+    return taken(self, r, why, true)
+  end
+
+  function C:holder(channel)
+    check(self, channel)
+    local r = script(self, "holder", channel)
+    return r and value(r[2]) or nil
+  end
+
+  function C:pause(channel, until_)
+    check(self, channel)
+    if type(until_) ~= "number" then
+      error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
+    end
+    local r = script(self, "pause", channel, fmt(until_))
+    return r and tonumber(value(r[2])) or until_
+  end
+
+  function C:paused(channel)
+    check(self, channel)
+    local r = script(self, "paused", channel)
+    return r and tonumber(value(r[2])) or nil
+  end
+
+  function C:kill(channel, reason)
+    check(self, channel)
+    reason = tostring(reason)
+    local r = script(self, "kill", channel, reason)
+    local first = r and value(r[2]) or self.killed[channel] or reason
+    self.killed[channel] = first -- this process keeps it out of use even while Redis is away
+    return first
+  end
+
+  function C:dead(channel)
+    check(self, channel)
+    if self.lost then return self.lost_reason end
+    local r = script(self, "dead", channel)
+    if self.lost then return self.lost_reason end
+    return r and value(r[2]) or self.killed[channel]
+  end
+
+  function C:learn(channel, capacity)
+    check(self, channel)
+    check_capacity(capacity)
+    script(self, "learn", channel, ("%d"):format(capacity))
+  end
+
+  function C:capacity(channel)
+    check(self, channel)
+    local r = script(self, "capacity", channel)
+    return r and tonumber(value(r[2])) or nil
+  end
+
+  function C:publish(jobid, json)
+    coordinator.check_publish(self, jobid, json)
+    local keys = M.job_keys(self.prefix, jobid)
+    local keep = math.max(M.KEEP_PUBLISHED, math.ceil(self.lease))
+    local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
+    return r ~= nil, why
+  end
+end
 
 return M

@@ -32,9 +32,8 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
--- (the checks every coordinator makes)
-local check, check_capacity, check_publish = require("faceswap.coordinator").check,
-  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+-- (the check every coordinator makes first)
+local check = require("faceswap.coordinator").check
 
 M.TIMEOUT = 5 -- seconds a reply may take before the connection counts as lost
 local BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5
@@ -162,12 +161,6 @@ local function script(self, name, channel, ...)
   return r
 end
 
--- What acquire and hold answer when Redis cannot say.
-local function unavailable(self)
-  if self.lost then return nil, "dead" end
-  return nil, "unavailable", math.max((self.retry_at or ngx.now()) - ngx.now(), 0.05)
-end
-
 ---------------------------------------------------------------------------------------------
 -- The interface (lua/faceswap/coordinator/init.lua)
 ---------------------------------------------------------------------------------------------
@@ -183,105 +176,7 @@ function Coordinator:now()
   return ngx.now() + self.offset
 end
 
-function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r = script(self, "acquire", channel, tostring(holder), tostring(capacity or 3))
-  if not r then return unavailable(self) end
-  if r[1] == "ok" then return r[2] end
-  return nil, r[1], tonumber(value(r[2]))
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  local r = script(self, "renew", channel, tostring(lease_id))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local r = script(self, "release", channel, tostring(lease_id))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:running(channel)
-  check(self, channel)
-  local r = script(self, "running", channel)
-  return r and r[2] or 0
-end
-
-function Coordinator:hold(channel, holder)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r = script(self, "hold", channel, tostring(holder))
-  if not r then return unavailable(self) end
-  if r[1] == "ok" then return true end
-  return nil, r[1], tonumber(value(r[2]))
-end
-
-function Coordinator:unhold(channel, holder)
-  check(self, channel)
-  local r = script(self, "unhold", channel, tostring(holder))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:holder(channel)
-  check(self, channel)
-  local r = script(self, "holder", channel)
-  return r and value(r[2]) or nil
-end
-
-function Coordinator:pause(channel, until_)
-  check(self, channel)
-  if type(until_) ~= "number" then
-    error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
-  end
-  local r = script(self, "pause", channel, fmt(until_))
-  return r and tonumber(value(r[2])) or until_
-end
-
-function Coordinator:paused(channel)
-  check(self, channel)
-  local r = script(self, "paused", channel)
-  return r and tonumber(value(r[2])) or nil
-end
-
-function Coordinator:kill(channel, reason)
-  check(self, channel)
-  reason = tostring(reason)
-  local r = script(self, "kill", channel, reason)
-  local first = r and value(r[2]) or self.killed[channel] or reason
-  self.killed[channel] = first -- out of use here even while Redis is away
-  return first
-end
-
-function Coordinator:dead(channel)
-  check(self, channel)
-  if self.lost then return self.lost_reason end
-  local r = script(self, "dead", channel)
-  if self.lost then return self.lost_reason end
-  return r and value(r[2]) or self.killed[channel]
-end
-
-function Coordinator:learn(channel, capacity)
-  check(self, channel)
-  check_capacity(capacity)
-  script(self, "learn", channel, ("%d"):format(capacity))
-end
-
-function Coordinator:capacity(channel)
-  check(self, channel)
-  local r = script(self, "capacity", channel)
-  return r and tonumber(value(r[2])) or nil
-end
-
-function Coordinator:publish(jobid, json)
-  check_publish(self, jobid, json)
-  local keys = scripts.job_keys(self.prefix, jobid)
-  local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
-  local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
-  return r ~= nil, why
-end
+scripts.methods(Coordinator, script, function() return ngx.now() end)
 
 -- The published job, read with the script: its JSON, or nil.
 local function published(self, keys)
