@@ -93,6 +93,13 @@ function M.check(self, key, what, level)
   end
 end
 
+-- pause()'s time: a number (level 3: the method's caller).
+function M.check_until(until_)
+  if type(until_) ~= "number" then
+    error("faceswap: coordinator: until must be a number, got " .. type(until_), 3)
+  end
+end
+
 -- publish()'s checks: a string jobid (after check's), a string json (level 3: the caller).
 function M.check_publish(self, jobid, json)
   M.check(self, jobid, "jobid", 4)

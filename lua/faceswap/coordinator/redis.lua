@@ -361,14 +361,7 @@ function M.new(url, opts)
     links = {}, listeners = {}, killed = {}, failures = 0, closed = false,
   }, Coordinator)
   local r, why = call(self, "EVAL", scripts.EPOCH, "1", self.epoch_key)
-  if type(r) ~= "table" then
-    self:close()
-    error(("cannot reach Redis at %s: %s"):format(url, why or "an answer that is no list"), 0)
-  end
-  self.epoch = r[1]
-  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - core.now()
-  self.failures, self.retry_at = 0, nil
-  return self
+  return scripts.started(self, r, why, core.now())
 end
 
 return M

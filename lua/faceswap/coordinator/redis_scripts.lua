@@ -201,6 +201,20 @@ function M.lost(url, epoch_key)
   end) .. '"}'
 end
 
+-- The end of a coordinator's new(): `r` the EPOCH script's answer (or nil and why), `now` the
+-- coordinator's clock. Takes the epoch and Redis's clock in; raises, naming the URL, when
+-- there is no answer.
+function M.started(self, r, why, now)
+  if type(r) ~= "table" then
+    self:close()
+    error(("cannot reach Redis at %s: %s"):format(self.url, why or "an answer that is no list"), 0)
+  end
+  self.epoch = r[1]
+  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - now
+  self.failures, self.retry_at = 0, nil
+  return self
+end
+
 -- The first call of a connection: the epoch (made from Redis's clock when there is none yet),
 -- and Redis's clock.
 M.EPOCH = [[
@@ -237,8 +251,11 @@ function M.methods(C, script, clock)
     return nil, "unavailable", math.max((self.retry_at or clock()) - clock(), 0.05), why
   end
 
-  -- acquire and hold: the script's answer
-  local function taken(self, r, why, ok)
+  -- acquire and hold: script `name` run unless this process knows the channel dead; `ok`
+  -- what a success answers (nil: the script's value)
+  local function take(self, ok, name, channel, ...)
+    if self.killed[channel] then return nil, "dead" end
+    local r, why = script(self, name, channel, ...)
     if not r then return unavailable(self, why) end
     if r[1] == "ok" then return ok == nil and r[2] or ok end
     return nil, r[1], tonumber(value(r[2]))
@@ -253,8 +270,7 @@ function M.methods(C, script, clock)
 
   function C:acquire(channel, holder, capacity)
     check(self, channel)
-    if self.killed[channel] then return nil, "dead" end
-    return taken(self, script(self, "acquire", channel, tostring(holder), tostring(capacity or 3)))
+    return take(self, nil, "acquire", channel, tostring(holder), tostring(capacity or 3))
   end
 
   function C:renew(channel, lease_id)
@@ -281,9 +297,7 @@ function M.methods(C, script, clock)
 
   function C:hold(channel, holder)
     check(self, channel)
-    if self.killed[channel] then return nil, "dead" end
-    local r, why = script(self, "hold", channel, tostring(holder))
-    return taken(self, r, why, true)
+    return take(self, true, "hold", channel, tostring(holder))
   end
 
   function C:holder(channel)
@@ -294,9 +308,7 @@ function M.methods(C, script, clock)
 
   function C:pause(channel, until_)
     check(self, channel)
-    if type(until_) ~= "number" then
-      error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
-    end
+    coordinator.check_until(until_)
     local r = script(self, "pause", channel, fmt(until_))
     return r and tonumber(value(r[2])) or until_
   end

@@ -267,13 +267,7 @@ function M.new(url, opts)
     killed = {}, failures = 0, calls = 0, offset = 0, closed = false,
   }, Coordinator)
   local r, why = call(self, function(red) return red:eval(scripts.EPOCH, 1, self.epoch_key) end)
-  if type(r) ~= "table" then
-    error(("cannot reach Redis at %s: %s"):format(url, why or "an answer that is no list"), 0)
-  end
-  self.epoch = r[1]
-  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - ngx.now()
-  self.failures, self.retry_at = 0, nil
-  return self
+  return scripts.started(self, r, why, ngx.now())
 end
 
 return M

@@ -32,6 +32,7 @@ local M = {}
 -- (the checks every coordinator makes)
 local check, check_capacity, check_publish = require("faceswap.coordinator").check,
   require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+local check_until = require("faceswap.coordinator").check_until
 
 M.PREFIX = "faceswap:"
 M.KEEP_PUBLISHED = 600  -- seconds a published job is kept, at least the lease
@@ -231,9 +232,7 @@ end
 
 function Coordinator:pause(channel, until_)
   check(self, channel)
-  if type(until_) ~= "number" then
-    error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
-  end
+  check_until(until_)
   return (locked(self, channel, pause, until_))
 end
 
