@@ -306,17 +306,21 @@ function M.methods(C, script, clock)
     return r and value(r[2]) or nil
   end
 
+  -- pause, paused and capacity: the script's value as a number, `default` when it has none
+  local function number(self, default, name, channel, ...)
+    local r = script(self, name, channel, ...)
+    return r and tonumber(value(r[2])) or default
+  end
+
   function C:pause(channel, until_)
     check(self, channel)
     coordinator.check_until(until_)
-    local r = script(self, "pause", channel, fmt(until_))
-    return r and tonumber(value(r[2])) or until_
+    return number(self, until_, "pause", channel, fmt(until_))
   end
 
   function C:paused(channel)
     check(self, channel)
-    local r = script(self, "paused", channel)
-    return r and tonumber(value(r[2])) or nil
+    return number(self, nil, "paused", channel)
   end
 
   function C:kill(channel, reason)
@@ -344,8 +348,7 @@ function M.methods(C, script, clock)
 
   function C:capacity(channel)
     check(self, channel)
-    local r = script(self, "capacity", channel)
-    return r and tonumber(value(r[2])) or nil
+    return number(self, nil, "capacity", channel)
   end
 
   function C:publish(jobid, json)

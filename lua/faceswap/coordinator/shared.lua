@@ -160,30 +160,25 @@ function Coordinator:acquire(channel, _, capacity)
   return locked(self, channel, acquire, capacity)
 end
 
-local function renew(self, channel, now, id)
-  local list = leases(self, channel, now)
-  if not list[id] then return false end
-  list[id] = now + self.lease
-  store_leases(self, channel, list)
-  return true
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  return locked(self, channel, renew, lease_id)
-end
-
-local function release(self, channel, now, id)
+-- renew (keep true) and release: lease `id` ends `lease` seconds from now, or now; whether it
+-- was live (a lease gone is not renewed)
+local function end_lease(self, channel, now, id, keep)
   local list = leases(self, channel, now)
   local live = list[id] ~= nil
-  list[id] = nil
+  if keep and not live then return false end
+  list[id] = keep and now + self.lease or nil
   store_leases(self, channel, list)
   return live
 end
 
+function Coordinator:renew(channel, lease_id)
+  check(self, channel)
+  return locked(self, channel, end_lease, lease_id, true)
+end
+
 function Coordinator:release(channel, lease_id)
   check(self, channel)
-  return locked(self, channel, release, lease_id)
+  return locked(self, channel, end_lease, lease_id, false)
 end
 
 function Coordinator:running(channel)
