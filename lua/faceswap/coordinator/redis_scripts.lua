@@ -318,9 +318,12 @@ function M.methods(C, script, clock)
     return number(self, until_, "pause", channel, fmt(until_))
   end
 
-  function C:paused(channel)
-    check(self, channel)
-    return number(self, nil, "paused", channel)
+  -- paused(channel) and capacity(channel): a number, or nil
+  for _, name in ipairs { "paused", "capacity" } do
+    C[name] = function(self, channel)
+      check(self, channel)
+      return number(self, nil, name, channel)
+    end
   end
 
   function C:kill(channel, reason)
@@ -344,11 +347,6 @@ function M.methods(C, script, clock)
     check(self, channel)
     check_capacity(capacity)
     script(self, "learn", channel, ("%d"):format(capacity))
-  end
-
-  function C:capacity(channel)
-    check(self, channel)
-    return number(self, nil, "capacity", channel)
   end
 
   function C:publish(jobid, json)
