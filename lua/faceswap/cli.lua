@@ -336,6 +336,20 @@ local function jobid_problem(jobid)
   if not method then return tostring(err) end
 end
 
+-- Option `name` (a number of seconds) made a number: up to 1e9, and from 1 or above 0 as
+-- `range` says ("from 1 to 1e9" or "above 0"), which the usage error repeats.
+local function seconds_option(opts, name, range)
+  local given = opts[name]
+  if not given then return end
+  local secs = tonumber(given)
+  local low_ok = secs and (range == "above 0" and secs > 0 or secs >= 1)
+  if not low_ok or secs ~= secs or secs > 1e9 then
+    usage_error("option '--" .. name .. "' needs a number of seconds " .. range .. ", got '" ..
+      given .. "'")
+  end
+  opts[name] = secs
+end
+
 local function check_command(words, opts)
   local command = words[1]
   if not command then usage_error("no command given") end
@@ -391,26 +405,12 @@ local function check_command(words, opts)
     end
     opts.concurrency = n
   end
-  if opts.lease then
-    local secs = tonumber(opts.lease)
-    if not secs or secs ~= secs or secs < 1 or secs > 1e9 then
-      usage_error("option '--lease' needs a number of seconds from 1 to 1e9, got '" ..
-        opts.lease .. "'")
-    end
-    opts.lease = secs
-  end
+  seconds_option(opts, "lease", "from 1 to 1e9")
   if opts.state and opts.state:find("^redis://") then
     local ok, why = ledger.parse_redis(opts.state)
     if not ok then usage_error("option '--state': " .. why .. ", got '" .. opts.state .. "'") end
   end
-  if opts.interval then
-    local secs = tonumber(opts.interval)
-    if not secs or secs ~= secs or secs <= 0 or secs > 1e9 then
-      usage_error("option '--interval' needs a number of seconds above 0, got '" ..
-        opts.interval .. "'")
-    end
-    opts.interval = secs
-  end
+  seconds_option(opts, "interval", "above 0")
   if opts.channels then
     local list = {}
     for id in opts.channels:gmatch("[^,]+") do list[#list + 1] = id end
@@ -741,6 +741,23 @@ local function fate_unknown(err)
     (err.kind == "transport" or err.kind == "timeout" or err.kind == "cancelled")
 end
 
+-- An item of a batch has ended (x its job, or the error it got): counted, shown, and its
+-- files downloaded with --download (files[i]).
+local function show_ended(client, o, p, files, i, x, is_job)
+  p.done = p.done + 1
+  if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
+  p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
+    or (i .. " error " .. tostring(x)))
+  if is_job and o.download and x.status == "completed" then
+    local ok
+    files[i], ok = download_job(client, x, o.download, p.note)
+    if not ok then
+      p.lost = p.lost + 1
+      p.update()
+    end
+  end
+end
+
 -- The batch itself, with its ledger open (book, and the records read from it) or none.
 local function run_batch(ctx, prompts, numbers, book, records)
   local o = ctx.opts
@@ -782,18 +799,8 @@ local function run_batch(ctx, prompts, numbers, book, records)
       unknown_recorded[i] = unknown or nil
     end
     if state[i] == "flight" then p.flight = p.flight - 1 end
-    state[i], p.done = "done", p.done + 1
-    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
-    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
-      or (i .. " error " .. tostring(x)))
-    if is_job and o.download and x.status == "completed" then
-      local ok
-      files[i], ok = download_job(client, x, o.download, p.note)
-      if not ok then
-        p.lost = p.lost + 1
-        p.update()
-      end
-    end
+    state[i] = "done"
+    show_ended(client, o, p, files, i, x, is_job)
   end
   local w = wait_options(o)
   w.on_error = p.poll_failed
@@ -994,18 +1001,7 @@ local function run_shared(ctx, prompts, numbers)
     local is_job = faceswap.type(x) == "job"
     if is_job and not x:done() then return end
     ended[i] = true
-    p.done = p.done + 1
-    if not is_job or x.status ~= "completed" then p.failed = p.failed + 1 end
-    p.item(is_job and (i .. " " .. tostring(x.jobid) .. " " .. tostring(x.status))
-      or (i .. " error " .. tostring(x)))
-    if is_job and o.download and x.status == "completed" then
-      local ok
-      files[i], ok = download_job(client, x, o.download, p.note)
-      if not ok then
-        p.lost = p.lost + 1
-        p.update()
-      end
-    end
+    show_ended(client, o, p, files, i, x, is_job)
   end
   local w = wait_options(o)
   w.on_error = p.poll_failed

@@ -117,11 +117,7 @@ local function check_options(opts)
 end
 
 -- Whether this runs inside OpenResty, where requests must go through nginx's cosockets.
-local function in_nginx()
-  local ngx = rawget(_G, "ngx")
-  return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
-    ngx.config.ngx_lua_version ~= nil
-end
+local in_nginx = coordinators.in_nginx
 
 --- Makes a client.
 -- faceswap.new{token=, base_url=, ...}: a client. The token is handed to the C transport and

@@ -93,8 +93,24 @@ function M.check(self, key, what, level)
   end
 end
 
--- Whether this code runs inside nginx (its lua module's API is there).
-local function in_nginx()
+-- pause()'s time: a number (level 3: the method's caller).
+function M.check_until(until_)
+  if type(until_) ~= "number" then
+    error("faceswap: coordinator: until must be a number, got " .. type(until_), 3)
+  end
+end
+
+-- publish()'s checks: a string jobid (after check's), a string json (level 3: the caller).
+function M.check_publish(self, jobid, json)
+  M.check(self, jobid, "jobid", 4)
+  if type(json) ~= "string" then
+    error("faceswap: coordinator: json must be a string, got " .. type(json), 3)
+  end
+end
+
+-- Whether this code runs inside nginx (its lua module's API is there): OpenResty's requests
+-- and Redis calls go through its cosockets.
+function M.in_nginx()
   local ngx = rawget(_G, "ngx")
   return type(ngx) == "table" and type(ngx.socket) == "table" and ngx.config ~= nil and
     ngx.config.ngx_lua_version ~= nil
@@ -121,7 +137,7 @@ function M.new(spec, opts)
   if not kind then error("option 'coordinator' " .. why, 0) end
   if kind == "process" then return require("faceswap.coordinator.process").new(opts) end
   local module = kind == "shared" and "faceswap.coordinator.shared" or
-    in_nginx() and "faceswap.coordinator.resty_redis" or "faceswap.coordinator.redis"
+    M.in_nginx() and "faceswap.coordinator.resty_redis" or "faceswap.coordinator.redis"
   local ok, made = pcall(require(module).new, kind == "shared" and spec:sub(8) or spec, opts)
   if not ok then error("option 'coordinator': " .. tostring(made), 0) end
   return made

@@ -12,14 +12,7 @@
 -- Atomicity: every method is one EVAL script, its check and its change together. Times are
 -- Redis's: TIME inside the script; leases are members of a sorted set scored by their end.
 --
--- Keys, all under one prefix ("faceswap:"), for a channel CH ("" for the calls naming none):
---   faceswap:epoch            the epoch: written once by the first client that connects; every
---                             script checks it, so a Redis restarted empty (or flushed) is
---                             noticed instead of silently starting over
---   faceswap:{CH}:leases      sorted set: lease id -> its end (Redis's clock, seconds)
---   faceswap:{CH}:state       hash: capacity, dead, pause, holder, hold_until, next
---   faceswap:job:JOBID        a published job's JSON (publish), kept KEEP_PUBLISHED seconds
---   faceswap:published        the pub/sub channel where each published jobid is announced
+-- Keys and scripts: faceswap.coordinator.redis_scripts (the same as the nginx coordinator's).
 --
 -- Faults: a call that cannot reach Redis (refused, lost, no answer in `timeout` seconds)
 -- answers "no" (acquire and hold: nil, "unavailable", seconds until the next try), logs a
@@ -30,154 +23,18 @@ local core = require "faceswap.core"
 
 local M = {}
 
-M.PREFIX = "faceswap:"
+M.PREFIX = require("faceswap.coordinator.redis_scripts").PREFIX
 M.TIMEOUT = 5            -- seconds a reply may take before the connection counts as lost
-local KEEP_PUBLISHED = 600 -- seconds a published job is kept, at least the lease
 local BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5
 
 local Coordinator = {}
 Coordinator.__index = Coordinator
 
----------------------------------------------------------------------------------------------
--- The scripts: KEYS[1] the epoch, KEYS[2] and KEYS[3] the method's own; ARGV[1] the epoch
--- this client knows, ARGV[2] the lease (seconds), then the method's own.
----------------------------------------------------------------------------------------------
-local PRELUDE = [[
-local e = redis.call('GET', KEYS[1])
-if e ~= ARGV[1] then return {'epoch', e or ''} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local lease = tonumber(ARGV[2])
-local L, S = KEYS[2], KEYS[3]
-local function num(x) return string.format('%.17g', x) end
-local function touch() redis.call('EXPIRE', S, math.max(86400, math.ceil(2 * lease))) end
-local function sweep()
-  redis.call('ZREMRANGEBYSCORE', L, '-inf', now)
-  local h = redis.call('HMGET', S, 'holder', 'hold_until')
-  if h[1] and tonumber(h[2]) <= now then redis.call('HDEL', S, 'holder', 'hold_until') end
-end
-local function refused(holder)
-  local s = redis.call('HMGET', S, 'dead', 'pause', 'holder', 'hold_until')
-  if s[1] then return {'dead'} end
-  if s[2] then
-    local p = tonumber(s[2])
-    if p > now then return {'paused', num(p - now)} end
-    redis.call('HDEL', S, 'pause')
-  end
-  if s[3] and s[3] ~= holder then return {'held', num(tonumber(s[4]) - now)} end
-  return nil
-end
-local function keep_leases()
-  local last = redis.call('ZRANGE', L, -1, -1, 'WITHSCORES')
-  if last[2] then redis.call('PEXPIREAT', L, math.ceil(tonumber(last[2]) * 1000) + 1000) end
-end
-]]
-
-local SCRIPTS = {
-  acquire = [[
-sweep()
-local r = refused(nil)
-if r then return r end
-local n = redis.call('ZCARD', L)
-local cap = math.max(tonumber(redis.call('HGET', S, 'capacity') or ARGV[4]) or 3, 1)
-if n >= cap then
-  local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
-  return {'full', num(tonumber(first[2]) - now)}
-end
-local id = t[1] .. '.' .. t[2] .. '-' .. redis.call('HINCRBY', S, 'next', 1)
-redis.call('ZADD', L, num(now + lease), id)
-keep_leases()
-touch()
-return {'ok', id}
-]],
-  renew = [[
-sweep()
-if not redis.call('ZSCORE', L, ARGV[3]) then return {'ok', 0} end
-redis.call('ZADD', L, 'XX', num(now + lease), ARGV[3])
-keep_leases()
-return {'ok', 1}
-]],
-  release = [[
-sweep()
-return {'ok', redis.call('ZREM', L, ARGV[3])}
-]],
-  running = [[
-sweep()
-return {'ok', redis.call('ZCARD', L)}
-]],
-  hold = [[
-sweep()
-local r = refused(ARGV[3])
-if r then return r end
-redis.call('HSET', S, 'holder', ARGV[3], 'hold_until', num(now + lease))
-touch()
-return {'ok', 1}
-]],
-  unhold = [[
-sweep()
-if redis.call('HGET', S, 'holder') ~= ARGV[3] then return {'ok', 0} end
-redis.call('HDEL', S, 'holder', 'hold_until')
-return {'ok', 1}
-]],
-  holder = [[
-sweep()
-return {'ok', redis.call('HGET', S, 'holder')}
-]],
-  pause = [[
-local p = redis.call('HGET', S, 'pause')
-if not p or tonumber(ARGV[3]) > tonumber(p) then
-  redis.call('HSET', S, 'pause', ARGV[3])
-  touch()
-  p = ARGV[3]
-end
-return {'ok', p}
-]],
-  paused = [[
-local p = redis.call('HGET', S, 'pause')
-if p and tonumber(p) > now then return {'ok', p} end
-if p then redis.call('HDEL', S, 'pause') end
-return {'ok', false}
-]],
-  kill = [[
-redis.call('HSETNX', S, 'dead', ARGV[3])
-touch()
-return {'ok', redis.call('HGET', S, 'dead')}
-]],
-  dead = [[
-return {'ok', redis.call('HGET', S, 'dead')}
-]],
-  learn = [[
-redis.call('HSET', S, 'capacity', ARGV[3])
-touch()
-return {'ok', 1}
-]],
-  capacity = [[
-return {'ok', redis.call('HGET', S, 'capacity')}
-]],
-  -- KEYS[2] the job's key; ARGV[3] its JSON, ARGV[4] seconds kept, ARGV[5] the jobid,
-  -- ARGV[6] the pub/sub channel
-  publish = [[
-redis.call('SET', L, ARGV[3], 'EX', ARGV[4])
-redis.call('PUBLISH', ARGV[6], ARGV[5])
-return {'ok', 1}
-]],
-  published = [[
-return {'ok', redis.call('GET', L)}
-]],
-}
-for name, body in pairs(SCRIPTS) do SCRIPTS[name] = PRELUDE .. body end
-
--- The first connection's: the epoch (made from Redis's clock when there is none yet), and
--- Redis's clock.
-local EPOCH = [[
-local t = redis.call('TIME')
-local e = redis.call('GET', KEYS[1])
-if not e then
-  e = t[1] .. '.' .. t[2]
-  redis.call('SET', KEYS[1], e)
-end
-return {e, t[1], t[2]}
-]]
+-- The scripts and key layout every Redis coordinator shares (the one inside nginx too).
+local scripts = require "faceswap.coordinator.redis_scripts"
+-- Another module's scripts run through Coordinator:eval, the prelude before each (kept apart
+-- from the shared table).
+local SCRIPTS = setmetatable({}, { __index = scripts.SCRIPTS })
 
 ---------------------------------------------------------------------------------------------
 -- The URL
@@ -380,45 +237,27 @@ end
 -- The state is gone (the epoch differs): every channel is out of use from now on.
 local function lost_state(self)
   if not self.lost then
-    self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
-      "restarted empty, or was flushed); this client sends no more commands: make a new one")
-      :format(self.url, self.epoch_key)
-    -- the flat JSON a dead channel's reason is (lua/faceswap/channel.lua reads it)
-    self.lost_reason = '{"kind":"transport","error":"' .. self.lost:gsub('[%c"\\]', function(c)
-      return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\u%04x"):format(c:byte())
-    end) .. '"}'
+    self.lost, self.lost_reason = scripts.lost(self.url, self.epoch_key)
     log(self, "warn", self.lost)
   end
   return nil, self.lost
 end
 
-local check, check_capacity = require("faceswap.coordinator").check,
-  require("faceswap.coordinator").check_capacity -- (the checks every coordinator makes)
+-- (the check every coordinator makes first)
+local check = require("faceswap.coordinator").check
 
 local function fmt(x) return ("%.17g"):format(x) end
 
 -- Runs script `name` on `channel`'s keys (or on `keys` given): {status, ...}, or nil and why.
 local function script(self, name, channel, ...)
   if self.lost then return nil, self.lost end
-  local k2, k3
-  if type(channel) == "table" then
-    k2, k3 = channel[1], channel[2]
-  else
-    local base = self.prefix .. "{" .. channel .. "}:"
-    k2, k3 = base .. "leases", base .. "state"
-  end
+  local k2, k3 = scripts.keys(self.prefix, channel)
   local r, why = call(self, "EVAL", SCRIPTS[name], "3", self.epoch_key, k2, k3, self.epoch,
     fmt(self.lease), ...)
   if not r then return nil, why end
   if type(r) ~= "table" then return failed(self, "Redis: an answer that is no list") end
   if r[1] == "epoch" then return lost_state(self) end
   return r
-end
-
--- What acquire and hold answer when Redis cannot say.
-local function unavailable(self, why)
-  if self.lost then return nil, "dead" end
-  return nil, "unavailable", math.max((self.retry_at or core.now()) - core.now(), 0.05), why
 end
 
 ---------------------------------------------------------------------------------------------
@@ -437,109 +276,7 @@ function Coordinator:now()
   return core.now() + (self.offset or 0)
 end
 
-function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r, why = script(self, "acquire", channel, tostring(holder), tostring(capacity or 3))
-  if not r then return unavailable(self, why) end
-  if r[1] == "ok" then return r[2] end
-  return nil, r[1], r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  local r, why = script(self, "renew", channel, tostring(lease_id))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local r, why = script(self, "release", channel, tostring(lease_id))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:running(channel)
-  check(self, channel)
-  local r, why = script(self, "running", channel)
-  if not r then return 0, why end
-  return r[2]
-end
-
-function Coordinator:hold(channel, holder)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r, why = script(self, "hold", channel, tostring(holder))
-  if not r then return unavailable(self, why) end
-  if r[1] == "ok" then return true end
-  return nil, r[1], r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:unhold(channel, holder)
-  check(self, channel)
-  local r, why = script(self, "unhold", channel, tostring(holder))
-  if not r then return false, why end
-  return r[2] == 1
-end
-
-function Coordinator:holder(channel)
-  check(self, channel)
-  local r = script(self, "holder", channel)
-  return r and r[2] or nil
-end
-
-function Coordinator:pause(channel, until_)
-  check(self, channel)
-  local r = script(self, "pause", channel, fmt(until_))
-  return r and tonumber(r[2]) or until_
-end
-
-function Coordinator:paused(channel)
-  check(self, channel)
-  local r = script(self, "paused", channel)
-  return r and r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:kill(channel, reason)
-  check(self, channel)
-  reason = tostring(reason)
-  local r = script(self, "kill", channel, reason)
-  local first = r and r[2] or self.killed[channel] or reason
-  self.killed[channel] = first -- this process keeps it out of use even while Redis is away
-  return first
-end
-
-function Coordinator:dead(channel)
-  check(self, channel)
-  if self.lost then return self.lost_reason end
-  local r = script(self, "dead", channel)
-  if self.lost then return self.lost_reason end
-  return r and r[2] or self.killed[channel]
-end
-
-function Coordinator:learn(channel, capacity)
-  check(self, channel)
-  check_capacity(capacity)
-  script(self, "learn", channel, ("%d"):format(capacity))
-end
-
-function Coordinator:capacity(channel)
-  check(self, channel)
-  local r = script(self, "capacity", channel)
-  return r and r[2] and tonumber(r[2]) or nil
-end
-
-function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
-  local keep = math.max(KEEP_PUBLISHED, math.ceil(self.lease))
-  local r, why = script(self, "publish", { self.prefix .. "job:" .. jobid, self.prefix .. "published" },
-    json, tostring(keep), jobid, self.prefix .. "published")
-  return r ~= nil, why
-end
+scripts.methods(Coordinator, script, core.now)
 
 -- Subscribes (once, on a connection of its own) to the announcements of published jobs.
 local function subscribe(self)
@@ -551,14 +288,14 @@ local function subscribe(self)
     return nil
   end
   self.sub = conn
-  if not conn:command("SUBSCRIBE", self.prefix .. "published") then drop(self, conn, "SUBSCRIBE refused") end
+  if not conn:command("SUBSCRIBE", self.prefix .. scripts.KEY.published) then drop(self, conn, "SUBSCRIBE refused") end
   return self.sub
 end
 
 function Coordinator:wait_published(jobid, timeout)
   check(self, jobid, "jobid")
   local deadline = core.now() + (tonumber(timeout) or 0)
-  local key = { self.prefix .. "job:" .. jobid, self.prefix .. "published" }
+  local key = scripts.job_keys(self.prefix, jobid)
   while true do
     local r = script(self, "published", key)
     if r and r[2] then return r[2] end
@@ -583,7 +320,7 @@ end
 -- ARGV[3] on are `...`. Returns its list, or nil and why (Redis out of reach, its state lost).
 function Coordinator:eval(body, k2, k3, ...)
   check(self, k2, "key")
-  if not SCRIPTS[body] then SCRIPTS[body] = PRELUDE .. body end
+  if not SCRIPTS[body] then SCRIPTS[body] = scripts.PRELUDE .. body end
   return script(self, body, { k2, k3 }, ...)
 end
 
@@ -620,18 +357,11 @@ function M.new(url, opts)
   local self = setmetatable({
     url = url, host = host, port = port, db = db, timeout = timeout, native = native,
     lease = opts.lease or 60, sched = sched, transport = transport, log = opts.log,
-    prefix = prefix, epoch_key = prefix .. "epoch",
+    prefix = prefix, epoch_key = prefix .. scripts.KEY.epoch,
     links = {}, listeners = {}, killed = {}, failures = 0, closed = false,
   }, Coordinator)
-  local r, why = call(self, "EVAL", EPOCH, "1", self.epoch_key)
-  if type(r) ~= "table" then
-    self:close()
-    error(("cannot reach Redis at %s: %s"):format(url, why or "an answer that is no list"), 0)
-  end
-  self.epoch = r[1]
-  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - core.now()
-  self.failures, self.retry_at = 0, nil
-  return self
+  local r, why = call(self, "EVAL", scripts.EPOCH, "1", self.epoch_key)
+  return scripts.started(self, r, why, core.now())
 end
 
 return M

@@ -1,8 +1,9 @@
--- faceswap.coordinator.redis_scripts: what every Redis coordinator shares, as data only: the
--- key layout and the EVAL scripts of the coordinator interface (lua/faceswap/coordinator/
--- init.lua). The plain-Lua coordinator (hiredis) and the one inside nginx (lua-resty-redis on
--- cosockets) both run these texts on these keys, so a process and an nginx worker naming the
--- same Redis share every channel's slots, hold, pause, death and learned capacity.
+-- faceswap.coordinator.redis_scripts: what every Redis coordinator shares: the key layout and
+-- the EVAL scripts of the coordinator interface (lua/faceswap/coordinator/init.lua), and the
+-- interface's methods built on them (M.methods), over each coordinator's own I/O. The
+-- plain-Lua coordinator (hiredis) and the one inside nginx (lua-resty-redis on cosockets) run
+-- these texts on these keys, so a process and an nginx worker naming the same Redis share
+-- every channel's slots, hold, pause, death and learned capacity.
 --
 -- KEYS, all under one prefix (PREFIX, "faceswap:"), for a channel CH ("" for the calls that
 -- name no channel); the braces make a channel's two keys one Redis Cluster hash slot:
@@ -161,7 +162,8 @@ return {'ok', 1}
   capacity = [[
 return {'ok', redis.call('HGET', S, 'capacity')}
 ]],
-  -- KEYS[2] the job's key, KEYS[3] the pub/sub channel (as a key, unused as one)
+  -- KEYS[2] the job's key, KEYS[3] the pub/sub channel (as a key, unused as one); ARGV[3] its
+  -- JSON, ARGV[4] seconds kept, ARGV[5] the jobid, ARGV[6] the pub/sub channel
   publish = [[
 redis.call('SET', L, ARGV[3], 'EX', ARGV[4])
 redis.call('PUBLISH', ARGV[6], ARGV[5])
@@ -176,6 +178,43 @@ return {'ok', redis.call('GET', L)}
 M.SCRIPTS = {}
 for name, body in pairs(BODIES) do M.SCRIPTS[name] = M.PRELUDE .. body end
 
+-- A script's KEYS[2] and KEYS[3]: `channel`'s leases and state keys under `prefix`, or the
+-- two of `channel` when it is a list (a published job's, another module's).
+function M.keys(prefix, channel)
+  if type(channel) == "table" then return channel[1], channel[2] end
+  return prefix .. M.KEY.leases:format(channel), prefix .. M.KEY.state:format(channel)
+end
+
+-- The keys of a published job: its JSON's and the pub/sub channel's, under `prefix`.
+function M.job_keys(prefix, jobid)
+  return { prefix .. M.KEY.job:format(jobid), prefix .. M.KEY.published }
+end
+
+-- When a coordinator finds the epoch gone: the error its calls answer from then on, and the
+-- flat JSON a dead channel's reason is (lua/faceswap/channel.lua reads it).
+function M.lost(url, epoch_key)
+  local why = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
+    "restarted empty, or was flushed); this client sends no more commands: make a new one")
+    :format(url, epoch_key)
+  return why, '{"kind":"transport","error":"' .. why:gsub('[%c"\\]', function(c)
+    return c == '"' and '\\"' or c == "\\" and "\\\\" or ("\\u%04x"):format(c:byte())
+  end) .. '"}'
+end
+
+-- The end of a coordinator's new(): `r` the EPOCH script's answer (or nil and why), `now` the
+-- coordinator's clock. Takes the epoch and Redis's clock in; raises, naming the URL, when
+-- there is no answer.
+function M.started(self, r, why, now)
+  if type(r) ~= "table" then
+    self:close()
+    error(("cannot reach Redis at %s: %s"):format(self.url, why or "an answer that is no list"), 0)
+  end
+  self.epoch = r[1]
+  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - now
+  self.failures, self.retry_at = 0, nil
+  return self
+end
+
 -- The first call of a connection: the epoch (made from Redis's clock when there is none yet),
 -- and Redis's clock.
 M.EPOCH = [[
@@ -187,5 +226,136 @@ if not e then
 end
 return {e, t[1], t[2]}
 ]]
+
+
+local coordinator = require "faceswap.coordinator"
+local check, check_capacity = coordinator.check, coordinator.check_capacity
+
+-- A nil reply as nil, whatever the client makes of it (nil, false or ngx.null).
+local function value(v)
+  local ngx = rawget(_G, "ngx")
+  if v == false or (ngx and v == ngx.null) then return nil end
+  return v
+end
+
+local function fmt(x) return ("%.17g"):format(x) end
+
+-- Puts the interface's methods that are one script each (acquire to capacity, publish) on
+-- Coordinator, over `script(self, name, channel, ...)` -> {status, value} | nil, why, and
+-- `clock()` (the seconds retry_at is on). A handle has lease, prefix, killed, lost,
+-- lost_reason and retry_at.
+function M.methods(C, script, clock)
+  -- what acquire and hold answer when Redis cannot say
+  local function unavailable(self, why)
+    if self.lost then return nil, "dead" end
+    return nil, "unavailable", math.max((self.retry_at or clock()) - clock(), 0.05), why
+  end
+
+  -- acquire and hold: script `name` run unless this process knows the channel dead; `ok`
+  -- what a success answers (nil: the script's value)
+  local function take(self, ok, name, channel, ...)
+    if self.killed[channel] then return nil, "dead" end
+    local r, why = script(self, name, channel, ...)
+    if not r then return unavailable(self, why) end
+    if r[1] == "ok" then return ok == nil and r[2] or ok end
+    return nil, r[1], tonumber(value(r[2]))
+  end
+
+  -- renew, release and unhold: whether the script changed something
+  local function changed(self, name, channel, id)
+    local r, why = script(self, name, channel, tostring(id))
+    if not r then return false, why end
+    return r[2] == 1
+  end
+
+  function C:acquire(channel, holder, capacity)
+    check(self, channel)
+    return take(self, nil, "acquire", channel, tostring(holder), tostring(capacity or 3))
+  end
+
+  function C:renew(channel, lease_id)
+    check(self, channel)
+    return changed(self, "renew", channel, lease_id)
+  end
+
+  function C:release(channel, lease_id)
+    check(self, channel)
+    return changed(self, "release", channel, lease_id)
+  end
+
+  function C:unhold(channel, holder)
+    check(self, channel)
+    return changed(self, "unhold", channel, holder)
+  end
+
+  function C:running(channel)
+    check(self, channel)
+    local r, why = script(self, "running", channel)
+    if not r then return 0, why end
+    return r[2]
+  end
+
+  function C:hold(channel, holder)
+    check(self, channel)
+    return take(self, true, "hold", channel, tostring(holder))
+  end
+
+  function C:holder(channel)
+    check(self, channel)
+    local r = script(self, "holder", channel)
+    return r and value(r[2]) or nil
+  end
+
+  -- pause, paused and capacity: the script's value as a number, `default` when it has none
+  local function number(self, default, name, channel, ...)
+    local r = script(self, name, channel, ...)
+    return r and tonumber(value(r[2])) or default
+  end
+
+  function C:pause(channel, until_)
+    check(self, channel)
+    coordinator.check_until(until_)
+    return number(self, until_, "pause", channel, fmt(until_))
+  end
+
+  -- paused(channel) and capacity(channel): a number, or nil
+  for _, name in ipairs { "paused", "capacity" } do
+    C[name] = function(self, channel)
+      check(self, channel)
+      return number(self, nil, name, channel)
+    end
+  end
+
+  function C:kill(channel, reason)
+    check(self, channel)
+    reason = tostring(reason)
+    local r = script(self, "kill", channel, reason)
+    local first = r and value(r[2]) or self.killed[channel] or reason
+    self.killed[channel] = first -- this process keeps it out of use even while Redis is away
+    return first
+  end
+
+  function C:dead(channel)
+    check(self, channel)
+    if self.lost then return self.lost_reason end
+    local r = script(self, "dead", channel)
+    if self.lost then return self.lost_reason end
+    return r and value(r[2]) or self.killed[channel]
+  end
+
+  function C:learn(channel, capacity)
+    check(self, channel)
+    check_capacity(capacity)
+    script(self, "learn", channel, ("%d"):format(capacity))
+  end
+
+  function C:publish(jobid, json)
+    coordinator.check_publish(self, jobid, json)
+    local keys = M.job_keys(self.prefix, jobid)
+    local keep = math.max(M.KEEP_PUBLISHED, math.ceil(self.lease))
+    local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
+    return r ~= nil, why
+  end
+end
 
 return M

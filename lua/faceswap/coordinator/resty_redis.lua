@@ -32,6 +32,9 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+-- (the check every coordinator makes first)
+local check = require("faceswap.coordinator").check
+
 M.TIMEOUT = 5 -- seconds a reply may take before the connection counts as lost
 local BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5
 
@@ -129,10 +132,7 @@ end
 -- The state is gone (the epoch differs): every channel is out of use from now on.
 local function lost_state(self)
   if not self.lost then
-    self.lost = ("Redis at %s lost the coordinator's state (its key %s is gone: Redis " ..
-      "restarted empty, or was flushed); this client sends nothing more: make a new one")
-      :format(self.url, self.epoch_key)
-    self.lost_reason = '{"kind":"transport","error":"' .. self.lost .. '"}'
+    self.lost, self.lost_reason = scripts.lost(self.url, self.epoch_key)
     log(self, ngx.WARN, self.lost)
   end
   return nil, self.lost
@@ -142,13 +142,7 @@ end
 -- why. EVALSHA, and EVAL when Redis does not know the script (a restart, SCRIPT FLUSH).
 local function script(self, name, channel, ...)
   if self.lost then return nil, self.lost end
-  local k2, k3
-  if type(channel) == "table" then
-    k2, k3 = channel[1], channel[2]
-  else
-    k2 = self.prefix .. scripts.KEY.leases:format(channel)
-    k3 = self.prefix .. scripts.KEY.state:format(channel)
-  end
+  local k2, k3 = scripts.keys(self.prefix, channel)
   local text, sha = scripts.SCRIPTS[name], M.sha[name]
   local n = select("#", ...)
   local args = { ... }
@@ -167,20 +161,6 @@ local function script(self, name, channel, ...)
   return r
 end
 
--- What acquire and hold answer when Redis cannot say.
-local function unavailable(self)
-  if self.lost then return nil, "dead" end
-  return nil, "unavailable", math.max((self.retry_at or ngx.now()) - ngx.now(), 0.05)
-end
-
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
-  if type(key) ~= "string" then
-    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
-  end
-end
-
 ---------------------------------------------------------------------------------------------
 -- The interface (lua/faceswap/coordinator/init.lua)
 ---------------------------------------------------------------------------------------------
@@ -196,114 +176,7 @@ function Coordinator:now()
   return ngx.now() + self.offset
 end
 
-function Coordinator:acquire(channel, holder, capacity)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r = script(self, "acquire", channel, tostring(holder), tostring(capacity or 3))
-  if not r then return unavailable(self) end
-  if r[1] == "ok" then return r[2] end
-  return nil, r[1], tonumber(value(r[2]))
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  local r = script(self, "renew", channel, tostring(lease_id))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:release(channel, lease_id)
-  check(self, channel)
-  local r = script(self, "release", channel, tostring(lease_id))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:running(channel)
-  check(self, channel)
-  local r = script(self, "running", channel)
-  return r and r[2] or 0
-end
-
-function Coordinator:hold(channel, holder)
-  check(self, channel)
-  if self.killed[channel] then return nil, "dead" end
-  local r = script(self, "hold", channel, tostring(holder))
-  if not r then return unavailable(self) end
-  if r[1] == "ok" then return true end
-  return nil, r[1], tonumber(value(r[2]))
-end
-
-function Coordinator:unhold(channel, holder)
-  check(self, channel)
-  local r = script(self, "unhold", channel, tostring(holder))
-  return r ~= nil and r[2] == 1
-end
-
-function Coordinator:holder(channel)
-  check(self, channel)
-  local r = script(self, "holder", channel)
-  return r and value(r[2]) or nil
-end
-
-function Coordinator:pause(channel, until_)
-  check(self, channel)
-  if type(until_) ~= "number" then
-    error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
-  end
-  local r = script(self, "pause", channel, fmt(until_))
-  return r and tonumber(value(r[2])) or until_
-end
-
-function Coordinator:paused(channel)
-  check(self, channel)
-  local r = script(self, "paused", channel)
-  return r and tonumber(value(r[2])) or nil
-end
-
-function Coordinator:kill(channel, reason)
-  check(self, channel)
-  reason = tostring(reason)
-  local r = script(self, "kill", channel, reason)
-  local first = r and value(r[2]) or self.killed[channel] or reason
-  self.killed[channel] = first -- out of use here even while Redis is away
-  return first
-end
-
-function Coordinator:dead(channel)
-  check(self, channel)
-  if self.lost then return self.lost_reason end
-  local r = script(self, "dead", channel)
-  if self.lost then return self.lost_reason end
-  return r and value(r[2]) or self.killed[channel]
-end
-
-function Coordinator:learn(channel, capacity)
-  check(self, channel)
-  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
-    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
-  end
-  script(self, "learn", channel, ("%d"):format(capacity))
-end
-
-function Coordinator:capacity(channel)
-  check(self, channel)
-  local r = script(self, "capacity", channel)
-  return r and tonumber(value(r[2])) or nil
-end
-
-local function job_keys(self, jobid)
-  return { self.prefix .. scripts.KEY.job:format(jobid), self.prefix .. scripts.KEY.published }
-end
-
-function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
-  local keys = job_keys(self, jobid)
-  local keep = math.max(scripts.KEEP_PUBLISHED, math.ceil(self.lease))
-  local r, why = script(self, "publish", keys, json, tostring(keep), jobid, keys[2])
-  return r ~= nil, why
-end
+scripts.methods(Coordinator, script, function() return ngx.now() end)
 
 -- The published job, read with the script: its JSON, or nil.
 local function published(self, keys)
@@ -313,7 +186,7 @@ end
 
 function Coordinator:wait_published(jobid, timeout)
   check(self, jobid, "jobid")
-  local keys = job_keys(self, jobid)
+  local keys = scripts.job_keys(self.prefix, jobid)
   local json = published(self, keys)
   if json or not (timeout and timeout > 0) or self.lost then return json end
   ngx.update_time()
@@ -394,13 +267,7 @@ function M.new(url, opts)
     killed = {}, failures = 0, calls = 0, offset = 0, closed = false,
   }, Coordinator)
   local r, why = call(self, function(red) return red:eval(scripts.EPOCH, 1, self.epoch_key) end)
-  if type(r) ~= "table" then
-    error(("cannot reach Redis at %s: %s"):format(url, why or "an answer that is no list"), 0)
-  end
-  self.epoch = r[1]
-  self.offset = tonumber(r[2]) + tonumber(r[3]) / 1e6 - ngx.now()
-  self.failures, self.retry_at = 0, nil
-  return self
+  return scripts.started(self, r, why, ngx.now())
 end
 
 return M

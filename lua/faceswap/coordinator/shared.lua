@@ -29,6 +29,11 @@ local unpack = table.unpack or _G.unpack -- _G.unpack: LuaJIT
 
 local M = {}
 
+-- (the checks every coordinator makes)
+local check, check_capacity, check_publish = require("faceswap.coordinator").check,
+  require("faceswap.coordinator").check_capacity, require("faceswap.coordinator").check_publish
+local check_until = require("faceswap.coordinator").check_until
+
 M.PREFIX = "faceswap:"
 M.KEEP_PUBLISHED = 600  -- seconds a published job is kept, at least the lease
 local LOCK_SECONDS = 0.1 -- a lock a dead worker left ends after this
@@ -55,14 +60,6 @@ function M.new(name, opts)
   end
   return setmetatable({ name = name, dict = dict, lease = opts.lease or 60,
                         prefix = opts.prefix or M.PREFIX, closed = false }, Coordinator)
-end
-
-local function check(self, key, what)
-  if self.closed then error("faceswap: the coordinator is closed", 3) end
-  if type(key) ~= "string" then
-    error("faceswap: coordinator: " .. (what or "channel") .. " must be a string, got " ..
-      type(key), 3)
-  end
 end
 
 local function key(self, channel, what)
@@ -163,30 +160,25 @@ function Coordinator:acquire(channel, _, capacity)
   return locked(self, channel, acquire, capacity)
 end
 
-local function renew(self, channel, now, id)
-  local list = leases(self, channel, now)
-  if not list[id] then return false end
-  list[id] = now + self.lease
-  store_leases(self, channel, list)
-  return true
-end
-
-function Coordinator:renew(channel, lease_id)
-  check(self, channel)
-  return locked(self, channel, renew, lease_id)
-end
-
-local function release(self, channel, now, id)
+-- renew (keep true) and release: lease `id` ends `lease` seconds from now, or now; whether it
+-- was live (a lease gone is not renewed)
+local function end_lease(self, channel, now, id, keep)
   local list = leases(self, channel, now)
   local live = list[id] ~= nil
-  list[id] = nil
+  if keep and not live then return false end
+  list[id] = keep and now + self.lease or nil
   store_leases(self, channel, list)
   return live
 end
 
+function Coordinator:renew(channel, lease_id)
+  check(self, channel)
+  return locked(self, channel, end_lease, lease_id, true)
+end
+
 function Coordinator:release(channel, lease_id)
   check(self, channel)
-  return locked(self, channel, release, lease_id)
+  return locked(self, channel, end_lease, lease_id, false)
 end
 
 function Coordinator:running(channel)
@@ -235,9 +227,7 @@ end
 
 function Coordinator:pause(channel, until_)
   check(self, channel)
-  if type(until_) ~= "number" then
-    error("faceswap: coordinator: until must be a number, got " .. type(until_), 2)
-  end
+  check_until(until_)
   return (locked(self, channel, pause, until_))
 end
 
@@ -263,9 +253,7 @@ end
 
 function Coordinator:learn(channel, capacity)
   check(self, channel)
-  if type(capacity) ~= "number" or capacity < 1 or capacity % 1 ~= 0 then
-    error("faceswap: coordinator: capacity must be a whole number from 1", 2)
-  end
+  check_capacity(capacity)
   put(self, key(self, channel, "cap"), capacity)
 end
 
@@ -275,10 +263,7 @@ function Coordinator:capacity(channel)
 end
 
 function Coordinator:publish(jobid, json)
-  check(self, jobid, "jobid")
-  if type(json) ~= "string" then
-    error("faceswap: coordinator: json must be a string, got " .. type(json), 2)
-  end
+  check_publish(self, jobid, json)
   put(self, self.prefix .. "job:" .. jobid, json, math.max(M.KEEP_PUBLISHED, self.lease))
   return true
 end
