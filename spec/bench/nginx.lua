@@ -5,7 +5,6 @@
 --   lua5.4 spec/bench/nginx.lua [N=50] [L=0.2] [RUNS=5]
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "./build/5.4/?.so;" .. package.cpath
-local socket = require "socket"
 local sim = require "spec.support.sim"
 local nginx = require "spec.support.nginx"
 
@@ -21,39 +20,8 @@ local n = nginx.start { server = ([[
       }
     }]]):gsub("@SIM@", s.base_url) }
 
--- Sends N requests at once and reads every answer; returns the wall time and the statuses.
-local function burst()
-  local t0 = socket.gettime()
-  local conns, pending, answers = {}, {}, {}
-  for i = 1, N do
-    local c = socket.tcp()
-    assert(c:connect("127.0.0.1", n.port))
-    c:send("GET /headshot?prompt=p" .. i .. " HTTP/1.0\r\nHost: x\r\n\r\n")
-    c:settimeout(0)
-    conns[i], pending[#pending + 1], answers[c] = c, c, {}
-  end
-  while #pending > 0 do
-    local ready = socket.select(pending, nil, 10)
-    for _, c in ipairs(ready) do
-      local data, err, partial = c:receive(8192)
-      local part = data or partial
-      if part and #part > 0 then table.insert(answers[c], part) end
-      if err == "closed" then
-        for k, p in ipairs(pending) do
-          if p == c then table.remove(pending, k) break end
-        end
-      end
-    end
-  end
-  local wall = socket.gettime() - t0
-  local started = 0
-  for i = 1, N do
-    local text = table.concat(answers[conns[i]])
-    if text:match("\r\n\r\nstarted\n$") then started = started + 1 end
-    conns[i]:close()
-  end
-  return wall, started
-end
+-- Sends N requests at once and reads every answer: the wall time and how many started.
+local function burst() return nginx.burst(n.port, N, "started") end
 
 burst() -- warm-up: worker start, module load, connection pool
 local walls = {}

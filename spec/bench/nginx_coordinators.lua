@@ -8,7 +8,6 @@
 --   lua5.4 spec/bench/nginx_coordinators.lua [N=24] [RUNS=1]
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "./build/5.4/?.so;" .. package.cpath
-local socket = require "socket"
 local sim = require "spec.support.sim"
 local nginx = require "spec.support.nginx"
 local redis = require "spec.support.redis"
@@ -37,37 +36,7 @@ local SERVER = [[
     }]]
 
 -- Sends N requests at once and reads every answer: the wall time and how many completed.
-local function burst(port)
-  local t0 = socket.gettime()
-  local conns, pending, answers = {}, {}, {}
-  for i = 1, N do
-    local c = socket.tcp()
-    assert(c:connect("127.0.0.1", port))
-    c:send("GET /headshot?prompt=p" .. i .. " HTTP/1.0\r\nHost: x\r\n\r\n")
-    c:settimeout(0)
-    conns[i], pending[#pending + 1], answers[c] = c, c, {}
-  end
-  while #pending > 0 do
-    local ready = socket.select(pending, nil, 10)
-    for _, c in ipairs(ready) do
-      local data, err, partial = c:receive(8192)
-      local part = data or partial
-      if part and #part > 0 then table.insert(answers[c], part) end
-      if err == "closed" then
-        for k, p in ipairs(pending) do
-          if p == c then table.remove(pending, k) break end
-        end
-      end
-    end
-  end
-  local wall = socket.gettime() - t0
-  local completed = 0
-  for i = 1, N do
-    if table.concat(answers[conns[i]]):match("\r\n\r\ncompleted\n$") then completed = completed + 1 end
-    conns[i]:close()
-  end
-  return wall, completed
-end
+local function burst(port) return nginx.burst(port, N, "completed") end
 
 local function commands()
   return tonumber(r:cli("INFO", "stats"):match("total_commands_processed:(%d+)"))

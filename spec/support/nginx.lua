@@ -181,4 +181,38 @@ function M.request(url, method, body)
   return tonumber(answer:match("^HTTP/1%.%d (%d+)")), answer:match("\r\n\r\n(.*)$") or ""
 end
 
+-- N requests `GET /headshot?prompt=pI` (HTTP/1.0) sent at once to 127.0.0.1:port, every answer
+-- read to its end: the wall time and how many answers' bodies are `word` (the benches'
+-- handlers print a job's status).
+function M.burst(port, n, word)
+  local t0 = socket.gettime()
+  local conns, pending, answers = {}, {}, {}
+  for i = 1, n do
+    local c = socket.tcp()
+    assert(c:connect("127.0.0.1", port))
+    c:send("GET /headshot?prompt=p" .. i .. " HTTP/1.0\r\nHost: x\r\n\r\n")
+    c:settimeout(0)
+    conns[i], pending[#pending + 1], answers[c] = c, c, {}
+  end
+  while #pending > 0 do
+    local ready = socket.select(pending, nil, 10)
+    for _, c in ipairs(ready) do
+      local data, err, partial = c:receive(8192)
+      local part = data or partial
+      if part and #part > 0 then table.insert(answers[c], part) end
+      if err == "closed" then
+        for k, p in ipairs(pending) do
+          if p == c then table.remove(pending, k) break end
+        end
+      end
+    end
+  end
+  local wall, matched = socket.gettime() - t0, 0
+  for i = 1, n do
+    if table.concat(answers[conns[i]]):match("\r\n\r\n" .. word .. "\n$") then matched = matched + 1 end
+    conns[i]:close()
+  end
+  return wall, matched
+end
+
 return M
