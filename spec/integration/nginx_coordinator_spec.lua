@@ -165,7 +165,7 @@ describe("coordinators inside nginx", function()
   end)
 
   it("names the Redis it cannot reach", function()
-    local port = nginx.free_port()
+    local port = require("spec.support.fixture").refused_url():match("%d+$")
     local _, body = nginx.request(n.url .. "/new?coordinator=redis://127.0.0.1:" .. port .. "/0")
     assert.equal("bad argument #1 to 'new' (option 'coordinator': cannot reach Redis at " ..
       "redis://127.0.0.1:" .. port .. "/0: cannot connect: connection refused)\n", body)

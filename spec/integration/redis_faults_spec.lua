@@ -31,7 +31,7 @@ describe("the Redis coordinator's faults", function()
   end
 
   it("says at new that Redis cannot be reached, naming the URL", function()
-    local url = "redis://127.0.0.1:" .. redis.free_port() .. "/0"
+    local url = require("spec.support.fixture").refused_url():gsub("^http", "redis") .. "/0"
     assert.has_error(function()
       faceswap.new { token = TOKEN, base_url = s.base_url, coordinator = url }
     end, "bad argument #1 to 'new' (option 'coordinator': cannot reach Redis at " .. url ..

@@ -12,6 +12,7 @@
 -- connection goes to one of them at random: reuseport); shared = { NAME = "1m", ... } declares
 -- lua_shared_dicts. Several may run at once (each its own prefix and port).
 local socket = require "socket"
+local compat = require "spec.support.compat"
 
 local M = {}
 
@@ -115,12 +116,12 @@ end
 
 -- opts.server: the server block's body; opts.http: more lines for the http block; opts.tls:
 -- a certificate and key to serve HTTPS with.
-function M.start(opts)
+function M.start(opts, attempt)
   ensure_luajit_build()
   local prefix = run("mktemp -d /tmp/faceswap-nginx.XXXXXX")
   os.execute("mkdir -p '" .. prefix .. "/logs' '" .. prefix .. "/conf' '" .. prefix .. "/tmp'")
   os.execute("chmod 755 '" .. prefix .. "'")
-  local port = free_port()
+  local port = M.free_port()
   local values = {
     PREFIX = prefix, MODULES = M.modules, ROOT = M.root, PORT = tostring(port),
     HTTP = opts.http or "", SERVER = opts.server or "",
@@ -152,17 +153,29 @@ function M.start(opts)
   local self = setmetatable({ pipe = pipe, pid = pid, prefix = prefix, port = port,
                               url = (opts.tls and "https" or "http") .. "://127.0.0.1:" .. port },
                              Nginx)
+  -- Up once it has written its pid file (it does so after binding the port) and accepts. The
+  -- port was free a moment ago; another process of a `make test` run may have taken it since
+  -- (nginx then exits: "Address already in use"): start again on another port.
   local deadline = socket.gettime() + 10
   repeat
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then return self end
+    local pidfile = io.open(prefix .. "/logs/nginx.pid")
+    if pidfile then
+      pidfile:close()
+      local c = socket.tcp()
+      c:settimeout(0.2)
+      local ok = c:connect("127.0.0.1", port)
+      c:close()
+      if ok then return self end
+    elseif not compat.execute("kill -0 " .. pid .. " 2>/dev/null") then
+      break
+    end
     socket.sleep(0.05)
   until socket.gettime() > deadline
-  local log = self:log()
+  local log = self:log() .. run("cat '" .. prefix .. "/logs/stderr' 2>/dev/null")
   self:stop()
+  if log:find("Address already in use", 1, true) and (attempt or 1) < 5 then
+    return M.start(opts, (attempt or 1) + 1)
+  end
   error("nginx did not start: " .. log, 2)
 end
 

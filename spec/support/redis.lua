@@ -15,8 +15,8 @@ local M = {}
 
 M.binary = "/usr/bin/redis-server"
 M.cli_binary = "/usr/bin/redis-cli"
+M.free_port = require("spec.support.nginx").free_port
 
-local free_port = require("spec.support.nginx").free_port
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1"))
@@ -55,12 +55,23 @@ function Redis:start()
     ") >/dev/null 2>&1 </dev/null &"))
   self.pid = tonumber(p:read("*l"))
   p:close()
-  while self:cli("PING") ~= "PONG" do
-    if not sh("kill -0 " .. self.pid .. " && echo alive"):find("alive") then
-      error("redis-server did not start: " .. sh("cat " .. quote(self.dir .. "/redis.log")))
+  -- up once the server answering on the port is this one (another process of a `make test`
+  -- run may have taken the port since it was free: this one then exits, and a first start
+  -- moves to another port)
+  local pid = tostring(self.pid)
+  while self:cli("INFO", "server"):match("process_id:(%d+)") ~= pid do
+    if not sh("kill -0 " .. pid .. " 2>/dev/null && echo alive"):find("alive") then
+      local log = sh("cat " .. quote(self.dir .. "/redis.log"))
+      if not self.started and log:find("Address already in use", 1, true) then
+        self.port = M.free_port()
+        self.url = "redis://127.0.0.1:" .. self.port .. "/0"
+        return self:start()
+      end
+      error("redis-server did not start: " .. log)
     end
     socket.sleep(0.02)
   end
+  self.started = true
   return self
 end
 
@@ -68,7 +79,8 @@ end
 function Redis:cli(...)
   local words = {}
   for i = 1, select("#", ...) do words[i] = quote((select(i, ...))) end
-  return sh(M.cli_binary .. " -h 127.0.0.1 -p " .. self.port .. " " .. table.concat(words, " "))
+  -- (bounded: a port taken by another process may have a listener that never answers)
+  return sh("timeout 5 " .. M.cli_binary .. " -h 127.0.0.1 -p " .. self.port .. " " .. table.concat(words, " "))
 end
 
 -- Stops it (SIGKILL: the state goes, unless save = true wrote it first) and waits until the
@@ -78,7 +90,8 @@ function Redis:stop(opts)
   if opts and opts.save then self:cli("SAVE") end
   os.execute("kill -9 " .. self.pid .. " 2>/dev/null")
   -- reaped by the shell that started it (it exited); wait for the port
-  while listening(self.port) do socket.sleep(0.02) end
+  local deadline = socket.gettime() + 10
+  while listening(self.port) and socket.gettime() < deadline do socket.sleep(0.02) end
   self.pid = nil
 end
 
@@ -91,12 +104,11 @@ end
 function M.start(opts)
   opts = opts or {}
   local dir = sh("mktemp -d /tmp/faceswap-redis.XXXXXX")
-  local port = free_port()
+  local port = M.free_port()
   local self = setmetatable({ port = port, dir = dir, persist = opts.persist,
     url = "redis://127.0.0.1:" .. port .. "/0" }, Redis)
   return self:start()
 end
 
-M.free_port = free_port
 
 return M
