@@ -190,6 +190,7 @@ int core_read_unread(lua_State *L);
 /* files.c */
 int core_isatty(lua_State *L);
 int core_write_new(lua_State *L);
+int core_link_new(lua_State *L);
 int core_open_append(lua_State *L);
 
 /* signals.c */

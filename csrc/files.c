@@ -1,6 +1,6 @@
 /* files.c: the operating-system calls the command line needs and Lua lacks: whether a
- * stream is a terminal, writing a file that must not exist yet, and a locked file of records
- * appended and fsync'd one at a time. */
+ * stream is a terminal, writing (or naming) a file that must not exist yet, and a locked file
+ * of records appended and fsync'd one at a time. */
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -52,6 +52,36 @@ int core_write_new(lua_State *L) {
   }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* core.link_new(from, to) -> true | nil, message, "exists"|"unsupported"|"error". Gives the
+ * file `from` the name `to` only if no file has that name (link(2), then unlink of `from`):
+ * unlike a check followed by rename(2), a file that appears at `to` in between, or one this
+ * process cannot read, is never replaced. "unsupported": the file system has no hard links
+ * (the caller may fall back to a rename). */
+int core_link_new(lua_State *L) {
+  size_t from_len, to_len;
+  const char *from = luaL_checklstring(L, 1, &from_len);
+  const char *to = luaL_checklstring(L, 2, &to_len);
+  int err;
+  if (strlen(from) != from_len || strlen(to) != to_len) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "a file name cannot contain a NUL byte");
+    lua_pushliteral(L, "error");
+    return 3;
+  }
+  if (link(from, to) == 0) {
+    unlink(from);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  err = errno;
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", to, strerror(err));
+  lua_pushstring(L, err == EEXIST ? "exists"
+                    : (err == EPERM || err == EOPNOTSUPP || err == EXDEV) ? "unsupported"
+                                                                           : "error");
+  return 3;
 }
 
 /* A file of records appended one at a time, each on disk before append() returns: the

@@ -55,6 +55,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"sleep", core_sleep},
     {"isatty", core_isatty},
     {"write_new", core_write_new},
+    {"link_new", core_link_new},
     {"open_append", core_open_append},
     {"catch_signals", core_catch_signals},
     {"interrupted", core_interrupted},

@@ -497,23 +497,29 @@ local function file_name(jobid, n, url)
 end
 
 -- Moves the downloaded file `part` to dir/stem.ext, never over another file: a file already
--- there with the same bytes is kept (part removed); one with other bytes makes it
--- dir/stem.1.ext (.2, ...) and a warning. Returns the path, or nil and a message. (Between
--- the check and the rename, another process could make the file: the one race left.)
+-- there with the same bytes is kept (part removed); one with other bytes (or that cannot be
+-- read) makes it dir/stem.1.ext (.2, ...) and a warning. Returns the path, or nil and a
+-- message. The name is taken with core.link_new, which fails if it exists: a file another
+-- process makes there meanwhile is never replaced. (A file system without hard links gets a
+-- look, then a rename.)
 local function place(dir, stem, ext, part, note)
   local first = dir .. "/" .. stem .. "." .. ext
   local path = first
   for k = 1, 1000 do
-    if not exists(path) then
-      local ok, err = os.rename(part, path)
-      if not ok then
-        os.remove(part)
-        return nil, err
-      end
+    local ok, err, why = core.link_new(part, path)
+    if why == "unsupported" and not exists(path) then
+      ok, err = os.rename(part, path)
+      why = not ok and "error" or nil
+    end
+    if ok then
       if path ~= first then
         note("warning: " .. first .. " exists with other bytes; saved " .. path .. " instead")
       end
       return path
+    end
+    if why == "error" then
+      os.remove(part)
+      return nil, err
     end
     if same_bytes(path, part) then
       os.remove(part)

@@ -350,6 +350,20 @@ describe("faceswap command line #lua_only", function()
       assert.equal("faceswap: job " .. jobid .. ": completed\nfaceswap: " .. a1 .. " is already there\n" ..
         "faceswap: " .. b .. " is already there\n", err)
       assert.same({ jobid .. "-1.1.png", jobid .. "-1.png", jobid .. "-2.png" }, ls(dir))
+
+      -- a name taken by something that cannot be read (a link to nowhere) is not replaced
+      -- either (a look, then a rename, replaced it: the look saw no file)
+      os.remove(a1)
+      os.remove(a)
+      assert(os.execute("ln -s nowhere " .. shell_quote(a)))
+      code, out, err = run { "wait", jobid, "--download", dir }
+      assert.equal(0, code)
+      assert.equal("faceswap: job " .. jobid .. ": completed\n" ..
+        "faceswap: warning: " .. a .. " exists with other bytes; saved " .. a1 ..
+        " instead\nfaceswap: " .. b .. " is already there\n", err)
+      assert.same({ "file     " .. a1, "file     " .. b }, { compat.unpack(lines(out), 6) })
+      assert.equal(png, read_all(a1))
+      assert.equal("nowhere", (io.popen("readlink " .. shell_quote(a)):read("*l")))
     end)
 
     it("--download streams each image to a file beside its name, put in place once whole", function()
