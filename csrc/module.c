@@ -31,7 +31,7 @@ static int core_now(lua_State *L) {
 static int core_sleep(lua_State *L) {
   lua_Number secs = luaL_checknumber(L, 1);
   struct timespec ts, left;
-  luaL_argcheck(L, secs >= 0 && secs < 1e9, 1, "seconds must be from 0 to 1e9");
+  luaL_argcheck(L, secs >= 0 && secs <= 1e9, 1, "seconds must be from 0 to 1e9");
   ts.tv_sec = (time_t)secs;
   ts.tv_nsec = (long)((secs - (lua_Number)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &left) != 0 && errno == EINTR)

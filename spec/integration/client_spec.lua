@@ -515,5 +515,11 @@ describe("module", function()
     assert.is_true(t1 - t0 >= 0.05)
     assert.has_error(function() faceswap.sleep(-1) end,
       "bad argument #1 to 'sleep' (a number of seconds from 0 to 1e9 expected, got -1)")
+    -- its upper bound is a sleep, not the core's own argument error (a child, stopped by
+    -- timeout(1): exit 124)
+    local _, how, code = compat.execute(("timeout 0.5 %s -e 'package.path = \"lua/?.lua;" ..
+      "lua/?/init.lua;\" .. package.path; package.cpath = \"%s/?.so;\" .. package.cpath; " ..
+      "require(\"faceswap\").sleep(1e9)' 2>/dev/null"):format(compat.lua, compat.build))
+    assert.same({ "exit", 124 }, { how, code })
   end)
 end)
