@@ -2,28 +2,15 @@
 -- place without ever replacing a file that has the name already.
 local core = require "faceswap.core"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
+local shell = require "spec.support.shell"
+local read, write = shell.read, shell.write
 
 describe("core.link_new #unit", function()
   local dir
   before_each(function()
-    local p = assert(io.popen("mktemp -d"))
-    dir = p:read("*l")
-    p:close()
+    dir = shell.tmpdir()
   end)
-  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+  after_each(function() os.execute("rm -rf " .. shell.quote(dir)) end)
 
   it("gives the file the new name when nothing has it: the old name is gone", function()
     write(dir .. "/part", "image bytes")
@@ -37,7 +24,7 @@ describe("core.link_new #unit", function()
     assert.same({ nil, dir .. "/final.png: File exists", "exists" },
       { core.link_new(dir .. "/part", dir .. "/final.png") })
     assert.same({ "image bytes", "someone else's" }, { read(dir .. "/part"), read(dir .. "/final.png") })
-    assert(os.execute("ln -s nowhere '" .. dir .. "/dangling.png'"))
+    assert(os.execute("ln -s nowhere " .. shell.quote(dir .. "/dangling.png")))
     assert.same({ nil, dir .. "/dangling.png: File exists", "exists" },
       { core.link_new(dir .. "/part", dir .. "/dangling.png") })
     assert.equal("image bytes", read(dir .. "/part"))
