@@ -440,6 +440,12 @@ static int body_encoding(lua_State *L, const command_def *c, int idx) {
 static void push_path(lua_State *L, const request *r) {
   luaL_Buffer buf;
   int i;
+  for (i = 0; i < r->n && r->c->fields[i].at == AT_BODY; i++)
+    ;
+  if (i == r->n) { /* nothing of the params in the path (headshot): the row's own */
+    lua_pushstring(L, r->c->path);
+    return;
+  }
   luaL_buffinit(L, &buf);
   luaL_addstring(&buf, r->c->path);
   for (i = 0; i < r->n; i++) {

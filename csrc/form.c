@@ -4,6 +4,7 @@
  * and JSON bodies (a body with a file on disk as upload.c's upload_body, the file left where
  * it is). command.c's builder calls these; nothing here knows a command. */
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <string.h>
 #include <time.h>
@@ -159,12 +160,22 @@ static size_t make_boundary(boundary_rng *rng, char *out) {
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   size_t n = sizeof BOUNDARY_PREFIX - 1, i;
   unsigned long long bits = 0;
+  uint32_t frac = 0;
   memcpy(out, BOUNDARY_PREFIX, n);
   for (i = 0; i < BOUNDARY_RANDOM; i++) {
-    if (i % 8 == 0)
+    /* 32 random bits read as a fraction give three base-62 digits, each the integer part of
+     * the fraction times 62 (62^3 is far below 2^32: the bias is below 10^-4), with a
+     * multiply and a shift instead of a division each */
+    uint64_t x;
+    if (i % 6 == 0)
       bits = rng_next(rng);
-    out[n++] = alphabet[bits % 62];
-    bits /= 62;
+    if (i % 3 == 0) {
+      frac = (uint32_t)bits;
+      bits >>= 32;
+    }
+    x = (uint64_t)frac * 62;
+    out[n++] = alphabet[x >> 32];
+    frac = (uint32_t)x;
   }
   out[n] = '\0';
   return n;
@@ -177,6 +188,15 @@ static int contains(const char *str, size_t len, const char *pat, size_t blen) {
   size_t skip[256], i, last = blen - 1;
   if (!s || blen == 0 || len < blen)
     return 0;
+  if (len < 4096) { /* a prompt: filling the table would cost more than the whole search */
+    const unsigned char *p = s, *end = s + len - last;
+    while ((p = memchr(p, b[0], (size_t)(end - p))) != NULL) {
+      if (memcmp(p + 1, b + 1, last) == 0)
+        return 1;
+      p++;
+    }
+    return 0;
+  }
   for (i = 0; i < 256; i++)
     skip[i] = blen;
   for (i = 0; i < last; i++)
@@ -269,10 +289,10 @@ static int collides_on_disk(const form_part *parts, int n, const char *b, size_t
 /* ---- bodies ---------------------------------------------------------------------------- */
 
 /* The text of a body, written at p (NULL: only measured into len). */
-typedef struct { char *p; size_t len; } text_out;
+typedef struct { char *p; size_t len, cap; } text_out;
 
 static void put(text_out *o, const char *s, size_t n) {
-  if (o->p)
+  if (o->p && o->len + n <= o->cap)
     memcpy(o->p + o->len, s, n);
   o->len += n;
 }
@@ -333,20 +353,34 @@ void form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
   }
   while (blen == 0 || collides(parts, n, b, blen))
     blen = files ? random_boundary((boundary_rng *)rng, b) : make_boundary((boundary_rng *)rng, b);
-  lua_pushliteral(L, "multipart/form-data; boundary=");
-  lua_pushlstring(L, b, blen);
-  lua_concat(L, 2);
-  if (!files) { /* measured, then written once into a string of that size */
-    text_out o = {NULL, 0};
+  {
+    static const char type[] = "multipart/form-data; boundary=";
+    char ct[sizeof type - 1 + FACESWAP_BOUNDARY_MAX];
+    memcpy(ct, type, sizeof type - 1);
+    memcpy(ct + sizeof type - 1, b, blen);
+    lua_pushlstring(L, ct, sizeof type - 1 + blen);
+  }
+  if (!files) {
+    /* written on the C stack when it fits (a prompt's form: one pass, one string made), else
+     * measured, then written once into a string of that size */
+    char small[1024];
+    text_out o = {small, 0, sizeof small};
 #if LUA_VERSION_NUM >= 502
     luaL_Buffer buf;
+#endif
     lay_out(&o, parts, n, b, blen, NULL);
+    if (o.len <= sizeof small) {
+      lua_pushlstring(L, small, o.len);
+      return;
+    }
+    o.p = NULL;
+    o.cap = (size_t)-1;
+#if LUA_VERSION_NUM >= 502
     o.p = luaL_buffinitsize(L, &buf, o.len); /* a large image is not copied twice */
     o.len = 0;
     lay_out(&o, parts, n, b, blen, NULL);
     luaL_pushresultsize(&buf, o.len);
 #else
-    lay_out(&o, parts, n, b, blen, NULL);
     o.p = (char *)lua_newuserdata(L, o.len);
     o.len = 0;
     lay_out(&o, parts, n, b, blen, NULL);
@@ -354,7 +388,7 @@ void form_push_multipart(lua_State *L, const form_part *parts, int n, void *rng,
     lua_remove(L, -2);
 #endif
   } else {
-    text_out o = {NULL, 0};
+    text_out o = {NULL, 0, (size_t)-1};
     upload_body *body;
     lay_out(&o, parts, n, b, blen, NULL);
     o.p = upload_push_body(L, o.len, files, &body);

@@ -42,6 +42,7 @@ typedef struct {
   lua_Integer credits, credits_left, credits_total;
   span_t attachments, embeds;
   unsigned char has_credits, has_remaining;
+  unsigned char done; /* its status is a terminal one: job:done(), told when it is made */
 } job_t;
 
 /* ---- content parsing ------------------------------------------------------------------ */
@@ -374,19 +375,26 @@ static int keep_fields(lua_State *L, int tree, int names, int all, unsigned long
  * live as long as it): lua-cjson interns each member name it reads (all are short strings), so
  * a member is field i exactly when its name is the same string, which a pointer compare tells
  * without hashing it again. */
+#define ORDER_MAX 32
 typedef struct {
   const char *name[F_COUNT];
+  unsigned char order[ORDER_MAX]; /* the field met at each place of the last walk (F_COUNT: none) */
 } interned_t;
 
-/* Which field the member name at the top of a lua_next is, or F_COUNT for none. */
-static int field_of(lua_State *L, const interned_t *in) {
-  const char *k;
-  int f;
-  if (lua_type(L, -2) != LUA_TSTRING)
-    return F_COUNT;
-  k = lua_tostring(L, -2);
-  for (f = 0; f < F_COUNT && in->name[f] != k; f++)
+/* Which field the member name at the top of a lua_next is, or F_COUNT for none; k: the
+ * member's place in the walk. lua_next walks a table of the same names in the same order
+ * every time (the order of the names' hashes in this Lua state), and the server sends the
+ * same fields each time: the field found at place k last time is compared first, so the
+ * usual member costs one compare, not up to 19. */
+static int field_of(lua_State *L, interned_t *in, int k) {
+  const char *key = lua_tostring(L, -2); /* a string: the caller looked */
+  int f = k < ORDER_MAX ? in->order[k] : F_COUNT;
+  if (f < F_COUNT && in->name[f] == key)
+    return f;
+  for (f = 0; f < F_COUNT && in->name[f] != key; f++)
     ;
+  if (k < ORDER_MAX)
+    in->order[k] = (unsigned char)f;
   return f;
 }
 
@@ -398,14 +406,26 @@ static int wrong_type(int f, int t) {
   return f == F_CODE ? t != LUA_TNUMBER : t != LUA_TSTRING;
 }
 
+/* Whether the string at idx is a status a job does not leave. */
+static int is_terminal(lua_State *L, int idx) {
+  static const char *const terminal[] = {"completed", "failed", "moderated", "cancelled", NULL};
+  size_t len;
+  const char *status = lua_tolstring(L, idx, &len);
+  int i;
+  for (i = 0; terminal[i]; i++)
+    if (strlen(terminal[i]) == len && memcmp(status, terminal[i], len) == 0)
+      return 1;
+  return 0;
+}
+
 int job_push_json(lua_State *L, int json_idx) {
   job_t *job;
-  const interned_t *in;
+  interned_t *in;
   const char *text;
   int i, tree, shapes, names, fields, empty_object, unknown = 0, kept = 0, arrays = 0;
-  int first_wrong = F_COUNT, jobid_string = 0;
+  int first_wrong = F_COUNT, jobid_string = 0, k = 0, done = 0;
   unsigned long present = 0; /* bit f: the text has a member for field f (null too) */
-  job_t empty = {0, 0, 0, {0, 0}, {0, 0}, 0, 0};
+  job_t empty = {0, 0, 0, {0, 0}, {0, 0}, 0, 0, 0};
   json_idx = lua_absindex(L, json_idx);
   if (!json_decode_raw(L, json_idx, &empty_object)) {
     lua_pushfstring(L, "invalid JSON: %s", lua_tostring(L, -1));
@@ -424,14 +444,18 @@ int job_push_json(lua_State *L, int json_idx) {
   lua_rawget(L, LUA_REGISTRYINDEX);
   names = lua_gettop(L);
   lua_rawgeti(L, names, F_COUNT + 1);
-  in = (const interned_t *)lua_touserdata(L, -1);
+  in = (interned_t *)lua_touserdata(L, -1);
   lua_pop(L, 1);
   /* one pass over the members: which fields are there, of the right types, and whether any
    * member is not a field (then the job keeps a table of its fields only) */
   lua_pushnil(L);
   while (lua_next(L, tree)) {
-    int f = field_of(L, in), t = lua_type(L, -1);
+    int f = lua_type(L, -2) == LUA_TSTRING ? field_of(L, in, k) : F_COUNT;
+    int t = lua_type(L, -1);
+    if (f == F_STATUS)
+      done = t == LUA_TSTRING && is_terminal(L, -1);
     lua_pop(L, 1);
+    k++;
     if (f == F_COUNT) {
       unknown++;
       continue;
@@ -483,6 +507,7 @@ int job_push_json(lua_State *L, int json_idx) {
   lua_settop(L, names);
   fields = keep_fields(L, tree, names, unknown == 0, present, kept);
   job = new_job(L, fields, json_idx);
+  job->done = (unsigned char)done;
   lua_rawgeti(L, names, 0);
   lua_setmetatable(L, -2);
   if (present & 1ul << F_CONTENT) {
@@ -615,16 +640,17 @@ static int job_newindex(lua_State *L) {
 }
 
 static int job_done(lua_State *L) {
-  static const char *const terminal[] = {"completed", "failed", "moderated", "cancelled", NULL};
-  const char *status;
-  size_t len;
-  int i, done = 0;
-  luaL_checkudata(L, 1, FACESWAP_JOB_MT);
-  push_named(L, 1, F_STATUS);
-  status = lua_tolstring(L, -1, &len);
-  for (i = 0; status && terminal[i] && !done; i++)
-    done = strlen(terminal[i]) == len && memcmp(status, terminal[i], len) == 0;
-  lua_pushboolean(L, done);
+  /* upvalue 1 is the job metatable: compared by address, looked up by name only when the
+   * argument is not a job (luaL_checkudata, which gives the message) */
+  job_t *job = NULL;
+  if (lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(1)))
+      job = (job_t *)lua_touserdata(L, 1);
+    lua_pop(L, 1);
+  }
+  if (!job)
+    job = (job_t *)luaL_checkudata(L, 1, FACESWAP_JOB_MT);
+  lua_pushboolean(L, job->done);
   return 1;
 }
 
@@ -727,6 +753,7 @@ void job_open(lua_State *L) {
   lua_pushlightuserdata(L, &names_key);
   lua_createtable(L, F_COUNT + 1, 1);
   in = (interned_t *)lua_newuserdata(L, sizeof *in);
+  memset(in->order, F_COUNT, sizeof in->order);
   lua_rawseti(L, -2, F_COUNT + 1);
   for (i = 0; i < F_COUNT; i++) {
     lua_pushstring(L, field_names[i]);
@@ -740,7 +767,8 @@ void job_open(lua_State *L) {
   lua_rawset(L, LUA_REGISTRYINDEX);
   /* one lookup table for __index: method name -> function, field name -> number */
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2); /* the metatable, done's upvalue */
+  luaL_setfuncs(L, methods, 1);
   for (i = 0; i < F_COUNT; i++) {
     lua_pushinteger(L, i + 1);
     lua_setfield(L, -2, field_names[i]);

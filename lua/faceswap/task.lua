@@ -460,9 +460,10 @@ function Scheduler:transfer(method, target, content_type, body, opts)
   local transport = self.transport
   local t = running[co_running()]
   if t and t._sched ~= self then t = nil end
-  if not (t and can_yield()) then
+  if not t then return transport:perform(method, target, content_type, body, opts) end
+  if not can_yield() then
     local status, headers, answer = transport:perform(method, target, content_type, body, opts)
-    if t and reached(status, headers) then t._sent = true end
+    if reached(status, headers) then t._sent = true end
     return status, headers, answer
   end
   local id, err = transport:start(method, target, content_type, body, opts)

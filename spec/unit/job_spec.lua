@@ -185,6 +185,44 @@ end)
 -- What a job keeps (issue 17, item 17): its JSON text and its documented fields, nothing else
 -- of the answer, so a hostile answer within max_response cannot make a job hold tens of times
 -- its bytes for as long as the program keeps it.
+describe("reading answers one after another #unit", function()
+  -- the reader compares each member's name first with the field met at the same place of the
+  -- last answer it read: answers whose members differ, in number, order or kind, must each
+  -- read as themselves, whichever came before
+  it("reads each answer's own fields whatever the answer before held", function()
+    local answers = {
+      '{"jobid":"j1","status":"started","prompt":"p1","code":200}',
+      '{"code":201,"extra":1,"prompt":"p2","jobid":"j2","verb":"v2"}',
+      '{"status":"failed","jobid":"j3","other":"x","error":"e3","errorDetails":"d3","code":1}',
+      '{"jobid":"j4"}',
+      '{"jobid":"j1","status":"started","prompt":"p1","code":200}',
+      '{"prompt":"p5","status":1,"jobid":"j5"}',
+    }
+    local want = {
+      { jobid = "j1", status = "started", prompt = "p1", code = 200 },
+      { jobid = "j2", prompt = "p2", verb = "v2", code = 201 },
+      { jobid = "j3", status = "failed", error = "e3", errorDetails = "d3", code = 1 },
+      { jobid = "j4" },
+      { jobid = "j1", status = "started", prompt = "p1", code = 200 },
+    }
+    for round = 1, 3 do
+      for i, text in ipairs(answers) do
+        local job, err = faceswap.decode(text)
+        if want[i] then
+          assert.is_nil(err, "round " .. round .. " answer " .. i)
+          for _, name in ipairs { "jobid", "verb", "status", "prompt", "error", "errorDetails",
+                                  "code", "other", "extra" } do
+            assert.are.equal(want[i][name], job[name], name .. " of answer " .. i)
+          end
+        else
+          assert.is_nil(job)
+          assert.are.equal("field status is not a string", err.error)
+        end
+      end
+    end
+  end)
+end)
+
 describe("what a job keeps #unit", function()
   local cjson = require "cjson.safe"
 
