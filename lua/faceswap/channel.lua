@@ -33,6 +33,7 @@ local tasks = require "faceswap.task"
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local process = require "faceswap.coordinator.process"
+local take, count = process.take, process.running -- (the fast paths' calls, without a lookup)
 
 local M = {}
 
@@ -51,13 +52,13 @@ local BLOCKING = setmetatable({}, { __tostring = function() return "blocking cal
 -- which no pcall sees).
 local function gone(owner)
   -- (owner._result: what task:done() reads, without its check of the argument: an owner here
-  -- is always a task of faceswap.task's shape or BLOCKING)
-  return owner ~= nil and owner ~= BLOCKING and owner._result ~= nil
+  -- is always a task of faceswap.task's shape, BLOCKING, or nil or false for none)
+  return owner and owner ~= BLOCKING and owner._result ~= nil
 end
 
 local Registry = {}
 Registry.__index = Registry
-Registry.__call = function(self, channel) return self:of(channel) end
+-- (Registry.of itself, set below: a call through the metatable, not a second one)
 
 -- The channels of one client, made as they are first named (`channel` nil: the calls that
 -- name no channel and have no client default, which share one object of their own, "" for
@@ -88,14 +89,16 @@ end
 
 -- `clock` (core.now by default) is for specs: the time the records' ends are read in, the same
 -- as the coordinator's (a spec gives both the same clock of its own).
--- (`raw`: the coordinator itself when it is an in-process one, for acquire's fast path.)
+-- (`raw`: the coordinator itself when it is an in-process one, for the fast paths of acquire
+-- and answered.)
 local PROCESS_MT = getmetatable(process.new())
 function M.registry(sched, coord, clock)
   local raw = getmetatable(coord) == PROCESS_MT and coord or false
+  clock = clock or core.now
   coord = guarded(coord)
   local prefix = ("p%s-"):format(tostring({}):match("0x(%x+)") or tostring(os.time()))
   return setmetatable({ sched = sched, coord = coord, by_key = {}, jobs = {}, ids = 0,
-                        prefix = prefix, lease = coord.lease or 60, clock = clock or core.now,
+                        prefix = prefix, lease = coord.lease or 60, clock = clock,
                         raw = raw }, Registry)
 end
 
@@ -106,7 +109,7 @@ function Registry:id()
 end
 
 local NONE = {}
-function Registry:of(channel)
+function Registry.of(self, channel)
   local key = channel or NONE
   local ch = self.by_key[key]
   if not ch then
@@ -114,8 +117,7 @@ function Registry:of(channel)
       coord = self.coord,
       holder = nil, hold_id = nil, hold_waiters = {},  -- the exclusive hold, as this process has it
       waiters = {},      -- callers waiting for a slot, in order: { task = t or BLOCKING, refused }
-      leases = {},       -- lease id -> { owner = task|BLOCKING|nil, jobid, watcher, posted_at,
-                         --   ends (when the coordinator's lease ends unless renewed) }
+      leases = {},       -- lease id -> its record (see record below)
       end_at = {}, end_id = {}, end_head = 1, end_tail = 0, -- the leases' ends, in order (expire)
       posting = 0,       -- requests on their way with a slot of ours
       settling = {},     -- tasks waiting until none is on its way
@@ -128,11 +130,31 @@ function Registry:of(channel)
   end
   return ch
 end
+Registry.__call = Registry.of
 
--- The slot of a job of ours, if it still has one: its channel and lease.
+-- The record of a slot of ours: one array, made with every field at once (a table of named
+-- fields cost a hash insert each, about twice the table), its fields at these indices (false
+-- when unset):
+local CH = 2      -- its channel
+local LEASE = 3   -- its lease id
+local OWNER = 4   -- the caller that took it (false once a job has it)
+local ENDS = 5    -- when the coordinator's lease ends unless renewed, as this process reads it
+                  -- (false for a slot of the in-process coordinator's take, which tells
+                  -- lease_ended: false until its request outlives the lease)
+local JOBID = 6   -- the job's, once a job has the slot (jobs[jobid] is then this record)
+local POSTED = 7  -- when the job's POST was answered
+local WATCHER = 8 -- who waits on the job
+local RENEWED = 9 -- when its waiter last renewed it
+-- and [1] the in-process coordinator's own (the same table is the lease's record there: see
+-- its take, and the fast path of acquire).
+local function record(ch, lease, owner, ends)
+  return { false, ch, lease, owner, ends, false, false, false, false }
+end
+
+-- The slot of a job of ours, if it still has one: its record.
 function Registry:slot(jobid)
   local s = jobid ~= nil and self.jobs[jobid] -- (only strings are keys there)
-  if s and not s.ch.leases[s.lease] then
+  if s and s[CH].leases[s[LEASE]] ~= s then
     self.jobs[jobid], s = nil, nil
   end
   return s
@@ -140,33 +162,34 @@ end
 
 -- A poll saw job `jobid` end: its slot is free.
 function Registry:ended(jobid)
-  local s = self:slot(jobid)
-  if not s then return end
-  local l = s.ch.leases[s.lease]
-  local d = l and l.posted_at and self.clock() - l.posted_at
+  local l = self:slot(jobid)
+  if not l then return end
+  local d = l[POSTED] and self.clock() - l[POSTED]
   if d then
-    local list = s.ch.durations
+    local list = l[CH].durations
     list[#list + 1] = d
     if #list > DURATIONS then table.remove(list, 1) end
   end
-  s.ch:release_slot(s.lease)
+  l[CH]:release_slot(l[LEASE])
 end
 
 -- Someone waits on job `jobid`: its lease is renewed. `watch` true: the caller (the running
 -- task, or a caller that cannot yield) starts watching it, until unwatch.
 function Registry:renew(jobid, watch)
-  local s = self:slot(jobid)
-  if not s then return end
-  local l = s.ch.leases[s.lease]
-  if watch then l.watcher = self.sched:current() or BLOCKING end
+  local l = self:slot(jobid)
+  if not l then return end
+  if watch then l[WATCHER] = self.sched:current() or BLOCKING end
   local now = self.clock()
-  if now - (l.renewed or 0) >= self.lease / 4 then
-    l.renewed = now
-    if s.ch.coord:renew(s.ch.key, s.lease) then
-      l.ends = self.clock() + self.lease
-      s.ch:push_end(l.ends, s.lease)
+  if now - (l[RENEWED] or 0) >= self.lease / 4 then
+    l[RENEWED] = now
+    local ch, id = l[CH], l[LEASE]
+    if ch.coord:renew(ch.key, id) then
+      if l[ENDS] then -- (else the in-process coordinator tells when it ends: lease_ended)
+        l[ENDS] = self.clock() + self.lease
+        ch:push_end(l[ENDS], id)
+      end
     else
-      s.ch:forget(s.lease)
+      ch:forget(id)
     end
   end
 end
@@ -174,8 +197,8 @@ end
 -- The wait on job `jobid` is over (it returned, or gave up): nobody watches its slot now, so
 -- it is freed as a job started without a wait is (see the top of this file).
 function Registry:unwatch(jobid)
-  local s = self:slot(jobid)
-  if s then s.ch.leases[s.lease].watcher = nil end
+  local l = self:slot(jobid)
+  if l then l[WATCHER] = false end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -299,17 +322,17 @@ end
 function Channel:sweep()
   local freed, now, estimate = false, self.reg.clock(), nil
   for id, l in pairs(self.leases) do
-    local drop = l.jobid == nil and gone(l.owner)
-    if not drop and l.jobid and (l.watcher == nil or gone(l.watcher)) then
+    local drop = not l[JOBID] and gone(l[OWNER])
+    if not drop and l[JOBID] and (not l[WATCHER] or gone(l[WATCHER])) then
       if not estimate then
         estimate = 0
         for _, d in ipairs(self.durations) do estimate = estimate + d end
         estimate = #self.durations > 0 and estimate / #self.durations or 0
       end
-      drop = now - l.posted_at >= estimate
+      drop = now - l[POSTED] >= estimate
     end
     if drop then
-      if l.jobid == nil then self.posting = self.posting - 1 end
+      if not l[JOBID] then self.posting = self.posting - 1 end
       self:forget(id)
       self.coord:release(self.key, id)
       freed = true
@@ -342,19 +365,38 @@ function Channel:expire(now)
     head = head + 1
     self.end_head = head
     local l = leases[id]
-    if l and l.ends == t then
-      if l.jobid ~= nil then
+    if l and l[ENDS] == t then
+      if l[JOBID] then
         self:forget(id)
-      elseif gone(l.owner) then
+      elseif gone(l[OWNER]) then
         self.posting = self.posting - 1
         self:forget(id)
         self.coord:release(self.key, id)
         self:settled()
       else
-        l.ends = now + self.reg.lease
-        self:push_end(l.ends, id)
+        l[ENDS] = now + self.reg.lease
+        self:push_end(l[ENDS], id)
       end
     end
+  end
+end
+
+-- The in-process coordinator dropped lease `l` of a slot its take gave (see the fast path of
+-- acquire), whose end passed unrenewed: as expire does for the others, at its end.
+function Channel:lease_ended(l, now)
+  local id = l[LEASE]
+  if self.leases[id] ~= l then return end
+  if l[JOBID] then
+    self:forget(id)
+  elseif gone(l[OWNER]) then
+    self.posting = self.posting - 1
+    self:forget(id)
+    self:settled()
+  else
+    -- its request is on its way: kept as long again, on this process's clock (expire)
+    l[ENDS] = now + self.reg.lease
+    if self.reg.clock ~= self.reg.raw.clock then l[ENDS] = self.reg.clock() + self.reg.lease end
+    self:push_end(l[ENDS], id)
   end
 end
 
@@ -363,9 +405,9 @@ function Channel:forget(id)
   local l = self.leases[id]
   if not l then return end
   self.leases[id] = nil
-  if l.jobid and self.reg.jobs[l.jobid] and self.reg.jobs[l.jobid].lease == id then
-    self.reg.jobs[l.jobid] = nil
-  end
+  local jobs = self.reg.jobs
+  local jobid = l[JOBID]
+  if jobid and jobs[jobid] == l then jobs[jobid] = nil end
 end
 
 -- The slots taken here now, by every process (requests on their way and jobs running).
@@ -390,7 +432,7 @@ function Channel:try(owner, ahead)
   if not lease then return nil, why, retry_in end
   -- (the time read after the coordinator took it: its lease ends no later than this one)
   local ends = clock() + self.reg.lease
-  self.leases[lease] = { owner = owner, ends = ends }
+  self.leases[lease] = record(self, lease, owner, ends)
   self:push_end(ends, lease)
   self.posting = self.posting + 1
   return lease
@@ -418,20 +460,18 @@ function Channel:acquire(refused, max_pause)
   local reg = self.reg
   local raw = reg.raw
   if raw and not self.waiters[1] then
-    -- the fast path: an in-process coordinator (nothing yields, no guard closure: it refuses a
-    -- closed handle itself, checked as it is called) and nobody of ours waiting. A slot there
-    -- is taken as try takes it, with an integer holder id (that coordinator only compares the
-    -- holders of holds); anything else (full, held, paused, dead, closed) takes the path below.
-    local clock = reg.clock
-    if self.end_head <= self.end_tail then self:expire(clock()) end
-    local id = reg.ids + 1
-    reg.ids = id
-    local lease = not raw.closed and raw:acquire(self.key, id, self.guess)
+    -- the fast path: an in-process coordinator (nothing yields, no guard closure: its take
+    -- refuses a closed handle itself) and nobody of ours waiting. A slot there is taken as try
+    -- takes it, its record the coordinator's too, with an integer lease id, and its end kept in
+    -- the coordinator's queue alone (it calls lease_ended); anything else (full, held, paused,
+    -- dead, closed) takes the path below.
+    if self.end_head <= self.end_tail then self:expire(reg.clock()) end -- (the others' ends)
+    local l = { false, self, false, self.sched:current() or BLOCKING, false, false, false, false,
+                false } -- (record's fields, made inline)
+    local lease = take(raw, self.key, self.guess, l)
     if lease then
-      local ends = clock() + reg.lease
-      self.leases[lease] = { owner = self.sched:current() or BLOCKING, ends = ends }
-      local tail = self.end_tail + 1
-      self.end_at[tail], self.end_id[tail], self.end_tail = ends, lease, tail
+      l[LEASE] = lease
+      self.leases[lease] = l
       self.posting = self.posting + 1
       return lease
     end
@@ -474,7 +514,7 @@ end
 function Channel:release_slot(id)
   local l = self.leases[id]
   if not l then return end
-  if l.jobid == nil then self.posting = self.posting - 1 end
+  if not l[JOBID] then self.posting = self.posting - 1 end
   self:forget(id)
   self.coord:release(self.key, id)
   self:settled()
@@ -492,20 +532,46 @@ end
 -- at least what runs; after as many starts in a row as it holds, one more is tried), a
 -- queue-full 429 (it holds what runs now: no more until delay() knows better), Discord's
 -- retry_after (every caller pauses), an account that cannot work (dead). The slot stays with
--- the job when `keep` (a job that runs); else it is free. Returns true for a queue-full 429.
+-- the job when `keep` (a job that runs: true, or its jobid); else it is free. Returns true for
+-- a queue-full 429.
 function Channel:answered(lease, job, err, keep)
   local l = self.leases[lease]
+  local reg = self.reg
+  local raw = reg.raw
+  if keep and l and raw then
+    -- the fast path: a job that runs keeps the slot of an in-process coordinator whose queue's
+    -- size is still a guess (its record read directly, no guard closure: the handle may be
+    -- closed, whose state stays readable)
+    local jobid = keep == true and job.jobid or keep
+    local c = raw.state.channels[self.key]
+    if c and not c.capacity and type(jobid) == "string" then
+      self.guess = self.guess + 1 -- a slow start (below)
+      local posting = self.posting - 1
+      self.posting = posting
+      l[OWNER], l[JOBID], l[POSTED] = false, jobid, reg.clock()
+      reg.jobs[jobid] = l
+      if posting <= 0 and self.settling[1] then self:settled() end
+      if self.waiters[1] or next(self.on_release) ~= nil then self:room() end -- the next may go
+      return false
+    end
+  end
   local coord, key = self.coord, self.key
+  -- an in-process coordinator is asked without its guard closure: its record read directly,
+  -- and its running() called only just after its handle is seen open (a client closed by a
+  -- finalizer meanwhile then counts 0, as the guard answers)
+  local c = raw and raw.state.channels[key]
   local full, wake = false, false
   if job then
-    local capacity = coord:capacity(key)
+    local capacity
+    if c then capacity = c.capacity else capacity = coord:capacity(key) end
     if not capacity then
       -- no 429 met yet: the size is a guess, which each start raises by one (a slow start)
       self.guess = self.guess + 1
       wake = true
     else
-      local running = coord:running(key)
-      if running > capacity then capacity = running coord:learn(key, capacity) end
+      local run
+      if c and not raw.closed then run = count(raw, key) else run = coord:running(key) end
+      if run > capacity then capacity = run coord:learn(key, capacity) end
       self.streak = self.streak + 1
       if self.streak >= capacity then
         coord:learn(key, capacity + 1)
@@ -519,13 +585,15 @@ function Channel:answered(lease, job, err, keep)
     coord:learn(key, math.max(coord:running(key) - (l and 1 or 0), 1))
     self.streak, full = 0, true
   end
-  if l and job and keep and type(job.jobid) == "string" then
-    self.posting = self.posting - 1
-    l.owner, l.jobid, l.posted_at = nil, job.jobid, self.reg.clock()
-    l.watcher = nil
-    self.reg.jobs[job.jobid] = { ch = self, lease = lease }
-    self:settled()
-    if wake then self:room() end -- the next probe may go
+  local jobid = l and job and keep and (keep == true and job.jobid or keep)
+  if type(jobid) == "string" then
+    local posting = self.posting - 1
+    self.posting = posting
+    l[OWNER], l[JOBID], l[POSTED], l[WATCHER] = false, jobid, self.reg.clock(), false
+    self.reg.jobs[jobid] = l
+    if posting <= 0 then self:settled() end
+    -- the next probe may go
+    if wake and (self.waiters[1] or next(self.on_release) ~= nil) then self:room() end
   elseif l then
     self:release_slot(lease)
   end

@@ -44,6 +44,23 @@ describe("a channel's records of its slots", function()
     assert.is_table(reg:slot("job291"))
   end)
 
+  it("keeps the record of a request still on its way when its lease ends, until it is answered", function()
+    local lease = assert(ch:acquire())
+    now = now + 11 -- the lease (10 s) ended while the POST was on its way
+    assert.equal(0, coord:running(CH))
+    assert.equal(1, count(ch.leases))
+    assert.equal(1, ch.posting)
+    assert.is_false(ch:answered(lease, { jobid = "late", status = "started" }, nil, "late"))
+    assert.equal(0, ch.posting)
+    assert.is_table(reg:slot("late"))
+    now = now + 10 -- kept as long again, then dropped as the next slot is taken
+    start("next")
+    assert.is_nil(reg:slot("late"))
+    assert.is_table(reg:slot("next"))
+    assert.equal(1, count(ch.leases))
+    assert.equal(1, count(reg.jobs))
+  end)
+
   it("keeps the record of a job whose waiter renews its lease", function()
     now = now + 1
     start("watched")

@@ -35,6 +35,10 @@ function Coordinator:now() return self.clock() end
 local check, check_capacity = require("faceswap.coordinator").check,
   require("faceswap.coordinator").check_capacity -- (the checks every coordinator makes)
 
+-- A lease's record is an array whose [1] is the time its lease ends unless renewed; acquire's
+-- hold its holder at [3] ([2] false); take's are the channel authority's, whose [2] is told
+-- when the lease ends unrenewed (see take).
+--
 -- A channel's record, made as it is first named. Beside its leases by id it keeps `live`,
 -- their count, and the leases' ends in a binary min-heap (two arrays: `ends` the times, `ids`
 -- the lease ids), so that dropping the expired ones costs a look at the heap's top, not a walk
@@ -98,7 +102,7 @@ end
 local function compact(c)
   if #c.ends <= 2 * c.live + 32 then return end
   c.ends, c.ids = {}, {}
-  for id, l in pairs(c.leases) do push_end(c, l.expires, id) end
+  for id, l in pairs(c.leases) do push_end(c, l[1], id) end
 end
 
 -- Drops the expired leases (and an expired hold); returns the live count and the soonest end.
@@ -107,12 +111,15 @@ local function sweep(c, now)
   while ends[1] do
     local t = ends[1]
     local l = leases[ids[1]]
-    if l and l.expires == t then
+    if l and l[1] == t then
       if t > now then break end
       leases[ids[1]] = nil
       c.live = c.live - 1
+      pop_end(c)
+      if l[2] then l[2]:lease_ended(l, now) end
+    else
+      pop_end(c)
     end
-    pop_end(c)
   end
   if c.hold and c.hold.expires <= now then c.hold = nil end
   return c.live, ends[1]
@@ -142,11 +149,48 @@ function Coordinator:acquire(channel, holder, capacity)
   state.next_id = state.next_id + 1
   local id = "L" .. state.next_id
   local expires = now + self.lease
-  c.leases[id] = { holder = holder, expires = expires }
+  c.leases[id] = { expires, false, holder }
   c.live = n + 1
   push_end(c, expires, id)
   return id
 end
+
+-- For the channel authority of this process (lua/faceswap/channel.lua), its fast path, called
+-- as M.take(handle, ...): takes a slot as acquire does, with an integer lease id (acquire's are
+-- strings: "L" and the same counter), and `rec`, an array of the caller's, as the lease's
+-- record: [1] is set here, the rest is the authority's, so that a slot makes one table, not
+-- two, and the leases' ends are kept in one queue, this heap, not two: rec[2] is an object
+-- whose method lease_ended(rec, now) is called once the lease ends unrenewed (its record
+-- dropped here; not when it is released). `channel` a string (the authority's keys). Returns
+-- the id, or nil where acquire would refuse or check (a closed handle, dead, paused, held,
+-- full): the caller then asks acquire.
+function Coordinator:take(channel, capacity, rec)
+  if self.closed then return nil end
+  local c = self.state.channels[channel] or record(self, channel)
+  if c.dead or c.pause or c.hold then return nil end
+  local now = self.clock()
+  local n, ends = c.live, c.ends
+  if ends[1] and ends[1] <= now then n = sweep(c, now) end
+  if n >= (c.capacity or capacity) then return nil end
+  local state = self.state
+  local id = state.next_id + 1
+  state.next_id = id
+  local expires = now + self.lease
+  rec[1] = expires
+  c.leases[id] = rec
+  c.live = n + 1
+  -- push_end, inline: ends come in order here, so the new one mostly stays at the bottom
+  local ids, k = c.ids, #ends + 1
+  while k > 1 do
+    local up = (k - k % 2) / 2
+    if ends[up] <= expires then break end
+    ends[k], ids[k] = ends[up], ids[up]
+    k = up
+  end
+  ends[k], ids[k] = expires, id
+  return id
+end
+M.take = Coordinator.take
 
 function Coordinator:renew(channel, lease_id)
   check(self, channel)
@@ -154,8 +198,8 @@ function Coordinator:renew(channel, lease_id)
   sweep(c, now)
   local l = c.leases[lease_id]
   if not l then return false end
-  l.expires = now + self.lease
-  push_end(c, l.expires, lease_id)
+  l[1] = now + self.lease
+  push_end(c, l[1], lease_id)
   compact(c)
   return true
 end
@@ -176,6 +220,7 @@ function Coordinator:running(channel)
   local c = not self.closed and self.state.channels[channel] or checked(self, channel)
   return (sweep(c, self.clock()))
 end
+M.running = Coordinator.running -- (for the authority's fast path, as take)
 
 function Coordinator:hold(channel, holder)
   check(self, channel)
