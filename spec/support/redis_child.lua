@@ -1,8 +1,8 @@
 -- A child process of the Redis specs: `lua5.4 spec/support/redis_child.lua ROOT MODE URL ...`
 -- with this checkout's lua/ and build/5.4 (ROOT its top). Modes:
 --   hold URL LEASE CHANNEL N    takes N slots with a `lease` of LEASE seconds, prints
---                               "ready SECONDS" (Redis's clock before the first), then sleeps
---                               until killed, never renewing them
+--                               "ready BEFORE AFTER" (Redis's clock before the first and after
+--                               the last), then sleeps until killed, never renewing them
 --   headshots URL BASE TOKEN CHANNEL N
 --                               N headshots at once (tasks) with a wait, coordinated through
 --                               URL; prints "done COMPLETED" with how many completed
@@ -16,7 +16,7 @@ if mode == "hold" then
   local c = require("faceswap.coordinator.redis").new(url, { lease = lease })
   local before = c:now()
   for _ = 1, n do assert(c:acquire(channel, "child", n)) end
-  print(("ready %.6f"):format(before))
+  print(("ready %.6f %.6f"):format(before, c:now()))
   while true do require("faceswap.core").sleep(1) end
 elseif mode == "headshots" then
   local url, base, token, channel, n = arg[3], arg[4], arg[5], arg[6], tonumber(arg[7])
