@@ -356,9 +356,14 @@ function M.method(internals)
           local order = {}
           for k = 1, shared do
             local q = queues[k]
-            if not is_dead(q) then order[#order + 1] = { q = q, load = q.ch:load(), k = k } end
+            if not is_dead(q) then order[#order + 1] = { q = q, k = k } end
           end
-          if order[2] then table.sort(order, by_load) end
+          -- the loads (each a sweep of the channel's leases) only where there is a choice: a
+          -- single channel's try sweeps when its coordinator says full
+          if order[2] then
+            for _, c in ipairs(order) do c.load = c.q.ch:load() end
+            table.sort(order, by_load)
+          end
           for _, c in ipairs(order) do
             local lease, _, retry_in = c.q.ch:try(me, false)
             if lease then

@@ -461,14 +461,19 @@ end
 -- GET /jobs/?jobid= for a job the server sent (client:wait's polls, `xfer` the call's
 -- transfer options): a jobid inside a job that cannot be sent back is the server's doing, and
 -- comes back as bad_response, as from client:job.
-local function get(self, target, xfer)
-  local ok, method, path = pcall(build_get, "job", target)
-  if not ok then return nil, unsendable(method) end
-  if not method then return nil, path end
-  local job, err = exchange(self, "job", method, path, nil, nil, 1, xfer)
+-- `path`: the request's path when an earlier poll of the same target built it (the third
+-- value this returns then), else nil: a wait builds its GET once.
+local function get(self, target, xfer, path)
+  if not path then
+    local ok, method
+    ok, method, path = pcall(build_get, "job", target)
+    if not ok then return nil, unsendable(method) end
+    if not method then return nil, path end
+  end
+  local job, err = exchange(self, "job", "GET", path, nil, nil, 1, xfer)
   -- a job of ours seen ended (or cancelled) frees its slot on its channel
   if job and job:done() then self._channel_of:ended(job.jobid) end
-  return job, err
+  return job, err, path
 end
 
 -- == The command methods: one per row of the core's command table (csrc/command.c,
@@ -669,7 +674,7 @@ function wait_loop(self, target, opts, xfer)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
   local max_failures = opts.max_failures or wait_defaults.max_failures
   local on_update, on_error = opts.on_update, opts.on_error
-  local last, jobid, last_error, failures
+  local last, jobid, last_error, failures, path
   if M.type(target) == "job" then
     last, jobid = target, target.jobid
     -- a blocking command's finished result (picsi's, for one) has no status to wait for
@@ -704,7 +709,8 @@ function wait_loop(self, target, opts, xfer)
         slots:renew(jobid)
       end
     end
-    local job, err = get(self, target, xfer) -- this loop is the retry policy
+    local job, err
+    job, err, path = get(self, target, xfer, path) -- this loop is the retry policy
     if job then
       failures = 0
       if on_update and (not last or last.status ~= job.status) then on_update(job) end
