@@ -34,16 +34,32 @@ local function env_threshold()
   return LEVELS[value:lower()] or LEVELS.info
 end
 
+-- Logs that can tell when their info lines (and so their debug ones) would go nowhere: log
+-- -> a function that says whether they would now.
+local drops_info = setmetatable({}, { __mode = "k" })
+
 -- The default sink: nginx's error log (nginx's error_log level filters it further), or stderr.
+-- Inside nginx also a function that says whether an info line would go nowhere now: the
+-- error_log level of the request running (set per location) is below info.
 local function default_sink(in_nginx)
   local threshold = env_threshold()
   if in_nginx then
     local ngx = rawget(_G, "ngx")
     local NGX = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN }
+    local drops
+    if threshold and threshold > LEVELS.info then
+      drops = function() return true end
+    else
+      local has, errlog = pcall(require, "ngx.errlog")
+      if has and errlog.get_sys_filter_level then
+        local level, INFO = errlog.get_sys_filter_level, ngx.INFO
+        drops = function() return level() < INFO end
+      end
+    end
     return function(level, message)
       if threshold and LEVELS[level] < threshold then return end
       ngx.log(NGX[level], "faceswap: ", message)
-    end
+    end, drops
   end
   if not threshold then return nil end
   return function(level, message)
@@ -114,15 +130,19 @@ end
 -- The log function of a client: `option` is its `log` option (a function, false for none, nil
 -- for the default); `token` is replaced wherever it would appear.
 function M.new(option, token, in_nginx)
-  local sink
+  local sink, drops
   if option == false then return nil end
-  if option == nil then sink = default_sink(in_nginx) else sink = option end
+  if option == nil then sink, drops = default_sink(in_nginx) else sink = option end
   if not sink then return nil end
-  if #token < MIN_SECRET then return sink end
-  local secrets = { token }
-  return function(level, message, what)
-    sink(level, M.redact(message, secrets), what)
+  local log = sink
+  if #token >= MIN_SECRET then
+    local secrets = { token }
+    log = function(level, message, what)
+      sink(level, M.redact(message, secrets), what)
+    end
   end
+  drops_info[log] = drops
+  return log
 end
 
 -- What a request is called in the lines: "METHOD /path?query" for the API; for a download, the
@@ -133,9 +153,8 @@ local function request_name(method, target)
 end
 M.request_name = request_name
 
--- Called before a request is sent; returns the function to call with what transfer returned
--- (the answer's body, or for a download streamed to a file or a sink its byte count).
-function M.request(log, method, target, body, attempt)
+-- The lines of one request (M.request's work).
+local function request(log, method, target, body, attempt)
   local name = request_name(method, target)
   attempt = attempt or 1
   log("debug", string.format("%s: sending%s, attempt %d", name,
@@ -151,6 +170,17 @@ function M.request(log, method, target, body, attempt)
         tostring(headers_or_err)), "answer")
     end
   end
+end
+
+-- Called before a request is sent; returns the function to call with what transfer returned
+-- (the answer's body, or for a download streamed to a file or a sink its byte count), or nil
+-- when neither of its lines would go anywhere (nginx's error_log above info): then nothing is
+-- formatted. (The lines are made in another function: an early return from one that makes a
+-- closure is a bytecode LuaJIT does not compile.)
+function M.request(log, method, target, body, attempt)
+  local drops = drops_info[log]
+  if drops and drops() then return nil end
+  return request(log, method, target, body, attempt)
 end
 
 -- Why a retry waits, short: "429 queue full", "429 rate limited", else the error's line.

@@ -11,6 +11,7 @@
 --
 -- Usage (from the repository root, after `make LUA_VERSION=luajit all` and `make all`):
 --   lua5.4 spec/bench/nginx_roundtrip.lua [N1=200] [N2=1200] [W=300]
+-- NGINX_BENCH_KINDS="peer pn d rr t tr tb ts nolog us" measures the parts (see HANDLERS) too.
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "./build/5.4/?.so;" .. package.cpath
 local socket, core, nginx = require "spec.support.uses" ("socket", "faceswap.core", "nginx")
@@ -52,6 +53,77 @@ local HANDLERS = {
       local job, err = client:headshot(%q)
       if not job or job.jobid ~= %q then error("headshot: " .. tostring(err)) end
     end]], TOKEN, server_port, PROMPT, EXPECTED),
+  -- The parts, added one at a time (NGINX_BENCH_KINDS, for docs/benchmarks.md's table of where
+  -- a round trip goes): the client without its default log; the transport alone; + the core's
+  -- read_response; + build_command; + the scheduler's transfer; the peer without cjson.decode;
+  -- read_response and cjson.decode alone on one answer.
+  nolog = string.format([[
+    local client = require("faceswap").new { log = false, token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local job, err = client:headshot(%q)
+      if not job or job.jobid ~= %q then error("headshot: " .. tostring(err)) end
+    end]], TOKEN, server_port, PROMPT, EXPECTED),
+  t = string.format([[
+    local tr = require("faceswap.resty").transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local status = tr:perform("POST", %q, %q, %q)
+      if status ~= 200 then error("t") end
+    end]], TOKEN, server_port, path, content_type, body),
+  tr = string.format([[
+    local core = require "faceswap.core"
+    local tr = require("faceswap.resty").transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local status, headers, answer = tr:perform("POST", %q, %q, %q)
+      local job = core.read_response("headshot", status, headers, answer)
+      if job.jobid ~= %q then error("tr") end
+    end]], TOKEN, server_port, path, content_type, body, EXPECTED),
+  tb = string.format([[
+    local core = require "faceswap.core"
+    local resty = require("faceswap.resty")
+    local tr = resty.transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local m, p, ct, b = core.build_command("headshot", { prompt = %q }, nil, nil, nil, "multipart")
+      local status, headers, answer = tr:perform(m, p, ct, b)
+      local job = core.read_response("headshot", status, headers, answer)
+      if job.jobid ~= %q then error("tb") end
+    end]], TOKEN, server_port, PROMPT, EXPECTED),
+  ts = string.format([[
+    local core = require "faceswap.core"
+    local resty = require("faceswap.resty")
+    local tr = resty.transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    local sched = resty.scheduler(tr)
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local m, p, ct, b = core.build_command("headshot", { prompt = %q }, nil, nil, nil, "multipart")
+      local status, headers, answer = sched:transfer(m, p, ct, b)
+      local job = core.read_response("headshot", status, headers, answer)
+      if job.jobid ~= %q then error("ts") end
+    end]], TOKEN, server_port, PROMPT, EXPECTED),
+  pn = string.format([[
+    local peer = require "spec.bench.nginx_peer"
+    local cjson = require "cjson"
+    local decode = cjson.decode
+    cjson.decode = function(s) return s end
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local job, status = peer.post("127.0.0.1", %d, %q, %q, %q, %q)
+      if status ~= 200 or type(job) ~= "string" then error("peer: " .. tostring(status)) end
+    end
+    cjson.decode = decode]], server_port, "/v1/faceswap" .. path, TOKEN, content_type, body),
+  rr = string.format([[
+    local core = require "faceswap.core"
+    local tr = require("faceswap.resty").transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    local status, headers, answer = tr:perform("POST", %q, %q, %q)
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local job = core.read_response("headshot", status, headers, answer)
+      if job.jobid ~= %q then error("rr") end
+    end]], TOKEN, server_port, path, content_type, body, EXPECTED),
+  d = string.format([[
+    local cjson = require "cjson"
+    local tr = require("faceswap.resty").transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    local status, headers, answer = tr:perform("POST", %q, %q, %q)
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local job = cjson.decode(answer)
+      if job.jobid ~= %q then error("d") end
+    end]], TOKEN, server_port, path, content_type, body, EXPECTED),
   peer = string.format([[
     local peer = require "spec.bench.nginx_peer"
     for _ = 1, tonumber(ngx.var.arg_n) do
@@ -144,7 +216,7 @@ local function measure(kind, n)
 end
 
 local rows = {}
-for _, kind in ipairs { "peer", "us" } do
+for kind in (os.getenv("NGINX_BENCH_KINDS") or "peer us"):gmatch("%S+") do
   local i1, i2 = measure(kind, N1), measure(kind, N2)
   rows[kind] = (i2 - i1) / (N2 - N1)
 end
@@ -159,6 +231,10 @@ local function commas(x)
   until n == 0
   return s
 end
+for kind in (os.getenv("NGINX_BENCH_KINDS") or ""):gmatch("%S+") do
+  print(string.format("%-6s %s", kind, commas(rows[kind])))
+end
+if not (rows.peer and rows.us) then return end
 print("| inside nginx, one worker, per headshot round trip | instructions | ratio |")
 print("|---|--:|--:|")
 print(string.format("| minimal cosocket client + cjson.decode (`spec/bench/nginx_peer.lua`) | %s | 1.00 |",

@@ -233,6 +233,35 @@ describe("logs", function()
       }, steady(got))
       assert.is_nil(n:log():find(SECRET, 1, true))
     end)
+
+    it("follow the error_log level of the location that runs the call, and make no line it drops", function()
+      local nginx = require "spec.support.nginx"
+      local handler = [[
+          content_by_lua_block {
+            local client = require("faceswap").new { token = "]] .. SECRET .. [[",
+              base_url = "]] .. s.base_url .. [[", retry = { min_delay = 0.05, max_delay = 0.05 } }
+            -- a request's lines are made only where nginx would keep them
+            local logged = require("faceswap.log").request(client._log, "GET", "/jobs/", nil, 1)
+            ngx.say(client:headshot("a cat").status, " ", type(logged))
+          }]]
+      local n = nginx.start { server = "location = /quiet { error_log logs/error.log warn; " .. handler ..
+        " }\nlocation = /loud { " .. handler .. " }" }
+      finally(function() n:stop() end)
+      s:script { action = "queue_full", match = "^POST /headshot$" }
+      assert.same({ 200, "started nil\n" }, { nginx.request(n.url .. "/quiet") })
+      s:script { action = "queue_full", match = "^POST /headshot$" }
+      assert.same({ 200, "started function\n" }, { nginx.request(n.url .. "/loud") })
+      local got = {}
+      for level, message in n:log():gmatch("%[(%a+)%] [^\n]-faceswap: ([^\n]-), client: [^\n]-\"GET /(%a+)") do
+        got[#got + 1] = level .. " " .. message
+      end
+      assert.same({ -- /quiet at warn: its warn line only; /loud at info (the server's level)
+        "warn POST /headshot: 429 queue full, waiting 0.1 s, attempt 2 of 5",
+        "info POST /headshot: 429 in N ms, N bytes, attempt 1",
+        "warn POST /headshot: 429 queue full, waiting 0.1 s, attempt 2 of 5",
+        "info POST /headshot: 200 in N ms, N bytes, attempt 2",
+      }, steady(got))
+    end)
   end)
 
   describe("on the command line", function()

@@ -162,6 +162,18 @@ describe("the nginx transport #external", function()
         "job", "rate_limited|429|true|true|Too many requests")
     end)
 
+    it("framing headers in any case, their values between spaces and tabs", function()
+      local body = '{"error":"Too many requests","code":429}'
+      agree({ action = "raw", match = "^GET /jobs/$",
+              data = "HTTP/1.1 429 Too Many Requests\r\ncontent-LENGTH: \t " .. #body .. " \t\r\n" ..
+                "CONNECTION:close\r\n\r\n" .. body },
+        "job", "rate_limited|429|true|true|Too many requests")
+      agree({ action = "raw", match = "^GET /jobs/$",
+              data = "HTTP/1.1 429 Too Many Requests\r\nTRANSFER-encoding:  Chunked\r\n\r\n" ..
+                string.format("%x", #body) .. "\r\n" .. body .. "\r\n0\r\n\r\n" },
+        "job", "rate_limited|429|true|true|Too many requests")
+    end)
+
     it("a negative Content-Length", function()
       agree({ action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" },
         "job", "transport|200|true|true|Invalid Content-Length: value")

@@ -38,7 +38,12 @@ function M.new(transport)
   }, Scheduler)
 end
 
+-- The task running now, if it is one of this scheduler's. With none unfinished (a handler's
+-- own call, the common case) there is nothing to look up: coroutine.running is a call that
+-- LuaJIT does not compile (its trace stops there), and the channel's authority asks for the
+-- current task several times a request.
 function Scheduler:current()
+  if self.count == 0 then return nil end
   local t = running[coroutine.running()]
   if t and t._sched == self then return t end
   return nil

@@ -8,7 +8,31 @@ local core = require "faceswap.core"
 local url = require "faceswap.url"
 
 local ngx = rawget(_G, "ngx")
+
+-- The monotonic clock in seconds, as core.now reads it (CLOCK_MONOTONIC, seconds plus
+-- nanoseconds / 1e9: the same values): through LuaJIT's FFI on 64-bit Linux, where the call
+-- compiles into the trace, since a call to the core's C function ends LuaJIT's trace there;
+-- else core.now. (Its own names, redirected to clock_gettime, so that no one's declaration of
+-- clock_gettime or struct timespec meets this one.)
 local now = core.now
+do
+  local has_ffi, ffi = pcall(require, "ffi")
+  if has_ffi and ffi.os == "Linux" and ffi.abi("64bit") then
+    local ready = pcall(ffi.typeof, "faceswap_timespec") or pcall(ffi.cdef, [[
+      typedef struct { int64_t sec; long nsec; } faceswap_timespec;
+      int faceswap_clock_gettime(int clock, faceswap_timespec *ts) __asm__("clock_gettime");
+    ]])
+    local C = ffi.C
+    if ready and pcall(function() return C.faceswap_clock_gettime end) then
+      local ts = ffi.new("faceswap_timespec")
+      local clock_gettime, number = C.faceswap_clock_gettime, tonumber
+      now = function()
+        clock_gettime(1, ts) -- CLOCK_MONOTONIC
+        return number(ts.sec) + number(ts.nsec) / 1e9
+      end
+    end
+  end
+end
 local find, sub, byte, match, lower, gsub = string.find, string.sub, string.byte, string.match,
   string.lower, string.gsub
 local concat = table.concat
@@ -51,9 +75,13 @@ end
 local Reader = {}
 Reader.__index = Reader
 
+-- (every field the reader will hold is made here, false until set, so that setting one later
+-- never grows the table)
 local function reader(sock, deadline, armed)
   return setmetatable({ sock = sock, deadline = deadline, armed = armed, buf = "", pos = 1,
-                        body_bytes = 0, total = 0 }, Reader)
+                        body_bytes = 0, total = 0, keep = false, bare = false, length = false,
+                        chunked = false, keepalive = false, limit = 0, out = false,
+                        answer = false, parts = false, stream = false }, Reader)
 end
 
 -- More bytes into the buffer, or nil and "timeout" / the cosocket's error.
@@ -61,8 +89,8 @@ function Reader:fill()
   local left = self.deadline - now()
   if left <= 0 then return nil, "timeout" end
   local sock = self.sock
-  local wait = most(ceil(left * 1000), 1)
-  if wait ~= self.armed then -- (the same value as set last needs no call)
+  local wait, armed = most(ceil(left * 1000), 1), self.armed
+  if wait < armed - 1 or wait > armed then -- (what is armed, or a millisecond over it, stands)
     sock:settimeout(wait)
     self.armed = wait
   end
@@ -198,6 +226,42 @@ local function read_body(r, limit)
   return nil, err
 end
 
+-- The status of a status line ("HTTP/1.0" or "HTTP/1.1", a space, three digits) and whether
+-- its version keeps the connection (1.1); nil for anything else.
+local function status_line(line)
+  if sub(line, 1, 7) ~= "HTTP/1." then return nil end
+  local minor, space, a, b, c = byte(line, 8, 12)
+  if not (c and (minor == 48 or minor == 49) and space == 32 and a >= 48 and a <= 57 and
+          b >= 48 and b <= 57 and c >= 48 and c <= 57) then
+    return nil
+  end
+  return a * 100 + b * 10 + c - 5328, minor == 49 -- (5328: "000")
+end
+
+-- A header's value from index `from` of `line` when it is digits between optional white
+-- space (as %s: space and \t to \r), as a number; else nil.
+local function digits(line, from)
+  local i, last = from, #line
+  local c = byte(line, i)
+  while c == 32 or (c and c >= 9 and c <= 13) do
+    i = i + 1
+    c = byte(line, i)
+  end
+  local first = i
+  while c and c >= 48 and c <= 57 do
+    i = i + 1
+    c = byte(line, i)
+  end
+  if i == first then return nil end
+  local stop = i - 1
+  while c == 32 or (c and c >= 9 and c <= 13) do
+    i = i + 1
+    c = byte(line, i)
+  end
+  if i <= last then return nil end
+  return tonumber(sub(line, first, stop))
+end
+
 -- Status line and headers: status and the header block (as libcurl gives it: its lines ended
 -- by CRLF), the framing set on `r`; or nil, a fault's name or the cosocket's error, the status
 -- if its line had come, and "cut" when the connection closed after some of the header block.
@@ -208,9 +272,9 @@ local function read_head(r)
     r.bare = false
     local line, err, partial = r:line()
     if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
-    local status = tonumber(match(line, "^HTTP/1%.[01] (%d%d%d)"))
+    local status, keepalive = status_line(line)
     if not status then return nil, "http09" end
-    r.length, r.chunked, r.keepalive = nil, nil, not find(line, "^HTTP/1%.0")
+    r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
     while true do
       line, err = r:line()
@@ -221,18 +285,20 @@ local function read_head(r)
       -- only Content-Length, Transfer-Encoding and Connection matter here
       local c = byte(line, 1)
       if c == 67 or c == 99 or c == 84 or c == 116 then -- C c T t
-        local name, value = match(line, "^([^:]+):%s*(.-)%s*$")
-        name = name and lower(name)
+        -- (by their length first, then by plain finds: no pattern per line, which LuaJIT
+        -- would not compile)
+        local colon = find(line, ":", 1, true)
+        local name = (colon == 15 or colon == 18 or colon == 11) and lower(sub(line, 1, colon - 1))
         if name == "content-length" then
-          local length = tonumber(match(value, "^%d+$"))
+          local length = digits(line, colon + 1)
           if not length then return nil, "bad_length", status end
           if r.length and r.length ~= length then -- RFC 9112, 6.3: end unknown
             return nil, "framing", status
           end
           r.length = length
-        elseif name == "transfer-encoding" and find(lower(value), "chunked", 1, true) then
+        elseif name == "transfer-encoding" and find(lower(sub(line, 19)), "chunked", 1, true) then
           r.chunked = true
-        elseif name == "connection" and find(lower(value), "close", 1, true) then
+        elseif name == "connection" and find(lower(sub(line, 12)), "close", 1, true) then
           r.keepalive = false
         end
       end
@@ -268,19 +334,21 @@ local function exchange(self, base, head, method, target, content_type, body, ti
     body = text
   end
   local post = method ~= "GET" -- POST, DELETE: the server may have acted on them
-  local scheme, host, port, path, authority, pool
+  local scheme, host, port, prefix, path, authority, pool
   if download then
     scheme, host, port, path, authority = url.split(target)
-    head = " HTTP/1.1\r\nHost: " .. authority .. USER_AGENT
+    prefix, head = "", " HTTP/1.1\r\nHost: " .. authority .. USER_AGENT
   else
     scheme, host, port, authority, pool = base.scheme, base.host, base.port, base.authority, base.pool
-    path = base.prefix .. target
+    prefix, path = base.prefix, target
   end
   local t = now()
   started = started or t
   deadline = deadline or started + (timeout or self.timeout)
   local sock = ngx.socket.tcp()
-  sock:settimeout(most(ceil(min(self.connect_timeout, deadline - t) * 1000), 1))
+  -- connecting within connect_timeout, sending and reading within what is left: one call
+  local wait = most(ceil((deadline - t) * 1000), 1)
+  sock:settimeouts(most(ceil(min(self.connect_timeout, deadline - t) * 1000), 1), wait, wait)
   if fresh then
     pool = { pool = scheme .. "://" .. authority .. "#" .. now() }
   elseif not pool then
@@ -322,15 +390,19 @@ local function exchange(self, base, head, method, target, content_type, body, ti
   end
   local request
   if body then
-    request = method .. " " .. path .. head .. "Content-Type: " .. content_type .. "\r\nContent-Length: " ..
-      #body .. "\r\n\r\n" .. body
+    request = method .. " " .. prefix .. path .. head .. "Content-Type: " .. content_type ..
+      "\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
   else
-    request = method .. " " .. path .. head .. "\r\n"
+    request = method .. " " .. prefix .. path .. head .. "\r\n"
   end
-  t = now()
-  if deadline <= t then return timed_out(started, post) end
-  local wait = most(ceil((deadline - t) * 1000), 1)
-  sock:settimeout(wait)
+  if not reused then
+    -- a new connection waited for its connect (and handshake): what is left now. (A pooled
+    -- one came at once: the wait set above stands.)
+    t = now()
+    if deadline <= t then return timed_out(started, post) end
+    wait = most(ceil((deadline - t) * 1000), 1)
+    sock:settimeout(wait)
+  end
   local sent
   sent, err = sock:send(request)
   local r = reader(sock, deadline, wait)
@@ -452,6 +524,10 @@ end
 -- makes (so a killed request's temporary can be removed), or true while it runs a sink.
 local streams = setmetatable({}, { __mode = "k" })
 local sinking = setmetatable({}, { __mode = "k" })
+-- How many sinks may be running (a sink's thread killed inside it leaves this high: then
+-- perform looks its coroutine up, as it does whenever this is not 0). At 0, perform need not
+-- ask which coroutine runs it: coroutine.running is a call LuaJIT does not compile.
+local sinks = 0
 
 -- An error message of io's ("name: reason") without the name.
 local function reason(msg, name)
@@ -506,9 +582,9 @@ end
 function Stream:write(piece)
   if self.sink then
     local co = coroutine.running()
-    sinking[co] = true
+    sinking[co], sinks = true, sinks + 1
     local ok, more = pcall(self.sink, piece)
-    sinking[co] = nil
+    sinking[co], sinks = nil, sinks - 1
     if not ok then
       self.kind, self.why = "cancelled", "download stopped by its sink: " .. raised(more)
     elseif more == false then
@@ -584,14 +660,16 @@ function M.transport(o)
   -- file to stream the body to, through a temporary renamed into place) or `sink` (a function
   -- that gets each piece as it arrives). A streamed download's 2xx returns its byte count.
   function self.perform(_, method, target, content_type, body, opts)
-    local co = coroutine.running()
-    if sinking[co] then error("attempt to use a faceswap client from inside its download's sink", 0) end
+    if sinks > 0 and sinking[coroutine.running()] then
+      error("attempt to use a faceswap client from inside its download's sink", 0)
+    end
     local download = byte(target, 1) ~= 47 -- not "/"
     local timeout, max, path, sink
     if opts ~= nil then timeout, max, path, sink = options(opts, download) end
     if not download then
       return exchange(self, parts, head, method, target, content_type, body, timeout, self.max_response)
     end
+    local co = coroutine.running()
     local problem = url.problem(target, false)
     if problem or method ~= "GET" then
       return failed("refused_url", false, true, nil, problem and "a URL" or "with POST",
