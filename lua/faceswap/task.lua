@@ -206,10 +206,10 @@ local function heap_pop(h)
 end
 
 local function push_sleeper(self, at, t)
-  local tail = self.lane_tail
-  if tail < self.lane_head or at >= self.lane_at[tail] then
+  local tail, lane_at = self.lane_tail, self.lane_at
+  if tail < self.lane_head or at >= lane_at[tail] then
     tail = tail + 1
-    self.lane_at[tail], self.lane_task[tail], self.lane_token[tail] = at, t, t._token
+    lane_at[tail], self.lane_task[tail], self.lane_token[tail] = at, t, t._token
     self.lane_tail = tail
   else
     heap_push(self.sleepers, at, t)
@@ -289,12 +289,12 @@ local function settle(self, t, ok, ...)
     if type(err) == "string" then err = debug.traceback(co, err) end
     return finished(self, t, { n = 2, nil, err })
   end
-  if what ~= TRANSFER and what ~= SLEEP and what ~= PARK and co_status(co) == "dead" then
-    return finished(self, t, pack(...))
-  end
-  if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
-    running[co] = t
-    return settle(self, t, co_resume(co))
+  if what ~= TRANSFER and what ~= SLEEP and what ~= PARK then
+    if co_status(co) == "dead" then return finished(self, t, pack(...)) end
+    if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
+      running[co] = t
+      return settle(self, t, co_resume(co))
+    end
   end
   if t._cancel then -- cancelled while it ran: it stops at this yield
     local sent = t._sent
@@ -366,8 +366,10 @@ end
 Scheduler.close = M.close_scheduler
 
 -- Queues the ids of transfers that have ended.
-local function transfers_ended(self, ...)
-  local ended, tail = self.ended, self.ended_tail
+local function transfers_ended(self, id, ...)
+  if id == nil then return end -- (most polls: none, or one)
+  local ended, tail = self.ended, self.ended_tail + 1
+  ended[tail] = id
   for i = 1, select("#", ...) do
     tail = tail + 1
     ended[tail] = (select(i, ...))
@@ -530,7 +532,8 @@ function Scheduler:transfer(method, target, content_type, body, opts)
   if not id then return nil, err end
   co_yield(TRANSFER, id)
   local status, headers, answer = transport:finish(id)
-  if reached(status, headers) then t._sent = true end
+  -- (reached(), inline: this is every request of every task)
+  if status ~= nil or (type(headers) == "table" and headers.sent ~= false) then t._sent = true end
   return status, headers, answer
 end
 
