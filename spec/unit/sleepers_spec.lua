@@ -7,7 +7,7 @@ local function new_client()
   return faceswap.new { token = "test-token", base_url = "http://127.0.0.1:9/v1/faceswap" }
 end
 
-describe("the scheduler's sleepers", function()
+describe("the scheduler's sleepers #unit", function()
   it("wake in the order of their wake times, longer sleeps first begun or not", function()
     local client = new_client()
     finally(function() client:close() end)
