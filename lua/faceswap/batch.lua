@@ -227,9 +227,10 @@ local function by_load(a, b)
 end
 
 -- client:batch(list, opts), for init.lua to install: `internals` gives what it shares with the
--- client's other methods (M: the faceswap module; exchange, check_wait_options).
+-- client's other methods (M: the faceswap module; exchange, check_wait_options, wait_for:
+-- client:wait's loop, for a job and options already checked).
 function M.method(internals)
-  local faceswap, exchange = internals.M, internals.exchange
+  local faceswap, exchange, wait_job = internals.M, internals.exchange, internals.wait_for
   check_wait_options = internals.check_wait_options
 
   -- (called by client:batch, which checks its client: a misuse raised here names the line
@@ -538,6 +539,8 @@ function M.method(internals)
             -- on_update (which may download)
             local w = { on_update = function(j) on_update(i, j) end }
             for k, v in pairs(wait_opts) do w[k] = v end
+            -- a job the batch started: its wait options were checked with the batch's
+            if core.type(job) == "job" then return wait_job(self, job, w) end
             return self:wait(job, w)
           end
           local job, err

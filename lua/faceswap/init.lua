@@ -462,7 +462,8 @@ end
 -- transfer options): a jobid inside a job that cannot be sent back is the server's doing, and
 -- comes back as bad_response, as from client:job.
 -- `path`: the request's path when an earlier poll of the same target built it (the third
--- value this returns then), else nil: a wait builds its GET once.
+-- value this returns then), else nil: a wait builds its GET once. The fourth value: whether
+-- the job has ended (read once, for the wait's loop too).
 local function get(self, target, xfer, path)
   if not path then
     local ok, method
@@ -472,8 +473,9 @@ local function get(self, target, xfer, path)
   end
   local job, err = exchange(self, "job", "GET", path, nil, nil, 1, xfer)
   -- a job of ours seen ended (or cancelled) frees its slot on its channel
-  if job and job:done() then self._channel_of:ended(job.jobid) end
-  return job, err, path
+  local done = job and job:done()
+  if done then self._channel_of:ended(job.jobid) end
+  return job, err, path, done
 end
 
 -- == The command methods: one per row of the core's command table (csrc/command.c,
@@ -643,7 +645,7 @@ local wait_loop -- (below)
 -- options of each poll (a call's own `timeout`), nil for the client's. While it runs, the
 -- job's slot (a job of ours) is watched: renewed, and freed when the job is seen to end.
 function wait_for(self, target, opts, xfer)
-  local jobid = M.type(target) == "job" and target.jobid or target
+  local jobid = core.type(target) == "job" and target.jobid or target
   local job, err = wait_loop(self, target, opts, xfer)
   self._channel_of:unwatch(jobid)
   return job, err
@@ -674,14 +676,17 @@ function wait_loop(self, target, opts, xfer)
   local deadline = M.now() + (opts.timeout or wait_defaults.timeout)
   local max_failures = opts.max_failures or wait_defaults.max_failures
   local on_update, on_error = opts.on_update, opts.on_error
-  local last, jobid, last_error, failures, path
-  if M.type(target) == "job" then
-    last, jobid = target, target.jobid
+  local last, jobid, last_error, failures, path, status -- (status: last's)
+  if core.type(target) == "job" then
+    last, jobid, status = target, target.jobid, target.status
     -- a blocking command's finished result (picsi's, for one) has no status to wait for
-    if last:done() or last.status == nil then return last end
+    if status == nil or last:done() then return last end
   else
     jobid = target
   end
+  -- a coordinator other processes share publishes ended jobs (see published_job)
+  local published = coord and type(jobid) == "string"
+  local now, sleep = M.now, tasks.sleep
   local delay = last and interval or 0
   failures = 0
   -- the slot of a job of ours stays its own while we wait: its lease is renewed meanwhile
@@ -691,31 +696,33 @@ function wait_loop(self, target, opts, xfer)
   while true do
     -- never sleep past the deadline, and always poll once at it before giving up
     if delay > 0 then
-      local left = deadline - M.now()
+      local left = deadline - now()
       if left > delay then left = delay elseif left < 0 then left = 0 end
       while left > 0 do
         local d = left
         if d > piece and slots:slot(jobid) then d = piece end
-        local ended = coord and type(jobid) == "string" and published_job(coord, jobid, d)
-        if ended then
-          slots:ended(jobid)
-          if on_update and (not last or last.status ~= ended.status) then on_update(ended) end
-          return ended
-        end
-        if not (coord and type(jobid) == "string") then
-          if not tasks.sleep(d) then M.sleep(d) end -- (a task's sleep, else M.sleep's others)
+        if published then
+          local ended = published_job(coord, jobid, d)
+          if ended then
+            slots:ended(jobid)
+            if on_update and (not last or status ~= ended.status) then on_update(ended) end
+            return ended
+          end
+        elseif not sleep(d) then -- (a task's sleep, else M.sleep's others)
+          M.sleep(d)
         end
         left = left - d
         slots:renew(jobid)
       end
     end
-    local job, err
-    job, err, path = get(self, target, xfer, path) -- this loop is the retry policy
+    local job, err, done
+    job, err, path, done = get(self, target, xfer, path) -- this loop is the retry policy
     if job then
       failures = 0
-      if on_update and (not last or last.status ~= job.status) then on_update(job) end
-      last = job
-      if job:done() then return job end
+      local first, was = last == nil, status
+      last, status = job, job.status
+      if on_update and (first or was ~= status) then on_update(job) end
+      if done then return job end
     else
       failures, last_error = failures + 1, err
       if on_error then on_error(err, failures) end
@@ -724,7 +731,7 @@ function wait_loop(self, target, opts, xfer)
         return nil, err
       end
     end
-    if M.now() >= deadline then
+    if now() >= deadline then
       return nil, core.error {
         kind = "timeout", retryable = true, sent = true, job = last, last_error = last_error,
         error = string.format("job %s not done after %g seconds%s%s", tostring(jobid),
@@ -859,7 +866,7 @@ end
 
 -- == The batch (lua/faceswap/batch.lua): a loop over the channels' authorities ==
 local batch = require("faceswap.batch").method {
-  M = M, exchange = exchange,
+  M = M, exchange = exchange, wait_for = wait_for,
   check_wait_options = function(...) return check_wait_options(...) end,
 }
 

@@ -159,8 +159,12 @@ function M.new(sched, co, args)
 end
 
 ---------------------------------------------------------------------------------------------
--- Sleepers: a binary heap on wake time. An entry whose token no longer matches its task's is
--- stale (the task was woken early) and is dropped when it reaches the top.
+-- Sleepers: a lane, and a binary heap on wake time. A sleep that ends no sooner than the last
+-- in the lane joins the lane's tail (three parallel arrays: no table made), which then stays
+-- in wake order; the others (a shorter sleep after a longer one) go to the heap. The first
+-- due is the sooner of the lane's head and the heap's top: tasks that sleep the same interval
+-- (a batch's polls) never sift. An entry whose token no longer matches its task's is stale
+-- (the task was woken early: wake, cancel) and is dropped when it reaches the front.
 ---------------------------------------------------------------------------------------------
 local function heap_push(h, at, t)
   local e = { at = at, task = t, token = t._token }
@@ -201,6 +205,28 @@ local function heap_pop(h)
   return top
 end
 
+local function push_sleeper(self, at, t)
+  local tail, lane_at = self.lane_tail, self.lane_at
+  if tail < self.lane_head or at >= lane_at[tail] then
+    tail = tail + 1
+    lane_at[tail], self.lane_task[tail], self.lane_token[tail] = at, t, t._token
+    self.lane_tail = tail
+  else
+    heap_push(self.sleepers, at, t)
+  end
+end
+
+-- The wake time of the first sleeper (stale or not), nil when none sleeps.
+local function first_at(self)
+  local h, top = self.lane_head, self.sleepers[1]
+  if h <= self.lane_tail then
+    local at = self.lane_at[h]
+    if top and top.at < at then return top.at end
+    return at
+  end
+  return top and top.at
+end
+
 ---------------------------------------------------------------------------------------------
 -- The scheduler: one per client
 ---------------------------------------------------------------------------------------------
@@ -219,6 +245,8 @@ function M.scheduler(transport)
     ended_head = 1, ended_tail = 0,
     waiting = {},   -- transfer id -> task
     sleepers = {},  -- the heap
+    lane_at = {}, lane_task = {}, lane_token = {}, -- the lane (see Sleepers), its head and tail
+    lane_head = 1, lane_tail = 0,
     tasks = {},     -- every task not finished
     closed = false, -- (set here: a field the instance lacks costs a miss in Scheduler too)
   }, Scheduler)
@@ -251,21 +279,22 @@ local function cancelled_error(why, sent)
 end
 
 -- Records how a resume ended: the task finished, or what it now waits for.
+-- A yield of TRANSFER, SLEEP or PARK (private values no task returns) needs no co_status.
 local function settle(self, t, ok, ...)
   local co = t._co
   running[co] = nil
-  if co_status(co) == "dead" then
-    if ok then
-      return finished(self, t, pack(...))
-    end
-    local err = ...
+  local what, arg = ...
+  if not ok then
+    local err = what
     if type(err) == "string" then err = debug.traceback(co, err) end
     return finished(self, t, { n = 2, nil, err })
   end
-  local what, arg = ...
-  if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
-    running[co] = t
-    return settle(self, t, co_resume(co))
+  if what ~= TRANSFER and what ~= SLEEP and what ~= PARK then
+    if co_status(co) == "dead" then return finished(self, t, pack(...)) end
+    if what == PROBE then -- can_yield() asking (Lua 5.2): go on at once
+      running[co] = t
+      return settle(self, t, co_resume(co))
+    end
   end
   if t._cancel then -- cancelled while it ran: it stops at this yield
     local sent = t._sent
@@ -276,18 +305,19 @@ local function settle(self, t, ok, ...)
     t._transfer = arg
     self.waiting[arg] = t
   elseif what == SLEEP then
-    heap_push(self.sleepers, arg, t)
+    push_sleeper(self, arg, t)
   elseif what == PARK then
     t._parked = true
-    if arg then heap_push(self.sleepers, arg, t) end
+    if arg then push_sleeper(self, arg, t) end
   else
     push_ready(self, t)
   end
 end
 
+-- (the token changes only where a task is woken early, wake and cancel: a sleeper is resumed
+-- once its entry left the front, and a task has at most one entry that is not stale)
 local function resume(self, t, ...)
   local co = t._co
-  t._token = t._token + 1
   running[co] = t
   return settle(self, t, co_resume(co, ...))
 end
@@ -336,8 +366,10 @@ end
 Scheduler.close = M.close_scheduler
 
 -- Queues the ids of transfers that have ended.
-local function transfers_ended(self, ...)
-  local ended, tail = self.ended, self.ended_tail
+local function transfers_ended(self, id, ...)
+  if id == nil then return end -- (most polls: none, or one)
+  local ended, tail = self.ended, self.ended_tail + 1
+  ended[tail] = id
   for i = 1, select("#", ...) do
     tail = tail + 1
     ended[tail] = (select(i, ...))
@@ -357,6 +389,9 @@ local function resume_ended(self, left)
     local head = self.ended_head
     local id = ended[head]
     ended[head], self.ended_head = nil, head + 1
+    if head == self.ended_tail then -- drained: the queue starts at 1 again (array part)
+      self.ended_head, self.ended_tail = 1, 0
+    end
     local t = waiting[id]
     waiting[id] = nil
     if t then
@@ -384,7 +419,8 @@ function Scheduler:step(timeout, nested)
   -- step(0) from the host (not nested) resumes at most STEP_BUDGET tasks: see STEP_BUDGET
   local left = (timeout == 0 and not nested) and M.STEP_BUDGET or math.huge
   local deadline = timeout > 0 and now() + timeout or 0 -- (step(0): one pass, no clock read)
-  local sleepers = self.sleepers
+  local sleepers, lane_at, lane_task, lane_token =
+    self.sleepers, self.lane_at, self.lane_task, self.lane_token
   repeat
     local progressed = false
     local ready, last = self.ready, self.ready_tail
@@ -416,9 +452,10 @@ function Scheduler:step(timeout, nested)
        self.ended_head > self.ended_tail then
       local t = now()
       wait = deadline - t
-      if sleepers[1] and sleepers[1].at - t < wait then wait = sleepers[1].at - t end
+      local first = first_at(self)
+      if first and first - t < wait then wait = first - t end
       if wait < 0 then wait = 0 end
-      if wait > 0 and self.count > 0 and not sleepers[1] and not next(self.waiting) then
+      if wait > 0 and self.count > 0 and not first and not next(self.waiting) then
         error("faceswap: " .. self.count .. " task(s) wait for nothing that can happen", 3)
       end
     end
@@ -429,12 +466,37 @@ function Scheduler:step(timeout, nested)
     end
     if self.closed then return self.count end
     local t = now()
-    while left > 0 and sleepers[1] and sleepers[1].at <= t do
-      local e = heap_pop(sleepers)
-      if e.token == e.task._token then
-        e.task._parked = false
+    while left > 0 do
+      -- the first due: the lane's head, unless the heap's top is sooner
+      local h, top, st, token = self.lane_head, sleepers[1]
+      local at = h <= self.lane_tail and lane_at[h]
+      if at and at <= t and not (top and top.at < at) then
+        st, token = lane_task[h], lane_token[h]
+        lane_at[h], lane_task[h], lane_token[h] = nil, nil, nil
+        local tail = self.lane_tail
+        if h == tail then
+          self.lane_head, self.lane_tail = 1, 0
+        elseif h < 32 then
+          self.lane_head = h + 1
+        else
+          -- moved down to 1: the indices stay in the arrays' array part, never hashed
+          local n = tail - h
+          for k = 1, n do
+            lane_at[k], lane_task[k], lane_token[k] = lane_at[h + k], lane_task[h + k], lane_token[h + k]
+            lane_at[h + k], lane_task[h + k], lane_token[h + k] = nil, nil, nil
+          end
+          self.lane_head, self.lane_tail = 1, n
+        end
+      elseif top and top.at <= t then
+        heap_pop(sleepers)
+        st, token = top.task, top.token
+      else
+        break
+      end
+      if token == st._token then
+        st._parked = false
         left = left - 1
-        resume(self, e.task)
+        resume(self, st)
         progressed = true
         if self.closed then return self.count end
       end
@@ -470,7 +532,8 @@ function Scheduler:transfer(method, target, content_type, body, opts)
   if not id then return nil, err end
   co_yield(TRANSFER, id)
   local status, headers, answer = transport:finish(id)
-  if reached(status, headers) then t._sent = true end
+  -- (reached(), inline: this is every request of every task)
+  if status ~= nil or (type(headers) == "table" and headers.sent ~= false) then t._sent = true end
   return status, headers, answer
 end
 
@@ -485,11 +548,19 @@ end
 function Scheduler:next_wakeup()
   local due = self.transport:next_timer() -- first: a closed client raises
   if self.ready_head <= self.ready_tail or self.ended_head <= self.ended_tail then return 0 end
-  local sleepers = self.sleepers
+  local sleepers, lane_task, lane_token = self.sleepers, self.lane_task, self.lane_token
   -- a task woken early left a stale entry: dropped here, it cannot cause a needless wakeup
   while sleepers[1] and sleepers[1].token ~= sleepers[1].task._token do heap_pop(sleepers) end
-  if sleepers[1] then
-    local left = sleepers[1].at - now()
+  local h = self.lane_head
+  while h <= self.lane_tail and lane_token[h] ~= lane_task[h]._token do
+    self.lane_at[h], lane_task[h], lane_token[h] = nil, nil, nil
+    h = h + 1
+  end
+  if h > self.lane_tail then h, self.lane_tail = 1, 0 end
+  self.lane_head = h
+  local first = first_at(self)
+  if first then
+    local left = first - now()
     if left < 0 then left = 0 end
     if not due or left < due then due = left end
   end
