@@ -6,8 +6,9 @@
 -- Uploads: one client against URL (the loopback bench server), each call checking, opening
 -- and sending FILE as a user's call would; each answer is read into a job and its jobid
 -- checked. After two warm-up uploads the other N-2 are timed with os.clock (user + system CPU
--- of the process): prints cpu_us_per_upload, then the process's peak resident memory
--- (VmHWM) in KiB as peak_kib.
+-- of the process): prints cpu_us_per_upload, the context switches per upload over the same
+-- uploads (voluntary + involuntary, from /proc/self/status) as csw_per_upload, then the
+-- process's peak resident memory (VmHWM) in KiB as peak_kib.
 --
 -- Batch: prints the peak resident memory of the idle client (made, one request answered) as
 -- idle_kib, then runs client:batch over K items {command = "changebg", image = FILE} at
@@ -54,16 +55,27 @@ if batch then
   return
 end
 
-local started
+-- context switches of the process so far (getrusage's ru_nvcsw + ru_nivcsw, as /proc shows them)
+local function switches()
+  local status = assert(io.open("/proc/self/status"))
+  local text = status:read("*a")
+  status:close()
+  return tonumber(text:match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+    + tonumber(text:match("nonvoluntary_ctxt_switches:%s*(%d+)"))
+end
+
+local started, csw
 for i = 1, n do
-  if i == 3 then started = os.clock() end
+  if i == 3 then started, csw = os.clock(), switches() end
   local job = assert(c:saveid { idname = "me", image = file })
   if job.jobid ~= JOBID then
     error(("request %d: unexpected jobid %s"):format(i, tostring(job.jobid)))
   end
 end
 if n >= 3 then
-  print(("cpu_us_per_upload=%.1f"):format((os.clock() - started) * 1e6 / (n - 2)))
+  local cpu = os.clock() - started
+  print(("cpu_us_per_upload=%.1f"):format(cpu * 1e6 / (n - 2)))
+  print(("csw_per_upload=%.1f"):format((switches() - csw) / (n - 2)))
 end
 c:close()
 print("peak_kib=" .. peak_kib())

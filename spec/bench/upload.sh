@@ -49,43 +49,73 @@ field() { sed -n "s/^$1=//p"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-declare -A ROW PEAK
+# the variants, one after the other in each run: the peer on the easy interface as written
+# (libcurl's 64 KiB send buffer) and with the 256 KiB buffer lua-faceswap gives a file, the same
+# peer driven through curl's multi interface by epoll as the client's transport drives it
+# (PEER_MULTI=1) with each buffer, and the client
+VARIANTS=(easy easy256 multi multi256 lua)
+declare -A ENVS=([easy]="" [easy256]="PEER_ULBUF=262144" [multi]="PEER_MULTI=1"
+                 [multi256]="PEER_MULTI=1 PEER_ULBUF=262144")
+declare -A ROW PEAK CSW
 for size in 1 10; do
   file="$OUT/upload-${size}MiB.png"
   n=$(( size == 1 ? 42 : 12 ))
-  peer=(); big=(); lua=(); r1=(); r2=()
+  declare -A cpu=() sw=() rat=()
   for _ in $(seq 1 "$R"); do
-    p="$("$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
-    b="$(PEER_ULBUF=262144 "$OUT/upload_peer" "$BASE/saveid" "$n" "$file" | field cpu_us_per_upload)"
-    l_out="$("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file")"
-    l="$(field cpu_us_per_upload <<< "$l_out")"
-    PEAK[$size]="$(field peak_kib <<< "$l_out")"
-    peer+=("$p"); big+=("$b"); lua+=("$l"); r1+=("$(ratio "$l" "$p")"); r2+=("$(ratio "$l" "$b")")
+    declare -A this=()
+    for v in "${VARIANTS[@]}"; do
+      if [[ $v == lua ]]; then
+        out="$("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file")"
+        PEAK[$size]="$(field peak_kib <<< "$out")"
+      else
+        # shellcheck disable=SC2086  # ENVS holds NAME=VALUE words
+        out="$(env ${ENVS[$v]} "$OUT/upload_peer" "$BASE/saveid" "$n" "$file")"
+      fi
+      this[$v]="$(field cpu_us_per_upload <<< "$out")"
+      cpu[$v]+="${this[$v]} "
+      sw[$v]+="$(field csw_per_upload <<< "$out") "
+    done
+    for v in easy easy256 multi multi256; do rat[$v]+="$(ratio "${this[lua]}" "${this[$v]}") "; done
   done
-  ROW[$size]="$(median "${peer[@]}") $(median "${big[@]}") $(median "${lua[@]}") $(median "${r1[@]}") $(median "${r2[@]}")"
-  echo "  ${size} MiB: peer ${peer[*]}; peer, 256 KiB buffer ${big[*]}; lua ${lua[*]}" >&2
+  row=""
+  # shellcheck disable=SC2086  # the lists are words
+  for v in "${VARIANTS[@]}"; do
+    row+="$(median ${cpu[$v]}) "; CSW[$size,$v]="$(median ${sw[$v]})"
+    echo "  ${size} MiB, $v: ${cpu[$v]}" >&2
+  done
+  # shellcheck disable=SC2086
+  for v in easy easy256 multi multi256; do row+="$(median ${rat[$v]}) "; done
+  ROW[$size]="$row"
+  unset cpu sw rat
 done
 
 # counted: callgrind's instructions and strace's system calls, slope between n1 and n2 uploads
-ir() { # ir OUTFILE cmd...
-  valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+ir() { # ir OUTFILE cmd...  (in the environment $who's variant asks for)
+  env "${MULTI_ENV[@]}" valgrind --tool=callgrind --callgrind-out-file="$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
   awk '/^(summary|totals):/ { print $2; exit }' "$1"
 }
 calls() { # calls OUTFILE cmd...
-  strace -f -c -o "$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
+  env "${MULTI_ENV[@]}" strace -f -c -o "$1" "${@:2}" >/dev/null 2>&1 || die "failed: ${*:2}"
   awk '$NF == "total" { print $4; exit }' "$1"
 }
 declare -A COUNT
 for size in 1 10; do
   file="$OUT/upload-${size}MiB.png"
   n1=$(( size == 1 ? 5 : 3 )); n2=$(( size == 1 ? 25 : 8 ))
-  for who in peer lua; do
+  for who in peer multi lua; do
+    MULTI_ENV=(); [[ $who != multi ]] || MULTI_ENV=(PEER_MULTI=1 PEER_ULBUF=262144)
     for n in "$n1" "$n2"; do
-      if [[ $who == peer ]]; then cmd=("$OUT/upload_peer" "$BASE/saveid" "$n" "$file")
-      else cmd=("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file"); fi
+      case $who in
+        peer) cmd=("$OUT/upload_peer" "$BASE/saveid" "$n" "$file") ;;
+        multi) cmd=("$OUT/upload_peer" "$BASE/saveid" "$n" "$file") ;; # with MULTI_ENV
+        *) cmd=("$LUA" spec/bench/upload.lua "$BASE" "$n" "$file") ;;
+      esac
       COUNT[$who,$size,ir,$n]="$(ir "$OUT/callgrind.upload.$who.$size.$n" "${cmd[@]}")"
       COUNT[$who,$size,sys,$n]="$(calls "$OUT/strace.upload.$who.$size.$n" "${cmd[@]}")"
+      COUNT[$who,$size,ew,$n]="$(awk '$NF == "epoll_wait" { print $4 }' "$OUT/strace.upload.$who.$size.$n")"
     done
+    COUNT[$who,$size,ew]="$(awk -v a="${COUNT[$who,$size,ew,$n1]:-0}" -v b="${COUNT[$who,$size,ew,$n2]:-0}" \
+      -v d=$(( n2 - n1 )) 'BEGIN { printf "%.1f", (b - a) / d }')"
     COUNT[$who,$size,ir]=$(( (COUNT[$who,$size,ir,$n2] - COUNT[$who,$size,ir,$n1]) / (n2 - n1) ))
     COUNT[$who,$size,sys]="$(awk -v a="${COUNT[$who,$size,sys,$n1]}" -v b="${COUNT[$who,$size,sys,$n2]}" \
       -v d=$(( n2 - n1 )) 'BEGIN { printf "%.1f", (b - a) / d }')"
@@ -99,19 +129,27 @@ BPEAK="$(field peak_kib <<< "$batch")"
 echo
 echo "Uploads: saveid with an image by its path, CPU per upload (user + system, median of $R runs each)"
 echo
-echo "| file | C peer, READFUNCTION + pread | the peer with a 256 KiB buffer | lua-faceswap \`client:saveid\` | ratio to the peer | ratio to the peer, 256 KiB buffer | peak RSS of the client |"
-echo "|---|--:|--:|--:|--:|--:|--:|"
+echo "| file | C peer, easy, READFUNCTION + pread | easy, 256 KiB buffer | multi + epoll | multi + epoll, 256 KiB | lua-faceswap \`client:saveid\` | ratio to easy | to easy 256 KiB | to multi | to multi 256 KiB | peak RSS of the client |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
 for size in 1 10; do
-  read -r p b l r1 r2 <<< "${ROW[$size]}"
-  echo "| ${size} MiB | ${p} us | ${b} us | ${l} us | **${r1}** | ${r2} | ${PEAK[$size]} KiB |"
+  read -r e e2 m m2 l r1 r2 r3 r4 <<< "${ROW[$size]}"
+  echo "| ${size} MiB | ${e} us | ${e2} us | ${m} us | ${m2} us | ${l} us | **${r1}** | ${r2} | ${r3} | ${r4} | ${PEAK[$size]} KiB |"
 done
 echo
-echo "Counted per upload (slope): instructions of the client process (callgrind) and its system calls (strace -c)"
+echo "Context switches per upload (ru_nvcsw + ru_nivcsw over the timed uploads, median of $R runs)"
 echo
-echo "| file | peer instructions | lua-faceswap instructions | ratio | peer system calls | lua-faceswap system calls |"
+echo "| file | easy | easy 256 KiB | multi | multi 256 KiB | lua-faceswap |"
 echo "|---|--:|--:|--:|--:|--:|"
 for size in 1 10; do
-  echo "| ${size} MiB | ${COUNT[peer,$size,ir]} | ${COUNT[lua,$size,ir]} | $(ratio "${COUNT[lua,$size,ir]}" "${COUNT[peer,$size,ir]}") | ${COUNT[peer,$size,sys]} | ${COUNT[lua,$size,sys]} |"
+  echo "| ${size} MiB | ${CSW[$size,easy]} | ${CSW[$size,easy256]} | ${CSW[$size,multi]} | ${CSW[$size,multi256]} | ${CSW[$size,lua]} |"
+done
+echo
+echo "Counted per upload (slope): instructions of the client process (callgrind), its system calls (strace -c) and epoll_waits among them; multi: the peer on the multi interface with the 256 KiB buffer"
+echo
+echo "| file | peer instructions | multi peer | lua-faceswap | ratio to the peer | to multi | peer system calls | multi peer | lua-faceswap | multi's epoll_wait | lua-faceswap's |"
+echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+for size in 1 10; do
+  echo "| ${size} MiB | ${COUNT[peer,$size,ir]} | ${COUNT[multi,$size,ir]} | ${COUNT[lua,$size,ir]} | $(ratio "${COUNT[lua,$size,ir]}" "${COUNT[peer,$size,ir]}") | $(ratio "${COUNT[lua,$size,ir]}" "${COUNT[multi,$size,ir]}") | ${COUNT[peer,$size,sys]} | ${COUNT[multi,$size,sys]} | ${COUNT[lua,$size,sys]} | ${COUNT[multi,$size,ew]} | ${COUNT[lua,$size,ew]} |"
 done
 echo
 echo "Batch of 8 changebg items of 25 MiB at concurrency 8: idle client $IDLE KiB, peak $BPEAK KiB (+$(( (BPEAK - IDLE) / 1024 )) MiB)"
