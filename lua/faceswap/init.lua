@@ -250,23 +250,9 @@ local function exchange(self, op, method, path, content_type, body, attempt, xfe
   return value, err
 end
 
--- job:done() by the status it reads alone, for the first few statuses seen (a server sends a
--- handful): a C call less each answer.
-local done_of, statuses = {}, 0
-
 -- The jobid of an answer that is a job that runs on (its slot stays with it until it is seen
--- to end), else false.
-local function runs(job)
-  if core.type(job) ~= "job" then return false end
-  local status = job.status
-  if status == nil then return false end
-  local done = done_of[status]
-  if done == nil then
-    done = job:done()
-    if statuses < 16 then done_of[status], statuses = done, statuses + 1 end
-  end
-  return not done and job.jobid
-end
+-- to end), else false: one C call (the job's type, status, done() and jobid read there).
+local runs = core.job_runs
 
 -- One attempt through the authority `ch` of the call's channel: takes a slot (`slot` true: a
 -- job command; `refused` as for ch:acquire) or waits until the channel is ready (a blocking
