@@ -534,7 +534,10 @@ local function command_method(cmd)
     local result, err
     if not blocking then
       -- a job command takes a slot of its channel's authority; the others name no channel
-      local ch = kind == "job" and self._channel_of(channel) or nil
+      -- (its authority read from the registry's map first: a call through its __call costs
+      -- a metamethod lookup and a frame more)
+      local reg = self._channel_of
+      local ch = kind == "job" and (reg.by_key[channel] or reg(channel)) or nil
       result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
