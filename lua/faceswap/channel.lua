@@ -145,6 +145,8 @@ function Registry.of(self, channel)
       raw = self.raw,    -- the registry's in-process coordinator, for the fast paths
     }, Channel)
     ch.on_release = watchers(ch)
+    -- (the methods every job command calls, on the object itself: no __index a call)
+    ch.acquire, ch.answered = Channel.acquire, Channel.answered
     self.by_key[key] = ch
   end
   return ch
