@@ -301,8 +301,26 @@ local function call(self, op, method, path, content_type, body, o, ch, slot)
     end, policy, nil, err, started, method .. " " .. path)
   end
   local max_pause = (policy or retry.defaults).max_retry_after
-  local job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
-    content_type, body, 1, xfer)
+  local job, err, refused
+  if slot then
+    -- a job command's first attempt: through()'s, written here (a frame and its twelve
+    -- arguments less a request)
+    local lease
+    lease, err = ch:acquire(false, max_pause)
+    refused = false
+    if lease then
+      local ok
+      ok, job, err = tasks.pcall(exchange, self, op, method, path, content_type, body, 1, xfer)
+      if not ok then
+        ch:release_slot(lease)
+        error(job, 0)
+      end
+      refused = ch:answered(lease, job, err, runs(job))
+    end
+  else
+    job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
+      content_type, body, 1, xfer)
+  end
   if job ~= nil or not policy or not retry.retryable(err) then return job, err end
   local attempt = 1
   return retry.run(function()
@@ -511,6 +529,8 @@ local function command_method(cmd)
   local no_params = #cmd.params == 0
   local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
   local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
+  local files = false -- whether a body may be a reader of files (see below)
+  for _, p in ipairs(cmd.params) do files = files or p.kind == "file" end
   return function(self, params, opts, ...)
     -- check_client's checks inline: a round trip makes no call it can spare
     if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
@@ -549,7 +569,7 @@ local function command_method(cmd)
     end
     -- a body that reads a file as it is sent holds the file open: let go of it now, not at
     -- the next collection
-    if type(body) == "userdata" then body:close() end
+    if files and type(body) == "userdata" then body:close() end
     -- a job of ours seen ended (or cancelled) frees its slot on its channel
     if takes_job and result and result:done() then self._channel_of:ended(result.jobid) end
     if not o then return result, err end
