@@ -142,7 +142,8 @@ function Registry.of(self, channel)
       durations = {},    -- the last jobs' durations (seconds)
       on_release = nil,  -- who asked to hear of room (a batch): see watchers below
       watched = false,   -- whether anyone ever did (answered's fast path looks no further)
-      raw = self.raw,    -- the registry's in-process coordinator, for the fast paths
+      raw = self.raw,    -- the registry's in-process coordinator, for the fast paths,
+      crec = self.raw and process.channel(self.raw, channel or ""), -- and its record there
     }, Channel)
     ch.on_release = watchers(ch)
     -- (the methods every job command calls, on the object itself: no __index a call)
@@ -493,7 +494,7 @@ function Channel:acquire(refused, max_pause)
     local owner = BLOCKING
     if co and not main then owner = self.sched:current() or BLOCKING end
     local l = { false, self, false, owner, false, false, false, false, false } -- (record's)
-    local lease = take(raw, self.key, self.guess, l)
+    local lease = take(raw, self.crec, self.guess, l)
     if lease then
       l[LEASE] = lease
       self.leases[lease] = l
@@ -569,8 +570,7 @@ function Channel:answered(lease, job, err, keep)
     -- string: no type check here)
     local jobid = keep
     if jobid == true then jobid = job.jobid end
-    local c = raw.state.channels[self.key]
-    if c and not c.capacity and jobid then
+    if not self.crec.capacity and jobid then
       self.guess = self.guess + 1 -- a slow start (below)
       local posting = self.posting - 1
       self.posting = posting
@@ -586,7 +586,7 @@ function Channel:answered(lease, job, err, keep)
   -- an in-process coordinator is asked without its guard closure: its record read directly,
   -- and its running() called only just after its handle is seen open (a client closed by a
   -- finalizer meanwhile then counts 0, as the guard answers)
-  local c = raw and raw.state.channels[key]
+  local c = self.crec
   local full, wake = false, false
   if job then
     local capacity
