@@ -82,6 +82,7 @@ int core_fault(lua_State *L);
 int job_push_json(lua_State *L, int json_idx);
 int job_is(lua_State *L, int idx);
 void job_open(lua_State *L);
+int core_job_runs(lua_State *L);
 int core_decode(lua_State *L);
 
 /* form.c: the text rules, percent-encoding, boundaries, and the multipart and JSON writers */

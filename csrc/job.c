@@ -633,6 +633,29 @@ static int job_index(lua_State *L) {
   }
 }
 
+/* core.job_runs(v): the jobid of v when v is a job that runs on (a status that is set and not
+ * a terminal one, a string jobid), else false; never raises. One call for what the channel
+ * authority read as core.type, status, done() and jobid after each POST. */
+int core_job_runs(lua_State *L) {
+  job_t *job = (job_t *)luaL_testudata(L, 1, FACESWAP_JOB_MT);
+  lua_settop(L, 1);
+  if (job && !job->done) {
+    compat_getuservalue(L, 1);
+    lua_pushlightuserdata(L, &names_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, 3, F_STATUS + 1);
+    lua_rawget(L, 2);
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TLIGHTUSERDATA) { /* (null: nil) */
+      lua_rawgeti(L, 3, F_JOBID + 1);
+      lua_rawget(L, 2);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 static int job_newindex(lua_State *L) {
   luaL_checkudata(L, 1, FACESWAP_JOB_MT);
   return luaL_error(L, "faceswap.job is read-only (attempt to set field '%s')",

@@ -51,6 +51,7 @@ __attribute__((visibility("default"))) int luaopen_faceswap_core(lua_State *L) {
     {"url_problem", core_url_problem},
     {"download_path_problem", core_download_path_problem},
     {"type", core_type},
+    {"job_runs", core_job_runs},
     {"now", core_now},
     {"sleep", core_sleep},
     {"isatty", core_isatty},

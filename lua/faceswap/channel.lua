@@ -34,6 +34,7 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local process = require "faceswap.coordinator.process"
 local take, count = process.take, process.running -- (the fast paths' calls, without a lookup)
+local co_running = coroutine.running
 
 local M = {}
 
@@ -108,6 +109,21 @@ function Registry:id()
   return self.prefix .. self.ids
 end
 
+-- A channel's `on_release`: who asked to hear of room (a batch sets its function there, and
+-- nil when done; weak: gone with the batch). Kept in a table of its own behind an empty one,
+-- so that a first watcher is told (ch.watched) and a request answered while nobody ever
+-- watched makes no call to see whether the table is empty.
+local function watchers(ch)
+  local fns = setmetatable({}, { __mode = "k" })
+  return setmetatable({}, {
+    __newindex = function(_, k, v)
+      if v ~= nil then ch.watched = true end
+      fns[k] = v
+    end,
+    __index = fns, fns = fns })
+end
+local function watching(ch) return getmetatable(ch.on_release).fns end
+
 local NONE = {}
 function Registry.of(self, channel)
   local key = channel or NONE
@@ -124,8 +140,14 @@ function Registry.of(self, channel)
       streak = 0,        -- starts in a row since the size was last learned
       guess = M.START_CAPACITY, -- the size used until a 429 teaches it (see answered)
       durations = {},    -- the last jobs' durations (seconds)
-      on_release = setmetatable({}, { __mode = "k" }), -- who asked to hear of room (a batch)
+      on_release = nil,  -- who asked to hear of room (a batch): see watchers below
+      watched = false,   -- whether anyone ever did (answered's fast path looks no further)
+      raw = self.raw,    -- the registry's in-process coordinator, for the fast paths,
+      crec = self.raw and process.channel(self.raw, channel or ""), -- and its record there
     }, Channel)
+    ch.on_release = watchers(ch)
+    -- (the methods every job command calls, on the object itself: no __index a call)
+    ch.acquire, ch.answered = Channel.acquire, Channel.answered
     self.by_key[key] = ch
   end
   return ch
@@ -309,8 +331,10 @@ function Channel:room()
   local w = self.waiters
   while w[1] and gone(w[1].task) do table.remove(w, 1) end
   if w[1] and w[1].task ~= BLOCKING then self.sched:wake(w[1].task) end
-  if next(self.on_release) == nil then return end
-  for _, fn in pairs(self.on_release) do fn(self) end
+  if not self.watched then return end
+  local fns = watching(self)
+  if next(fns) == nil then return end
+  for _, fn in pairs(fns) do fn(self) end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -457,18 +481,20 @@ end
 -- ahead of the callers not sent yet (behind those refused before it): else the one more slot
 -- tried after each round of starts would be its again and again, each costing an attempt.
 function Channel:acquire(refused, max_pause)
-  local reg = self.reg
-  local raw = reg.raw
+  local raw = self.raw
   if raw and not self.waiters[1] then
     -- the fast path: an in-process coordinator (nothing yields, no guard closure: its take
     -- refuses a closed handle itself) and nobody of ours waiting. A slot there is taken as try
     -- takes it, its record the coordinator's too, with an integer lease id, and its end kept in
     -- the coordinator's queue alone (it calls lease_ended); anything else (full, held, paused,
     -- dead, closed) takes the path below.
-    if self.end_head <= self.end_tail then self:expire(reg.clock()) end -- (the others' ends)
-    local l = { false, self, false, self.sched:current() or BLOCKING, false, false, false, false,
-                false } -- (record's fields, made inline)
-    local lease = take(raw, self.key, self.guess, l)
+    if self.end_head <= self.end_tail then self:expire(self.reg.clock()) end -- (the others')
+    -- (the owner: outside every coroutine no task runs, which one C call tells)
+    local co, main = co_running()
+    local owner = BLOCKING
+    if co and not main then owner = self.sched:current() or BLOCKING end
+    local l = { false, self, false, owner, false, false, false, false, false } -- (record's)
+    local lease = take(raw, self.crec, self.guess, l)
     if lease then
       l[LEASE] = lease
       self.leases[lease] = l
@@ -536,22 +562,23 @@ end
 -- a queue-full 429.
 function Channel:answered(lease, job, err, keep)
   local l = self.leases[lease]
-  local reg = self.reg
-  local raw = reg.raw
+  local raw = self.raw
   if keep and l and raw then
     -- the fast path: a job that runs keeps the slot of an in-process coordinator whose queue's
     -- size is still a guess (its record read directly, no guard closure: the handle may be
-    -- closed, whose state stays readable)
-    local jobid = keep == true and job.jobid or keep
-    local c = raw.state.channels[self.key]
-    if c and not c.capacity and type(jobid) == "string" then
+    -- closed, whose state stays readable). (`keep` true or a jobid, which a job has as a
+    -- string: no type check here)
+    local jobid = keep
+    if jobid == true then jobid = job.jobid end
+    if not self.crec.capacity and jobid then
       self.guess = self.guess + 1 -- a slow start (below)
       local posting = self.posting - 1
       self.posting = posting
+      local reg = self.reg
       l[OWNER], l[JOBID], l[POSTED] = false, jobid, reg.clock()
       reg.jobs[jobid] = l
       if posting <= 0 and self.settling[1] then self:settled() end
-      if self.waiters[1] or next(self.on_release) ~= nil then self:room() end -- the next may go
+      if self.waiters[1] or self.watched then self:room() end -- the next may go
       return false
     end
   end
@@ -559,7 +586,7 @@ function Channel:answered(lease, job, err, keep)
   -- an in-process coordinator is asked without its guard closure: its record read directly,
   -- and its running() called only just after its handle is seen open (a client closed by a
   -- finalizer meanwhile then counts 0, as the guard answers)
-  local c = raw and raw.state.channels[key]
+  local c = self.crec
   local full, wake = false, false
   if job then
     local capacity
@@ -593,7 +620,7 @@ function Channel:answered(lease, job, err, keep)
     self.reg.jobs[jobid] = l
     if posting <= 0 then self:settled() end
     -- the next probe may go
-    if wake and (self.waiters[1] or next(self.on_release) ~= nil) then self:room() end
+    if wake and (self.waiters[1] or self.watched) then self:room() end
   elseif l then
     self:release_slot(lease)
   end

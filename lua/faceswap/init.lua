@@ -250,23 +250,9 @@ local function exchange(self, op, method, path, content_type, body, attempt, xfe
   return value, err
 end
 
--- job:done() by the status it reads alone, for the first few statuses seen (a server sends a
--- handful): a C call less each answer.
-local done_of, statuses = {}, 0
-
 -- The jobid of an answer that is a job that runs on (its slot stays with it until it is seen
--- to end), else false.
-local function runs(job)
-  if core.type(job) ~= "job" then return false end
-  local status = job.status
-  if status == nil then return false end
-  local done = done_of[status]
-  if done == nil then
-    done = job:done()
-    if statuses < 16 then done_of[status], statuses = done, statuses + 1 end
-  end
-  return not done and job.jobid
-end
+-- to end), else false: one C call (the job's type, status, done() and jobid read there).
+local runs = core.job_runs
 
 -- One attempt through the authority `ch` of the call's channel: takes a slot (`slot` true: a
 -- job command; `refused` as for ch:acquire) or waits until the channel is ready (a blocking
@@ -315,8 +301,26 @@ local function call(self, op, method, path, content_type, body, o, ch, slot)
     end, policy, nil, err, started, method .. " " .. path)
   end
   local max_pause = (policy or retry.defaults).max_retry_after
-  local job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
-    content_type, body, 1, xfer)
+  local job, err, refused
+  if slot then
+    -- a job command's first attempt: through()'s, written here (a frame and its twelve
+    -- arguments less a request)
+    local lease
+    lease, err = ch:acquire(false, max_pause)
+    refused = false
+    if lease then
+      local ok
+      ok, job, err = tasks.pcall(exchange, self, op, method, path, content_type, body, 1, xfer)
+      if not ok then
+        ch:release_slot(lease)
+        error(job, 0)
+      end
+      refused = ch:answered(lease, job, err, runs(job))
+    end
+  else
+    job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
+      content_type, body, 1, xfer)
+  end
   if job ~= nil or not policy or not retry.retryable(err) then return job, err end
   local attempt = 1
   return retry.run(function()
@@ -527,6 +531,8 @@ local function command_method(cmd)
   local no_params = #cmd.params == 0
   local encoded = cmd.encodings ~= nil and #cmd.encodings > 1
   local takes_job = cmd.value == "jobid" -- a jobid, or a job (job, cancel)
+  local files = false -- whether a body may be a reader of files (see below)
+  for _, p in ipairs(cmd.params) do files = files or p.kind == "file" end
   return function(self, params, opts, ...)
     -- check_client's checks inline: a round trip makes no call it can spare
     if getmetatable(self) ~= client_mt or self._closed then check_client(self, name) end
@@ -550,7 +556,10 @@ local function command_method(cmd)
     local result, err
     if not blocking then
       -- a job command takes a slot of its channel's authority; the others name no channel
-      local ch = kind == "job" and self._channel_of(channel) or nil
+      -- (its authority read from the registry's map first: a call through its __call costs
+      -- a metamethod lookup and a frame more)
+      local reg = self._channel_of
+      local ch = kind == "job" and (reg.by_key[channel] or reg(channel)) or nil
       result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token
@@ -562,7 +571,7 @@ local function command_method(cmd)
     end
     -- a body that reads a file as it is sent holds the file open: let go of it now, not at
     -- the next collection
-    if type(body) == "userdata" then body:close() end
+    if files and type(body) == "userdata" then body:close() end
     -- a job of ours seen ended (or cancelled) frees its slot on its channel
     if takes_job and result and result:done() then self._channel_of:ended(result.jobid) end
     if not o then return result, err end

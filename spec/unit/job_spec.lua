@@ -345,3 +345,36 @@ describe("what a job keeps #unit", function()
     end
   end)
 end)
+
+describe("core.job_runs #unit", function()
+  local core = require "faceswap.core"
+  local function job(fields)
+    local parts = {}
+    for k, v in pairs(fields) do parts[#parts + 1] = ('"%s":%s'):format(k, v) end
+    return assert(faceswap.decode("{" .. table.concat(parts, ",") .. "}"))
+  end
+
+  it("gives the jobid of a job whose status is set and not a terminal one", function()
+    assert.equal("j-1", core.job_runs(job { jobid = '"j-1"', status = '"started"' }))
+    assert.equal("j-2", core.job_runs(job { jobid = '"j-2"', status = '"created"' }))
+    assert.equal("j-3", core.job_runs(job { jobid = '"j-3"', status = '"some future status"' }))
+  end)
+
+  it("is false for a job that ended or has no status", function()
+    for _, status in ipairs { "completed", "failed", "moderated", "cancelled" } do
+      assert.is_false(core.job_runs(job { jobid = '"j"', status = '"' .. status .. '"' }))
+    end
+    assert.is_false(core.job_runs(job { jobid = '"j"' }))
+    assert.is_false(core.job_runs(job { jobid = '"j"', status = "null" }))
+  end)
+
+  it("is false, never raising, for anything that is not a job", function()
+    local err = core.error { kind = "bad_response", error = "x" }
+    for _, v in ipairs { 1, "j", {}, true, err, io.stdout, print } do
+      assert.is_false(core.job_runs(v))
+    end
+    assert.is_false(core.job_runs(nil))
+    assert.is_false(core.job_runs())
+    assert.is_false(core.job_runs(setmetatable({ jobid = "j", status = "started" }, {})))
+  end)
+end)

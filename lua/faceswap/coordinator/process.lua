@@ -155,19 +155,20 @@ function Coordinator:acquire(channel, holder, capacity)
   return id
 end
 
--- For the channel authority of this process (lua/faceswap/channel.lua), its fast path, called
--- as M.take(handle, ...): takes a slot as acquire does, with an integer lease id (acquire's are
--- strings: "L" and the same counter), and `rec`, an array of the caller's, as the lease's
--- record: [1] is set here, the rest is the authority's, so that a slot makes one table, not
--- two, and the leases' ends are kept in one queue, this heap, not two: rec[2] is an object
--- whose method lease_ended(rec, now) is called once the lease ends unrenewed (its record
--- dropped here; not when it is released). `channel` a string (the authority's keys). Returns
--- the id, or nil where acquire would refuse or check (a closed handle, dead, paused, held,
--- full): the caller then asks acquire.
-function Coordinator:take(channel, capacity, rec)
-  if self.closed then return nil end
-  local c = self.state.channels[channel] or record(self, channel)
-  if c.dead or c.pause or c.hold then return nil end
+-- For the channel authority of this process (lua/faceswap/channel.lua), its fast path:
+-- M.channel(handle, channel) is the record of `channel` (a string, the authority's keys), made
+-- if new, which the authority keeps (a channel's record is never replaced); M.take(handle, c,
+-- capacity, rec) takes a slot of the channel whose record is `c` as acquire does, with an
+-- integer lease id (acquire's are strings: "L" and the same counter), and `rec`, an array of
+-- the caller's, as the lease's record: [1] is set here, the rest is the authority's, so that a
+-- slot makes one table, not two, and the leases' ends are kept in one queue, this heap, not
+-- two: rec[2] is an object whose method lease_ended(rec, now) is called once the lease ends
+-- unrenewed (its record dropped here; not when it is released). Returns the id, or nil where
+-- acquire would refuse or check (a closed handle, dead, paused, held, full): the caller then
+-- asks acquire.
+M.channel = record
+function M.take(self, c, capacity, rec)
+  if self.closed or c.dead or c.pause or c.hold then return nil end
   local now = self.clock()
   local n, ends = c.live, c.ends
   if ends[1] and ends[1] <= now then n = sweep(c, now) end
@@ -190,7 +191,6 @@ function Coordinator:take(channel, capacity, rec)
   ends[k], ids[k] = expires, id
   return id
 end
-M.take = Coordinator.take
 
 function Coordinator:renew(channel, lease_id)
   check(self, channel)
