@@ -45,6 +45,19 @@ local _, path, content_type, body = core.build_headshot(PROMPT, "multipart")
 local TOKEN = "bench-token"
 local EXPECTED = "8a1f574fdbf79e8cd57e070476d9d5f3"
 
+-- A loop of N round trips made with `via` (a request's method, path, content type and body in,
+-- status, headers and answer out), each body built and each answer read by the core.
+local TRANSFER_LOOP = [[
+    local core = require "faceswap.core"
+    local resty = require("faceswap.resty")
+    local tr = resty.transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
+    local via = %s
+    for _ = 1, tonumber(ngx.var.arg_n) do
+      local m, p, ct, b = core.build_command("headshot", { prompt = %q }, nil, nil, nil, "multipart")
+      local status, headers, answer = via(m, p, ct, b)
+      local job = core.read_response("headshot", status, headers, answer)
+      if job.jobid ~= %q then error("transfer") end
+    end]]
 local HANDLERS = {
   -- faceswap.resty: one client per request, as a handler makes it
   us = string.format([[
@@ -77,27 +90,12 @@ local HANDLERS = {
       local job = core.read_response("headshot", status, headers, answer)
       if job.jobid ~= %q then error("tr") end
     end]], TOKEN, server_port, path, content_type, body, EXPECTED),
-  tb = string.format([[
-    local core = require "faceswap.core"
-    local resty = require("faceswap.resty")
-    local tr = resty.transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
-    for _ = 1, tonumber(ngx.var.arg_n) do
-      local m, p, ct, b = core.build_command("headshot", { prompt = %q }, nil, nil, nil, "multipart")
-      local status, headers, answer = tr:perform(m, p, ct, b)
-      local job = core.read_response("headshot", status, headers, answer)
-      if job.jobid ~= %q then error("tb") end
-    end]], TOKEN, server_port, PROMPT, EXPECTED),
-  ts = string.format([[
-    local core = require "faceswap.core"
-    local resty = require("faceswap.resty")
-    local tr = resty.transport { token = %q, base_url = "http://127.0.0.1:%d/v1/faceswap" }
-    local sched = resty.scheduler(tr)
-    for _ = 1, tonumber(ngx.var.arg_n) do
-      local m, p, ct, b = core.build_command("headshot", { prompt = %q }, nil, nil, nil, "multipart")
-      local status, headers, answer = sched:transfer(m, p, ct, b)
-      local job = core.read_response("headshot", status, headers, answer)
-      if job.jobid ~= %q then error("ts") end
-    end]], TOKEN, server_port, PROMPT, EXPECTED),
+  -- the transport alone (tb), and through the scheduler's transfer (ts): build, send, read
+  tb = string.format(TRANSFER_LOOP, TOKEN, server_port, "function(...) return tr:perform(...) end",
+    PROMPT, EXPECTED),
+  ts = string.format(TRANSFER_LOOP, TOKEN, server_port,
+    "(function() local s = resty.scheduler(tr) return function(...) return s:transfer(...) end end)()",
+    PROMPT, EXPECTED),
   pn = string.format([[
     local peer = require "spec.bench.nginx_peer"
     local cjson = require "cjson"

@@ -14,6 +14,16 @@ local function steady(lines)
   return out
 end
 
+-- nginx's error log's faceswap lines, steady, as "level message" (`tail`: more of the pattern
+-- after ", client: ", to pick the lines of some requests)
+local function nginx_lines(n, tail)
+  local got = {}
+  for level, message in n:log():gmatch("%[(%a+)%] [^\n]-faceswap: ([^\n]-), client: " .. (tail or "")) do
+    got[#got + 1] = level .. " " .. message
+  end
+  return steady(got)
+end
+
 describe("logs", function()
   local s, lines, client
 
@@ -222,15 +232,11 @@ describe("logs", function()
       finally(function() n:stop() end)
       s:script { action = "queue_full", match = "^POST /headshot$" }
       assert.same({ 200, "started\n" }, { nginx.request(n.url .. "/headshot") })
-      local got = {}
-      for level, message in n:log():gmatch("%[(%a+)%] [^\n]-faceswap: ([^\n]-), client: ") do
-        got[#got + 1] = level .. " " .. message
-      end
       assert.same({ -- error_log at info: no debug lines
         "info POST /headshot: 429 in N ms, N bytes, attempt 1",
         "warn POST /headshot: 429 queue full, waiting 0.1 s, attempt 2 of 5",
         "info POST /headshot: 200 in N ms, N bytes, attempt 2",
-      }, steady(got))
+      }, nginx_lines(n))
       assert.is_nil(n:log():find(SECRET, 1, true))
     end)
 
@@ -251,16 +257,12 @@ describe("logs", function()
       assert.same({ 200, "started nil\n" }, { nginx.request(n.url .. "/quiet") })
       s:script { action = "queue_full", match = "^POST /headshot$" }
       assert.same({ 200, "started function\n" }, { nginx.request(n.url .. "/loud") })
-      local got = {}
-      for level, message in n:log():gmatch("%[(%a+)%] [^\n]-faceswap: ([^\n]-), client: [^\n]-\"GET /(%a+)") do
-        got[#got + 1] = level .. " " .. message
-      end
       assert.same({ -- /quiet at warn: its warn line only; /loud at info (the server's level)
         "warn POST /headshot: 429 queue full, waiting 0.1 s, attempt 2 of 5",
         "info POST /headshot: 429 in N ms, N bytes, attempt 1",
         "warn POST /headshot: 429 queue full, waiting 0.1 s, attempt 2 of 5",
         "info POST /headshot: 200 in N ms, N bytes, attempt 2",
-      }, steady(got))
+      }, nginx_lines(n, '[^\n]-"GET /(%a+)'))
     end)
   end)
 

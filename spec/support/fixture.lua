@@ -221,6 +221,21 @@ function M.simulator(opts)
   return fx
 end
 
+-- A channel's authority over an in-process coordinator with `lease` and the spec's own `clock`
+-- (no lease ends by itself): the coordinator, the registry and the channel named `channel`.
+function M.authority(lease, clock, channel)
+  local coord = require("faceswap.coordinator.process").new { lease = lease, clock = clock }
+  local reg = require("faceswap.channel").registry(require("faceswap.task").scheduler(nil), coord,
+    clock)
+  return coord, reg, reg(channel)
+end
+
+-- A client for specs whose tasks make no request (the scheduler alone): its base URL is a
+-- port where nothing listens.
+function M.offline_client()
+  return require("faceswap").new { token = "test-token", base_url = M.refused_url() .. "/v1/faceswap" }
+end
+
 -- A loopback URL where nothing listens, and nothing else can start to: a port bound but never
 -- listened on, held until the process ends (a port handed out and given back could be taken
 -- by another spec's server meanwhile: a refused connection then met a 404).

@@ -5,31 +5,19 @@
 -- bytes allocated with the collector stopped, the same on every run whatever the load. A
 -- clock of the spec's own, so no lease ends meanwhile (the records stay live, as in a loop of
 -- headshots started without a wait).
-local authority = require "faceswap.channel"
-local process = require "faceswap.coordinator.process"
-local tasks = require "faceswap.task"
+local fixture = require "spec.support.fixture"
 
 local CH = "1100000000000000001"
 local jit = rawget(_G, "jit")
 local JIT = jit ~= nil
 
--- Lua VM instructions run by fn() (a count hook).
-local function instructions(fn)
-  local n = 0
-  debug.sethook(function() n = n + 1 end, "", 1)
-  fn()
-  debug.sethook()
-  return n
-end
+local instructions = require("spec.support.count").instructions
 
 describe("a slot on the authority's fast path #unit", function()
   local now, coord, reg, ch, jobs
   before_each(function()
     now = 1000
-    local clock = function() return now end
-    coord = process.new { lease = 60, clock = clock }
-    reg = authority.registry(tasks.scheduler(nil), coord, clock)
-    ch = reg(CH)
+    coord, reg, ch = fixture.authority(60, function() return now end, CH)
     jobs = {}
     for k = 1, 400 do jobs[k] = { jobid = ("job-%06d"):format(k), status = "started" } end
   end)

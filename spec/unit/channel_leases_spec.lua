@@ -2,9 +2,7 @@
 -- directly over the in-process coordinator with a clock of the spec's own (no time passes by
 -- itself): a client that starts jobs without waiting for them keeps a record per job only
 -- while its lease can be live, not for its lifetime.
-local authority = require "faceswap.channel"
-local process = require "faceswap.coordinator.process"
-local tasks = require "faceswap.task"
+local fixture = require "spec.support.fixture"
 
 local CH = "1100000000000000001"
 
@@ -18,10 +16,7 @@ describe("a channel's records of its slots", function()
   local now, coord, reg, ch
   before_each(function()
     now = 1000
-    local clock = function() return now end
-    coord = process.new { lease = 10, clock = clock }
-    reg = authority.registry(tasks.scheduler(nil), coord, clock)
-    ch = reg(CH)
+    coord, reg, ch = fixture.authority(10, function() return now end, CH)
   end)
 
   -- One headshot started without a wait, as the client makes it: a slot, a POST answered with

@@ -5,14 +5,7 @@
 -- renewed or released ones too. A clock of the spec's own, so no time passes by itself.
 local process = require "faceswap.coordinator.process"
 
--- Lua VM instructions run by fn() (a count hook: the same on every run, whatever the load).
-local function instructions(fn)
-  local n = 0
-  debug.sethook(function() n = n + 1 end, "", 1)
-  fn()
-  debug.sethook()
-  return n
-end
+local instructions = require("spec.support.count").instructions
 
 describe("the in-process coordinator", function()
   local now

@@ -3,9 +3,7 @@
 -- left by a task woken early never resumes it. No simulator: the tasks make no request.
 local faceswap = require "faceswap"
 
-local function new_client()
-  return faceswap.new { token = "test-token", base_url = "http://127.0.0.1:9/v1/faceswap" }
-end
+local new_client = require("spec.support.fixture").offline_client
 
 describe("the scheduler's sleepers #unit", function()
   it("wake in the order of their wake times, longer sleeps first begun or not", function()

@@ -3,9 +3,7 @@
 -- wait takes everything that is due. No simulator: the tasks make no request.
 local faceswap = require "faceswap"
 
-local function new_client()
-  return faceswap.new { token = "test-token", base_url = "http://127.0.0.1:9/v1/faceswap" }
-end
+local new_client = require("spec.support.fixture").offline_client
 
 describe("step(0)'s budget", function()
   it("starts 50 tasks spawned together 12 per step(0), next_wakeup() 0 until all ran", function()

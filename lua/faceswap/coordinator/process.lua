@@ -180,15 +180,7 @@ function M.take(self, c, capacity, rec)
   rec[1] = expires
   c.leases[id] = rec
   c.live = n + 1
-  -- push_end, inline: ends come in order here, so the new one mostly stays at the bottom
-  local ids, k = c.ids, #ends + 1
-  while k > 1 do
-    local up = (k - k % 2) / 2
-    if ends[up] <= expires then break end
-    ends[k], ids[k] = ends[up], ids[up]
-    k = up
-  end
-  ends[k], ids[k] = expires, id
+  push_end(c, expires, id)
   return id
 end
 
