@@ -281,9 +281,13 @@ function M.method(internals)
     local max_pause = (self._retry or retry.defaults).max_retry_after
     local on_update = opts.on_update or function() end
     local on_send = opts.on_send
-    local wait_opts = opts.wait
-    if wait_opts == nil or wait_opts == true then wait_opts = {} end
-    local follow = wait_opts ~= false
+    -- the wait options as checked now: a copy, since the items' waits skip client:wait's
+    -- checks (a caller's table changed meanwhile cannot slip a refused value past them)
+    local wait_opts = {}
+    if type(opts.wait) == "table" then
+      for k, v in pairs(opts.wait) do wait_opts[k] = v end
+    end
+    local follow = opts.wait ~= false
 
     -- The channels the batch uses, each with its authority (`ch`); the items waiting for room
     -- on the shared ones (those without a channel of their own), in order: the first of them
