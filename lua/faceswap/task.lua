@@ -476,10 +476,12 @@ function Scheduler:step(timeout, nested)
         local tail = self.lane_tail
         if h == tail then
           self.lane_head, self.lane_tail = 1, 0
-        elseif h < 32 then
+        elseif h < 32 or h <= tail - h then
           self.lane_head = h + 1
         else
-          -- moved down to 1: the indices stay in the arrays' array part, never hashed
+          -- moved down to 1 once the spent head outgrows the live entries (so each entry moves
+          -- at most about once: no cost per wake that grows with the sleepers): the indices
+          -- stay in the arrays' array part, never hashed
           local n = tail - h
           for k = 1, n do
             lane_at[k], lane_task[k], lane_token[k] = lane_at[h + k], lane_task[h + k], lane_token[h + k]
