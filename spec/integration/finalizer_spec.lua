@@ -12,74 +12,16 @@ local fixture = require "spec.support.fixture"
 local sim = require "spec.support.sim"
 
 local SPEC = "spec/integration/finalizer_spec.lua"
-local GC_STEP = tonumber(os.getenv("FACESWAP_GC_STEP")) or 1
--- calls (or rounds) a guard may take to land where it is aimed: a count, not a time
-local MAX_TRIES = tonumber(os.getenv("FS_TRIES")) or 20000
+local gc_guard = require "spec.support.gc_guard"
+local MAX_TRIES, collect_all_the_time, guard, jitter = gc_guard.MAX_TRIES,
+  gc_guard.collect_all_the_time, gc_guard.guard, gc_guard.jitter
 
 local function next_line()
   return debug.getinfo(2, "l").currentline + 1
 end
 
--- The collector stepping all the time; returns what puts it back.
-local function collect_all_the_time()
-  local v54 = _VERSION == "Lua 5.4"
-  if v54 then collectgarbage("incremental", 0, 0, GC_STEP) end
-  local pause = collectgarbage("setpause", 0)
-  return function()
-    collectgarbage("setpause", pause)
-    if v54 then collectgarbage("incremental", 0, 0, tonumber(os.getenv("FACESWAP_GC_STEP")) or 13) end
-  end
-end
-
--- Whether a function of `targets` has a frame on the running coroutine's stack, above the
--- finalizer that asks.
-local function inside(targets)
-  local level = 3 -- 1 this function, 2 the finalizer
-  while true do
-    local info = debug.getinfo(level, "f")
-    if not info then return false end
-    if targets[info.func] then return true end
-    level = level + 1
-  end
-end
-
--- An object whose finalizer is fn: a table on 5.2+, a userdata on 5.1 and LuaJIT (whose
--- tables have no __gc).
-local newproxy = rawget(_G, "newproxy")
-local function collectable(fn)
-  if newproxy then
-    local u = newproxy(true)
-    getmetatable(u).__gc = fn
-    return
-  end
-  setmetatable({}, { __gc = fn })
-end
-
--- A guard: its finalizer calls action() when it runs inside one of `targets` (then hit.co is
--- the coroutine it ran in), and otherwise leaves another guard.
-local function guard(action, targets, hit)
-  collectable(function()
-    if hit.co ~= nil or hit.off then return end
-    if inside(targets) then
-      hit.co = coroutine.running() or "main"
-      action()
-    else
-      guard(action, targets, hit)
-    end
-  end)
-end
-
 local function closer(client)
   return function() client:close() end
-end
-
--- Some garbage of a random size: the loops allocate the same each time round, and without
--- this the collector's cycle can fall in step with them, its finalizers always running at the
--- same place.
-local function jitter()
-  local t = {}
-  for k = 1, math.random(0, 40) do t[k] = {} end
-  return #t
 end
 
 local function transport_method(client, name)

@@ -5,56 +5,10 @@
 -- a frame of the aimed function on the stack (see finalizer_spec.lua, whose pattern this is).
 local fixture = require "spec.support.fixture"
 
-local MAX_TRIES = tonumber(os.getenv("FS_TRIES")) or 20000
-local GC_STEP = tonumber(os.getenv("FACESWAP_GC_STEP")) or 1
+local gc_guard = require "spec.support.gc_guard"
+local MAX_TRIES, collect_all_the_time, guard, jitter = gc_guard.MAX_TRIES,
+  gc_guard.collect_all_the_time, gc_guard.guard, gc_guard.jitter
 
-local function collect_all_the_time()
-  local v54 = _VERSION == "Lua 5.4"
-  if v54 then collectgarbage("incremental", 0, 0, GC_STEP) end
-  local pause = collectgarbage("setpause", 0)
-  return function()
-    collectgarbage("setpause", pause)
-    if v54 then collectgarbage("incremental", 0, 0, tonumber(os.getenv("FACESWAP_GC_STEP")) or 13) end
-  end
-end
-
-local function inside(targets)
-  local level = 3
-  while true do
-    local info = debug.getinfo(level, "f")
-    if not info then return false end
-    if targets[info.func] then return true end
-    level = level + 1
-  end
-end
-
-local newproxy = rawget(_G, "newproxy")
-local function collectable(fn)
-  if newproxy then
-    local u = newproxy(true)
-    getmetatable(u).__gc = fn
-    return
-  end
-  setmetatable({}, { __gc = fn })
-end
-
-local function guard(action, targets, hit)
-  collectable(function()
-    if hit.co ~= nil or hit.off then return end
-    if inside(targets) then
-      hit.co = coroutine.running() or "main"
-      action()
-    else
-      guard(action, targets, hit)
-    end
-  end)
-end
-
-local function jitter()
-  local t = {}
-  for k = 1, math.random(0, 40) do t[k] = {} end
-  return #t
-end
 
 describe("review: a finalizer that closes the client inside the authority's fast path #gc", function()
   local restore, hit
