@@ -9,21 +9,17 @@ local gc_guard = require "spec.support.gc_guard"
 local MAX_TRIES, collect_all_the_time, guard, jitter = gc_guard.MAX_TRIES,
   gc_guard.collect_all_the_time, gc_guard.guard, gc_guard.jitter
 
-
 describe("review: a finalizer that closes the client inside the authority's fast path #gc", function()
-  local restore, hit
-  local fx = fixture.simulator { job_seconds = 30, config = { latency = 0, credits_total = 1e9 },
-    after = function()
-      hit.off = true
-      restore()
-    end }
-  before_each(function()
-    hit = {}
-    restore = collect_all_the_time()
-  end)
+  local fx = fixture.simulator { job_seconds = 30, config = { latency = 0, credits_total = 1e9 } }
 
   local function aimed(name, fn_of)
     it("inside " .. name .. ": the call's answer or 'client closed', later calls raise", function()
+      -- a guard still pending after the test does nothing more
+      local hit, restore = {}, collect_all_the_time()
+      finally(function()
+        hit.off = true
+        restore()
+      end)
       local client = fx.client
       local target = fn_of(client)
       guard(function() client:close() end, { [target] = true }, hit)
