@@ -63,7 +63,9 @@ local function watch_uv(co, w)
   end
   if w.deadline then
     uv.update_time()                  -- the loop's clock stands still while tasks run
-    local ms = math.max(0, math.ceil((w.deadline - now()) * 1000))
+    -- (+1: libuv's clock is whole milliseconds, truncated, so a timer of exactly the time left
+    -- could fire up to a millisecond before the deadline: a 0.3 s delay answered in 0.2998 s)
+    local ms = math.max(0, math.ceil((w.deadline - now()) * 1000)) + 1
     w.timer = uv.new_timer()
     uv.timer_start(w.timer, ms, 0, function() wake(co, w, "timeout") end)
   end
