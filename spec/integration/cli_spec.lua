@@ -379,7 +379,8 @@ describe("faceswap command line #lua_only", function()
         shell_quote(dir), shell_quote(done)))
       local part, final = "." .. jobid .. "-1.png.download", dir .. "/" .. jobid .. "-1.png"
       local seen_part, final_early = false, false
-      while not read_all(done) do
+      -- (done once the exit status is written: the shell makes the file before echo writes it)
+      while not (read_all(done) or ""):find("\n") do
         for _, name in ipairs(ls(dir)) do
           local bytes = name:sub(1, #part) == part and read_all(dir .. "/" .. name)
           if bytes and #bytes > 0 then

@@ -56,7 +56,18 @@ describe("lifecycle", function()
       -- a transfer started behind the scheduler's back (as a failed yield once left one)
       local orphan = fx.client._transport:start("GET", "/jobs/?jobid=orphan")
       local tasks = {}
-      for i = 1, 3 do tasks[i] = fx.client:spawn(function() return fx.client:job("t" .. i) end) end
+      -- each task ends once no transfer runs (the orphan's ended too, and step dropped it), or
+      -- after 10 s: the orphan, started first, can end after the tasks' own on a loaded machine
+      for i = 1, 3 do
+        tasks[i] = fx.client:spawn(function()
+          local job, err = fx.client:job("t" .. i)
+          for _ = 1, 1000 do
+            if fx.client._transport:running() == 0 then break end
+            faceswap.sleep(0.01)
+          end
+          return job, err
+        end)
+      end
       fx.client:run()
       for i = 1, 3 do assert.equal("not_found", select(2, tasks[i]:result()).kind) end
       assert.has_error(function() fx.client._transport:finish(orphan) end,
