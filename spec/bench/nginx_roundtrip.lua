@@ -25,12 +25,7 @@ local function sh(cmd)
   local ok = os.execute(cmd)
   assert(ok == true or ok == 0, "failed: " .. cmd)
 end
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read = require("spec.support.shell").contents
 
 -- the loopback server
 sh("mkdir -p '" .. out .. "'")
@@ -209,7 +204,8 @@ local function measure(kind, n)
     os.execute("kill " .. server_pid)
     error(err, 0)
   end
-  local total = read(cg):match("\nsummary: (%d+)") or read(cg):match("\ntotals: (%d+)")
+  local text = read(cg)
+  local total = text:match("\nsummary: (%d+)") or text:match("\ntotals: (%d+)")
   return assert(tonumber(total), "no total in " .. cg)
 end
 
