@@ -301,26 +301,8 @@ local function call(self, op, method, path, content_type, body, o, ch, slot)
     end, policy, nil, err, started, method .. " " .. path)
   end
   local max_pause = (policy or retry.defaults).max_retry_after
-  local job, err, refused
-  if slot then
-    -- a job command's first attempt: through()'s, written here (a frame and its twelve
-    -- arguments less a request)
-    local lease
-    lease, err = ch:acquire(false, max_pause)
-    refused = false
-    if lease then
-      local ok
-      ok, job, err = tasks.pcall(exchange, self, op, method, path, content_type, body, 1, xfer)
-      if not ok then
-        ch:release_slot(lease)
-        error(job, 0)
-      end
-      refused = ch:answered(lease, job, err, runs(job))
-    end
-  else
-    job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
-      content_type, body, 1, xfer)
-  end
+  local job, err, refused = through(self, ch, slot, false, max_pause, op, method, path,
+    content_type, body, 1, xfer)
   if job ~= nil or not policy or not retry.retryable(err) then return job, err end
   local attempt = 1
   return retry.run(function()
