@@ -124,9 +124,10 @@ local function watchers(ch)
 end
 local function watching(ch) return getmetatable(ch.on_release).fns end
 
-local NONE = {}
+-- (by_key's key for a nil channel is false: a job command looks its channel up there first,
+-- `by_key[channel or false]`, before calling this)
 function Registry.of(self, channel)
-  local key = channel or NONE
+  local key = channel or false
   local ch = self.by_key[key]
   if not ch then
     ch = setmetatable({ id = channel, key = channel or "", reg = self, sched = self.sched,

@@ -9,6 +9,7 @@
 local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local tasks = require "faceswap.task"
+local protected = tasks.pcall -- (through's, read once: a pcall a task may yield through)
 local logs = require "faceswap.log"
 local authority = require "faceswap.channel"
 local coordinators = require "faceswap.coordinator"
@@ -271,7 +272,7 @@ local function through(self, ch, slot, refused, max_pause, op, method, path, con
   local lease, err = ch:acquire(refused, max_pause)
   if not lease then return nil, err, refused end
   -- the slot is freed whatever the exchange does (a log function that raises)
-  local ok, job, e = tasks.pcall(exchange, self, op, method, path, content_type, body,
+  local ok, job, e = protected(exchange, self, op, method, path, content_type, body,
     attempt, xfer)
   if not ok then
     ch:release_slot(lease)
@@ -541,7 +542,7 @@ local function command_method(cmd)
       -- (its authority read from the registry's map first: a call through its __call costs
       -- a metamethod lookup and a frame more)
       local reg = self._channel_of
-      local ch = kind == "job" and (reg.by_key[channel] or reg(channel)) or nil
+      local ch = kind == "job" and (reg.by_key[channel or false] or reg(channel)) or nil
       result, err = call(self, name, method, path, content_type, body, o, ch, ch ~= nil)
       if err ~= nil and type(params) == "table" and type(params.discord) == "string" then
         err = logs.redact_error(err, { params.discord }) -- add_account's Discord token

@@ -49,8 +49,11 @@ local check, check_capacity = require("faceswap.coordinator").check,
 local function record(self, channel)
   local c = self.state.channels[channel]
   if not c then
-    c = { leases = {}, live = 0, ends = {}, ids = {}, hold = nil, pause = nil, dead = nil,
-          capacity = nil }
+    -- (hold, pause, dead and capacity false when unset, not absent: the fast path's take and
+    -- the authority's answered read them on every slot, and a field the table lacks costs a
+    -- miss through luaV_finishget a read; the methods answer nil for them as before)
+    c = { leases = {}, live = 0, ends = {}, ids = {}, hold = false, pause = false, dead = false,
+          capacity = false }
     self.state.channels[channel] = c
   end
   return c
@@ -121,7 +124,7 @@ local function sweep(c, now)
       pop_end(c)
     end
   end
-  if c.hold and c.hold.expires <= now then c.hold = nil end
+  if c.hold and c.hold.expires <= now then c.hold = false end
   return c.live, ends[1]
 end
 
@@ -130,7 +133,7 @@ local function refused(c, now, holder)
   if c.dead then return "dead" end
   if c.pause then
     if c.pause > now then return "paused", c.pause - now end
-    c.pause = nil
+    c.pause = false
   end
   if c.hold and c.hold.holder ~= holder then return "held", c.hold.expires - now end
   return nil
@@ -229,7 +232,7 @@ function Coordinator:unhold(channel, holder)
   local c = record(self, channel)
   sweep(c, self.clock())
   if c.hold and c.hold.holder == holder then
-    c.hold = nil
+    c.hold = false
     return true
   end
   return false
@@ -252,8 +255,8 @@ end
 function Coordinator:paused(channel)
   check(self, channel)
   local c = record(self, channel)
-  if c.pause and c.pause <= self.clock() then c.pause = nil end
-  return c.pause
+  if c.pause and c.pause <= self.clock() then c.pause = false end
+  return c.pause or nil
 end
 
 function Coordinator:kill(channel, reason)
@@ -265,7 +268,7 @@ end
 
 function Coordinator:dead(channel)
   local c = not self.closed and self.state.channels[channel] or checked(self, channel)
-  return c.dead
+  return c.dead or nil
 end
 
 function Coordinator:learn(channel, capacity)
@@ -276,7 +279,7 @@ end
 
 function Coordinator:capacity(channel)
   local c = not self.closed and self.state.channels[channel] or checked(self, channel)
-  return c.capacity
+  return c.capacity or nil
 end
 
 function Coordinator:publish(jobid, json)
