@@ -69,7 +69,7 @@ enum {
   FAULT_TIMEOUT,
   FAULT_TIMEOUT_OF, FAULT_CONNECT_TIMEOUT, FAULT_TLS_TIMEOUT, FAULT_REFUSED, FAULT_CERTIFICATE,
   FAULT_BAD_URL, FAULT_HTTP09, FAULT_SEND, FAULT_EMPTY, FAULT_RESET, FAULT_CUT_BODY,
-  FAULT_CUT_CHUNKED, FAULT_BAD_LENGTH, FAULT_CHUNK_SIZE, FAULT_COUNT
+  FAULT_CUT_CHUNKED, FAULT_BAD_LENGTH, FAULT_CHUNK_SIZE, FAULT_STATUS_LINE, FAULT_COUNT
 };
 /* Pushes nil and the error object of the fault: its words are msg when given (libcurl's), else
  * its row's, filled in from the arguments as lua_pushfstring does. */

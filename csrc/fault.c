@@ -56,6 +56,9 @@ static const fault_row faults[FAULT_COUNT] = {
   [FAULT_BAD_LENGTH] = {"bad_length", "transport", 0, "Invalid Content-Length: value"},
   [FAULT_CHUNK_SIZE] = {"chunk_size", "transport", 0,
                         "Illegal or missing hexadecimal sequence in chunked-encoding"},
+  /* ours for what libcurl words in several ways, or takes: HTTP/1.0 or HTTP/1.1, one space,
+   * a status of three digits (100-999), then a space or the line's end (RFC 9112, 4) */
+  [FAULT_STATUS_LINE] = {"status_line", "transport", 1, "answer with an invalid status line"},
 };
 
 static void push_error(lua_State *L, int fault, int sent, int post, int code) {

@@ -110,7 +110,8 @@ typedef struct transfer {
   long set_ulbuf;               /* CURLOPT_UPLOAD_BUFFERSIZE, 0 for libcurl's default */
   int body_failed;              /* a file of the body could not be sent: body_fault says why */
   upload_fault body_fault;
-  int oversize, refused_rewind, no_memory, bad_framing;
+  int oversize, refused_rewind, no_memory;
+  int bad_framing;              /* 0, or the FAULT_* of headers that leave the answer unread */
   int forked;                   /* in flight when the process forked: the parent's, not ours */
   int pinned;                   /* being finished inside a window: no other call may take it */
   int direct;                   /* CURLOPT_PROXY is "": this transfer uses no proxy */
@@ -328,6 +329,40 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   return bytes;
 }
 
+/* 0 when the status line `data` (its CRLF or LF included) is HTTP/1.0 or HTTP/1.1, one space,
+ * three digits from 100, then a space or the line's end; else the fault it is: FAULT_HTTP09 when
+ * it does not start "HTTP/" (libcurl takes "http/" too), else FAULT_STATUS_LINE. The nginx
+ * transport reads status lines by the same rule (lua/faceswap/resty/transport.lua). */
+static int status_line_fault(const char *data, size_t bytes) {
+  if (bytes < 5 || memcmp(data, "HTTP/", 5) != 0)
+    return FAULT_HTTP09;
+  if (bytes < 13 || memcmp(data, "HTTP/1.", 7) != 0 || (data[7] != '0' && data[7] != '1') ||
+      data[8] != ' ' || data[9] < '1' || data[9] > '9' || data[10] < '0' || data[10] > '9' ||
+      data[11] < '0' || data[11] > '9' ||
+      (data[12] != ' ' && data[12] != '\r' && data[12] != '\n'))
+    return FAULT_STATUS_LINE;
+  return 0;
+}
+
+/* Whether the value of a Content-Length line (after its colon, up to its CRLF or LF) is digits
+ * between spaces and tabs (RFC 9110, 8.6), and then that number in *v (LLONG_MAX past it). */
+static int length_value(const char *p, size_t bytes, long long *v) {
+  const char *end = p + bytes, *digits;
+  while (end > p && (end[-1] == '\n' || end[-1] == '\r'))
+    end--;
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  digits = p;
+  while (p < end && *p >= '0' && *p <= '9')
+    p++;
+  if (p == digits)
+    return 0;
+  *v = strtoll(digits, NULL, 10);
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  return p == end;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   transfer_t *x = (transfer_t *)ud;
   size_t bytes = size * n;
@@ -339,6 +374,11 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
     x->head.len = 0;
     x->content_length = -1;
     x->final_status = !(bytes >= 12 && memcmp(data, "HTTP/", 5) == 0 && data[9] == '1');
+    x->bad_framing = status_line_fault(data, bytes); /* libcurl takes "http/", "HTTP/2 200"... */
+    if (x->bad_framing) {
+      x->final_status = 0;
+      return 0;
+    }
   } else if (bytes <= 2 && (data[0] == '\r' || data[0] == '\n')) {
     /* the blank line: the answer's header block is whole, or a 1xx's ended */
     if (x->final_status)
@@ -348,9 +388,13 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
   } else if (bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
     /* libcurl takes the last of several; two that disagree leave the body's end unknown
      * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
-    long long v = strtoll(data + 15, NULL, 10);
+    long long v;
+    if (!length_value(data + 15, bytes - 15, &v)) { /* libcurl reads "1 2" or "+5" as a number */
+      x->bad_framing = FAULT_BAD_LENGTH;
+      return 0;
+    }
     if (x->content_length >= 0 && v != x->content_length) {
-      x->bad_framing = 1;
+      x->bad_framing = FAULT_FRAMING;
       return 0;
     }
     x->content_length = v;
@@ -1481,7 +1525,7 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     fault_push(L, FAULT_OVERSIZE, sent, x->post, code, NULL,
                x->download ? "a download may be" : "max_response", (int)x->limit);
   else if (x->bad_framing)
-    fault_push(L, FAULT_FRAMING, sent, x->post, code, NULL);
+    fault_push(L, x->bad_framing, sent, x->post, code, NULL);
   else if (x->refused_rewind)
     fault_push(L, FAULT_NOT_RESENT, sent, x->post, code, NULL);
   else if (res == CURLE_OK) /* libcurl's OK for a connection closed inside the headers */
@@ -1495,6 +1539,8 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     fault_push(L, FAULT_CERTIFICATE, sent, x->post, code, msg);
   else if (res == CURLE_URL_MALFORMAT)
     fault_push(L, FAULT_BAD_URL, sent, x->post, code, msg);
+  else if (res == CURLE_UNSUPPORTED_PROTOCOL && strncmp(msg, "Unsupported ", 12) == 0)
+    fault_push(L, FAULT_STATUS_LINE, sent, x->post, code, NULL); /* "... response code", "... version" */
   else if (res == CURLE_UNSUPPORTED_PROTOCOL) /* the protocols are http(s): HTTP/0.9 */
     fault_push(L, FAULT_HTTP09, sent, x->post, code, msg);
   else

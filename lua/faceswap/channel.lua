@@ -132,7 +132,8 @@ function Registry.of(self, channel)
   if not ch then
     ch = setmetatable({ id = channel, key = channel or "", reg = self, sched = self.sched,
       coord = self.coord,
-      holder = nil, hold_id = nil, hold_waiters = {},  -- the exclusive hold, as this process has it
+      -- the exclusive hold, as this process has it (hold_taken: the coordinator gave it)
+      holder = nil, hold_id = nil, hold_taken = false, hold_waiters = {},
       waiters = {},      -- callers waiting for a slot, in order: { task = t or BLOCKING, refused }
       leases = {},       -- lease id -> its record (see record below)
       end_at = {}, end_id = {}, end_head = 1, end_tail = 0, -- the leases' ends, in order (expire)
@@ -639,15 +640,21 @@ function Channel:observe(err)
   end
 end
 
+local ask_hold -- (with the exclusive hold, below)
+
 -- Whether the caller may go on now: nil, or the error it gets (dead; paused longer than
--- `max_pause`). Waits out a pause that is not. For the calls that take no slot (blocking).
+-- `max_pause`). Waits out a pause that is not, then takes the hold the pause kept the caller
+-- from (a blocking command never runs without it). For the calls that take no slot (blocking).
 function Channel:ready(max_pause)
   local me = self.sched:current() or BLOCKING
   while true do
     local dead = self:dead()
     if dead then return dead end
     local until_ = self.coord:paused(self.key)
-    if not until_ then return nil end
+    if not until_ then
+      if not self.hold_id or self.hold_taken or ask_hold(self, me) then return nil end
+      until_ = self.coord:paused(self.key) or self.coord:now() -- (paused again, or dead: look again)
+    end
     local left = until_ - self.coord:now()
     if left > (max_pause or 120) then return paused_error(self, left) end
     pause_for(self, me, left)
@@ -714,18 +721,27 @@ function Channel:held_by_other()
   return self.coord:holder(self.key) ~= nil
 end
 
--- Takes the hold in the coordinator for the local holder, waiting while another process has
--- it (or a pause runs: the call itself waits that out); a dead channel is the call's to see.
--- Once it has the hold, no slot is given; the requests of ours already on their way there are
--- let land first, so the command never meets them upstream (each would be a 429 there).
-local function hold_upstream(self, me)
-  self.hold_id = self.reg:id()
+-- Asks the coordinator for the hold (self.hold_id) until it gives it, waiting while another
+-- process has it: true, or false while the channel is dead or paused (the call sees the one
+-- and waits the other out in ready(), within its max_pause, then asks again). Once it has the
+-- hold, no slot is given; the requests of ours already on their way there are let land first,
+-- so the command never meets them upstream (each would be a 429 there).
+function ask_hold(self, me)
   while true do
     local ok, why, retry_in = self.coord:hold(self.key, self.hold_id)
-    if ok or why == "dead" or why == "paused" then break end
+    if ok then break end
+    if why == "dead" or why == "paused" then return false end
     pause_for(self, me, retry_in)
   end
+  self.hold_taken = true
   settle(self, me ~= BLOCKING and me)
+  return true
+end
+
+-- Takes the hold in the coordinator for the local holder (see ask_hold).
+local function hold_upstream(self, me)
+  self.hold_id, self.hold_taken = self.reg:id(), false
+  if not ask_hold(self, me) then settle(self, me ~= BLOCKING and me) end
 end
 
 -- Takes the exclusive hold, waiting for the holder to release it. A task that can yield parks

@@ -178,6 +178,54 @@ describe("the nginx transport #external", function()
       agree({ action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}" },
         "job", "transport|200|true|true|Invalid Content-Length: value")
     end)
+
+    -- RFC 9110, 8.6: Content-Length is digits and nothing else (white space around them aside);
+    -- RFC 9112, 6.3: any other value leaves the body's end unknown, so the answer is an error.
+    for _, value in ipairs { "1 2", "+5", "2, 2", "2,3", "0x2", "2a", "\v2", "" } do
+      it(string.format("a Content-Length of %q", value), function()
+        agree({ action = "raw", match = "^GET /jobs/$",
+                data = "HTTP/1.1 200 OK\r\nContent-Length: " .. value .. "\r\n\r\n{}" },
+          "job", "transport|200|true|true|Invalid Content-Length: value")
+      end)
+    end
+
+    it("a Content-Length past what 64 bits hold: too large, nothing read", function()
+      agree({ action = "raw", match = "^GET /jobs/$",
+              data = "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n{}" },
+        "job", "bad_response|200|false|true|answer larger than max_response (262144 bytes)")
+    end)
+
+    it("Content-Length with white space around its digits is read", function()
+      agree({ action = "raw", match = "^GET /jobs/$",
+              data = "HTTP/1.1 200 OK\r\nContent-Length:\t 2 \t\r\n\r\n{}" },
+        "job", "bad_response|200|true|true|HTTP 200 answer: not a job: no jobid string")
+    end)
+
+    -- RFC 9112, 4: a status line is HTTP/1.0 or HTTP/1.1, one space, a status of exactly three
+    -- digits (100 to 999), then a space or the line's end.
+    for _, line in ipairs { "HTTP/1.1 20", "HTTP/1.1 20 OK", "HTTP/1.1 2000", "HTTP/1.1 2000 OK", "HTTP/1.1 abc",
+                            "HTTP/1.1 099 Low", "HTTP/1.1 -20 X", "HTTP/1.1  200 OK", "HTTP/1.1 200OK",
+                            "HTTP/1.1 200\tOK", "HTTP/1.2 200 OK", "HTTP/2 200 OK", "HTTP/x.y 500 X",
+                            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 20 OK" } do
+      it(string.format("a status line %q", line), function()
+        agree({ action = "raw", match = "^GET /jobs/$", data = line .. "\r\nContent-Length: 2\r\n\r\n{}" },
+          "job", "transport|nil|false|true|answer with an invalid status line")
+      end)
+    end
+
+    it("a status line in lower case is not HTTP", function()
+      agree({ action = "raw", match = "^GET /jobs/$", data = "http/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}" },
+        "job", "transport|nil|false|true|Received HTTP/0.9 when not allowed")
+    end)
+
+    it("status lines without a reason, of HTTP/1.0, and past 599 are read", function()
+      for _, line in ipairs { "HTTP/1.1 200", "HTTP/1.0 200 OK", "HTTP/1.1 200 " } do
+        agree({ action = "raw", match = "^GET /jobs/$", data = line .. "\r\nContent-Length: 2\r\n\r\n{}" },
+          "job", "bad_response|200|true|true|HTTP 200 answer: not a job: no jobid string")
+      end
+      agree({ action = "raw", match = "^GET /jobs/$", data = "HTTP/1.1 999 X\r\nContent-Length: 2\r\n\r\n{}" },
+        "job", "server|999|true|true|HTTP 999: {}")
+    end)
   end)
 
   it("a TLS server that never finishes the handshake: timeout, in libcurl's words for either limit", function()

@@ -226,24 +226,28 @@ local function read_body(r, limit)
   return nil, err
 end
 
--- The status of a status line ("HTTP/1.0" or "HTTP/1.1", a space, three digits) and whether
--- its version keeps the connection (1.1); nil for anything else.
+-- The status of a status line ("HTTP/1.0" or "HTTP/1.1", a space, three digits from 100, then
+-- a space or the line's end: RFC 9112, 4) and whether its version keeps the connection (1.1);
+-- for anything else nil and its fault: "http09" when it does not start "HTTP/", else
+-- "status_line" (the rule of the libcurl transport's status_line_fault, csrc/transport_curl.c).
 local function status_line(line)
-  if sub(line, 1, 7) ~= "HTTP/1." then return nil end
-  local minor, space, a, b, c = byte(line, 8, 12)
-  if not (c and (minor == 48 or minor == 49) and space == 32 and a >= 48 and a <= 57 and
-          b >= 48 and b <= 57 and c >= 48 and c <= 57) then
-    return nil
+  if sub(line, 1, 7) ~= "HTTP/1." then
+    return nil, sub(line, 1, 5) == "HTTP/" and "status_line" or "http09"
+  end
+  local minor, space, a, b, c, after = byte(line, 8, 13)
+  if not (c and (minor == 48 or minor == 49) and space == 32 and a >= 49 and a <= 57 and
+          b >= 48 and b <= 57 and c >= 48 and c <= 57 and (after == nil or after == 32)) then
+    return nil, "status_line"
   end
   return a * 100 + b * 10 + c - 5328, minor == 49 -- (5328: "000")
 end
 
--- A header's value from index `from` of `line` when it is digits between optional white
--- space (as %s: space and \t to \r), as a number; else nil.
+-- A header's value from index `from` of `line` when it is digits between optional spaces and
+-- tabs (RFC 9110, 8.6, as the libcurl transport's length_value), as a number; else nil.
 local function digits(line, from)
   local i, last = from, #line
   local c = byte(line, i)
-  while c == 32 or (c and c >= 9 and c <= 13) do
+  while c == 32 or c == 9 do
     i = i + 1
     c = byte(line, i)
   end
@@ -254,7 +258,7 @@ local function digits(line, from)
   end
   if i == first then return nil end
   local stop = i - 1
-  while c == 32 or (c and c >= 9 and c <= 13) do
+  while c == 32 or c == 9 do
     i = i + 1
     c = byte(line, i)
   end
@@ -273,7 +277,7 @@ local function read_head(r)
     local line, err, partial = r:line()
     if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
     local status, keepalive = status_line(line)
-    if not status then return nil, "http09" end
+    if not status then return nil, keepalive end -- (its fault)
     r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
     while true do
@@ -433,8 +437,8 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed(cut and "cut_headers" or "empty", true, post)
     elseif find(tostring(err), "reset by peer", 1, true) then
       return failed("reset", true, post, status)
-    elseif err == "http09" then
-      return failed("http09", true, post)
+    elseif err == "http09" or err == "status_line" then
+      return failed(err, true, post)
     elseif err == "big_headers" or err == "bad_length" or err == "framing" then
       return failed(err, true, post, status)
     end

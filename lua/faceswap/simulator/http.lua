@@ -60,6 +60,10 @@ local function response_closes(resp)
   return false
 end
 
+-- A scripted header's value as text: a number as the script wrote it (555, not the 555.0 of
+-- the float its JSON made).
+local function header_text(v) return type(v) == "number" and number_text(v) or tostring(v) end
+
 -- Status line and headers. content_length may differ from #body (truncate claims the whole);
 -- "chunked" sends Transfer-Encoding: chunked instead of a Content-Length.
 local function render_head(resp, close, content_length)
@@ -84,9 +88,9 @@ local function render_head(resp, close, content_length)
   for _, name in ipairs(names) do
     local value = resp.headers[name]
     if type(value) == "table" then            -- an array of values gives repeated header lines
-      for _, v in ipairs(value) do lines[#lines + 1] = name .. ": " .. tostring(v) end
+      for _, v in ipairs(value) do lines[#lines + 1] = name .. ": " .. header_text(v) end
     else
-      lines[#lines + 1] = name .. ": " .. tostring(value)
+      lines[#lines + 1] = name .. ": " .. header_text(value)
     end
   end
   return table.concat(lines, "\r\n") .. "\r\n\r\n"
