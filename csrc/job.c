@@ -387,7 +387,7 @@ typedef struct {
  * same fields each time: the field found at place k last time is compared first, so the
  * usual member costs one compare, not up to 19. */
 static int field_of(lua_State *L, interned_t *in, int k) {
-  const char *key = lua_tostring(L, -2); /* a string: the caller looked */
+  const char *key = lua_tostring(L, -2); /* a string: a member's name */
   int f = k < ORDER_MAX ? in->order[k] : F_COUNT;
   if (f < F_COUNT && in->name[f] == key)
     return f;
@@ -450,7 +450,8 @@ int job_push_json(lua_State *L, int json_idx) {
    * member is not a field (then the job keeps a table of its fields only) */
   lua_pushnil(L);
   while (lua_next(L, tree)) {
-    int f = lua_type(L, -2) == LUA_TSTRING ? field_of(L, in, k) : F_COUNT;
+    /* every key is a string: lua-cjson made this table of an object's members */
+    int f = field_of(L, in, k);
     int t = lua_type(L, -1);
     if (f == F_STATUS)
       done = t == LUA_TSTRING && is_terminal(L, -1);

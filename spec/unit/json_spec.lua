@@ -148,4 +148,21 @@ describe("JSON #unit", function()
       decode_error('{"jobid":"\\udc00"}'))
     assert.equal("invalid JSON: bad \\u escape at byte 11", decode_error('{"jobid":"\\u12"}'))
   end)
+
+  it("looks at every byte of a long text, whichever block of the fast pass holds it", function()
+    -- the pass reads 32, 16, 8 bytes at a time, then one: a bad byte at each place of a
+    -- 100-byte string, and the byte after a good multibyte character, is still refused
+    for at = 1, 100 do
+      local before, after = ("a"):rep(at - 1), ("b"):rep(100 - at)
+      local start = #'{"jobid":"' + at
+      assert.equal("invalid JSON: control character in string at byte " .. start,
+        decode_error('{"jobid":"' .. before .. "\31" .. after .. '"}'))
+      assert.equal("invalid JSON: invalid UTF-8 in string at byte 11",
+        decode_error('{"jobid":"' .. before .. "\255" .. after .. '"}'))
+      assert.equal("invalid JSON: invalid UTF-8 in string at byte 11",
+        decode_error('{"jobid":"' .. before .. "\226\128\166\192" .. after .. '"}'))
+      assert.equal(before .. "\226\128\166" .. after,
+        assert(faceswap.decode('{"jobid":"' .. before .. "\226\128\166" .. after .. '"}')).jobid)
+    end
+  end)
 end)
