@@ -73,10 +73,17 @@
  * once, do not all land in one step(0). A plain http connection counts 1, an https one (a
  * TLS handshake: about 3.7 million instructions, 1 ms of CPU on the benchmark machine, spread
  * over the two steps that send its hello and read the server's) counts 4, and one poll opens
- * up to OPEN_BUDGET's worth (at least one): 4 http or 1 https connections a step. Measured in
+ * up to OPEN_BUDGET's worth (at least one): 4 http or 1 https connections a step.
+ * An https opener also waits until the previous one's handshake is done (or it ended), so
+ * that no step holds the hello of one and the key exchange of the other; but not forever on
+ * a slow server: after OPEN_WAIT_POLLS polls and OPEN_WAIT_SECONDS it joins anyway (a
+ * loopback or LAN handshake is done by then; over a 100 ms round trip, which takes 200 ms a
+ * handshake, 16 opens start within 16 x 5 ms instead of at once). Measured in
  * docs/benchmarks.md (frames) and docs/https.md. */
 #define OPEN_BUDGET 4
 #define OPEN_COST_HTTPS 4
+#define OPEN_WAIT_POLLS 2
+#define OPEN_WAIT_SECONDS 0.005
 
 typedef struct {
   char *p;
@@ -166,6 +173,11 @@ struct transport {
   transfer_t *held_head, *held_tail; /* started, waiting to join the multi handle (FIFO) */
   int nheld;
   int opening;                  /* the OPEN_BUDGET spent this poll by transfers that joined */
+  /* The https transfer that last joined to open a connection, while its handshake may be
+   * under way (see OPEN_WAIT_SECONDS): when it joined, and the polls driven since. */
+  transfer_t *opener;
+  double opener_at;
+  int opener_polls;
   int more_ready;               /* the last epoll_wait filled its array: more may be ready */
   transfer_t *done_head, *done_tail;
   double timer_at;              /* when libcurl wants its timeout action; < 0 for never */
@@ -548,9 +560,53 @@ static int open_cost(const transport_t *t, const transfer_t *x) {
   return x->url.len > 8 && memcmp(x->url.p, "https://", 8) == 0 ? OPEN_COST_HTTPS : 1;
 }
 
-/* Whether x must wait for a later poll to join the multi handle. */
-static int over_budget(const transport_t *t, int cost) {
-  return cost > 0 && t->opening > 0 && t->opening + cost > OPEN_BUDGET;
+/* Whether the last https opener's TLS handshake may still be under way and the next must
+ * wait for it: not once it is done (or the request left, on a connection it found), once it
+ * ended, or once OPEN_WAIT_POLLS polls and OPEN_WAIT_SECONDS have passed since it joined. */
+static int handshake_pending(transport_t *t) {
+  transfer_t *x = t->opener;
+  curl_off_t done = 0;
+  long sent = 0;
+  if (!x)
+    return 0;
+  if (x->state == SLOT_RUNNING && !x->forked) {
+    curl_easy_getinfo(x->easy, CURLINFO_APPCONNECT_TIME_T, &done);
+    if (!done)
+      curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    if (!done && !sent &&
+        (t->opener_polls < OPEN_WAIT_POLLS || mono_now() - t->opener_at < OPEN_WAIT_SECONDS))
+      return 1;
+  }
+  t->opener = NULL;
+  return 0;
+}
+
+/* Whether x, whose connection costs `cost`, must wait for a later poll to join. */
+static int over_budget(transport_t *t, int cost) {
+  return (cost > 0 && t->opening > 0 && t->opening + cost > OPEN_BUDGET) ||
+         (cost == OPEN_COST_HTTPS && handshake_pending(t));
+}
+
+/* x joined the multi handle, opening a connection of that cost. */
+static void joined(transport_t *t, transfer_t *x, int cost) {
+  t->opening += cost;
+  if (cost == OPEN_COST_HTTPS) {
+    t->opener = x;
+    t->opener_at = mono_now();
+    t->opener_polls = 0;
+  }
+}
+
+/* How long a poll that may wait `wait` seconds waits while transfers are held: not at all
+ * when one may join now, until the last opener's wait is over when they wait for it. */
+static double held_wait(transport_t *t, double wait) {
+  double left;
+  if (!t->held_head)
+    return wait;
+  if (!t->opener || t->opener_polls < OPEN_WAIT_POLLS)
+    return 0;
+  left = t->opener_at + OPEN_WAIT_SECONDS - mono_now();
+  return left <= 0 ? 0 : left < wait ? left : wait;
 }
 
 static void enqueue_done(transport_t *t, transfer_t *x);
@@ -576,7 +632,7 @@ static void admit(transport_t *t) {
       enqueue_done(t, x);
       continue;
     }
-    t->opening += cost;
+    joined(t, x, cost);
   }
 }
 
@@ -769,6 +825,7 @@ static void forked(lua_State *L, transport_t *t) {
   t->running = 0;
   t->held_head = t->held_tail = NULL;
   t->nheld = t->opening = 0;
+  t->opener = NULL;
   for (i = 0; i < t->nslots; i++) {
     transfer_t *x = t->slots[i];
     if (x->state != SLOT_RUNNING)
@@ -890,6 +947,8 @@ static void stream_end(lua_State *L, transfer_t *x) {
 /* Takes a transfer out of play, whatever its state, and puts its slot on the free list. */
 static void release_slot(transport_t *t, transfer_t *x) {
   int stuck = 0;
+  if (t->opener == x)
+    t->opener = NULL;
   if (x->state == SLOT_RUNNING && x->held) {
     unhold(t, x); /* never joined: nothing to remove */
     t->running--;
@@ -959,6 +1018,7 @@ static void transport_release(lua_State *L, transport_t *t) {
   t->done_head = t->done_tail = NULL;
   t->held_head = t->held_tail = NULL;
   t->nheld = t->opening = 0;
+  t->opener = NULL;
   curl_slist_free_all(t->headers);
   t->headers = NULL;
   free(t->base_url);
@@ -1870,7 +1930,7 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
       release_slot(t, x);
       luaL_error(L, "curl_multi_add_handle failed: %s", curl_multi_strerror(rc));
     }
-    t->opening += cost;
+    joined(t, x, cost);
   }
   x->state = SLOT_RUNNING;
   t->running++;
@@ -1989,9 +2049,10 @@ static int transport_poll(lua_State *L) {
     CURLMcode rc;
     admit(t);
     t->L = L; /* for a sink */
-    rc = drive(t, t->held_head ? 0 : wait); /* more may join next time round */
+    rc = drive(t, held_wait(t, wait)); /* more may join next time round */
     t->L = NULL;
     t->opening = 0; /* the next poll may open as many again */
+    t->opener_polls++;
     if (rc != CURLM_OK)
       luaL_error(L, "curl_multi_socket_action failed: %s", curl_multi_strerror(rc));
     if (t->done_head || wait <= 0 || faceswap_signal || t->watch_pending)
@@ -2090,19 +2151,26 @@ static int transport_fd(lua_State *L) {
 /* transport:next_timer() -> seconds until libcurl's timer is due (0: due now, transfers
  * ended that poll has not reported yet, transfers held for the next poll to start, or sockets
  * left ready by a full epoll_wait, which a host watching fd() edge-triggered would not hear of
- * again), nil when there is no timer. */
+ * again; held https transfers waiting for the last one's handshake: at most the rest of
+ * OPEN_WAIT_SECONDS), nil when there is no timer. */
 static int transport_next_timer(lua_State *L) {
   transport_t *t = check_transport(L);
-  double until;
-  if (t->done_head || t->more_ready || t->held_head || t->watch_pending) {
+  double until, held = -1;
+  if (t->held_head) {
+    handshake_pending(t);
+    held = held_wait(t, 1);
+  }
+  if (t->done_head || t->more_ready || held == 0 || t->watch_pending) {
     lua_pushnumber(L, 0);
     return 1;
   }
-  if (t->timer_at < 0) {
+  if (t->timer_at < 0 && held < 0) {
     lua_pushnil(L);
     return 1;
   }
-  until = t->timer_at - mono_now();
+  until = t->timer_at < 0 ? held : t->timer_at - mono_now();
+  if (held > 0 && held < until)
+    until = held;
   lua_pushnumber(L, until > 0 ? until : 0);
   return 1;
 }

@@ -16,6 +16,9 @@
 #   new conn.    C1, C2 requests, each on a new connection (default 5, 20)
 # clients: bare C (spec/bench/bare_mime.c: libcurl mime POSTs over one reused easy handle,
 # with libcurl's default CA directory, and with it unset so that libcurl's CA cache works),
+# kept-alive also bare libcurl + cjson.decode (spec/bench/peer_curl_cjson.c: the request bytes
+# lua-faceswap sends, the answer decoded by lua-cjson in a Lua 5.4 state: the floor of a client
+# that reads the answer with lua-cjson),
 # lua-faceswap (spec/bench/headshot.lua, ca_file = BUNDLE), the curl tool (one process, the URL
 # C times) and Python requests.Session.
 # Also: CA-file opens per new connection (strace), sessions resumed (nginx's log), the worst
@@ -56,6 +59,10 @@ LUA_CFLAGS="$(pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5
 "$CC" -O2 -Wall -Wextra -Werror -o "$OUT/bare_mime" "$HERE/bare_mime.c" $CURL_FLAGS
 # shellcheck disable=SC2086
 "$CC" -O2 -Wall -Wextra -Werror -shared -fPIC $LUA_CFLAGS -o "$OUT/cgmark.so" "$HERE/cgmark.c"
+LUA_LIBS="$(pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)"
+# shellcheck disable=SC2086
+"$CC" -O2 -Wall -Wextra -Werror $LUA_CFLAGS -o "$OUT/peer_curl_cjson" "$HERE/peer_curl_cjson.c" \
+    $CURL_FLAGS $LUA_LIBS
 
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2)
 (cd "$OUT/tls" &&
@@ -177,6 +184,7 @@ EOF
 echo "https.sh: kept-alive, N1=$N1 N2=$N2" >&2
 for n in "$N1" "$N2"; do
     measure bare_keep "$n" BARE_CAINFO="$BUNDLE" BARE_NO_CAPATH=1 -- "$OUT/bare_mime" "$KEEP_URL/headshot" "$n"
+    measure cjson_keep "$n" BARE_CAINFO="$BUNDLE" BARE_NO_CAPATH=1 -- "$OUT/peer_curl_cjson" "$KEEP_URL/headshot" "$n"
     measure lua_keep "$n" FACESWAP_CA_FILE="$BUNDLE" -- "$LUA" "$HERE/headshot.lua" "$KEEP_URL" "$n"
 done
 echo "https.sh: new connections, C1=$C1 C2=$C2" >&2
@@ -248,7 +256,7 @@ read -r WORST_PLAIN FIRST_PLAIN <<<"$(worst_ir "$OUT/cg.steps.plain")"
 field() { awk -v k="$2" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' <<<"$1"; }
 
 # --- report -----------------------------------------------------------------------------------
-BK="$(slope bare_keep "$N1" "$N2")"; LK="$(slope lua_keep "$N1" "$N2")"
+BK="$(slope bare_keep "$N1" "$N2")"; LK="$(slope lua_keep "$N1" "$N2")"; JK="$(slope cjson_keep "$N1" "$N2")"
 BD="$(slope bare_default "$C1" "$C2")"; BC="$(slope bare_cache "$C1" "$C2")"
 LN="$(slope lua_new "$C1" "$C2")"; CT="$(slope curl_tool "$C1" "$C2")"; PY="$(slope python "$C1" "$C2")"
 echo
@@ -260,7 +268,8 @@ echo "| client | kept-alive, per request | ratio | new connection, per request |
 echo "|---|--:|--:|--:|--:|--:|"
 echo "| bare C, libcurl defaults (CA directory set) | | | $(fmt "$BD") | $(ratio "$BD" "$BC") | $OPEN_BARE |"
 echo "| bare C, CAPATH unset (CA cache works) | $(fmt "$BK") | 1.00 | $(fmt "$BC") | 1.00 | $OPEN_CACHE |"
-echo "| **lua-faceswap** \`client:headshot()\` | $(fmt "$LK") | **$(ratio "$LK" "$BK")** | $(fmt "$LN") | **$(ratio "$LN" "$BC")** | $OPEN_LUA |"
+echo "| bare C + \`cjson.decode\` of the answer (the floor with lua-cjson) | $(fmt "$JK") | $(ratio "$JK" "$BK") | | | |"
+echo "| **lua-faceswap** \`client:headshot()\` | $(fmt "$LK") | **$(ratio "$LK" "$BK")** ($(ratio "$LK" "$JK") of the floor) | $(fmt "$LN") | **$(ratio "$LN" "$BC")** | $OPEN_LUA |"
 echo "| curl tool, one process | | | $(fmt "$CT") | $(ratio "$CT" "$BC") | |"
 echo "| Python requests.Session | | | $(fmt "$PY") | $(ratio "$PY" "$BC") | |"
 echo

@@ -12,6 +12,8 @@
  * Content-Type), so the request and answer bytes are the same as the client's. The answer is
  * appended to a buffer and decoded with require("cjson").decode in a Lua state made at start;
  * its jobid is checked. Built once per Lua (5.1-5.4, LuaJIT) against that Lua's headers.
+ * For an https URL (spec/bench/https.sh), as bare_mime.c: BARE_CAINFO=FILE trusts FILE and
+ * BARE_NO_CAPATH=1 unsets libcurl's CA directory, so its CA cache keeps the parsed store.
  * Exits 0 iff every request got HTTP 200 and the expected jobid.
  */
 #include <curl/curl.h>
@@ -81,6 +83,10 @@ int main(int argc, char **argv)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer);
+    if (getenv("BARE_CAINFO"))
+        curl_easy_setopt(h, CURLOPT_CAINFO, getenv("BARE_CAINFO"));
+    if (getenv("BARE_NO_CAPATH"))
+        curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
 
     int rc = 0;
     for (long i = 0; i < n; i++) {
