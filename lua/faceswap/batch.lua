@@ -443,10 +443,16 @@ function M.method(internals)
         end
         return job, err
       end
-      local function delay(err, k, o) return q.ch:delay(err, k, o) end
       local job, err
       repeat
-        job, err = retry.run(once, policy, delay, nil, nil, method .. " " .. path)
+        -- the first attempt made here (as client calls make theirs): one that is answered
+        -- costs nothing for the policy (no closure, no packed results, no log label)
+        local started = policy.deadline and faceswap.now()
+        job, err = once()
+        if job == nil and policy ~= NO_RETRY and retry.retryable(err) then
+          job, err = retry.run(once, policy, function(e, k, o) return q.ch:delay(e, k, o) end,
+            err, started, method .. " " .. path)
+        end
       until job or own or not (q and q.ch:dead() and authority.dead_answer(err)) or nowhere(nil)
       close_files(files, built)
       return job, err
@@ -525,10 +531,45 @@ function M.method(internals)
     end
 
     local function work()
+      -- what a worker makes once for all its items: its record in `inflight`, and the wait
+      -- options of its items, whose on_update names the item it works on (`i`)
+      local i, state, record
+      local mine = { task = sched:current(), job = nil }
+      local w = { on_update = function(j) on_update(i, j) end }
+      for k, v in pairs(wait_opts) do w[k] = v end
+      local function wait_for(job)
+        -- the slot frees as soon as the job is seen to end (client:wait's poll), before
+        -- on_update (which may download); a job the batch started: its wait options were
+        -- checked with the batch's
+        if core.type(job) == "job" then return wait_job(self, job, w) end
+        return self:wait(job, w)
+      end
+      local function claim() i, state, record = take() end
+      local function item() -- yields inside (5.1: see task.lua)
+        local job, err
+        if local_errors[i] then
+          err = local_errors[i]
+        elseif state == "submitted" and type(record) == "table" and
+            type(record.jobid) == "string" then
+          -- submitted by a process gone since: its job is waited for, not sent again
+          mine.job = record.jobid
+          if follow then job, err = wait_for(record.jobid) else job, err = self:job(record.jobid) end
+        else
+          job, err = start(i)
+          mine.job = job
+          if job then
+            on_update(i, job)
+            if follow then job, err = wait_for(job) end
+          end
+        end
+        if book and not local_errors[i] then settle(i, job, err) end
+        results[i] = job or err
+        if not job then on_update(i, err) end
+      end
       while not failure and not (stop and stop()) do
-        local i, state, record
+        i, state, record = nil, nil, nil
         if book then
-          local ok, problem = tasks.pcall(function() i, state, record = take() end)
+          local ok, problem = tasks.pcall(claim)
           if not ok then failure = problem end
           if not i then break end
         else
@@ -536,37 +577,9 @@ function M.method(internals)
           next_item = next_item + 1
           i = next_item
         end
-        inflight[i] = { task = sched:current() }
-        local ok, problem = tasks.pcall(function() -- yields inside (5.1: see task.lua)
-          local function wait_for(job)
-            -- the slot frees as soon as the job is seen to end (client:wait's poll), before
-            -- on_update (which may download)
-            local w = { on_update = function(j) on_update(i, j) end }
-            for k, v in pairs(wait_opts) do w[k] = v end
-            -- a job the batch started: its wait options were checked with the batch's
-            if core.type(job) == "job" then return wait_job(self, job, w) end
-            return self:wait(job, w)
-          end
-          local job, err
-          if local_errors[i] then
-            err = local_errors[i]
-          elseif state == "submitted" and type(record) == "table" and
-              type(record.jobid) == "string" then
-            -- submitted by a process gone since: its job is waited for, not sent again
-            inflight[i].job = record.jobid
-            if follow then job, err = wait_for(record.jobid) else job, err = self:job(record.jobid) end
-          else
-            job, err = start(i)
-            inflight[i].job = job
-            if job then
-              on_update(i, job)
-              if follow then job, err = wait_for(job) end
-            end
-          end
-          if book and not local_errors[i] then settle(i, job, err) end
-          results[i] = job or err
-          if not job then on_update(i, err) end
-        end)
+        mine.job = nil
+        inflight[i] = mine
+        local ok, problem = tasks.pcall(item)
         inflight[i] = nil
         if not ok then failure = problem end -- on_update raised: hand it on once all are out
       end

@@ -204,7 +204,10 @@ function Registry:renew(jobid, watch)
   if not l then return end
   if watch then l[WATCHER] = self.sched:current() or BLOCKING end
   local now = self.clock()
-  if now - (l[RENEWED] or 0) >= self.lease / 4 then
+  -- (never renewed: the lease is as old as its end tells, the coordinator's at [1] or ENDS,
+  -- so a wait that begins just after its POST asks nothing of the coordinator; a record kept
+  -- past its lease's end has RENEWED 0, see expire)
+  if now - (l[RENEWED] or (l[1] or l[ENDS] or 0) - self.lease) >= self.lease / 4 then
     l[RENEWED] = now
     local ch, id = l[CH], l[LEASE]
     if ch.coord:renew(ch.key, id) then
@@ -400,7 +403,7 @@ function Channel:expire(now)
         self.coord:release(self.key, id)
         self:settled()
       else
-        l[ENDS] = now + self.reg.lease
+        l[ENDS], l[RENEWED] = now + self.reg.lease, 0 -- (its lease is gone: renew asks)
         self:push_end(l[ENDS], id)
       end
     end
@@ -420,7 +423,7 @@ function Channel:lease_ended(l, now)
     self:settled()
   else
     -- its request is on its way: kept as long again, on this process's clock (expire)
-    l[ENDS] = now + self.reg.lease
+    l[ENDS], l[RENEWED] = now + self.reg.lease, 0
     if self.reg.clock ~= self.reg.raw.clock then l[ENDS] = self.reg.clock() + self.reg.lease end
     self:push_end(l[ENDS], id)
   end

@@ -11,9 +11,11 @@
 # answers it, "completed" at its POLLS-th. lua-faceswap runs spec/bench/batch_jobs.lua
 # (client:batch(prompts, {concurrency, wait = {interval, max_interval = interval}})); the peer
 # is spec/bench/peer_multi.c (curl multi, one easy handle a slot, the answers read with
-# strstr; and built -DWITH_CJSON, each answer decoded by cjson.decode in a Lua state). Per client: instructions of the client process per job (callgrind, the slope
-# between J1 and J2 jobs, so start-up cancels out), the server's count of requests per job
-# checked; and CPU time (user + system, no valgrind) of a run of J2 jobs, the best of 3.
+# strstr; and built -DWITH_CJSON, each answer decoded by cjson.decode in a Lua state: the floor
+# while lua-cjson reads every answer). Per client: instructions of the client process per job
+# (callgrind, the slope between J1 and J2 jobs, so start-up cancels out), the server's count of
+# requests per job checked, and its ratio to the bare loop and to the floor; and CPU time
+# (user + system, no valgrind) of a run of J2 jobs, the best of 3.
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -71,20 +73,23 @@ peer_ir="$(per_job peer "$OUT/peer_multi")"
 peer_cpu="$(cpu_us "$OUT/peer_multi")"
 dec_ir="$(per_job peer_cjson "$OUT/peer_multi_cjson")"
 dec_cpu="$(cpu_us "$OUT/peer_multi_cjson")"
-ROWS=("| bare curl-multi C loop (\`spec/bench/peer_multi.c\`), answers read with strstr | $peer_ir | 1.00 | $peer_cpu | 1.00 |"
-      "| the same, each answer decoded by \`cjson.decode\` in a Lua 5.4 state (\`-DWITH_CJSON\`) | $dec_ir | $(awk -v a="$dec_ir" -v b="$peer_ir" 'BEGIN { printf "%.2f", a / b }') | $dec_cpu | $(awk -v a="$dec_cpu" -v b="$peer_cpu" 'BEGIN { printf "%.2f", a / b }') |")
+# ratio A B -> A / B, two decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# (the floor: the loop that decodes every answer with cjson, as lua-faceswap must)
+ROWS=("| bare curl-multi C loop (\`spec/bench/peer_multi.c\`), answers read with strstr | $peer_ir | 1.00 | $(ratio "$peer_ir" "$dec_ir") | $peer_cpu | 1.00 |"
+      "| the same, each answer decoded by \`cjson.decode\` in a Lua 5.4 state (\`-DWITH_CJSON\`): the floor | $dec_ir | $(ratio "$dec_ir" "$peer_ir") | 1.00 | $dec_cpu | $(ratio "$dec_cpu" "$peer_cpu") |")
 for v in $LUAS; do
   lua="lua$v"; [[ "$v" == luajit ]] && lua=luajit
   [[ -f "build/$v/faceswap/core.so" ]] || { echo "batch_cpu.sh: skipping Lua $v (not built)" >&2; continue; }
   ir="$(per_job "faceswap-$v" "$lua" spec/bench/batch_jobs.lua)"
   cpu="$(cpu_us "$lua" spec/bench/batch_jobs.lua)"
-  ROWS+=("| lua-faceswap \`client:batch\`, Lua $v | $ir | **$(awk -v a="$ir" -v b="$peer_ir" 'BEGIN { printf "%.2f", a / b }')** | $cpu | $(awk -v a="$cpu" -v b="$peer_cpu" 'BEGIN { printf "%.2f", a / b }') |")
+  ROWS+=("| lua-faceswap \`client:batch\`, Lua $v | $ir | **$(ratio "$ir" "$peer_ir")** | $(ratio "$ir" "$dec_ir") | $cpu | $(ratio "$cpu" "$peer_cpu") |")
 done
 echo
 echo "Batch of headshots, concurrency $CONCURRENCY, $((POLLS + 1)) requests a job (a poll every $INTERVAL s): client CPU per job"
 echo
-echo "| client | instructions per job (slope, $J1 to $J2 jobs) | ratio (target <= 1.2) | CPU per job, $J2 jobs, best of 3 (us) | ratio |"
-echo "|---|--:|--:|--:|--:|"
+echo "| client | instructions per job (slope, $J1 to $J2 jobs) | ratio (target <= 1.2) | against the floor | CPU per job, $J2 jobs, best of 3 (us) | ratio |"
+echo "|---|--:|--:|--:|--:|--:|"
 printf '%s\n' "${ROWS[@]}"
 echo
 echo "Command: \`J1=$J1 J2=$J2 CONCURRENCY=$CONCURRENCY POLLS=$POLLS INTERVAL=$INTERVAL LUAS=\"$LUAS\" bash spec/bench/batch_cpu.sh\`"

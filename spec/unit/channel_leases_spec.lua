@@ -56,6 +56,47 @@ describe("a channel's records of its slots", function()
     assert.equal(1, count(reg.jobs))
   end)
 
+  -- The coordinator's renew, counted.
+  local function count_renews()
+    local n, renew = { 0 }, coord.renew
+    coord.renew = function(...) n[1] = n[1] + 1 return renew(...) end
+    return n
+  end
+
+  it("renews a job's lease only once a quarter of it has passed since it was taken", function()
+    local renews = count_renews()
+    start("fast") -- the in-process coordinator's take
+    local lease = assert(ch:try(false, true)) -- the path every coordinator takes
+    assert.is_false(ch:answered(lease, { jobid = "general", status = "started" }, nil, true))
+    now = now + 2 -- a wait beginning 2 s after its POST: nothing to ask (lease 10 s)
+    reg:renew("fast", true)
+    reg:renew("general", true)
+    assert.equal(0, renews[1])
+    now = now + 0.5
+    reg:renew("fast")
+    reg:renew("general")
+    assert.equal(2, renews[1])
+    now = now + 1
+    reg:renew("fast")
+    reg:renew("general")
+    assert.equal(2, renews[1])
+    now = now + 8 -- 11.5 s after the take, 9 s after the renewal: both live
+    assert.equal(2, coord:running(CH))
+    assert.is_table(reg:slot("fast"))
+    assert.is_table(reg:slot("general"))
+  end)
+
+  it("asks the coordinator at once for the lease of a record kept past its end", function()
+    local renews = count_renews()
+    local lease = assert(ch:acquire())
+    now = now + 11 -- the lease (10 s) ended while the POST was on its way
+    assert.equal(0, coord:running(CH))
+    assert.is_false(ch:answered(lease, { jobid = "late", status = "started" }, nil, "late"))
+    reg:renew("late", true)
+    assert.equal(1, renews[1])
+    assert.is_nil(reg:slot("late"))
+  end)
+
   it("keeps the record of a job whose waiter renews its lease", function()
     now = now + 1
     start("watched")
