@@ -26,12 +26,26 @@ local function own_sockets()
 end
 
 -- The TCP connections of this process to 127.0.0.1:port open now (connecting or established,
--- not closing): the client's.
+-- not closing): the client's. /proc/net/tcp is read in pages while the machine's other
+-- sockets come and go, so one reading can list a socket twice or miss one: each is counted
+-- once by its inode, and the count is taken when two readings in a row agree.
 local function connections(port)
-  local hex, own, n = string.format("%04X", port), own_sockets(), 0
-  for line in io.lines("/proc/net/tcp") do
-    local rem, st, inode = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x+) %S+ %S+ %S+ +%d+ +%d+ +(%d+)")
-    if rem == hex and (st == "01" or st == "02") and own[inode] then n = n + 1 end
+  local hex, own = string.format("%04X", port), own_sockets()
+  local function read()
+    local seen, n = {}, 0
+    for line in io.lines("/proc/net/tcp") do
+      local rem, st, inode = line:match("^%s*%d+: %x+:%x+ %x+:(%x+) (%x+) %S+ %S+ %S+ +%d+ +%d+ +(%d+)")
+      if rem == hex and (st == "01" or st == "02") and own[inode] and not seen[inode] then
+        seen[inode], n = true, n + 1
+      end
+    end
+    return n
+  end
+  local n = read()
+  for _ = 1, 10 do
+    local again = read()
+    if again == n then break end
+    n = again
   end
   return n
 end
