@@ -22,7 +22,7 @@ local CALL = [==[
 ]==]
 local SERVER = string.format([[location = /call { content_by_lua_block {
   ngx.say(load(%q)(require "faceswap", ngx.req.get_uri_args().base, %q, %q)) } }]], CALL, TOKEN, JOBID)
-local function outside(base) return load(CALL)(faceswap, base, TOKEN, JOBID) end
+local function outside(base) return assert((rawget(_G, "loadstring") or load)(CALL))(faceswap, base, TOKEN, JOBID) end
 
 local function escape(s) return (s:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
 
