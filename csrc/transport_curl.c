@@ -351,7 +351,8 @@ static int status_line_fault(const char *data, size_t bytes) {
   if (bytes < 13 || memcmp(data, "HTTP/1.", 7) != 0 || (data[7] != '0' && data[7] != '1') ||
       data[8] != ' ' || data[9] < '1' || data[9] > '9' || data[10] < '0' || data[10] > '9' ||
       data[11] < '0' || data[11] > '9' ||
-      (data[12] != ' ' && data[12] != '\r' && data[12] != '\n'))
+      (data[12] != ' ' && !(bytes == 13 && data[12] == '\n') &&
+       !(bytes == 14 && data[12] == '\r' && data[13] == '\n')))
     return FAULT_STATUS_LINE;
   return 0;
 }
@@ -397,7 +398,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
       x->head_done = 1;
     else
       x->at_status = 1;
-  } else if (bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+  } else if (!x->head_done && bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+    /* (not in a chunked answer's trailers: the body's end was the last chunk's) */
     /* libcurl takes the last of several; two that disagree leave the body's end unknown
      * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
     long long v;
@@ -1507,6 +1509,8 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  /* on_header reads the server's answer only, not a proxy's to CONNECT before it */
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
   if (t->ca_file)

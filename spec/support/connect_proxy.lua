@@ -4,10 +4,11 @@
 --
 --   lua5.4 spec/support/connect_proxy.lua LOGFILE [--parent-pid PID]
 -- prints "port N" once listening; exits when PID (default: its parent) is gone.
--- Start it from a spec with M.start(log) in this file's Lua (require "spec.support.connect_proxy").
+-- Start it from a spec with M.start(log) in this file's Lua (require "spec.support.connect_proxy");
+-- M.start(log, lines) adds header lines (each ending CRLF) to its CONNECT's 200, as some proxies do.
 local socket = require "socket"
 
-local function serve(logfile, parent)
+local function serve(logfile, parent, extra)
   local server = assert(socket.bind("127.0.0.1", 0))
   server:settimeout(0)
   local _, port = server:getsockname()
@@ -63,7 +64,7 @@ local function serve(logfile, parent)
                 peer[s], peer[up] = up, s
                 watch[#watch + 1] = up
                 s:settimeout(5)
-                s:send("HTTP/1.1 200 Connection established\r\n\r\n")
+                s:send("HTTP/1.1 200 Connection established\r\n" .. (extra or "") .. "\r\n")
                 s:settimeout(0)
                 local rest = h:sub(h:find("\r\n\r\n", 1, true) + 4)
                 if #rest > 0 then up:send(rest) end
@@ -102,9 +103,10 @@ end
 local M = {}
 
 -- Starts the proxy as a child process recording into `log`; returns {port =, stop = fn}.
-function M.start(log)
+function M.start(log, lines)
   local source = debug.getinfo(1, "S").source:match("^@(.*)$")
-  local cmd = string.format("echo $$; exec lua5.4 '%s' '%s' --parent-pid $PPID", source, log)
+  local cmd = string.format("echo $$; exec lua5.4 '%s' '%s' --parent-pid $PPID %q", source, log,
+    lines or "")
   local pipe = assert(io.popen(cmd, "r"))
   local pid = tonumber(pipe:read("*l"))
   local port = tonumber((pipe:read("*l") or ""):match("^port (%d+)$"))
@@ -120,7 +122,7 @@ end
 
 if arg and arg[0] and arg[0]:match("connect_proxy%.lua$") and arg[1] then
   local parent = arg[2] == "--parent-pid" and arg[3] or "1"
-  serve(arg[1], parent)
+  serve(arg[1], parent, (arg[4] or ""):gsub("\\r\\n", "\r\n"))
   os.exit(0)
 end
 

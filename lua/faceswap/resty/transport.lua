@@ -280,12 +280,13 @@ local function read_head(r)
     if not status then return nil, keepalive end -- (its fault)
     r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
+    local final = status >= 200 and status or nil -- (a fault inside a 1xx's block has no code)
     while true do
       line, err = r:line()
-      if not line then return nil, err, status >= 200 and status or nil, true end
+      if not line then return nil, err, final, true end
       if line == "" then break end
       bytes = bytes + #line + 2
-      if bytes > MAX_HEADER_BYTES then return nil, "big_headers", status end
+      if bytes > MAX_HEADER_BYTES then return nil, "big_headers", final end
       -- only Content-Length, Transfer-Encoding and Connection matter here
       local c = byte(line, 1)
       if c == 67 or c == 99 or c == 84 or c == 116 then -- C c T t
@@ -295,9 +296,9 @@ local function read_head(r)
         local name = (colon == 15 or colon == 18 or colon == 11) and lower(sub(line, 1, colon - 1))
         if name == "content-length" then
           local length = digits(line, colon + 1)
-          if not length then return nil, "bad_length", status end
+          if not length then return nil, "bad_length", final end
           if r.length and r.length ~= length then -- RFC 9112, 6.3: end unknown
-            return nil, "framing", status
+            return nil, "framing", final
           end
           r.length = length
         elseif name == "transfer-encoding" and find(lower(sub(line, 19)), "chunked", 1, true) then

@@ -1,0 +1,173 @@
+-- A hostile review of both transports' strict reading of the status line and Content-Length
+-- (nginx_faults_spec has the fault table's rows): where the check applies. A Content-Length in
+-- a chunked answer's trailers says nothing of a body already read whole; a fault inside a 1xx's
+-- header block has no status to report (the answer never came); a status line is one line: a
+-- CR inside it is not its end. For each, the libcurl transport and the nginx one must give the
+-- same error a user sees, word for word.
+local faceswap, sim, nginx = require "spec.support.uses" ("faceswap", "sim", "nginx")
+
+local TOKEN = "review-headers-token"
+local JOBID = "0123456789abcdef0123456789abcdef"
+
+-- One GET of a job, after a cancel that opens the kept-alive connection (as nginx_faults_spec's
+-- warm calls): the error's fields, or "ok STATUS". Run as it is by libcurl and inside nginx.
+local CALL = [==[
+  local faceswap, base, token, jobid = ...
+  local c = faceswap.new { token = token, base_url = base, retry = false, timeout = 5 }
+  c:cancel(jobid)
+  local job, err = c:job(jobid)
+  c:close()
+  if job then return "ok " .. job.status end
+  return table.concat({ err.kind, tostring(err.code), tostring(err.retryable), tostring(err.sent), err.error }, "|")
+]==]
+local SERVER = string.format([[location = /call { content_by_lua_block {
+  ngx.say(load(%q)(require "faceswap", ngx.req.get_uri_args().base, %q, %q)) } }]], CALL, TOKEN, JOBID)
+local function outside(base) return assert((rawget(_G, "loadstring") or load)(CALL))(faceswap, base, TOKEN, JOBID) end
+
+local function escape(s) return (s:gsub("[^%w]", function(c) return string.format("%%%02X", c:byte()) end)) end
+
+local NOT_A_JOB = "bad_response|200|true|true|HTTP 200 answer: not a job: no jobid string"
+local STATUS_LINE = "transport|nil|false|true|answer with an invalid status line"
+local JOB = '{"jobid":"' .. JOBID .. '","status":"started"}'
+local function chunked(trailers)
+  return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" .. trailers .. "\r\n"
+end
+
+describe("review: where the transports' strict header reading applies #external", function()
+  -- the simulator scripted with each answer, and the nginx whose /call reads it
+  local s, n = nil, nil
+  setup(function() s, n = sim.start { token = TOKEN }, nginx.start { server = SERVER } end)
+  teardown(function() n:stop(); s:stop() end)
+
+  -- Plays `data` as the answer to the job's GET for a client in nginx and one outside: both
+  -- must give `want`.
+  local function agree(data, want)
+    local script = { action = "raw", match = "^GET /jobs/$", data = data }
+    s:reset()
+    s:script(script)
+    local status, inside = nginx.request(n.url .. "/call?base=" .. escape(s.base_url))
+    assert.equal(200, status, inside .. n:log())
+    s:reset()
+    s:script(script)
+    assert.equal(want, outside(s.base_url), "libcurl")
+    assert.equal(want, (inside:gsub("\n$", "")), "nginx")
+  end
+
+  describe("a chunked answer's trailers are not its framing", function()
+    it("a Content-Length trailer that is not a number: the body was read whole", function()
+      agree(chunked "Content-Length: x\r\n", NOT_A_JOB)            -- libcurl refused it on main
+    end)
+
+    it("a Content-Length trailer that disagrees with a header's: the chunks framed it", function()
+      agree("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "2\r\n{}\r\n0\r\nContent-Length: 7\r\n\r\n", NOT_A_JOB)    -- libcurl refused it on main
+    end)
+
+    it("a job answer with trailers is the job (held)", function()
+      agree("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. string.format("%x", #JOB) ..
+        "\r\n" .. JOB .. "\r\n0\r\nContent-Length: 99\r\nX-Trailer: 1\r\n\r\n", "ok started")
+      agree(chunked "Content-Length: 5\r\n", NOT_A_JOB)
+    end)
+  end)
+
+  describe("a 1xx before the answer", function()
+    it("a bad Content-Length in a 100's block: the fault, with no status (the answer never came)", function()
+      agree("HTTP/1.1 100 Continue\r\nContent-Length: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        "transport|nil|true|true|Invalid Content-Length: value")    -- nginx said 100 on main
+    end)
+
+    it("a 1xx's Content-Length is not the answer's (held)", function()
+      agree("HTTP/1.1 100 Continue\r\nContent-Length: 7\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        NOT_A_JOB)
+    end)
+
+    it("a 103 then a bad status line, and a bad 1xx status line (held)", function()
+      agree("HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\nHTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\n{}",
+        STATUS_LINE)
+      agree("HTTP/1.1 1 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)
+    end)
+  end)
+
+  describe("a status line is one line", function()
+    it("a CR inside it, or two before its LF, is not its end", function()
+      agree("HTTP/1.1 200\rOK\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)    -- libcurl took it on main
+      agree("HTTP/1.1 200\r\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)      -- libcurl took it on main
+    end)
+
+    it("ends in CRLF or a bare LF right after the status (held)", function()
+      agree("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n{}", NOT_A_JOB)
+      agree("HTTP/1.1 200\nContent-Length: 2\n\n{}", NOT_A_JOB)
+    end)
+  end)
+
+  describe("held", function()
+    it("a folded Content-Length line is read as the line it is", function()
+      agree("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\n{}", NOT_A_JOB)
+      agree("HTTP/1.1 200 OK\r\nContent-Length:\r\n 2\r\n\r\n{}",
+        "transport|200|true|true|Invalid Content-Length: value")
+    end)
+
+    it("a 204 or 304 with a Content-Length", function()
+      agree("HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n{}",
+        "bad_response|204|true|true|HTTP 204 answer: invalid JSON: unexpected end of text at byte 1")
+      agree("HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n",
+        "server|304|false|true|unexpected HTTP 304 (redirects are not followed)")
+    end)
+  end)
+end)
+
+-- Through an https proxy, libcurl hands the header callback the proxy's answer to CONNECT
+-- before the server's: its header lines are not the answer's (RFC 9110, 9.3.6: a 2xx to CONNECT
+-- has no Content-Length, which some proxies send anyway and libcurl ignores).
+describe("review: a proxy's answer to CONNECT is not the server's #external", function()
+  local tls, proxy, shell = require "spec.support.uses" ("tls", "connect_proxy", "shell")
+  local certs, s, front
+
+  setup(function()
+    certs = tls.make()
+    s = sim.start { token = TOKEN, job_seconds = 600 }
+    front = nginx.start { tls = { cert = certs.cert, key = certs.key },
+      server = string.format([[
+        location = /jobs/ { if ($arg_jobid = "twice") { add_header Content-Length 9; return 200 "{}"; }
+          proxy_pass http://127.0.0.1:%d; }
+        location / { proxy_pass http://127.0.0.1:%d; }]], s.port, s.port) }
+  end)
+  teardown(function()
+    front:stop()
+    s:stop()
+    certs:remove()
+  end)
+
+  -- A headshot and its GET through a proxy whose CONNECT answer has `lines`, in a child process
+  -- (libcurl reads https_proxy from the environment): what it printed.
+  local function through(lines, op)
+    local log = os.tmpname()
+    local p = proxy.start(log, lines)
+    local code = string.format([[
+      package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./build/5.4/?.so;" .. package.cpath
+      local c = require("faceswap").new { token = %q, base_url = %q, ca_file = %q, retry = false }
+      local job, err = c:headshot("via proxy")
+      if job then job, err = c:job(%s) end
+      print(job and job.prompt or err.kind .. "|" .. tostring(err.code) .. "|" .. err.error)
+    ]], TOKEN, front.url, certs.ca, op or "job.jobid")
+    local out = shell.capture("env -u no_proxy -u NO_PROXY https_proxy=" .. p.url .. " lua5.4 -e " ..
+      shell.quote(code) .. " 2>&1")
+    p.stop()
+    os.remove(log)
+    return out
+  end
+
+  it("a Content-Length: 0 in the proxy's 200 does not frame the server's answers", function()
+    assert.equal("via proxy\n", through "Content-Length: 0\\r\\nProxy-Agent: review\\r\\n")   -- framing on main
+  end)
+
+  it("the server's own Content-Length headers are still read after a proxy's", function()
+    assert.equal("transport|200|answer with Content-Length headers that disagree\n",
+      through("Content-Length: 0\\r\\n", '"twice"'))
+  end)
+
+  it("a plain CONNECT 200 (held)", function()
+    assert.equal("via proxy\n", through(nil))
+  end)
+end)
