@@ -34,6 +34,7 @@ local core = require "faceswap.core"
 local retry = require "faceswap.retry"
 local process = require "faceswap.coordinator.process"
 local take, count = process.take, process.running -- (the fast paths' calls, without a lookup)
+local hold_now, unhold_now = process.hold, process.unhold
 local co_running = coroutine.running
 
 local M = {}
@@ -649,6 +650,10 @@ local ask_hold -- (with the exclusive hold, below)
 -- `max_pause`). Waits out a pause that is not, then takes the hold the pause kept the caller
 -- from (a blocking command never runs without it). For the calls that take no slot (blocking).
 function Channel:ready(max_pause)
+  local c = self.crec
+  -- the fast path: the hold taken, the in-process coordinator open, the channel neither dead
+  -- nor paused there (what the lookups below would find)
+  if c and self.hold_taken and not (c.dead or c.pause or self.raw.closed) then return nil end
   local me = self.sched:current() or BLOCKING
   while true do
     local dead = self:dead()
@@ -793,8 +798,9 @@ function Channel:release()
     end
   end
   self.holder = nil
-  if self.hold_id then
-    self.coord:unhold(self.key, self.hold_id)
+  local id, raw = self.hold_id, self.raw
+  if id then
+    if raw and not raw.closed then unhold_now(self.crec, id) else self.coord:unhold(self.key, id) end
     self.hold_id = nil
   end
   self:room()
@@ -809,6 +815,22 @@ end
 -- Runs fn(...) holding the channel alone, and releases it whatever fn does: returns what fn
 -- returned, or raises again what it raised, once the channel is free.
 function Channel:exclusive(fn, ...)
+  local raw = self.raw
+  if raw and not self.holder and self.posting == 0 then
+    -- the fast path: an in-process coordinator, nobody of ours holding the channel and no
+    -- request of ours on its way (nothing to wait for or settle): the hold taken there at
+    -- once, under this channel's own id (one holder of it at a time in this process, as when
+    -- release hands the hold over), and the owner told as acquire tells it. Anything else
+    -- (held, dead, paused, closed) takes hold()'s path.
+    local id = self.own_hold_id or self.reg:id()
+    if hold_now(raw, self.crec, id) then
+      local co, main = co_running()
+      local me = BLOCKING
+      if co and not main then me = self.sched:current() or BLOCKING end
+      self.own_hold_id, self.holder, self.hold_id, self.hold_taken = id, me, id, true
+      return after(self, tasks.pcall(fn, ...))
+    end
+  end
   self:hold()
   return after(self, tasks.pcall(fn, ...))
 end

@@ -187,6 +187,25 @@ function M.take(self, c, capacity, rec)
   return id
 end
 
+-- The authority's fast path for a blocking command's hold (lua/faceswap/channel.lua's
+-- exclusive), as take is for a slot: `c` the channel's record, `holder` the hold's id. Takes
+-- the hold as hold does and returns true when nothing would refuse it (the handle closed, the
+-- channel dead or paused, or held by another whose hold has not expired); else nil, and the
+-- caller takes the slow path, which says why. No sweep of the leases: a hold counts none.
+function M.hold(self, c, holder)
+  if self.closed or c.dead or c.pause then return nil end
+  local now, h = self.clock(), c.hold
+  if h and h.holder ~= holder and h.expires > now then return nil end
+  c.hold = { holder = holder, expires = now + self.lease }
+  return true
+end
+
+-- Its end, as unhold without the sweep: drops `holder`'s hold of the open handle's record `c`.
+function M.unhold(c, holder)
+  local h = c.hold
+  if h and h.holder == holder then c.hold = false end
+end
+
 function Coordinator:renew(channel, lease_id)
   check(self, channel)
   local c, now = record(self, channel), self.clock()
