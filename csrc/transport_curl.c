@@ -583,10 +583,13 @@ static int handshake_pending(transport_t *t) {
   return 0;
 }
 
-/* Whether x, whose connection costs `cost`, must wait for a later poll to join. */
+/* Whether x, whose connection costs `cost`, must wait for a later poll to join: 1 for this
+ * poll's budget (the transfers behind it wait too, in order), 2 for the last handshake (an
+ * https one waits; a plain http one, or one that finds a connection, goes past it). */
 static int over_budget(transport_t *t, int cost) {
-  return (cost > 0 && t->opening > 0 && t->opening + cost > OPEN_BUDGET) ||
-         (cost == OPEN_COST_HTTPS && handshake_pending(t));
+  if (cost > 0 && t->opening > 0 && t->opening + cost > OPEN_BUDGET)
+    return 1;
+  return cost == OPEN_COST_HTTPS && handshake_pending(t) ? 2 : 0;
 }
 
 /* x joined the multi handle, opening a connection of that cost. */
@@ -614,15 +617,19 @@ static double held_wait(transport_t *t, double wait) {
 static void enqueue_done(transport_t *t, transfer_t *x);
 
 /* Lets held transfers join the multi handle, in the order they started: every one that finds
- * an idle connection, and those that need a new one up to OPEN_BUDGET per poll. One that
- * libcurl refuses ends at once with that error (nothing was sent). */
+ * an idle connection, and those that need a new one up to OPEN_BUDGET per poll; the https ones
+ * waiting for the last handshake are passed by the others. One that libcurl refuses ends at
+ * once with that error (nothing was sent). */
 static void admit(transport_t *t) {
-  while (t->held_head) {
-    transfer_t *x = t->held_head;
-    int cost = open_cost(t, x);
+  transfer_t *x, *next;
+  for (x = t->held_head; x; x = next) {
+    int cost = open_cost(t, x), wait = over_budget(t, cost);
     CURLMcode rc;
-    if (over_budget(t, cost))
+    next = x->next_held;
+    if (wait == 1)
       return;
+    if (wait)
+      continue;
     unhold(t, x);
     rc = curl_multi_add_handle(t->multi, x->easy);
     if (rc != CURLM_OK) {

@@ -134,7 +134,7 @@ function Registry.of(self, channel)
     ch = setmetatable({ id = channel, key = channel or "", reg = self, sched = self.sched,
       coord = self.coord,
       -- the exclusive hold, as this process has it (hold_taken: the coordinator gave it)
-      holder = nil, hold_id = nil, hold_taken = false, hold_waiters = {},
+      holder = nil, hold_id = nil, hold_taken = false, hold_at = 0, hold_waiters = {},
       waiters = {},      -- callers waiting for a slot, in order: { task = t or BLOCKING, refused }
       leases = {},       -- lease id -> its record (see record below)
       end_at = {}, end_id = {}, end_head = 1, end_tail = 0, -- the leases' ends, in order (expire)
@@ -648,7 +648,8 @@ local ask_hold -- (with the exclusive hold, below)
 
 -- Whether the caller may go on now: nil, or the error it gets (dead; paused longer than
 -- `max_pause`). Waits out a pause that is not, then takes the hold the pause kept the caller
--- from (a blocking command never runs without it). For the calls that take no slot (blocking).
+-- from, or renews one older than a quarter of its lease, which nothing else renews (a
+-- blocking command never runs without it). For the calls that take no slot (blocking).
 function Channel:ready(max_pause)
   local c = self.crec
   -- the fast path: the hold taken, the in-process coordinator open, the channel neither dead
@@ -660,7 +661,12 @@ function Channel:ready(max_pause)
     if dead then return dead end
     local until_ = self.coord:paused(self.key)
     if not until_ then
-      if not self.hold_id or self.hold_taken or ask_hold(self, me) then return nil end
+      -- (a hold taken a quarter of its lease ago is asked again, which renews it: it may have
+      -- run out during the pause, a retry's backoff, or the command it was handed over from)
+      if not self.hold_id or self.hold_taken and core.now() - self.hold_at < self.reg.lease / 4 or
+          ask_hold(self, me) then
+        return nil
+      end
       until_ = self.coord:paused(self.key) or self.coord:now() -- (paused again, or dead: look again)
     end
     local left = until_ - self.coord:now()
@@ -741,7 +747,7 @@ function ask_hold(self, me)
     if why == "dead" or why == "paused" then return false end
     pause_for(self, me, retry_in)
   end
-  self.hold_taken = true
+  self.hold_taken, self.hold_at = true, core.now()
   settle(self, me ~= BLOCKING and me)
   return true
 end
