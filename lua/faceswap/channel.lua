@@ -652,9 +652,13 @@ local ask_hold -- (with the exclusive hold, below)
 -- blocking command never runs without it). For the calls that take no slot (blocking).
 function Channel:ready(max_pause)
   local c = self.crec
-  -- the fast path: the hold taken, the in-process coordinator open, the channel neither dead
-  -- nor paused there (what the lookups below would find)
-  if c and self.hold_taken and not (c.dead or c.pause or self.raw.closed) then return nil end
+  -- the fast path: the hold taken less than a quarter of its lease ago, the in-process
+  -- coordinator open, the channel neither dead nor paused there (what the lookups below would
+  -- find; an older hold is asked again below, which renews it)
+  if c and self.hold_taken and not (c.dead or c.pause or self.raw.closed) and
+      core.now() - self.hold_at < self.reg.lease / 4 then
+    return nil
+  end
   local me = self.sched:current() or BLOCKING
   while true do
     local dead = self:dead()
@@ -834,6 +838,7 @@ function Channel:exclusive(fn, ...)
       local me = BLOCKING
       if co and not main then me = self.sched:current() or BLOCKING end
       self.own_hold_id, self.holder, self.hold_id, self.hold_taken = id, me, id, true
+      self.hold_at = core.now()
       return after(self, tasks.pcall(fn, ...))
     end
   end
