@@ -278,6 +278,9 @@ local function read_head(r)
     if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
     local status, keepalive = status_line(line)
     if not status then return nil, keepalive end -- (its fault)
+    -- a NUL in any line of the head: in a status line it is an invalid one, in another line
+    -- the "nul" fault (csrc/fault.c), each line checked before what it says is read, as libcurl does
+    if find(line, "\0", 1, true) then return nil, "status_line" end
     r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
     local final = status >= 200 and status or nil -- (a fault inside a 1xx's block has no code)
@@ -285,6 +288,7 @@ local function read_head(r)
       line, err = r:line()
       if not line then return nil, err, final, true end
       if line == "" then break end
+      if find(line, "\0", 1, true) then return nil, "nul", final end
       bytes = bytes + #line + 2
       if bytes > MAX_HEADER_BYTES then return nil, "big_headers", final end
       -- only Content-Length, Transfer-Encoding and Connection matter here
@@ -440,7 +444,7 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed("reset", true, post, status)
     elseif err == "http09" or err == "status_line" then
       return failed(err, true, post)
-    elseif err == "big_headers" or err == "bad_length" or err == "framing" then
+    elseif err == "big_headers" or err == "bad_length" or err == "framing" or err == "nul" then
       return failed(err, true, post, status)
     end
     return failed("other", true, post, status, tostring(err))
