@@ -56,6 +56,10 @@ static const fault_row faults[FAULT_COUNT] = {
   [FAULT_BAD_LENGTH] = {"bad_length", "transport", 0, "Invalid Content-Length: value"},
   [FAULT_CHUNK_SIZE] = {"chunk_size", "transport", 0,
                         "Illegal or missing hexadecimal sequence in chunked-encoding"},
+  /* a NUL in a header line of any block, 1xx or the answer (RFC 9110, 5.5: the answer is to be
+   * refused; the same request gets the same bytes, as for a bad status line); one in a status
+   * line is FAULT_STATUS_LINE's, as RFC 9112, 4 has no NUL in a reason */
+  [FAULT_NUL] = {"nul", "transport", 1, "Nul byte in header"},
   /* ours for what libcurl words in several ways, or takes: HTTP/1.0 or HTTP/1.1, one space,
    * a status of three digits (100-999), then a space or the line's end (RFC 9112, 4) */
   [FAULT_STATUS_LINE] = {"status_line", "transport", 1, "answer with an invalid status line"},

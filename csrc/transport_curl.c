@@ -1610,6 +1610,10 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     fault_push(L, FAULT_CERTIFICATE, sent, x->post, code, msg);
   else if (res == CURLE_URL_MALFORMAT)
     fault_push(L, FAULT_BAD_URL, sent, x->post, code, msg);
+  else if (res == CURLE_WEIRD_SERVER_REPLY && strcmp(msg, "Nul byte in header") == 0)
+    /* libcurl checks a line for NUL before on_header sees it: still at the status line, the
+     * NUL was in it */
+    fault_push(L, x->at_status ? FAULT_STATUS_LINE : FAULT_NUL, sent, x->post, code, NULL);
   else if (res == CURLE_UNSUPPORTED_PROTOCOL && strncmp(msg, "Unsupported ", 12) == 0)
     fault_push(L, FAULT_STATUS_LINE, sent, x->post, code, NULL); /* "... response code", "... version" */
   else if (res == CURLE_UNSUPPORTED_PROTOCOL) /* the protocols are http(s): HTTP/0.9 */

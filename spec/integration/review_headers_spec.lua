@@ -2,8 +2,8 @@
 -- (nginx_faults_spec has the fault table's rows): where the check applies. A Content-Length in
 -- a chunked answer's trailers says nothing of a body already read whole; a fault inside a 1xx's
 -- header block has no status to report (the answer never came); a status line is one line: a
--- CR inside it is not its end. For each, the libcurl transport and the nginx one must give the
--- same error a user sees, word for word.
+-- CR inside it is not its end; a NUL anywhere in the head refuses the answer. For each, the
+-- libcurl transport and the nginx one must give the same error a user sees, word for word.
 local faceswap, sim, nginx = require "spec.support.uses" ("faceswap", "sim", "nginx")
 
 local TOKEN = "review-headers-token"
@@ -97,6 +97,50 @@ describe("review: where the transports' strict header reading applies #external"
     it("ends in CRLF or a bare LF right after the status (held)", function()
       agree("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\n{}", NOT_A_JOB)
       agree("HTTP/1.1 200\nContent-Length: 2\n\n{}", NOT_A_JOB)
+    end)
+  end)
+
+  -- RFC 9110, 5.5 and RFC 9112, 4: a NUL is in no field's name or value, nor in a status line's
+  -- reason; the answer is malformed (a recipient must reject it), as one with a bad status line
+  -- is, and asking again gets the same bytes: not retryable. In a status line it makes that line
+  -- invalid; in any other line of the head it is libcurl's "Nul byte in header", with the status
+  -- of the answer it came in (none inside a 1xx's block).
+  describe("a NUL byte in the head", function()
+    local NUL = "transport|200|false|true|Nul byte in header"
+
+    it("in a status line: an invalid status line", function()
+      agree("HTTP/1.1 200 O\0K\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)    -- nginx took it on main
+      agree("HTTP/1.1 200\0\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)       -- libcurl: Nul byte on main
+      agree("HTTP/1.1 100 Cont\0inue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        STATUS_LINE)                                                                -- nginx took it on main
+      agree("HTTP/1.1 2\0\0 OK\r\nContent-Length: 2\r\n\r\n{}", STATUS_LINE)  -- (held)
+    end)
+
+    it("in a header's value or name, or between its CR and LF", function()
+      agree("HTTP/1.1 200 OK\r\nContent-Length: 2\0\r\n\r\n{}", NUL)          -- nginx: Invalid Content-Length on main
+      agree("HTTP/1.1 200 OK\r\nX-A: b\0c\r\nContent-Length: 2\r\n\r\n{}", NUL) -- nginx took it on main
+      agree("HTTP/1.1 200 OK\r\nX-\0A: b\r\nContent-Length: 2\r\n\r\n{}", NUL)
+      agree("HTTP/1.1 200 OK\r\nX-A: b\r\n \0c\r\nContent-Length: 2\r\n\r\n{}", NUL)
+      agree("HTTP/1.1 200 OK\r\nContent-Length: 2\r\0\n\r\n{}", NUL)
+    end)
+
+    it("in an error answer's head, and in a 1xx's (no status: the answer never came)", function()
+      agree("HTTP/1.1 503 Busy\r\nRetry-After: 1\0\r\nContent-Length: 2\r\n\r\n{}",
+        "transport|503|false|true|Nul byte in header")
+      agree("HTTP/1.1 100 Continue\r\nX-A: \0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        "transport|nil|false|true|Nul byte in header")
+    end)
+
+    it("the first faulty line of the head decides", function()
+      agree("HTTP/1.1 200 OK\r\nX-A: \0\r\nContent-Length: x\r\n\r\n{}", NUL)
+      agree("HTTP/1.1 200 OK\r\nContent-Length: x\r\nX-A: \0\r\n\r\n{}",         -- (held)
+        "transport|200|true|true|Invalid Content-Length: value")
+      agree("HTTP/1.1 200 O\0K\r\nContent-Length: x\r\n\r\n{}", STATUS_LINE)
+    end)
+
+    it("in the body: the body's, not the head's (held)", function()
+      agree("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\0}",
+        "bad_response|200|true|true|HTTP 200 answer: invalid JSON: JSON parser does not support UTF-16 or UTF-32")
     end)
   end)
 

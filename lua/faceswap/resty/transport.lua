@@ -71,7 +71,8 @@ end
 -- The buffer is `buf` from index `pos` on: a line or a piece of body moves `pos` and copies
 -- only itself. While `keep` is set (the header block) nothing read is dropped, so the block is
 -- one slice of the buffer at its end. The reader also holds what the headers say of the
--- answer's framing (`length`, `chunked`, `keepalive`) and where its body goes (`out`).
+-- answer's framing (`length`, `chunked`, `keepalive`), where its body goes (`out`), and
+-- whether a NUL came while the header block was read (`nul`).
 local Reader = {}
 Reader.__index = Reader
 
@@ -79,9 +80,9 @@ Reader.__index = Reader
 -- never grows the table)
 local function reader(sock, deadline, armed)
   return setmetatable({ sock = sock, deadline = deadline, armed = armed, buf = "", pos = 1,
-                        body_bytes = 0, total = 0, keep = false, bare = false, length = false,
+                        body_bytes = 0, keep = false, bare = false, length = false,
                         chunked = false, keepalive = false, limit = 0, out = false,
-                        answer = false, parts = false, stream = false }, Reader)
+                        answer = false, parts = false, stream = false, nul = false }, Reader)
 end
 
 -- More bytes into the buffer, or nil and "timeout" / the cosocket's error.
@@ -96,6 +97,8 @@ function Reader:fill()
   end
   local data, err = sock:receiveany(65536)
   if not data then return nil, err end
+  -- (a NUL among the bytes of a head: read_head looks for it line by line, else not at all)
+  if self.keep and not self.nul and find(data, "\0", 1, true) then self.nul = true end
   local buf, pos = self.buf, self.pos
   if buf == "" then
     self.buf = data
@@ -106,12 +109,11 @@ function Reader:fill()
   else
     self.buf, self.pos = sub(buf, pos) .. data, 1
   end
-  self.total = self.total + #data
   return true
 end
 
 -- As a cosocket's receive("*l"): a line without its CRLF (or LF: then `bare` is set); on
--- failure nil, the error and what had arrived.
+-- failure nil and the error (what had arrived of the line is dropped).
 function Reader:line()
   while true do
     local buf, pos = self.buf, self.pos
@@ -125,9 +127,8 @@ function Reader:line()
     if #buf - pos + 1 > MAX_HEADER_BYTES then return nil, "big_headers" end
     local ok, err = self:fill()
     if not ok then
-      local partial = sub(self.buf, self.pos)
       self.buf, self.pos = "", 1
-      return nil, err, partial
+      return nil, err
     end
   end
 end
@@ -268,16 +269,21 @@ end
 
 -- Status line and headers: status and the header block (as libcurl gives it: its lines ended
 -- by CRLF), the framing set on `r`; or nil, a fault's name or the cosocket's error, the status
--- if its line had come, and "cut" when the connection closed after some of the header block.
+-- if its line had come, "cut" when the connection closed after a whole line of the answer's
+-- head (before one, libcurl's "Empty reply from server"), and "unanswered" when no whole line
+-- of any head had come (libcurl's test for a resend on a new connection).
 local function read_head(r)
   r.keep = true
   while true do
     local start = r.pos
     r.bare = false
-    local line, err, partial = r:line()
-    if not line then return nil, err, nil, partial ~= nil and partial ~= "" end
+    local line, err = r:line()
+    if not line then return nil, err, nil, false, start == 1 end
     local status, keepalive = status_line(line)
     if not status then return nil, keepalive end -- (its fault)
+    -- a NUL in any line of the head: in a status line it is an invalid one, in another line
+    -- the "nul" fault (csrc/fault.c), each line checked before what it says is read, as libcurl does
+    if r.nul and find(line, "\0", 1, true) then return nil, "status_line" end
     r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
     local final = status >= 200 and status or nil -- (a fault inside a 1xx's block has no code)
@@ -285,6 +291,7 @@ local function read_head(r)
       line, err = r:line()
       if not line then return nil, err, final, true end
       if line == "" then break end
+      if r.nul and find(line, "\0", 1, true) then return nil, "nul", final end
       bytes = bytes + #line + 2
       if bytes > MAX_HEADER_BYTES then return nil, "big_headers", final end
       -- only Content-Length, Transfer-Encoding and Connection matter here
@@ -411,18 +418,20 @@ local function exchange(self, base, head, method, target, content_type, body, ti
   local sent
   sent, err = sock:send(request)
   local r = reader(sock, deadline, wait)
-  local status, headers, cut
+  local status, headers, cut, unanswered
   if sent then
-    status, headers, err, cut = read_head(r)
+    status, headers, err, cut, unanswered = read_head(r)
   else
-    headers = err
+    headers, unanswered = err, true
   end
   if not status then
     err, status = headers, err -- on failure: the error, and the status if one had come
     sock:close()
     if err == "timeout" then return timed_out(started, post) end
-    -- (nothing at all came back: after even a 1xx libcurl does not resend either)
-    local lost = r.total == 0 and (err == "closed" or find(tostring(err), "reset", 1, true))
+    -- (not one whole line of the answer came back, as libcurl's Curl_retry_request counts
+    -- them: a part of a status line is lost with the connection; after even a 1xx libcurl does
+    -- not resend)
+    local lost = unanswered and (err == "closed" or find(tostring(err), "reset", 1, true))
     if reused and lost then
       -- a kept-alive connection the server had closed: a GET goes again on a new one; a POST
       -- may not, as the server may have acted on it
@@ -440,7 +449,7 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed("reset", true, post, status)
     elseif err == "http09" or err == "status_line" then
       return failed(err, true, post)
-    elseif err == "big_headers" or err == "bad_length" or err == "framing" then
+    elseif err == "big_headers" or err == "bad_length" or err == "framing" or err == "nul" then
       return failed(err, true, post, status)
     end
     return failed("other", true, post, status, tostring(err))
