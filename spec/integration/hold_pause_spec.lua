@@ -42,11 +42,4 @@ local function cases(name, coordinator)
   end)
 end
 
-cases("in process", function() return nil end)
-
-describe("#external", function()
-  local server
-  setup(function() server = redis.start() end)
-  teardown(function() server:close() end)
-  cases("Redis", function() return server.url end)
-end)
+redis.each_coordinator(cases)

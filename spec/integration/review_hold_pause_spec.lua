@@ -101,10 +101,4 @@ local function cases(name, coordinator)
 end
 
 -- the in-process coordinator, then Redis (#external: a redis-server of the spec's own)
-cases("in process", function() return nil end)
-describe("#external", function()
-  local redis_server
-  setup(function() redis_server = redis.start() end)
-  teardown(function() redis_server:close() end)
-  cases("Redis", function() return redis_server.url end)
-end)
+redis.each_coordinator(cases)

@@ -110,5 +110,17 @@ function M.start(opts)
   return self:start()
 end
 
+-- Runs a spec's cases(name, coordinator) against the in-process coordinator, then against
+-- Redis (#external: a redis-server of its own); coordinator() gives the client's option.
+function M.each_coordinator(cases)
+  cases("in process", function() return nil end)
+  local busted = require "busted"
+  busted.describe("#external", function()
+    local server
+    busted.setup(function() server = M.start() end)
+    busted.teardown(function() server:close() end)
+    cases("Redis", function() return server.url end)
+  end)
+end
 
 return M
