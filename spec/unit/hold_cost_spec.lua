@@ -37,12 +37,14 @@ describe("a blocking command's hold on the authority's fast path #unit", functio
     if jit then jit.off() end -- (a compiled loop runs no hook)
     local n = instructions(function() for _ = 1, 100 do ch:exclusive(command) end end) / 100
     if jit then jit.on() end
-    -- (113 on Lua 5.4, 123 on 5.1, 121 on LuaJIT interpreted; 316 on 5.4 before the hold was
+    -- (124 on Lua 5.4, 136 on 5.1, 134 on LuaJIT interpreted, with the hold's age read once;
+    -- 113, 123 and 121 before a hold older than a quarter of the lease was asked again; 316 on
+    -- 5.4 before the hold was
     -- taken and ended in the in-process coordinator's record at once: a fresh holder id
     -- string each time, every coordinator call through the closed-handle guard, hold and
     -- unhold each sweeping the leases, ready() asking the coordinator whether the channel was
     -- dead and paused)
-    assert.is_true(n <= 130, ("%g instructions a blocking command"):format(n))
+    assert.is_true(n <= 140, ("%g instructions a blocking command"):format(n))
     -- the hold was the coordinator's while the command ran, and is nobody's after
     assert.is_string(seen)
     assert.is_nil(coord:holder(CH))
