@@ -60,6 +60,10 @@ static const fault_row faults[FAULT_COUNT] = {
    * refused; the same request gets the same bytes, as for a bad status line); one in a status
    * line is FAULT_STATUS_LINE's, as RFC 9112, 4 has no NUL in a reason */
   [FAULT_NUL] = {"nul", "transport", 1, "Nul byte in header"},
+  /* libcurl's, for a line of a head (the answer's or a 1xx's) that is no field line: no colon,
+   * or a folded one first in its block, which continues nothing (RFC 9112, 5 and 2.2); a
+   * malformed head, refused and not retried, as a NUL */
+  [FAULT_COLON] = {"colon", "transport", 1, "Header without colon"},
   /* ours for what libcurl words in several ways, or takes: HTTP/1.0 or HTTP/1.1, one space,
    * a status of three digits (100-999), then a space or the line's end (RFC 9112, 4) */
   [FAULT_STATUS_LINE] = {"status_line", "transport", 1, "answer with an invalid status line"},

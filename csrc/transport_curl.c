@@ -146,6 +146,7 @@ typedef struct transfer {
   int at_status;                /* the next header line is a status line (start, after a 1xx) */
   int final_status;             /* an answer's status line (not 1xx) came */
   int head_done;                /* and so did the blank line that ends its header block */
+  int field_came;               /* a field line of this block came: a folded line continues it */
   long long content_length;     /* the answer's Content-Length, -1 before one is seen */
   struct curl_slist ct_node;    /* a POST's Content-Type, chained in front of the owner's */
   struct curl_slist expect_node; /* "Expect:", chained in front for large bodies only */
@@ -392,13 +393,20 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud) {
       x->final_status = 0;
       return 0;
     }
+    x->field_came = 0;
   } else if (bytes <= 2 && (data[0] == '\r' || data[0] == '\n')) {
     /* the blank line: the answer's header block is whole, or a 1xx's ended */
     if (x->final_status)
       x->head_done = 1;
     else
       x->at_status = 1;
-  } else if (!x->head_done && bytes > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+  } else if (!x->head_done && !x->field_came && (data[0] == ' ' || data[0] == '\t')) {
+    /* a folded line first in its block continues nothing: libcurl refuses most of them itself
+     * ("Header without colon"), but unfolds " a: b" into a 1xx's last field */
+    x->bad_framing = FAULT_COLON;
+    return 0;
+  } else if ((x->field_came = 1, !x->head_done) && bytes > 15 &&
+             strncasecmp(data, "content-length:", 15) == 0) {
     /* (not in a chunked answer's trailers: the body's end was the last chunk's) */
     /* libcurl takes the last of several; two that disagree leave the body's end unknown
      * (RFC 9112, 6.3), so the answer is refused rather than cut or waited for */
@@ -1614,6 +1622,10 @@ static void push_transfer_error(lua_State *L, transfer_t *x) {
     /* libcurl checks a line for NUL before on_header sees it: still at the status line, the
      * NUL was in it */
     fault_push(L, x->at_status ? FAULT_STATUS_LINE : FAULT_NUL, sent, x->post, code, NULL);
+  else if ((res == CURLE_WEIRD_SERVER_REPLY && strcmp(msg, "Header without colon") == 0) ||
+           (res == CURLE_BAD_FUNCTION_ARGUMENT && !x->at_status && !x->head_done))
+    /* the second: libcurl's header store could not unfold a folded line first in the head */
+    fault_push(L, FAULT_COLON, sent, x->post, code, NULL);
   else if (res == CURLE_UNSUPPORTED_PROTOCOL && strncmp(msg, "Unsupported ", 12) == 0)
     fault_push(L, FAULT_STATUS_LINE, sent, x->post, code, NULL); /* "... response code", "... version" */
   else if (res == CURLE_UNSUPPORTED_PROTOCOL) /* the protocols are http(s): HTTP/0.9 */
@@ -1952,12 +1964,24 @@ static transfer_t *start(lua_State *L, transport_t *t, int sync) {
   return x;
 }
 
+/* Whether libcurl refused a line of a chunked answer's trailers, the body whole by then: its
+ * header store takes no line with a NUL or, unless folded, without a colon, and the chunked
+ * reader words that as its own failure; a body write never fails so (ours give
+ * CURLE_WRITE_ERROR, and no content encoding is asked for). A client uses no trailer (RFC
+ * 9110, 6.5): the answer ends at that line, as inside nginx; libcurl closed the connection. */
+static int trailer_refused(const transfer_t *x) {
+  return x->result == CURLE_BAD_FUNCTION_ARGUMENT && x->head_done &&
+         strcmp(x->errbuf, "Failed reading the chunked-encoded stream") == 0;
+}
+
 /* Pushes what an ended transfer got: status, headers, body (a streamed download's size), or
  * nil and an error object. It reads the transfer while it allocates: only inside a window. */
 static int push_outcome(lua_State *L, void *arg) {
   transfer_t *x = (transfer_t *)arg;
   int n;
   long status = 0;
+  if (trailer_refused(x))
+    x->result = CURLE_OK;
   if (x->easy && !x->forked)
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   if (x->body_failed && x->file_body) {

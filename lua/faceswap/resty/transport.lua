@@ -198,9 +198,18 @@ local function read_body(r, limit)
       local size = tonumber(match(line, "^%s*(%x+)"), 16)
       if not size then return nil, "chunk_size" end
       if size == 0 then
-        repeat -- trailers
+        -- trailers: none is used (RFC 9110, 6.5); one with a NUL, or without a colon and not
+        -- folded, ends the answer there (libcurl refuses it after the body came, and the
+        -- libcurl transport reads that so): what follows it is unknown, the connection not kept
+        repeat
           line, err = r:line()
           if not line then return nil, err end
+          local c = byte(line, 1)
+          if c and (find(line, "\0", 1, true) or
+                    (c ~= 32 and c ~= 9 and not find(line, ":", 1, true))) then
+            r.keepalive = false
+            return true
+          end
         until line == ""
         return true
       end
@@ -287,6 +296,7 @@ local function read_head(r)
     r.length, r.chunked, r.keepalive = false, false, keepalive
     local bytes = #line
     local final = status >= 200 and status or nil -- (a fault inside a 1xx's block has no code)
+    local field = false -- (a field line of this block came: a folded line continues it)
     while true do
       line, err = r:line()
       if not line then return nil, err, final, true end
@@ -294,12 +304,22 @@ local function read_head(r)
       if r.nul and find(line, "\0", 1, true) then return nil, "nul", final end
       bytes = bytes + #line + 2
       if bytes > MAX_HEADER_BYTES then return nil, "big_headers", final end
-      -- only Content-Length, Transfer-Encoding and Connection matter here
+      -- a field line has a colon (RFC 9112, 5); a folded one (obs-fold: it starts with a space
+      -- or a tab) continues the one before, and first in its block continues nothing (RFC
+      -- 9112, 2.2): the "colon" fault (csrc/fault.c), as libcurl reads them
       local c = byte(line, 1)
+      local colon = false
+      if c == 32 or c == 9 then
+        if not field then return nil, "colon", final end
+      else
+        colon = find(line, ":", 1, true)
+        if not colon then return nil, "colon", final end
+        field = true
+      end
+      -- only Content-Length, Transfer-Encoding and Connection matter here
       if c == 67 or c == 99 or c == 84 or c == 116 then -- C c T t
         -- (by their length first, then by plain finds: no pattern per line, which LuaJIT
         -- would not compile)
-        local colon = find(line, ":", 1, true)
         local name = (colon == 15 or colon == 18 or colon == 11) and lower(sub(line, 1, colon - 1))
         if name == "content-length" then
           local length = digits(line, colon + 1)
@@ -449,7 +469,8 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed("reset", true, post, status)
     elseif err == "http09" or err == "status_line" then
       return failed(err, true, post)
-    elseif err == "big_headers" or err == "bad_length" or err == "framing" or err == "nul" then
+    elseif err == "big_headers" or err == "bad_length" or err == "framing" or err == "nul" or
+           err == "colon" then
       return failed(err, true, post, status)
     end
     return failed("other", true, post, status, tostring(err))
