@@ -816,6 +816,42 @@ function Channel:release()
   self:room()
 end
 
+-- The renewal of the hold while the command's request is on its way (the scheduler's
+-- transfer asks, given the channel as its `hold`): nothing else renews it then, and a hold
+-- that outlived its lease lets a job (of this process or another) take a slot while the
+-- command still runs upstream, where it meets the 429 of a busy channel.
+--
+-- renewal(): when the hold must next be renewed (core.now's clock: a quarter of the lease
+-- after it was last taken), or nil when no renewal is needed: no hold, or a caller that cannot
+-- yield on the in-process coordinator (nothing else of this process runs while its request
+-- does, and no other process shares that coordinator).
+function Channel:renewal()
+  if not self.hold_id or self.raw and self.holder == BLOCKING then return nil end
+  return self.hold_at + self.reg.lease / 4
+end
+
+-- renew_hold(): renews the hold if a quarter of its lease has passed since it was last taken
+-- (as a wait renews a job's slot: Registry:renew), as ready() does before a request; returns
+-- when the next renewal is due, or nil once there is no hold to keep (it ended, or its holder
+-- is gone: a cancelled task). A renewal refused (the channel paused or dead meanwhile,
+-- another holder's since the hold ran out, the coordinator out of reach) is tried again a
+-- quarter of the lease later, and the next ready() asks for the hold again.
+function Channel:renew_hold()
+  local id, holder = self.hold_id, self.holder
+  if not id or holder == nil or gone(holder) then return nil end
+  local quarter, now = self.reg.lease / 4, core.now()
+  if now - self.hold_at < quarter then return self.hold_at + quarter end
+  local raw, ok = self.raw
+  if raw and not raw.closed then ok = hold_now(raw, self.crec, id) else ok = self.coord:hold(self.key, id) end
+  if self.hold_id ~= id then return nil end -- (ended while the coordinator answered)
+  if not ok then
+    self.hold_taken = false
+    return now + quarter
+  end
+  self.hold_taken, self.hold_at = true, core.now()
+  return self.hold_at + quarter
+end
+
 local function after(self, ok, ...)
   self:release()
   if not ok then error((...), 0) end

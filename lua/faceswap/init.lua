@@ -240,10 +240,12 @@ end
 
 -- One request: the transport moves the bytes (yielding inside a task), the core reads the
 -- answer. `attempt` (1 when nil) is for the log; `xfer` (nil: none) the call's own transfer
--- options for the transport (`timeout`).
-local function exchange(self, op, method, path, content_type, body, attempt, xfer)
+-- options for the transport (`timeout`); `hold` (nil: none) the channel whose exclusive hold
+-- the request is made under, renewed while it is on its way (the scheduler's transfer).
+local function exchange(self, op, method, path, content_type, body, attempt, xfer, hold)
   local logged = self._log and logs.request(self._log, method, path, body, attempt)
-  local status, headers, answer = self._sched:transfer(method, path, content_type, body, xfer)
+  local status, headers, answer = self._sched:transfer(method, path, content_type, body, xfer,
+    hold)
   if logged then logged(status, headers, answer) end
   if not status then return nil, self._redact(headers) end
   local value, err = read_response(op, status, headers, answer)
@@ -265,7 +267,7 @@ local function through(self, ch, slot, refused, max_pause, op, method, path, con
     local err = ch:ready(max_pause)
     if err then return nil, err, refused end
     local job
-    job, err = exchange(self, op, method, path, content_type, body, attempt, xfer)
+    job, err = exchange(self, op, method, path, content_type, body, attempt, xfer, ch)
     if not job then ch:observe(err) end
     return job, err, refused
   end

@@ -283,7 +283,7 @@ end
 local function settle(self, t, ok, ...)
   local co = t._co
   running[co] = nil
-  local what, arg = ...
+  local what, arg, at = ...
   if not ok then
     local err = what
     if type(err) == "string" then err = debug.traceback(co, err) end
@@ -304,6 +304,7 @@ local function settle(self, t, ok, ...)
   if what == TRANSFER then
     t._transfer = arg
     self.waiting[arg] = t
+    if at then push_sleeper(self, at, t) end -- (a hold to renew then: see transfer)
   elseif what == SLEEP then
     push_sleeper(self, arg, t)
   elseif what == PARK then
@@ -518,21 +519,72 @@ local function reached(status, err)
   return status ~= nil or (type(err) == "table" and err.sent ~= false)
 end
 
+-- What a transfer made under a hold runs while it is on its way, in a task of its own (a
+-- coordinator's call may park): `hold:renew_hold()` renews the hold when due and tells when
+-- it is next due (nil: nothing left to keep), until the transfer has ended (`state.done`,
+-- and the transfer wakes it). Both schedulers' (faceswap.resty.scheduler's too).
+function M.keep_hold(sched, hold, state)
+  while not state.done do
+    local at = hold:renew_hold()
+    if not at or state.done then return end
+    sched:park(at)
+  end
+end
+
+-- A transfer made where the caller cannot yield, under a hold that needs renewing meanwhile
+-- (hold:renewal() told a time): made in a helper task while the caller steps the client (the
+-- other tasks run, as while it waits for its channel), so that the hold's renewer runs too.
+local function stepped(self, t, method, target, content_type, body, opts, hold)
+  local h = self:spawn(self.transfer, self, method, target, content_type, body, opts, hold)
+  while not h._result and not self.closed do self:step(1, true) end
+  local r = h._result -- (a client closed meanwhile cancelled the helper: its error says so)
+  if t and reached(r[1], r[2]) then t._sent = true end
+  return unpack(r, 1, r.n)
+end
+
 -- Inside a task: starts the transfer and yields until it ends. Outside (or where the task
--- cannot yield): blocks on it. `opts`: the transfer's own options (the transport's).
-function Scheduler:transfer(method, target, content_type, body, opts)
+-- cannot yield): blocks on it. `opts`: the transfer's own options (the transport's). `hold`
+-- (nil: none) a channel whose exclusive hold the request is made under (faceswap.channel):
+-- hold:renewal() tells when the hold must be renewed, if ever; a transfer still on its way
+-- then starts a task that renews it (keep_hold) until it ends. Outside a task, or where the
+-- task cannot yield, such a transfer is made through the scheduler (stepped) instead of the
+-- transport's perform, which runs no Lua until its transfer ends.
+function Scheduler:transfer(method, target, content_type, body, opts, hold)
   local transport = self.transport
   local t = running[co_running()]
   if t and t._sched ~= self then t = nil end
-  if not t then return transport:perform(method, target, content_type, body, opts) end
+  if not t then
+    if hold and hold:renewal() then
+      return stepped(self, nil, method, target, content_type, body, opts, hold)
+    end
+    return transport:perform(method, target, content_type, body, opts)
+  end
   if not can_yield() then
+    if hold and hold:renewal() then
+      return stepped(self, t, method, target, content_type, body, opts, hold)
+    end
     local status, headers, answer = transport:perform(method, target, content_type, body, opts)
     if reached(status, headers) then t._sent = true end
     return status, headers, answer
   end
   local id, err = transport:start(method, target, content_type, body, opts)
   if not id then return nil, err end
-  co_yield(TRANSFER, id)
+  if hold then
+    local at = hold:renewal()
+    co_yield(TRANSFER, id, at)
+    if t._transfer then
+      -- woken at `at` with the transfer still on its way: a renewer runs until it ends
+      local state = { done = false }
+      state.task = self:spawn(M.keep_hold, self, hold, state)
+      co_yield(TRANSFER, id)
+      state.done = true
+      self:wake(state.task)
+    elseif at then
+      t._token = t._token + 1 -- (the transfer ended first: its entry among the sleepers is stale)
+    end
+  else
+    co_yield(TRANSFER, id)
+  end
   local status, headers, answer = transport:finish(id)
   -- (reached(), inline: this is every request of every task)
   if status ~= nil or (type(headers) == "table" and headers.sent ~= false) then t._sent = true end

@@ -122,11 +122,23 @@ end
 
 -- The request, in the thread that asks: the cosocket yields to nginx while it waits. `opts`:
 -- the transfer's own options (timeout; for a download max, path, sink), as for libcurl's.
-function Scheduler:transfer(method, target, content_type, body, opts)
+-- `hold` (nil: none): the channel whose exclusive hold the request is made under, renewed
+-- while it is on its way by a light thread of its own (faceswap.task's keep_hold), ended
+-- with the request.
+function Scheduler:transfer(method, target, content_type, body, opts, hold)
   local t = self:current()
   stop_if_cancelled(t)
   if t then t._transfer = true end
+  local keeper
+  if hold and hold:renewal() then
+    keeper = { done = false }
+    keeper.task = self:spawn(task.keep_hold, self, hold, keeper)
+  end
   local status, headers, answer = self.transport:perform(method, target, content_type, body, opts)
+  if keeper then
+    keeper.done = true
+    self:wake(keeper.task)
+  end
   if t then
     t._transfer = false
     if reached(status, headers) then t._sent = true end
