@@ -155,7 +155,7 @@ end
 -- sets `co` once its light thread has started).
 function M.new(sched, co, args)
   return setmetatable({ _sched = sched, _co = co, _token = 0, _args = args, _transfer = false,
-                        _sent = false, _parked = false, _cancel = false }, task_mt)
+                        _renewer = false, _sent = false, _parked = false, _cancel = false }, task_mt)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -350,6 +350,11 @@ function Scheduler:cancel(t, why)
   t._token = t._token + 1 -- its heap entry, if any, is stale now
   t._parked = false -- in `ready`, it is skipped (it has a result)
   finished(self, t, { n = 2, nil, cancelled_error(why, sent) })
+  local renewer = t._renewer -- (the renewer of the hold its request was made under)
+  if renewer then
+    t._renewer = nil
+    self:cancel(renewer, why)
+  end
   local close = rawget(coroutine, "close") -- 5.4: runs the task's pending __close handlers
   if close then close(t._co) end
   return dropped
@@ -524,11 +529,21 @@ end
 -- it is next due (nil: nothing left to keep), until the transfer has ended (`state.done`,
 -- and the transfer wakes it). Both schedulers' (faceswap.resty.scheduler's too).
 function M.keep_hold(sched, hold, state)
-  while not state.done do
+  -- (its command's holder: the hold handed to another, or ended, ends this renewer too)
+  local holder = hold.holder
+  while not state.done and hold.holder == holder do
     local at = hold:renew_hold()
-    if not at or state.done then return end
+    if not at or state.done or hold.holder ~= holder then return end
     sched:park(at)
   end
+end
+
+-- Starts keep_hold for `hold` in a task of its own; returns its state (done: set by the
+-- transfer once it ended, then the task woken).
+function M.renewer(sched, hold)
+  local state = { done = false }
+  state.task = sched:spawn(M.keep_hold, sched, hold, state)
+  return state
 end
 
 -- A transfer made where the caller cannot yield, under a hold that needs renewing meanwhile
@@ -574,9 +589,10 @@ function Scheduler:transfer(method, target, content_type, body, opts, hold)
     co_yield(TRANSFER, id, at)
     if t._transfer then
       -- woken at `at` with the transfer still on its way: a renewer runs until it ends
-      local state = { done = false }
-      state.task = self:spawn(M.keep_hold, self, hold, state)
+      local state = M.renewer(self, hold)
+      t._renewer = state.task -- (cancelled with its command: Scheduler:cancel)
       co_yield(TRANSFER, id)
+      t._renewer = nil
       state.done = true
       self:wake(state.task)
     elseif at then

@@ -58,6 +58,26 @@ local function cases(name, coordinator)
       assert.is_nil(coord:holder(key))
     end)
 
+    it("a command cancelled while its request is on its way leaves no renewer running", function()
+      local coord, key = client()
+      local listed = c:spawn(function() return c:listid() end)
+      local give_up = faceswap.now() + 60
+      -- past a quarter of the lease, so the renewer runs
+      local sent_at
+      repeat
+        c:step(0.02)
+        if not sent_at and #fx.sent("/listid") == 1 then sent_at = faceswap.now() end
+      until (sent_at and faceswap.now() > sent_at + 0.5) or faceswap.now() > give_up
+      assert.equal(2, c:step(0), "the command and its renewer") -- (a renewer ran)
+      listed:cancel()
+      -- the renewer ends with its command, not at its next renewal a quarter lease later
+      assert.equal(0, c:step(0))
+      local _, err = listed:result()
+      assert.equal("cancelled", err.kind)
+      repeat c:step(0.02) until coord:holder(key) == nil or faceswap.now() > give_up
+      assert.is_nil(coord:holder(key))
+    end)
+
     if name == "Redis" then
       it("outside every task: held throughout, another process's headshot waits for it", function()
         local coord, key = client()

@@ -131,8 +131,7 @@ function Scheduler:transfer(method, target, content_type, body, opts, hold)
   if t then t._transfer = true end
   local keeper
   if hold and hold:renewal() then
-    keeper = { done = false }
-    keeper.task = self:spawn(task.keep_hold, self, hold, keeper)
+    keeper = task.renewer(self, hold)
   end
   local status, headers, answer = self.transport:perform(method, target, content_type, body, opts)
   if keeper then
