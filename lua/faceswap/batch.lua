@@ -369,14 +369,29 @@ function M.method(internals)
             for _, c in ipairs(order) do c.load = c.q.ch:load() end
             table.sort(order, by_load)
           end
+          local paused, first_end -- (the channels paused longer than max_pause, the first to end)
           for _, c in ipairs(order) do
-            local lease, _, retry_in = c.q.ch:try(me, false)
+            local lease, why, retry_in = c.q.ch:try(me, false)
             if lease then
               leave()
               wake_first() -- the next may find room too
               return c.q, lease
             end
+            if why == "paused" and retry_in > max_pause then
+              paused = (paused or 0) + 1
+              if not first_end or retry_in < first_end[2] then first_end = { c.q, retry_in } end
+            end
             if retry_in and retry_in < soonest then soonest = retry_in end
+          end
+          if paused == #order then
+            -- every channel left is paused by Discord for longer than the policy waits: the
+            -- item gets what a call there gets, the error its authority gives (rate_limited,
+            -- unsent), from the channel whose pause ends first
+            leave()
+            wake_first()
+            local lease, err = first_end[1].ch:acquire(refused, max_pause)
+            if lease then return first_end[1], lease end
+            return nil, err
           end
         end
         entry = entry or authority.queue_waiter(waiters, me, refused)
