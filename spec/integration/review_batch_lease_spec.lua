@@ -55,7 +55,9 @@ local function cases(name, coordinator)
       return results, bad
     end
 
-    for _, lease in ipairs { 1, 2 } do
+    -- (lease 2 s repeated every case at twice the time and found nothing more: 1 s, the least
+    -- faceswap.new takes, is the case closest to the edge)
+    for _, lease in ipairs { 1 } do
       for _, interval in ipairs { lease / 4 - 0.01, lease / 4, lease / 4 + 0.01 } do
         it(("lease %g s, polls every %g s: every job keeps its slot while it is waited on")
             :format(lease, interval), function()
