@@ -454,15 +454,21 @@ function Channel:try(owner, ahead)
     if self.waiters[1] then return nil, "queued", 1 end
   end
   local coord, clock = self.coord, self.reg.clock
-  if self.end_head <= self.end_tail then self:expire(clock()) end
+  local asked = clock()
+  if self.end_head <= self.end_tail then self:expire(asked) end
   local lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
   if not lease and (why == "full" and self:sweep() or why == "held" and not self:held_by_other()) then
+    asked = clock()
     lease, why, retry_in = coord:acquire(self.key, self.reg:id(), self.guess)
   end
   if not lease then return nil, why, retry_in end
-  -- (the time read after the coordinator took it: its lease ends no later than this one)
+  -- (the time read after the coordinator took it: its lease ends no later than this one; and
+  -- its age, for a renewal, counted from before it was asked: it began no sooner than that,
+  -- however late its answer was read)
   local ends = clock() + self.reg.lease
-  self.leases[lease] = record(self, lease, owner, ends)
+  local l = record(self, lease, owner, ends)
+  l[RENEWED] = asked
+  self.leases[lease] = l
   self:push_end(ends, lease)
   self.posting = self.posting + 1
   return lease

@@ -86,6 +86,26 @@ describe("a channel's records of its slots", function()
     assert.is_table(reg:slot("general"))
   end)
 
+  it("counts a lease's age from before the coordinator was asked, however late its answer", function()
+    local renews = count_renews()
+    -- a coordinator whose answer this process reads 7 s after it took the slot (a stall
+    -- between Redis running its script and the reply being read): of the lease's 10 s, 3 are
+    -- left when the answer is read
+    local acquire = coord.acquire
+    coord.acquire = function(...)
+      local lease, why, retry_in = acquire(...)
+      now = now + 7
+      return lease, why, retry_in
+    end
+    local lease = assert(ch:try(false, true))
+    coord.acquire = acquire
+    assert.is_false(ch:answered(lease, { jobid = "late answer", status = "started" }, nil, true))
+    reg:renew("late answer", true) -- 7 s old: renewed now, before its 10 s end
+    assert.equal(1, renews[1])
+    now = now + 5 -- 12 s after the take: live, as it was renewed
+    assert.equal(1, coord:running(CH))
+  end)
+
   it("asks the coordinator at once for the lease of a record kept past its end", function()
     local renews = count_renews()
     local lease = assert(ch:acquire())
