@@ -38,6 +38,23 @@ local SERVER = [[
           job and job.status or tostring(jerr), samples, unheld, tostring(sampler:done()) }, "|"))
       }
     }
+    location = /cancel {
+      content_by_lua_block {
+        local faceswap = require "faceswap"
+        local client = faceswap.new { token = "@TOKEN@", base_url = "@SIM@", retry = false,
+                                      channel = "@CH@", lease = 1, coordinator = "shared:faceswap" }
+        local listed = client:spawn(function() return client:listid() end)
+        ngx.sleep(0.6) -- past a quarter of the lease: the renewer runs
+        local live = 0
+        for t in pairs(client._sched.tasks) do if not t:done() then live = live + 1 end end
+        listed:cancel()
+        ngx.sleep(0.05) -- (the renewer, woken, ends: not a quarter of the lease later)
+        local left = 0
+        for t in pairs(client._sched.tasks) do if not t:done() then left = left + 1 end end
+        local _, err = listed:result()
+        ngx.say(live, "|", left, "|", err.kind)
+      }
+    }
 ]]
 
 describe("a blocking command longer than the lease inside nginx #external", function()
@@ -57,5 +74,14 @@ describe("a blocking command longer than the lease inside nginx #external", func
     assert.is_true(tonumber(samples) >= 10, body)
     assert.equal("0", unheld, body)
     assert.equal("true", done)
+  end)
+
+  it("a command cancelled while its request is on its way leaves no renewer running", function()
+    local n = nginx.start { http = "lua_shared_dict faceswap 1m;",
+      server = SERVER:gsub("@(%u+)@", { TOKEN = fx.TOKEN, SIM = fx.base_url, CH = CH1 }) }
+    finally(function() n:stop() end)
+    local status, body = nginx.request(n.url .. "/cancel")
+    assert.equal(200, status, body .. n:log())
+    assert.equal("2|0|cancelled\n", body) -- the command and its renewer, then neither
   end)
 end)

@@ -132,9 +132,11 @@ function Scheduler:transfer(method, target, content_type, body, opts, hold)
   local keeper
   if hold and hold:renewal() then
     keeper = task.renewer(self, hold)
+    if t then t._renewer = keeper end -- (ended with its command: cancel)
   end
   local status, headers, answer = self.transport:perform(method, target, content_type, body, opts)
   if keeper then
+    if t then t._renewer = false end
     keeper.done = true
     self:wake(keeper.task)
   end
@@ -181,6 +183,12 @@ function Scheduler:cancel(t, why)
     running[t._co] = nil
     t._transfer, t._parked = false, false
     finished(self, t, { n = 2, nil, cancelled_error(why, t._sent or dropped) })
+    local keeper = t._renewer -- (the renewer of the hold its request was made under)
+    if keeper then
+      t._renewer = false
+      keeper.done = true
+      self:wake(keeper.task)
+    end
     return dropped
   end
   t._cancel = why
