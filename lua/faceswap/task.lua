@@ -352,7 +352,7 @@ function Scheduler:cancel(t, why)
   finished(self, t, { n = 2, nil, cancelled_error(why, sent) })
   local renewer = t._renewer -- (the renewer of the hold its request was made under)
   if renewer then
-    t._renewer = nil
+    t._renewer = false
     self:cancel(renewer, why)
   end
   local close = rawget(coroutine, "close") -- 5.4: runs the task's pending __close handlers
@@ -592,7 +592,7 @@ function Scheduler:transfer(method, target, content_type, body, opts, hold)
       local state = M.renewer(self, hold)
       t._renewer = state.task -- (cancelled with its command: Scheduler:cancel)
       co_yield(TRANSFER, id)
-      t._renewer = nil
+      t._renewer = false
       state.done = true
       self:wake(state.task)
     elseif at then

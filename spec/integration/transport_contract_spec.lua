@@ -62,7 +62,7 @@ describe("the transport contract", function()
     return table.concat({
       "spawn task faceswap.task: running",
       "step " .. number,
-      "fields _cancel,_co,_parked,_sched,_sent,_token,_transfer",
+      "fields _cancel,_co,_parked,_renewer,_sched,_sent,_token,_transfer",
       "next_wakeup " .. next_wakeup,
       fd_line,
       "cancel true cancelled: task cancelled false",
