@@ -168,6 +168,12 @@ struct transport {
   int no_ca_path;               /* CURLOPT_CAPATH NULL: a bundle file is the trust store */
   int no_ca_file;               /* CURLOPT_CAINFO NULL: the hashed CA directory is the store */
   CURLSH *share;                /* TLS sessions, shared by every transfer of the client */
+  /* libcurl before 8.1.0 keeps a pointer to the last header it stored for curl_easy_header
+   * after freeing it as the handle's next transfer starts: an answer whose first field line is
+   * folded (" a: b") is then unfolded into freed memory, and the heap is corrupted (curl
+   * #11101). With it, each transfer gets a new easy handle; connections, DNS and the CA
+   * store stay in the multi handle, TLS sessions in the share. */
+  int stale_headers;
   transfer_t **slots;           /* slots[id - 1] */
   int nslots, free_head;
   int running;                  /* transfers in flight (held ones too) */
@@ -1462,6 +1468,7 @@ int core_transport_new(lua_State *L) {
   if (!t->share)
     return luaL_error(L, "curl_share_init failed");
   curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  t->stale_headers = curl_version_info(CURLVERSION_NOW)->version_num < 0x080100;
 
   t->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (t->epfd < 0)
@@ -1495,24 +1502,20 @@ static void multi_setup(lua_State *L, transport_t *t) {
   }
 }
 
-/* A new easy handle with everything that is the same for every request. */
-static transfer_t *transfer_new(transport_t *t) {
-  transfer_t *x = (transfer_t *)calloc(1, sizeof *x);
-  CURL *e;
-  if (!x)
-    return NULL;
-  x->easy = e = curl_easy_init();
-  if (!e) {
-    free(x);
-    return NULL;
-  }
-  x->owner = t;
+/* Gives slot x a new easy handle with everything that is the same for every request, and
+ * forgets what its last one was set to; 0 without memory (x->easy is NULL then). */
+static int easy_open(transport_t *t, transfer_t *x) {
+  CURL *e = x->easy = curl_easy_init();
+  if (!e)
+    return 0;
+  x->set_method = x->set_del = x->set_file_read = x->direct = 0;
+  x->set_ulbuf = 0;
   x->set_size = -1;
+  x->set_fields = NULL;
+  x->set_headers = NULL;
+  x->set_limit = 0;
   x->set_timeout_ms = t->timeout_ms;
-  x->stream_fd = -1;
-  x->ct_node.data = x->ct_line;
-  x->expect_node.data = (char *)"Expect:";
-  x->expect_node.next = &x->ct_node;
+  x->url.len = 0; /* (the URL is set again) */
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -1556,14 +1559,37 @@ static transfer_t *transfer_new(transport_t *t) {
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, t);
+  return 1;
+}
+
+/* A new slot and its easy handle; NULL without memory. */
+static transfer_t *transfer_new(transport_t *t) {
+  transfer_t *x = (transfer_t *)calloc(1, sizeof *x);
+  if (!x)
+    return NULL;
+  x->owner = t;
+  x->stream_fd = -1;
+  x->ct_node.data = x->ct_line;
+  x->expect_node.data = (char *)"Expect:";
+  x->expect_node.next = &x->ct_node;
+  if (!easy_open(t, x)) {
+    free(x);
+    return NULL;
+  }
   return x;
 }
 
-/* A free slot, reusing an old transfer's easy handle when there is one; NULL without memory. */
+/* A free slot, reusing an old transfer's easy handle when that is safe (see stale_headers);
+ * NULL without memory, the slot still free then. */
 static transfer_t *take_slot(transport_t *t) {
   transfer_t *x, **slots;
   if (t->free_head) {
     x = t->slots[t->free_head - 1];
+    if (t->stale_headers) {
+      curl_easy_cleanup(x->easy);
+      if (!easy_open(t, x))
+        return NULL;
+    }
     t->free_head = x->next_free;
     return x;
   }
