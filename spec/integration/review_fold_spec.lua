@@ -30,11 +30,9 @@ local function child(base, body)
     "end\n" .. body)
   local lua = arg and arg[-1] or rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
   -- (leaks are the parent's to check: see upload_stream_spec)
-  local run = assert(io.popen(string.format(
+  local out = shell.capture(string.format(
     "ASAN_OPTIONS=detect_leaks=0 LUA_PATH=%q LUA_CPATH=%q %s %s %s %s %s 2>&1; echo \"exit $?\"",
-    package.path, package.cpath, lua, path, base, TOKEN, JOBID)))
-  local out = run:read("*a")
-  run:close()
+    package.path, package.cpath, lua, path, base, TOKEN, JOBID))
   os.remove(path)
   return out
 end
