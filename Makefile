@@ -86,8 +86,9 @@ TEST_DEBS   := $(BUILD_DEBS) $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-
                lua-luv lua-posix redis-server libhiredis-dev lua-nginx-redis \
                python3 groff-base man-db bsdextrautils \
                $(HOST_DEBS) $(DOC_DEBS) $(ROCK_DEBS)
-# `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh)
-BENCH_DEBS  := $(TEST_DEBS) python3-requests
+# `make bench` compares against the curl tool and Python requests too (spec/bench/https.sh),
+# and against Lua-cURL (spec/bench/roundtrip.sh)
+BENCH_DEBS  := $(TEST_DEBS) python3-requests lua-curl
 # `make test-all-lua`: the Luas, and what their busted suites need
 ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-socket lua-busted \
                libcurl4-openssl-dev locales
