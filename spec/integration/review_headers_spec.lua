@@ -228,6 +228,45 @@ describe("review: where the transports' strict header reading applies #external"
     end)
   end)
 
+  -- RFC 9112, 7.1: a chunk is its size in hex digits first on its line (an extension after
+  -- them is ignored), the data, then CRLF. libcurl's reading decides, word for word: no digit
+  -- first is "Illegal or missing hexadecimal sequence", more than 16 digits "Too long
+  -- hexadecimal number", a size past what a 64-bit offset holds illegal again, and anything
+  -- but CRs before the LF after the data "Malformed encoding found". The nginx transport
+  -- raised on a size line without a digit (tonumber of nil), and took a size after spaces, 17
+  -- digits and bytes after a chunk's data.
+  describe("a chunked answer's chunk lines", function()
+    local function body(chunks)
+      return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" .. chunks
+    end
+    local ILLEGAL = "transport|200|true|true|Illegal or missing hexadecimal sequence in chunked-encoding"
+
+    it("a size line without a hex digit first", function()
+      agree(body "{}", ILLEGAL)                                                    -- nginx raised on main
+      agree(body "\r\n{}\r\n0\r\n\r\n", ILLEGAL)                             -- nginx raised on main
+      agree(body " 2\r\n{}\r\n0\r\n\r\n", ILLEGAL)                            -- nginx took it on main
+      agree(body "2\r\n{}\r\n;x\r\n\r\n", ILLEGAL)                            -- nginx raised on main
+    end)
+
+    it("a size too long or too large", function()
+      agree(body "00000000000000002\r\n{}\r\n0\r\n\r\n",
+        "transport|200|true|true|Too long hexadecimal number in chunked-encoding") -- nginx took it on main
+      agree(body "8000000000000000\r\n{}\r\n0\r\n\r\n", ILLEGAL)
+    end)
+
+    it("bytes after a chunk's data", function()
+      agree(body "2\r\n{}XX\r\n0\r\n\r\n",
+        "transport|200|true|true|Malformed encoding found in chunked-encoding")    -- nginx took it on main
+    end)
+
+    it("an extension, 16 digits, CRs before the LF (held)", function()
+      agree(body "2;ext=1 x\r\n{}\r\n0\r\n\r\n", NOT_A_JOB)
+      agree(body "0000000000000002\r\n{}\r\n0\r\n\r\n", NOT_A_JOB)
+      agree(body "2\r\n{}\r\r\n0\r\n\r\n", NOT_A_JOB)
+      agree(body "2\n{}\n0\n\n", NOT_A_JOB)
+    end)
+  end)
+
   describe("held", function()
     it("a folded Content-Length line is read as the line it is", function()
       agree("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n 3\r\n\r\n{}", NOT_A_JOB)

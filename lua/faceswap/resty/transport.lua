@@ -187,16 +187,55 @@ local function drop(r)
   return true
 end
 
+-- A chunk's size line read as libcurl reads it (lib/http_chunks.c), deciding on each byte as
+-- it arrives: hex digits first, at most 16 and below 2^63, then anything up to the LF (an
+-- extension). The size, or nil and "chunk_size" (no digit first, or too large), "chunk_long"
+-- (a 17th digit) or the cosocket's error.
+local function chunk_size(r)
+  while true do
+    local buf, pos = r.buf, r.pos
+    local _, last = find(buf, "^%x*", pos)
+    local digits = last - pos + 1
+    if digits > 16 then return nil, "chunk_long" end
+    if last < #buf then -- the byte after the digits came
+      if digits == 0 or (digits == 16 and byte(buf, pos) > 55) then return nil, "chunk_size" end
+      local hex = sub(buf, pos, last)
+      local line, err = r:line()
+      if not line then return nil, err end
+      return tonumber(hex, 16)
+    end
+    local ok, err = r:fill()
+    if not ok then return nil, err end
+  end
+end
+
+-- The end of a chunk's data: CRs, then an LF; true, or nil and "bad_chunk" at the first other
+-- byte (libcurl's "Malformed encoding"), or the cosocket's error.
+local function chunk_end(r)
+  while true do
+    local buf, pos = r.buf, r.pos
+    local _, last = find(buf, "^\r*", pos)
+    local c = byte(buf, last + 1)
+    if c == 10 then
+      r.pos = last + 2
+      return true
+    elseif c then
+      return nil, "bad_chunk"
+    end
+    local ok, err = r:fill()
+    if not ok then return nil, err end
+  end
+end
+
 -- Reads the answer body as its headers frame it, handing it to `r:out(piece)` as it arrives;
 -- true, or nil and a fault's name (and what fills in its words: for "oversize" the
 -- Content-Length, when there is one; for "cut_body" the bytes missing) or the cosocket's error.
 local function read_body(r, limit)
   if r.chunked then
     while true do
-      local line, err = r:line()
-      if not line then return nil, err end
-      local size = tonumber(match(line, "^%s*(%x+)"), 16)
-      if not size then return nil, "chunk_size" end
+      local size, err = chunk_size(r)
+      if not size then return nil, err end
+      local line
       if size == 0 then
         -- trailers: none is used (RFC 9110, 6.5); one with a NUL, or without a colon and not
         -- folded, ends the answer there (libcurl refuses it after the body came, and the
@@ -217,8 +256,8 @@ local function read_body(r, limit)
       local ok
       ok, err = r:pass(size)
       if not ok then return nil, err end
-      line, err = r:line()
-      if not line then return nil, err end
+      ok, err = chunk_end(r)
+      if not ok then return nil, err end
     end
   end
   local length = r.length
@@ -510,6 +549,9 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed("cut_body", true, post, status, left)
     elseif err == "chunk_size" or err == "big_headers" then
       return failed(err, true, post, status)
+    elseif err == "chunk_long" or err == "bad_chunk" then -- (libcurl's words)
+      return failed("other", true, post, status, err == "chunk_long" and
+        "Too long hexadecimal number in chunked-encoding" or "Malformed encoding found in chunked-encoding")
     elseif find(tostring(err), "reset by peer", 1, true) then
       return failed("reset", true, post, status)
     end
