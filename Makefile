@@ -94,7 +94,7 @@ ALL_LUA_DEBS := $(foreach v,$(ALL_LUAS),$(call debs_for,$(v))) lua-cjson lua-soc
                libcurl4-openssl-dev locales
 
 .PHONY: all test check demo bench install clean deps-build deps-test deps-bench lint lint-lua \
-        lint-c FORCE test-asan asan-build test-valgrind fuzz rock test-rock doc test-all-lua \
+        lint-c FORCE test-asan asan-build test-valgrind fuzz fuzz-wire rock test-rock doc test-all-lua \
         test-fresh static examples test-hosts testrow
 
 all: $(MODULE) $(OPTIONAL)
@@ -254,6 +254,12 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	@sh spec/support/debs.sh clang
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash spec/fuzz/run.sh
+
+# Both transports on the wire against a hostile server (spec/fuzz/answers.py): the libcurl one
+# under ASan and UBSan, the nginx one inside nginx (spec/fuzz/wire.sh; WIRE_SEEDS and more).
+fuzz-wire: deps-test asan-build
+	@$(MAKE) --no-print-directory LUA_VERSION=luajit all
+	bash spec/fuzz/wire.sh
 
 # The README's two commands in a fresh debootstrap'd Debian 12 with only make added (root;
 # the root's tarball is cached in /var/cache/lua-faceswap). Before every release.
