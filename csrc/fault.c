@@ -56,6 +56,10 @@ static const fault_row faults[FAULT_COUNT] = {
   [FAULT_BAD_LENGTH] = {"bad_length", "transport", 0, "Invalid Content-Length: value"},
   [FAULT_CHUNK_SIZE] = {"chunk_size", "transport", 0,
                         "Illegal or missing hexadecimal sequence in chunked-encoding"},
+  [FAULT_CHUNK_LONG] = {"chunk_long", "transport", 0,
+                        "Too long hexadecimal number in chunked-encoding"},
+  [FAULT_BAD_CHUNK] = {"bad_chunk", "transport", 0,
+                       "Malformed encoding found in chunked-encoding"},
   /* a NUL in a header line of any block, 1xx or the answer (RFC 9110, 5.5: the answer is to be
    * refused; the same request gets the same bytes, as for a bad status line); one in a status
    * line is FAULT_STATUS_LINE's, as RFC 9112, 4 has no NUL in a reason */

@@ -6,6 +6,7 @@
 -- while it is sent (peak memory of a fresh process).
 local faceswap = require "faceswap"
 local sim = require "spec.support.sim"
+local compat = require "spec.support.compat"
 
 local TOKEN = "test-token"
 local CH1, CH2 = "1100000000000000001", "1100000000000000002"
@@ -201,9 +202,8 @@ describe("uploads sent from the file's descriptor #integration", function()
     -- the interpreter running the specs (ASan's own under make test-asan), else this Lua's;
     -- leaks are this process's to check: LeakSanitizer's exit scan of the child can die on a
     -- thread's dynamic TLS (seen on kernel 6.18: "Tracer caught signal 11"), losing its output
-    local lua = arg and arg[-1] or rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
     local run = assert(io.popen(string.format("ASAN_OPTIONS=detect_leaks=0 LUA_PATH=%q LUA_CPATH=%q %s %s %s %s %s %s",
-      package.path, package.cpath, lua, script, TOKEN, s.base_url, big, FACE)))
+      package.path, package.cpath, compat.interpreter, script, TOKEN, s.base_url, big, FACE)))
     local grown = tonumber(run:read("*a"))
     run:close()
     assert.is_number(grown)

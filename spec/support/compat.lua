@@ -4,6 +4,7 @@
 --
 --   local compat = require "spec.support.compat"
 --   compat.lua, compat.build   -- "lua5.4" / "build/5.4", or "luajit" / "build/luajit", ...
+--   compat.interpreter         -- the interpreter running this process (ASan's Lua too)
 --   compat.execute(cmd)        -- os.execute as 5.2+ returns it: true|nil, "exit"|"signal", code
 --   compat.pack, compat.unpack -- table.pack and table.unpack (5.2+)
 local M = {}
@@ -14,6 +15,9 @@ M.jit = rawget(_G, "jit") ~= nil
 -- child process that loads the library runs on the same Lua as the spec that starts it.
 M.lua = M.jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 M.build = "build/" .. (M.jit and "luajit" or _VERSION:match("%d+%.%d+"))
+-- The interpreter running this process as a command (ASan's own Lua under `make test-asan`,
+-- which loads its own build), for a child that must run on the same: else M.lua.
+M.interpreter = rawget(_G, "arg") and arg[-1] or M.lua
 
 M.unpack = table.unpack or _G.unpack -- _G.unpack: 5.1
 function M.pack(...) return { n = select("#", ...), ... } end

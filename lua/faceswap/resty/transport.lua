@@ -547,11 +547,8 @@ local function exchange(self, base, head, method, target, content_type, body, ti
       return failed("cut_chunked", true, post, status)
     elseif err == "cut_body" then
       return failed("cut_body", true, post, status, left)
-    elseif err == "chunk_size" or err == "big_headers" then
+    elseif err == "chunk_size" or err == "chunk_long" or err == "bad_chunk" or err == "big_headers" then
       return failed(err, true, post, status)
-    elseif err == "chunk_long" or err == "bad_chunk" then -- (libcurl's words)
-      return failed("other", true, post, status, err == "chunk_long" and
-        "Too long hexadecimal number in chunked-encoding" or "Malformed encoding found in chunked-encoding")
     elseif find(tostring(err), "reset by peer", 1, true) then
       return failed("reset", true, post, status)
     end
